@@ -1,0 +1,1 @@
+"""The `fraudops` command: the single entry point for every verb of the platform."""

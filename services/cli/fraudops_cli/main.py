@@ -1,0 +1,26 @@
+"""`fraudops` — wires each verb to the part that does the work; no business logic lives here."""
+
+from __future__ import annotations
+
+import typer
+
+from fraudops_cli import infra, simulate
+from fraudops_cli.errors import run_app
+
+app = typer.Typer(
+    name="fraudops",
+    help="Real-time bank-fraud detection: local infrastructure, simulation, training, serving, streaming.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(infra.app, name="infra")
+app.command("simulate")(simulate.simulate)
+
+
+def main() -> None:
+    run_app(app)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""`fraudops simulate` (placeholder, being written)."""
+
+
+def simulate() -> None:
+    """Simulate transactions."""
