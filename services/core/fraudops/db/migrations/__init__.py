@@ -1,0 +1,1 @@
+"""alembic migrations of the fraudops schema."""

@@ -1,0 +1,1 @@
+"""Local infrastructure on loopback: a private PostgreSQL cluster and a single-node KRaft Kafka broker."""

@@ -1,0 +1,99 @@
+"""The schema on a real PostgreSQL: migrations go up and down, rows round-trip, idempotency holds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from fraudops.db import create_pool, migrate
+
+pytestmark = pytest.mark.integration
+
+EXPECTED_TABLES = {"transactions", "decisions", "alerts", "feedback_labels", "model_versions", "feature_checkpoints"}
+
+
+def _tables(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+    return {row[0] for row in rows} - {"alembic_version"}
+
+
+def test_migration_up_creates_every_table_and_down_removes_them(scratch_database: str) -> None:
+    migrate.upgrade(scratch_database)
+    assert _tables(scratch_database) == EXPECTED_TABLES
+    assert migrate.current_revision(scratch_database) == "0001"
+
+    migrate.downgrade(scratch_database, "base")
+    assert _tables(scratch_database) == set()
+    assert migrate.current_revision(scratch_database) is None
+
+    migrate.upgrade(scratch_database)
+    assert _tables(scratch_database) == EXPECTED_TABLES
+
+
+def test_transaction_and_decision_round_trip_through_the_pool(db_url: str) -> None:
+    event_time = datetime(2026, 11, 1, 12, 30, tzinfo=UTC)
+    pool = create_pool(db_url, max_size=2)
+    try:
+        with pool.connection() as conn:
+            conn.execute(
+                """INSERT INTO transactions (transaction_id, event_time, customer_id, merchant_category, amount,
+                       currency, channel, transaction_type, is_international)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                ("tx-roundtrip", event_time, "c-1", "grocery", 42.17, "EUR", "POS", "PURCHASE", False),
+            )
+            conn.execute(
+                """INSERT INTO decisions (transaction_id, variant, model_name, model_version, score, threshold,
+                       is_fraud, reasons) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                ("tx-roundtrip", "stable", "card-fraud", "v1", 0.73, 0.2, True,
+                 Jsonb([{"feature": "amount_zscore", "contribution": 1.2}])),
+            )
+        with pool.connection() as conn:
+            row = conn.execute(
+                """SELECT t.event_time, t.amount, d.score, d.reasons FROM transactions t
+                   JOIN decisions d USING (transaction_id) WHERE transaction_id = %s""",
+                ("tx-roundtrip",),
+            ).fetchone()
+    finally:
+        pool.close()
+    assert row is not None
+    assert row[0] == event_time
+    assert float(row[1]) == 42.17
+    assert row[2] == pytest.approx(0.73)
+    assert row[3] == [{"feature": "amount_zscore", "contribution": 1.2}]
+
+
+def test_a_replayed_insert_does_not_duplicate_a_transaction(db_url: str) -> None:
+    insert = """INSERT INTO transactions (transaction_id, event_time, merchant_category, amount, currency, channel,
+                    transaction_type, is_international)
+                VALUES ('tx-replayed', now(), 'fuel', 10, 'EUR', 'POS', 'PURCHASE', false)
+                ON CONFLICT (transaction_id) DO NOTHING"""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(insert)
+        conn.execute(insert)
+        count = conn.execute("SELECT count(*) FROM transactions WHERE transaction_id = 'tx-replayed'").fetchone()
+    assert count == (1,)
+
+
+def test_a_transaction_has_at_most_one_deciding_decision(db_url: str) -> None:
+    insert = """INSERT INTO decisions (transaction_id, variant, model_name, model_version, shadow, score,
+                    threshold, is_fraud) VALUES ('tx-one-decision', %s, 'm', 'v', %s, 0.1, 0.2, false)"""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(insert, ("stable", False))
+        conn.execute(insert, ("challenger", True))  # a shadow score next to the deciding one is fine
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(insert, ("canary", False))
+
+
+def test_amount_must_be_positive(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(
+            """INSERT INTO transactions (transaction_id, event_time, merchant_category, amount, currency, channel,
+                   transaction_type, is_international)
+               VALUES ('tx-negative', now(), 'fuel', -5, 'EUR', 'POS', 'PURCHASE', false)"""
+        )
