@@ -121,10 +121,13 @@ class Transaction(BaseModel):
     longitude: float | None = Field(None, ge=-180, le=180)
     device_id: _ID | None = None
     ip_address: str | None = Field(None, max_length=45)
-    beneficiary_id: _ID | None = Field(None, description="Payee of a transfer.")
+    beneficiary_id: _ID | None = Field(
+        None, description="Counterparty: the payee of an outgoing transfer, the payer of an incoming deposit."
+    )
     credential_change_at: datetime | None = Field(
         None, description="Last password / phone / e-mail change on the account known to the channel."
     )
+    account_opened_at: datetime | None = Field(None, description="When the account was opened (from the core system).")
     hour_of_day: int | None = Field(
         None, ge=0, le=23, description="Local hour, when the client knows it better than event_time."
     )
@@ -136,7 +139,7 @@ class Transaction(BaseModel):
             raise ValueError("amount must be a finite number")
         return value
 
-    @field_validator("event_time", "credential_change_at")
+    @field_validator("event_time", "credential_change_at", "account_opened_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         if value is None:

@@ -1,0 +1,277 @@
+"""The feature engine: per-customer state, label-risk tables and the kernel behind one small API.
+
+    engine = FeatureEngine()
+    features = engine.transform(encode_records(batch))   # features, then the state moves on
+    engine.add_fraud_labels(labels)                        # applied when their known-at time passes
+    blob = engine.snapshot(customer_ids)                   # checkpoint; FeatureEngine.restore(blob)
+
+The same engine object serves the stream consumer (micro-batches), the gateway (batches of one)
+and training (`replay` of a whole history), so there is exactly one feature definition.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fraudops.errors import ConfigurationError
+from fraudops.features import layout as L
+from fraudops.features.encode import EncodedBatch, encode_frame, stable_hash
+from fraudops.features.kernel import process_batch
+from fraudops.features.spec import FEATURE_VERSION, N_FEATURES, FeatureConfig
+
+_INITIAL_CAPACITY = 1024
+
+
+@dataclass
+class LabelEvents:
+    """Confirmed frauds, each with the time the label became known and the keys of its transaction."""
+
+    known_at: np.ndarray  # float64 epoch seconds
+    customer_ids: np.ndarray  # object
+    risk_keys: np.ndarray  # int64 [n, 5]: merchant, terminal, device, ip, beneficiary hashes
+
+    def __len__(self) -> int:
+        return len(self.known_at)
+
+    @classmethod
+    def empty(cls) -> LabelEvents:
+        return cls(np.empty(0), np.empty(0, dtype=object), np.empty((0, len(L.RISK_TABLES)), dtype=np.int64))
+
+    @classmethod
+    def concat(cls, parts: Sequence[LabelEvents]) -> LabelEvents:
+        parts = [part for part in parts if len(part)]
+        if not parts:
+            return cls.empty()
+        return cls(np.concatenate([p.known_at for p in parts]), np.concatenate([p.customer_ids for p in parts]),
+                   np.concatenate([p.risk_keys for p in parts]))
+
+    def take(self, index: np.ndarray | slice) -> LabelEvents:
+        return LabelEvents(self.known_at[index], self.customer_ids[index], self.risk_keys[index])
+
+
+class _SlotMap:
+    """Key → dense row number, growing on demand."""
+
+    def __init__(self) -> None:
+        self.slots: dict[object, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def lookup(self, keys: Iterable[object], create: bool) -> np.ndarray:
+        slots = self.slots
+        out = []
+        for key in keys:
+            if key is None or key == 0:
+                out.append(-1)
+                continue
+            slot = slots.get(key)
+            if slot is None:
+                if not create:
+                    out.append(-1)
+                    continue
+                slot = len(slots)
+                slots[key] = slot
+            out.append(slot)
+        return np.asarray(out, dtype=np.int64)
+
+
+class FeatureEngine:
+    """Online feature state for a set of customers plus the label-risk tables."""
+
+    def __init__(self, config: FeatureConfig | None = None) -> None:
+        self.config = config or FeatureConfig()
+        self._customers = _SlotMap()
+        self._floats = np.zeros((_INITIAL_CAPACITY, L.N_FLOAT_STATE))
+        self._ints = np.zeros((_INITIAL_CAPACITY, L.N_INT_STATE), dtype=np.int64)
+        self._risk = [_SlotMap() for _ in L.RISK_TABLES]
+        self._risk_count = np.zeros((len(L.RISK_TABLES), _INITIAL_CAPACITY))
+        self._risk_time = np.zeros((len(L.RISK_TABLES), _INITIAL_CAPACITY))
+        self._pending = LabelEvents.empty()
+
+    # --- the online API --------------------------------------------------------------------------
+
+    @property
+    def customer_count(self) -> int:
+        return len(self._customers)
+
+    @property
+    def pending_label_count(self) -> int:
+        return len(self._pending)
+
+    def transform(self, batch: EncodedBatch) -> np.ndarray:
+        """Features (float32, [n, N_FEATURES]) of each transaction in order; then the state includes them."""
+        batch.txi[:, L.TI_SLOT] = self._customers.lookup(batch.customer_ids, create=True)
+        self._grow_customers()
+        for table, slot_map in enumerate(self._risk):
+            batch.txi[:, L.TI_G_MERCHANT + table] = slot_map.lookup(batch.risk_keys[:, table].tolist(), create=False)
+        labels = self._pending
+        labf = labels.known_at.reshape(-1, 1)
+        labi = self._label_slots(labels)
+        out = np.empty((len(batch), N_FEATURES), dtype=np.float32)
+        applied = process_batch(batch.txf, batch.txi, self._floats, self._ints, labf, labi, self._risk_count,
+                                self._risk_time, out)
+        self._pending = labels.take(slice(applied, None))
+        return out
+
+    def add_fraud_labels(self, labels: LabelEvents) -> None:
+        """Queue confirmed frauds; each takes effect for transactions after its known-at time."""
+        if not len(labels):
+            return
+        for table, slot_map in enumerate(self._risk):
+            slot_map.lookup(labels.risk_keys[:, table].tolist(), create=True)
+        self._grow_risk()
+        merged = LabelEvents.concat([self._pending, labels])
+        self._pending = merged.take(np.argsort(merged.known_at, kind="stable"))
+
+    # --- the offline API ---------------------------------------------------------------------------
+
+    def replay(self, history: pd.DataFrame, chunk_rows: int = 250_000) -> np.ndarray:
+        """Features of a whole history in event-time order (the caller sorts it), with its fraud labels.
+
+        Labels come from `is_fraud` with `label_available_at` (or event time + the configured label
+        delay when that column is absent), so each label only affects what happened after it was known.
+        """
+        if "is_fraud" in history.columns:
+            self.add_fraud_labels(labels_from_history(history, self.config))
+        parts = []
+        for start in range(0, len(history), chunk_rows):
+            parts.append(self.transform(encode_frame(history.iloc[start:start + chunk_rows])))
+        return np.concatenate(parts) if parts else np.empty((0, N_FEATURES), dtype=np.float32)
+
+    # --- checkpoints ---------------------------------------------------------------------------------
+
+    def snapshot(self, customer_ids: Iterable[str] | None = None, include_global: bool = True) -> bytes:
+        """Serialise the state of some customers (default: all) and, optionally, the global part.
+
+        The global part (label-risk tables and labels not yet in effect) is shared by all customers:
+        a per-partition checkpoint leaves it out, a whole-engine snapshot keeps it.
+        """
+        ids = list(self._customers.slots) if customer_ids is None else [
+            c for c in customer_ids if c in self._customers.slots]
+        rows = np.asarray([self._customers.slots[c] for c in ids], dtype=np.int64)
+        arrays: dict[str, np.ndarray] = {
+            "header": np.asarray([FEATURE_VERSION, L.N_FLOAT_STATE, L.N_INT_STATE], dtype=np.int64),
+            "customer_ids": np.asarray(ids, dtype=str),
+            "floats": self._floats[rows],
+            "ints": self._ints[rows],
+        }
+        if include_global:
+            for table, slot_map in enumerate(self._risk):
+                arrays[f"risk_keys_{table}"] = np.asarray(list(slot_map.slots), dtype=np.int64)
+                arrays[f"risk_count_{table}"] = self._risk_count[table, : len(slot_map)]
+                arrays[f"risk_time_{table}"] = self._risk_time[table, : len(slot_map)]
+            arrays["pending_known_at"] = self._pending.known_at
+            arrays["pending_customers"] = np.asarray([c or "" for c in self._pending.customer_ids], dtype=str)
+            arrays["pending_keys"] = self._pending.risk_keys
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        return buffer.getvalue()
+
+    def restore(self, blob: bytes) -> int:
+        """Load a snapshot into this engine (customers replace any held under the same id); returns count."""
+        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+            version, n_floats, n_ints = (int(x) for x in data["header"])
+            if (version, n_floats, n_ints) != (FEATURE_VERSION, L.N_FLOAT_STATE, L.N_INT_STATE):
+                raise ConfigurationError(
+                    f"feature state snapshot is version {version} ({n_floats}/{n_ints} columns); this engine is "
+                    f"version {FEATURE_VERSION}: rebuild the state by replaying history"
+                )
+            ids = data["customer_ids"].tolist()
+            slots = self._customers.lookup(ids, create=True)
+            self._grow_customers()
+            self._floats[slots] = data["floats"]
+            self._ints[slots] = data["ints"]
+            if "pending_known_at" in data:
+                self._restore_global(data)
+        return len(ids)
+
+    def _restore_global(self, data: np.lib.npyio.NpzFile) -> None:
+        for table, slot_map in enumerate(self._risk):
+            mine = slot_map.lookup(data[f"risk_keys_{table}"].tolist(), create=True)
+            self._grow_risk()
+            count, when = data[f"risk_count_{table}"], data[f"risk_time_{table}"]
+            # the tables are global: where both sides know an entity, the more recent knowledge wins
+            newer = when >= self._risk_time[table, mine]
+            self._risk_count[table, mine[newer]] = count[newer]
+            self._risk_time[table, mine[newer]] = when[newer]
+        theirs = LabelEvents(
+            data["pending_known_at"],
+            np.asarray([c or None for c in data["pending_customers"].tolist()], dtype=object),
+            data["pending_keys"],
+        )
+        if not len(self._pending):
+            self.add_fraud_labels(theirs)
+
+    def forget(self, customer_ids: Iterable[str]) -> None:
+        """Drop customers' state (their partition moved to another consumer); their slots are zeroed."""
+        for customer_id in customer_ids:
+            slot = self._customers.slots.get(customer_id)
+            if slot is not None:
+                self._floats[slot] = 0.0
+                self._ints[slot] = 0
+
+    def customer_state(self, customer_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """A copy of one customer's raw state rows (for tests and debugging)."""
+        slot = self._customers.slots.get(customer_id)
+        if slot is None:
+            return None
+        return self._floats[slot].copy(), self._ints[slot].copy()
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _label_slots(self, labels: LabelEvents) -> np.ndarray:
+        labi = np.full((len(labels), L.N_LI), -1, dtype=np.int64)
+        if len(labels):
+            labi[:, L.LI_SLOT] = self._customers.lookup(labels.customer_ids, create=False)
+            for table, slot_map in enumerate(self._risk):
+                labi[:, L.LI_G_MERCHANT + table] = slot_map.lookup(labels.risk_keys[:, table].tolist(), create=False)
+        return labi
+
+    def _grow_customers(self) -> None:
+        needed = len(self._customers)
+        if needed <= len(self._floats):
+            return
+        capacity = max(needed, 2 * len(self._floats))
+        floats = np.zeros((capacity, L.N_FLOAT_STATE))
+        ints = np.zeros((capacity, L.N_INT_STATE), dtype=np.int64)
+        floats[: len(self._floats)] = self._floats
+        ints[: len(self._ints)] = self._ints
+        self._floats, self._ints = floats, ints
+
+    def _grow_risk(self) -> None:
+        needed = max(len(m) for m in self._risk)
+        if needed <= self._risk_count.shape[1]:
+            return
+        capacity = max(needed, 2 * self._risk_count.shape[1])
+        for name in ("_risk_count", "_risk_time"):
+            old = getattr(self, name)
+            new = np.zeros((len(L.RISK_TABLES), capacity))
+            new[:, : old.shape[1]] = old
+            setattr(self, name, new)
+
+
+def labels_from_history(history: pd.DataFrame, config: FeatureConfig) -> LabelEvents:
+    """Fraud-label events from a labelled history (`is_fraud`, optional `label_available_at`)."""
+    frauds = history[history["is_fraud"].astype(bool)]
+    if "label_available_at" in frauds.columns:
+        known = pd.to_datetime(frauds["label_available_at"], utc=True)
+    else:
+        known = pd.to_datetime(frauds["event_time"], utc=True) + pd.to_timedelta(config.label_delay_s, unit="s")
+    known_at = known.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+
+    def keys(name: str) -> np.ndarray:
+        if name not in frauds.columns:
+            return np.zeros(len(frauds), dtype=np.int64)
+        return stable_hash(frauds[name].to_numpy())
+
+    risk_keys = np.stack([keys("merchant_id"), keys("terminal_id"), keys("device_id"), keys("ip_address"),
+                          keys("beneficiary_id")], axis=1).astype(np.int64)
+    customers = frauds["customer_id"].astype(object).to_numpy() if "customer_id" in frauds.columns else np.full(
+        len(frauds), None, dtype=object)
+    return LabelEvents(known_at.astype(np.float64), customers, risk_keys)
