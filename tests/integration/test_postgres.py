@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
-
 from fraudops.db import create_pool, migrate
+from psycopg.types.json import Jsonb
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-
 from fraudops.errors import ConfigurationError
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine
@@ -115,8 +114,8 @@ def test_a_fraud_label_only_counts_after_it_became_known() -> None:
         **tx(0, merchant_id="m-shady", customer_id="bob"), "is_fraud": 1,
         "label_available_at": (T0 + timedelta(days=2)).isoformat(),
     }])
-    from fraudops.features.engine import labels_from_history  # noqa: PLC0415 - local to the behaviour tested
-    from fraudops.features.spec import FeatureConfig  # noqa: PLC0415
+    from fraudops.features.engine import labels_from_history
+    from fraudops.features.spec import FeatureConfig
 
     engine.add_fraud_labels(labels_from_history(labelled, FeatureConfig()))
     before = features([tx(60 * 24, merchant_id="m-shady", customer_id="carol")], engine).iloc[0]

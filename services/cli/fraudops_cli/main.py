@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fraudops_cli import infra, simulate
+from fraudops_cli import infra, simulate, train
 from fraudops_cli.errors import run_app
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(infra.app, name="infra")
 app.command("simulate")(simulate.simulate)
+app.command("train")(train.train)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psutil
-
 from fraudops.errors import InfraError
 
 

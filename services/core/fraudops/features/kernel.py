@@ -146,7 +146,7 @@ def _risk_at(risk_count: np.ndarray, risk_time: np.ndarray, table: int, entity: 
 
 
 @nb.njit(cache=True)
-def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.ndarray, i: int,  # noqa: N803
+def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.ndarray, i: int,
               risk_count: np.ndarray, risk_time: np.ndarray, out: np.ndarray) -> None:
     o = out[i]
     now = txf[i, L.TF_TIME]
@@ -415,7 +415,7 @@ def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.n
 
 
 @nb.njit(cache=True)
-def _update(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.ndarray, i: int,  # noqa: N803
+def _update(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.ndarray, i: int,
             km_from_home: float) -> None:
     now = txf[i, L.TF_TIME]
     amount = txf[i, L.TF_AMOUNT]

@@ -1,0 +1,1 @@
+"""The training job: the container a TrainingRun runs, and the library behind `fraudops train`."""
