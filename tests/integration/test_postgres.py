@@ -11,7 +11,10 @@ from psycopg.types.json import Jsonb
 
 pytestmark = pytest.mark.integration
 
-EXPECTED_TABLES = {"transactions", "decisions", "alerts", "feedback_labels", "model_versions", "feature_checkpoints"}
+EXPECTED_TABLES = {
+    "transactions", "decisions", "alerts", "feedback_labels", "model_versions", "feature_checkpoints",
+    "customer_feature_state",
+}
 
 
 def _tables(url: str) -> set[str]:
@@ -25,7 +28,7 @@ def _tables(url: str) -> set[str]:
 def test_migration_up_creates_every_table_and_down_removes_them(scratch_database: str) -> None:
     migrate.upgrade(scratch_database)
     assert _tables(scratch_database) == EXPECTED_TABLES
-    assert migrate.current_revision(scratch_database) == "0001"
+    assert migrate.current_revision(scratch_database) == "0002"
 
     migrate.downgrade(scratch_database, "base")
     assert _tables(scratch_database) == set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fraudops_cli import infra, simulate, train
+from fraudops_cli import infra, serve, simulate, train
 from fraudops_cli.errors import run_app
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(infra.app, name="infra")
+app.add_typer(serve.app, name="serve")
 app.command("simulate")(simulate.simulate)
 app.command("train")(train.train)
 

@@ -68,7 +68,12 @@ class ModelArtifact:
 
 def save_artifact(folder: Path, booster: xgb.Booster, metadata: ModelMetadata) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    booster.save_model(str(folder / MODEL_FILE))
+    # KServe's xgbserver predicts on unnamed arrays, which XGBoost refuses for a booster with feature
+    # names: the file keeps none, and the names (in column order) live in metadata.yaml.
+    unnamed = booster.copy()
+    unnamed.feature_names = None
+    unnamed.feature_types = None
+    unnamed.save_model(str(folder / MODEL_FILE))
     (folder / METADATA_FILE).write_text(yaml.safe_dump(metadata.to_dict(), sort_keys=False))
     return folder
 

@@ -25,6 +25,10 @@ from fraudops.features.kernel import process_batch
 from fraudops.features.spec import FEATURE_VERSION, N_FEATURES, FeatureConfig
 
 _INITIAL_CAPACITY = 1024
+# A per-customer state row starts with the feature version and the layout widths, so a row written
+# by another build is recognised instead of silently misread.
+_ROW_HEADER = b"FOPS" + np.asarray([FEATURE_VERSION, L.N_FLOAT_STATE, L.N_INT_STATE], dtype="<i4").tobytes()
+_ROW_BYTES = len(_ROW_HEADER) + 8 * (L.N_FLOAT_STATE + L.N_INT_STATE)
 
 
 @dataclass
@@ -207,6 +211,37 @@ class FeatureEngine:
         )
         if not len(self._pending):
             self.add_fraud_labels(theirs)
+
+    # --- per-customer rows (the state store shared by the consumer and the gateway) -------------------
+
+    def export_customers(self, customer_ids: Iterable[str]) -> list[tuple[str, bytes]]:
+        """Each known customer's state as one compact binary row (header + float row + int row)."""
+        rows = []
+        for customer_id in customer_ids:
+            slot = self._customers.slots.get(customer_id)
+            if slot is not None:
+                rows.append((customer_id, _ROW_HEADER + self._floats[slot].tobytes() + self._ints[slot].tobytes()))
+        return rows
+
+    def import_customers(self, rows: Iterable[tuple[str, bytes]]) -> int:
+        """Load rows written by `export_customers` (replacing what this engine holds for those customers)."""
+        rows = list(rows)
+        for customer_id, blob in rows:
+            if blob[: len(_ROW_HEADER)] != _ROW_HEADER or len(blob) != _ROW_BYTES:
+                raise ConfigurationError(
+                    f"stored feature state of customer {customer_id!r} is from another feature version "
+                    f"(this engine is version {FEATURE_VERSION}): rebuild the state by replaying history")
+        slots = self._customers.lookup([customer_id for customer_id, _ in rows], create=True)
+        self._grow_customers()
+        float_bytes = L.N_FLOAT_STATE * 8
+        for slot, (_, blob) in zip(slots, rows, strict=True):
+            body = memoryview(blob)[len(_ROW_HEADER):]
+            self._floats[slot] = np.frombuffer(body[:float_bytes], dtype=np.float64)
+            self._ints[slot] = np.frombuffer(body[float_bytes:], dtype=np.int64)
+        return len(rows)
+
+    def knows(self, customer_id: str) -> bool:
+        return customer_id in self._customers.slots
 
     def forget(self, customer_ids: Iterable[str]) -> None:
         """Drop customers' state (their partition moved to another consumer); their slots are zeroed."""

@@ -1,0 +1,111 @@
+"""The routing table: which model variant decides each transaction, and which ones score it in shadow.
+
+The operator writes the table (a ConfigMap mounted as a file, and FraudModel `status.routing`);
+the gateway and the stream consumer read it and route deterministically:
+
+* `serve` variants split decisions per transaction (a canary: 10% means ~10% of transactions);
+* `ab` variants split decisions per customer (sticky: a customer always sees the same variant);
+* `shadow` variants score every transaction but never decide; their scores are recorded.
+
+Buckets come from a stable hash (the same SipHash the features use) of the transaction or customer
+id and the table's salt, modulo 10,000, so every replica routes a transaction the same way.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fraudops.errors import ConfigurationError
+from fraudops.features.encode import stable_hash
+
+BUCKETS = 10_000
+
+
+class VariantMode(StrEnum):
+    SERVE = "serve"
+    AB = "ab"
+    SHADOW = "shadow"
+
+
+class Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., pattern=r"^[a-z0-9-]+$", description="stable, canary, challenger, …")
+    model_version: str
+    weight: float = Field(100.0, ge=0, le=100, description="Share of decisions in percent (ignored for shadow).")
+    mode: VariantMode = VariantMode.SERVE
+    model_uri: str | None = Field(None, description="Artifact to score in-process (embedded scoring).")
+    endpoint: str | None = Field(None, description="KServe base URL to score over the V2 protocol instead.")
+
+    @model_validator(mode="after")
+    def _has_a_model(self) -> Variant:
+        if not self.model_uri and not self.endpoint:
+            raise ValueError(f"variant {self.name!r} needs a model_uri or an endpoint")
+        return self
+
+
+class RoutingTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_name: str = "card-fraud"
+    salt: str = ""
+    variants: list[Variant]
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RoutingTable:
+        deciding = self.deciding
+        if not deciding:
+            raise ValueError("the routing table needs at least one serve or ab variant")
+        if len({v.mode for v in deciding}) > 1:
+            raise ValueError("deciding variants must all be `serve` (per transaction) or all `ab` (per customer)")
+        total = sum(v.weight for v in deciding)
+        if abs(total - 100.0) > 1e-6:
+            raise ValueError(f"weights of deciding variants must sum to 100, not {total:g}")
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names must be unique: {names}")
+        return self
+
+    @property
+    def deciding(self) -> list[Variant]:
+        return [v for v in self.variants if v.mode != VariantMode.SHADOW]
+
+    @property
+    def shadows(self) -> list[Variant]:
+        return [v for v in self.variants if v.mode == VariantMode.SHADOW]
+
+    def route(self, transaction_ids: np.ndarray, customer_ids: np.ndarray) -> np.ndarray:
+        """Index into `deciding` of the variant that decides each transaction."""
+        deciding = self.deciding
+        if len(deciding) == 1:
+            return np.zeros(len(transaction_ids), dtype=np.int64)
+        sticky = deciding[0].mode == VariantMode.AB
+        keys = np.asarray(customer_ids if sticky else transaction_ids, dtype=object)
+        if sticky:  # anonymous customers fall back to per-transaction routing
+            keys = np.where(keys == None, transaction_ids, keys)  # noqa: E711 - elementwise comparison
+        salted = np.array([f"{self.salt}:{key}" for key in keys], dtype=object)
+        buckets = stable_hash(salted).view(np.uint64) % BUCKETS
+        edges = np.cumsum([v.weight * BUCKETS / 100.0 for v in deciding])
+        return np.minimum(np.searchsorted(edges, buckets, side="right"), len(deciding) - 1)
+
+    @classmethod
+    def single(cls, model_version: str, model_uri: str, model_name: str = "card-fraud") -> RoutingTable:
+        return cls(model_name=model_name, variants=[Variant(name="stable", model_version=model_version,
+                                                            model_uri=model_uri)])
+
+
+def load_routing_table(path: Path) -> RoutingTable:
+    """Read a routing table from YAML or JSON (the operator's ConfigMap key `routing.yaml`)."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"cannot read routing table {path}: {exc}") from exc
+    try:
+        return RoutingTable.model_validate(document)
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid routing table {path}: {exc}") from exc

@@ -1,0 +1,1 @@
+"""The FastAPI gateway: the synchronous /predict authorisation path."""

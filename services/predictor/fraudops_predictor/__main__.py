@@ -1,0 +1,3 @@
+from fraudops_predictor.server import main
+
+main()

@@ -1,0 +1,157 @@
+"""`FraudPredictor`, a `kserve.Model`: load → preprocess → predict → postprocess for one model artifact.
+
+Inputs, V1 (`/v1/models/<name>:predict`): `instances` are feature rows (lists in the metadata's
+feature order) or raw transactions (objects in the fraudops schema; scored without customer
+history — the gateway and the consumer hold the history and send feature rows).
+Inputs, V2 (`/v2/models/<name>/infer`): one FP32 tensor `features` [n, F], or one FP32 tensor per
+feature named as in the model metadata. Set the request parameter `reasons: true` for TreeSHAP
+reason codes (`top_k`, default 3).
+
+Scoring runs on a worker thread (XGBoost releases the GIL), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import numpy as np
+import orjson
+from fraudops.artifact import load_artifact
+from fraudops.features.encode import encode_transactions
+from fraudops.features.engine import FeatureEngine
+from fraudops.schema import Transaction
+from fraudops.scoring import Scorer
+from kserve import InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InvalidInput
+from pydantic import ValidationError
+
+from fraudops_predictor import metrics
+
+FEATURES_INPUT = "features"
+PROBABILITY_OUTPUT = "fraud_probability"
+REASONS_OUTPUT = "reasons"
+
+
+class FraudPredictor(Model):
+    def __init__(self, name: str, model_uri: str) -> None:
+        super().__init__(name)
+        self.model_uri = model_uri
+        self.scorer: Scorer | None = None
+
+    # --- load ----------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        artifact = load_artifact(self.model_uri, nthread=1)
+        self.scorer = Scorer(artifact)
+        # Warm the booster so the first request does not pay for lazy initialisation.
+        self.scorer.score(np.zeros((1, len(self.scorer.feature_names)), dtype=np.float32))
+        metrics.MODEL_INFO.labels(model=self.name, version=artifact.version).set(1)
+        self.ready = True
+        return self.ready
+
+    @property
+    def _scorer(self) -> Scorer:
+        if self.scorer is None:
+            raise InvalidInput("model is not loaded")
+        return self.scorer
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        names = self._scorer.feature_names
+        return [{"name": FEATURES_INPUT, "datatype": "FP32", "shape": [-1, len(names)]}] + [
+            {"name": name, "datatype": "FP32", "shape": [-1]} for name in names]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [{"name": PROBABILITY_OUTPUT, "datatype": "FP32", "shape": [-1]},
+                {"name": REASONS_OUTPUT, "datatype": "BYTES", "shape": [-1]}]
+
+    # --- preprocess ------------------------------------------------------------------------------
+
+    async def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict:
+        """Feature matrix and request parameters; `request` keeps the V2 request for the response."""
+        if isinstance(payload, InferRequest):
+            return {"features": self._v2_features(payload), "parameters": dict(payload.parameters or {}),
+                    "request": payload}
+        if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
+            raise InvalidInput('V1 requests need a JSON object with an "instances" list')
+        return {"features": self._v1_features(payload["instances"]),
+                "parameters": dict(payload.get("parameters") or {}), "request": None}
+
+    def _v2_features(self, request: InferRequest) -> np.ndarray:
+        names = self._scorer.feature_names
+        by_name = {tensor.name: tensor for tensor in request.inputs}
+        if FEATURES_INPUT in by_name:
+            features = np.asarray(by_name[FEATURES_INPUT].as_numpy(), dtype=np.float32)
+            if features.ndim != 2 or features.shape[1] != len(names):
+                raise InvalidInput(f'input "features" must have shape [n, {len(names)}], got {list(features.shape)}')
+            return features
+        missing = [name for name in names if name not in by_name]
+        if missing:
+            raise InvalidInput(f'send input "features" [n, {len(names)}] or one input per feature; missing '
+                               f"{len(missing)}, e.g. {missing[:3]}")
+        return np.stack([np.asarray(by_name[name].as_numpy(), dtype=np.float32).reshape(-1) for name in names],
+                        axis=1)
+
+    def _v1_features(self, instances: list[Any]) -> np.ndarray:
+        width = len(self._scorer.feature_names)
+        if not instances:
+            return np.empty((0, width), dtype=np.float32)
+        if all(isinstance(row, list) for row in instances):
+            try:
+                features = np.asarray(instances, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"feature rows must hold numbers: {exc}") from exc
+            if features.ndim != 2 or features.shape[1] != width:
+                raise InvalidInput(f"feature rows must each have {width} numbers in the metadata's order")
+            return features
+        if all(isinstance(row, dict) for row in instances):
+            try:
+                transactions = [Transaction.model_validate(row) for row in instances]
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise InvalidInput(f"invalid transaction: {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+            # No customer history here: a fresh engine per request (see the module docstring).
+            return FeatureEngine().transform(encode_transactions(transactions))
+        raise InvalidInput("instances must be all feature rows (lists) or all transactions (objects)")
+
+    # --- predict ---------------------------------------------------------------------------------
+
+    async def predict(self, payload: dict, headers: dict[str, str] | None = None) -> dict:
+        parameters = payload["parameters"]
+        want_reasons = bool(parameters.get("reasons", False))
+        top_k = int(parameters.get("top_k", 3))
+        started = time.perf_counter()
+        scores, reasons = await asyncio.to_thread(self._score, payload["features"], want_reasons, top_k)
+        metrics.observe_batch(self.name, self._scorer.model_version, scores, self._scorer.threshold,
+                              time.perf_counter() - started)
+        return {**payload, "scores": scores, "reasons": reasons}
+
+    def _score(self, features: np.ndarray, want_reasons: bool, top_k: int) -> tuple[np.ndarray, list | None]:
+        scores = self._scorer.score(features)
+        reasons = None
+        if want_reasons:
+            reasons = [[reason.as_dict() for reason in row] for row in self._scorer.reasons(features, top_k)]
+        return scores, reasons
+
+    # --- postprocess -------------------------------------------------------------------------------
+
+    async def postprocess(self, result: dict, headers: dict[str, str] | None = None,
+                          response_headers: dict[str, str] | None = None) -> dict | InferResponse:
+        scores, reasons, request = result["scores"], result["reasons"], result["request"]
+        scorer = self._scorer
+        if request is None:
+            body: dict[str, Any] = {"predictions": scores.tolist(), "model_version": scorer.model_version,
+                                    "threshold": scorer.threshold}
+            if reasons is not None:
+                body["reasons"] = reasons
+            return body
+        outputs = [InferOutput(name=PROBABILITY_OUTPUT, shape=[len(scores)], datatype="FP32", data=scores)]
+        if reasons is not None:
+            encoded = np.asarray([orjson.dumps(row) for row in reasons], dtype=np.object_)
+            outputs.append(InferOutput(name=REASONS_OUTPUT, shape=[len(reasons)], datatype="BYTES", data=encoded))
+        return InferResponse(
+            model_name=self.name, infer_outputs=outputs, response_id=request.id,
+            parameters={"model_version": scorer.model_version, "threshold": scorer.threshold},
+            use_binary_outputs=request.use_binary_outputs,
+        )

@@ -1,0 +1,35 @@
+"""Start the KServe model server for one artifact (a local process, or the InferenceService container)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from fraudops.config import get_settings
+from fraudops.logs import configure_logging
+from kserve import ModelServer
+
+from fraudops_predictor.model import FraudPredictor
+
+
+def serve(model_uri: str, name: str = "card-fraud", port: int = 8080, workers: int = 1) -> None:
+    """Load the artifact, then serve V1 and V2 REST (and KServe's /metrics) until stopped."""
+    model = FraudPredictor(name, model_uri)
+    model.load()
+    ModelServer(http_port=port, workers=workers, enable_grpc=False).start([model])
+
+
+def main() -> None:
+    """Container entry point, with KServe's usual flags (`--model_name`, `--model_dir`, `--http_port`)."""
+    parser = argparse.ArgumentParser(description="fraudops KServe predictor")
+    parser.add_argument("--model_name", default=os.environ.get("MODEL_NAME", "card-fraud"))
+    parser.add_argument("--model_dir", default=os.environ.get("STORAGE_URI") and "/mnt/models")
+    parser.add_argument("--http_port", type=int, default=int(os.environ.get("HTTP_PORT", "8080")))
+    args, _ = parser.parse_known_args()
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    serve(args.model_dir or settings.model_path, args.model_name, args.http_port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The stateful Kafka consumer: features, scoring, effectively-once persistence, alerts."""
