@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Build etcd, kube-apiserver, kubectl and kube-controller-manager from the Go module proxy into a cache
+# folder, for tests that need a real Kubernetes API server (see README.md).
+#
+#   bash hack/k8s/build.sh            # -> <repo>/.cache/k8s/bin/{etcd,kube-apiserver,kubectl,kube-controller-manager}
+#   K8S_BIN_DIR=/some/dir bash hack/k8s/build.sh
+#
+# The versions are the ones pinned in hack/k8s/apiserver/go.mod and
+# hack/k8s/etcd/go.mod (single source of truth). A binary is skipped when it
+# exists and the stamp recorded for it in $K8S_BIN_DIR/VERSIONS matches
+# (version + hash of its wrapper go.mod/go.sum), so a warm run costs ~nothing
+# and needs no network. Needs only `go` (>= the go line of the wrapper go.mod)
+# and access to the Go module proxy; GOMODCACHE/GOCACHE are left at defaults.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+BIN_DIR="${K8S_BIN_DIR:-$ROOT/.cache/k8s/bin}"
+STAMPS="$BIN_DIR/VERSIONS"
+
+log() { printf 'k8s-bin: %s\n' "$*"; }
+die() { printf 'k8s-bin: ERROR: %s\n' "$*" >&2; exit 1; }
+
+command -v go >/dev/null 2>&1 || die "'go' not found on PATH (Go >= 1.26 is needed to build etcd/kube-apiserver/kubectl)"
+
+# Version of a module as required in a wrapper go.mod (no network needed).
+modver() { # <go.mod> <module path>
+    awk -v m="$2" '($1 == m) { print $2; exit } ($1 == "require" && $2 == m) { print $3; exit }' "$1"
+}
+# Stamp = version + short hash of the wrapper's go.mod and go.sum.
+stamp() { # <wrapper dir> <version>
+    printf '%s %s' "$2" "$(cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12)"
+}
+recorded() { # <binary name>
+    [ -f "$STAMPS" ] || return 0
+    awk -v n="$1" '($1 == n) { $1 = ""; sub(/^ /, ""); print; exit }' "$STAMPS"
+}
+up_to_date() { # <binary name> <stamp>
+    [ -x "$BIN_DIR/$1" ] && [ "$(recorded "$1")" = "$2" ]
+}
+record() { # <binary name> <stamp>
+    local tmp="$STAMPS.tmp.$$"
+    { [ -f "$STAMPS" ] && awk -v n="$1" '$1 != n' "$STAMPS"; printf '%s %s\n' "$1" "$2"; } >"$tmp"
+    mv -f "$tmp" "$STAMPS"
+}
+
+K8S_DIR="$HERE/apiserver"
+ETCD_DIR="$HERE/etcd"
+K8S_VERSION="$(modver "$K8S_DIR/go.mod" k8s.io/kubernetes)"
+ETCD_VERSION="$(modver "$ETCD_DIR/go.mod" go.etcd.io/etcd/server/v3)"
+[ -n "$K8S_VERSION" ] || die "cannot read the k8s.io/kubernetes version from $K8S_DIR/go.mod"
+[ -n "$ETCD_VERSION" ] || die "cannot read the go.etcd.io/etcd/server/v3 version from $ETCD_DIR/go.mod"
+K8S_STAMP="$(stamp "$K8S_DIR" "$K8S_VERSION")"
+ETCD_STAMP="$(stamp "$ETCD_DIR" "$ETCD_VERSION")"
+
+mkdir -p "$BIN_DIR"
+# Serialise concurrent runs (e.g. two test jobs starting at once).
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$BIN_DIR/.lock"
+    flock 9
+fi
+
+K8S_BINS=(kube-apiserver kubectl)
+# kube-controller-manager (for namespace deletion / garbage collection in tests)
+# adds ~2 min to a cold build; K8S_BUILD_KCM=0 skips it.
+if [ "${K8S_BUILD_KCM:-1}" != "0" ]; then K8S_BINS+=(kube-controller-manager); fi
+
+need_etcd=0
+up_to_date etcd "$ETCD_STAMP" || need_etcd=1
+need_k8s=()
+for b in "${K8S_BINS[@]}"; do
+    up_to_date "$b" "$K8S_STAMP" || need_k8s+=("$b")
+done
+
+if [ "$need_etcd" = 0 ] && [ "${#need_k8s[@]}" = 0 ]; then
+    log "up to date in $BIN_DIR (etcd $ETCD_VERSION, kubernetes $K8S_VERSION)"
+    exit 0
+fi
+
+export CGO_ENABLED=0   # static binaries, like the official releases; no C toolchain needed
+GOFLAGS_BUILD=(-trimpath -buildvcs=false -mod=readonly)
+TMP_OUT="$(mktemp -d "$BIN_DIR/.build.XXXXXX")"
+trap 'rm -rf "$TMP_OUT"' EXIT
+START=$SECONDS
+
+if [ "$need_etcd" = 1 ]; then
+    log "building etcd $ETCD_VERSION (go $(go env GOVERSION)) ..."
+    t0=$SECONDS
+    ( cd "$ETCD_DIR" && go build "${GOFLAGS_BUILD[@]}" -ldflags "-s -w" \
+        -o "$TMP_OUT/etcd" go.etcd.io/etcd/server/v3 ) \
+        || die "building etcd $ETCD_VERSION failed (go output above; wrapper module: $ETCD_DIR)"
+    mv -f "$TMP_OUT/etcd" "$BIN_DIR/etcd"
+    record etcd "$ETCD_STAMP"
+    log "etcd done in $((SECONDS - t0))s"
+fi
+
+if [ "${#need_k8s[@]}" -gt 0 ]; then
+    # Same version variables as kubernetes' hack/lib/version.sh sets, so that
+    # /version and `kubectl version` report the real release.
+    v="${K8S_VERSION#v}"
+    major="${v%%.*}"; rest="${v#*.}"; minor="${rest%%.*}"
+    ldflags="-s -w"
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+        ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+        ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit="
+    done
+    pkgs=()
+    for b in "${need_k8s[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+    log "building ${need_k8s[*]} $K8S_VERSION (go $(go env GOVERSION); a cold build takes ~10 min on 2 cores) ..."
+    t0=$SECONDS
+    ( cd "$K8S_DIR" && go build "${GOFLAGS_BUILD[@]}" -ldflags "$ldflags" -o "$TMP_OUT/" "${pkgs[@]}" ) \
+        || die "building ${need_k8s[*]} $K8S_VERSION failed (go output above; wrapper module: $K8S_DIR)"
+    for b in "${need_k8s[@]}"; do
+        mv -f "$TMP_OUT/$b" "$BIN_DIR/$b"
+        record "$b" "$K8S_STAMP"
+    done
+    log "${need_k8s[*]} done in $((SECONDS - t0))s"
+fi
+
+log "built into $BIN_DIR in $((SECONDS - START))s"
