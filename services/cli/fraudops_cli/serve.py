@@ -23,3 +23,14 @@ def predictor(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     serve(model_uri or settings.model_path, name, port)
+
+
+@app.command()
+def gateway(
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 in a container).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """The public /predict API (FastAPI on uvicorn)."""
+    from fraudops_gateway.server import serve  # noqa: PLC0415
+
+    serve(host, port)

@@ -30,12 +30,28 @@ class Settings(BaseSettings):
     consumer_group: str = "fraud-scorer"
 
     # --- scoring ------------------------------------------------------------------------
-    fraud_threshold: float = Field(0.2, ge=0.0, le=1.0, description="Score above which a decision is fraud.")
+    fraud_threshold: float = Field(
+        0.2, ge=0.0, le=1.0,
+        description="Score at or above which a decision is fraud. When not set in the environment, each "
+        "model's own threshold (chosen by its training rule and stored in the artifact) applies.",
+    )
     batch_size: int = Field(100, ge=1, description="Records per consumer batch / rows per scoring call.")
     model_path: str = Field(
         "artifacts/models/latest",
         description="Model artifact: a local folder, or a pvc:// / s3:// / file:// storage URI.",
     )
+
+    routing_table_path: Path | None = Field(
+        None, description="Routing table (YAML) written by the operator; default: MODEL_PATH serves everything."
+    )
+    state_refresh_s: float = Field(5.0, ge=0, description="Gateway: re-read a customer's stored state after this.")
+
+    # --- gateway -----------------------------------------------------------------------------
+    gateway_api_keys: str = Field("", description="Comma-separated API keys; empty turns authentication off.")
+    gateway_rate_limit: str = Field("2000/second", description="Per-client limit (limits syntax, e.g. 100/second).")
+    gateway_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
+    gateway_max_batch: int = Field(1000, ge=1, description="Most transactions in one /predict/batch call.")
+    gateway_persist_queue: int = Field(10_000, ge=10, description="Decisions waiting for PostgreSQL (backpressure).")
 
     # --- local infrastructure (fraudops infra up) ----------------------------------------
     run_dir: Path = Field(Path(".run"), description="Databases, logs and pid files of local processes.")

@@ -33,6 +33,9 @@ class Scorer:
         self.artifact = artifact
         self.booster = artifact.booster
         self.booster.set_param({"nthread": 1})
+        # Rows arrive as bare arrays in metadata order; names on the booster would make XGBoost refuse them.
+        self.booster.feature_names = None
+        self.booster.feature_types = None
         self.feature_names = list(artifact.metadata.feature_names)
         self.threshold = float(artifact.metadata.threshold)
 

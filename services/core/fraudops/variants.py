@@ -1,0 +1,201 @@
+"""Deciding with the routing table: score each transaction with its deciding variant and every shadow.
+
+Each variant is scored either in-process from its artifact (`Scorer`) or remotely through the
+KServe V2 protocol (`RemoteScorer`, binary tensors over HTTP). The gateway and the stream consumer
+both decide through `Decider`, so a routing table means the same thing on both paths.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import httpx
+import numpy as np
+import orjson
+
+from fraudops.artifact import load_artifact
+from fraudops.errors import RetryableError
+from fraudops.routing import RoutingTable, Variant
+from fraudops.scoring import Reason, Scorer
+from fraudops.sink import Decision
+
+
+class VariantScorer(Protocol):
+    model_version: str
+    threshold: float
+
+    def score(self, features: np.ndarray) -> np.ndarray: ...
+
+    def reasons(self, features: np.ndarray, top_k: int = 3) -> list[list[Reason]]: ...
+
+
+class RemoteScorer:
+    """A KServe predictor scored over V2 REST with the binary tensor extension (no JSON float parsing)."""
+
+    def __init__(self, endpoint: str, model_name: str, timeout_s: float = 2.0) -> None:
+        self.url = f"{endpoint.rstrip('/')}/v2/models/{model_name}/infer"
+        self.client = httpx.Client(timeout=timeout_s, limits=httpx.Limits(max_keepalive_connections=4))
+        self.model_version = "unknown"
+        self.threshold = 0.5
+        try:
+            metadata = self.client.get(self.url.rsplit("/infer", 1)[0])
+            metadata.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"model server {endpoint} unreachable: {exc}") from exc
+        width = next(t["shape"][1] for t in metadata.json()["inputs"] if t["name"] == "features")
+        # One real call learns the served version and threshold (they travel in the response parameters).
+        self._refresh_from(self._infer(np.zeros((1, width), dtype=np.float32)))
+
+    def _infer(self, features: np.ndarray, reasons: bool = False, top_k: int = 3) -> dict:
+        payload = np.ascontiguousarray(features, dtype=np.float32)
+        header = orjson.dumps({
+            "inputs": [{"name": "features", "shape": list(payload.shape), "datatype": "FP32",
+                        "parameters": {"binary_data_size": payload.nbytes}}],
+            "parameters": {"reasons": reasons, "top_k": top_k},
+        })
+        try:
+            response = self.client.post(
+                self.url, content=header + payload.tobytes(),
+                headers={"Content-Type": "application/octet-stream",
+                         "Inference-Header-Content-Length": str(len(header))},
+            )
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"model server {self.url} unreachable: {exc}") from exc
+        if response.status_code >= 500:
+            raise RetryableError(f"model server {self.url} answered {response.status_code}: {response.text[:200]}")
+        response.raise_for_status()
+        return _decode_v2_response(response)
+
+    def _refresh_from(self, body: dict) -> None:
+        parameters = body.get("parameters") or {}
+        self.model_version = str(parameters.get("model_version", self.model_version))
+        self.threshold = float(parameters.get("threshold", self.threshold))
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        if len(features) == 0:
+            return np.empty(0, dtype=np.float32)
+        body = self._infer(features)
+        self._refresh_from(body)
+        return np.asarray(body["outputs"]["fraud_probability"], dtype=np.float32)
+
+    def reasons(self, features: np.ndarray, top_k: int = 3) -> list[list[Reason]]:
+        if len(features) == 0:
+            return []
+        body = self._infer(features, reasons=True, top_k=top_k)
+        return [[Reason(r["feature"], r["value"], r["contribution"]) for r in orjson.loads(row)]
+                for row in body["outputs"]["reasons"]]
+
+
+def _decode_v2_response(response: httpx.Response) -> dict:
+    """A V2 response with JSON or binary outputs → {'parameters': …, 'outputs': {name: list}}."""
+    header_length = response.headers.get("inference-header-content-length")
+    raw = response.content
+    header = orjson.loads(raw[: int(header_length)] if header_length else raw)
+    tail = memoryview(raw)[int(header_length):] if header_length else memoryview(b"")
+    outputs = {}
+    for output in header["outputs"]:
+        size = (output.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            outputs[output["name"]] = output["data"]
+            continue
+        chunk, tail = tail[:size], tail[size:]
+        if output["datatype"] == "BYTES":
+            items, position = [], 0
+            while position < len(chunk):
+                (length,) = struct.unpack_from("<I", chunk, position)
+                items.append(bytes(chunk[position + 4: position + 4 + length]))
+                position += 4 + length
+            outputs[output["name"]] = items
+        else:
+            outputs[output["name"]] = np.frombuffer(chunk, dtype=np.float32).tolist()
+    return {"parameters": header.get("parameters"), "outputs": outputs}
+
+
+def build_scorer(variant: Variant, model_name: str) -> VariantScorer:
+    if variant.endpoint:
+        return RemoteScorer(variant.endpoint, model_name)
+    assert variant.model_uri is not None  # the routing table validates one of the two
+    return Scorer(load_artifact(variant.model_uri, nthread=1))
+
+
+@dataclass
+class Decided:
+    """The decisions for a batch: one deciding decision per transaction, plus shadow decisions."""
+
+    deciding: list[Decision]
+    shadow: list[Decision]
+
+    @property
+    def all(self) -> list[Decision]:
+        return self.deciding + self.shadow
+
+
+class Decider:
+    """Routes, scores and explains a batch of feature rows according to a routing table."""
+
+    def __init__(self, table: RoutingTable, scorers: dict[str, VariantScorer], source: str,
+                 threshold_override: float | None = None, reason_count: int = 3) -> None:
+        self.table = table
+        self.scorers = scorers
+        self.source = source
+        self.threshold_override = threshold_override
+        self.reason_count = reason_count
+
+    @classmethod
+    def from_table(cls, table: RoutingTable, source: str, threshold_override: float | None = None) -> Decider:
+        return cls(table, {v.name: build_scorer(v, table.model_name) for v in table.variants}, source,
+                   threshold_override)
+
+    def threshold(self, variant: str) -> float:
+        return self.threshold_override if self.threshold_override is not None else self.scorers[variant].threshold
+
+    def decide(self, features: np.ndarray, transaction_ids: Sequence[str], customer_ids: Sequence[str | None],
+               explain_all: bool = False) -> Decided:
+        """Score every row with its deciding variant and with every shadow; explain the flagged ones."""
+        started = time.perf_counter()
+        now = datetime.now(UTC)
+        deciding_variants = self.table.deciding
+        route = self.table.route(np.asarray(transaction_ids, dtype=object), np.asarray(customer_ids, dtype=object))
+        deciding: list[Decision | None] = [None] * len(transaction_ids)
+        for index, variant in enumerate(deciding_variants):
+            rows = np.flatnonzero(route == index)
+            if len(rows):
+                decisions = self._score(variant, features[rows], rows, transaction_ids, customer_ids, now, False,
+                                        explain_all)
+                for row, decision in zip(rows, decisions, strict=True):
+                    deciding[row] = decision
+        shadow = []
+        all_rows = np.arange(len(transaction_ids))
+        for variant in self.table.shadows:
+            shadow.extend(self._score(variant, features, all_rows, transaction_ids, customer_ids, now, True, False))
+        latency_ms = (time.perf_counter() - started) * 1000
+        for decision in deciding:
+            assert decision is not None
+            decision.latency_ms = latency_ms
+        return Decided([d for d in deciding if d is not None], shadow)
+
+    def _score(self, variant: Variant, features: np.ndarray, rows: np.ndarray, transaction_ids: Sequence[str],
+               customer_ids: Sequence[str | None], now: datetime, shadow: bool, explain_all: bool) -> list[Decision]:
+        scorer = self.scorers[variant.name]
+        scores = scorer.score(features)
+        threshold = self.threshold(variant.name)
+        flagged = scores >= threshold
+        reasons: dict[int, list[dict]] = {}
+        to_explain = np.arange(len(rows)) if explain_all else np.flatnonzero(flagged)
+        if len(to_explain) and not shadow:
+            explained = scorer.reasons(features[to_explain], self.reason_count)
+            reasons = {int(i): [r.as_dict() for r in row] for i, row in zip(to_explain, explained, strict=True)}
+        return [
+            Decision(
+                transaction_id=transaction_ids[row], variant=variant.name, model_name=self.table.model_name,
+                model_version=scorer.model_version, shadow=shadow, score=float(scores[i]), threshold=threshold,
+                is_fraud=bool(flagged[i]), reasons=reasons.get(i, []), latency_ms=None, source=self.source,
+                decided_at=now, customer_id=customer_ids[row],
+            )
+            for i, row in enumerate(rows.tolist())
+        ]
