@@ -12,3 +12,24 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def simulated_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small labelled history from the real simulator (60 days, every fraud pattern)."""
+    from fraudops_simulator import SimulationConfig, simulate, write_tables
+
+    path = tmp_path_factory.mktemp("history") / "history.parquet"
+    write_tables(simulate(SimulationConfig(transactions=80_000, customers=1_500, days=60, seed=11)), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_artifact(simulated_history: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model artifact trained by the real pipeline on the simulated history (small budget)."""
+    from fraudops_training.pipeline import TrainingConfig, run_training
+
+    root = tmp_path_factory.mktemp("models")
+    result = run_training(TrainingConfig(data=simulated_history, output_root=root, version="test-v1", trials=3,
+                                         timeout_s=90, label_delay_days=5))
+    return result.artifact_dir

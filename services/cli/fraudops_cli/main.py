@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fraudops_cli import infra, serve, simulate, train
+from fraudops_cli import bench, infra, serve, simulate, stream, train
 from fraudops_cli.errors import run_app
 
 app = typer.Typer(
@@ -16,6 +16,8 @@ app = typer.Typer(
 )
 app.add_typer(infra.app, name="infra")
 app.add_typer(serve.app, name="serve")
+app.add_typer(stream.app, name="stream")
+app.add_typer(bench.app, name="bench")
 app.command("simulate")(simulate.simulate)
 app.command("train")(train.train)
 

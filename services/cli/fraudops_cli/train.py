@@ -6,14 +6,14 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from fraudops.config import get_settings
 from fraudops.errors import FraudopsError
-from fraudops_training.data import parse_column_mapping
-from fraudops_training.evaluation import ThresholdRule
-from fraudops_training.pipeline import TrainingConfig, TrainingResult, run_training
+
+if TYPE_CHECKING:
+    from fraudops_training.pipeline import TrainingResult
 from rich.console import Console
 from rich.table import Table
 
@@ -73,6 +73,11 @@ def _train(*, data: Path, columns: str | None, output: Path, name: str, version:
            test_end: datetime | None, label_delay_days: float, negative_sample_rate: float, threshold_rule: str,
            cost_missed_fraud: float, cost_false_alert: float, target_precision: float, review_capacity: int,
            register: bool, result_file: Path | None) -> None:
+    # Training libraries load in seconds: imported here so that other commands start fast.
+    from fraudops_training.data import parse_column_mapping
+    from fraudops_training.evaluation import ThresholdRule
+    from fraudops_training.pipeline import TrainingConfig, run_training
+
     if threshold_rule not in ("cost", "precision"):
         raise typer.BadParameter("use cost or precision", param_hint="--threshold-rule")
     config = TrainingConfig(

@@ -7,18 +7,30 @@ old prototype's minimal payload, accepted by the API and normalised into a `Tran
 
 from __future__ import annotations
 
-import math
+import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
 
-class Channel(StrEnum):
+class _CaseInsensitive(StrEnum):
+    """Accepts any letter case (`web` → WEB); called only for non-canonical values, so free on the hot path."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> _CaseInsensitive | None:
+        if isinstance(value, str):
+            for member in cls:
+                if member.value.lower() == value.lower():
+                    return member
+        return None
+
+
+class Channel(_CaseInsensitive):
     """Where the transaction was initiated."""
 
     MOBILE_APP = "MOBILE_APP"
@@ -29,7 +41,7 @@ class Channel(StrEnum):
     PHONE = "PHONE"
 
 
-class TransactionType(StrEnum):
+class TransactionType(_CaseInsensitive):
     PURCHASE = "PURCHASE"
     TRANSFER = "TRANSFER"
     WITHDRAWAL = "WITHDRAWAL"
@@ -38,7 +50,7 @@ class TransactionType(StrEnum):
     REFUND = "REFUND"
 
 
-class AuthResult(StrEnum):
+class AuthResult(_CaseInsensitive):
     """The issuer's authorisation outcome for this attempt, when known (declines feed card-testing features)."""
 
     APPROVED = "APPROVED"
@@ -48,7 +60,7 @@ class AuthResult(StrEnum):
     DECLINED_OTHER = "DECLINED_OTHER"
 
 
-class MerchantCategory(StrEnum):
+class MerchantCategory(_CaseInsensitive):
     """Merchant category groups (coarse MCC families). Unknown values map to OTHER in features."""
 
     GROCERY = "grocery"
@@ -110,7 +122,8 @@ class Transaction(BaseModel):
     merchant_id: _ID | None = None
     merchant_category: MerchantCategory = MerchantCategory.OTHER
     terminal_id: _ID | None = Field(None, description="POS terminal or ATM.")
-    amount: float = Field(..., gt=0, le=MAX_AMOUNT, description="Positive, finite amount in `currency`.")
+    amount: float = Field(..., gt=0, le=MAX_AMOUNT, allow_inf_nan=False,
+                          description="Positive, finite amount in `currency`.")
     currency: str = Field("EUR", min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
     channel: Channel = Channel.POS
     transaction_type: TransactionType = TransactionType.PURCHASE
@@ -132,37 +145,17 @@ class Transaction(BaseModel):
         None, ge=0, le=23, description="Local hour, when the client knows it better than event_time."
     )
 
-    @field_validator("amount")
-    @classmethod
-    def _finite_amount(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("amount must be a finite number")
-        return value
-
-    @field_validator("event_time", "credential_change_at", "account_opened_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-    @field_validator("merchant_category", mode="before")
-    @classmethod
-    def _lower_category(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
-
-    @field_validator("channel", "transaction_type", "auth_result", mode="before")
-    @classmethod
-    def _upper_enum(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
+    # One after-validator (not one per field) keeps validation in pydantic-core: the stream validates
+    # tens of thousands of records a second.
     @model_validator(mode="after")
     def _coherent(self) -> Transaction:
+        for name in ("event_time", "credential_change_at", "account_opened_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:  # naive times are UTC
+                object.__setattr__(self, name, value.replace(tzinfo=UTC))
         if (self.latitude is None) != (self.longitude is None):
             raise ValueError("latitude and longitude must be given together")
-        if self.event_time > datetime.now(UTC) + timedelta(days=1):
+        if self.event_time.timestamp() > time.time() + 86400:
             raise ValueError("event_time is more than a day in the future")
         return self
 
@@ -176,28 +169,11 @@ class LegacyTransaction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    amount: float = Field(..., gt=0, le=MAX_AMOUNT)
+    amount: float = Field(..., gt=0, le=MAX_AMOUNT, allow_inf_nan=False)
     merchant_category: MerchantCategory
     source: Channel = Field(..., description="The channel, by its old name.")
     is_international: bool
     hour_of_day: int = Field(..., ge=0, le=23)
-
-    @field_validator("amount")
-    @classmethod
-    def _finite_amount(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("amount must be a finite number")
-        return value
-
-    @field_validator("merchant_category", mode="before")
-    @classmethod
-    def _lower_category(cls, value: Any) -> Any:
-        return value.lower() if isinstance(value, str) else value
-
-    @field_validator("source", mode="before")
-    @classmethod
-    def _upper_channel(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
     def to_transaction(self) -> Transaction:
         return Transaction(

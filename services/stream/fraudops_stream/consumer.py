@@ -1,0 +1,318 @@
+"""`fraudops stream consume`: the stateful Kafka consumer.
+
+For each batch: decode + validate (bad records → DLQ with the reason) → online features from
+per-customer state → route and score (embedded or KServe, shadows too) → store transactions,
+decisions and alerts in PostgreSQL idempotently → publish alerts → commit offsets. Offsets are
+committed only after the writes are durable (at-least-once), and the sink is idempotent on
+transaction id, so a crash at any point neither loses nor duplicates a stored transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import psycopg
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from fraudops import statestore
+from fraudops.config import Settings
+from fraudops.errors import RetryableError
+from fraudops.features.encode import encode_records
+from fraudops.features.engine import FeatureEngine
+from fraudops.routing import RoutingTable, load_routing_table
+from fraudops.sink import Decision, transaction_row, write_batch
+from fraudops.variants import Decider
+
+from fraudops_stream import metrics
+from fraudops_stream.decode import decode_batch
+from fraudops_stream.state import PartitionedState, PostgresCheckpoints, StateCheckpoints
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ConsumerOptions:
+    batch_size: int = 2000
+    poll_timeout_s: float = 0.05
+    checkpoint_interval_s: float = 30.0
+    label_poll_interval_s: float = 5.0
+    metrics_port: int | None = None
+    max_batches: int | None = None  # stop after this many batches (tests, benchmarks)
+    idle_exit_s: float | None = None  # stop after this long without records (benchmarks)
+    client_id: str = "fraudops-consumer"
+    extra_kafka: dict[str, Any] = field(default_factory=dict)
+
+
+class StreamConsumer:
+    def __init__(self, settings: Settings, options: ConsumerOptions | None = None,
+                 checkpoints: StateCheckpoints | None = None, decider: Decider | None = None) -> None:
+        self.settings = settings
+        self.options = options or ConsumerOptions()
+        self.topic = settings.transactions_topic
+        self.state = PartitionedState(
+            FeatureEngine(), checkpoints or PostgresCheckpoints(settings.db_url, settings.consumer_group, self.topic))
+        threshold = settings.fraud_threshold if "fraud_threshold" in settings.model_fields_set else None
+        self.decider = decider or Decider.from_table(self._routing_table(), "stream", threshold)
+        self.replay_until: dict[int, int] = {}
+        self.running = True
+        self.processed = 0
+        self.batches = 0
+        self._db: psycopg.Connection | None = None
+        self._labels_cursor: datetime | None = None
+        self._last_checkpoint = time.monotonic()
+        self._last_label_poll = 0.0
+        self.consumer = Consumer({
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": settings.consumer_group,
+            "client.id": self.options.client_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            # A database outage pauses the loop; stay in the group through it instead of rebalancing.
+            "max.poll.interval.ms": 600_000,
+            "session.timeout.ms": 15_000,
+            "fetch.min.bytes": 64 * 1024,
+            "fetch.wait.max.ms": 20,
+            "queued.max.messages.kbytes": 256 * 1024,
+            **self.options.extra_kafka,
+        })
+        self.producer = Producer({
+            "bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True,
+            "compression.type": "lz4", "linger.ms": 5, "client.id": f"{self.options.client_id}-out",
+        })
+
+    def _routing_table(self) -> RoutingTable:
+        if self.settings.routing_table_path:
+            return load_routing_table(self.settings.routing_table_path)
+        return RoutingTable.single(model_version="local", model_uri=self.settings.model_path)
+
+    # --- rebalancing --------------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
+        for tp in partitions:
+            resume_at = self.state.restore(tp.partition)
+            committed_offset = committed.get(tp.partition)
+            if committed_offset is not None and committed_offset < 0:
+                committed_offset = None  # the group never committed on this partition
+            # Rebuild the state exactly: from the checkpoint (or the beginning) up to the committed offset,
+            # in state-only mode; records between a checkpoint ahead of the commit and it are already stored.
+            if resume_at is None:
+                tp.offset = OFFSET_BEGINNING
+                if committed_offset is not None:
+                    self.replay_until[tp.partition] = committed_offset
+            else:
+                tp.offset = resume_at
+                if committed_offset is not None and committed_offset > resume_at:
+                    self.replay_until[tp.partition] = committed_offset
+            log.info("partition assigned", extra={"partition": tp.partition, "start": tp.offset,
+                                                  "replay_until": self.replay_until.get(tp.partition)})
+        metrics.ASSIGNED.set(len(consumer.assignment()) + len(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            try:
+                written = self.state.checkpoint(tp.partition)
+                log.info("partition revoked; state checkpointed", extra={"partition": tp.partition,
+                                                                           "customers": written})
+            except psycopg.Error as exc:  # the next owner replays from the previous checkpoint instead
+                log.warning("checkpoint on revoke failed", extra={"partition": tp.partition, "error": str(exc)})
+            self.state.release(tp.partition)
+            self.replay_until.pop(tp.partition, None)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:  # someone else owns them now: no checkpoint, just forget
+            self.state.release(tp.partition)
+            self.replay_until.pop(tp.partition, None)
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        if self.options.metrics_port:
+            metrics.serve(self.options.metrics_port)
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+        last_record = time.monotonic()
+        try:
+            while self.running:
+                messages = self.consumer.consume(num_messages=self.options.batch_size,
+                                                 timeout=self.options.poll_timeout_s)
+                if messages:
+                    self.process(messages)
+                    last_record = time.monotonic()
+                elif self.options.idle_exit_s is not None and time.monotonic() - last_record > self.options.idle_exit_s:
+                    break
+                self._housekeeping()
+                if self.options.max_batches is not None and self.batches >= self.options.max_batches:
+                    break
+        finally:
+            self.shutdown()
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        log.info("stop requested: finishing the batch in hand", extra={"signal": signum})
+        self.running = False
+
+    def shutdown(self) -> None:
+        """Checkpoint every owned partition, then leave the group (the revoke callback releases them)."""
+        for partition in list(self.state.position):
+            try:
+                self.state.checkpoint(partition)
+            except psycopg.Error as exc:
+                log.warning("checkpoint at shutdown failed", extra={"partition": partition, "error": str(exc)})
+        self.producer.flush(10)
+        self.consumer.close()
+        if self._db is not None:
+            self._db.close()
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self._last_checkpoint >= self.options.checkpoint_interval_s:
+            self._last_checkpoint = now
+            for partition in list(self.state.position):
+                try:
+                    self.state.checkpoint(partition)
+                except psycopg.Error as exc:
+                    log.warning("periodic checkpoint failed", extra={"partition": partition, "error": str(exc)})
+            self._report_lag()
+        if now - self._last_label_poll >= self.options.label_poll_interval_s:
+            self._last_label_poll = now
+            self._poll_labels()
+
+    def _poll_labels(self) -> None:
+        try:
+            conn = self._connection()
+            events, self._labels_cursor = statestore.fetch_fraud_labels(conn, self._labels_cursor)
+        except psycopg.Error as exc:
+            log.warning("could not read fraud labels", extra={"error": str(exc)})
+            return
+        self.state.engine.add_fraud_labels(events)
+
+    def _report_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            position = self.state.position.get(tp.partition)
+            if position is not None and high >= 0:
+                metrics.LAG.labels(str(tp.partition)).set(max(high - position, 0))
+
+    # --- one batch ------------------------------------------------------------------------------------
+
+    def process(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        good_messages = [m for m in messages if m.error() is None]
+        for message in messages:
+            if message.error() is not None:
+                log.warning("consumer error", extra={"error": str(message.error())})
+        indexes, records, rejects = decode_batch([m.value() for m in good_messages])
+        decoded = time.perf_counter()
+        for reject in rejects:
+            self._dead_letter(good_messages[reject.index], reject.reason, reject.field)
+        valid = [good_messages[i] for i in indexes]
+
+        replay_mask = np.array([m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool)
+        batch = encode_records(records)
+        features = self.state.engine.transform(batch)
+        featured = time.perf_counter()
+        for message, record in zip(valid, records, strict=True):
+            self.state.customers[message.partition()].add(record["customer_id"])
+
+        live = np.flatnonzero(~replay_mask)
+        rows: list[tuple[Any, ...]] = []
+        decisions: list[Decision] = []
+        alerts: list[Decision] = []
+        if len(live):
+            decided = self.decider.decide(features[live], [records[i]["transaction_id"] for i in live],
+                                          [records[i]["customer_id"] for i in live])
+            scored = time.perf_counter()
+            rows = [transaction_row(records[i], "stream", valid[i].partition(), valid[i].offset()) for i in live]
+            decisions = decided.all
+            alerts = [d for d in decided.deciding if d.is_fraud]
+            self._store(rows, decisions, alerts)
+            stored = time.perf_counter()
+            self._publish_alerts(alerts)
+            metrics.observe_batch(decided, [valid[i] for i in live], scored - featured, stored - scored)
+        self.producer.flush(30)  # DLQ records and alerts are durable before the offsets move
+        self._commit(good_messages)
+        for message in good_messages:
+            self.state.position[message.partition()] = max(self.state.position.get(message.partition(), 0),
+                                                           message.offset() + 1)
+        for partition, until in list(self.replay_until.items()):
+            if self.state.position.get(partition, 0) >= until:
+                del self.replay_until[partition]
+        self.processed += len(messages)
+        self.batches += 1
+        metrics.RECORDS.inc(len(messages))
+        metrics.REPLAYED.inc(int(replay_mask.sum()))
+        metrics.DEAD_LETTERED.inc(len(rejects))
+        metrics.BATCH_SIZE.observe(len(messages))
+        metrics.STAGE.labels("decode").observe(decoded - started)
+        metrics.STAGE.labels("features").observe(featured - decoded)
+        metrics.STAGE.labels("batch").observe(time.perf_counter() - started)
+
+    def _connection(self) -> psycopg.Connection:
+        if self._db is None or self._db.closed or self._db.broken:
+            self._db = psycopg.connect(self.settings.db_url, connect_timeout=3)
+        return self._db
+
+    def _store(self, rows: list[tuple[Any, ...]], decisions: list[Decision], alerts: list[Decision]) -> None:
+        """Write the batch; while the database is down, wait and retry (backpressure) — never drop it."""
+        delay = 0.2
+        while True:
+            try:
+                write_batch(self._connection(), rows, decisions, alerts)
+                if delay > 0.2:
+                    log.info("database back; batch stored", extra={"rows": len(rows)})
+                return
+            except psycopg.OperationalError as exc:
+                metrics.DB_RETRIES.inc()
+                log.warning("database unavailable; retrying the batch", extra={"error": str(exc)[:200],
+                                                                                "retry_in_s": delay})
+                if self._db is not None:
+                    self._db.close()
+                self._db = None
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                if not self.running:
+                    raise RetryableError("stopping while the database is down; offsets stay uncommitted") from exc
+
+    def _publish_alerts(self, alerts: list[Decision]) -> None:
+        for alert in alerts:
+            # At-least-once, keyed by transaction id: a replay may repeat an alert; readers dedupe by key.
+            self.producer.produce(self.settings.alerts_topic, key=alert.transaction_id, value=orjson.dumps({
+                "transaction_id": alert.transaction_id, "customer_id": alert.customer_id, "score": alert.score,
+                "threshold": alert.threshold, "model_name": alert.model_name, "model_version": alert.model_version,
+                "variant": alert.variant, "reasons": alert.reasons, "decided_at": alert.decided_at.isoformat()}))
+        metrics.ALERTS.inc(len(alerts))
+
+    def _dead_letter(self, message: Message, reason: str, field_name: str) -> None:
+        self.producer.produce(
+            self.settings.dlq_topic, key=message.key(), value=message.value(),
+            headers=[("dlq.reason", reason.encode()), ("dlq.field", field_name.encode()),
+                     ("dlq.topic", message.topic().encode()), ("dlq.partition", str(message.partition()).encode()),
+                     ("dlq.offset", str(message.offset()).encode()),
+                     ("dlq.time", datetime.now(UTC).isoformat().encode())],
+        )
+        self.producer.poll(0)
+
+    def _commit(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        next_offsets: dict[int, int] = {}
+        for message in messages:
+            next_offsets[message.partition()] = max(next_offsets.get(message.partition(), 0), message.offset() + 1)
+        offsets = [TopicPartition(self.topic, partition, offset) for partition, offset in next_offsets.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:  # e.g. the partition moved during a long outage: its new owner replays
+            log.warning("offset commit failed; the records will be replayed idempotently", extra={"error": str(exc)})

@@ -1,0 +1,51 @@
+"""The consumer's Prometheus metrics: throughput, DLQ, per-stage latency, end-to-end latency, lag."""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
+from fraudops.variants import Decided
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+E2E_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+RECORDS = Counter("fraudops_consumer_records_total", "Records consumed.")
+REPLAYED = Counter("fraudops_consumer_replayed_total", "Records replayed into the state only (already stored).")
+DECISIONS = Counter("fraudops_decisions_total", "Decisions by variant and outcome (shadow decisions included).",
+                    ["source", "variant", "model_version", "outcome", "shadow"])
+ALERTS = Counter("fraudops_consumer_alerts_total", "Alerts published to the alerts topic.")
+DEAD_LETTERED = Counter("fraudops_consumer_dead_lettered_total", "Invalid records sent to the DLQ.")
+DB_RETRIES = Counter("fraudops_consumer_db_retries_total", "Batch writes retried while PostgreSQL was unavailable.")
+BATCH_SIZE = Histogram("fraudops_consumer_batch_records", "Records per batch.",
+                       buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000))
+STAGE = Histogram("fraudops_consumer_stage_seconds", "Time per batch in each stage.", ["stage"],
+                  buckets=STAGE_BUCKETS)
+END_TO_END = Histogram("fraudops_consumer_end_to_end_seconds",
+                       "From the record entering Kafka (its timestamp) to its decision being stored.",
+                       buckets=E2E_BUCKETS)
+LAG = Gauge("fraudops_consumer_lag_records", "Records behind the partition's end (what KEDA scales on).",
+            ["partition"])
+ASSIGNED = Gauge("fraudops_consumer_assigned_partitions", "Partitions this consumer owns.")
+
+
+def observe_batch(decided: Decided, messages: list[Message], scoring_s: float, storing_s: float) -> None:
+    STAGE.labels("score").observe(scoring_s)
+    STAGE.labels("store").observe(storing_s)
+    counts: dict[tuple[str, str, str, str], int] = {}
+    for decision in decided.all:
+        key = (decision.variant, decision.model_version, "fraud" if decision.is_fraud else "legitimate",
+               "true" if decision.shadow else "false")
+        counts[key] = counts.get(key, 0) + 1
+    for (variant, version, outcome, shadow), count in counts.items():
+        DECISIONS.labels("stream", variant, version, outcome, shadow).inc(count)
+    now_ms = time.time() * 1000
+    for message in messages:
+        kind, timestamp_ms = message.timestamp()
+        if kind != TIMESTAMP_NOT_AVAILABLE:
+            END_TO_END.observe(max(now_ms - timestamp_ms, 0) / 1000)
+
+
+def serve(port: int) -> None:
+    start_http_server(port, addr="0.0.0.0")
