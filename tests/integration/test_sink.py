@@ -30,7 +30,7 @@ def _batch(prefix: str, n: int) -> tuple[list[tuple], list[Decision], list[Decis
 def test_a_batch_is_stored_once_even_when_written_twice(scratch_database: str) -> None:
     migrate.upgrade(scratch_database)
     rows, decisions, alerts = _batch("tx", 40)
-    with psycopg.connect(scratch_database) as conn:
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
         first = write_batch(conn, rows, decisions, alerts)
         replay = write_batch(conn, rows, decisions, alerts)
         counts = conn.execute(
@@ -43,11 +43,17 @@ def test_a_batch_is_stored_once_even_when_written_twice(scratch_database: str) -
     assert float(counts[4]) == pytest.approx(sum(10.5 + i for i in range(40)))
 
 
+def test_the_sink_refuses_a_connection_whose_commit_it_does_not_control(scratch_database: str) -> None:
+    rows, decisions, _ = _batch("tx", 1)
+    with psycopg.connect(scratch_database) as conn, pytest.raises(ValueError, match="autocommit"):
+        write_batch(conn, rows, decisions)
+
+
 def test_a_failed_batch_leaves_nothing_behind(scratch_database: str) -> None:
     migrate.upgrade(scratch_database)
     rows, decisions, _ = _batch("bad", 5)
     broken = [*rows[:4], (*rows[4][:8], -1, *rows[4][9:])]  # a negative amount violates the CHECK
-    with psycopg.connect(scratch_database) as conn:
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
         with pytest.raises(psycopg.errors.CheckViolation):
             write_batch(conn, broken, decisions)
         assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (0,)

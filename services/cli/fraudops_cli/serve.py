@@ -31,6 +31,6 @@ def gateway(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
     """The public /predict API (FastAPI on uvicorn)."""
-    from fraudops_gateway.server import serve  # noqa: PLC0415
+    from fraudops_gateway.server import serve
 
     serve(host, port)

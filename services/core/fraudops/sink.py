@@ -81,9 +81,12 @@ def write_batch(conn: psycopg.Connection, transactions: Sequence[tuple[Any, ...]
                 alert_threshold_reached: Sequence[Decision] = ()) -> WriteResult:
     """Store transactions, their decisions and the alerts of deciding fraud decisions, idempotently.
 
-    `transactions` are rows from `transaction_row`. Commits before returning: when this returns,
-    the batch is durable and the caller may commit its Kafka offsets.
+    `transactions` are rows from `transaction_row`. `conn` must be in autocommit mode, so that the
+    transaction below is the real one and commits before this returns: then the batch is durable
+    and the caller may commit its Kafka offsets.
     """
+    if not conn.autocommit:
+        raise ValueError("write_batch needs an autocommit connection (its own transaction is the commit)")
     with conn.transaction():
         _stage(conn, "transactions", TRANSACTION_COLUMNS, transactions)
         _stage(conn, "decisions", DECISION_COLUMNS, [

@@ -103,7 +103,7 @@ class DecisionWriter:
 
     def _write(self, rows: list[tuple[Any, ...]], decisions: list[Decision], alerts: list[Decision]) -> None:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.db_url, connect_timeout=3)
+            self._conn = psycopg.connect(self.db_url, connect_timeout=3, autocommit=True)
         try:
             write_batch(self._conn, rows, decisions, alerts)
         except psycopg.OperationalError:

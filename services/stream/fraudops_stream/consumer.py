@@ -262,7 +262,7 @@ class StreamConsumer:
 
     def _connection(self) -> psycopg.Connection:
         if self._db is None or self._db.closed or self._db.broken:
-            self._db = psycopg.connect(self.settings.db_url, connect_timeout=3)
+            self._db = psycopg.connect(self.settings.db_url, connect_timeout=3, autocommit=True)
         return self._db
 
     def _store(self, rows: list[tuple[Any, ...]], decisions: list[Decision], alerts: list[Decision]) -> None:
