@@ -59,7 +59,8 @@ def encode_records(table: pa.Table) -> Iterator[bytes]:
 def check_broker(config: dict[str, object], topic: str, timeout_s: float = 5.0) -> int:
     """The topic's partition count; KafkaUnavailableError if the broker or the topic is missing."""
     servers = config["bootstrap.servers"]
-    probe = Producer({**config, "socket.timeout.ms": int(timeout_s * 1000)})
+    # log_level 0: librdkafka's own connection-refused lines would bury the one-line error below.
+    probe = Producer({**config, "socket.timeout.ms": int(timeout_s * 1000), "log_level": 0})
     try:
         metadata = probe.list_topics(timeout=timeout_s)
     except KafkaException as exc:
