@@ -114,6 +114,9 @@ class StreamConsumer:
                     self.replay_until[tp.partition] = committed_offset
             log.info("partition assigned", extra={"partition": tp.partition, "start": tp.offset,
                                                   "replay_until": self.replay_until.get(tp.partition)})
+        # Assign explicitly: the client would otherwise assign the list it passed in, ignoring the start
+        # offsets set above, and the replay from the checkpoint would silently not happen.
+        consumer.incremental_assign(partitions)
         metrics.ASSIGNED.set(len(consumer.assignment()) + len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

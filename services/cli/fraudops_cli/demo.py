@@ -1,0 +1,266 @@
+"""`fraudops demo` (`make demo`): the whole local pipeline, end to end, with a live view and a final report.
+
+infra (PostgreSQL + Kafka) → a model (trained on simulated history if none exists) → the KServe
+predictor, the gateway and the stream consumer as local processes → simulated traffic through
+Kafka → live: produced, stored, lag, throughput, alerts, frauds caught and missed by pattern,
+end-to-end latency → a final report, and a /predict call against the running gateway.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from fraudops.config import Settings, get_settings
+
+console = Console(highlight=False)
+PREDICTOR_PORT = 8081
+GATEWAY_PORT = 8000
+METRICS_PORT = 9102
+SAMPLE = ('{"customer_id": "C000000042", "amount": 1899.0, "merchant_category": "electronics", '
+          '"channel": "WEB", "transaction_type": "PURCHASE", "is_international": true, "country": "NG", '
+          '"device_id": "dev-new-1", "ip_address": "198.51.100.23"}')
+
+
+@dataclass
+class Truth:
+    """Ground truth of what the simulator produced (for the caught-vs-missed view only)."""
+
+    pattern_of: dict[str, str] = field(default_factory=dict)
+    produced: int = 0
+    frauds_by_pattern: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, table: Any) -> None:
+        ids = table.column("transaction_id").to_pylist()
+        patterns = table.column("fraud_pattern").to_pylist()
+        with self.lock:
+            for transaction_id, pattern in zip(ids, patterns, strict=True):
+                if pattern:
+                    self.pattern_of[transaction_id] = pattern
+                    self.frauds_by_pattern[pattern] += 1
+
+
+def _ensure_model(settings: Settings) -> str:
+    from fraudops.artifact import load_artifact  # noqa: PLC0415
+    from fraudops.errors import ConfigurationError  # noqa: PLC0415
+
+    try:
+        return str(load_artifact(settings.model_path).path)
+    except ConfigurationError:
+        console.print(f"[yellow]no model at {settings.model_path}[/]: training one on simulated history "
+                      "(about 3 minutes)")
+    from fraudops_simulator import SimulationConfig, simulate, write_tables  # noqa: PLC0415
+    from fraudops_training.pipeline import TrainingConfig, run_training  # noqa: PLC0415
+
+    history = settings.run_dir / "demo" / "history.parquet"
+    with console.status("simulating 400,000 transactions of history…"):
+        write_tables(simulate(SimulationConfig(transactions=400_000, days=75, seed=1)), history)
+    result = run_training(TrainingConfig(data=history, trials=12, timeout_s=150), console)
+    return str(result.artifact_dir)
+
+
+def _start(name: str, argv: list[str], env: dict[str, str], run_dir: Path) -> int:
+    from fraudops_infra.processes import start_detached  # noqa: PLC0415
+
+    return start_detached(argv, run_dir / f"{name}.log", run_dir / f"{name}.pid", env=env)
+
+
+def _wait_http(url: str, what: str, timeout_s: float, log: Path) -> None:
+    from fraudops_infra.processes import wait_until  # noqa: PLC0415
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    wait_until(answers, timeout_s, what, log)
+
+
+def _scrape(url: str) -> dict[str, Any]:
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples: dict[str, Any] = {"buckets": []}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "fraudops_consumer_end_to_end_seconds_bucket":
+                samples["buckets"].append((float(sample.labels["le"]), sample.value))
+            elif sample.name in ("fraudops_consumer_records_total", "fraudops_consumer_alerts_total",
+                                 "fraudops_consumer_dead_lettered_total"):
+                samples[sample.name] = sample.value
+            elif sample.name == "fraudops_consumer_lag_records":
+                samples["lag"] = samples.get("lag", 0) + sample.value
+    return samples
+
+
+def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Upper bound of the histogram bucket holding quantile q (what Prometheus would interpolate)."""
+    buckets = sorted(buckets)
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    previous_bound, previous_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= q * total:
+            if bound == float("inf"):
+                return previous_bound
+            share = (q * total - previous_count) / max(count - previous_count, 1e-9)
+            return previous_bound + (bound - previous_bound) * share
+        previous_bound, previous_count = bound, count
+    return previous_bound
+
+
+def _caught(settings: Settings, truth: Truth) -> tuple[int, Counter[str], Counter[str], int]:
+    """Stored count, caught and missed frauds by pattern, and alerts raised on legitimate transactions."""
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(settings.db_url, connect_timeout=2) as conn:
+        stored = int(conn.execute("SELECT count(*) FROM transactions WHERE source = 'stream'").fetchone()[0])
+        flagged = {row[0] for row in conn.execute("SELECT transaction_id FROM alerts").fetchall()}
+        decided = {row[0] for row in conn.execute(
+            "SELECT transaction_id FROM decisions WHERE NOT shadow AND source = 'stream'").fetchall()}
+    caught: Counter[str] = Counter()
+    missed: Counter[str] = Counter()
+    with truth.lock:
+        for transaction_id, pattern in truth.pattern_of.items():
+            if transaction_id in decided:
+                (caught if transaction_id in flagged else missed)[pattern] += 1
+        false_alerts = len(flagged - set(truth.pattern_of))
+    return stored, caught, missed, false_alerts
+
+
+def _view(settings: Settings, truth: Truth, started: float, metrics: dict[str, Any], stored: int,
+          caught: Counter[str], missed: Counter[str], false_alerts: int) -> Group:
+    elapsed = max(time.monotonic() - started, 1e-6)
+    summary = Table(box=None, show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column(justify="right")
+    p = {q: _quantile(metrics.get("buckets", []), q) for q in (0.5, 0.95, 0.99)}
+    latency = " / ".join("–" if v is None else f"{v * 1000:,.0f}" for v in p.values())
+    alerts = int(metrics.get("fraudops_consumer_alerts_total", 0))
+    for label, value in [
+        ("produced", f"{truth.produced:,}"), ("stored (decided)", f"{stored:,}"),
+        ("consumer lag", f"{int(metrics.get('lag', 0)):,}"), ("throughput", f"{stored / elapsed:,.0f} tx/s"),
+        ("alerts", f"{alerts:,} ({false_alerts:,} on legitimate transactions)"),
+        ("dead-lettered", f"{int(metrics.get('fraudops_consumer_dead_lettered_total', 0)):,}"),
+        ("latency p50 / p95 / p99", f"{latency} ms (Kafka → stored decision)"),
+    ]:
+        summary.add_row(label, value)
+    patterns = Table(title="frauds by pattern", box=None, title_justify="left")
+    for column in ("pattern", "caught", "missed", "recall"):
+        patterns.add_column(column, justify="left" if column == "pattern" else "right")
+    for pattern in sorted(set(caught) | set(missed)):
+        total = caught[pattern] + missed[pattern]
+        patterns.add_row(pattern, str(caught[pattern]), str(missed[pattern]),
+                         f"{caught[pattern] / total:.0%}" if total else "–")
+    total_caught, total_missed = sum(caught.values()), sum(missed.values())
+    if total_caught + total_missed:
+        patterns.add_row("[bold]all[/]", f"[bold]{total_caught}[/]", f"[bold]{total_missed}[/]",
+                         f"[bold]{total_caught / (total_caught + total_missed):.0%}[/]")
+    return Group(summary, patterns)
+
+
+def demo(
+    rate: Annotated[int, typer.Option(min=100, help="Simulated transactions per second.")] = 2000,
+    duration: Annotated[int, typer.Option(min=5, help="Seconds of simulated traffic.")] = 60,
+    keep_running: Annotated[bool, typer.Option(help="Leave predictor, gateway and consumer running.")] = False,
+) -> None:
+    """Run the whole pipeline locally and watch it work."""
+    from fraudops_infra.processes import read_pid, stop_tree  # noqa: PLC0415
+    from fraudops_infra.stack import LocalStack  # noqa: PLC0415
+    from fraudops_simulator import SimulationConfig, simulate  # noqa: PLC0415
+    from fraudops_simulator.kafka import PRODUCER_DEFAULTS, check_broker, publish  # noqa: PLC0415
+
+    settings = get_settings()
+    with console.status("starting PostgreSQL and Kafka…"):
+        for name, outcome in LocalStack(settings).up():
+            console.print(f"[green]✓[/] {name:<9} {outcome}")
+    model_uri = _ensure_model(settings)
+    console.print(f"[green]✓[/] model     {model_uri}")
+
+    run_dir = settings.run_dir.resolve() / "demo"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MODEL_PATH": model_uri, "LOG_FORMAT": "json", "BATCH_SIZE": "2000"}
+    python = sys.executable
+    services = {
+        "predictor": [python, "-m", "fraudops_cli.main", "serve", "predictor", "--port", str(PREDICTOR_PORT)],
+        "gateway": [python, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(GATEWAY_PORT)],
+        "consumer": [python, "-m", "fraudops_cli.main", "stream", "consume", "--metrics-port", str(METRICS_PORT)],
+    }
+    for name in services:  # a previous demo's processes, if any, make way
+        pid = read_pid(run_dir / f"{name}.pid")
+        if pid is not None:
+            stop_tree(pid)
+    pids = {name: _start(name, argv, env, run_dir) for name, argv in services.items()}
+    try:
+        with console.status("waiting for the predictor, the gateway and the consumer…"):
+            _wait_http(f"http://127.0.0.1:{PREDICTOR_PORT}/v2/health/ready", "predictor", 90,
+                       run_dir / "predictor.log")
+            _wait_http(f"http://127.0.0.1:{GATEWAY_PORT}/health/ready", "gateway", 90, run_dir / "gateway.log")
+            _wait_http(f"http://127.0.0.1:{METRICS_PORT}/metrics", "consumer", 90, run_dir / "consumer.log")
+        console.print(f"[green]✓[/] predictor http://127.0.0.1:{PREDICTOR_PORT}  gateway "
+                      f"http://127.0.0.1:{GATEWAY_PORT}  consumer metrics http://127.0.0.1:{METRICS_PORT}/metrics")
+
+        truth = Truth()
+        config = {**PRODUCER_DEFAULTS, "bootstrap.servers": settings.kafka_bootstrap_servers}
+        check_broker(config, settings.transactions_topic)
+        simulation = SimulationConfig(transactions=rate * duration, customers=max(rate * duration // 60, 1000),
+                                      days=30, seed=int(time.time()) % 10_000)
+
+        def produced(count: int) -> None:
+            truth.produced = count
+
+        publisher = threading.Thread(target=publish, daemon=True, kwargs={
+            "tables": simulate(simulation), "config": config, "topic": settings.transactions_topic,
+            "rate": rate, "on_progress": produced, "on_published": truth.add})
+        started = time.monotonic()
+        publisher.start()
+        metrics_url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
+        with Live(console=console, refresh_per_second=2) as live:
+            while True:
+                stored, caught, missed, false_alerts = _caught(settings, truth)
+                live.update(_view(settings, truth, started, _scrape(metrics_url), stored, caught, missed,
+                                  false_alerts))
+                if not publisher.is_alive() and stored >= truth.produced:
+                    break
+                if not publisher.is_alive() and time.monotonic() - started > duration + 120:
+                    console.print("[yellow]the consumer did not catch up within two minutes[/]")
+                    break
+                time.sleep(1)
+        console.rule("final report")
+        console.print(_view(settings, truth, started, _scrape(metrics_url), *_caught(settings, truth)))
+        console.print("\nA synchronous decision from the gateway:")
+        console.print(f"  curl -s -X POST http://127.0.0.1:{GATEWAY_PORT}/predict "
+                      f"-H 'Content-Type: application/json' -d '{SAMPLE}'", soft_wrap=True)
+        request = urllib.request.Request(f"http://127.0.0.1:{GATEWAY_PORT}/predict", data=SAMPLE.encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
+            console.print(f"  → {response.read().decode()}", soft_wrap=True)
+    finally:
+        if not keep_running:
+            for name, pid in pids.items():
+                stop_tree(pid)
+                (run_dir / f"{name}.pid").unlink(missing_ok=True)
+            console.print(f"[dim]services stopped; logs in {run_dir}. PostgreSQL and Kafka keep running: "
+                          "`fraudops infra down` stops them.[/]")
+        else:
+            console.print(f"[dim]services keep running (pids in {run_dir}); `fraudops infra down` stops the infra.[/]")
