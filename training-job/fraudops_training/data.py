@@ -83,6 +83,7 @@ def load_history(path: Path, mapping: dict[str, str] | None = None) -> tuple[pd.
         frame = pd.read_csv(path, low_memory=False)
     else:
         raise RejectedInputError("--data", f"{path.name}: use a .csv or .parquet file")
+    original_columns = [str(column) for column in frame.columns]
     frame = frame.rename(columns=mapping or {})
     if "customer_id" not in frame.columns and "card_id" in frame.columns:
         frame["customer_id"] = frame["card_id"]  # a card is the entity when there is no customer
@@ -90,7 +91,7 @@ def load_history(path: Path, mapping: dict[str, str] | None = None) -> tuple[pd.
     if missing:
         raise RejectedInputError(
             "--columns", f"required column(s) {', '.join(missing)} not found in {path.name} "
-            f"(it has: {', '.join(map(str, frame.columns[:20]))}); map them with --columns ours=theirs")
+            f"(it has: {', '.join(original_columns[:20])}); map them with --columns ours=theirs")
     frame = _validated(frame, path.name)
     report = DataReport(
         source=str(path), rows=len(frame), frauds=int(frame["is_fraud"].sum()),
@@ -113,7 +114,7 @@ def _validated(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     labels = pd.to_numeric(frame["is_fraud"], errors="coerce")
     if labels.isna().any() or not labels.isin([0, 1]).all():
         bad = frame.loc[labels.isna() | ~labels.isin([0, 1]), "is_fraud"].iloc[0]
-        raise RejectedInputError("is_fraud", f"labels must be 0 or 1; found {bad!r} in {name}")
+        raise RejectedInputError("is_fraud", f"labels must be 0 or 1; found {bad} in {name}")
     amounts = pd.to_numeric(frame["amount"], errors="coerce")
     if amounts.isna().any() or (amounts <= 0).any() or not np.isfinite(amounts).all():
         raise RejectedInputError("amount", f"amounts must be positive finite numbers ({name})")

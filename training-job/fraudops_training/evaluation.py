@@ -34,6 +34,7 @@ def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule: ThresholdRule
     candidates = np.unique(np.round(scores, 6))
     if len(candidates) > 2000:
         candidates = np.unique(np.quantile(scores, np.linspace(0, 1, 2001)))
+    candidates = np.append(candidates, np.nextafter(scores.max(), np.inf))  # "flag nothing" is an option too
     order = np.argsort(-scores)
     sorted_scores = scores[order]
     sorted_labels = labels[order].astype(np.int64)

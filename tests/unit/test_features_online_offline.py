@@ -1,0 +1,110 @@
+"""One feature definition: online replay equals the offline batch, and features are point-in-time.
+
+Offline = training's path: the whole history as a DataFrame through `FeatureEngine.replay`.
+Online = the stream's and the gateway's path: JSON records decoded and validated like Kafka records,
+fed in micro-batches of random sizes (some of one transaction, like the gateway), with the state
+checkpointed and restored into a brand-new engine along the way, and fraud labels arriving as they
+become known.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudops.features.encode import encode_records
+from fraudops.features.engine import FeatureEngine, labels_from_history
+from fraudops.features.spec import FEATURE_NAMES, FeatureConfig
+from fraudops_simulator import SimulationConfig, simulate
+from fraudops_simulator.kafka import encode_records as to_json
+from fraudops_stream.decode import decode_batch
+
+
+@pytest.fixture(scope="module")
+def history() -> tuple[pd.DataFrame, list[bytes]]:
+    tables = list(simulate(SimulationConfig(transactions=30_000, customers=600, days=40, seed=21)))
+    frame = pd.concat([table.to_pandas() for table in tables], ignore_index=True)
+    frame = frame.sort_values(["event_time", "transaction_id"], kind="stable").reset_index(drop=True)
+    values = {}
+    for table in tables:
+        for transaction_id, value in zip(table.column("transaction_id").to_pylist(), to_json(table), strict=True):
+            values[transaction_id] = value
+    return frame, [values[t] for t in frame["transaction_id"]]
+
+
+def offline(frame: pd.DataFrame) -> np.ndarray:
+    return FeatureEngine().replay(frame)
+
+
+def online(frame: pd.DataFrame, values: list[bytes], seed: int) -> np.ndarray:
+    """Micro-batches of 1–700 records, labels delivered once known, a checkpoint/restore every few batches."""
+    rng = np.random.default_rng(seed)
+    labels = labels_from_history(frame, FeatureConfig())
+    order = np.argsort(labels.known_at, kind="stable")
+    labels = labels.take(order)
+    times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
+    engine = FeatureEngine()
+    delivered = 0
+    parts = []
+    start = 0
+    while start < len(values):
+        size = 1 if rng.random() < 0.2 else int(rng.integers(2, 700))
+        end = min(start + size, len(values))
+        # the labels known by now reach the engine (as they would through the feedback table)
+        known = int(np.searchsorted(labels.known_at, times[end - 1], side="left"))
+        if known > delivered:
+            engine.add_fraud_labels(labels.take(slice(delivered, known)))
+            delivered = known
+        indexes, records, rejects = decode_batch(values[start:end])
+        assert not rejects and len(indexes) == end - start
+        parts.append(engine.transform(encode_records(records)))
+        if rng.random() < 0.1:  # a rebalance or a restart: the state moves to a fresh engine
+            fresh = FeatureEngine()
+            fresh.restore(engine.snapshot())
+            engine = fresh
+        start = end
+    return np.concatenate(parts)
+
+
+def test_online_replay_equals_the_offline_batch_value_for_value(history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    frame, values = history
+    batch = offline(frame)
+    streamed = online(frame, values, seed=1)
+    assert batch.shape == (len(frame), len(FEATURE_NAMES))
+    differences = ~((batch == streamed) | (np.isnan(batch) & np.isnan(streamed)))
+    assert not differences.any(), (
+        f"{int(differences.sum())} values differ, first in feature "
+        f"{FEATURE_NAMES[int(np.argwhere(differences)[0][1])]!r}")
+
+
+def test_label_risk_features_are_used_so_the_equality_covers_them(
+        history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    frame, _ = history
+    batch = offline(frame)
+    risk = [FEATURE_NAMES.index(name) for name in ("merchant_fraud_labels", "device_fraud_labels",
+                                                   "customer_fraud_labels")]
+    assert (batch[:, risk] > 0).any(axis=0).all(), "every label-risk feature fires somewhere"
+
+
+def test_no_feature_of_a_transaction_changes_when_later_transactions_are_appended(
+        history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    frame, _ = history
+    full = offline(frame)
+    for cut in (5_000, 17_777):
+        prefix = offline(frame.iloc[:cut])
+        same = (prefix == full[:cut]) | (np.isnan(prefix) & np.isnan(full[:cut]))
+        assert same.all(), f"features before row {cut} changed when later rows were added"
+
+
+def test_a_label_known_after_a_transaction_does_not_reach_its_features(
+        history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    frame, _ = history
+    late = frame.copy()
+    # every label becomes known only after the end of the history: no risk feature may fire
+    late["label_available_at"] = late["event_time"].max() + pd.Timedelta(days=1)
+    features = offline(late)
+    risk = [FEATURE_NAMES.index(name) for name in ("merchant_fraud_labels", "terminal_fraud_labels",
+                                                   "device_fraud_labels", "ip_fraud_labels",
+                                                   "beneficiary_fraud_labels", "customer_fraud_labels")]
+    assert (features[:, risk] == 0).all()
