@@ -115,7 +115,7 @@ def test_training_on_a_too_short_history_says_which_windows_do_not_fit(simulated
     from fraudops.errors import RejectedInputError  # noqa: PLC0415
 
     history = pd.read_parquet(simulated_history)
-    short = history[history["event_time"] < history["event_time"].min() + pd.Timedelta(days=9)]
+    short = history[history["event_time"] < history["event_time"].min() + pd.Timedelta(days=14)]
     path = tmp_path / "short.parquet"
     short.to_parquet(path)
     with pytest.raises(RejectedInputError, match="too short"):
