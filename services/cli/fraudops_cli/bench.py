@@ -47,7 +47,35 @@ def simulate(
     _show(bench.to_kafka(settings, kafka_transactions))
 
 
-BENCHES: dict[str, Callable[[], None]] = {"simulate": lambda: simulate(1_000_000, 500_000)}
+@app.command()
+def stream(
+    transactions: Annotated[int, typer.Option(min=1000, help="Pre-loaded transactions for the drain.")] = 300_000,
+    customers: Annotated[int, typer.Option(min=100, help="Customers in the drain (state held in memory).")] = 100_000,
+    rate: Annotated[int, typer.Option(min=100, help="Offered load for the latency run, transactions/s.")] = 2000,
+    seconds: Annotated[int, typer.Option(min=5, help="Duration of the latency run.")] = 60,
+) -> None:
+    """One consumer: drain throughput and memory, then latency at a fixed offered load."""
+    from fraudops_bench import stream as bench
+    from fraudops_infra.stack import LocalStack
+
+    from fraudops_cli.models import ensure_model
+
+    settings = get_settings()
+    with console.status("making sure PostgreSQL and Kafka run…"):
+        LocalStack(settings).up()
+    model = ensure_model(settings, console)
+    with console.status(f"drain: {transactions:,} transactions through one consumer…"):
+        drained = bench.drain(settings, model, transactions, customers)
+    _show(drained)
+    with console.status(f"latency: {rate:,} transactions/s for {seconds} s…"):
+        measured = bench.latency(settings, model, rate, seconds)
+    _show(measured)
+
+
+BENCHES: dict[str, Callable[[], None]] = {
+    "simulate": lambda: simulate(1_000_000, 500_000),
+    "stream": lambda: stream(300_000, 100_000, 2000, 60),
+}
 
 
 @app.command("all")

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from fraudops.config import Settings, get_settings
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from fraudops.config import Settings, get_settings
+from fraudops_cli.models import ensure_model
 
 console = Console(highlight=False)
 PREDICTOR_PORT = 8081
@@ -53,37 +54,18 @@ class Truth:
                     self.frauds_by_pattern[pattern] += 1
 
 
-def _ensure_model(settings: Settings) -> str:
-    from fraudops.artifact import load_artifact  # noqa: PLC0415
-    from fraudops.errors import ConfigurationError  # noqa: PLC0415
-
-    try:
-        return str(load_artifact(settings.model_path).path)
-    except ConfigurationError:
-        console.print(f"[yellow]no model at {settings.model_path}[/]: training one on simulated history "
-                      "(about 3 minutes)")
-    from fraudops_simulator import SimulationConfig, simulate, write_tables  # noqa: PLC0415
-    from fraudops_training.pipeline import TrainingConfig, run_training  # noqa: PLC0415
-
-    history = settings.run_dir / "demo" / "history.parquet"
-    with console.status("simulating 400,000 transactions of history…"):
-        write_tables(simulate(SimulationConfig(transactions=400_000, days=75, seed=1)), history)
-    result = run_training(TrainingConfig(data=history, trials=12, timeout_s=150), console)
-    return str(result.artifact_dir)
-
-
 def _start(name: str, argv: list[str], env: dict[str, str], run_dir: Path) -> int:
-    from fraudops_infra.processes import start_detached  # noqa: PLC0415
+    from fraudops_infra.processes import start_detached
 
     return start_detached(argv, run_dir / f"{name}.log", run_dir / f"{name}.pid", env=env)
 
 
 def _wait_http(url: str, what: str, timeout_s: float, log: Path) -> None:
-    from fraudops_infra.processes import wait_until  # noqa: PLC0415
+    from fraudops_infra.processes import wait_until
 
     def answers() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=1) as response:
                 return bool(response.status == 200)
         except OSError:
             return False
@@ -92,10 +74,10 @@ def _wait_http(url: str, what: str, timeout_s: float, log: Path) -> None:
 
 
 def _scrape(url: str) -> dict[str, Any]:
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+    from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(url, timeout=1) as response:
             text = response.read().decode()
     except OSError:
         return {}
@@ -131,7 +113,7 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
 
 def _caught(settings: Settings, truth: Truth) -> tuple[int, Counter[str], Counter[str], int]:
     """Stored count, caught and missed frauds by pattern, and alerts raised on legitimate transactions."""
-    import psycopg  # noqa: PLC0415
+    import psycopg
 
     with psycopg.connect(settings.db_url, connect_timeout=2) as conn:
         stored = int(conn.execute("SELECT count(*) FROM transactions WHERE source = 'stream'").fetchone()[0])
@@ -185,16 +167,16 @@ def demo(
     keep_running: Annotated[bool, typer.Option(help="Leave predictor, gateway and consumer running.")] = False,
 ) -> None:
     """Run the whole pipeline locally and watch it work."""
-    from fraudops_infra.processes import read_pid, stop_tree  # noqa: PLC0415
-    from fraudops_infra.stack import LocalStack  # noqa: PLC0415
-    from fraudops_simulator import SimulationConfig, simulate  # noqa: PLC0415
-    from fraudops_simulator.kafka import PRODUCER_DEFAULTS, check_broker, publish  # noqa: PLC0415
+    from fraudops_infra.processes import read_pid, stop_tree
+    from fraudops_infra.stack import LocalStack
+    from fraudops_simulator import SimulationConfig, simulate
+    from fraudops_simulator.kafka import PRODUCER_DEFAULTS, check_broker, publish
 
     settings = get_settings()
     with console.status("starting PostgreSQL and Kafka…"):
         for name, outcome in LocalStack(settings).up():
             console.print(f"[green]✓[/] {name:<9} {outcome}")
-    model_uri = _ensure_model(settings)
+    model_uri = ensure_model(settings, console)
     console.print(f"[green]✓[/] model     {model_uri}")
 
     run_dir = settings.run_dir.resolve() / "demo"
@@ -253,7 +235,7 @@ def demo(
                       f"-H 'Content-Type: application/json' -d '{SAMPLE}'", soft_wrap=True)
         request = urllib.request.Request(f"http://127.0.0.1:{GATEWAY_PORT}/predict", data=SAMPLE.encode(),
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(request, timeout=5) as response:
             console.print(f"  → {response.read().decode()}", soft_wrap=True)
     finally:
         if not keep_running:

@@ -1,0 +1,196 @@
+"""Streaming benchmarks: one consumer process through the full path (features, scoring, PostgreSQL, alerts).
+
+(a) drain — pre-load N transactions, then measure the consumer's sustained throughput and its memory
+    with the state of every customer in the load;
+(b) latency — a fixed offered load for a fixed duration; end-to-end latency from the record entering
+    Kafka (its timestamp) to its decision being stored, read from the consumer's own histogram.
+
+The broker and PostgreSQL are the local ones (`fraudops infra up`), on the same two cores.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import psycopg
+from confluent_kafka.admin import AdminClient, NewTopic
+from fraudops.config import Settings
+from fraudops.db import migrate
+from fraudops_simulator import SimulationConfig, simulate
+from fraudops_simulator.kafka import PRODUCER_DEFAULTS, publish
+from prometheus_client.parser import text_string_to_metric_families
+
+from fraudops_bench.results import Measurement
+
+
+@dataclass
+class Lane:
+    """A private topic and database for one benchmark run, on the local infrastructure."""
+
+    settings: Settings
+    topic: str
+    db_url: str
+
+    @classmethod
+    def create(cls, settings: Settings, partitions: int = 6) -> Lane:
+        suffix = uuid.uuid4().hex[:8]
+        topic = f"bench-{suffix}"
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
+            future.result(timeout=30)
+        base = settings.db_url.rsplit("/", 1)[0]
+        database = f"bench_{suffix}"
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {database}")
+        db_url = f"{base}/{database}"
+        migrate.upgrade(db_url)
+        return cls(settings, topic, db_url)
+
+    def drop(self) -> None:
+        base = self.db_url.rsplit("/", 1)[0]
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {self.db_url.rsplit('/', 1)[1]} WITH (FORCE)")
+        AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap_servers}).delete_topics([self.topic])
+
+    def stored(self) -> int:
+        with psycopg.connect(self.db_url) as conn:
+            return int(conn.execute("SELECT count(*) FROM transactions").fetchone()[0])
+
+    def consumer(self, model_path: str, batch_size: int, metrics_port: int, log: Path) -> subprocess.Popen:
+        env = {**os.environ, "DB_URL": self.db_url, "TRANSACTIONS_TOPIC": self.topic, "MODEL_PATH": model_path,
+               "CONSUMER_GROUP": f"g-{self.topic}", "BATCH_SIZE": str(batch_size), "LOG_LEVEL": "WARNING",
+               "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+               "ALERTS_TOPIC": self.settings.alerts_topic, "DLQ_TOPIC": self.settings.dlq_topic}
+        return subprocess.Popen(
+            [sys.executable, "-m", "fraudops_cli.main", "stream", "consume", "--metrics-port", str(metrics_port),
+             "--checkpoint-interval", "30"],
+            env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+
+    def publish(self, transactions: int, customers: int, rate: float = 0.0, seed: int = 5) -> float:
+        config = {**PRODUCER_DEFAULTS, "bootstrap.servers": self.settings.kafka_bootstrap_servers}
+        report = publish(simulate(SimulationConfig(transactions=transactions, customers=customers, days=30,
+                                                   seed=seed)), config=config, topic=self.topic, rate=rate)
+        if report.failed or report.unflushed:
+            raise RuntimeError(f"publishing failed: {report.first_error}")
+        return report.messages_per_second
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=120)
+
+
+def drain(settings: Settings, model_path: str, transactions: int = 300_000, customers: int = 100_000,
+          batch_size: int = 5000) -> Measurement:
+    lane = Lane.create(settings)
+    log = settings.run_dir / "bench-drain-consumer.log"
+    try:
+        lane.publish(transactions, customers)
+        consumer = lane.consumer(model_path, batch_size, 0, log)
+        process = psutil.Process(consumer.pid)
+        peak_rss = 0
+        first_at = None
+        stored = 0
+        deadline = time.monotonic() + 1800
+        while stored < transactions and time.monotonic() < deadline:
+            if consumer.poll() is not None:
+                raise RuntimeError(f"the consumer exited with {consumer.returncode}; see {log}")
+            stored = lane.stored()
+            if stored and first_at is None:
+                first_at, first_count = time.monotonic(), stored
+            peak_rss = max(peak_rss, process.memory_info().rss)
+            time.sleep(0.25)
+        finished_at = time.monotonic()
+        peak_rss = max(peak_rss, process.memory_info().rss)
+        _stop(consumer)
+    finally:
+        lane.drop()
+    if stored < transactions or first_at is None:
+        raise RuntimeError(f"only {stored:,} of {transactions:,} transactions were stored; see {log}")
+    rate = (stored - first_count) / (finished_at - first_at)
+    return Measurement(
+        name="stream_drain",
+        description=f"one consumer drains {transactions:,} pre-loaded transactions of {customers:,} customers "
+                    "(decode, features, XGBoost, PostgreSQL COPY + upsert, alerts, offset commits)",
+        numbers={"transactions_per_second": rate, "peak_rss_mib": peak_rss / 2**20},
+        units={"transactions_per_second": "tx/s", "peak_rss_mib": "MiB"},
+        targets={"transactions_per_second": ">= 10000", "peak_rss_mib": "<= 1024"},
+        details={"transactions": transactions, "customers": customers, "batch_size": batch_size},
+    )
+
+
+def _e2e_histogram(port: int) -> list[tuple[float, float]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        text = response.read().decode()
+    return [(float(s.labels["le"]), s.value) for family in text_string_to_metric_families(text)
+            for s in family.samples if s.name == "fraudops_consumer_end_to_end_seconds_bucket"]
+
+
+def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """Prometheus' histogram_quantile: linear interpolation inside the bucket holding the quantile."""
+    buckets = sorted(buckets)
+    total = buckets[-1][1]
+    rank = q * total
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(count - lower_count, 1e-12)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def latency(settings: Settings, model_path: str, rate: int = 2000, seconds: int = 60,
+            batch_size: int = 1000, metrics_port: int = 9199) -> Measurement:
+    lane = Lane.create(settings)
+    log = settings.run_dir / "bench-latency-consumer.log"
+    try:
+        consumer = lane.consumer(model_path, batch_size, metrics_port, log)
+        deadline = time.monotonic() + 120
+        while True:  # ready when its metrics answer and it owns partitions
+            try:
+                _e2e_histogram(metrics_port)
+                break
+            except OSError:
+                if time.monotonic() > deadline or consumer.poll() is not None:
+                    raise RuntimeError(f"the consumer did not start; see {log}") from None
+                time.sleep(0.5)
+        time.sleep(3)
+        transactions = rate * seconds
+        achieved: list[float] = []
+        producer = threading.Thread(target=lambda: achieved.append(
+            lane.publish(transactions, customers=max(transactions // 20, 1000), rate=rate, seed=8)))
+        started = time.monotonic()
+        producer.start()
+        producer.join()
+        offered_seconds = time.monotonic() - started
+        wait_until = time.monotonic() + 60
+        while lane.stored() < transactions and time.monotonic() < wait_until:
+            time.sleep(0.25)
+        stored = lane.stored()
+        buckets = _e2e_histogram(metrics_port)
+        _stop(consumer)
+    finally:
+        lane.drop()
+    quantiles = {f"p{int(q * 100)}_ms": histogram_quantile(buckets, q) * 1000 for q in (0.5, 0.95, 0.99)}
+    return Measurement(
+        name="stream_latency",
+        description=f"{rate:,} transactions/s offered for {seconds} s to one consumer; end-to-end latency "
+                    "from the Kafka record timestamp to the decision stored in PostgreSQL",
+        numbers={**quantiles, "throughput_per_second": stored / offered_seconds, "stored": stored},
+        units={"p50_ms": "ms", "p95_ms": "ms", "p99_ms": "ms", "throughput_per_second": "tx/s", "stored": "tx"},
+        targets={"p99_ms": "<= 250", "stored": f">= {transactions}"},
+        details={"offered_rate": rate, "seconds": seconds, "publisher_rate": achieved[0] if achieved else None,
+                 "batch_size": batch_size},
+    )
