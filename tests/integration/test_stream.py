@@ -241,7 +241,11 @@ def test_two_consumers_share_the_partitions_and_a_rebalance_moves_state_exactly(
     try:
         assert wait_for_count(stream_setup.db_url, 25_000, 180, [first]) == 25_000
         second = start_consumer(stream_setup, "b", tmp_path)  # joins: partitions (and their state) move
-        time.sleep(8)
+        deadline = time.monotonic() + 180
+        while "partition assigned" not in (tmp_path / "b.log").read_text():
+            assert time.monotonic() < deadline, "the second consumer never got a partition"
+            assert second.poll() is None, f"the second consumer exited with {second.returncode}"
+            time.sleep(0.5)
         produce(stream_setup.bootstrap, stream_setup.topic, records[25_000:])
         assert wait_for_count(stream_setup.db_url, len(records), 240, [first, second]) == len(records)
         time.sleep(2)

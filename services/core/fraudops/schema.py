@@ -149,13 +149,17 @@ class Transaction(BaseModel):
     # tens of thousands of records a second.
     @model_validator(mode="after")
     def _coherent(self) -> Transaction:
-        for name in ("event_time", "credential_change_at", "account_opened_at"):
+        event_time = self.event_time
+        if event_time.tzinfo is None:  # naive times are UTC
+            event_time = event_time.replace(tzinfo=UTC)
+            object.__setattr__(self, "event_time", event_time)
+        for name in ("credential_change_at", "account_opened_at"):
             value = getattr(self, name)
-            if value is not None and value.tzinfo is None:  # naive times are UTC
+            if value is not None and value.tzinfo is None:
                 object.__setattr__(self, name, value.replace(tzinfo=UTC))
-        if (self.latitude is None) != (self.longitude is None):
+        if (self.latitude is None) is not (self.longitude is None):
             raise ValueError("latitude and longitude must be given together")
-        if self.event_time.timestamp() > time.time() + 86400:
+        if event_time.timestamp() > time.time() + 86400:
             raise ValueError("event_time is more than a day in the future")
         return self
 

@@ -31,7 +31,7 @@ class VariantScorer(Protocol):
 
     def score(self, features: np.ndarray) -> np.ndarray: ...
 
-    def reasons(self, features: np.ndarray, top_k: int = 3) -> list[list[Reason]]: ...
+    def reasons(self, features: np.ndarray, top_k: int = 3, exact: bool = True) -> list[list[Reason]]: ...
 
 
 class RemoteScorer:
@@ -51,12 +51,12 @@ class RemoteScorer:
         # One real call learns the served version and threshold (they travel in the response parameters).
         self._refresh_from(self._infer(np.zeros((1, width), dtype=np.float32)))
 
-    def _infer(self, features: np.ndarray, reasons: bool = False, top_k: int = 3) -> dict:
+    def _infer(self, features: np.ndarray, reasons: bool = False, top_k: int = 3, exact: bool = True) -> dict:
         payload = np.ascontiguousarray(features, dtype=np.float32)
         header = orjson.dumps({
             "inputs": [{"name": "features", "shape": list(payload.shape), "datatype": "FP32",
                         "parameters": {"binary_data_size": payload.nbytes}}],
-            "parameters": {"reasons": reasons, "top_k": top_k},
+            "parameters": {"reasons": reasons, "top_k": top_k, "exact": exact},
         })
         try:
             response = self.client.post(
@@ -83,10 +83,10 @@ class RemoteScorer:
         self._refresh_from(body)
         return np.asarray(body["outputs"]["fraud_probability"], dtype=np.float32)
 
-    def reasons(self, features: np.ndarray, top_k: int = 3) -> list[list[Reason]]:
+    def reasons(self, features: np.ndarray, top_k: int = 3, exact: bool = True) -> list[list[Reason]]:
         if len(features) == 0:
             return []
-        body = self._infer(features, reasons=True, top_k=top_k)
+        body = self._infer(features, reasons=True, top_k=top_k, exact=exact)
         return [[Reason(r["feature"], r["value"], r["contribution"]) for r in orjson.loads(row)]
                 for row in body["outputs"]["reasons"]]
 
@@ -139,17 +139,19 @@ class Decider:
     """Routes, scores and explains a batch of feature rows according to a routing table."""
 
     def __init__(self, table: RoutingTable, scorers: dict[str, VariantScorer], source: str,
-                 threshold_override: float | None = None, reason_count: int = 3) -> None:
+                 threshold_override: float | None = None, reason_count: int = 3, exact_reasons: bool = True) -> None:
         self.table = table
         self.scorers = scorers
         self.source = source
         self.threshold_override = threshold_override
         self.reason_count = reason_count
+        self.exact_reasons = exact_reasons
 
     @classmethod
-    def from_table(cls, table: RoutingTable, source: str, threshold_override: float | None = None) -> Decider:
+    def from_table(cls, table: RoutingTable, source: str, threshold_override: float | None = None,
+                   exact_reasons: bool = True) -> Decider:
         return cls(table, {v.name: build_scorer(v, table.model_name) for v in table.variants}, source,
-                   threshold_override)
+                   threshold_override, exact_reasons=exact_reasons)
 
     def threshold(self, variant: str) -> float:
         return self.threshold_override if self.threshold_override is not None else self.scorers[variant].threshold
@@ -188,7 +190,7 @@ class Decider:
         reasons: dict[int, list[dict]] = {}
         to_explain = np.arange(len(rows)) if explain_all else np.flatnonzero(flagged)
         if len(to_explain) and not shadow:
-            explained = scorer.reasons(features[to_explain], self.reason_count)
+            explained = scorer.reasons(features[to_explain], self.reason_count, self.exact_reasons)
             reasons = {int(i): [r.as_dict() for r in row] for i, row in zip(to_explain, explained, strict=True)}
         return [
             Decision(

@@ -121,17 +121,19 @@ class FraudPredictor(Model):
         parameters = payload["parameters"]
         want_reasons = bool(parameters.get("reasons", False))
         top_k = int(parameters.get("top_k", 3))
+        exact = bool(parameters.get("exact", True))  # False: XGBoost's fast approximate contributions
         started = time.perf_counter()
-        scores, reasons = await asyncio.to_thread(self._score, payload["features"], want_reasons, top_k)
+        scores, reasons = await asyncio.to_thread(self._score, payload["features"], want_reasons, top_k, exact)
         metrics.observe_batch(self.name, self._scorer.model_version, scores, self._scorer.threshold,
                               time.perf_counter() - started)
         return {**payload, "scores": scores, "reasons": reasons}
 
-    def _score(self, features: np.ndarray, want_reasons: bool, top_k: int) -> tuple[np.ndarray, list | None]:
+    def _score(self, features: np.ndarray, want_reasons: bool, top_k: int,
+               exact: bool) -> tuple[np.ndarray, list | None]:
         scores = self._scorer.score(features)
         reasons = None
         if want_reasons:
-            reasons = [[reason.as_dict() for reason in row] for row in self._scorer.reasons(features, top_k)]
+            reasons = [[reason.as_dict() for reason in row] for row in self._scorer.reasons(features, top_k, exact)]
         return scores, reasons
 
     # --- postprocess -------------------------------------------------------------------------------

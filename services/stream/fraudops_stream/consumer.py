@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -58,12 +59,18 @@ class StreamConsumer:
         self.state = PartitionedState(
             FeatureEngine(), checkpoints or PostgresCheckpoints(settings.db_url, settings.consumer_group, self.topic))
         threshold = settings.fraud_threshold if "fraud_threshold" in settings.model_fields_set else None
-        self.decider = decider or Decider.from_table(self._routing_table(), "stream", threshold)
+        # Alerts carry approximate contributions: exact TreeSHAP per alert would cap the stream's throughput.
+        self.decider = decider or Decider.from_table(self._routing_table(), "stream", threshold, exact_reasons=False)
         self.replay_until: dict[int, int] = {}
         self.running = True
         self.processed = 0
         self.batches = 0
-        self._db: psycopg.Connection | None = None
+        self._db: psycopg.Connection | None = None  # the main thread's (labels)
+        self._writer_db: psycopg.Connection | None = None  # the writer thread's (batches)
+        # One batch is written while the next is decoded, featured and scored: the database works
+        # on the other core instead of the consumer waiting for it.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer")
+        self._in_flight: Future[None] | None = None
         self._labels_cursor: datetime | None = None
         self._last_checkpoint = time.monotonic()
         self._last_label_poll = 0.0
@@ -80,7 +87,8 @@ class StreamConsumer:
             "session.timeout.ms": 15_000,
             "fetch.min.bytes": 64 * 1024,
             "fetch.wait.max.ms": 20,
-            "queued.max.messages.kbytes": 256 * 1024,
+            # librdkafka's prefetch queue: 32 MB is ~100,000 records, plenty ahead of a 5,000-record batch.
+            "queued.max.messages.kbytes": 32 * 1024,
             **self.options.extra_kafka,
         })
         self.producer = Producer({
@@ -120,6 +128,7 @@ class StreamConsumer:
         metrics.ASSIGNED.set(len(consumer.assignment()) + len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drain()  # the batch being written finishes and commits before its partitions go
         for tp in partitions:
             try:
                 written = self.state.checkpoint(tp.partition)
@@ -165,21 +174,37 @@ class StreamConsumer:
         self.running = False
 
     def shutdown(self) -> None:
-        """Checkpoint every owned partition, then leave the group (the revoke callback releases them)."""
+        """Finish the batch in flight, checkpoint every partition, then leave the group."""
+        try:
+            self._drain()
+        except RetryableError as exc:
+            # The state is ahead of what is stored: no checkpoint; the next owner replays from the last one.
+            log.warning("stopping without a checkpoint", extra={"error": str(exc)})
+            self.state.position.clear()
         for partition in list(self.state.position):
             try:
                 self.state.checkpoint(partition)
             except psycopg.Error as exc:
                 log.warning("checkpoint at shutdown failed", extra={"partition": partition, "error": str(exc)})
+        self.state.position.clear()  # the revoke callback during close() has nothing left to do
         self.producer.flush(10)
         self.consumer.close()
-        if self._db is not None:
-            self._db.close()
+        self._writer.shutdown(wait=True)
+        for connection in (self._db, self._writer_db):
+            if connection is not None:
+                connection.close()
+
+    def _drain(self) -> None:
+        """Wait until the batch in flight is stored, its alerts published and its offsets committed."""
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            in_flight.result()
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if now - self._last_checkpoint >= self.options.checkpoint_interval_s:
             self._last_checkpoint = now
+            self._drain()  # a checkpoint may only cover records that are stored
             for partition in list(self.state.position):
                 try:
                     self.state.checkpoint(partition)
@@ -234,6 +259,7 @@ class StreamConsumer:
         rows: list[tuple[Any, ...]] = []
         decisions: list[Decision] = []
         alerts: list[Decision] = []
+        scored = time.perf_counter()
         if len(live):
             decided = self.decider.decide(features[live], [records[i]["transaction_id"] for i in live],
                                           [records[i]["customer_id"] for i in live])
@@ -241,12 +267,7 @@ class StreamConsumer:
             rows = [transaction_row(records[i], "stream", valid[i].partition(), valid[i].offset()) for i in live]
             decisions = decided.all
             alerts = [d for d in decided.deciding if d.is_fraud]
-            self._store(rows, decisions, alerts)
-            stored = time.perf_counter()
-            self._publish_alerts(alerts)
-            metrics.observe_batch(decided, [valid[i] for i in live], scored - featured, stored - scored)
-        self.producer.flush(30)  # DLQ records and alerts are durable before the offsets move
-        self._commit(good_messages)
+            metrics.observe_decisions(decided)
         for message in good_messages:
             self.state.position[message.partition()] = max(self.state.position.get(message.partition(), 0),
                                                            message.offset() + 1)
@@ -261,19 +282,39 @@ class StreamConsumer:
         metrics.BATCH_SIZE.observe(len(messages))
         metrics.STAGE.labels("decode").observe(decoded - started)
         metrics.STAGE.labels("features").observe(featured - decoded)
-        metrics.STAGE.labels("batch").observe(time.perf_counter() - started)
+        metrics.STAGE.labels("score").observe(scored - featured)
+        self._drain()  # at most one batch in flight: backpressure when the database is slow or down
+        self._in_flight = self._writer.submit(self._finish, rows, decisions, alerts, self._offsets(good_messages),
+                                              [valid[i] for i in live])
+
+    def _finish(self, rows: list[tuple[Any, ...]], decisions: list[Decision], alerts: list[Decision],
+                offsets: list[TopicPartition], live: list[Message]) -> None:
+        """On the writer thread: store, publish alerts, make the DLQ and alerts durable, commit offsets."""
+        started = time.perf_counter()
+        if rows:
+            self._store(rows, decisions, alerts)
+            self._publish_alerts(alerts)
+        self.producer.flush(30)  # DLQ records and alerts are durable before the offsets move
+        self._commit(offsets)
+        metrics.STAGE.labels("store").observe(time.perf_counter() - started)
+        metrics.observe_end_to_end(live)
 
     def _connection(self) -> psycopg.Connection:
         if self._db is None or self._db.closed or self._db.broken:
             self._db = psycopg.connect(self.settings.db_url, connect_timeout=3, autocommit=True)
         return self._db
 
+    def _writer_connection(self) -> psycopg.Connection:
+        if self._writer_db is None or self._writer_db.closed or self._writer_db.broken:
+            self._writer_db = psycopg.connect(self.settings.db_url, connect_timeout=3, autocommit=True)
+        return self._writer_db
+
     def _store(self, rows: list[tuple[Any, ...]], decisions: list[Decision], alerts: list[Decision]) -> None:
         """Write the batch; while the database is down, wait and retry (backpressure) — never drop it."""
         delay = 0.2
         while True:
             try:
-                write_batch(self._connection(), rows, decisions, alerts)
+                write_batch(self._writer_connection(), rows, decisions, alerts)
                 if delay > 0.2:
                     log.info("database back; batch stored", extra={"rows": len(rows)})
                 return
@@ -281,9 +322,9 @@ class StreamConsumer:
                 metrics.DB_RETRIES.inc()
                 log.warning("database unavailable; retrying the batch", extra={"error": str(exc)[:200],
                                                                                 "retry_in_s": delay})
-                if self._db is not None:
-                    self._db.close()
-                self._db = None
+                if self._writer_db is not None:
+                    self._writer_db.close()
+                self._writer_db = None
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 if not self.running:
@@ -308,13 +349,15 @@ class StreamConsumer:
         )
         self.producer.poll(0)
 
-    def _commit(self, messages: list[Message]) -> None:
-        if not messages:
-            return
+    def _offsets(self, messages: list[Message]) -> list[TopicPartition]:
         next_offsets: dict[int, int] = {}
         for message in messages:
             next_offsets[message.partition()] = max(next_offsets.get(message.partition(), 0), message.offset() + 1)
-        offsets = [TopicPartition(self.topic, partition, offset) for partition, offset in next_offsets.items()]
+        return [TopicPartition(self.topic, partition, offset) for partition, offset in next_offsets.items()]
+
+    def _commit(self, offsets: list[TopicPartition]) -> None:
+        if not offsets:
+            return
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:  # e.g. the partition moved during a long outage: its new owner replays
