@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 from fraudops.config import Settings
+from fraudops_bench.results import Measurement
 from fraudops_simulator import SimulationConfig, simulate, write_tables
 from fraudops_simulator.kafka import PRODUCER_DEFAULTS, check_broker, publish
-
-from fraudops_bench.results import Measurement
 
 
 def to_file(transactions: int = 1_000_000) -> Measurement:

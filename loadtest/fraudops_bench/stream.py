@@ -23,13 +23,13 @@ from pathlib import Path
 import psutil
 import psycopg
 from confluent_kafka.admin import AdminClient, NewTopic
-from fraudops.config import Settings
-from fraudops.db import migrate
-from fraudops_simulator import SimulationConfig, simulate
-from fraudops_simulator.kafka import PRODUCER_DEFAULTS, publish
 from prometheus_client.parser import text_string_to_metric_families
 
+from fraudops.config import Settings
+from fraudops.db import migrate
 from fraudops_bench.results import Measurement
+from fraudops_simulator import SimulationConfig, simulate
+from fraudops_simulator.kafka import PRODUCER_DEFAULTS, publish
 
 
 @dataclass

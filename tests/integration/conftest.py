@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+
 from fraudops.config import Settings
 from fraudops_infra.stack import LocalStack
-
 from tests.conftest import REPO_ROOT
 
 

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from fraudops.config import Settings
 
 pytestmark = pytest.mark.integration

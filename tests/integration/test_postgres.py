@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from fraudops.db import create_pool, migrate
 from psycopg.types.json import Jsonb
+
+from fraudops.db import create_pool, migrate
 
 pytestmark = pytest.mark.integration
 

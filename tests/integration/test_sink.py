@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+
 from fraudops.db import migrate
 from fraudops.schema import Transaction
 from fraudops.sink import Decision, transaction_row, write_batch

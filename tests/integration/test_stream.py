@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from fraudops.artifact import load_artifact
 from fraudops.db import migrate
 from fraudops.features.encode import encode_records
@@ -29,7 +30,6 @@ from fraudops.features.engine import FeatureEngine
 from fraudops.scoring import Scorer
 from fraudops_infra.stack import LocalStack
 from fraudops_stream.decode import decode_batch
-
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration

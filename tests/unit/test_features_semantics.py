@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+
 from fraudops.errors import ConfigurationError
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import typer
+
 from fraudops.schema import TRANSACTION_FIELDS, Transaction
 from fraudops_cli import simulate as simulate_verb
 from fraudops_cli.errors import run_app

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
 from fraudops_simulator import SimulationConfig, simulate, write_tables
 
 SMALL = SimulationConfig(transactions=8_000, seed=21, start=date(2026, 3, 1), days=30, rows_per_chunk=2_000)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+
 from fraudops.schema import LABEL_COLUMNS, TRANSACTION_FIELDS, Transaction
 from fraudops_simulator import PATTERN_NAMES, SimulationConfig, simulate
 

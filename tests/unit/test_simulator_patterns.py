@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+
 from fraudops_simulator import SimulationConfig, simulate
 from fraudops_simulator.geography import haversine_km
 

@@ -49,7 +49,7 @@ def test_a_missing_required_column_is_named_with_the_columns_found(tmp_path: Pat
 def test_unparsable_timestamps_are_counted_and_the_first_one_shown(tmp_path: Path) -> None:
     frame = history()
     frame.loc[[5, 9], "ts"] = "last tuesday"
-    with pytest.raises(RejectedInputError, match="2 row.* unparsable timestamps .*'last tuesday'") as error:
+    with pytest.raises(RejectedInputError, match=r"2 row.* unparsable timestamps .*'last tuesday'") as error:
         load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
     assert error.value.field == "event_time"
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from fraudops.errors import RejectedInputError
 from fraudops.schema import TRANSACTION_FIELDS
 

@@ -17,14 +17,14 @@ import numpy as np
 import optuna
 import pandas as pd
 import xgboost as xgb
-from fraudops.artifact import ModelMetadata, save_artifact
-from fraudops.errors import RejectedInputError
-from fraudops.features.engine import FeatureEngine
-from fraudops.features.spec import DAY, FEATURE_NAMES, FEATURE_VERSION, FeatureConfig
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sklearn.linear_model import LogisticRegression
 
+from fraudops.artifact import ModelMetadata, save_artifact
+from fraudops.errors import RejectedInputError
+from fraudops.features.engine import FeatureEngine
+from fraudops.features.spec import DAY, FEATURE_NAMES, FEATURE_VERSION, FeatureConfig
 from fraudops_training.data import DataReport, load_history
 from fraudops_training.evaluation import ThresholdRule, choose_threshold, evaluate, recall_by_pattern
 from fraudops_training.report import ReportInputs, write_report

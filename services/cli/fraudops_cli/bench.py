@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Annotated
 
 import typer
-from fraudops.config import get_settings
 from rich.console import Console
 from rich.table import Table
+
+from fraudops.config import get_settings
 
 app = typer.Typer(help="Benchmarks: numbers as JSON and a markdown table (loadtest/results/).",
                   no_args_is_help=True)
@@ -56,9 +57,8 @@ def stream(
 ) -> None:
     """One consumer: drain throughput and memory, then latency at a fixed offered load."""
     from fraudops_bench import stream as bench
-    from fraudops_infra.stack import LocalStack
-
     from fraudops_cli.models import ensure_model
+    from fraudops_infra.stack import LocalStack
 
     settings = get_settings()
     with console.status("making sure PostgreSQL and Kafka run…"):

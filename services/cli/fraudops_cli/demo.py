@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from fraudops.config import Settings, get_settings
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from fraudops.config import Settings, get_settings
 from fraudops_cli.models import ensure_model
 
 console = Console(highlight=False)

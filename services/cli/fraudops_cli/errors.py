@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 
 import typer
-from fraudops.errors import FraudopsError
 from pydantic import ValidationError
 from rich.console import Console
+
+from fraudops.errors import FraudopsError
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import typer
+from rich.console import Console
+
 from fraudops.config import get_settings
 from fraudops_infra.stack import LocalStack
-from rich.console import Console
 
 app = typer.Typer(help="Local PostgreSQL and Kafka on loopback (installed and started on demand).",
                   no_args_is_help=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fraudops.config import Settings
 from rich.console import Console
+
+from fraudops.config import Settings
 
 
 def ensure_model(settings: Settings, console: Console) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+
 from fraudops.config import get_settings
 from fraudops.logs import configure_logging
 

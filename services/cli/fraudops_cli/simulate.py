@@ -9,16 +9,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from fraudops.config import get_settings
-from fraudops_simulator.names import PATTERN_NAMES
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fraudops.config import get_settings
 from fraudops_cli.errors import fail
+from fraudops_simulator.names import PATTERN_NAMES
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
     from fraudops_simulator import SimulationConfig
 
 console = Console(stderr=True, highlight=False)

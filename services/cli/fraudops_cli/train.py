@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
 from fraudops.config import get_settings
 from fraudops.errors import FraudopsError
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from fraudops.config import Settings
 from fraudops.errors import InfraError
-
 from fraudops_infra.processes import (
     apt_install,
     ensure_port_free,

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from fraudops.config import Settings
 from fraudops.errors import InfraError
-
 from fraudops_infra.processes import apt_install, ensure_port_free, port_is_open, run_checked, wait_until
 
 DB_USER = "fraudops"

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from fraudops.config import Settings
 from fraudops.db import migrate
-
 from fraudops_infra.kafka import LocalKafka
 from fraudops_infra.postgres import LocalPostgres
 

@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+
 from fraudops import statestore
 from fraudops.config import Settings
 from fraudops.errors import RetryableError
@@ -29,7 +30,6 @@ from fraudops.features.engine import FeatureEngine
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import Decision, transaction_row, write_batch
 from fraudops.variants import Decider
-
 from fraudops_stream import metrics
 from fraudops_stream.decode import decode_batch
 from fraudops_stream.state import PartitionedState, PostgresCheckpoints, StateCheckpoints

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from fraudops.schema import Transaction
 from pydantic import TypeAdapter, ValidationError
+
+from fraudops.schema import Transaction
 
 _BATCH = TypeAdapter(list[Transaction])
 _REQUIRED_IN_STREAM = ("transaction_id", "event_time", "customer_id")

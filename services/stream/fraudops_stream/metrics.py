@@ -6,8 +6,9 @@ import time
 
 import numpy as np
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
-from fraudops.variants import Decided
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from fraudops.variants import Decided
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # Fine below 0.5 s, where the latency target lives, so quantiles read from it are within a few ms.

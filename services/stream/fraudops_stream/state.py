@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import psycopg
+
 from fraudops import statestore
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import FEATURE_VERSION
