@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 import psycopg
+import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
 from fraudops import statestore
@@ -28,7 +29,7 @@ from fraudops.errors import RetryableError
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine
 from fraudops.routing import RoutingTable, load_routing_table
-from fraudops.sink import Decision, transaction_row, write_batch
+from fraudops.sink import Decision, transactions_table, write_batch
 from fraudops.variants import Decider
 from fraudops_stream import metrics
 from fraudops_stream.decode import decode_batch
@@ -256,7 +257,7 @@ class StreamConsumer:
             self.state.customers[message.partition()].add(record["customer_id"])
 
         live = np.flatnonzero(~replay_mask)
-        rows: list[tuple[Any, ...]] = []
+        rows: pa.Table | None = None
         decisions: list[Decision] = []
         alerts: list[Decision] = []
         scored = time.perf_counter()
@@ -264,7 +265,8 @@ class StreamConsumer:
             decided = self.decider.decide(features[live], [records[i]["transaction_id"] for i in live],
                                           [records[i]["customer_id"] for i in live])
             scored = time.perf_counter()
-            rows = [transaction_row(records[i], "stream", valid[i].partition(), valid[i].offset()) for i in live]
+            rows = transactions_table([records[i] for i in live], "stream", [valid[i].partition() for i in live],
+                                      [valid[i].offset() for i in live])
             decisions = decided.all
             alerts = [d for d in decided.deciding if d.is_fraud]
             metrics.observe_decisions(decided)
@@ -287,11 +289,11 @@ class StreamConsumer:
         self._in_flight = self._writer.submit(self._finish, rows, decisions, alerts, self._offsets(good_messages),
                                               [valid[i] for i in live])
 
-    def _finish(self, rows: list[tuple[Any, ...]], decisions: list[Decision], alerts: list[Decision],
+    def _finish(self, rows: pa.Table | None, decisions: list[Decision], alerts: list[Decision],
                 offsets: list[TopicPartition], live: list[Message]) -> None:
         """On the writer thread: store, publish alerts, make the DLQ and alerts durable, commit offsets."""
         started = time.perf_counter()
-        if rows:
+        if rows is not None:
             self._store(rows, decisions, alerts)
             self._publish_alerts(alerts)
         self.producer.flush(30)  # DLQ records and alerts are durable before the offsets move
@@ -309,7 +311,7 @@ class StreamConsumer:
             self._writer_db = psycopg.connect(self.settings.db_url, connect_timeout=3, autocommit=True)
         return self._writer_db
 
-    def _store(self, rows: list[tuple[Any, ...]], decisions: list[Decision], alerts: list[Decision]) -> None:
+    def _store(self, rows: pa.Table, decisions: list[Decision], alerts: list[Decision]) -> None:
         """Write the batch; while the database is down, wait and retry (backpressure) — never drop it."""
         delay = 0.2
         while True:
