@@ -274,11 +274,11 @@ class FeatureEngine:
             return
         # Grow by a quarter, not double: at 100,000 customers a doubling would waste ~190 MB of state.
         capacity = max(needed, len(self._floats) + len(self._floats) // 4)
-        floats = np.zeros((capacity, L.N_FLOAT_STATE))
-        ints = np.zeros((capacity, L.N_INT_STATE), dtype=np.int64)
-        floats[: len(self._floats)] = self._floats
-        ints[: len(self._ints)] = self._ints
-        self._floats, self._ints = floats, ints
+        # Resize in place (realloc, which moves big blocks with mremap): allocating a new array and
+        # copying would hold the old and the new state at once, doubling the peak memory.
+        # The engine owns these arrays; no view of them outlives a call, hence refcheck=False.
+        self._floats.resize((capacity, L.N_FLOAT_STATE), refcheck=False)
+        self._ints.resize((capacity, L.N_INT_STATE), refcheck=False)
 
     def _grow_risk(self) -> None:
         needed = max(len(m) for m in self._risk)
