@@ -89,8 +89,9 @@ def _per_pattern(inputs: ReportInputs) -> str | None:
     figure, axis = plt.subplots(figsize=(7, 0.32 * len(table) + 1.2))
     axis.barh(table.index, table["recall"], color="#8e44ad")
     for position, (recall, frauds) in enumerate(zip(table["recall"], table["frauds"], strict=True)):
-        axis.text(min(recall + 0.01, 0.9), position, f"{recall:.0%} of {frauds}", va="center", fontsize=8)
+        axis.text(1.02, position, f"{recall:.0%} of {frauds}", va="center", fontsize=8)
     axis.set(xlim=(0, 1), xlabel="recall at the threshold", title="Recall per fraud pattern (held-out window)")
+    axis.spines[["right", "top"]].set_visible(False)
     return _png(figure)
 
 
