@@ -11,7 +11,7 @@ FRAUDOPS   := $(VENV)/bin/fraudops
 UV_VERSION := 0.13.9
 INSTALLED  := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-integration bench lint fmt install lock infra-up infra-down infra-status k8s-bin cluster clean
+.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus cluster clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,7 +33,7 @@ lock: ## re-resolve requirements.lock from pyproject.toml (needs PyPI)
 demo: $(INSTALLED) ## the main job, end to end, on local defaults
 	$(FRAUDOPS) demo
 
-test: $(INSTALLED) ## every test (starts and stops the real PostgreSQL and Kafka it needs)
+test: $(INSTALLED) k8s-bin prometheus ## every test (starts and stops the real PostgreSQL, Kafka, kube-apiserver and Prometheus it needs)
 	$(VENV)/bin/pytest
 
 test-unit: $(INSTALLED) ## the fast tests only
@@ -41,6 +41,12 @@ test-unit: $(INSTALLED) ## the fast tests only
 
 test-integration: $(INSTALLED) ## tests against real PostgreSQL and Kafka
 	$(VENV)/bin/pytest tests/integration
+
+test-k8s: $(INSTALLED) k8s-bin prometheus ## the operator against a real kube-apiserver and Prometheus
+	$(VENV)/bin/pytest -m k8s tests/k8s
+
+crds: $(INSTALLED) ## regenerate manifests/crds from operator/fraudops_operator/crd.py
+	$(PY) -m fraudops_operator.crd
 
 bench: $(INSTALLED) ## benchmarks: writes loadtest/results/*.json and BENCH.md
 	$(FRAUDOPS) bench all
@@ -64,8 +70,11 @@ infra-down: $(INSTALLED) ## stop them
 infra-status: $(INSTALLED)
 	$(FRAUDOPS) infra status
 
-k8s-bin: ## build kube-apiserver, etcd and kubectl from Go modules (cached)
-	hack/k8s/build.sh
+k8s-bin: ## build kube-apiserver, etcd, kubectl, kube-controller-manager from Go modules (cached)
+	bash hack/k8s/build.sh
+
+prometheus: ## Debian's prometheus package, for the operator's metric-analysis tests
+	bash hack/prometheus.sh
 
 cluster: ## create a kind cluster and deploy with skaffold (needs kind, docker, skaffold)
 	@echo "see README: kind create cluster --config manifests/kind/cluster.yaml && skaffold dev"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fraudops_cli import bench, demo, infra, serve, simulate, stream, train
+from fraudops_cli import bench, demo, infra, operate, serve, simulate, stream, train
 from fraudops_cli.errors import run_app
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app.add_typer(infra.app, name="infra")
 app.add_typer(serve.app, name="serve")
 app.add_typer(stream.app, name="stream")
 app.add_typer(bench.app, name="bench")
+app.add_typer(operate.app, name="operator")
 app.command("simulate")(simulate.simulate)
 app.command("train")(train.train)
 app.command("demo")(demo.demo)

@@ -1,0 +1,217 @@
+"""Typed, read-only views of FraudModel and TrainingRun objects, as the API server returns them (defaulted).
+
+The defaults themselves live in `crd.py`; code that builds a spec by hand (unit tests) runs it through
+`crd.apply_defaults` first, exactly as the API server would.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from fraudops_operator import crd
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as "90s", "1h30m" or "7d" (the schema's pattern)."""
+    if not re.fullmatch(crd.DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}: use e.g. 90s, 5m, 1h30m or 7d")
+    return sum(float(number) * _SECONDS_PER_UNIT[unit] for number, unit in _DURATION_PART.findall(text))
+
+
+class Strategy(StrEnum):
+    CANARY = "canary"
+    AB_TEST = "abTest"
+    SHADOW = "shadow"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    model_uri: str
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | None) -> ModelVersion | None:
+        return None if spec is None else cls(version=spec["version"], model_uri=spec["modelUri"])
+
+
+@dataclass(frozen=True)
+class CanaryStep:
+    weight: int
+    pause_s: float = 0.0
+    analysis: bool = False
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    interval_s: float
+    window: str  # kept as written: it goes into PromQL range selectors verbatim
+    min_samples: int
+    max_error_rate: float
+    max_p99_latency_ms: float
+    max_score_psi: float
+    min_feedback_precision: float | None
+    prometheus_url: str
+    queries: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> AnalysisSpec:
+        return cls(
+            interval_s=parse_duration(spec["interval"]), window=spec["window"], min_samples=spec["minSamples"],
+            max_error_rate=spec["maxErrorRate"], max_p99_latency_ms=spec["maxP99LatencyMs"],
+            max_score_psi=spec["maxScorePSI"], min_feedback_precision=spec.get("minFeedbackPrecision"),
+            prometheus_url=spec["prometheusUrl"], queries=dict(spec.get("queries") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    strategy: Strategy
+    steps: tuple[CanaryStep, ...]
+    ab_candidate_weight: int
+    ab_duration_s: float
+    shadow_duration_s: float
+    analysis: AnalysisSpec
+    auto_promote: bool
+    promote: bool
+    abort: bool
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> RolloutSpec:
+        return cls(
+            strategy=Strategy(spec["strategy"]),
+            steps=tuple(CanaryStep(step["weight"], parse_duration(step["pause"]) if step.get("pause") else 0.0,
+                                   step.get("analysis", False)) for step in spec["steps"]),
+            ab_candidate_weight=spec["abTest"]["candidateWeight"],
+            ab_duration_s=parse_duration(spec["abTest"]["duration"]),
+            shadow_duration_s=parse_duration(spec["shadow"]["duration"]),
+            analysis=AnalysisSpec.from_spec(spec["analysis"]),
+            auto_promote=spec["autoPromote"], promote=spec["promote"], abort=spec["abort"],
+        )
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    image: str
+    min_replicas: int
+    max_replicas: int
+    resources: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    topic: str
+    partitions: int
+    replication_factor: int
+    kafka_cluster: str
+    bootstrap_servers: str
+    consumer_group: str
+    min_replicas: int
+    max_replicas: int
+    lag_threshold: int
+    batch_size: int
+    image: str
+    database_secret_name: str
+    database_secret_key: str
+    resources: Mapping[str, Any]
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> StreamSpec:
+        return cls(
+            topic=spec["topic"], partitions=spec["partitions"], replication_factor=spec["replicationFactor"],
+            kafka_cluster=spec["kafkaCluster"],
+            bootstrap_servers=spec.get("bootstrapServers") or f"{spec['kafkaCluster']}-kafka-bootstrap:9092",
+            consumer_group=spec["consumerGroup"], min_replicas=spec["minReplicas"],
+            max_replicas=spec["maxReplicas"], lag_threshold=spec["lagThreshold"], batch_size=spec["batchSize"],
+            image=spec["image"], database_secret_name=spec["databaseSecret"]["name"],
+            database_secret_key=spec["databaseSecret"]["key"], resources=spec["resources"],
+        )
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """What children need to know about their owner."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ObjectRef:
+        meta = body["metadata"]
+        return cls(body.get("apiVersion", crd.API_VERSION), body["kind"], meta["name"], meta["namespace"],
+                   meta.get("uid", ""), meta.get("generation", 1))
+
+    def owner_reference(self) -> dict[str, Any]:
+        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+
+@dataclass(frozen=True)
+class FraudModel:
+    ref: ObjectRef
+    threshold: float | None
+    stable: ModelVersion | None
+    candidate: ModelVersion | None
+    rollout: RolloutSpec
+    predictor: PredictorSpec
+    stream: StreamSpec
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def namespace(self) -> str:
+        return self.ref.namespace
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> FraudModel:
+        spec = body["spec"]
+        predictor = spec["predictor"]
+        return cls(
+            ref=ObjectRef.from_body(body), threshold=spec.get("threshold"),
+            stable=ModelVersion.from_spec(spec.get("stable")), candidate=ModelVersion.from_spec(spec.get("candidate")),
+            rollout=RolloutSpec.from_spec(spec["rollout"]),
+            predictor=PredictorSpec(predictor["image"], predictor["minReplicas"], predictor["maxReplicas"],
+                                    predictor["resources"]),
+            stream=StreamSpec.from_spec(spec["stream"]),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    ref: ObjectRef
+    data_uri: str
+    label_delay_days: float
+    output_uri: str
+    model_name: str
+    version: str
+    trials: int
+    timeout_s: float
+    image: str
+    resources: Mapping[str, Any]
+    fraud_model: str | None
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> TrainingRun:
+        spec = body["spec"]
+        ref = ObjectRef.from_body(body)
+        fraud_model = (spec.get("fraudModelRef") or {}).get("name")
+        return cls(
+            ref=ref, data_uri=spec["data"]["uri"],
+            label_delay_days=parse_duration(spec["data"]["labelDelay"]) / 86400.0,
+            output_uri=spec["output"]["uri"], model_name=spec.get("model") or fraud_model or "card-fraud",
+            version=spec.get("version") or ref.name, trials=spec["optuna"]["trials"],
+            timeout_s=parse_duration(spec["optuna"]["timeout"]), image=spec["image"],
+            resources=spec["resources"], fraud_model=fraud_model,
+        )

@@ -1,0 +1,173 @@
+"""The children a FraudModel wants: pure functions of its spec and rollout state."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fraudops.routing import VariantMode, load_routing_table
+from fraudops_operator import crd
+from fraudops_operator.desired import (
+    ROUTING_KEY,
+    desired_children,
+    desired_consumer_deployment,
+    desired_inference_service,
+    desired_kafka_topic,
+    desired_routing_config_map,
+    desired_scaled_object,
+    routing_table,
+    served_versions,
+    storage_problem,
+    volume_claim,
+)
+from fraudops_operator.resources import FraudModel
+from fraudops_operator.rollout import Phase, RolloutState, next_state
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
+STABLE = {"version": "2026-11-01", "modelUri": "s3://models/card-fraud/2026-11-01"}
+CANDIDATE = {"version": "2026-11-28", "modelUri": "s3://models/card-fraud/2026-11-28"}
+
+
+def fraud_model(candidate: dict | None = CANDIDATE, **spec: Any) -> FraudModel:
+    spec = {"stable": STABLE, **spec}
+    if candidate is not None:
+        spec["candidate"] = candidate
+    body = {"apiVersion": crd.API_VERSION, "kind": "FraudModel",
+            "metadata": {"name": "card-fraud", "namespace": "fraud", "uid": "u1", "generation": 3},
+            "spec": crd.apply_defaults(crd.FRAUD_MODEL_SPEC, spec)}
+    return FraudModel.from_body(body)
+
+
+def in_rollout(model: FraudModel) -> RolloutState:
+    return next_state(model, None, T0).state
+
+
+def test_a_stable_model_routes_everything_to_its_predictor() -> None:
+    model = fraud_model(candidate=None)
+    table = routing_table(model, next_state(model, None, T0).state)
+    assert table is not None
+    [stable] = table.variants
+    assert (stable.name, stable.model_version, stable.weight, stable.mode) == ("stable", "2026-11-01", 100, "serve")
+    assert stable.endpoint == "http://card-fraud-2026-11-01-predictor.fraud.svc.cluster.local"
+
+
+def test_a_canary_splits_decisions_per_transaction_at_the_step_weight() -> None:
+    model = fraud_model(rollout={"steps": [{"weight": 10, "pause": "1m"}]})
+    table = routing_table(model, in_rollout(model))
+    assert table is not None
+    assert [(v.name, v.mode, v.weight) for v in table.variants] == [("stable", "serve", 90), ("canary", "serve", 10)]
+    assert table.salt == "2026-11-28"
+
+
+def test_an_ab_test_splits_decisions_per_customer() -> None:
+    model = fraud_model(rollout={"strategy": "abTest", "abTest": {"stableWeight": 80, "candidateWeight": 20}})
+    table = routing_table(model, in_rollout(model))
+    assert table is not None
+    assert [(v.name, v.mode, v.weight) for v in table.variants] == [("stable", "ab", 80), ("challenger", "ab", 20)]
+
+
+def test_a_shadow_run_scores_with_the_candidate_without_deciding() -> None:
+    model = fraud_model(rollout={"strategy": "shadow"})
+    table = routing_table(model, in_rollout(model))
+    assert table is not None
+    assert [v.name for v in table.deciding] == ["stable"] and table.deciding[0].weight == 100
+    assert [(v.name, v.mode) for v in table.shadows] == [("challenger", VariantMode.SHADOW)]
+
+
+def test_after_promotion_the_candidate_alone_serves_as_stable() -> None:
+    model = fraud_model()
+    promoted = RolloutState(Phase.PROMOTED, candidate_version="2026-11-28")
+    assert [v.version for v in served_versions(model, promoted)] == ["2026-11-28"]
+    table = routing_table(model, promoted)
+    assert table is not None and [(v.name, v.model_version) for v in table.variants] == [("stable", "2026-11-28")]
+
+
+def test_after_a_rollback_only_the_stable_version_is_served() -> None:
+    model = fraud_model()
+    rolled_back = RolloutState(Phase.ROLLED_BACK, candidate_version="2026-11-28")
+    assert [v.version for v in served_versions(model, rolled_back)] == ["2026-11-01"]
+
+
+def test_the_routing_config_map_is_the_table_the_services_load(tmp_path: Path) -> None:
+    model = fraud_model(rollout={"steps": [{"weight": 25}]})
+    table = routing_table(model, in_rollout(model))
+    assert table is not None
+    path = tmp_path / ROUTING_KEY
+    path.write_text(desired_routing_config_map(model, table)["data"][ROUTING_KEY])
+    assert load_routing_table(path) == table
+
+
+def test_each_version_gets_a_standard_mode_inference_service_running_our_predictor() -> None:
+    model = fraud_model(threshold=0.3)
+    assert model.candidate is not None
+    isvc = desired_inference_service(model, model.candidate)
+    assert isvc["metadata"]["name"] == "card-fraud-2026-11-28"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert isvc["metadata"]["ownerReferences"][0]["uid"] == "u1"
+    [container] = isvc["spec"]["predictor"]["containers"]
+    assert container["command"] == ["python", "-m", "fraudops_predictor"]
+    assert container["args"][:4] == ["--model_name", "card-fraud", "--model_dir", "/mnt/models"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["STORAGE_URI"] == "s3://models/card-fraud/2026-11-28" and env["FRAUD_THRESHOLD"] == "0.3"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/models/card-fraud/ready"
+    assert container["resources"]["requests"]["cpu"] == "500m"
+
+
+def test_the_consumer_reads_the_mounted_table_and_leaves_its_replica_count_to_keda() -> None:
+    model = fraud_model(candidate=None)
+    table = routing_table(model, next_state(model, None, T0).state)
+    assert table is not None
+    deployment = desired_consumer_deployment(model, table)
+    assert "replicas" not in deployment["spec"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "fraudops-db", "key": "url"}
+    assert env["ROUTING_TABLE_PATH"]["value"] == "/etc/fraudops/routing/routing.yaml"
+    assert env["KAFKA_BOOTSTRAP_SERVERS"]["value"] == "fraudops-kafka-bootstrap:9092"
+    assert container["command"] == ["fraudops", "stream", "consume", "--metrics-port", "9102"]
+
+
+def test_a_new_routing_table_rolls_the_consumer_pods() -> None:
+    model = fraud_model()
+    stable_table = routing_table(model, RolloutState(Phase.STABLE))
+    canary_table = routing_table(model, in_rollout(model))
+    assert stable_table is not None and canary_table is not None
+
+    def checksum(table: Any) -> str:
+        return desired_consumer_deployment(model, table)["spec"]["template"]["metadata"]["annotations"][
+            "fraudops.io/routing-checksum"]
+
+    assert checksum(stable_table) != checksum(canary_table)
+
+
+def test_keda_scales_the_consumer_on_the_groups_lag() -> None:
+    model = fraud_model(stream={"partitions": 12, "maxReplicas": 12, "lagThreshold": 5000})
+    scaled = desired_scaled_object(model)
+    assert scaled["spec"]["maxReplicaCount"] == 12
+    [trigger] = scaled["spec"]["triggers"]
+    assert trigger["type"] == "kafka"
+    assert trigger["metadata"] == {"bootstrapServers": "fraudops-kafka-bootstrap:9092",
+                                   "consumerGroup": "fraud-scorer", "topic": "transactions",
+                                   "lagThreshold": "5000", "offsetResetPolicy": "earliest"}
+
+
+def test_the_kafka_topic_belongs_to_the_strimzi_cluster() -> None:
+    topic = desired_kafka_topic(fraud_model(stream={"kafkaCluster": "main", "partitions": 3, "maxReplicas": 3}))
+    assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "main"
+    assert topic["spec"] == {"topicName": "transactions", "partitions": 3, "replicas": 1}
+
+
+def test_inference_services_come_before_the_table_that_routes_to_them() -> None:
+    model = fraud_model()
+    kinds = [c["kind"] for c in desired_children(model, in_rollout(model))]
+    assert kinds == ["KafkaTopic", "InferenceService", "InferenceService", "ConfigMap", "Deployment",
+                     "ScaledObject"]
+
+
+def test_artifact_uris_kserve_cannot_read_are_named() -> None:
+    assert storage_problem("s3://models/x") is None
+    problem = storage_problem("ftp://models/x")
+    assert problem is not None and "ftp://" in problem
+    assert volume_claim("pvc://models/card-fraud/v1") == "models"
+    assert volume_claim("s3://models/x") is None
