@@ -7,6 +7,7 @@ both decide through `Decider`, so a routing table means the same thing on both p
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections.abc import Sequence
@@ -17,12 +18,17 @@ from typing import Protocol
 import httpx
 import numpy as np
 import orjson
+from prometheus_client import Counter
 
 from fraudops.artifact import load_artifact
 from fraudops.errors import RetryableError
 from fraudops.routing import RoutingTable, Variant
 from fraudops.scoring import Reason, Scorer
 from fraudops.sink import Decision
+
+log = logging.getLogger(__name__)
+SCORING_ERRORS = Counter("fraudops_scoring_errors_total", "Scoring calls of a variant that failed.",
+                         ["source", "variant", "model_version"])
 
 
 class VariantScorer(Protocol):
@@ -166,20 +172,39 @@ class Decider:
         deciding: list[Decision | None] = [None] * len(transaction_ids)
         for index, variant in enumerate(deciding_variants):
             rows = np.flatnonzero(route == index)
-            if len(rows):
+            if not len(rows):
+                continue
+            try:
                 decisions = self._score(variant, features[rows], rows, transaction_ids, customer_ids, now, False,
                                         explain_all)
-                for row, decision in zip(rows, decisions, strict=True):
-                    deciding[row] = decision
+            except RetryableError:
+                self._count_error(variant)
+                if index == 0:
+                    raise  # the stable variant itself is down: nothing safe to decide with
+                # A failing canary or challenger must not fail decisions: the stable variant decides
+                # its share, and the error counts against the variant (the rollout analysis reads it).
+                decisions = self._score(deciding_variants[0], features[rows], rows, transaction_ids, customer_ids,
+                                        now, False, explain_all)
+            for row, decision in zip(rows, decisions, strict=True):
+                deciding[row] = decision
         shadow = []
         all_rows = np.arange(len(transaction_ids))
         for variant in self.table.shadows:
-            shadow.extend(self._score(variant, features, all_rows, transaction_ids, customer_ids, now, True, False))
+            try:
+                shadow.extend(self._score(variant, features, all_rows, transaction_ids, customer_ids, now, True,
+                                          False))
+            except RetryableError:
+                self._count_error(variant)  # a shadow never decides, so its failure costs no decision
         latency_ms = (time.perf_counter() - started) * 1000
         for decision in deciding:
             assert decision is not None
             decision.latency_ms = latency_ms
         return Decided([d for d in deciding if d is not None], shadow)
+
+    def _count_error(self, variant: Variant) -> None:
+        version = getattr(self.scorers.get(variant.name), "model_version", variant.model_version)
+        SCORING_ERRORS.labels(self.source, variant.name, version).inc()
+        log.warning("scoring failed", extra={"variant": variant.name, "source": self.source})
 
     def _score(self, variant: Variant, features: np.ndarray, rows: np.ndarray, transaction_ids: Sequence[str],
                customer_ids: Sequence[str | None], now: datetime, shadow: bool, explain_all: bool) -> list[Decision]:
