@@ -228,6 +228,7 @@ def demo(
                     console.print("[yellow]the consumer did not catch up within two minutes[/]")
                     break
                 time.sleep(1)
+        console.print()
         console.rule("final report")
         console.print(_view(settings, truth, started, _scrape(metrics_url), *_caught(settings, truth)))
         console.print("\nA synchronous decision from the gateway:")
