@@ -27,18 +27,22 @@ from tests.k8s.prometheus import LocalPrometheus, TrafficExporter
 # Read when Kopf imports the handlers (the timer interval is fixed at decoration): fast ticks for tests.
 os.environ.setdefault("FRAUDOPS_OPERATOR_TICK_S", "0.5")
 
+# The workplace's shared copy when it sits next to the repository, else the verbatim copy vendored
+# in third_party/ (so a clone anywhere, as CI makes, still tests against the real upstream CRDs).
 SHARED_CRDS = REPO_ROOT.parent / "shared" / "crds"
+VENDORED_CRDS = REPO_ROOT / "third_party" / "upstream-crds"
+UPSTREAM_CRDS = SHARED_CRDS if SHARED_CRDS.is_dir() else VENDORED_CRDS
 UPSTREAM_CRD_FOLDERS = ("kserve", "keda", "strimzi", "prometheus-operator")
 OUR_CRDS = REPO_ROOT / "manifests" / "crds"
 
 
 def upstream_crd_folders(names: tuple[str, ...] = UPSTREAM_CRD_FOLDERS) -> list[Path]:
-    folders = [SHARED_CRDS / name for name in names]
+    folders = [UPSTREAM_CRDS / name for name in names]
     missing = [str(f) for f in folders if not any(f.glob("*.yaml"))]
     if missing:
         pytest.fail(f"upstream CRDs not found: {', '.join(missing)}. The tests install the real KServe, KEDA, "
-                    f"Strimzi and Prometheus Operator CRDs from ../shared/crds next to the repository; restore "
-                    f"that folder (see its SOURCES.md).", pytrace=False)
+                    f"Strimzi and Prometheus Operator CRDs from ../shared/crds or third_party/upstream-crds; "
+                    f"restore that folder (see its SOURCES.md).", pytrace=False)
     return folders
 
 
