@@ -8,6 +8,7 @@ the same transaction gets for a customer without history.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -62,7 +63,10 @@ def test_the_gateway_scores_with_the_state_the_consumer_checkpointed(
 
     settings = Settings(db_url=scratch_database, kafka_bootstrap_servers=local_stack.kafka.bootstrap,
                         transactions_topic=topic, consumer_group=f"g-{topic}", model_path=str(trained_artifact))
-    StreamConsumer(settings, ConsumerOptions(batch_size=500, idle_exit_s=3, metrics_port=None)).run()
+    consumer = StreamConsumer(settings, ConsumerOptions(batch_size=500, idle_exit_s=3, metrics_port=None))
+    consumer.run()
+    del consumer  # its Kafka clients go now, not after the broker (their retries would only add noise)
+    gc.collect()
 
     _, decoded, _ = decode_batch([value for _, value in history])
     customer = max({r["customer_id"] for r in decoded}, key=lambda c: sum(r["customer_id"] == c for r in decoded))
