@@ -76,7 +76,8 @@ def write_table() -> Path:
             target = document["targets"].get(key, "")
             verdict = {True: "✅", False: "❌"}.get(document["passed"].get(key), "")
             unit = document["units"].get(key, "")
-            rows.append(f"| {document['name']} | {key} | {value:,.1f} {unit} | {target} {verdict} | "
+            shown = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+            rows.append(f"| {document['name']} | {key} | {shown} {unit} | {target} {verdict} | "
                         f"{document['machine']['measured_at'][:10]} |")
     header = ["# Benchmarks", "", "Written by `make bench`; each row comes from `loadtest/results/<name>.json`.", "",
               *(f"Machine: {m}" for m in sorted(machines)), "",

@@ -26,7 +26,8 @@ def _show(measurement) -> None:  # type: ignore[no-untyped-def]
     verdicts = measurement.passed()
     for key, value in measurement.numbers.items():
         mark = {True: "[green]✓[/]", False: "[red]✗[/]"}.get(verdicts.get(key), "")
-        table.add_row(key, f"{value:,.1f} {measurement.units.get(key, '')}",
+        shown = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+        table.add_row(key, f"{shown} {measurement.units.get(key, '')}",
                       f"{measurement.targets.get(key, '')} {mark}")
     console.print(table)
     console.print(f"[dim]→ {path}[/]")
