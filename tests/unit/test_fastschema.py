@@ -1,0 +1,73 @@
+"""The stream's fast decoder never accepts what the pydantic schema would refuse, and agrees on values."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from fraudops.fastschema import fast_decode
+from fraudops_simulator import SimulationConfig, simulate
+from fraudops_simulator.kafka import encode_records
+from fraudops_stream.decode import _decode_with_pydantic, decode_batch
+
+BASE = {"transaction_id": "t-1", "event_time": "2026-08-01T10:00:00Z", "customer_id": "c-1", "amount": 12.5}
+
+
+def variants() -> list[dict]:
+    """Records on the edges of the schema: odd spellings, near misses, and plain invalid ones."""
+    return [
+        BASE,
+        {**BASE, "channel": "web"},  # lower-case enum: valid, via pydantic
+        {**BASE, "merchant_category": "Crypto"},
+        {**BASE, "event_time": "2026-08-01T10:00:00"},  # naive: valid, taken as UTC
+        {**BASE, "event_time": "2026-08-01T12:00:00+02:00"},
+        {**BASE, "amount": "12.5"},  # a number as a string: pydantic's lax mode accepts it
+        {**BASE, "amount": 12},
+        {**BASE, "amount": -1},
+        {**BASE, "amount": 0},
+        {**BASE, "amount": 1e12},
+        {**BASE, "ip_address": " 10.0.0.1 "},  # pydantic strips the spaces
+        {**BASE, "ip_address": ""},
+        {**BASE, "customer_id": None},
+        {k: v for k, v in BASE.items() if k != "customer_id"},
+        {k: v for k, v in BASE.items() if k != "transaction_id"},
+        {**BASE, "latitude": 52.5},  # without longitude
+        {**BASE, "latitude": 95.0, "longitude": 13.0},
+        {**BASE, "event_time": "2099-01-01T00:00:00Z"},
+        {**BASE, "unknown": 1},
+        {**BASE, "hour_of_day": 24},
+        {**BASE, "hour_of_day": 5.0},
+        {**BASE, "is_international": "true"},
+        {**BASE, "country": "de"},
+        {**BASE, "transaction_id": "has space"},
+        {**BASE, "currency": "EURO"},
+    ]
+
+
+def test_the_fast_path_takes_the_simulators_records_and_yields_pydantics_values() -> None:
+    table = next(simulate(SimulationConfig(transactions=3_000, seed=4)))
+    values = list(encode_records(table))
+    accepted, records, slow = fast_decode(values)
+    assert not slow and len(accepted) == len(values)
+    _, reference, _ = _decode_with_pydantic(values)
+    assert records == reference
+
+
+@pytest.mark.parametrize("record", variants(), ids=lambda r: str(sorted(r.items()))[:60])
+def test_anything_the_fast_path_accepts_pydantic_accepts_with_the_same_values(record: dict) -> None:
+    value = orjson.dumps(record)
+    accepted, records, _ = fast_decode([value])
+    reference_indexes, reference, rejects = _decode_with_pydantic([value])
+    if accepted:
+        assert reference_indexes == [0] and records == reference
+    combined = decode_batch([value])
+    assert combined == (reference_indexes, reference, rejects)
+
+
+def test_a_mixed_batch_keeps_its_order_and_every_reject_its_reason() -> None:
+    values = [orjson.dumps(r) for r in variants()] + [b"{broken", None]
+    indexes, records, rejects = decode_batch(values)
+    reference = _decode_with_pydantic(values)
+    assert (indexes, records) == reference[:2]
+    assert [r.index for r in rejects] == sorted(r.index for r in rejects)
+    assert {r.index for r in rejects} == {r.index for r in reference[2]} | {len(values) - 1}
