@@ -125,7 +125,7 @@ def _decision_columns(decisions: Sequence[Decision]) -> pa.Table:
         "score": pa.array([d.score for d in decisions], pa.float32()),
         "threshold": pa.array([d.threshold for d in decisions], pa.float32()),
         "is_fraud": pa.array([d.is_fraud for d in decisions], pa.bool_()),
-        "reasons": [orjson.dumps(d.reasons).decode() for d in decisions],
+        "reasons": [orjson.dumps(d.reasons).decode() if d.reasons else "[]" for d in decisions],
         "latency_ms": pa.array([d.latency_ms for d in decisions], pa.float32()),
         "source": [d.source for d in decisions], "decided_at": [d.decided_at.isoformat() for d in decisions],
         "customer_id": pa.array([d.customer_id for d in decisions], pa.string()),

@@ -72,6 +72,7 @@ class StreamConsumer:
         # on the other core instead of the consumer waiting for it.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer")
         self._in_flight: Future[None] | None = None
+        self._durable_offsets: dict[int, int] = {}  # next offset per partition whose records are stored
         self._labels_cursor: datetime | None = None
         self._last_checkpoint = time.monotonic()
         self._last_label_poll = 0.0
@@ -129,7 +130,7 @@ class StreamConsumer:
         metrics.ASSIGNED.set(len(consumer.assignment()) + len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._drain()  # the batch being written finishes and commits before its partitions go
+        self._drain(commit_sync=True)  # the batch being written finishes and commits before its partitions go
         for tp in partitions:
             try:
                 written = self.state.checkpoint(tp.partition)
@@ -177,7 +178,7 @@ class StreamConsumer:
     def shutdown(self) -> None:
         """Finish the batch in flight, checkpoint every partition, then leave the group."""
         try:
-            self._drain()
+            self._drain(commit_sync=True)
         except RetryableError as exc:
             # The state is ahead of what is stored: no checkpoint; the next owner replays from the last one.
             log.warning("stopping without a checkpoint", extra={"error": str(exc)})
@@ -195,11 +196,13 @@ class StreamConsumer:
             if connection is not None:
                 connection.close()
 
-    def _drain(self) -> None:
+    def _drain(self, commit_sync: bool = False) -> None:
         """Wait until the batch in flight is stored, its alerts published and its offsets committed."""
         if self._in_flight is not None:
             in_flight, self._in_flight = self._in_flight, None
             in_flight.result()
+        if commit_sync and self._durable_offsets:
+            self._commit([TopicPartition(self.topic, p, o) for p, o in self._durable_offsets.items()], wait=True)
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -298,6 +301,7 @@ class StreamConsumer:
             self._publish_alerts(alerts)
         self.producer.flush(30)  # DLQ records and alerts are durable before the offsets move
         self._commit(offsets)
+        self._durable_offsets.update((tp.partition, tp.offset) for tp in offsets)
         metrics.STAGE.labels("store").observe(time.perf_counter() - started)
         metrics.observe_end_to_end(live)
 
@@ -357,10 +361,12 @@ class StreamConsumer:
             next_offsets[message.partition()] = max(next_offsets.get(message.partition(), 0), message.offset() + 1)
         return [TopicPartition(self.topic, partition, offset) for partition, offset in next_offsets.items()]
 
-    def _commit(self, offsets: list[TopicPartition]) -> None:
+    def _commit(self, offsets: list[TopicPartition], wait: bool = False) -> None:
+        """Commit the offsets of durable batches: asynchronously while streaming (a lost commit only
+        means an idempotent replay), synchronously when partitions leave so the next owner starts after."""
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
+            self.consumer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as exc:  # e.g. the partition moved during a long outage: its new owner replays
             log.warning("offset commit failed; the records will be replayed idempotently", extra={"error": str(exc)})
