@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fraudops.errors import ConfigurationError
-from fraudops.features.encode import stable_hash
+from fraudops.features.encode import stable_hash_texts
 
 BUCKETS = 10_000
 
@@ -88,8 +88,7 @@ class RoutingTable(BaseModel):
         keys = np.asarray(customer_ids if sticky else transaction_ids, dtype=object)
         if sticky:  # anonymous customers fall back to per-transaction routing
             keys = np.where(keys == None, transaction_ids, keys)  # noqa: E711 - elementwise comparison
-        salted = np.array([f"{self.salt}:{key}" for key in keys], dtype=object)
-        buckets = stable_hash(salted).view(np.uint64) % BUCKETS
+        buckets = stable_hash_texts([f"{self.salt}:{key}" for key in keys]).view(np.uint64) % BUCKETS
         edges = np.cumsum([v.weight * BUCKETS / 100.0 for v in deciding])
         return np.minimum(np.searchsorted(edges, buckets, side="right"), len(deciding) - 1)
 

@@ -7,9 +7,10 @@ Small batches are scored by a compiled copy of the booster's trees (`CompiledFor
 over flat node arrays): XGBoost's `inplace_predict` spends ~250 µs of fixed cost per call, which is
 most of a gateway request, while the compiled walk of one row takes 3 µs (51 trees) to 30 µs (400
 trees). XGBoost's blocked traversal wins on big batches, which therefore still go to XGBoost. The
-copy reproduces XGBoost's float32 arithmetic (bit-identical scores in the tests), is checked
-against the booster when it is built, and is not used when the model has something it does not
-implement (categorical splits, several outputs). Reason codes come from XGBoost itself
+copy does XGBoost's float32 arithmetic (scores equal to the last bit on the trained models here, a
+few float32 rounding steps apart at worst, never more than COMPILED_TOLERANCE), is checked against
+the booster when it is built, and is not used when the model has something it does not implement
+(categorical splits, several outputs). Reason codes come from XGBoost itself
 (`pred_contribs`: exact TreeSHAP, or its fast approximation).
 """
 

@@ -1,8 +1,9 @@
 """The public API: POST /predict (and /predict/batch), stored decisions, feedback, health and metrics.
 
-Life of a request: guards (size, key, rate) → validation (422 naming field and rule) → features from
-the customer's state → routing → scoring and reason codes → answer; the decision is queued for
-PostgreSQL and written within milliseconds, off the response path.
+Life of a request: request metrics → guards (key, rate, body size) → strict validation (422
+naming field and rule) → features from the customer's state → routing → scoring and reason codes
+→ answer; the decision is queued for PostgreSQL and written within milliseconds, off the
+response path. `build_asgi` puts the /predict fast path (fastpath.py) in front of FastAPI.
 """
 
 from __future__ import annotations
@@ -16,69 +17,81 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, Response
-from fraudops.config import Settings, get_settings
-from fraudops.errors import ConfigurationError, NotFoundError, RetryableError
-from fraudops.schema import LegacyTransaction, Transaction
-from fraudops.sink import Decision
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
+from fraudops.config import Settings, get_settings
+from fraudops.errors import ConfigurationError, FraudopsError, NotFoundError, RetryableError
 from fraudops_gateway import metrics
-from fraudops_gateway.guards import BodyTooLarge, Guards
+from fraudops_gateway.decisions import Decisions
+from fraudops_gateway.errors import Refused, field_errors, http_error, invalid_request, parse_json_body
+from fraudops_gateway.fastpath import DecisionEndpoints
+from fraudops_gateway.guards import Guards
 from fraudops_gateway.persistence import DecisionWriter
-from fraudops_gateway.runtime import GatewayRuntime, Scored
+from fraudops_gateway.runtime import GatewayRuntime
 from fraudops_gateway.schemas import (
     FULL_EXAMPLE,
     LEGACY_EXAMPLE,
-    BatchRequest,
+    REQUEST_BODIES,
+    TRANSACTION_ID_PATTERN,
     BatchResponse,
     ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
-    FieldError,
     Health,
-    PredictRequest,
     PredictResponse,
     StoredDecision,
 )
 
 log = logging.getLogger(__name__)
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
-    413: {"model": ErrorResponse, "description": "Request body too large."},
-    422: {"model": ErrorResponse, "description": "Invalid input: each error names the field and the rule."},
-    429: {"model": ErrorResponse, "description": "Rate limit exceeded."},
-    503: {"model": ErrorResponse, "description": "A dependency is unavailable; retry."},
-}
+BACKGROUND_INTERVAL_S = 2.0
 
 
-def _response(decision: Decision, transaction_id: str, elapsed_ms: float) -> PredictResponse:
-    return PredictResponse(
-        transaction_id=transaction_id, fraud_probability=decision.score, is_fraud=decision.is_fraud,
-        threshold=decision.threshold, model_version=decision.model_version, variant=decision.variant,
-        reasons=decision.reasons, prediction_time_ms=round(elapsed_ms, 3),
-    )
+def _error(status: int, description: str) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse, "description": description}}
 
 
-def _normalise(payload: Transaction | LegacyTransaction) -> Transaction:
-    return payload.to_transaction() if isinstance(payload, LegacyTransaction) else payload
+UNAUTHORISED = _error(401, "Missing or invalid API key (when GATEWAY_API_KEYS is set).")
+NOT_FOUND = _error(404, "No such transaction.")
+TOO_LARGE = _error(413, "Request body larger than GATEWAY_MAX_BODY_BYTES.")
+INVALID = _error(422, "Invalid input: each error names the field and the rule it broke.")
+RATE_LIMITED = _error(429, "Rate limit (GATEWAY_RATE_LIMIT) exceeded for this client; retry after a second.")
+UNAVAILABLE = _error(503, "A dependency is unavailable (database, model server); retry.")
+GUARDED = {**UNAUTHORISED, **RATE_LIMITED}
+
+
+def _json_body(schema: str, examples: dict[str, Any] | None = None) -> dict[str, Any]:
+    """OpenAPI for a JSON request body read by the route itself (see `REQUEST_BODIES`)."""
+    content: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+    if examples:
+        content["examples"] = examples
+    return {"requestBody": {"required": True, "content": {"application/json": content}}}
+
+
+def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(model.__pydantic_serializer__.to_json(model), status_code=status, headers=headers,
+                    media_type="application/json")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     runtime = GatewayRuntime(settings)
     writer = DecisionWriter(settings.db_url, settings.gateway_persist_queue)
+    decisions = Decisions(runtime, writer, settings.gateway_max_batch)
 
-    async def background(stop: asyncio.Event) -> None:
+    async def refresh(stop: asyncio.Event) -> None:
         """Every few seconds: pick up a new routing table and newly confirmed fraud labels."""
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=2.0)
+                await asyncio.wait_for(stop.wait(), timeout=BACKGROUND_INTERVAL_S)
             try:
                 await runtime.reload_routing_if_changed()
-                await runtime._run(runtime.poll_labels)
+                await runtime.poll_labels()
             except (ConfigurationError, RetryableError, psycopg.Error) as exc:
                 log.warning("background refresh failed; keeping the current state", extra={"error": str(exc)})
 
@@ -87,138 +100,134 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.start()
         writer.start()
         stop = asyncio.Event()
-        refresher = asyncio.create_task(background(stop))
+        refresher = asyncio.create_task(refresh(stop))
         yield
+        # uvicorn has answered every in-flight request by now (graceful shutdown)
         stop.set()
         await refresher
         await writer.drain_and_stop()  # every answered decision is stored before we exit
         await runtime.stop()
 
     app = FastAPI(
-        title="fraudops gateway", version="1", lifespan=lifespan, default_response_class=ORJSONResponse,
-        description="Synchronous fraud decisions for card and account transactions.", responses=ERROR_RESPONSES,
+        title="fraudops gateway", version="1", lifespan=lifespan,
+        description="Synchronous fraud decisions for card and account transactions. Request bodies are "
+                    "validated strictly against this document; every error names the field and the rule.",
     )
     app.state.runtime = runtime
     app.state.writer = writer
+    app.state.decisions = decisions
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_input(request: Request, exc: RequestValidationError) -> ORJSONResponse:
-        errors = []
-        for problem in exc.errors():
-            location = [str(part) for part in problem["loc"] if part not in ("body",)]
-            # drop the union tag pydantic adds (`full` / `legacy`) so the path reads like the payload
-            location = [part for part in location if part not in ("full", "legacy")]
-            errors.append(FieldError(field=".".join(location) or "body", reason=problem["msg"]))
-        metrics.REJECTED.labels("invalid").inc()
-        body = ErrorResponse(error="invalid request", errors=errors)
-        return ORJSONResponse(body.model_dump(), status_code=422)
+    async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
+        return _json(invalid_request(field_errors(list(exc.errors()), drop=("path", "query"))), 422)
 
-    @app.exception_handler(BodyTooLarge)
-    async def too_large(request: Request, exc: BodyTooLarge) -> ORJSONResponse:
-        return ORJSONResponse(ErrorResponse(error=str(exc)).model_dump(), status_code=413)
+    @app.exception_handler(FraudopsError)
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: FraudopsError | Refused) -> Response:
+        status, error, headers = http_error(exc)
+        return _json(error, status, headers)
 
-    @app.exception_handler(RetryableError)
-    async def unavailable(request: Request, exc: RetryableError) -> ORJSONResponse:
-        return ORJSONResponse(ErrorResponse(error=str(exc)).model_dump(), status_code=503,
-                              headers={"Retry-After": "1"})
-
-    @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, exc: NotFoundError) -> ORJSONResponse:
-        return ORJSONResponse(ErrorResponse(error=str(exc)).model_dump(), status_code=404)
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.REQUESTS.labels(path, request.method, str(response.status_code)).inc()
-        metrics.LATENCY.labels(path).observe(time.perf_counter() - started)
-        return response
-
-    async def _decide(transactions: list[Transaction], explain: bool) -> tuple[Scored, list[PredictResponse]]:
-        scored = await runtime.score(transactions, explain)
-        by_id = {d.transaction_id: d for d in scored.decided.deciding}
-        answers = [_response(by_id[tx.transaction_id], tx.transaction_id, scored.elapsed_ms) for tx in transactions]
-        metrics.observe_decisions(scored.decided.all)
-        await writer.submit(scored.rows, scored.decided.all)
-        return scored, answers
+    @app.exception_handler(HTTPException)
+    async def starlette_error(request: Request, exc: HTTPException) -> Response:
+        """Starlette's own errors (unknown route, wrong method) in the same shape as ours."""
+        return _json(ErrorResponse(error=str(exc.detail)), exc.status_code, exc.headers)
 
     @app.post("/predict", response_model=PredictResponse, tags=["decisions"],
-              summary="Decide one transaction (full schema or the legacy minimal payload)")
+              summary="Decide one transaction (full schema or the legacy minimal payload)",
+              responses={**GUARDED, **TOO_LARGE, **INVALID, **UNAVAILABLE},
+              openapi_extra=_json_body("PredictRequest", {
+                  "full": {"summary": "A card-not-present purchase", "value": FULL_EXAMPLE},
+                  "legacy": {"summary": "The old prototype's minimal payload", "value": LEGACY_EXAMPLE}}))
     async def predict(
-        payload: Annotated[PredictRequest, Body(openapi_examples={
-            "full": {"summary": "A card-not-present purchase", "value": FULL_EXAMPLE},
-            "legacy": {"summary": "The old prototype's minimal payload", "value": LEGACY_EXAMPLE}})],
+        request: Request,
         explain: Annotated[bool, Query(description="Reason codes even when the decision is not fraud.")] = False,
-    ) -> PredictResponse:
-        _, answers = await _decide([_normalise(payload)], explain)
-        return answers[0]
+    ) -> Response:
+        return _json(await decisions.predict(await request.body(), request.headers.get("content-type"), explain))
 
     @app.post("/predict/batch", response_model=BatchResponse, tags=["decisions"],
-              summary="Decide up to GATEWAY_MAX_BATCH transactions in order")
+              summary="Decide up to GATEWAY_MAX_BATCH transactions, in order",
+              responses={**GUARDED, **TOO_LARGE, **INVALID, **UNAVAILABLE},
+              openapi_extra=_json_body("BatchRequest", {
+                  "two": {"summary": "A full transaction and a legacy one",
+                          "value": {"transactions": [FULL_EXAMPLE, LEGACY_EXAMPLE]}}}))
     async def predict_batch(
-        payload: BatchRequest,
+        request: Request,
         explain: Annotated[bool, Query(description="Reason codes for every transaction.")] = False,
-    ) -> BatchResponse | ORJSONResponse:
-        if len(payload.transactions) > settings.gateway_max_batch:
-            error = ErrorResponse(error="invalid request", errors=[FieldError(
-                field="transactions", reason=f"at most {settings.gateway_max_batch} transactions per call")])
-            return ORJSONResponse(error.model_dump(), status_code=422)
-        transactions = [_normalise(item) for item in payload.transactions]
-        ids = [tx.transaction_id for tx in transactions]
-        if len(set(ids)) != len(ids):
-            error = ErrorResponse(error="invalid request", errors=[FieldError(
-                field="transactions", reason="transaction_id values must be unique within a batch")])
-            return ORJSONResponse(error.model_dump(), status_code=422)
-        scored, answers = await _decide(transactions, explain)
-        return BatchResponse(results=answers, prediction_time_ms=round(scored.elapsed_ms, 3))
+    ) -> Response:
+        body = await request.body()
+        return _json(await decisions.predict_batch(body, request.headers.get("content-type"), explain))
 
     @app.get("/transactions/{transaction_id}", response_model=StoredDecision, tags=["decisions"],
-             responses={404: {"model": ErrorResponse, "description": "No decision for this transaction."}})
-    async def stored_decision(transaction_id: str) -> StoredDecision:
+             summary="The stored decision of a transaction, its shadow scores and its confirmed label",
+             responses={**GUARDED, **NOT_FOUND, **INVALID, **UNAVAILABLE})
+    async def stored_decision(
+        transaction_id: Annotated[str, Path(min_length=1, max_length=64, pattern=TRANSACTION_ID_PATTERN)],
+    ) -> StoredDecision:
         pending = writer.pending.get(transaction_id)
         if pending is not None:
+            decision = pending.deciding
             return StoredDecision(
-                transaction_id=transaction_id, fraud_probability=pending.score, is_fraud=pending.is_fraud,
-                threshold=pending.threshold, model_name=pending.model_name, model_version=pending.model_version,
-                variant=pending.variant, reasons=pending.reasons, latency_ms=pending.latency_ms,
-                source=pending.source, decided_at=pending.decided_at)
+                transaction_id=transaction_id, fraud_probability=decision.score, is_fraud=decision.is_fraud,
+                threshold=decision.threshold, model_name=decision.model_name,
+                model_version=decision.model_version, variant=decision.variant, reasons=decision.reasons,
+                latency_ms=decision.latency_ms, source=decision.source, decided_at=decision.decided_at,
+                shadow_scores=dict(pending.shadow_scores))
         return await asyncio.to_thread(_load_decision, settings.db_url, transaction_id)
 
     @app.post("/feedback", response_model=FeedbackResponse, tags=["feedback"],
-              summary="Record a confirmed label (chargeback, analyst verdict) for a decided transaction")
-    async def feedback(payload: FeedbackRequest) -> FeedbackResponse:
+              summary="Record a confirmed label (chargeback, analyst verdict) for a decided transaction",
+              responses={**GUARDED, **NOT_FOUND, **TOO_LARGE, **INVALID, **UNAVAILABLE},
+              openapi_extra=_json_body("FeedbackRequest", {
+                  "chargeback": {"summary": "A chargeback confirmed the fraud", "value": {
+                      "transaction_id": FULL_EXAMPLE["transaction_id"], "is_fraud": True,
+                      "label_known_at": "2026-12-05T09:30:00Z", "source": "chargeback"}}}))
+    async def feedback(request: Request) -> FeedbackResponse:
+        payload: FeedbackRequest = parse_json_body(REQUEST_BODIES["FeedbackRequest"], await request.body(),
+                                                   request.headers.get("content-type"))
         known_at = payload.label_known_at or datetime.now(UTC)
-        if known_at.tzinfo is None:
-            known_at = known_at.replace(tzinfo=UTC)
+        known_at = known_at.replace(tzinfo=UTC) if known_at.tzinfo is None else known_at.astimezone(UTC)
         if payload.transaction_id in writer.pending:
             await _wait_until_stored(writer, payload.transaction_id)
         stored = await asyncio.to_thread(_store_feedback, settings.db_url, payload, known_at)
         return FeedbackResponse(transaction_id=payload.transaction_id, is_fraud=payload.is_fraud,
                                 label_known_at=known_at, stored=stored)
 
-    @app.get("/health/live", response_model=Health, tags=["operations"])
+    @app.get("/health/live", response_model=Health, tags=["operations"], summary="The process is up")
     async def live() -> Health:
         return Health(status="ok")
 
     @app.get("/health/ready", response_model=Health, tags=["operations"],
-             responses={503: {"model": Health, "description": "Not ready."}})
-    async def ready() -> Health | ORJSONResponse:
-        checks = {"model": "loaded" if runtime.ready else "not loaded"}
+             summary="Models loaded and PostgreSQL reachable; `checks.routing` is the live routing table",
+             responses={503: {"model": Health, "description": "Not ready: `checks` says what is missing."}})
+    async def ready() -> Response:
+        checks = {"model": "loaded" if runtime.ready else "not loaded", "routing": runtime.routing_summary}
         try:
-            await asyncio.wait_for(asyncio.to_thread(_ping, settings.db_url), timeout=2)
+            await asyncio.wait_for(asyncio.to_thread(_ping, settings.db_url), timeout=3)
             checks["database"] = "reachable"
         except (psycopg.Error, TimeoutError) as exc:
-            checks["database"] = f"unreachable: {str(exc)[:120]}"
+            checks["database"] = f"unreachable: {str(exc).strip()[:160]}"
         ok = runtime.ready and checks["database"] == "reachable"
-        health = Health(status="ok" if ok else "unavailable", checks=checks)
-        return health if ok else ORJSONResponse(health.model_dump(), status_code=503)
+        return _json(Health(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503)
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
+    @app.get("/metrics", tags=["operations"], response_class=Response, summary="Prometheus metrics",
+             responses={200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}})
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the request bodies the routes validate themselves."""
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description,
+                                   routes=app.routes)
+            components = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, adapter in REQUEST_BODIES.items():
+                schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
+                components.update(schema.pop("$defs", {}))
+                components[name] = schema
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -278,8 +287,11 @@ def _store_feedback(db_url: str, payload: FeedbackRequest, known_at: datetime) -
 
 
 def build_asgi(settings: Settings | None = None) -> Any:
-    """The app wrapped in its guards (what uvicorn serves)."""
+    """What uvicorn serves: request metrics → guards (key, rate, body size) → the /predict fast path → FastAPI."""
     settings = settings or get_settings()
     app = create_app(settings)
+    routes = {route.path: route for route in app.routes if getattr(route, "path", None) in ("/predict",
+                                                                                           "/predict/batch")}
+    fast = DecisionEndpoints(app, app.state.decisions, routes)
     keys = [key.strip() for key in settings.gateway_api_keys.split(",") if key.strip()]
-    return Guards(app, keys, settings.gateway_rate_limit, settings.gateway_max_body_bytes)
+    return metrics.RequestMetrics(Guards(fast, keys, settings.gateway_rate_limit, settings.gateway_max_body_bytes))

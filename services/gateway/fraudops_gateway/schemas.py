@@ -1,12 +1,61 @@
-"""The gateway's request and response bodies (the public API contract, with OpenAPI examples)."""
+"""The gateway's request and response bodies (the public API contract, with OpenAPI examples).
+
+Request bodies are validated by pydantic's JSON validator in strict mode: exactly the JSON types
+the OpenAPI document states (no "12" for a number, no 0 for a date-time), so the document is the
+contract. The transaction bodies are `fraudops.schema` types narrowed by what the platform can
+store: an amount of at least one cent, and an IP address made of address characters.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fraudops.schema import LegacyTransaction, Transaction
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+
+from fraudops.errors import RejectedInputError
+from fraudops.schema import MAX_AMOUNT, LegacyTransaction, Transaction
+
+#: A transaction id as the schema allows it (path parameters are checked the same way).
+TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
+# PostgreSQL keeps amounts as numeric(14, 2) with `amount > 0`: 0.004 would be stored as 0 and refused.
+_SMALLEST_AMOUNT = 0.01
+_AMOUNT = Field(..., ge=_SMALLEST_AMOUNT, le=MAX_AMOUNT, allow_inf_nan=False,
+                description="Positive, finite amount in `currency`, at least 0.01.")
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer: 17.0 is one (strict validation alone would refuse it; true stays refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+_HOUR = Annotated[int, Field(ge=0, le=23), BeforeValidator(_integral)]
+
+
+class TransactionRequest(Transaction):
+    """A transaction as `/predict` accepts it: the platform schema, storable as it is."""
+
+    # The schema's rule "latitude and longitude together", stated in JSON Schema too.
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}},
+        {"required": ["latitude", "longitude"],
+         "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}}},
+    ]})
+
+    amount: float = _AMOUNT
+    # Free text otherwise: a NUL or an unpaired surrogate would be answered and then refused by PostgreSQL.
+    ip_address: Annotated[str, Field(max_length=45, pattern=r"^[0-9A-Za-z.:%_/\-]+$")] | None = None
+    hour_of_day: _HOUR | None = Field(None, description="Local hour, when the client knows it better than "
+                                                        "event_time.")
+
+
+class LegacyTransactionRequest(LegacyTransaction):
+    """The old prototype's minimal payload, with the same amount rule."""
+
+    amount: float = _AMOUNT
+    hour_of_day: _HOUR
 
 
 def _payload_kind(value: Any) -> str:
@@ -17,7 +66,7 @@ def _payload_kind(value: Any) -> str:
 
 
 PredictRequest = Annotated[
-    Annotated[Transaction, Tag("full")] | Annotated[LegacyTransaction, Tag("legacy")],
+    Annotated[TransactionRequest, Tag("full")] | Annotated[LegacyTransactionRequest, Tag("legacy")],
     Discriminator(_payload_kind),
 ]
 
@@ -41,10 +90,27 @@ LEGACY_EXAMPLE = {"amount": 250.0, "merchant_category": "electronics", "source":
                   "hour_of_day": 23}
 
 
+def as_transaction(payload: Transaction | LegacyTransaction) -> Transaction:
+    """The payload as a platform `Transaction`, after the rules JSON Schema cannot state.
+
+    Feature encoding works on nanosecond timestamps (years 1678–2261), so times are held to a
+    window around now; the schema itself already refuses event times more than a day ahead.
+    """
+    transaction = payload.to_transaction() if isinstance(payload, LegacyTransaction) else payload
+    if transaction.event_time < _EARLIEST:
+        raise RejectedInputError("event_time", "must not be before 1970-01-01T00:00:00Z")
+    for name in ("credential_change_at", "account_opened_at"):
+        value = getattr(transaction, name)
+        if value is not None and not _EARLIEST <= value < _LATEST:
+            raise RejectedInputError(name, "must be between 1970-01-01 and 2200-01-01")
+    return transaction
+
+
 class ReasonCode(BaseModel):
     feature: str = Field(..., description="Feature name (see the model metadata).")
     value: float | None = Field(None, description="The feature's value for this transaction.")
-    contribution: float = Field(..., description="Push towards fraud, in log-odds (TreeSHAP).")
+    contribution: float = Field(..., description="Push towards fraud, in log-odds (XGBoost's feature "
+                                                 "contributions).")
 
 
 class PredictResponse(BaseModel):
@@ -56,7 +122,7 @@ class PredictResponse(BaseModel):
     variant: str = Field(..., description="The routed variant that decided (stable, canary, …).")
     reasons: list[ReasonCode] = Field(default_factory=list,
                                       description="Top contributions; given for fraud decisions or on request.")
-    prediction_time_ms: float
+    prediction_time_ms: float = Field(..., description="Features, routing and scoring, in the gateway.")
 
 
 class BatchRequest(BaseModel):
@@ -73,7 +139,7 @@ class BatchResponse(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    transaction_id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+    transaction_id: Annotated[str, Field(min_length=1, max_length=64, pattern=TRANSACTION_ID_PATTERN)]
     is_fraud: bool = Field(..., description="Confirmed fraud (true) or confirmed legitimate (false).")
     label_known_at: datetime | None = Field(None, description="When the label became known (default: now).")
     source: Annotated[str, Field(max_length=32, pattern=r"^[a-z_]+$")] = "api"
@@ -115,3 +181,11 @@ class ErrorResponse(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+#: The request bodies, each validated in one pass from JSON (strict) and documented under this name.
+REQUEST_BODIES: dict[str, TypeAdapter[Any]] = {
+    "PredictRequest": TypeAdapter(PredictRequest),
+    "BatchRequest": TypeAdapter(BatchRequest),
+    "FeedbackRequest": TypeAdapter(FeedbackRequest),
+}

@@ -34,7 +34,9 @@ def observe_batch(model: str, version: str, scores: np.ndarray, threshold: float
 
 
 def _observe_many(histogram: Histogram, scores: np.ndarray) -> None:
-    counts = np.histogram(scores, bins=(-np.inf, *SCORE_BUCKETS, np.inf))[0]
+    # A score goes to the first bucket whose bound is >= it, as Histogram.observe does (`le` buckets).
+    buckets = np.searchsorted(np.asarray(SCORE_BUCKETS), scores, side="left")
+    counts = np.bincount(buckets, minlength=len(SCORE_BUCKETS) + 1)
     # prometheus_client keeps per-bucket counters and a sum; update them in bulk.
     for bucket, count in zip(histogram._buckets, counts, strict=True):
         bucket.inc(int(count))

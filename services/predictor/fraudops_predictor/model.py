@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from typing import Any
 
 import numpy as np
 import orjson
+from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
+from kserve.errors import InvalidInput
+from pydantic import ValidationError
+
 from fraudops.artifact import load_artifact
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
 from fraudops.schema import Transaction
-from fraudops.scoring import Scorer
-from kserve import InferOutput, InferRequest, InferResponse, Model
-from kserve.errors import InvalidInput
-from pydantic import ValidationError
-
+from fraudops.scoring import COMPILED_MAX_ROWS, Scorer
 from fraudops_predictor import metrics
 
 FEATURES_INPUT = "features"
@@ -45,11 +46,20 @@ class FraudPredictor(Model):
     def load(self) -> bool:
         artifact = load_artifact(self.model_uri, nthread=1)
         self.scorer = Scorer(artifact)
-        # Warm the booster so the first request does not pay for lazy initialisation.
-        self.scorer.score(np.zeros((1, len(self.scorer.feature_names)), dtype=np.float32))
+        self._warm_up(self.scorer)
         metrics.MODEL_INFO.labels(model=self.name, version=artifact.version).set(1)
         self.ready = True
         return self.ready
+
+    @staticmethod
+    def _warm_up(scorer: Scorer) -> None:
+        """Every scoring path once, so no client request pays for JIT compilation or lazy initialisation."""
+        width = len(scorer.feature_names)
+        for rows in (1, COMPILED_MAX_ROWS):  # the compiled trees, then XGBoost's own predictor
+            scorer.score(np.zeros((rows, width), dtype=np.float32))
+        scorer.reasons(np.zeros((1, width), dtype=np.float32), exact=True)
+        scorer.reasons(np.zeros((1, width), dtype=np.float32), exact=False)
+        FeatureEngine().transform(encode_transactions([Transaction(amount=1.0)]))
 
     @property
     def _scorer(self) -> Scorer:
@@ -82,7 +92,7 @@ class FraudPredictor(Model):
         names = self._scorer.feature_names
         by_name = {tensor.name: tensor for tensor in request.inputs}
         if FEATURES_INPUT in by_name:
-            features = np.asarray(by_name[FEATURES_INPUT].as_numpy(), dtype=np.float32)
+            features = _as_float32(by_name[FEATURES_INPUT])
             if features.ndim != 2 or features.shape[1] != len(names):
                 raise InvalidInput(f'input "features" must have shape [n, {len(names)}], got {list(features.shape)}')
             return features
@@ -90,8 +100,10 @@ class FraudPredictor(Model):
         if missing:
             raise InvalidInput(f'send input "features" [n, {len(names)}] or one input per feature; missing '
                                f"{len(missing)}, e.g. {missing[:3]}")
-        return np.stack([np.asarray(by_name[name].as_numpy(), dtype=np.float32).reshape(-1) for name in names],
-                        axis=1)
+        columns = [_as_float32(by_name[name]).reshape(-1) for name in names]
+        if len({len(column) for column in columns}) != 1:
+            raise InvalidInput("every per-feature input must have the same number of rows")
+        return np.stack(columns, axis=1)
 
     def _v1_features(self, instances: list[Any]) -> np.ndarray:
         width = len(self._scorer.feature_names)
@@ -153,7 +165,15 @@ class FraudPredictor(Model):
             encoded = np.asarray([orjson.dumps(row) for row in reasons], dtype=np.object_)
             outputs.append(InferOutput(name=REASONS_OUTPUT, shape=[len(reasons)], datatype="BYTES", data=encoded))
         return InferResponse(
-            model_name=self.name, infer_outputs=outputs, response_id=request.id,
+            model_name=self.name, infer_outputs=outputs, response_id=request.id or str(uuid.uuid4()),
             parameters={"model_version": scorer.model_version, "threshold": scorer.threshold},
-            use_binary_outputs=request.use_binary_outputs,
+            use_binary_outputs=request.use_binary_outputs, requested_outputs=request.request_outputs,
         )
+
+
+def _as_float32(tensor: InferInput) -> np.ndarray:
+    try:
+        return np.asarray(tensor.as_numpy(), dtype=np.float32)
+    except (TypeError, ValueError) as exc:  # strings, or data that does not fill the declared shape
+        raise InvalidInput(f'input "{tensor.name}" must hold FP32 numbers filling its shape {tensor.shape}: '
+                           f"{exc}") from exc

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+
+from kserve import ModelServer
 
 from fraudops.config import get_settings
 from fraudops.logs import configure_logging
-from kserve import ModelServer
-
+from fraudops_predictor.dataplane import BinaryTensorDataPlane
 from fraudops_predictor.model import FraudPredictor
 
 
@@ -16,7 +18,15 @@ def serve(model_uri: str, name: str = "card-fraud", port: int = 8080, workers: i
     """Load the artifact, then serve V1 and V2 REST (and KServe's /metrics) until stopped."""
     model = FraudPredictor(name, model_uri)
     model.load()
-    ModelServer(http_port=port, workers=workers, enable_grpc=False).start([model])
+    # KServe logs three lines per request (access log, wall and CPU timings): at thousands of
+    # requests a second that is real CPU. Its Prometheus histograms keep the timings; DEBUG brings
+    # the lines back.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for chatty in ("kserve.trace", "uvicorn.access"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    server = ModelServer(http_port=port, workers=workers, enable_grpc=False, enable_latency_logging=False)
+    server.dataplane = BinaryTensorDataPlane(model_registry=server.registered_models)  # see dataplane.py
+    server.start([model])
 
 
 def main() -> None:

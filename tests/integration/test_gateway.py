@@ -1,0 +1,434 @@
+"""The real gateway (`fraudops serve gateway`) against real PostgreSQL and a trained artifact.
+
+Every endpoint: decisions (full and legacy payloads, batches), reason codes, stored decisions,
+feedback, validation errors, the body limit, health (including a database that refuses
+connections), metrics, and the per-customer state shared with the stream consumer.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pandas as pd
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fraudops import statestore
+from fraudops.artifact import load_artifact
+from fraudops.features.encode import encode_transactions
+from fraudops.features.engine import FeatureEngine
+from fraudops.features.spec import FEATURE_NAMES
+from fraudops.schema import TRANSACTION_FIELDS, Transaction
+from fraudops.scoring import Scorer
+from fraudops_infra.stack import LocalStack
+from tests.integration.test_gateway_support import (
+    Served,
+    fastapi_only_gateway,
+    gateway,
+    migrated_database,
+    stored_rows,
+    wait_until_stored,
+)
+
+pytestmark = pytest.mark.integration
+FULL = {"event_time": "2026-11-28T21:14:05Z", "customer_id": "cust-000123", "card_id": "card-000123-1",
+        "merchant_id": "m-04411", "merchant_category": "electronics", "amount": 899.0, "currency": "EUR",
+        "channel": "WEB", "transaction_type": "PURCHASE", "is_international": False, "country": "DE",
+        "device_id": "dev-9a8b7c", "ip_address": "203.0.113.17"}
+LEGACY = {"amount": 250.0, "merchant_category": "electronics", "source": "WEB", "is_international": False,
+          "hour_of_day": 23}
+
+
+@pytest.fixture(scope="module")
+def database(local_stack: LocalStack) -> Iterator[str]:
+    with migrated_database(local_stack, "gateway") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def served(database: str, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    log = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    with gateway(database, trained_artifact, log) as server:
+        yield server
+        assert server.stop(), f"the gateway did not exit cleanly on SIGTERM:\n{server.log_tail()}"
+        assert "Application shutdown complete" in server.log_tail(), server.log_tail()
+
+
+@pytest.fixture(scope="module")
+def first_answer(served: Served) -> dict[str, Any]:
+    """The gateway's very first decision after it started."""
+    response = httpx.post(served.url + "/predict", json={**FULL, "transaction_id": "first-" + uuid.uuid4().hex})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.fixture()
+def client(served: Served, first_answer: dict[str, Any]) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=served.url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def scorer(trained_artifact: Path) -> Scorer:
+    return Scorer(load_artifact(str(trained_artifact)))
+
+
+@pytest.fixture(scope="module")
+def history(simulated_history: Path) -> pd.DataFrame:
+    frame = pd.read_parquet(simulated_history).sort_values("event_time", kind="stable")
+    return frame[[c for c in frame.columns if c in TRANSACTION_FIELDS]]
+
+
+def new_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def transactions_of(frame: pd.DataFrame, prefix: str) -> list[dict[str, Any]]:
+    """History rows as API payloads, with customers and ids renamed so no other test shares their state."""
+    records = orjson.loads(frame.to_json(orient="records", date_format="iso"))
+    payloads = []
+    for record in records:
+        payload = {k: v for k, v in record.items() if v is not None}
+        payload["transaction_id"] = f"{prefix}-{payload['transaction_id']}"
+        if "customer_id" in payload:
+            payload["customer_id"] = f"{prefix}-{payload['customer_id']}"
+        payloads.append(payload)
+    return payloads
+
+
+def metric_samples(text: str) -> dict[str, list]:
+    return {family.name: family.samples for family in text_string_to_metric_families(text)}
+
+
+# --- decisions ---------------------------------------------------------------------------------------
+
+
+def test_a_full_transaction_is_decided_and_its_decision_stored(
+        client: httpx.Client, database: str, scorer: Scorer) -> None:
+    transaction_id = new_id()
+
+    response = client.post("/predict", json={**FULL, "transaction_id": transaction_id})
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert set(answer) == {"transaction_id", "fraud_probability", "is_fraud", "threshold", "model_version",
+                           "variant", "reasons", "prediction_time_ms"}
+    assert answer["transaction_id"] == transaction_id
+    assert answer["variant"] == "stable" and answer["model_version"] == scorer.model_version
+    assert answer["threshold"] == pytest.approx(scorer.threshold)
+    assert answer["is_fraud"] == (answer["fraud_probability"] >= answer["threshold"])
+    wait_until_stored(database, [transaction_id])
+    ((score, variant, shadow, source),) = stored_rows(
+        database, "SELECT score, variant, shadow, source FROM decisions WHERE transaction_id = %s", transaction_id)
+    assert score == pytest.approx(answer["fraud_probability"], abs=1e-6) and variant == "stable"
+    assert not shadow and source == "api"
+    ((amount, channel, customer),) = stored_rows(
+        database, "SELECT amount, channel, customer_id FROM transactions WHERE transaction_id = %s", transaction_id)
+    assert (float(amount), channel, customer) == (899.0, "WEB", "cust-000123")
+
+
+def test_a_stored_decision_is_served_back_by_transaction_id(client: httpx.Client, database: str) -> None:
+    transaction_id = new_id()
+    answer = client.post("/predict", json={**FULL, "transaction_id": transaction_id}).json()
+    wait_until_stored(database, [transaction_id])
+
+    stored = client.get(f"/transactions/{transaction_id}")
+
+    assert stored.status_code == 200, stored.text
+    body = stored.json()
+    assert body["fraud_probability"] == pytest.approx(answer["fraud_probability"], abs=1e-6)
+    assert (body["variant"], body["model_version"], body["source"]) == ("stable", answer["model_version"], "api")
+    assert body["shadow_scores"] == {} and body["label"] is None
+    assert client.get(f"/transactions/{new_id()}").status_code == 404
+
+
+def test_the_legacy_payload_is_decided_as_a_normalised_transaction(client: httpx.Client, database: str) -> None:
+    response = client.post("/predict", json=LEGACY)
+
+    assert response.status_code == 200, response.text
+    transaction_id = response.json()["transaction_id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", transaction_id), "the gateway gives the legacy payload an id"
+    wait_until_stored(database, [transaction_id])
+    ((channel, category, hour, amount, international),) = stored_rows(
+        database, "SELECT channel, merchant_category, hour_of_day, amount, is_international FROM transactions "
+                  "WHERE transaction_id = %s", transaction_id)
+    assert (channel, category, hour, float(amount), international) == ("WEB", "electronics", 23, 250.0, False)
+
+
+def test_explain_gives_reason_codes_named_after_model_features(client: httpx.Client, database: str) -> None:
+    transaction_id = new_id()
+
+    answer = client.post("/predict", params={"explain": "true"},
+                         json={**FULL, "transaction_id": transaction_id}).json()
+
+    assert answer["reasons"], "explain=true gives reason codes whatever the decision"
+    assert all(reason["feature"] in FEATURE_NAMES for reason in answer["reasons"])
+    contributions = [reason["contribution"] for reason in answer["reasons"]]
+    assert contributions == sorted(contributions, reverse=True) and contributions[-1] > 0
+    wait_until_stored(database, [transaction_id])
+    ((stored,),) = stored_rows(database, "SELECT reasons FROM decisions WHERE transaction_id = %s", transaction_id)
+    assert stored == answer["reasons"]
+
+
+def test_a_batch_is_decided_in_order_with_the_features_of_the_offline_engine(
+        client: httpx.Client, history: pd.DataFrame, scorer: Scorer) -> None:
+    rows = history.iloc[:2500]
+    payloads = transactions_of(rows, "offline")
+    offline = FeatureEngine()
+    expected = scorer.score(offline.replay(pd.DataFrame(payloads)))
+
+    answers = []
+    for start in range(0, len(payloads), 1000):
+        response = client.post("/predict/batch", json={"transactions": payloads[start:start + 1000]})
+        assert response.status_code == 200, response.text
+        answers.extend(response.json()["results"])
+
+    assert [a["transaction_id"] for a in answers] == [p["transaction_id"] for p in payloads]
+    np.testing.assert_allclose([a["fraud_probability"] for a in answers], expected, atol=1e-6)
+    flagged = [a for a in answers if a["is_fraud"]]
+    assert flagged, "some simulated transactions are flagged"
+    assert all(a["reasons"] for a in flagged), "every fraud decision carries its reason codes"
+    assert not any(a["reasons"] for a in answers if not a["is_fraud"]), "the others only on request"
+
+
+def test_the_gateway_scores_from_the_customer_state_the_stream_consumer_stored(
+        client: httpx.Client, database: str, history: pd.DataFrame, scorer: Scorer) -> None:
+    customer = history["customer_id"].value_counts().index[0]
+    own = history[history["customer_id"] == customer]
+    payloads = transactions_of(own, "state")
+    consumer = FeatureEngine()
+    consumer.transform(encode_transactions([Transaction.model_validate(p) for p in payloads[:-1]]))
+    state_customer = payloads[-1]["customer_id"]
+    with psycopg.connect(database) as conn:
+        statestore.save_customers(conn, "transactions", [
+            (customer_id, 0, blob) for customer_id, blob in consumer.export_customers([state_customer])])
+    expected = scorer.score(consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
+
+    answer = client.post("/predict", json=payloads[-1]).json()
+
+    assert answer["fraud_probability"] == pytest.approx(float(expected[0]), abs=1e-6)
+    fresh = scorer.score(FeatureEngine().transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
+    assert abs(float(fresh[0]) - float(expected[0])) > 1e-6, "the history changes this score: the test means it"
+
+
+def test_a_batch_refuses_duplicate_ids_and_more_than_the_maximum(client: httpx.Client) -> None:
+    duplicate = {**FULL, "transaction_id": new_id()}
+    too_many = [{**LEGACY} for _ in range(1001)]
+
+    same_id = client.post("/predict/batch", json={"transactions": [duplicate, duplicate]})
+    oversized = client.post("/predict/batch", json={"transactions": too_many})
+
+    assert same_id.status_code == 422 and same_id.json()["errors"][0]["field"] == "transactions"
+    assert "unique" in same_id.json()["errors"][0]["reason"]
+    assert oversized.status_code == 422 and "at most 1000" in oversized.json()["errors"][0]["reason"]
+
+
+# --- feedback ------------------------------------------------------------------------------------------
+
+
+def test_feedback_stores_the_label_with_the_time_it_became_known_once(client: httpx.Client, database: str) -> None:
+    # keys of its own: a confirmed fraud feeds the label-risk features of its merchant, device, …
+    transaction_id = new_id("fb")
+    keys = {"customer_id": new_id("fbc"), "merchant_id": new_id("fbm"), "device_id": new_id("fbd"),
+            "ip_address": "198.51.100.77", "card_id": new_id("fbk")}
+    client.post("/predict", json={**FULL, **keys, "transaction_id": transaction_id})
+    label = {"transaction_id": transaction_id, "is_fraud": True, "label_known_at": "2026-12-05T09:30:00+01:00",
+             "source": "chargeback"}
+
+    first = client.post("/feedback", json=label)  # right after the decision: the gateway waits until stored
+    again = client.post("/feedback", json=label)
+
+    assert first.status_code == 200, first.text
+    assert first.json()["stored"] is True and again.json()["stored"] is False
+    assert first.json()["label_known_at"] == "2026-12-05T08:30:00Z"
+    ((is_fraud, known_at, source),) = stored_rows(
+        database, "SELECT is_fraud, label_known_at, source FROM feedback_labels WHERE transaction_id = %s",
+        transaction_id)
+    assert is_fraud and source == "chargeback" and known_at.isoformat() == "2026-12-05T08:30:00+00:00"
+    assert client.get(f"/transactions/{transaction_id}").json()["label"] is True
+
+
+def test_feedback_for_an_unknown_transaction_is_404(client: httpx.Client) -> None:
+    response = client.post("/feedback", json={"transaction_id": new_id(), "is_fraud": False})
+
+    assert response.status_code == 404
+    assert "unknown" in response.json()["error"]
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+
+
+def _full(**changes: Any) -> dict[str, Any]:
+    return {**FULL, "transaction_id": new_id(), **changes}
+
+
+@pytest.mark.parametrize(("path", "body", "field", "rule"), [
+    ("/predict", _full(amount=-12.5), "amount", "greater than or equal to 0.01"),
+    ("/predict", _full(amount=0), "amount", "greater than or equal to 0.01"),
+    ("/predict", _full(amount="12.50"), "amount", "valid number"),
+    ("/predict", _full(channel="TELEPATHY"), "channel", "'MOBILE_APP', 'WEB', 'POS'"),
+    ("/predict", _full(event_time="yesterday"), "event_time", "valid datetime"),
+    ("/predict", _full(event_time="2026-13-01T00:00:00Z"), "event_time", "valid datetime"),
+    ("/predict", _full(event_time="2999-01-01T00:00:00Z"), "event_time", "more than a day in the future"),
+    ("/predict", _full(event_time="1969-07-20T20:17:40Z"), "event_time", "not be before 1970"),
+    ("/predict", _full(latitude=52.5), "latitude", "latitude and longitude must be given together"),
+    ("/predict", _full(ip_address="10.0.0.1\u0000"), "ip_address", "should match pattern"),
+    ("/predict", _full(colour="red"), "colour", "Extra inputs are not permitted"),
+    ("/predict", {k: v for k, v in LEGACY.items() if k != "hour_of_day"}, "hour_of_day", "Field required"),
+    ("/predict", {**LEGACY, "hour_of_day": 24}, "hour_of_day", "less than or equal to 23"),
+    ("/predict/batch", {"transactions": [LEGACY, {**LEGACY, "amount": -1}]}, "transactions.1.amount",
+     "greater than or equal to 0.01"),
+    ("/predict/batch", {"transactions": []}, "transactions", "at least 1 item"),
+    ("/feedback", {"transaction_id": "x", "is_fraud": "yes"}, "is_fraud", "valid boolean"),
+    ("/feedback", {"transaction_id": "x", "is_fraud": True, "label_known_at": 0}, "label_known_at",
+     "valid datetime"),
+])
+def test_invalid_input_gets_422_naming_the_field_and_the_rule(
+        client: httpx.Client, path: str, body: dict, field: str, rule: str) -> None:
+    response = client.post(path, json=body)
+
+    assert response.status_code == 422, response.text
+    errors = response.json()["errors"]
+    assert any(error["field"] == field and rule in error["reason"] for error in errors), errors
+
+
+@pytest.mark.parametrize(("raw", "field", "rule"), [
+    (b'{"amount": NaN}', "amount", "finite number"),
+    (b'{"amount": 1e999}', "amount", "finite number"),
+    (b'{"amount": Infinity, "channel": "WEB"}', "amount", "finite number"),
+    (b'{"amount": 12.5,', "body", "invalid JSON"),
+    (b"", "body", "invalid JSON"),
+])
+def test_non_finite_numbers_and_broken_json_get_422(client: httpx.Client, raw: bytes, field: str, rule: str) -> None:
+    response = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422, response.text
+    assert any(e["field"] == field and rule in e["reason"] for e in response.json()["errors"]), response.text
+
+
+def test_a_body_that_is_not_json_or_a_bad_query_or_path_gets_422(client: httpx.Client) -> None:
+    form = client.post("/predict", content=b"amount=12", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    flag = client.post("/predict", params={"explain": "perhaps"}, json=_full())
+    path = client.get("/transactions/not a valid id!")
+
+    assert form.status_code == 422 and form.json()["errors"][0]["field"] == "body"
+    assert flag.status_code == 422 and flag.json()["errors"][0]["field"] == "explain"
+    assert path.status_code == 422 and path.json()["errors"][0]["field"] == "transaction_id"
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch", "/feedback"])
+def test_a_body_over_the_limit_gets_413(client: httpx.Client, path: str) -> None:
+    oversized = b'{"padding": "' + b"x" * 1_100_000 + b'"}'
+
+    declared = client.post(path, content=oversized, headers={"Content-Type": "application/json"})
+    chunked = client.post(path, content=iter([oversized[i:i + 65536] for i in range(0, len(oversized), 65536)]),
+                          headers={"Content-Type": "application/json"})
+
+    for response in (declared, chunked):
+        assert response.status_code == 413, response.text
+        assert "exceeds the limit of 1048576 bytes" in response.json()["error"]
+
+
+# --- operations -------------------------------------------------------------------------------------
+
+
+def test_the_first_decision_after_start_does_not_pay_for_warm_up(first_answer: dict[str, Any]) -> None:
+    assert first_answer["prediction_time_ms"] < 50, "JIT compilation or a first booster call hit a client"
+
+
+def test_metrics_count_requests_latency_decisions_and_scores_per_variant(client: httpx.Client) -> None:
+    for _ in range(3):
+        client.post("/predict", json=_full())
+    client.post("/predict", json=_full(amount=-1))
+
+    samples = metric_samples(client.get("/metrics").text)
+
+    def value(family: str, suffix: str = "", **labels: str) -> float:
+        return sum(s.value for s in samples[family]
+                   if s.name == family + suffix and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    assert value("fraudops_gateway_requests", "_total", route="/predict", method="POST", status="200") >= 3
+    assert value("fraudops_gateway_requests", "_total", route="/predict", method="POST", status="422") >= 1
+    assert value("fraudops_gateway_request_seconds", "_count", route="/predict") >= 4
+    assert value("fraudops_gateway_rejected", "_total", reason="invalid") >= 1
+    decided = value("fraudops_decisions", "_total", source="api", variant="stable", shadow="false")
+    assert decided >= 3
+    assert value("fraudops_score", "_count", source="api", variant="stable", shadow="false") == decided
+    assert value("fraudops_gateway_persisted", "_total") >= 1
+    assert "fraudops_gateway_persist_queue" in samples
+
+
+def test_health_live_and_ready(client: httpx.Client) -> None:
+    live = client.get("/health/live")
+    ready = client.get("/health/ready")
+
+    assert live.status_code == 200 and live.json()["status"] == "ok"
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"model": "loaded", "routing": "stable:serve:100", "database": "reachable"}
+
+
+def test_ready_is_503_while_the_database_refuses_connections_and_no_decision_is_lost(
+        client: httpx.Client, database: str, local_stack: LocalStack) -> None:
+    name = database.rsplit("/", 1)[1]
+    admin = local_stack.postgres.url.rsplit("/", 1)[0] + "/postgres"
+    decided: list[str] = []
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            ready = client.get("/health/ready")
+            live = client.get("/health/live")
+            for _ in range(5):  # decisions go on, from the state the gateway holds; they wait in the queue
+                response = client.post("/predict", json=_full())
+                assert response.status_code == 200, response.text
+                decided.append(response.json()["transaction_id"])
+            time.sleep(1)
+            waiting = [client.get(f"/transactions/{transaction_id}") for transaction_id in decided]
+            queue = metric_samples(client.get("/metrics").text)["fraudops_gateway_persist_queue"][0].value
+        finally:
+            conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+
+    assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+    assert ready.json()["checks"]["database"].startswith("unreachable")
+    assert live.status_code == 200, "alive, just not ready"
+    assert all(r.status_code == 200 for r in waiting), "answered decisions are served while they wait"
+    assert queue >= 1, "the decisions wait in the queue while the database is away"
+    wait_until_stored(database, decided)
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_the_fastapi_routes_answer_exactly_like_the_fast_path_in_front_of_them(
+        client: httpx.Client, database: str, trained_artifact: Path, tmp_path: Path) -> None:
+    """`create_app` alone (no fast path) serves /predict and /predict/batch through FastAPI: same contract."""
+    bodies: list[tuple[str, dict[str, Any], dict[str, str]]] = [
+        ("/predict", LEGACY, {"explain": "true"}),
+        ("/predict", {**LEGACY, "amount": -1}, {}),
+        ("/predict", _full(channel="TELEPATHY", event_time="yesterday"), {}),
+        ("/predict", LEGACY, {"explain": "perhaps"}),
+        ("/predict/batch", {"transactions": [LEGACY, {**LEGACY, "hour_of_day": 99}]}, {}),
+        ("/predict/batch", {"transactions": [LEGACY, LEGACY]}, {}),
+    ]
+    with fastapi_only_gateway(database, trained_artifact, tmp_path / "fastapi.log") as fastapi_only:
+        for path, body, params in bodies:
+            fast = client.post(path, json=body, params=params)
+            routed = httpx.post(fastapi_only.url + path, json=body, params=params, timeout=30)
+
+            assert fast.status_code == routed.status_code, (path, body, fast.text, routed.text)
+            if fast.status_code != 200:
+                assert fast.json() == routed.json()
+                continue
+            answers = [fast.json()] if path == "/predict" else fast.json()["results"]
+            others = [routed.json()] if path == "/predict" else routed.json()["results"]
+            for ours, theirs in zip(answers, others, strict=True):
+                assert set(ours) == set(theirs)
+                assert ours["fraud_probability"] == pytest.approx(theirs["fraud_probability"], abs=1e-6)
+                assert ours["reasons"] == theirs["reasons"]

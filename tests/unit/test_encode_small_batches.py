@@ -1,0 +1,83 @@
+"""The direct encoding of a few `Transaction`s (the gateway's path) gives the arrays `encode_columns` gives."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import orjson
+import pytest
+
+from fraudops.features.encode import (
+    SMALL_BATCH,
+    EncodedBatch,
+    _encode_small,
+    _transaction_record,
+    encode_records,
+    encode_transactions,
+    stable_hash,
+    stable_hash_texts,
+)
+from fraudops.schema import Transaction
+from fraudops_simulator import SimulationConfig, simulate
+from fraudops_simulator.kafka import encode_records as to_json
+
+
+def through_pandas(transactions: list[Transaction]) -> EncodedBatch:
+    return encode_records([_transaction_record(tx) for tx in transactions])
+
+
+def assert_identical(fast: EncodedBatch, reference: EncodedBatch) -> None:
+    for name in ("txf", "txi", "risk_keys"):
+        ours, theirs = getattr(fast, name), getattr(reference, name)
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape, name
+        assert np.array_equal(ours, theirs, equal_nan=True), f"{name} differs"
+    assert fast.customer_ids.dtype == object
+    assert fast.customer_ids.tolist() == reference.customer_ids.tolist()
+
+
+@pytest.fixture(scope="module")
+def simulated() -> list[Transaction]:
+    """Every shape the simulator makes: cards, transfers, ATM, declines, geo, devices, account events."""
+    transactions = []
+    for table in simulate(SimulationConfig(transactions=1500, customers=100, days=20, seed=4)):
+        transactions.extend(Transaction.model_validate_json(raw) for raw in to_json(table))
+    return transactions
+
+
+def test_one_transaction_at_a_time_encodes_like_pandas(simulated: list[Transaction]) -> None:
+    for transaction in simulated:
+        assert_identical(encode_transactions([transaction]), through_pandas([transaction]))
+
+
+@pytest.mark.parametrize("size", [2, 7, SMALL_BATCH])
+def test_small_batches_encode_like_pandas(simulated: list[Transaction], size: int) -> None:
+    for start in range(0, 600, size):
+        batch = simulated[start:start + size]
+        assert_identical(_encode_small(batch), through_pandas(batch))
+
+
+def test_times_with_offsets_naive_times_and_microseconds_encode_like_pandas() -> None:
+    plus_five_thirty = timezone(timedelta(hours=5, minutes=30))
+    transactions = [
+        Transaction(amount=12.34, event_time=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=plus_five_thirty),
+                    credential_change_at=datetime(2026, 2, 28, 23, 59, 59), customer_id="c1"),
+        Transaction(amount=0.01, event_time=datetime(1970, 1, 1, 0, 0, 0, 1), account_opened_at=datetime(
+            2001, 9, 9, 1, 46, 40, tzinfo=timezone(timedelta(hours=-11)))),
+        Transaction.model_validate_json(orjson.dumps({
+            "amount": 1e7, "event_time": "2026-08-01T01:12:10.779Z", "channel": "web", "auth_result": "declined_other",
+            "ip_address": "2001:db8:85a3:0:0:8a2e:370:7334", "latitude": -33.9, "longitude": 151.2,
+            "hour_of_day": 0, "is_international": True, "merchant_category": "CRYPTO", "beneficiary_id": "b-1",
+            "terminal_id": "t-9", "country": "AU", "device_id": "d-1", "merchant_id": "m-1"})),
+    ]
+
+    for transaction in transactions:
+        assert_identical(encode_transactions([transaction]), through_pandas([transaction]))
+    assert_identical(_encode_small(transactions), through_pandas(transactions))
+
+
+def test_stable_hash_of_texts_equals_stable_hash() -> None:
+    texts = ["", "a", "merchant-0001", "203.0.113", "ünïcödé", "x" * 500, "C000000042"]
+
+    assert np.array_equal(stable_hash_texts(texts), stable_hash(np.asarray(texts, dtype=object)))
+    assert stable_hash_texts([]).tolist() == []

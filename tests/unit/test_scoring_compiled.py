@@ -1,0 +1,87 @@
+"""The compiled copy of a booster's trees scores as XGBoost does (within 1e-6), or is not used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost as xgb
+
+from fraudops.artifact import ModelArtifact, ModelMetadata
+from fraudops.scoring import COMPILED_MAX_ROWS, COMPILED_TOLERANCE, CompiledForest, Scorer
+
+
+def artifact(booster: xgb.Booster, width: int) -> ModelArtifact:
+    metadata = ModelMetadata(name="card-fraud", version="unit", feature_names=[f"f{i}" for i in range(width)],
+                             feature_version=1, threshold=0.5, threshold_rule="fixed", created_at="now")
+    return ModelArtifact(path=Path("."), metadata=metadata, booster=booster)
+
+
+def rows(count: int, width: int, seed: int) -> np.ndarray:
+    generator = np.random.default_rng(seed)
+    features = generator.lognormal(0.0, 1.5, size=(count, width)).astype(np.float32)
+    features[generator.random(features.shape) < 0.2] = np.nan
+    features[generator.random(features.shape) < 0.1] = 0.0
+    return features
+
+
+@pytest.fixture(scope="module")
+def booster() -> xgb.Booster:
+    """A deep-ish binary:logistic forest trained on data with missing values."""
+    features = rows(4000, 12, seed=1)
+    labels = (np.nan_to_num(features[:, 0]) * np.nan_to_num(features[:, 3], nan=2.0) > 1.5).astype(int)
+    return xgb.train({"objective": "binary:logistic", "max_depth": 7, "eta": 0.3, "nthread": 1, "base_score": 0.3},
+                     xgb.DMatrix(features, labels, missing=np.nan), num_boost_round=60)
+
+
+def test_compiled_trees_score_like_xgboost_on_missing_values_and_exact_thresholds(booster: xgb.Booster) -> None:
+    features = rows(5000, 12, seed=2)
+    # values exactly on split thresholds take the right branch in XGBoost (`x < threshold` is left)
+    thresholds = booster.trees_to_dataframe().dropna(subset=["Split"])
+    for i, (_, split) in enumerate(thresholds.head(500).iterrows()):
+        features[i, int(split["Feature"][1:])] = np.float32(split["Split"])
+
+    compiled = CompiledForest(booster).probabilities(features)
+
+    expected = booster.inplace_predict(features)
+    # float32 arithmetic like XGBoost's: mostly to the last bit, a few rounding steps apart at worst
+    assert np.max(np.abs(compiled - expected)) <= COMPILED_TOLERANCE
+    assert np.mean(compiled == expected) > 0.5
+
+
+def test_the_scorer_uses_compiled_trees_for_small_batches_and_xgboost_for_big_ones(booster: xgb.Booster) -> None:
+    scorer = Scorer(artifact(booster, 12))
+    small, big = rows(COMPILED_MAX_ROWS - 1, 12, seed=3), rows(COMPILED_MAX_ROWS * 4, 12, seed=4)
+
+    assert scorer.compiled is not None
+    assert np.max(np.abs(scorer.score(small) - booster.inplace_predict(small))) <= COMPILED_TOLERANCE
+    assert np.array_equal(scorer.score(big), booster.inplace_predict(big)), "big batches: XGBoost itself"
+    assert scorer.score(np.empty((0, 12), dtype=np.float32)).shape == (0,)
+
+
+def test_a_model_with_categorical_splits_is_scored_by_xgboost_itself() -> None:
+    generator = np.random.default_rng(5)
+    frame = pd.DataFrame({"kind": pd.Categorical(generator.choice(["a", "b", "c"], 500)),
+                          "amount": generator.random(500)})
+    labels = (frame["kind"] == "b").astype(int)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+                        xgb.DMatrix(frame, labels, enable_categorical=True), num_boost_round=5)
+
+    with pytest.raises(ValueError, match="categorical"):
+        CompiledForest(booster)
+    assert Scorer(artifact(booster, 2)).compiled is None
+
+
+def test_reason_codes_are_xgboost_contributions_of_the_features_that_pushed_up(booster: xgb.Booster) -> None:
+    scorer = Scorer(artifact(booster, 12))
+    features = rows(5, 12, seed=6)
+
+    reasons = scorer.reasons(features, top_k=3)
+
+    contributions = booster.predict(xgb.DMatrix(features, missing=np.nan), pred_contribs=True)[:, :-1]
+    for row, row_reasons in enumerate(reasons):
+        top = [i for i in np.argsort(-contributions[row])[:3] if contributions[row, i] > 0]
+        assert [r.feature for r in row_reasons] == [f"f{i}" for i in top]
+        assert [r.contribution for r in row_reasons] == pytest.approx([float(contributions[row, i]) for i in top])
