@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fraudops.config import get_settings
+from fraudops.config import Settings, get_settings
 
 app = typer.Typer(help="Benchmarks: numbers as JSON and a markdown table (loadtest/results/).",
                   no_args_is_help=True)
@@ -49,6 +49,17 @@ def simulate(
     _show(bench.to_kafka(settings, kafka_transactions))
 
 
+def _stack_and_model(what: str) -> tuple[Settings, str]:
+    """Start the local stack and make sure a model exists (trained on first use)."""
+    from fraudops_cli.models import ensure_model
+    from fraudops_infra.stack import LocalStack
+
+    settings = get_settings()
+    with console.status(f"making sure {what} runs…"):
+        LocalStack(settings).up()
+    return settings, ensure_model(settings, console)
+
+
 @app.command()
 def stream(
     transactions: Annotated[int, typer.Option(min=1000, help="Pre-loaded transactions for the drain.")] = 300_000,
@@ -58,13 +69,8 @@ def stream(
 ) -> None:
     """One consumer: drain throughput and memory, then latency at a fixed offered load."""
     from fraudops_bench import stream as bench
-    from fraudops_cli.models import ensure_model
-    from fraudops_infra.stack import LocalStack
 
-    settings = get_settings()
-    with console.status("making sure PostgreSQL and Kafka run…"):
-        LocalStack(settings).up()
-    model = ensure_model(settings, console)
+    settings, model = _stack_and_model("PostgreSQL and Kafka")
     with console.status(f"drain: {transactions:,} transactions through one consumer…"):
         drained = bench.drain(settings, model, transactions, customers)
     _show(drained)
@@ -87,9 +93,28 @@ def train(
     _show(measured)
 
 
+@app.command()
+def serving(
+    rate: Annotated[int, typer.Option(min=10, help="Constant request rate for the gateway run.")] = 500,
+    seconds: Annotated[int, typer.Option(min=5, help="Duration of the gateway run.")] = 60,
+) -> None:
+    """Gateway /predict latency at a constant rate, then the predictor's V2 throughput."""
+    from fraudops_bench import gateway as gateway_bench
+    from fraudops_bench import predictor as predictor_bench
+
+    settings, model = _stack_and_model("PostgreSQL")
+    with console.status(f"gateway: {rate} requests/s for {seconds} s…"):
+        latency = gateway_bench.predict_latency(settings.db_url, model, rate, seconds)
+    _show(latency)
+    with console.status("predictor: V2 batches of 1,000 rows…"):
+        throughput = predictor_bench.v2_throughput(model)
+    _show(throughput)
+
+
 BENCHES: dict[str, Callable[[], None]] = {
     "simulate": lambda: simulate(1_000_000, 500_000),
     "stream": lambda: stream(300_000, 100_000, 2000, 60),
+    "serving": lambda: serving(500, 60),
     "train": lambda: train(1_000_000, 30, 600),
 }
 

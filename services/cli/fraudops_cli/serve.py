@@ -19,6 +19,9 @@ def predictor(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8081,
 ) -> None:
     """The KServe model server (V1 + V2 REST) for one model artifact."""
+    from fraudops.lean import without_training_libraries
+
+    without_training_libraries()
     from fraudops_predictor.server import serve
 
     settings = get_settings()
@@ -32,6 +35,9 @@ def gateway(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
 ) -> None:
     """The public /predict API (FastAPI on uvicorn)."""
+    from fraudops.lean import without_training_libraries
+
+    without_training_libraries()
     from fraudops_gateway.server import serve
 
     serve(host, port)

@@ -20,6 +20,9 @@ def consume(
     idle_exit: Annotated[float | None, typer.Option(help="Exit after this many seconds without records.")] = None,
 ) -> None:
     """Consume transactions, score them, store decisions in PostgreSQL, publish alerts. SIGTERM ends cleanly."""
+    from fraudops.lean import without_training_libraries
+
+    without_training_libraries()
     from fraudops_stream.consumer import ConsumerOptions, StreamConsumer
 
     settings = get_settings()

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 from fraudops.config import Settings, get_settings
 from fraudops.errors import ConfigurationError, FraudopsError, NotFoundError, RetryableError
+from fraudops.metrics import FEEDBACK
 from fraudops_gateway import metrics
 from fraudops_gateway.decisions import Decisions
 from fraudops_gateway.errors import Refused, field_errors, http_error, invalid_request, parse_json_body
@@ -270,6 +271,9 @@ def _store_feedback(db_url: str, payload: FeedbackRequest, known_at: datetime) -
         with psycopg.connect(db_url, connect_timeout=2) as conn:
             exists = conn.execute("SELECT 1 FROM transactions WHERE transaction_id = %s",
                                   (payload.transaction_id,)).fetchone()
+            decision = conn.execute(
+                "SELECT model_version, is_fraud FROM decisions WHERE transaction_id = %s AND NOT shadow",
+                (payload.transaction_id,)).fetchone()
             if exists is None:
                 raise NotFoundError(f"transaction {payload.transaction_id!r} is unknown; feedback needs a decided "
                                     "transaction")
@@ -281,7 +285,11 @@ def _store_feedback(db_url: str, payload: FeedbackRequest, known_at: datetime) -
                    WHERE feedback_labels.is_fraud IS DISTINCT FROM EXCLUDED.is_fraud""",
                 (payload.transaction_id, payload.is_fraud, known_at, payload.source),
             )
-            return cursor.rowcount == 1
+            stored = cursor.rowcount == 1
+            if stored and decision is not None:  # precision on labelled feedback, for the rollout analysis
+                FEEDBACK.labels(decision[0], "fraud" if decision[1] else "legitimate",
+                                "fraud" if payload.is_fraud else "legitimate").inc()
+            return stored
     except psycopg.OperationalError as exc:
         raise RetryableError(f"database unavailable: {exc}") from exc
 

@@ -91,6 +91,14 @@ def resolve_jars(settings: Settings) -> Path:
     return libs
 
 
+def _cluster_id() -> str:
+    """A random KRaft cluster id (base64 of a UUID), never starting with '-', which the CLI reads as a flag."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class LocalKafka:
     """The lifecycle of the local broker: resolve jars, format storage, start, create topics, stop."""
 
@@ -120,7 +128,7 @@ class LocalKafka:
         self._write_config()
         classpath = f"{libs}/*"
         if not (self.data_dir / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster_id = _cluster_id()
             run_checked(
                 ["java", "-cp", classpath, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(self.config_file)],
                 "formatting Kafka KRaft storage",

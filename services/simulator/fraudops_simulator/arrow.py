@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from fraudops.schema import LABEL_COLUMNS, TRANSACTION_FIELDS
 
+from fraudops.schema import LABEL_COLUMNS, TRANSACTION_FIELDS
 from fraudops_simulator.geography import COUNTRIES, ISSUER
 from fraudops_simulator.rows import (
     AUTH_RESULTS,

@@ -17,9 +17,9 @@ import numpy as np
 import orjson
 import pyarrow as pa
 from confluent_kafka import KafkaException, Producer
+
 from fraudops.errors import FraudopsError
 from fraudops.schema import TRANSACTION_FIELDS
-
 from fraudops_simulator.arrow import iso_utc
 
 #: Throughput-oriented producer settings (idempotent, so retries never duplicate a record).

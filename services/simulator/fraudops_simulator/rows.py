@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+
 from fraudops.schema import AuthResult, Channel, MerchantCategory, TransactionType
 
 #: Enum members in code order: a row's int8 code indexes these tuples.

@@ -8,6 +8,7 @@ import numpy as np
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from fraudops.metrics import DECISIONS
 from fraudops.variants import Decided
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -17,8 +18,6 @@ E2E_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.125, 0.
 
 RECORDS = Counter("fraudops_consumer_records_total", "Records consumed.")
 REPLAYED = Counter("fraudops_consumer_replayed_total", "Records replayed into the state only (already stored).")
-DECISIONS = Counter("fraudops_decisions_total", "Decisions by variant and outcome (shadow decisions included).",
-                    ["source", "variant", "model_version", "outcome", "shadow"])
 ALERTS = Counter("fraudops_consumer_alerts_total", "Alerts published to the alerts topic.")
 DEAD_LETTERED = Counter("fraudops_consumer_dead_lettered_total", "Invalid records sent to the DLQ.")
 DB_RETRIES = Counter("fraudops_consumer_db_retries_total", "Batch writes retried while PostgreSQL was unavailable.")
