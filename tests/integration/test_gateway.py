@@ -57,7 +57,7 @@ def database(local_stack: LocalStack) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def served(database: str, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    with gateway(database, trained_artifact, log) as server:
+    with gateway(database, trained_artifact, log, state_refresh_s="1") as server:
         yield server
         assert server.stop(), f"the gateway did not exit cleanly on SIGTERM:\n{server.log_tail()}"
         assert "Application shutdown complete" in server.log_tail(), server.log_tail()
@@ -218,6 +218,38 @@ def test_the_gateway_scores_from_the_customer_state_the_stream_consumer_stored(
     assert answer["fraud_probability"] == pytest.approx(float(expected[0]), abs=1e-6)
     fresh = scorer.score(FeatureEngine().transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
     assert abs(float(fresh[0]) - float(expected[0])) > 1e-6, "the history changes this score: the test means it"
+
+
+def test_a_customer_state_the_stream_consumer_stores_later_replaces_the_one_the_gateway_holds(
+        client: httpx.Client, database: str, history: pd.DataFrame, scorer: Scorer) -> None:
+    customer = history["customer_id"].value_counts().index[1]
+    payloads = transactions_of(history[history["customer_id"] == customer], "later")
+    first = client.post("/predict", json=payloads[0])  # the gateway reads (no stored state) and holds it
+    assert first.status_code == 200, first.text
+    consumer = FeatureEngine()
+    consumer.transform(encode_transactions([Transaction.model_validate(p) for p in payloads[:-1]]))
+    refreshed_before = _counter(client, "fraudops_gateway_state_refreshed_total")
+    with psycopg.connect(database) as conn:
+        statestore.save_customers(conn, "transactions", [
+            (customer_id, 0, blob) for customer_id, blob in consumer.export_customers([payloads[-1]["customer_id"]])])
+    expected = scorer.score(consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
+
+    deadline = time.monotonic() + 15  # the gateway polls every STATE_REFRESH_S (1 s here)
+    while _counter(client, "fraudops_gateway_state_refreshed_total") == refreshed_before:
+        assert time.monotonic() < deadline, "the gateway never re-read the changed state"
+        time.sleep(0.2)
+    answer = client.post("/predict", json=payloads[-1]).json()
+
+    assert answer["fraud_probability"] == pytest.approx(float(expected[0]), abs=1e-6)
+    local_only = FeatureEngine()
+    local_only.transform(encode_transactions([Transaction.model_validate(payloads[0])]))
+    without = scorer.score(local_only.transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
+    assert abs(float(without[0]) - float(expected[0])) > 1e-6, "the stored history changes this score"
+
+
+def _counter(client: httpx.Client, name: str) -> float:
+    samples = metric_samples(client.get("/metrics").text).get(name.removesuffix("_total"), [])
+    return sum(sample.value for sample in samples if sample.name == name)
 
 
 def test_a_batch_refuses_duplicate_ids_and_more_than_the_maximum(client: httpx.Client) -> None:

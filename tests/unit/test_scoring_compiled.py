@@ -85,3 +85,31 @@ def test_reason_codes_are_xgboost_contributions_of_the_features_that_pushed_up(b
         top = [i for i in np.argsort(-contributions[row])[:3] if contributions[row, i] > 0]
         assert [r.feature for r in row_reasons] == [f"f{i}" for i in top]
         assert [r.contribution for r in row_reasons] == pytest.approx([float(contributions[row, i]) for i in top])
+
+
+def test_compiled_approximate_contributions_equal_xgboosts(booster: xgb.Booster) -> None:
+    features = rows(2000, 12, seed=7)
+
+    compiled = CompiledForest(booster).contributions(features)
+
+    expected = booster.predict(xgb.DMatrix(features, missing=np.nan), pred_contribs=True, approx_contribs=True)
+    assert compiled.shape == expected.shape == (2000, 13)
+    np.testing.assert_allclose(compiled, expected, atol=1e-5)
+    margins = booster.predict(xgb.DMatrix(features, missing=np.nan), output_margin=True)
+    np.testing.assert_allclose(compiled.sum(axis=1), margins, atol=1e-5)  # they add up to the margin
+
+
+def test_fast_reason_codes_come_from_the_compiled_trees_and_match_xgboosts_approximation(
+        booster: xgb.Booster) -> None:
+    scorer = Scorer(artifact(booster, 12))
+    features = rows(50, 12, seed=8)
+
+    reasons = scorer.reasons(features, top_k=3, exact=False)
+
+    contributions = booster.predict(xgb.DMatrix(features, missing=np.nan), pred_contribs=True,
+                                    approx_contribs=True)[:, :-1]
+    for row, row_reasons in enumerate(reasons):
+        top = [i for i in np.argsort(-contributions[row])[:3] if contributions[row, i] > 1e-4]
+        assert [r.feature for r in row_reasons][:len(top)] == [f"f{i}" for i in top]
+        assert [r.contribution for r in row_reasons][:len(top)] == pytest.approx(
+            [float(contributions[row, i]) for i in top], abs=1e-5)

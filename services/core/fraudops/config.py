@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     routing_table_path: Path | None = Field(
         None, description="Routing table (YAML) written by the operator; default: MODEL_PATH serves everything."
     )
-    state_refresh_s: float = Field(5.0, ge=0, description="Gateway: re-read a customer's stored state after this.")
+    state_refresh_s: float = Field(5.0, gt=0,
+                                   description="Gateway: every this many seconds, re-read the stored states that changed.")
 
     # --- gateway -----------------------------------------------------------------------------
     gateway_api_keys: str = Field("", description="Comma-separated API keys; empty turns authentication off.")

@@ -86,13 +86,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     decisions = Decisions(runtime, writer, settings.gateway_max_batch)
 
     async def refresh(stop: asyncio.Event) -> None:
-        """Every few seconds: pick up a new routing table and newly confirmed fraud labels."""
+        """Every few seconds: a new routing table, newly confirmed fraud labels, changed customer states."""
+        next_state_poll = time.monotonic() + settings.state_refresh_s
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=BACKGROUND_INTERVAL_S)
+                await asyncio.wait_for(stop.wait(), timeout=min(BACKGROUND_INTERVAL_S, settings.state_refresh_s))
             try:
                 await runtime.reload_routing_if_changed()
                 await runtime.poll_labels()
+                if time.monotonic() >= next_state_poll:
+                    next_state_poll = time.monotonic() + settings.state_refresh_s
+                    await runtime.poll_changed_state()
             except (ConfigurationError, RetryableError, psycopg.Error) as exc:
                 log.warning("background refresh failed; keeping the current state", extra={"error": str(exc)})
 

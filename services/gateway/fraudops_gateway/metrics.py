@@ -22,6 +22,8 @@ PERSIST_QUEUE = Gauge("fraudops_gateway_persist_queue", "Decisions answered but 
 PERSISTED = Counter("fraudops_gateway_persisted_total", "Transactions stored in PostgreSQL.")
 PERSIST_FAILED = Counter("fraudops_gateway_persist_failed_total",
                          "Answered transactions PostgreSQL refused to store (each one is logged with the reason).")
+STATE_REFRESHED = Counter("fraudops_gateway_state_refreshed_total",
+                          "Customer states re-read because the stream consumer stored a newer one.")
 REJECTED = Counter("fraudops_gateway_rejected_total", "Requests refused before scoring.", ["reason"])
 
 

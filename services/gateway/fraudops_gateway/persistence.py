@@ -1,7 +1,10 @@
 """Persisting decisions off the response path, without losing them.
 
 Answered decisions go into a bounded queue; a background task writes them to PostgreSQL in batches
-(the shared idempotent sink). When the database is slow or down the batch is retried with backoff
+(the shared idempotent sink). Each request's rows are encoded as COPY-ready CSV when it is queued
+(~10 µs), and the writer is a coroutine on the event loop with an async connection: a flush costs
+the loop a few hundred microseconds of psycopg, at await points. (A writer thread encoding the batch
+itself held the GIL for ~3 ms a flush, in slices that stalled the requests behind it: p99 of 25 ms.) When the database is slow or down the batch is retried with backoff
 and the queue fills; a full queue makes new requests wait (backpressure) instead of dropping
 anything. On shutdown the queue is drained before the process exits.
 
@@ -24,7 +27,7 @@ import psycopg
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from fraudops.errors import RetryableError
-from fraudops.sink import Decision, write_batch
+from fraudops.sink import CsvPayloads, Decision, encode_rows, write_payloads_async
 from fraudops_gateway import metrics
 
 log = logging.getLogger(__name__)
@@ -37,10 +40,11 @@ DRAIN_TIMEOUT_S = 60.0
 
 @dataclass
 class PendingWrite:
-    """One request's transactions and decisions (deciding and shadow)."""
+    """One request's transactions and decisions (deciding and shadow), encoded for COPY."""
 
-    rows: list[tuple[Any, ...]]
+    payloads: CsvPayloads
     decisions: list[Decision]
+    rows: int
 
 
 @dataclass
@@ -56,7 +60,7 @@ class DecisionWriter:
         self.db_url = db_url
         self.queue: asyncio.Queue[PendingWrite] = asyncio.Queue(maxsize=capacity)
         self.pending: dict[str, PendingDecision] = {}  # answered, not yet durable: GET /transactions sees them
-        self._conn: psycopg.Connection | None = None
+        self._conn: psycopg.AsyncConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -73,7 +77,9 @@ class DecisionWriter:
         for decision in decisions:
             if decision.shadow and decision.transaction_id in self.pending:
                 self.pending[decision.transaction_id].shadow_scores[decision.variant] = decision.score
-        await self.queue.put(PendingWrite(rows, decisions))  # waits when full: backpressure, never loss
+        alerts = [d for d in decisions if d.is_fraud and not d.shadow]
+        pending = PendingWrite(encode_rows(rows, decisions, alerts), decisions, len(rows))
+        await self.queue.put(pending)  # waits when full: backpressure, never loss
         metrics.PERSIST_QUEUE.set(self.queue.qsize())
 
     async def drain_and_stop(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
@@ -86,7 +92,7 @@ class DecisionWriter:
                 log.error("could not store every answered decision before stopping",
                           extra={"unstored_transactions": len(self.pending), "timeout_s": timeout_s})
         if self._conn is not None:
-            await asyncio.to_thread(self._conn.close)
+            await self._conn.close()
 
     async def _run(self) -> None:
         while not (self._stopping.is_set() and self.queue.empty()):
@@ -96,11 +102,11 @@ class DecisionWriter:
                 continue
             if not self._stopping.is_set():
                 await asyncio.sleep(FLUSH_INTERVAL_S)  # let a batch gather: one database transaction for many
-            batch, rows = [first], len(first.rows)
+            batch, rows = [first], first.rows
             while rows < FLUSH_ROWS and not self.queue.empty():
                 item = self.queue.get_nowait()
                 batch.append(item)
-                rows += len(item.rows)
+                rows += item.rows
             await self._write_with_retries(batch)
             metrics.PERSIST_QUEUE.set(self.queue.qsize())
 
@@ -118,35 +124,35 @@ class DecisionWriter:
                     ids = sorted({d.transaction_id for d in item.decisions})
                     log.error("decision not stored: the database refused it",
                               extra={"transaction_ids": ids, "error": str(refused)})
-                    metrics.PERSIST_FAILED.inc(len(item.rows))
+                    metrics.PERSIST_FAILED.inc(item.rows)
                     self._forget(item.decisions)
 
     async def _retrying(self, batch: Sequence[PendingWrite]) -> None:
-        rows = [row for item in batch for row in item.rows]
+        payloads = CsvPayloads.join(item.payloads for item in batch)
         decisions = [d for item in batch for d in item.decisions]
-        alerts = [d for d in decisions if d.is_fraud and not d.shadow]
+        rows = sum(item.rows for item in batch)
         started = time.monotonic()
         async for attempt in AsyncRetrying(retry=retry_if_exception_type(psycopg.OperationalError),
                                            wait=wait_exponential(multiplier=0.1, max=5), reraise=True):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     log.warning("retrying decision write", extra={
-                        "attempt": attempt.retry_state.attempt_number, "rows": len(rows),
+                        "attempt": attempt.retry_state.attempt_number, "rows": rows,
                         "waiting_s": round(time.monotonic() - started, 1)})
-                await asyncio.to_thread(self._write, rows, decisions, alerts)
+                await self._write(payloads)
         self._forget(decisions)
-        metrics.PERSISTED.inc(len(rows))
+        metrics.PERSISTED.inc(rows)
 
     def _forget(self, decisions: Sequence[Decision]) -> None:
         for decision in decisions:
             self.pending.pop(decision.transaction_id, None)
 
-    def _write(self, rows: list[tuple[Any, ...]], decisions: list[Decision], alerts: list[Decision]) -> None:
+    async def _write(self, payloads: CsvPayloads) -> None:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.db_url, connect_timeout=3, autocommit=True)
+            self._conn = await psycopg.AsyncConnection.connect(self.db_url, connect_timeout=3, autocommit=True)
         try:
-            write_batch(self._conn, rows, decisions, alerts)
+            await write_payloads_async(self._conn, payloads)
         except psycopg.OperationalError:
-            self._conn.close()
+            await self._conn.close()
             self._conn = None
             raise

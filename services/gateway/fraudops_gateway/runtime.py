@@ -8,9 +8,13 @@ state store is read with async psycopg, a remote KServe variant is called from w
 and label polling has a thread of its own. A /predict/batch call is decided in one piece (~10 µs
 a transaction), so its transactions keep their order too.
 
-A customer's state comes from the store the stream consumer writes (re-read after
-STATE_REFRESH_S) and is advanced by the transactions the gateway itself scores in between.
-While the store is unreachable the gateway scores from the state it holds and retries later.
+A customer's state comes from the store the stream consumer writes and is advanced by the
+transactions the gateway itself scores in between. The first request of a customer waits for its
+stored state (one coalesced read for every customer first seen meanwhile); after that a background
+poll every STATE_REFRESH_S lists the stored states that changed and re-reads only those of
+customers the gateway holds, so a steady request never waits for the database and an unchanged
+store costs one small query per poll instead of a read per customer. While the store is
+unreachable the gateway scores from the state it holds and retries later.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +41,22 @@ from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.schema import Transaction
 from fraudops.sink import transaction_row
 from fraudops.variants import Decided, Decider, RemoteScorer
+from fraudops_gateway import metrics
 
 log = logging.getLogger(__name__)
 #: After a failed read of the state store, score from local state for this long before trying again.
 STORE_RETRY_S = 2.0
 #: The longest a request waits for its customers' stored state.
 STATE_READ_WAIT_S = 0.5
-# The query of `statestore.load_customers`, which only has a synchronous form (test_gateway checks that
-# the gateway reads what `statestore.save_customers` wrote). TODO(state store owner): an async twin in
-# fraudops.statestore would remove this copy.
-_LOAD_CUSTOMERS_SQL = """SELECT customer_id, state FROM customer_feature_state
+#: A state stored by a database transaction that began this long before a poll, and committed after
+#: it, is still found by the next poll (the polls overlap by this much).
+STATE_POLL_OVERLAP = timedelta(seconds=60)
+# The query of `statestore.load_customers` plus each row's time (test_gateway checks that the gateway
+# reads what `statestore.save_customers` wrote).
+_LOAD_CUSTOMERS_SQL = """SELECT customer_id, state, updated_at FROM customer_feature_state
                          WHERE customer_id = ANY(%s) AND feature_version = %s"""
+_CHANGED_SQL = """SELECT now(), array_agg(customer_id), array_agg(updated_at) FROM customer_feature_state
+                  WHERE updated_at > %s AND feature_version = %s"""
 
 
 @dataclass
@@ -79,7 +89,9 @@ class GatewayRuntime:
         self.scores_remotely = False
         self.routing_identity: tuple[int, int, int] | None = None
         self.threshold_override = settings.fraud_threshold if "fraud_threshold" in settings.model_fields_set else None
-        self._state_loaded_at: dict[str, float] = {}
+        # customer → time of the stored state last imported (None: nothing stored when it was read)
+        self._stored_at: dict[str, datetime | None] = {}
+        self._changes_since: datetime | None = None
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._next_read: tuple[set[str], asyncio.Future[None]] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -96,8 +108,8 @@ class GatewayRuntime:
         """Load the routing table (and its models), then warm every code path a request takes."""
         await self.reload_routing()
         self._warm_up()
-        try:  # open the state store's connection now rather than on the first request
-            await self._fetch_customers([])
+        try:  # open the state store's connection now rather than on the first request; start the poll clock
+            await self.poll_changed_state()
         except psycopg.Error as exc:
             log.warning("state store unreachable at start; scoring from local state until it is back",
                         extra={"error": str(exc)})
@@ -164,22 +176,20 @@ class GatewayRuntime:
     # --- customer state -------------------------------------------------------------------------------
 
     async def _refresh_state(self, customer_ids: Sequence[str | None]) -> None:
-        """Make sure the stored state of these customers has been read recently.
+        """Make sure the stored state of customers seen for the first time has been read.
 
-        Reads are coalesced: while one query runs, newly stale customers queue for the next one, so
+        Reads are coalesced: while one query runs, newly seen customers queue for the next one, so
         under load one query serves many requests. Requests for the same customer wait for the
         same read and resume in arrival order. A read slower than STATE_READ_WAIT_S is not waited
         for (the request scores from local state; the stored state lands when it arrives).
         """
-        now = time.monotonic()
-        refresh_s = self.settings.state_refresh_s
-        stale = {c for c in customer_ids if c and now - self._state_loaded_at.get(c, -1e18) > refresh_s}
-        if not stale or now < self._store_down_until:
+        new = {c for c in customer_ids if c and c not in self._stored_at}
+        if not new or time.monotonic() < self._store_down_until:
             return
-        reads = {self._loading.get(c) or self._queue_read(c) for c in stale}
+        reads = {self._loading.get(c) or self._queue_read(c) for c in new}
         done, _ = await asyncio.wait(reads, timeout=STATE_READ_WAIT_S)
         if len(done) < len(reads):
-            log.warning("state store slow; scoring from local state", extra={"customers": len(stale)})
+            log.warning("state store slow; scoring from local state", extra={"customers": len(new)})
 
     def _queue_read(self, customer_id: str) -> asyncio.Future[None]:
         if self._next_read is None:
@@ -197,10 +207,9 @@ class GatewayRuntime:
             self._next_read = None
             try:
                 rows = await self._fetch_customers(sorted(customers))
-                self.engine.import_customers(rows)  # on the loop: the engine's only thread
-                loaded_at = time.monotonic()
+                self._import(rows)
                 for customer_id in customers:
-                    self._state_loaded_at[customer_id] = loaded_at
+                    self._stored_at.setdefault(customer_id, None)
             except psycopg.Error as exc:
                 self._store_down_until = time.monotonic() + STORE_RETRY_S
                 log.warning("state store unreadable; scoring from local state", extra={"error": str(exc)})
@@ -209,13 +218,42 @@ class GatewayRuntime:
                     self._loading.pop(customer_id, None)
                 read.set_result(None)
 
-    async def _fetch_customers(self, customer_ids: list[str]) -> list[tuple[str, bytes]]:
-        """`statestore.load_customers`, on the event loop (async psycopg: no thread hop per read)."""
+    def _import(self, rows: list[tuple[str, bytes, datetime]]) -> None:
+        self.engine.import_customers([(customer_id, state) for customer_id, state, _ in rows])  # on the loop
+        for customer_id, _, updated_at in rows:
+            self._stored_at[customer_id] = updated_at
+
+    async def _connection(self) -> psycopg.AsyncConnection:
         if self._reads is None or self._reads.closed or self._reads.broken:
             self._reads = await psycopg.AsyncConnection.connect(self.settings.db_url, autocommit=True,
                                                                 connect_timeout=2)
-        cursor = await self._reads.execute(_LOAD_CUSTOMERS_SQL, (customer_ids, FEATURE_VERSION))
-        return [(customer_id, bytes(state)) for customer_id, state in await cursor.fetchall()]
+        return self._reads
+
+    async def _fetch_customers(self, customer_ids: list[str]) -> list[tuple[str, bytes, datetime]]:
+        """`statestore.load_customers` with each state's time, on the event loop (async psycopg)."""
+        cursor = await (await self._connection()).execute(_LOAD_CUSTOMERS_SQL, (customer_ids, FEATURE_VERSION))
+        return [(customer_id, bytes(state), updated_at) for customer_id, state, updated_at in await cursor.fetchall()]
+
+    async def poll_changed_state(self, chunk: int = 2000) -> int:
+        """Re-read the stored states that changed since the last poll, of customers this gateway holds.
+
+        Returns how many customers' states were replaced.
+        """
+        connection = await self._connection()
+        since = self._changes_since or datetime.fromtimestamp(0).astimezone()
+        cursor = await connection.execute(_CHANGED_SQL, (since, FEATURE_VERSION))
+        now, customers, times = await cursor.fetchone()  # type: ignore[misc]
+        first_poll = self._changes_since is None
+        self._changes_since = now - STATE_POLL_OVERLAP
+        if first_poll or not customers:  # at start nothing is held yet: this poll only sets the clock
+            return 0
+        stale = [c for c, at in zip(customers, times, strict=True)
+                 if c in self._stored_at and (self._stored_at[c] is None or at > self._stored_at[c])
+                 and c not in self._loading]
+        for start in range(0, len(stale), chunk):
+            self._import(await self._fetch_customers(stale[start:start + chunk]))
+        metrics.STATE_REFRESHED.inc(len(stale))
+        return len(stale)
 
     async def poll_labels(self) -> int:
         """Feed newly confirmed fraud labels into the label-risk features; returns how many."""
