@@ -66,7 +66,8 @@ class TrainingResult:
         return {"status": "Succeeded", "artifactUri": str(self.artifact_dir.resolve()), "model": self.metadata.name,
                 "version": self.metadata.version, "threshold": self.metadata.threshold,
                 "metrics": self.metrics["model"], "baselines": {k: v for k, v in self.metrics.items() if k != "model"},
-                "report": str(self.report_path.resolve()), "seconds": round(self.seconds, 1)}
+                "report": str(self.report_path.resolve()), "seconds": round(self.seconds, 1),
+                "trials": self.metadata.training.get("trials")}
 
 
 @dataclass

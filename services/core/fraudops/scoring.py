@@ -3,11 +3,11 @@
 One XGBoost thread per process: on two cores, two threads make small batches much slower, and
 the services get their parallelism from processes and batching instead.
 
-Small batches are scored by a compiled copy of the booster's trees (`CompiledForest`, a numba loop
-over flat node arrays): XGBoost's `inplace_predict` spends ~250 µs of fixed cost per call, which is
-most of a gateway request, while the compiled walk of one row takes 3 µs (51 trees) to 30 µs (400
-trees). XGBoost's blocked traversal wins on big batches, which therefore still go to XGBoost. The
-copy does XGBoost's float32 arithmetic (scores equal to the last bit on the trained models here, a
+Rows are scored by a compiled copy of the booster's trees (`CompiledForest`, a numba loop over
+flat node arrays, laid out for a branch-free walk): XGBoost's `inplace_predict` spends ~250 µs of
+fixed cost per call, which is most of a gateway request, while the compiled walk of one row takes
+~20 µs (261 trees of depth 7), and on batches of 1,000 rows it is ~25% faster per row than
+XGBoost's own blocked traversal (10.1 vs 13.6 µs on the reference machine). The copy does XGBoost's float32 arithmetic (scores equal to the last bit on the trained models here, a
 few float32 rounding steps apart at worst, never more than COMPILED_TOLERANCE), is checked against
 the booster when it is built, and is not used when the model has something it does not implement
 (categorical splits, several outputs). Reason codes are XGBoost's exact TreeSHAP (`pred_contribs`),
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 #: Largest difference from XGBoost's own scores the compiled trees may show on the self-check.
 COMPILED_TOLERANCE = 1e-6
-#: Batches at least this big go to XGBoost: measured here, the crossover lies between 128 and 1,000 rows.
-COMPILED_MAX_ROWS = 256
 
 
 @dataclass(frozen=True)
@@ -47,53 +45,78 @@ class Reason:
         return {"feature": self.feature, "value": self.value, "contribution": round(self.contribution, 4)}
 
 
+# The compiled trees are laid out for a branch-free walk. Each tree is renumbered breadth first, so
+# a node's children are neighbours (`child`, `child + 1`) and one step is `node = child[node] +
+# go_right` with no branch to mispredict. A leaf is its own child and its threshold is NaN, so
+# walking on from a leaf stays there: every row takes exactly `depth[tree]` steps, so several rows
+# can advance side by side (independent loads the CPU overlaps) while one tree stays in cache.
+# go_right is XGBoost's rule: `not x < threshold` for a number, the default direction for NaN.
+@nb.njit(cache=True, nogil=True, inline="always")
+def _step(x: np.float32, node: np.int32, child: np.ndarray, threshold: np.ndarray, missing_right: np.ndarray) -> int:
+    return child[node] + ((x >= threshold[node]) | ((x != x) & missing_right[node]))
+
+
 @nb.njit(cache=True, nogil=True)
-def _forest_probabilities(features: np.ndarray, roots: np.ndarray, left: np.ndarray, right: np.ndarray,
-                          split_feature: np.ndarray, threshold: np.ndarray, default_left: np.ndarray,
-                          value: np.ndarray, base_margin: np.float32, out: np.ndarray) -> None:
-    # XGBoost's own arithmetic: float32 comparisons `x < threshold` (NaN takes the default branch),
-    # leaf values added to the base margin in float32 in tree order, then the logistic in float32.
+def _forest_probabilities(features: np.ndarray, roots: np.ndarray, depth: np.ndarray, child: np.ndarray,
+                          split_feature: np.ndarray, threshold: np.ndarray, missing_right: np.ndarray,
+                          leaf_value: np.ndarray, base_margin: np.float32, out: np.ndarray) -> None:
+    # XGBoost's own arithmetic: float32 comparisons, leaf values added to the base margin in float32
+    # in tree order, then the logistic in float32. Eight rows walk each tree side by side (eight
+    # independent chains of loads in registers); the rest one by one.
     one = np.float32(1.0)
-    for row in range(features.shape[0]):
+    rows = features.shape[0]
+    f = features
+    for s in range(0, rows - rows % 8, 8):
+        m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = base_margin
+        for tree in range(roots.shape[0]):
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = roots[tree]
+            for _ in range(depth[tree]):
+                a0 = _step(f[s, split_feature[a0]], a0, child, threshold, missing_right)
+                a1 = _step(f[s + 1, split_feature[a1]], a1, child, threshold, missing_right)
+                a2 = _step(f[s + 2, split_feature[a2]], a2, child, threshold, missing_right)
+                a3 = _step(f[s + 3, split_feature[a3]], a3, child, threshold, missing_right)
+                a4 = _step(f[s + 4, split_feature[a4]], a4, child, threshold, missing_right)
+                a5 = _step(f[s + 5, split_feature[a5]], a5, child, threshold, missing_right)
+                a6 = _step(f[s + 6, split_feature[a6]], a6, child, threshold, missing_right)
+                a7 = _step(f[s + 7, split_feature[a7]], a7, child, threshold, missing_right)
+            m0 += leaf_value[a0]
+            m1 += leaf_value[a1]
+            m2 += leaf_value[a2]
+            m3 += leaf_value[a3]
+            m4 += leaf_value[a4]
+            m5 += leaf_value[a5]
+            m6 += leaf_value[a6]
+            m7 += leaf_value[a7]
+        for r, m in enumerate((m0, m1, m2, m3, m4, m5, m6, m7)):
+            out[s + r] = one / (one + np.exp(-m))
+    for row in range(rows - rows % 8, rows):
         margin = base_margin
         for tree in range(roots.shape[0]):
             node = roots[tree]
-            while left[node] >= 0:
-                x = features[row, split_feature[node]]
-                if np.isnan(x):
-                    node = left[node] if default_left[node] else right[node]
-                elif x < threshold[node]:
-                    node = left[node]
-                else:
-                    node = right[node]
-            margin = margin + value[node]
+            for _ in range(depth[tree]):
+                node = _step(f[row, split_feature[node]], node, child, threshold, missing_right)
+            margin = margin + leaf_value[node]
         out[row] = one / (one + np.exp(-margin))
 
 
 @nb.njit(cache=True, nogil=True)
-def _forest_contributions(features: np.ndarray, roots: np.ndarray, left: np.ndarray, right: np.ndarray,
-                          split_feature: np.ndarray, threshold: np.ndarray, default_left: np.ndarray,
+def _forest_contributions(features: np.ndarray, roots: np.ndarray, depth: np.ndarray, child: np.ndarray,
+                          split_feature: np.ndarray, threshold: np.ndarray, missing_right: np.ndarray,
                           mean_value: np.ndarray, out: np.ndarray) -> None:
     # XGBoost's CalculateContributionsApprox: along each row's path, the change of the node's mean
     # value (cover-weighted mean of its leaves) is credited to the feature split on; the root's mean
-    # goes to the bias column (the last one).
+    # goes to the bias column (the last one). Steps from a leaf to itself credit nothing.
     bias = out.shape[1] - 1
     for row in range(features.shape[0]):
         for tree in range(roots.shape[0]):
             node = roots[tree]
-            node_value = mean_value[node]
-            out[row, bias] += node_value
-            while left[node] >= 0:
+            out[row, bias] += mean_value[node]
+            for _ in range(depth[tree]):
                 feature = split_feature[node]
-                x = features[row, feature]
-                if np.isnan(x):
-                    node = left[node] if default_left[node] else right[node]
-                elif x < threshold[node]:
-                    node = left[node]
-                else:
-                    node = right[node]
-                out[row, feature] += mean_value[node] - node_value
-                node_value = mean_value[node]
+                following = _step(features[row, feature], node, child, threshold, missing_right)
+                if following != node:
+                    out[row, feature] += mean_value[following] - mean_value[node]
+                node = following
 
 
 def _mean_values(lefts: np.ndarray, rights: np.ndarray, values: np.ndarray, hessians: np.ndarray) -> np.ndarray:
@@ -106,8 +129,47 @@ def _mean_values(lefts: np.ndarray, rights: np.ndarray, values: np.ndarray, hess
     return mean
 
 
+@dataclass
+class _Tree:
+    """One tree renumbered breadth first (children side by side), in the branch-free layout."""
+
+    depth: int
+    child: np.ndarray
+    split_feature: np.ndarray
+    threshold: np.ndarray
+    missing_right: np.ndarray
+    leaf_value: np.ndarray
+    mean_value: np.ndarray
+
+    @classmethod
+    def from_json(cls, tree: dict) -> _Tree:
+        lefts = np.asarray(tree["left_children"], dtype=np.int32)
+        rights = np.asarray(tree["right_children"], dtype=np.int32)
+        # For a leaf, split_conditions holds the leaf value (XGBoost's JSON model format).
+        conditions = np.asarray(tree["split_conditions"], dtype=np.float32)
+        means = _mean_values(lefts, rights, conditions, np.asarray(tree["sum_hessian"], np.float32))
+        order, levels = [0], [0]  # old node numbers in breadth-first order, and their depths
+        for position, old in enumerate(order):  # grows while iterating
+            if lefts[old] >= 0:
+                order.extend((lefts[old], rights[old]))
+                levels.extend((levels[position] + 1,) * 2)
+        order_array = np.asarray(order, dtype=np.int64)
+        new_number = np.empty(len(lefts), dtype=np.int32)
+        new_number[order_array] = np.arange(len(order), dtype=np.int32)
+        leaf = lefts[order_array] < 0
+        return cls(
+            depth=max(levels),
+            child=np.where(leaf, np.arange(len(order)), new_number[np.maximum(lefts[order_array], 0)]).astype(np.int32),
+            split_feature=np.where(leaf, 0, np.asarray(tree["split_indices"], dtype=np.int32)[order_array]),
+            threshold=np.where(leaf, np.float32(np.nan), conditions[order_array]).astype(np.float32),
+            missing_right=~leaf & ~np.asarray(tree["default_left"], dtype=np.bool_)[order_array],
+            leaf_value=np.where(leaf, conditions[order_array], np.float32(0)).astype(np.float32),
+            mean_value=means[order_array],
+        )
+
+
 class CompiledForest:
-    """The trees of a binary:logistic booster as flat arrays (children as absolute node numbers)."""
+    """The trees of a binary:logistic booster as flat arrays (see the layout above)."""
 
     def __init__(self, booster: xgb.Booster) -> None:
         model = json.loads(booster.save_raw(raw_format="json"))
@@ -121,46 +183,39 @@ class CompiledForest:
         if any(kind != 0 for tree in trees for kind in tree["split_type"]):
             raise ValueError("the model has categorical splits")
         self.width = int(params["num_feature"])
-        roots, left, right, feature, threshold, default_left, means = [], [], [], [], [], [], []
-        offset = 0
-        for tree in trees:
-            roots.append(offset)
-            lefts = np.asarray(tree["left_children"], dtype=np.int32)
-            rights = np.asarray(tree["right_children"], dtype=np.int32)
-            left.append(np.where(lefts >= 0, lefts + offset, -1))
-            right.append(np.where(rights >= 0, rights + offset, -1))
-            feature.append(np.asarray(tree["split_indices"], dtype=np.int32))
-            # For a leaf, split_conditions holds the leaf value (XGBoost's JSON model format).
-            threshold.append(np.asarray(tree["split_conditions"], dtype=np.float32))
-            default_left.append(np.asarray(tree["default_left"], dtype=np.bool_))
-            means.append(_mean_values(lefts, rights, threshold[-1], np.asarray(tree["sum_hessian"], np.float32)))
-            offset += len(lefts)
-        self.roots = np.asarray(roots, dtype=np.int32)
-        self.left = np.concatenate(left).astype(np.int32)
-        self.right = np.concatenate(right).astype(np.int32)
-        self.split_feature = np.concatenate(feature)
-        self.threshold = np.concatenate(threshold)  # a leaf's entry is its value
-        self.default_left = np.concatenate(default_left)
-        self.mean_value = np.concatenate(means)
+        laid_out = [_Tree.from_json(tree) for tree in trees]
+        sizes = np.asarray([len(tree.child) for tree in laid_out], dtype=np.int32)
+        self.roots = (np.cumsum(sizes) - sizes).astype(np.int32)
+        self.depth = np.asarray([tree.depth for tree in laid_out], dtype=np.int32)
+        self.child = np.concatenate([tree.child + root for tree, root in zip(laid_out, self.roots, strict=True)])
+        self.split_feature = np.concatenate([tree.split_feature for tree in laid_out]).astype(np.int32)
+        self.threshold = np.concatenate([tree.threshold for tree in laid_out])
+        self.missing_right = np.concatenate([tree.missing_right for tree in laid_out])
+        self.leaf_value = np.concatenate([tree.leaf_value for tree in laid_out])
+        self.mean_value = np.concatenate([tree.mean_value for tree in laid_out])
         base_score = np.float32(float(str(params["base_score"]).strip("[]")))
         # LogisticRegression::ProbToMargin, in float32 as XGBoost computes it.
         self.base_margin = np.float32(-np.log(np.float32(1.0) / base_score - np.float32(1.0)))
 
-    def probabilities(self, features: np.ndarray) -> np.ndarray:
+    def _rows(self, features: np.ndarray) -> np.ndarray:
         rows = np.ascontiguousarray(features, dtype=np.float32)
         if rows.ndim != 2 or rows.shape[1] != self.width:
             raise ValueError(f"features must have shape [n, {self.width}], got {list(rows.shape)}")
+        return rows
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        rows = self._rows(features)
         out = np.empty(len(rows), dtype=np.float32)
-        _forest_probabilities(rows, self.roots, self.left, self.right, self.split_feature, self.threshold,
-                              self.default_left, self.threshold, self.base_margin, out)
+        _forest_probabilities(rows, self.roots, self.depth, self.child, self.split_feature, self.threshold,
+                              self.missing_right, self.leaf_value, self.base_margin, out)
         return out
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """XGBoost's approximate contributions (`pred_contribs` with `approx_contribs`), bias column last."""
-        rows = np.ascontiguousarray(features, dtype=np.float32)
+        rows = self._rows(features)
         out = np.zeros((len(rows), self.width + 1), dtype=np.float32)
-        _forest_contributions(rows, self.roots, self.left, self.right, self.split_feature, self.threshold,
-                              self.default_left, self.mean_value, out)
+        _forest_contributions(rows, self.roots, self.depth, self.child, self.split_feature, self.threshold,
+                              self.missing_right, self.mean_value, out)
         out[:, -1] += self.base_margin
         return out
 
@@ -215,8 +270,7 @@ class Scorer:
         """Fraud probability per row (float32 features in Feature order)."""
         if len(features) == 0:
             return np.empty(0, dtype=np.float32)
-        # The compiled walk wins on small batches (no fixed cost); XGBoost's blocked traversal wins on big ones.
-        if self.compiled is not None and len(features) < COMPILED_MAX_ROWS:
+        if self.compiled is not None:
             return self.compiled.probabilities(features)
         return self.booster.inplace_predict(features, validate_features=False).astype(np.float32)
 

@@ -27,7 +27,7 @@ from fraudops.artifact import load_artifact
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
 from fraudops.schema import Transaction
-from fraudops.scoring import COMPILED_MAX_ROWS, Scorer
+from fraudops.scoring import Scorer
 from fraudops_predictor import metrics
 
 FEATURES_INPUT = "features"
@@ -55,7 +55,7 @@ class FraudPredictor(Model):
     def _warm_up(scorer: Scorer) -> None:
         """Every scoring path once, so no client request pays for JIT compilation or lazy initialisation."""
         width = len(scorer.feature_names)
-        for rows in (1, COMPILED_MAX_ROWS):  # the compiled trees, then XGBoost's own predictor
+        for rows in (1, 1000):  # the one-row walk, then blocks of eight rows
             scorer.score(np.zeros((rows, width), dtype=np.float32))
         scorer.reasons(np.zeros((1, width), dtype=np.float32), exact=True)
         scorer.reasons(np.zeros((1, width), dtype=np.float32), exact=False)
