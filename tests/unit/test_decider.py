@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from fraudops.errors import RetryableError
 from fraudops.routing import RoutingTable, Variant, VariantMode
 from fraudops.scoring import Reason
+from fraudops.sink import decisions_table
 from fraudops.variants import Decider
 
 
@@ -82,3 +83,22 @@ def test_shadow_scores_are_recorded_but_never_decide() -> None:
     assert {d.variant for d in decided.deciding} == {"stable"}
     assert len(decided.shadow) == 400 and all(d.shadow and d.score == pytest.approx(0.9) for d in decided.shadow)
     assert not any(d.is_fraud for d in decided.deciding)
+
+
+def test_the_columnar_decisions_hold_what_the_decision_objects_hold() -> None:
+    class Alternating(FixedScorer):
+        def score(self, features: np.ndarray) -> np.ndarray:
+            return np.where(np.arange(len(features)) % 3 == 0, 0.9, 0.1).astype(np.float32)
+
+    decider = Decider(table(), {"stable": Alternating("v1", 0), "canary": FixedScorer("v2", 0.2)}, "test")
+    decided = decide(decider, 300)
+
+    deciding = decided.deciding
+    assert [d.transaction_id for d in deciding] == [f"tx-{i}" for i in range(300)], "the batch's order"
+    assert {d.variant for d in deciding} == {"stable", "canary"}
+    columns = decided.table().to_pylist()
+    objects = decisions_table(decided.all).to_pylist()
+    assert sorted(columns, key=lambda r: r["transaction_id"]) == sorted(objects, key=lambda r: r["transaction_id"])
+    alerts = decided.alerts()
+    assert alerts and {a.transaction_id for a in alerts} == {d.transaction_id for d in deciding if d.is_fraud}
+    assert all(a.reasons for a in alerts)

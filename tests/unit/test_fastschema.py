@@ -41,6 +41,10 @@ def variants() -> list[dict]:
         {**BASE, "country": "de"},
         {**BASE, "transaction_id": "has space"},
         {**BASE, "currency": "EURO"},
+        {**BASE, "customer_id": "cust/1"},  # outside the id character class (checked batch-wide)
+        {**BASE, "device_id": "dév-1"},
+        {**BASE, "merchant_id": "m-1\n"},
+        {**BASE, "country": "D1"},
     ]
 
 

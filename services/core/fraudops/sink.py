@@ -118,7 +118,8 @@ def transactions_table(records: Sequence[Mapping[str, Any]], source: str, partit
 DECISION_TABLE_NAMES = (*DECISION_COLUMNS, "customer_id")
 
 
-def _decision_columns(decisions: Sequence[Decision]) -> pa.Table:
+def decisions_table(decisions: Sequence[Decision]) -> pa.Table:
+    """Decision objects as an Arrow table of DECISION_TABLE_NAMES."""
     return pa.table({
         "transaction_id": [d.transaction_id for d in decisions], "variant": [d.variant for d in decisions],
         "model_name": [d.model_name for d in decisions], "model_version": [d.model_version for d in decisions],
@@ -134,21 +135,24 @@ def _decision_columns(decisions: Sequence[Decision]) -> pa.Table:
 
 
 def write_batch(conn: psycopg.Connection, transactions: Sequence[tuple[Any, ...]] | pa.Table,
-                decisions: Sequence[Decision], alert_threshold_reached: Sequence[Decision] = ()) -> WriteResult:
+                decisions: Sequence[Decision] | pa.Table,
+                alert_threshold_reached: Sequence[Decision] = ()) -> WriteResult:
     """Store transactions, their decisions and the alerts of deciding fraud decisions, idempotently.
 
-    `transactions` are rows from `transaction_row` or a `transactions_table`. The common case — rows
+    `transactions` are rows from `transaction_row` or a `transactions_table`; `decisions` are
+    Decision objects or a `decisions_table` (`Decided.table()`). The common case — rows
     never seen before — is copied straight into the tables (one pass, the fastest path PostgreSQL
     has). A replayed batch hits a unique key: that attempt rolls back as a whole and the batch goes
     through staging tables and `ON CONFLICT DO NOTHING` instead, so a replay stores nothing twice.
     `conn` must be in autocommit mode (the transactions below are the commits); when this returns the
     batch is durable and the caller may commit its Kafka offsets.
     """
-    alerts = _decision_columns(alert_threshold_reached).rename_columns(
+    alerts = decisions_table(alert_threshold_reached).rename_columns(
         [ALERT_NAMES.get(name, name) for name in DECISION_TABLE_NAMES]) if alert_threshold_reached else None
     payloads = CsvPayloads(
         _csv(TRANSACTION_COLUMNS, transactions),
-        _csv(DECISION_COLUMNS, _decision_columns(decisions)) if decisions else b"",
+        _csv(DECISION_COLUMNS, decisions if isinstance(decisions, pa.Table) else decisions_table(decisions))
+        if len(decisions) else b"",
         _csv(ALERT_COLUMNS, alerts) if alerts is not None else b"",
     )
     return write_payloads(conn, payloads, WriteResult(len(transactions), len(decisions), len(alert_threshold_reached)))

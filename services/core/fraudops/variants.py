@@ -18,13 +18,14 @@ from typing import Protocol
 import httpx
 import numpy as np
 import orjson
+import pyarrow as pa
 from prometheus_client import Counter
 
 from fraudops.artifact import load_artifact
 from fraudops.errors import RetryableError
 from fraudops.routing import RoutingTable, Variant
 from fraudops.scoring import Reason, Scorer
-from fraudops.sink import Decision
+from fraudops.sink import Decision, decisions_table
 
 log = logging.getLogger(__name__)
 SCORING_ERRORS = Counter("fraudops_scoring_errors_total", "Scoring calls of a variant that failed.",
@@ -130,15 +131,93 @@ def build_scorer(variant: Variant, model_name: str) -> VariantScorer:
 
 
 @dataclass
+class VariantScores:
+    """One variant's scores for some rows of a batch, column by column.
+
+    Decision objects are built only when asked for: the stream stores a batch's decisions as one
+    Arrow table and builds objects only for its alerts (~10 µs a row saved at 10,000 rows a second).
+    """
+
+    variant: str
+    model_name: str
+    model_version: str
+    shadow: bool
+    threshold: float
+    source: str
+    decided_at: datetime
+    rows: np.ndarray  # positions in the batch
+    transaction_ids: list[str]
+    customer_ids: list[str | None]
+    scores: np.ndarray  # float32
+    flagged: np.ndarray  # bool
+    reasons: dict[int, list[dict]]  # by position in this part
+    latency_ms: float | None = None
+
+    def decision(self, i: int) -> Decision:
+        return Decision(
+            transaction_id=self.transaction_ids[i], variant=self.variant, model_name=self.model_name,
+            model_version=self.model_version, shadow=self.shadow, score=float(self.scores[i]),
+            threshold=self.threshold, is_fraud=bool(self.flagged[i]), reasons=self.reasons.get(i, []),
+            latency_ms=self.latency_ms, source=self.source, decided_at=self.decided_at,
+            customer_id=self.customer_ids[i])
+
+    def decisions(self) -> list[Decision]:
+        return [self.decision(i) for i in range(len(self.rows))]
+
+    def table(self) -> pa.Table:
+        """The rows as an Arrow table with the sink's decision columns (constants broadcast in C)."""
+        count = len(self.rows)
+        reasons = [orjson.dumps(self.reasons[i]).decode() if i in self.reasons else "[]" for i in range(count)] \
+            if self.reasons else pa.repeat("[]", count)
+
+        def constant(value: object, kind: pa.DataType) -> pa.Array:
+            return pa.repeat(pa.scalar(value, kind), count)
+
+        return pa.table({
+            "transaction_id": pa.array(self.transaction_ids, pa.string()),
+            "variant": constant(self.variant, pa.string()), "model_name": constant(self.model_name, pa.string()),
+            "model_version": constant(self.model_version, pa.string()), "shadow": constant(self.shadow, pa.bool_()),
+            "score": pa.array(self.scores, pa.float32()), "threshold": constant(self.threshold, pa.float32()),
+            "is_fraud": pa.array(self.flagged, pa.bool_()), "reasons": pa.array(reasons, pa.string()),
+            "latency_ms": constant(self.latency_ms, pa.float32()), "source": constant(self.source, pa.string()),
+            "decided_at": constant(self.decided_at.isoformat(), pa.string()),
+            "customer_id": pa.array(self.customer_ids, pa.string()),
+        })
+
+
+@dataclass
 class Decided:
     """The decisions for a batch: one deciding decision per transaction, plus shadow decisions."""
 
-    deciding: list[Decision]
-    shadow: list[Decision]
+    parts: list[VariantScores]
+
+    @property
+    def deciding(self) -> list[Decision]:
+        """The deciding decisions, in the batch's order."""
+        placed: list[tuple[int, Decision]] = []
+        for part in self.parts:
+            if not part.shadow:
+                placed.extend(zip(part.rows.tolist(), part.decisions(), strict=True))
+        return [decision for _, decision in sorted(placed, key=lambda pair: pair[0])]
+
+    @property
+    def shadow(self) -> list[Decision]:
+        return [decision for part in self.parts if part.shadow for decision in part.decisions()]
 
     @property
     def all(self) -> list[Decision]:
         return self.deciding + self.shadow
+
+    def alerts(self) -> list[Decision]:
+        """Deciding decisions over their threshold (built as objects: they are few)."""
+        return [part.decision(i) for part in self.parts if not part.shadow for i in np.flatnonzero(part.flagged)]
+
+    def table(self) -> pa.Table:
+        """Every decision (deciding and shadow) as one Arrow table with the sink's decision columns."""
+        return pa.concat_tables([part.table() for part in self.parts]) if self.parts else decisions_table([])
+
+    def __len__(self) -> int:
+        return sum(len(part.rows) for part in self.parts)
 
 
 class Decider:
@@ -169,37 +248,35 @@ class Decider:
         now = datetime.now(UTC)
         deciding_variants = self.table.deciding
         route = self.table.route(np.asarray(transaction_ids, dtype=object), np.asarray(customer_ids, dtype=object))
-        deciding: list[Decision | None] = [None] * len(transaction_ids)
+        parts: list[VariantScores] = []
         for index, variant in enumerate(deciding_variants):
             rows = np.flatnonzero(route == index)
             if not len(rows):
                 continue
             try:
-                decisions = self._score(variant, features[rows], rows, transaction_ids, customer_ids, now, False,
-                                        explain_all)
+                part = self._score(variant, features[rows], rows, transaction_ids, customer_ids, now, False,
+                                   explain_all)
             except RetryableError:
                 self._count_error(variant)
                 if index == 0:
                     raise  # the stable variant itself is down: nothing safe to decide with
                 # A failing canary or challenger must not fail decisions: the stable variant decides
                 # its share, and the error counts against the variant (the rollout analysis reads it).
-                decisions = self._score(deciding_variants[0], features[rows], rows, transaction_ids, customer_ids,
-                                        now, False, explain_all)
-            for row, decision in zip(rows, decisions, strict=True):
-                deciding[row] = decision
-        shadow = []
+                part = self._score(deciding_variants[0], features[rows], rows, transaction_ids, customer_ids,
+                                   now, False, explain_all)
+            parts.append(part)
+        shadows = []
         all_rows = np.arange(len(transaction_ids))
         for variant in self.table.shadows:
             try:
-                shadow.extend(self._score(variant, features, all_rows, transaction_ids, customer_ids, now, True,
-                                          False))
+                shadows.append(self._score(variant, features, all_rows, transaction_ids, customer_ids, now, True,
+                                           False))
             except RetryableError:
                 self._count_error(variant)  # a shadow never decides, so its failure costs no decision
         latency_ms = (time.perf_counter() - started) * 1000
-        for decision in deciding:
-            assert decision is not None
-            decision.latency_ms = latency_ms
-        return Decided([d for d in deciding if d is not None], shadow)
+        for part in parts:
+            part.latency_ms = latency_ms
+        return Decided(parts + shadows)
 
     def _count_error(self, variant: Variant) -> None:
         version = getattr(self.scorers.get(variant.name), "model_version", variant.model_version)
@@ -207,7 +284,7 @@ class Decider:
         log.warning("scoring failed", extra={"variant": variant.name, "source": self.source})
 
     def _score(self, variant: Variant, features: np.ndarray, rows: np.ndarray, transaction_ids: Sequence[str],
-               customer_ids: Sequence[str | None], now: datetime, shadow: bool, explain_all: bool) -> list[Decision]:
+               customer_ids: Sequence[str | None], now: datetime, shadow: bool, explain_all: bool) -> VariantScores:
         scorer = self.scorers[variant.name]
         scores = scorer.score(features)
         threshold = self.threshold(variant.name)
@@ -217,12 +294,11 @@ class Decider:
         if len(to_explain) and not shadow:
             explained = scorer.reasons(features[to_explain], self.reason_count, self.exact_reasons)
             reasons = {int(i): [r.as_dict() for r in row] for i, row in zip(to_explain, explained, strict=True)}
-        return [
-            Decision(
-                transaction_id=transaction_ids[row], variant=variant.name, model_name=self.table.model_name,
-                model_version=scorer.model_version, shadow=shadow, score=float(scores[i]), threshold=threshold,
-                is_fraud=bool(flagged[i]), reasons=reasons.get(i, []), latency_ms=None, source=self.source,
-                decided_at=now, customer_id=customer_ids[row],
-            )
-            for i, row in enumerate(rows.tolist())
-        ]
+        everyone = len(rows) == len(transaction_ids)
+        return VariantScores(
+            variant=variant.name, model_name=self.table.model_name, model_version=scorer.model_version,
+            shadow=shadow, threshold=threshold, source=self.source, decided_at=now, rows=rows,
+            transaction_ids=list(transaction_ids) if everyone else [transaction_ids[i] for i in rows.tolist()],
+            customer_ids=list(customer_ids) if everyone else [customer_ids[i] for i in rows.tolist()],
+            scores=scores, flagged=flagged, reasons=reasons,
+        )

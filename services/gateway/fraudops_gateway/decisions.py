@@ -62,10 +62,11 @@ class Decisions:
     async def decide(self, transactions: list[Transaction], explain: bool) -> tuple[Scored, list[PredictResponse]]:
         """Score, observe and queue for storage; the answers come back in the order of `transactions`."""
         scored = await self.runtime.score(transactions, explain)
-        by_id = {decision.transaction_id: decision for decision in scored.decided.deciding}
+        decisions = scored.decided.all
+        by_id = {decision.transaction_id: decision for decision in decisions if not decision.shadow}
         answers = [_answer(by_id[tx.transaction_id], scored.elapsed_ms) for tx in transactions]
-        metrics.observe_decisions(scored.decided.all)
-        await self.writer.submit(scored.rows, scored.decided.all)  # queued before we answer: never lost
+        metrics.observe_decisions(decisions)
+        await self.writer.submit(scored.rows, decisions)  # queued before we answer: never lost
         return scored, answers
 
 

@@ -261,7 +261,7 @@ class StreamConsumer:
 
         live = np.flatnonzero(~replay_mask)
         rows: pa.Table | None = None
-        decisions: list[Decision] = []
+        decisions: pa.Table | None = None
         alerts: list[Decision] = []
         scored = time.perf_counter()
         if len(live):
@@ -270,8 +270,8 @@ class StreamConsumer:
             scored = time.perf_counter()
             rows = transactions_table([records[i] for i in live], "stream", [valid[i].partition() for i in live],
                                       [valid[i].offset() for i in live])
-            decisions = decided.all
-            alerts = [d for d in decided.deciding if d.is_fraud]
+            decisions = decided.table()
+            alerts = decided.alerts()
             metrics.observe_decisions(decided)
         for message in good_messages:
             self.state.position[message.partition()] = max(self.state.position.get(message.partition(), 0),
@@ -292,11 +292,11 @@ class StreamConsumer:
         self._in_flight = self._writer.submit(self._finish, rows, decisions, alerts, self._offsets(good_messages),
                                               [valid[i] for i in live])
 
-    def _finish(self, rows: pa.Table | None, decisions: list[Decision], alerts: list[Decision],
+    def _finish(self, rows: pa.Table | None, decisions: pa.Table | None, alerts: list[Decision],
                 offsets: list[TopicPartition], live: list[Message]) -> None:
         """On the writer thread: store, publish alerts, make the DLQ and alerts durable, commit offsets."""
         started = time.perf_counter()
-        if rows is not None:
+        if rows is not None and decisions is not None:
             self._store(rows, decisions, alerts)
             self._publish_alerts(alerts)
         self.producer.flush(30)  # DLQ records and alerts are durable before the offsets move
@@ -315,7 +315,7 @@ class StreamConsumer:
             self._writer_db = psycopg.connect(self.settings.db_url, connect_timeout=3, autocommit=True)
         return self._writer_db
 
-    def _store(self, rows: pa.Table, decisions: list[Decision], alerts: list[Decision]) -> None:
+    def _store(self, rows: pa.Table, decisions: pa.Table, alerts: list[Decision]) -> None:
         """Write the batch; while the database is down, wait and retry (backpressure) — never drop it."""
         delay = 0.2
         while True:

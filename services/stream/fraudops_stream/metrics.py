@@ -34,13 +34,12 @@ ASSIGNED = Gauge("fraudops_consumer_assigned_partitions", "Partitions this consu
 
 
 def observe_decisions(decided: Decided) -> None:
-    counts: dict[tuple[str, str, str, str], int] = {}
-    for decision in decided.all:
-        key = (decision.variant, decision.model_version, "fraud" if decision.is_fraud else "legitimate",
-               "true" if decision.shadow else "false")
-        counts[key] = counts.get(key, 0) + 1
-    for (variant, version, outcome, shadow), count in counts.items():
-        DECISIONS.labels("stream", variant, version, outcome, shadow).inc(count)
+    for part in decided.parts:
+        frauds = int(np.count_nonzero(part.flagged))
+        shadow = "true" if part.shadow else "false"
+        for outcome, count in (("fraud", frauds), ("legitimate", len(part.rows) - frauds)):
+            if count:
+                DECISIONS.labels("stream", part.variant, part.model_version, outcome, shadow).inc(count)
 
 
 def observe_end_to_end(messages: list[Message]) -> None:
