@@ -6,6 +6,7 @@ checkpoints; it restores a whole partition on assignment. The gateway reads sing
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
@@ -34,15 +35,36 @@ def load_partition(conn: psycopg.Connection, topic: str, partition: int) -> list
     return [(customer_id, bytes(state)) for customer_id, state in rows]
 
 
+#: PostgreSQL's binary COPY framing: signature, flags, header extension length; and the trailer.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_COPY_CHUNK = 8 * 2**20
+
+
 def save_customers(conn: psycopg.Connection, topic: str, rows: Iterable[tuple[str, int, bytes]]) -> int:
-    """Upsert (customer_id, partition, state) rows inside the caller's transaction; returns rows written."""
+    """Upsert (customer_id, partition, state) rows inside the caller's transaction; returns rows written.
+
+    The rows travel as binary COPY framed here (three fields a row): a state row is ~3.8 KB of bytes,
+    which text COPY would escape to twice its size and a per-row `write_row` would frame in Python
+    field by field — 3x slower for a partition's 20,000 customers.
+    """
     conn.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customer_state
                     (customer_id text, partition integer, state bytea) ON COMMIT DELETE ROWS""")
     count = 0
-    with conn.cursor().copy("COPY stage_customer_state (customer_id, partition, state) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
+    with conn.cursor().copy("COPY stage_customer_state (customer_id, partition, state) FROM STDIN (FORMAT BINARY)") \
+            as copy:
+        pending, size = [_COPY_HEADER], len(_COPY_HEADER)
+        for customer_id, partition, state in rows:
+            key = customer_id.encode()
+            pending.append(struct.pack(">hi", 3, len(key)) + key + struct.pack(">iii", 4, partition, len(state)))
+            pending.append(state)
+            size += len(state) + len(key) + 18
             count += 1
+            if size >= _COPY_CHUNK:
+                copy.write(b"".join(pending))
+                pending, size = [], 0
+        pending.append(_COPY_TRAILER)
+        copy.write(b"".join(pending))
     conn.execute(
         """INSERT INTO customer_feature_state (customer_id, topic, partition, feature_version, state, updated_at)
            SELECT customer_id, %s, partition, %s, state, now() FROM stage_customer_state

@@ -33,7 +33,7 @@ from fraudops.sink import Decision, transactions_table, write_batch
 from fraudops.variants import Decider
 from fraudops_stream import metrics
 from fraudops_stream.decode import decode_batch
-from fraudops_stream.state import PartitionedState, PostgresCheckpoints, StateCheckpoints
+from fraudops_stream.state import PartitionedState, PostgresCheckpoints, Snapshot, StateCheckpoints
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,10 @@ class StreamConsumer:
         # on the other core instead of the consumer waiting for it.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer")
         self._in_flight: Future[None] | None = None
+        # Periodic checkpoints are written on a thread of their own (see _advance_checkpoints).
+        self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._checkpoint_running: tuple[Future[None], Snapshot] | None = None
+        self._checkpoints_due: list[int] = []
         self._durable_offsets: dict[int, int] = {}  # next offset per partition whose records are stored
         self._labels_cursor: datetime | None = None
         self._last_checkpoint = time.monotonic()
@@ -131,6 +135,7 @@ class StreamConsumer:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._drain(commit_sync=True)  # the batch being written finishes and commits before its partitions go
+        self._settle_checkpoints()
         for tp in partitions:
             try:
                 written = self.state.checkpoint(tp.partition)
@@ -142,6 +147,7 @@ class StreamConsumer:
             self.replay_until.pop(tp.partition, None)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle_checkpoints()
         for tp in partitions:  # someone else owns them now: no checkpoint, just forget
             self.state.release(tp.partition)
             self.replay_until.pop(tp.partition, None)
@@ -183,6 +189,7 @@ class StreamConsumer:
             # The state is ahead of what is stored: no checkpoint; the next owner replays from the last one.
             log.warning("stopping without a checkpoint", extra={"error": str(exc)})
             self.state.position.clear()
+        self._settle_checkpoints()
         for partition in list(self.state.position):
             try:
                 self.state.checkpoint(partition)
@@ -192,6 +199,7 @@ class StreamConsumer:
         self.producer.flush(10)
         self.consumer.close()
         self._writer.shutdown(wait=True)
+        self._checkpointer.shutdown(wait=True)
         for connection in (self._db, self._writer_db):
             if connection is not None:
                 connection.close()
@@ -206,18 +214,50 @@ class StreamConsumer:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
-        if now - self._last_checkpoint >= self.options.checkpoint_interval_s:
+        if now - self._last_checkpoint >= self.options.checkpoint_interval_s and not self._checkpoints_due:
             self._last_checkpoint = now
-            self._drain()  # a checkpoint may only cover records that are stored
-            for partition in list(self.state.position):
-                try:
-                    self.state.checkpoint(partition)
-                except psycopg.Error as exc:
-                    log.warning("periodic checkpoint failed", extra={"partition": partition, "error": str(exc)})
+            self._checkpoints_due = sorted(self.state.position)
             self._report_lag()
+        self._advance_checkpoints()
         if now - self._last_label_poll >= self.options.label_poll_interval_s:
             self._last_label_poll = now
             self._poll_labels()
+
+    def _advance_checkpoints(self) -> None:
+        """Periodic checkpoints, one partition at a time on the checkpoint thread.
+
+        The snapshot (the partition's changed customers) is taken here, between batches, once the
+        batch in flight is stored; PostgreSQL then takes its time while the loop goes on consuming.
+        One partition at a time bounds the memory a snapshot holds to a partition's share.
+        """
+        if self._checkpoint_running is not None:
+            future, snapshot = self._checkpoint_running
+            if not future.done():
+                return
+            self._checkpoint_running = None
+            if future.exception() is not None:
+                self.state.unsaved(snapshot)
+                log.warning("periodic checkpoint failed", extra={"partition": snapshot.partition,
+                                                                  "error": str(future.exception())})
+        while self._checkpoints_due:
+            partition = self._checkpoints_due.pop(0)
+            if partition in self.state.position:
+                self._drain()  # a checkpoint may only cover records that are stored
+                snapshot = self.state.snapshot(partition)
+                self._checkpoint_running = (self._checkpointer.submit(self.state.save, snapshot), snapshot)
+                return
+
+    def _settle_checkpoints(self) -> None:
+        """Wait for the periodic checkpoint in progress (partitions are about to move or the process to stop)."""
+        self._checkpoints_due.clear()
+        if self._checkpoint_running is not None:
+            future, snapshot = self._checkpoint_running
+            self._checkpoint_running = None
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001 - any failure: the customers count as changed again
+                self.state.unsaved(snapshot)
+                log.warning("periodic checkpoint failed", extra={"partition": snapshot.partition, "error": str(exc)})
 
     def _poll_labels(self) -> None:
         try:
@@ -256,8 +296,11 @@ class StreamConsumer:
         batch = encode_records(records)
         features = self.state.engine.transform(batch)
         featured = time.perf_counter()
+        touched: dict[int, list[str]] = {}
         for message, record in zip(valid, records, strict=True):
-            self.state.customers[message.partition()].add(record["customer_id"])
+            touched.setdefault(message.partition(), []).append(record["customer_id"])
+        for partition, customer_ids in touched.items():
+            self.state.touch(partition, customer_ids)
 
         live = np.flatnonzero(~replay_mask)
         rows: pa.Table | None = None

@@ -30,8 +30,19 @@ class Checkpoint:
     customers: list[tuple[str, bytes]]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A partition's changed customers as of `next_offset`, taken on the consumer's thread, saved on any."""
+
+    partition: int
+    next_offset: int
+    customers: list[tuple[str, bytes]]
+    taken: set[str]  # the customers whose changes it holds (changed again if the save fails)
+
+
 class StateCheckpoints(Protocol):
-    def save(self, partition: int, next_offset: int, customers: list[tuple[str, bytes]]) -> None: ...
+    def save(self, partition: int, next_offset: int, customers: list[tuple[str, bytes]]) -> None:
+        """Store the partition's next offset and these customers' rows (other customers' rows stay)."""
 
     def load(self, partition: int) -> Checkpoint | None: ...
 
@@ -72,7 +83,10 @@ class MemoryCheckpoints:
         self.saved: dict[int, Checkpoint] = {}
 
     def save(self, partition: int, next_offset: int, customers: list[tuple[str, bytes]]) -> None:
-        self.saved[partition] = Checkpoint(next_offset, list(customers))
+        """Like the PostgreSQL store: the customers given replace theirs, the others stay."""
+        previous = dict(self.saved[partition].customers) if partition in self.saved else {}
+        previous.update(customers)
+        self.saved[partition] = Checkpoint(next_offset, list(previous.items()))
 
     def load(self, partition: int) -> Checkpoint | None:
         return self.saved.get(partition)
@@ -85,15 +99,42 @@ class PartitionedState:
         self.engine = engine
         self.checkpoints = checkpoints
         self.customers: dict[int, set[str]] = defaultdict(set)
+        # Customers whose state changed since the partition's last checkpoint: only they are written,
+        # the others' stored rows are still their state as of the new checkpoint's offset.
+        self.dirty: dict[int, set[str]] = defaultdict(set)
         self.position: dict[int, int] = {}  # next offset whose record is not yet in the state
+
+    def touch(self, partition: int, customer_ids: list[str]) -> None:
+        """These customers of `partition` were just advanced by its records."""
+        self.customers[partition].update(customer_ids)
+        self.dirty[partition].update(customer_ids)
+
+    def snapshot(self, partition: int) -> Snapshot:
+        """The partition's changed customers at its current position (the caller makes sure every
+        record before that position is stored)."""
+        taken, self.dirty[partition] = self.dirty[partition], set()
+        return Snapshot(partition, self.position[partition], self.engine.export_customers(taken), taken)
+
+    def save(self, snapshot: Snapshot) -> None:
+        """Write a snapshot (safe off the consumer's thread: it touches no engine state)."""
+        self.checkpoints.save(snapshot.partition, snapshot.next_offset, snapshot.customers)
+
+    def unsaved(self, snapshot: Snapshot) -> None:
+        """A snapshot's save failed: its customers count as changed again (if the partition is still ours)."""
+        if snapshot.partition in self.position:
+            self.dirty[snapshot.partition] |= snapshot.taken
 
     def checkpoint(self, partition: int) -> int:
         """Write partition's state at its current position; returns the number of customers written."""
         if partition not in self.position:
             return 0
-        rows = self.engine.export_customers(self.customers[partition])
-        self.checkpoints.save(partition, self.position[partition], rows)
-        return len(rows)
+        snapshot = self.snapshot(partition)
+        try:
+            self.save(snapshot)
+        except Exception:
+            self.unsaved(snapshot)
+            raise
+        return len(snapshot.customers)
 
     def restore(self, partition: int) -> int | None:
         """Load a partition's checkpoint; returns the offset to resume state from (None: from the start)."""
@@ -108,4 +149,5 @@ class PartitionedState:
     def release(self, partition: int) -> None:
         """Forget a partition that moved to another consumer."""
         self.engine.forget(self.customers.pop(partition, set()))
+        self.dirty.pop(partition, None)
         self.position.pop(partition, None)
