@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class ConsumerOptions:
     batch_size: int = 2000
-    poll_timeout_s: float = 0.05
+    poll_timeout_s: float = 0.02
     checkpoint_interval_s: float = 30.0
     label_poll_interval_s: float = 5.0
     metrics_port: int | None = None
