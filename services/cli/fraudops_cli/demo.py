@@ -4,6 +4,9 @@ infra (PostgreSQL + Kafka) → a model (trained on simulated history if none exi
 predictor, the gateway and the stream consumer as local processes → simulated traffic through
 Kafka → live: produced, stored, lag, throughput, alerts, frauds caught and missed by pattern,
 end-to-end latency → a final report, and a /predict call against the running gateway.
+
+Each run streams through a topic and consumer group of its own (`transactions-demo-<time>`), so
+its numbers are this run's alone: a previous run's leftovers never count, nor delay it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -111,26 +115,71 @@ def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
     return previous_bound
 
 
-def _caught(settings: Settings, truth: Truth) -> tuple[int, Counter[str], Counter[str], int]:
-    """Stored count, caught and missed frauds by pattern, and alerts raised on legitimate transactions."""
-    import psycopg
+class RunProgress:
+    """What this run's consumer has done: durable records (its group's committed offsets), the
+    decisions on the simulated frauds, and the alerts raised since the run began."""
 
-    with psycopg.connect(settings.db_url, connect_timeout=2) as conn:
-        stored = int(conn.execute("SELECT count(*) FROM transactions WHERE source = 'stream'").fetchone()[0])
-        flagged = {row[0] for row in conn.execute("SELECT transaction_id FROM alerts").fetchall()}
-        decided = {row[0] for row in conn.execute(
-            "SELECT transaction_id FROM decisions WHERE NOT shadow AND source = 'stream'").fetchall()}
-    caught: Counter[str] = Counter()
-    missed: Counter[str] = Counter()
-    with truth.lock:
-        for transaction_id, pattern in truth.pattern_of.items():
-            if transaction_id in decided:
-                (caught if transaction_id in flagged else missed)[pattern] += 1
-        false_alerts = len(flagged - set(truth.pattern_of))
-    return stored, caught, missed, false_alerts
+    def __init__(self, settings: Settings, topic: str, group: str, partitions: int, started_at: datetime) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        self.settings = settings
+        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self.offsets = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group,
+                                 "enable.auto.commit": False})
+        self.alerts_since = started_at
+        self.alerted: set[str] = set()
+        self.decided: set[str] = set()
+
+    def stored(self) -> int:
+        committed = self.offsets.committed(self.partitions, timeout=5)
+        return sum(max(tp.offset, 0) for tp in committed)
+
+    def frauds(self, truth: Truth) -> tuple[Counter[str], Counter[str], int]:
+        """Caught and missed frauds by pattern, and alerts raised on legitimate transactions."""
+        import psycopg
+
+        with truth.lock:
+            frauds = dict(truth.pattern_of)
+        undecided = [transaction_id for transaction_id in frauds if transaction_id not in self.decided]
+        with psycopg.connect(self.settings.db_url, connect_timeout=2) as conn:
+            for transaction_id, created_at in conn.execute(
+                    "SELECT transaction_id, created_at FROM alerts WHERE created_at >= %s", (self.alerts_since,)):
+                self.alerted.add(transaction_id)
+                self.alerts_since = max(self.alerts_since, created_at)
+            self.decided.update(row[0] for row in conn.execute(
+                "SELECT transaction_id FROM decisions WHERE NOT shadow AND transaction_id = ANY(%s)", (undecided,)))
+        caught: Counter[str] = Counter()
+        missed: Counter[str] = Counter()
+        for transaction_id, pattern in frauds.items():
+            if transaction_id in self.decided:
+                (caught if transaction_id in self.alerted else missed)[pattern] += 1
+        return caught, missed, len(self.alerted - set(frauds))
+
+    def close(self) -> None:
+        self.offsets.close()
 
 
-def _view(settings: Settings, truth: Truth, started: float, metrics: dict[str, Any], stored: int,
+def _demo_topic(settings: Settings) -> tuple[str, str]:
+    """A topic and consumer group for this run only (created now; the topic is deleted at the end)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    topic, group = f"{settings.transactions_topic}-demo-{stamp}", f"{settings.consumer_group}-demo-{stamp}"
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    for future in admin.create_topics([NewTopic(topic, settings.transactions_partitions, 1)]).values():
+        future.result(timeout=30)
+    return topic, group
+
+
+def _delete_topic(settings: Settings, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})  # alive until the futures end
+    for future in admin.delete_topics([topic], operation_timeout=30).values():
+        future.result(timeout=30)
+
+
+def _view(truth: Truth, started: float, metrics: dict[str, Any], stored: int,
           caught: Counter[str], missed: Counter[str], false_alerts: int) -> Group:
     elapsed = max(time.monotonic() - started, 1e-6)
     summary = Table(box=None, show_header=False)
@@ -181,7 +230,11 @@ def demo(
 
     run_dir = settings.run_dir.resolve() / "demo"
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MODEL_PATH": model_uri, "LOG_FORMAT": "json", "BATCH_SIZE": "2000"}
+    started_at = datetime.now(UTC)
+    topic, group = _demo_topic(settings)
+    console.print(f"[green]✓[/] topic     {topic} (consumer group {group})")
+    env = {**os.environ, "MODEL_PATH": model_uri, "LOG_FORMAT": "json", "BATCH_SIZE": "2000",
+           "TRANSACTIONS_TOPIC": topic, "CONSUMER_GROUP": group}
     python = sys.executable
     services = {
         "predictor": [python, "-m", "fraudops_cli.main", "serve", "predictor", "--port", str(PREDICTOR_PORT)],
@@ -193,6 +246,7 @@ def demo(
         if pid is not None:
             stop_tree(pid)
     pids = {name: _start(name, argv, env, run_dir) for name, argv in services.items()}
+    progress = RunProgress(settings, topic, group, settings.transactions_partitions, started_at)
     try:
         with console.status("waiting for the predictor, the gateway and the consumer…"):
             _wait_http(f"http://127.0.0.1:{PREDICTOR_PORT}/v2/health/ready", "predictor", 90,
@@ -204,7 +258,7 @@ def demo(
 
         truth = Truth()
         config = {**PRODUCER_DEFAULTS, "bootstrap.servers": settings.kafka_bootstrap_servers}
-        check_broker(config, settings.transactions_topic)
+        check_broker(config, topic)
         simulation = SimulationConfig(transactions=rate * duration, customers=max(rate * duration // 60, 1000),
                                       days=30, seed=int(time.time()) % 10_000)
 
@@ -212,16 +266,15 @@ def demo(
             truth.produced = count
 
         publisher = threading.Thread(target=publish, daemon=True, kwargs={
-            "tables": simulate(simulation), "config": config, "topic": settings.transactions_topic,
+            "tables": simulate(simulation), "config": config, "topic": topic,
             "rate": rate, "on_progress": produced, "on_published": truth.add})
         started = time.monotonic()
         publisher.start()
         metrics_url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
         with Live(console=console, refresh_per_second=2) as live:
             while True:
-                stored, caught, missed, false_alerts = _caught(settings, truth)
-                live.update(_view(settings, truth, started, _scrape(metrics_url), stored, caught, missed,
-                                  false_alerts))
+                stored = progress.stored()
+                live.update(_view(truth, started, _scrape(metrics_url), stored, *progress.frauds(truth)))
                 if not publisher.is_alive() and stored >= truth.produced:
                     break
                 if not publisher.is_alive() and time.monotonic() - started > duration + 120:
@@ -230,7 +283,7 @@ def demo(
                 time.sleep(1)
         console.print()
         console.rule("final report")
-        console.print(_view(settings, truth, started, _scrape(metrics_url), *_caught(settings, truth)))
+        console.print(_view(truth, started, _scrape(metrics_url), progress.stored(), *progress.frauds(truth)))
         console.print("\nA synchronous decision from the gateway:")
         console.print(f"  curl -s -X POST http://127.0.0.1:{GATEWAY_PORT}/predict "
                       f"-H 'Content-Type: application/json' -d '{SAMPLE}'", soft_wrap=True)
@@ -239,10 +292,12 @@ def demo(
         with urllib.request.urlopen(request, timeout=5) as response:
             console.print(f"  → {response.read().decode()}", soft_wrap=True)
     finally:
+        progress.close()
         if not keep_running:
             for name, pid in pids.items():
                 stop_tree(pid)
                 (run_dir / f"{name}.pid").unlink(missing_ok=True)
+            _delete_topic(settings, topic)
             console.print(f"[dim]services stopped; logs in {run_dir}. PostgreSQL and Kafka keep running: "
                           "`fraudops infra down` stops them.[/]")
         else:
