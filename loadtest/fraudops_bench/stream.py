@@ -165,7 +165,10 @@ def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
 
 
 def latency(settings: Settings, model_path: str, rate: int = 2000, seconds: int = 60,
-            batch_size: int = 1000, metrics_port: int = 9199) -> Measurement:
+            batch_size: int = 1000, metrics_port: int | None = None) -> Measurement:
+    from fraudops_bench.gateway import free_port
+
+    metrics_port = metrics_port or free_port()  # never another process's metrics
     lane = Lane.create(settings)
     log = settings.run_dir / "bench-latency-consumer.log"
     try:

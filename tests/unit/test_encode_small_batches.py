@@ -14,6 +14,7 @@ from fraudops.features.encode import (
     _encode_small,
     _transaction_record,
     encode_records,
+    encode_records_columnar,
     encode_transactions,
     stable_hash,
     stable_hash_texts,
@@ -24,7 +25,7 @@ from fraudops_simulator.kafka import encode_records as to_json
 
 
 def through_pandas(transactions: list[Transaction]) -> EncodedBatch:
-    return encode_records([_transaction_record(tx) for tx in transactions])
+    return encode_records_columnar([_transaction_record(tx) for tx in transactions])
 
 
 def assert_identical(fast: EncodedBatch, reference: EncodedBatch) -> None:
@@ -81,3 +82,15 @@ def test_stable_hash_of_texts_equals_stable_hash() -> None:
 
     assert np.array_equal(stable_hash_texts(texts), stable_hash(np.asarray(texts, dtype=object)))
     assert stable_hash_texts([]).tolist() == []
+
+
+def test_small_batches_of_decoded_records_encode_like_pandas(simulated: list[Transaction]) -> None:
+    from fraudops.features.encode import SMALL_RECORDS
+    from fraudops_stream.decode import decode_batch
+
+    _, records, _ = decode_batch([tx.model_dump_json(exclude_none=True).encode() for tx in simulated])
+    partial = [{k: v for k, v in r.items() if k in ("transaction_id", "event_time", "customer_id", "amount")}
+               for r in records[:50]]
+    for batch in (records[:1], records[:73], records[73:73 + SMALL_RECORDS], partial):
+        assert len(batch) <= SMALL_RECORDS
+        assert_identical(encode_records(batch), encode_records_columnar(batch))
