@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -159,6 +160,15 @@ class StreamConsumer:
             metrics.serve(self.options.metrics_port)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
+        # The loop and the batch writer share the GIL; handed over every 5 ms (the default), a writer
+        # step waits behind the next batch's decoding often enough to double a batch's store time.
+        sys.setswitchinterval(0.0005)
+        # Connect the alert producer now: an idempotent producer first has to obtain its producer id,
+        # and the first batch with an alert would otherwise wait for that (a second or more).
+        try:
+            self.producer.list_topics(self.settings.alerts_topic, timeout=10)
+        except KafkaException as exc:
+            log.warning("alert producer not connected yet", extra={"error": str(exc)})
         self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
         last_record = time.monotonic()
