@@ -214,6 +214,9 @@ def demo(
     rate: Annotated[int, typer.Option(min=100, help="Simulated transactions per second.")] = 2000,
     duration: Annotated[int, typer.Option(min=5, help="Seconds of simulated traffic.")] = 60,
     keep_running: Annotated[bool, typer.Option(help="Leave predictor, gateway and consumer running.")] = False,
+    gateway_port: Annotated[int, typer.Option(min=1, max=65535)] = GATEWAY_PORT,
+    predictor_port: Annotated[int, typer.Option(min=1, max=65535)] = PREDICTOR_PORT,
+    metrics_port: Annotated[int, typer.Option(min=1, max=65535, help="The consumer's metrics.")] = METRICS_PORT,
 ) -> None:
     """Run the whole pipeline locally and watch it work."""
     from fraudops_infra.processes import read_pid, stop_tree
@@ -237,9 +240,9 @@ def demo(
            "TRANSACTIONS_TOPIC": topic, "CONSUMER_GROUP": group}
     python = sys.executable
     services = {
-        "predictor": [python, "-m", "fraudops_cli.main", "serve", "predictor", "--port", str(PREDICTOR_PORT)],
-        "gateway": [python, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(GATEWAY_PORT)],
-        "consumer": [python, "-m", "fraudops_cli.main", "stream", "consume", "--metrics-port", str(METRICS_PORT)],
+        "predictor": [python, "-m", "fraudops_cli.main", "serve", "predictor", "--port", str(predictor_port)],
+        "gateway": [python, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(gateway_port)],
+        "consumer": [python, "-m", "fraudops_cli.main", "stream", "consume", "--metrics-port", str(metrics_port)],
     }
     for name in services:  # a previous demo's processes, if any, make way
         pid = read_pid(run_dir / f"{name}.pid")
@@ -249,12 +252,12 @@ def demo(
     progress = RunProgress(settings, topic, group, settings.transactions_partitions, started_at)
     try:
         with console.status("waiting for the predictor, the gateway and the consumer…"):
-            _wait_http(f"http://127.0.0.1:{PREDICTOR_PORT}/v2/health/ready", "predictor", 90,
+            _wait_http(f"http://127.0.0.1:{predictor_port}/v2/health/ready", "predictor", 90,
                        run_dir / "predictor.log")
-            _wait_http(f"http://127.0.0.1:{GATEWAY_PORT}/health/ready", "gateway", 90, run_dir / "gateway.log")
-            _wait_http(f"http://127.0.0.1:{METRICS_PORT}/metrics", "consumer", 90, run_dir / "consumer.log")
-        console.print(f"[green]✓[/] predictor http://127.0.0.1:{PREDICTOR_PORT}  gateway "
-                      f"http://127.0.0.1:{GATEWAY_PORT}  consumer metrics http://127.0.0.1:{METRICS_PORT}/metrics")
+            _wait_http(f"http://127.0.0.1:{gateway_port}/health/ready", "gateway", 90, run_dir / "gateway.log")
+            _wait_http(f"http://127.0.0.1:{metrics_port}/metrics", "consumer", 90, run_dir / "consumer.log")
+        console.print(f"[green]✓[/] predictor http://127.0.0.1:{predictor_port}  gateway "
+                      f"http://127.0.0.1:{gateway_port}  consumer metrics http://127.0.0.1:{metrics_port}/metrics")
 
         truth = Truth()
         config = {**PRODUCER_DEFAULTS, "bootstrap.servers": settings.kafka_bootstrap_servers}
@@ -270,7 +273,7 @@ def demo(
             "rate": rate, "on_progress": produced, "on_published": truth.add})
         started = time.monotonic()
         publisher.start()
-        metrics_url = f"http://127.0.0.1:{METRICS_PORT}/metrics"
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         with Live(console=console, refresh_per_second=2) as live:
             while True:
                 stored = progress.stored()
@@ -285,9 +288,9 @@ def demo(
         console.rule("final report")
         console.print(_view(truth, started, _scrape(metrics_url), progress.stored(), *progress.frauds(truth)))
         console.print("\nA synchronous decision from the gateway:")
-        console.print(f"  curl -s -X POST http://127.0.0.1:{GATEWAY_PORT}/predict "
+        console.print(f"  curl -s -X POST http://127.0.0.1:{gateway_port}/predict "
                       f"-H 'Content-Type: application/json' -d '{SAMPLE}'", soft_wrap=True)
-        request = urllib.request.Request(f"http://127.0.0.1:{GATEWAY_PORT}/predict", data=SAMPLE.encode(),
+        request = urllib.request.Request(f"http://127.0.0.1:{gateway_port}/predict", data=SAMPLE.encode(),
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=5) as response:
             console.print(f"  → {response.read().decode()}", soft_wrap=True)
