@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
     gateway_max_batch: int = Field(1000, ge=1, description="Most transactions in one /predict/batch call.")
     gateway_persist_queue: int = Field(10_000, ge=10, description="Decisions waiting for PostgreSQL (backpressure).")
+    gateway_max_customers: int = Field(
+        500_000, ge=100, description="Customers whose state the gateway holds (~3.8 KB each); the least "
+        "recently seen are dropped beyond it and re-read from the state store when they come back.")
 
     # --- local infrastructure (fraudops infra up) ----------------------------------------
     run_dir: Path = Field(Path(".run"), description="Databases, logs and pid files of local processes.")

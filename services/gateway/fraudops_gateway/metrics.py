@@ -24,6 +24,8 @@ PERSIST_FAILED = Counter("fraudops_gateway_persist_failed_total",
                          "Answered transactions PostgreSQL refused to store (each one is logged with the reason).")
 STATE_REFRESHED = Counter("fraudops_gateway_state_refreshed_total",
                           "Customer states re-read because the stream consumer stored a newer one.")
+CUSTOMERS_DROPPED = Counter("fraudops_gateway_customers_dropped_total",
+                            "Customers whose state the gateway let go (GATEWAY_MAX_CUSTOMERS); re-read when they return.")
 REJECTED = Counter("fraudops_gateway_rejected_total", "Requests refused before scoring.", ["reason"])
 
 

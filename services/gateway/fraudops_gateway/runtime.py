@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -89,7 +90,8 @@ class GatewayRuntime:
         self.scores_remotely = False
         self.routing_identity: tuple[int, int, int] | None = None
         self.threshold_override = settings.fraud_threshold if "fraud_threshold" in settings.model_fields_set else None
-        # customer → time of the stored state last imported (None: nothing stored when it was read)
+        # customer → time of the stored state last imported (None: nothing stored when it was read),
+        # in order of last use: the least recently seen customers are dropped beyond the bound.
         self._stored_at: dict[str, datetime | None] = {}
         self._changes_since: datetime | None = None
         self._loading: dict[str, asyncio.Future[None]] = {}
@@ -183,6 +185,7 @@ class GatewayRuntime:
         same read and resume in arrival order. A read slower than STATE_READ_WAIT_S is not waited
         for (the request scores from local state; the stored state lands when it arrives).
         """
+        self._seen(customer_ids)
         new = {c for c in customer_ids if c and c not in self._stored_at}
         if not new or time.monotonic() < self._store_down_until:
             return
@@ -190,6 +193,23 @@ class GatewayRuntime:
         done, _ = await asyncio.wait(reads, timeout=STATE_READ_WAIT_S)
         if len(done) < len(reads):
             log.warning("state store slow; scoring from local state", extra={"customers": len(new)})
+
+    def _seen(self, customer_ids: Sequence[str | None]) -> None:
+        """Mark customers as just used; beyond GATEWAY_MAX_CUSTOMERS drop the least recently used
+        tenth (their rows are reused; coming back, a customer's state is read from the store again)."""
+        stored_at = self._stored_at
+        for customer_id in customer_ids:
+            if customer_id in stored_at:
+                stored_at[customer_id] = stored_at.pop(customer_id)  # to the end: most recently used
+        limit = self.settings.gateway_max_customers
+        if len(stored_at) + len(self._loading) <= limit:
+            return
+        excess = len(stored_at) + len(self._loading) - limit + limit // 10
+        victims = [c for c in itertools.islice(stored_at, excess + len(customer_ids)) if c not in customer_ids][:excess]
+        for customer_id in victims:
+            del stored_at[customer_id]
+        self.engine.forget(victims)
+        metrics.CUSTOMERS_DROPPED.inc(len(victims))
 
     def _queue_read(self, customer_id: str) -> asyncio.Future[None]:
         if self._next_read is None:

@@ -59,13 +59,21 @@ class LabelEvents:
 
 
 class _SlotMap:
-    """Key → dense row number, growing on demand."""
+    """Key → dense row number, growing on demand; released rows are reused before new ones."""
 
     def __init__(self) -> None:
         self.slots: dict[object, int] = {}
+        self.free: list[int] = []
+        self.rows = 0  # rows ever handed out: what the state arrays must hold
 
     def __len__(self) -> int:
         return len(self.slots)
+
+    def release(self, keys: Iterable[object]) -> list[int]:
+        """Forget keys; their rows go back to the pool. Returns the rows released."""
+        released = [slot for slot in (self.slots.pop(key, None) for key in keys) if slot is not None]
+        self.free.extend(released)
+        return released
 
     def lookup(self, keys: Iterable[object], create: bool) -> np.ndarray:
         slots = self.slots
@@ -79,7 +87,11 @@ class _SlotMap:
                 if not create:
                     out.append(-1)
                     continue
-                slot = len(slots)
+                if self.free:
+                    slot = self.free.pop()
+                else:
+                    slot = self.rows
+                    self.rows += 1
                 slots[key] = slot
             out.append(slot)
         return np.asarray(out, dtype=np.int64)
@@ -244,12 +256,16 @@ class FeatureEngine:
         return customer_id in self._customers.slots
 
     def forget(self, customer_ids: Iterable[str]) -> None:
-        """Drop customers' state (their partition moved to another consumer); their slots are zeroed."""
-        for customer_id in customer_ids:
-            slot = self._customers.slots.get(customer_id)
-            if slot is not None:
-                self._floats[slot] = 0.0
-                self._ints[slot] = 0
+        """Drop customers' state (their partition moved elsewhere, or the gateway's bound evicted them).
+
+        Their rows are zeroed and reused for customers seen later, so memory follows the customers
+        held, not every customer ever seen. A forgotten customer seen again starts from no history.
+        """
+        released = self._customers.release(customer_ids)
+        if released:
+            rows = np.asarray(released, dtype=np.int64)
+            self._floats[rows] = 0.0
+            self._ints[rows] = 0
 
     def customer_state(self, customer_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         """A copy of one customer's raw state rows (for tests and debugging)."""
@@ -269,7 +285,7 @@ class FeatureEngine:
         return labi
 
     def _grow_customers(self) -> None:
-        needed = len(self._customers)
+        needed = self._customers.rows
         if needed <= len(self._floats):
             return
         # Grow by a quarter, not double: at 100,000 customers a doubling would waste ~190 MB of state.
@@ -281,7 +297,7 @@ class FeatureEngine:
         self._ints.resize((capacity, L.N_INT_STATE), refcheck=False)
 
     def _grow_risk(self) -> None:
-        needed = max(len(m) for m in self._risk)
+        needed = max(m.rows for m in self._risk)
         if needed <= self._risk_count.shape[1]:
             return
         capacity = max(needed, 2 * self._risk_count.shape[1])
