@@ -205,7 +205,8 @@ class GatewayRuntime:
         if len(stored_at) + len(self._loading) <= limit:
             return
         excess = len(stored_at) + len(self._loading) - limit + limit // 10
-        victims = [c for c in itertools.islice(stored_at, excess + len(customer_ids)) if c not in customer_ids][:excess]
+        current = set(customer_ids)
+        victims = [c for c in itertools.islice(stored_at, excess + len(current)) if c not in current][:excess]
         for customer_id in victims:
             del stored_at[customer_id]
         self.engine.forget(victims)
