@@ -23,7 +23,6 @@ from pathlib import Path
 
 import psutil
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -32,6 +31,7 @@ from fraudops.db import migrate
 from fraudops_bench.results import Measurement
 from fraudops_simulator import SimulationConfig, simulate
 from fraudops_simulator.kafka import PRODUCER_DEFAULTS, publish
+from fraudops_stream.consumer import committed_records
 
 
 @dataclass
@@ -68,15 +68,9 @@ class Lane:
             return int(conn.execute("SELECT count(*) FROM transactions").fetchone()[0])
 
     def committed(self, partitions: int = 6) -> int:
-        """Records whose offsets the consumer group committed: stored durably, and cheap to ask for
-        while the run goes on (a count(*) over the growing table would take PostgreSQL CPU from the run)."""
-        reader = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                           "group.id": f"g-{self.topic}", "enable.auto.commit": False})
-        try:
-            offsets = reader.committed([TopicPartition(self.topic, p) for p in range(partitions)], timeout=10)
-        finally:
-            reader.close()
-        return sum(max(tp.offset, 0) for tp in offsets)
+        """Records the consumer stored durably (a count(*) over the growing table while the run goes
+        on would take PostgreSQL CPU from it)."""
+        return committed_records(self.settings.kafka_bootstrap_servers, f"g-{self.topic}", self.topic, partitions)
 
     def consumer(self, model_path: str, batch_size: int, metrics_port: int, log: Path) -> subprocess.Popen:
         env = {**os.environ, "DB_URL": self.db_url, "TRANSACTIONS_TOPIC": self.topic, "MODEL_PATH": model_path,

@@ -120,19 +120,16 @@ class RunProgress:
     decisions on the simulated frauds, and the alerts raised since the run began."""
 
     def __init__(self, settings: Settings, topic: str, group: str, partitions: int, started_at: datetime) -> None:
-        from confluent_kafka import Consumer, TopicPartition
-
         self.settings = settings
-        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
-        self.offsets = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers, "group.id": group,
-                                 "enable.auto.commit": False})
+        self.topic, self.group, self.partitions = topic, group, partitions
         self.alerts_since = started_at
         self.alerted: set[str] = set()
         self.decided: set[str] = set()
 
     def stored(self) -> int:
-        committed = self.offsets.committed(self.partitions, timeout=5)
-        return sum(max(tp.offset, 0) for tp in committed)
+        from fraudops_stream.consumer import committed_records
+
+        return committed_records(self.settings.kafka_bootstrap_servers, self.group, self.topic, self.partitions)
 
     def frauds(self, truth: Truth) -> tuple[Counter[str], Counter[str], int]:
         """Caught and missed frauds by pattern, and alerts raised on legitimate transactions."""
@@ -154,10 +151,6 @@ class RunProgress:
             if transaction_id in self.decided:
                 (caught if transaction_id in self.alerted else missed)[pattern] += 1
         return caught, missed, len(self.alerted - set(frauds))
-
-    def close(self) -> None:
-        self.offsets.close()
-
 
 def _demo_topic(settings: Settings) -> tuple[str, str]:
     """A topic and consumer group for this run only (created now; the topic is deleted at the end)."""
@@ -295,7 +288,6 @@ def demo(
         with urllib.request.urlopen(request, timeout=5) as response:
             console.print(f"  → {response.read().decode()}", soft_wrap=True)
     finally:
-        progress.close()
         if not keep_running:
             for name, pid in pids.items():
                 stop_tree(pid)

@@ -38,25 +38,19 @@ _STRIPPED = "stripped"
 Check = tuple[str, "re.Pattern[str] | str"]
 
 
+#: annotated-types constraint → the msgspec.Meta option (and the attribute) of the same meaning.
+_CONSTRAINTS = ((Gt, "gt"), (Ge, "ge"), (Lt, "lt"), (Le, "le"), (MinLen, "min_length"), (MaxLen, "max_length"))
+
+
 def _meta(metadata: list[Any]) -> msgspec.Meta | None:
     """msgspec constraints equal to pydantic's annotated-types metadata (None when there are none)."""
     options: dict[str, Any] = {}
     for item in metadata:
-        if isinstance(item, Gt):
-            options["gt"] = item.gt
-        elif isinstance(item, Ge):
-            options["ge"] = item.ge
-        elif isinstance(item, Lt):
-            options["lt"] = item.lt
-        elif isinstance(item, Le):
-            options["le"] = item.le
-        elif isinstance(item, MinLen):
-            options["min_length"] = item.min_length
-        elif isinstance(item, MaxLen):
-            options["max_length"] = item.max_length
-        elif getattr(item, "pattern", None):
+        for kind, option in _CONSTRAINTS:
+            if isinstance(item, kind):
+                options[option] = getattr(item, option)
+        if getattr(item, "pattern", None):
             options["pattern"] = item.pattern
-
     return msgspec.Meta(**options) if options else None
 
 

@@ -127,7 +127,7 @@ def decisions_table(decisions: Sequence[Decision]) -> pa.Table:
         "score": pa.array([d.score for d in decisions], pa.float32()),
         "threshold": pa.array([d.threshold for d in decisions], pa.float32()),
         "is_fraud": pa.array([d.is_fraud for d in decisions], pa.bool_()),
-        "reasons": [orjson.dumps(d.reasons).decode() if d.reasons else "[]" for d in decisions],
+        "reasons": [reasons_json(d.reasons) for d in decisions],
         "latency_ms": pa.array([d.latency_ms for d in decisions], pa.float32()),
         "source": [d.source for d in decisions], "decided_at": [d.decided_at.isoformat() for d in decisions],
         "customer_id": pa.array([d.customer_id for d in decisions], pa.string()),
@@ -248,18 +248,23 @@ def csv_lines(rows: Iterable[Sequence[Any]]) -> bytes:
     return "".join([",".join(map(_csv_field, row)) + "\n" for row in rows]).encode()
 
 
+def reasons_json(reasons: list[dict[str, Any]] | None) -> str:
+    """A decision's reason codes as the JSON text the `reasons` columns hold."""
+    return orjson.dumps(reasons).decode() if reasons else "[]"
+
+
 def decision_row(decision: Decision) -> tuple[Any, ...]:
     """A decision as a row of DECISION_COLUMNS."""
     d = decision
     return (d.transaction_id, d.variant, d.model_name, d.model_version, d.shadow, d.score, d.threshold, d.is_fraud,
-            orjson.dumps(d.reasons).decode() if d.reasons else "[]", d.latency_ms, d.source, d.decided_at)
+            reasons_json(d.reasons), d.latency_ms, d.source, d.decided_at)
 
 
 def alert_row(decision: Decision) -> tuple[Any, ...]:
     """A deciding fraud decision as a row of ALERT_COLUMNS."""
     d = decision
     return (d.transaction_id, d.customer_id, d.score, d.threshold, d.model_version, d.variant,
-            orjson.dumps(d.reasons).decode() if d.reasons else "[]", d.decided_at)
+            reasons_json(d.reasons), d.decided_at)
 
 
 def encode_rows(transactions: Sequence[tuple[Any, ...]], decisions: Sequence[Decision],

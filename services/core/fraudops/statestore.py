@@ -17,13 +17,15 @@ from fraudops.features.encode import stable_hash
 from fraudops.features.engine import LabelEvents
 from fraudops.features.spec import FEATURE_VERSION
 
+#: Customers' stored states and when they were stored (parameters: customer ids, FEATURE_VERSION);
+#: the gateway runs the same query on its async connection.
+LOAD_CUSTOMERS_SQL = """SELECT customer_id, state, updated_at FROM customer_feature_state
+                        WHERE customer_id = ANY(%s) AND feature_version = %s"""
+
 
 def load_customers(conn: psycopg.Connection, customer_ids: Sequence[str]) -> list[tuple[str, bytes]]:
-    rows = conn.execute(
-        "SELECT customer_id, state FROM customer_feature_state WHERE customer_id = ANY(%s) AND feature_version = %s",
-        (list(customer_ids), FEATURE_VERSION),
-    ).fetchall()
-    return [(customer_id, bytes(state)) for customer_id, state in rows]
+    rows = conn.execute(LOAD_CUSTOMERS_SQL, (list(customer_ids), FEATURE_VERSION)).fetchall()
+    return [(customer_id, bytes(state)) for customer_id, state, _ in rows]
 
 
 def load_partition(conn: psycopg.Connection, topic: str, partition: int) -> list[tuple[str, bytes]]:

@@ -25,7 +25,7 @@ from fraudops.artifact import load_artifact
 from fraudops.errors import RetryableError
 from fraudops.routing import RoutingTable, Variant
 from fraudops.scoring import Reason, Scorer
-from fraudops.sink import Decision, decisions_table
+from fraudops.sink import Decision, decisions_table, reasons_json
 
 log = logging.getLogger(__name__)
 SCORING_ERRORS = Counter("fraudops_scoring_errors_total", "Scoring calls of a variant that failed.",
@@ -167,8 +167,7 @@ class VariantScores:
     def table(self) -> pa.Table:
         """The rows as an Arrow table with the sink's decision columns (constants broadcast in C)."""
         count = len(self.rows)
-        reasons = [orjson.dumps(self.reasons[i]).decode() if i in self.reasons else "[]" for i in range(count)] \
-            if self.reasons else pa.repeat("[]", count)
+        reasons = [reasons_json(self.reasons.get(i)) for i in range(count)] if self.reasons else pa.repeat("[]", count)
 
         def constant(value: object, kind: pa.DataType) -> pa.Array:
             return pa.repeat(pa.scalar(value, kind), count)
@@ -215,9 +214,6 @@ class Decided:
     def table(self) -> pa.Table:
         """Every decision (deciding and shadow) as one Arrow table with the sink's decision columns."""
         return pa.concat_tables([part.table() for part in self.parts]) if self.parts else decisions_table([])
-
-    def __len__(self) -> int:
-        return sum(len(part.rows) for part in self.parts)
 
 
 class Decider:

@@ -52,10 +52,6 @@ STATE_READ_WAIT_S = 0.5
 #: A state stored by a database transaction that began this long before a poll, and committed after
 #: it, is still found by the next poll (the polls overlap by this much).
 STATE_POLL_OVERLAP = timedelta(seconds=60)
-# The query of `statestore.load_customers` plus each row's time (test_gateway checks that the gateway
-# reads what `statestore.save_customers` wrote).
-_LOAD_CUSTOMERS_SQL = """SELECT customer_id, state, updated_at FROM customer_feature_state
-                         WHERE customer_id = ANY(%s) AND feature_version = %s"""
 _CHANGED_SQL = """SELECT now(), array_agg(customer_id), array_agg(updated_at) FROM customer_feature_state
                   WHERE updated_at > %s AND feature_version = %s"""
 
@@ -252,7 +248,8 @@ class GatewayRuntime:
 
     async def _fetch_customers(self, customer_ids: list[str]) -> list[tuple[str, bytes, datetime]]:
         """`statestore.load_customers` with each state's time, on the event loop (async psycopg)."""
-        cursor = await (await self._connection()).execute(_LOAD_CUSTOMERS_SQL, (customer_ids, FEATURE_VERSION))
+        connection = await self._connection()
+        cursor = await connection.execute(statestore.LOAD_CUSTOMERS_SQL, (customer_ids, FEATURE_VERSION))
         return [(customer_id, bytes(state), updated_at) for customer_id, state, updated_at in await cursor.fetchall()]
 
     async def poll_changed_state(self, chunk: int = 2000) -> int:
