@@ -1,0 +1,191 @@
+"""OpenTelemetry tracing for every fraudops process, configured by the standard `OTEL_*` variables.
+
+Tracing is off unless an OTLP endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`); `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turn
+it off again. When it is on, the SDK reads the rest itself, so the usual knobs work unchanged:
+sampling (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`; default `parentbased_always_on`, e.g.
+`parentbased_traceidratio` with `0.01` for 1%), the exporter (`OTEL_EXPORTER_OTLP_*`, OTLP over HTTP
+with protobuf), batching (`OTEL_BSP_*`) and the resource (`OTEL_SERVICE_NAME`,
+`OTEL_RESOURCE_ATTRIBUTES`).
+
+When it is off, the API's no-op tracer answers every call; paths that run per record also ask
+`tracing_enabled()` once per batch so that they skip even building attributes.
+
+W3C trace context travels in Kafka record headers (`traceparent`, `tracestate`), set and read here.
+Span attributes follow the OpenTelemetry messaging and database semantic conventions; the helpers
+below build them so that every service names them the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.semconv._incubating.attributes import messaging_attributes as messaging
+from opentelemetry.semconv.attributes import db_attributes as db
+from opentelemetry.semconv.attributes import server_attributes as server
+
+KafkaHeaders = Sequence[tuple[str, bytes | str | None]]
+
+_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+_PROTOCOL_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+_PROPAGATED = frozenset({"traceparent", "tracestate"})
+_enabled = False
+
+
+def tracing_wanted(environ: Mapping[str, str]) -> bool:
+    """Whether the environment asks for traces to be exported (pure: the rules in the module docstring)."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+        return False
+    return any(environ.get(name, "").strip() for name in _ENDPOINT_VARIABLES)
+
+
+def configure_tracing(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Install the OTLP exporting tracer provider if the environment asks for it; True when tracing is on.
+
+    Call once at process start. `service_name` is the default for `service.name`
+    (`OTEL_SERVICE_NAME` wins). The provider flushes its spans at interpreter exit.
+    """
+    global _enabled
+    environ = os.environ if environ is None else environ
+    if _enabled or not tracing_wanted(environ):
+        return _enabled
+    protocol = next((environ[name] for name in _PROTOCOL_VARIABLES if environ.get(name)), "http/protobuf")
+    if protocol.strip().lower() != "http/protobuf":
+        raise ValueError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported: fraudops exports "
+            "traces over OTLP/HTTP only, set it to 'http/protobuf' (the default)"
+        )
+    # Imported here: a process with tracing off never loads the SDK's exporter and protobuf code.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    # Attributes given to Resource.create() win over the environment's, so ours is given only when the
+    # environment names no service.
+    named = environ.get("OTEL_SERVICE_NAME") or "service.name=" in environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    resource = Resource.create({} if named else {SERVICE_NAME: service_name})
+    provider = TracerProvider(resource=resource)  # the sampler comes from OTEL_TRACES_SAMPLER(_ARG)
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    _enabled = True
+    return True
+
+
+def tracing_enabled() -> bool:
+    """True once `configure_tracing` installed an exporting provider in this process."""
+    return _enabled
+
+
+def flush_traces(timeout_ms: int = 5000) -> None:
+    """Export the spans still buffered (before a short-lived command exits or a test reads the store)."""
+    provider = trace.get_tracer_provider()
+    force_flush = getattr(provider, "force_flush", None)
+    if force_flush is not None:
+        force_flush(timeout_ms)
+
+
+# --------------------------------------------------------------------------- W3C context in Kafka headers
+
+
+def kafka_headers(context: Context | None = None) -> list[tuple[str, bytes]]:
+    """The `traceparent` (and `tracestate`) headers for a record produced in `context` (default: current)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=context)
+    return [(name, value.encode()) for name, value in carrier.items()]
+
+
+def context_from_kafka_headers(headers: KafkaHeaders | None) -> Context | None:
+    """The producer's context carried by a record's headers, or None when the record carries none."""
+    if not headers:
+        return None
+    carrier = {
+        name: value.decode() if isinstance(value, bytes) else value
+        for name, value in headers
+        if name in _PROPAGATED and value is not None
+    }
+    if "traceparent" not in carrier:
+        return None
+    return propagate.extract(carrier)
+
+
+def sampled_traceparent(headers: KafkaHeaders | None) -> bytes | str | None:
+    """A record's `traceparent` if its producer sampled it (a string check, no parsing), else None.
+
+    The trace flags are the last two hex digits; bit 0 set means sampled. Per-record consumer spans are
+    made only for these, so unsampled traffic costs one header scan.
+    """
+    if not headers:
+        return None
+    for name, value in headers:
+        if name == "traceparent" and value is not None and len(value) == 55:
+            return value if int(value[-2:], 16) & 1 else None
+    return None
+
+
+# --------------------------------------------------------------------------- semantic-convention attributes
+
+
+def kafka_attributes(
+    operation: str,
+    topic: str,
+    *,
+    key: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+    consumer_group: str | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Messaging attributes for a Kafka span (`operation`: send, receive, process or settle)."""
+    attributes: dict[str, Any] = {
+        messaging.MESSAGING_SYSTEM: "kafka",
+        messaging.MESSAGING_OPERATION_NAME: operation,
+        messaging.MESSAGING_OPERATION_TYPE: "send" if operation == "send" else operation,
+        messaging.MESSAGING_DESTINATION_NAME: topic,
+    }
+    optional = {
+        messaging.MESSAGING_KAFKA_MESSAGE_KEY: key,
+        messaging.MESSAGING_DESTINATION_PARTITION_ID: None if partition is None else str(partition),
+        messaging.MESSAGING_KAFKA_OFFSET: offset,
+        messaging.MESSAGING_CONSUMER_GROUP_NAME: consumer_group,
+        messaging.MESSAGING_BATCH_MESSAGE_COUNT: batch_size,
+    }
+    attributes.update({name: value for name, value in optional.items() if value is not None})
+    return attributes
+
+
+def postgres_attributes(
+    operation: str,
+    table: str,
+    *,
+    database: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    """Database attributes for a PostgreSQL span (`operation`: COPY, INSERT, SELECT, ...)."""
+    attributes: dict[str, Any] = {
+        db.DB_SYSTEM_NAME: "postgresql",
+        db.DB_OPERATION_NAME: operation,
+        db.DB_COLLECTION_NAME: table,
+        db.DB_QUERY_SUMMARY: f"{operation} {table}",
+    }
+    optional = {
+        db.DB_NAMESPACE: database,
+        server.SERVER_ADDRESS: host,
+        server.SERVER_PORT: port,
+        db.DB_OPERATION_BATCH_SIZE: batch_size if batch_size and batch_size > 1 else None,
+    }
+    attributes.update({name: value for name, value in optional.items() if value is not None})
+    return attributes
+
+
+def span_name(operation: str, target: str) -> str:
+    """Span names as the conventions spell them: `{operation} {destination or collection}`."""
+    return f"{operation} {target}"

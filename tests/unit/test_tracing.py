@@ -1,0 +1,90 @@
+"""Tracing setup: off unless an OTLP endpoint is set, W3C context in Kafka headers, conventional attributes."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from fraudops import tracing
+
+
+@pytest.mark.parametrize(
+    ("environ", "wanted"),
+    [
+        ({}, False),
+        ({"OTEL_TRACES_SAMPLER": "always_on"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SDK_DISABLED": "true"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_EXPORTER": "none"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "  "}, False),
+    ],
+)
+def test_tracing_is_wanted_only_when_an_otlp_endpoint_is_configured(
+    environ: dict[str, str], wanted: bool
+) -> None:
+    assert tracing.tracing_wanted(environ) is wanted
+
+
+def test_configure_tracing_without_an_endpoint_leaves_tracing_off() -> None:
+    assert tracing.configure_tracing("test", environ={}) is False
+    assert tracing.tracing_enabled() is False
+
+
+def test_grpc_protocol_is_refused_with_the_supported_one_named() -> None:
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    with pytest.raises(ValueError, match="http/protobuf"):
+        tracing.configure_tracing("test", environ=environ)
+
+
+def test_a_span_context_travels_through_kafka_headers() -> None:
+    tracer = TracerProvider().get_tracer("test")  # a recording tracer, without touching the global provider
+    with tracer.start_as_current_span("send transactions") as span:
+        headers = tracing.kafka_headers()
+    assert [name for name, _ in headers] == ["traceparent"]
+    received = tracing.context_from_kafka_headers([("other", b"x"), *headers])
+    assert received is not None
+    remote = trace.get_current_span(received).get_span_context()
+    assert remote.trace_id == span.get_span_context().trace_id
+    assert remote.span_id == span.get_span_context().span_id
+    assert remote.is_remote
+
+
+def test_records_without_trace_context_carry_none() -> None:
+    assert tracing.context_from_kafka_headers(None) is None
+    assert tracing.context_from_kafka_headers([("other", b"x")]) is None
+
+
+def test_only_sampled_traceparents_are_picked() -> None:
+    sampled = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    unsampled = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    assert tracing.sampled_traceparent([("traceparent", sampled)]) == sampled
+    assert tracing.sampled_traceparent([("traceparent", unsampled)]) is None
+    assert tracing.sampled_traceparent([("traceparent", b"garbage")]) is None
+    assert tracing.sampled_traceparent(None) is None
+
+
+def test_kafka_attributes_follow_the_messaging_conventions() -> None:
+    attributes = tracing.kafka_attributes(
+        "process", "transactions", key="C1", partition=3, offset=42, consumer_group="fraud-scorer"
+    )
+    assert attributes == {
+        "messaging.system": "kafka",
+        "messaging.operation.name": "process",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": "transactions",
+        "messaging.kafka.message.key": "C1",
+        "messaging.destination.partition.id": "3",
+        "messaging.kafka.offset": 42,
+        "messaging.consumer.group.name": "fraud-scorer",
+    }
+
+
+def test_postgres_attributes_follow_the_database_conventions() -> None:
+    attributes = tracing.postgres_attributes("COPY", "decisions", database="fraudops", batch_size=100)
+    assert attributes["db.system.name"] == "postgresql"
+    assert attributes["db.operation.name"] == "COPY"
+    assert attributes["db.collection.name"] == "decisions"
+    assert attributes["db.namespace"] == "fraudops"
+    assert attributes["db.operation.batch.size"] == 100
