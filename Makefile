@@ -11,7 +11,7 @@ FRAUDOPS   := $(VENV)/bin/fraudops
 UV_VERSION := 0.13.9
 INSTALLED  := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus cluster clean
+.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus jaeger dashboards cluster clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ test-integration: $(INSTALLED) ## tests against real PostgreSQL and Kafka
 test-k8s: $(INSTALLED) k8s-bin prometheus ## the operator against a real kube-apiserver and Prometheus
 	$(VENV)/bin/pytest -m k8s tests/k8s
 
+dashboards: $(INSTALLED) ## regenerate the Grafana dashboards' JSON (monitoring/dashboards) from monitoring/fraudops_monitoring
+	$(PY) -m fraudops_monitoring
+
 crds: $(INSTALLED) ## regenerate manifests/crds from operator/fraudops_operator/crd.py
 	$(PY) -m fraudops_operator.crd
 
@@ -75,6 +78,9 @@ k8s-bin: ## build kube-apiserver, etcd, kubectl, kube-controller-manager from Go
 
 prometheus: ## Debian's prometheus package, for the operator's metric-analysis tests
 	bash hack/prometheus.sh
+
+jaeger: ## build Jaeger (v2, in-memory trace store) from Go modules (cached), for the tracing tests
+	bash hack/jaeger/build.sh
 
 cluster: ## create a kind cluster and deploy with skaffold (needs kind, docker, skaffold)
 	@echo "see README: kind create cluster --config manifests/kind/cluster.yaml && skaffold dev"
