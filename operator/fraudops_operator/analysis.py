@@ -61,6 +61,7 @@ class Verdict:
     outcome: Outcome
     reason: str  # AnalysisPassed, ErrorRateTooHigh, LatencyTooHigh, ScoreDrift, PrecisionTooLow, InsufficientSamples, MetricsMissing, MetricsUnavailable
     summary: str
+    numbers: tuple[tuple[str, str, float], ...] = ()  # (metric, variant, value) of what was measured
 
 
 @dataclass(frozen=True)
@@ -127,13 +128,25 @@ def judge(limits: AnalysisSpec, candidate: VariantMetrics, stable: VariantMetric
                              candidate.feedback_precision, stable.feedback_precision,
                              limits.min_feedback_precision, "{:.3f}"))
     summary = "; ".join([*(c.text for c in checks), f"samples {samples:.0f} ≥ {limits.min_samples}"])
+    numbers = _numbers(candidate, stable, psi)
     failed = [c for c in checks if c.passed is False]
     if failed:
-        return Verdict(Outcome.FAILED, failed[0].reason, summary)
+        return Verdict(Outcome.FAILED, failed[0].reason, summary, numbers)
     missing = [c for c in checks if c.passed is None and c.required]
     if missing:
-        return Verdict(Outcome.INCONCLUSIVE, "MetricsMissing", summary)
-    return Verdict(Outcome.PASSED, "AnalysisPassed", summary)
+        return Verdict(Outcome.INCONCLUSIVE, "MetricsMissing", summary, numbers)
+    return Verdict(Outcome.PASSED, "AnalysisPassed", summary, numbers)
+
+
+def _numbers(candidate: VariantMetrics, stable: VariantMetrics, psi: float | None) -> tuple[tuple[str, str, float], ...]:
+    """What was measured, as (metric, variant, value), for the operator's metrics."""
+    measured = [("scorePSI", "candidate", psi)]
+    for variant, metrics in (("candidate", candidate), ("stable", stable)):
+        measured += [("samples", variant, metrics.samples), ("errorRate", variant, metrics.error_rate),
+                     ("p99LatencyMs", variant, metrics.p99_latency_ms),
+                     ("feedbackPrecision", variant, metrics.feedback_precision)]
+    return tuple((metric, variant, value) for metric, variant, value in measured
+                 if value is not None and not math.isnan(value))
 
 
 @dataclass(frozen=True)

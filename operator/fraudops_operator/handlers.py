@@ -19,7 +19,7 @@ from typing import Any, cast
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from fraudops_operator import crd
+from fraudops_operator import crd, metrics
 from fraudops_operator.analysis import VariantQuery, Verdict, analyse
 from fraudops_operator.desired import (
     MODEL_LABEL,
@@ -32,7 +32,15 @@ from fraudops_operator.desired import (
 )
 from fraudops_operator.kube import ConflictError, KindNotServedError, Kube, load_configuration
 from fraudops_operator.resources import FraudModel, TrainingRun
-from fraudops_operator.rollout import Phase, RolloutEvent, RolloutState, Transition, analysis_due, next_state
+from fraudops_operator.rollout import (
+    Phase,
+    RolloutEvent,
+    RolloutState,
+    Transition,
+    analysis_due,
+    candidate_weight,
+    next_state,
+)
 from fraudops_operator.settings import OperatorSettings
 from fraudops_operator.status import Readiness, fraud_model_status, set_condition
 from fraudops_operator.training import (
@@ -66,6 +74,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.WARNING
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per PromQL query is noise
     memo.kube = Kube.from_environment()
+    if SETTINGS.metrics_port:
+        metrics.serve(SETTINGS.metrics_port)
 
 
 # --------------------------------------------------------------------------- FraudModel
@@ -91,11 +101,17 @@ def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_
     readiness = _apply_children(kube, memo, model, transition.state)
     if not readiness.ready:  # what could not be applied did not happen: hold the last state
         transition, verdict = Transition(_held(model, status, now)), None
-    if _write_status(kube, body, fraud_model_status(model, transition.state, readiness, status, verdict, now)):
+    state = transition.state
+    if _write_status(kube, body, fraud_model_status(model, state, readiness, status, verdict, now)):
         for event in transition.events:
             _post(body, event)
         if not readiness.ready:
             _warn_once(body, status, readiness)
+        previous = RolloutState.from_status(status.get("rollout"))
+        metrics.observe_transition(namespace, name, previous.phase if previous else None, state)
+        if verdict is not None:
+            metrics.observe_verdict(namespace, name, verdict)
+    metrics.observe_state(namespace, name, state, candidate_weight(model, state))
 
 
 def _decide(model: FraudModel, status: dict[str, Any], now: datetime) -> tuple[Transition, Verdict | None]:

@@ -1,0 +1,64 @@
+"""The operator's Prometheus metrics: each FraudModel's rollout phase and candidate weight, every phase
+change, and every analysis verdict with the numbers it judged (the operator dashboard and the
+FraudopsCanaryRolledBack alert read them)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, start_http_server
+
+from fraudops_operator.analysis import Verdict
+from fraudops_operator.rollout import Phase, RolloutState
+
+PHASE = Gauge(
+    "fraudops_rollout_phase",
+    "1 for the phase each FraudModel's rollout is in, 0 for the others.",
+    ["namespace", "fraudmodel", "phase"],
+)
+CANDIDATE_WEIGHT = Gauge(
+    "fraudops_rollout_candidate_weight",
+    "Percent of decisions (or customers, in an A-B test) routed to the candidate.",
+    ["namespace", "fraudmodel"],
+)
+STEP = Gauge(
+    "fraudops_rollout_step", "Index of the rollout step the candidate is in.", ["namespace", "fraudmodel"]
+)
+TRANSITIONS = Counter(
+    "fraudops_rollout_transitions_total",
+    "Rollout phase changes, by the phase entered.",
+    ["namespace", "fraudmodel", "phase"],
+)
+ANALYSES = Counter(
+    "fraudops_rollout_analysis_total",
+    "Metric analyses of a candidate, by verdict.",
+    ["namespace", "fraudmodel", "outcome", "reason"],
+)
+ANALYSIS_VALUE = Gauge(
+    "fraudops_rollout_analysis_value",
+    "The numbers the last analysis judged (samples, errorRate, p99LatencyMs, scorePSI, "
+    "feedbackPrecision), per variant.",
+    ["namespace", "fraudmodel", "metric", "variant"],
+)
+
+
+def observe_state(namespace: str, fraudmodel: str, state: RolloutState, weight: int) -> None:
+    """The rollout as it stands after this tick (set every tick, so a restarted operator reports it too)."""
+    for phase in Phase:
+        PHASE.labels(namespace, fraudmodel, phase.value).set(1 if phase == state.phase else 0)
+    CANDIDATE_WEIGHT.labels(namespace, fraudmodel).set(weight)
+    STEP.labels(namespace, fraudmodel).set(state.step)
+
+
+def observe_transition(namespace: str, fraudmodel: str, previous: Phase | None, state: RolloutState) -> None:
+    """Count a phase change once it is recorded in the status."""
+    if previous != state.phase:
+        TRANSITIONS.labels(namespace, fraudmodel, state.phase.value).inc()
+
+
+def observe_verdict(namespace: str, fraudmodel: str, verdict: Verdict) -> None:
+    ANALYSES.labels(namespace, fraudmodel, verdict.outcome.value, verdict.reason).inc()
+    for metric, variant, value in verdict.numbers:
+        ANALYSIS_VALUE.labels(namespace, fraudmodel, metric, variant).set(value)
+
+
+def serve(port: int) -> None:
+    start_http_server(port, addr="0.0.0.0")
