@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fraudops_cli import bench, demo, infra, operate, serve, simulate, stream, train
+from fraudops_cli import bench, dashboard, demo, infra, operate, serve, simulate, stream, train
 from fraudops_cli.errors import run_app
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(operate.app, name="operator")
 app.command("simulate")(simulate.simulate)
 app.command("train")(train.train)
 app.command("demo")(demo.demo)
+app.command("dashboard")(dashboard.dashboard)
 
 
 def main() -> None:
