@@ -11,7 +11,7 @@ FRAUDOPS   := $(VENV)/bin/fraudops
 UV_VERSION := 0.13.9
 INSTALLED  := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus jaeger dashboards cluster clean
+.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus jaeger dashboards loadtest cluster clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ crds: $(INSTALLED) ## regenerate manifests/crds from operator/fraudops_operator/
 
 bench: $(INSTALLED) ## benchmarks: writes loadtest/results/*.json and BENCH.md
 	$(FRAUDOPS) bench all
+
+loadtest: $(INSTALLED) ## headless Locust: gateway (mixed payloads), predictor V1/V2, the p99 knee → loadtest/results/locust/
+	$(FRAUDOPS) bench loadtest
 
 lint: $(INSTALLED) ## ruff, mypy and the import-layer contracts
 	$(VENV)/bin/ruff check .

@@ -50,8 +50,17 @@ def _prepare(environment: Any, **_: Any) -> None:
     Workload.prepare()
 
 
+# What a misbehaving client sends now and then; the gateway must answer each with 422 and the field.
+INVALID_EDITS: tuple[tuple[str, Any], ...] = (
+    ("amount", -12.5),          # below the smallest storable amount
+    ("event_time", "yesterday"),  # not a date-time
+    ("customer_id", None),      # a required field missing its value
+    ("hour_of_day", 31),        # out of range
+)
+
+
 class GatewayUser(FastHttpUser):
-    """POST /predict with full transactions (9 in 10) and legacy payloads, as banks call it."""
+    """POST /predict as banks call it: full transactions (90%), legacy payloads (8%), invalid ones (2%)."""
 
     wait_time = constant_throughput(RATE)
 
@@ -70,16 +79,28 @@ class GatewayUser(FastHttpUser):
         return transaction
 
     @tag("gateway", "full")
-    @task(9)
+    @task(45)
     def predict_full_transaction(self) -> None:
         self.client.post("/predict", data=orjson.dumps(self._next(legacy=False)), headers=self.headers,
                          name="/predict (full)")
 
     @tag("gateway", "legacy")
-    @task(1)
+    @task(4)
     def predict_legacy_payload(self) -> None:
-        self.client.post("/predict", data=orjson.dumps(self._next(legacy=True)), headers=self.headers,
-                         name="/predict (legacy)")
+        self.client.post("/predict", data=orjson.dumps(self._next(legacy=True)),
+                         headers=self.headers, name="/predict (legacy)")
+
+    @tag("gateway", "invalid")
+    @task(1)
+    def predict_invalid_payload(self) -> None:
+        field, value = random.choice(INVALID_EDITS)
+        transaction = {**self._next(legacy=False), field: value}
+        with self.client.post("/predict", data=orjson.dumps(transaction), headers=self.headers,
+                              name="/predict (invalid, expect 422)", catch_response=True) as response:
+            if response.status_code == 422 and field.encode() in (response.content or b""):
+                response.success()
+            else:
+                response.failure(f"invalid {field} answered {response.status_code}, not 422 naming the field")
 
 
 class KServeV2User(FastHttpUser):

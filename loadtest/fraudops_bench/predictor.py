@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -80,36 +82,41 @@ async def _closed_loop(url: str, bodies: list[tuple[bytes, dict[str, str]]], row
     return latencies, scored, errors
 
 
+@contextmanager
+def running_predictor(model_uri: str, log: Path) -> Iterator[tuple[int, psutil.Process]]:
+    """`fraudops serve predictor` serving `model_uri` as MODEL_NAME until the block ends (then SIGTERM)."""
+    port = free_port()
+    env = {**os.environ, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fraudops_cli.main", "serve", "predictor", "--model-uri", model_uri,
+             "--name", MODEL_NAME, "--port", str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/v2/health/ready", 120, process, log)
+        yield port, psutil.Process(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
 def v2_throughput(model_uri: str, rows_per_request: int = 1000, concurrency: int = 4, duration_s: float = 30,
                   warmup_s: float = 3) -> Measurement:
     """Rows per second through `fraudops serve predictor` (binary V2, `rows_per_request` rows a call)."""
     rows = feature_rows(rows_per_request * 8)
     bodies = [v2_binary_request(rows[i:i + rows_per_request]) for i in range(0, len(rows), rows_per_request)]
-    port = free_port()
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as folder:
-        log = Path(folder) / "predictor.log"
-        env = {**os.environ, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
-        with open(log, "ab") as output:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "fraudops_cli.main", "serve", "predictor", "--model-uri", model_uri,
-                 "--name", MODEL_NAME, "--port", str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            wait_for_http(f"http://127.0.0.1:{port}/v2/health/ready", 120, process, log)
-            url = f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/infer"
-            asyncio.run(_closed_loop(url, bodies, rows_per_request, concurrency, warmup_s))
-            server = psutil.Process(process.pid)
-            server_cpu_before = sum(server.cpu_times()[:2])
-            own_before = resource.getrusage(resource.RUSAGE_SELF)
-            started = time.perf_counter()
-            latencies, scored, errors = asyncio.run(
-                _closed_loop(url, bodies, rows_per_request, concurrency, duration_s))
-            elapsed = time.perf_counter() - started
-            server_cpu = sum(server.cpu_times()[:2]) - server_cpu_before
-            own_after = resource.getrusage(resource.RUSAGE_SELF)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
+    with tempfile.TemporaryDirectory() as folder, \
+            running_predictor(model_uri, Path(folder) / "predictor.log") as (port, server):
+        url = f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/infer"
+        asyncio.run(_closed_loop(url, bodies, rows_per_request, concurrency, warmup_s))
+        server_cpu_before = sum(server.cpu_times()[:2])
+        own_before = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        latencies, scored, errors = asyncio.run(
+            _closed_loop(url, bodies, rows_per_request, concurrency, duration_s))
+        elapsed = time.perf_counter() - started
+        server_cpu = sum(server.cpu_times()[:2]) - server_cpu_before
+        own_after = resource.getrusage(resource.RUSAGE_SELF)
     client_cpu = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
     milliseconds = np.asarray(latencies) * 1000
     return Measurement(

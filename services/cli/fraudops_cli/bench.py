@@ -111,6 +111,20 @@ def serving(
     _show(throughput)
 
 
+@app.command("loadtest")
+def loadtest(
+    seconds: Annotated[int, typer.Option(min=10, help="Duration of the steady gateway and predictor runs.")] = 60,
+    step_seconds: Annotated[int, typer.Option(min=8, help="Duration of each step of the knee profile.")] = 20,
+) -> None:
+    """Headless Locust against the gateway and the predictor, and the rate where p99 passes 10 ms."""
+    from fraudops_bench import locust
+
+    settings, model = _stack_and_model("PostgreSQL")
+    with console.status("locust: predictor, gateway, then the stepped knee profile…"):
+        measured = locust.loadtest(settings.db_url, model, seconds, step_seconds)
+    _show(measured)
+
+
 # Serving runs before the stream: the stream leaves PostgreSQL writing out hundreds of megabytes.
 BENCHES: dict[str, Callable[[], None]] = {
     "simulate": lambda: simulate(1_000_000, 500_000),
