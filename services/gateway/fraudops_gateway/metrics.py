@@ -9,15 +9,13 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from fraudops.metrics import DECISIONS
+from fraudops.monitoring import SCORES
 from fraudops.sink import Decision
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
-SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
 
 REQUESTS = Counter("fraudops_gateway_requests_total", "HTTP requests.", ["route", "method", "status"])
 LATENCY = Histogram("fraudops_gateway_request_seconds", "HTTP request latency.", ["route"], buckets=LATENCY_BUCKETS)
-SCORES = Histogram("fraudops_score", "Fraud probabilities by variant.", ["source", "variant", "shadow"],
-                   buckets=SCORE_BUCKETS)
 PERSIST_QUEUE = Gauge("fraudops_gateway_persist_queue", "Decisions answered but not yet stored.")
 PERSISTED = Counter("fraudops_gateway_persisted_total", "Transactions stored in PostgreSQL.")
 PERSIST_FAILED = Counter("fraudops_gateway_persist_failed_total",
@@ -41,7 +39,7 @@ def observe_decisions(decisions: list[Decision]) -> None:
             outcome = "fraud" if decision.is_fraud else "legitimate"
             children = _DECISION_CHILDREN[key] = (
                 DECISIONS.labels(decision.source, decision.variant, decision.model_version, outcome, shadow),
-                SCORES.labels(decision.source, decision.variant, shadow))
+                SCORES.labels(decision.source, decision.variant, decision.model_version, shadow))
         children[0].inc()
         children[1].observe(decision.score)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
+from fraudops.monitoring import SCORE_BUCKETS, observe_many
 
 MODEL_INFO = Gauge("fraudops_model_info", "The model version this predictor serves (value 1).", ["model", "version"])
 SCORES = Histogram("fraudops_predictor_score", "Fraud probabilities returned.", ["model", "version"],
@@ -24,20 +24,5 @@ def observe_batch(model: str, version: str, scores: np.ndarray, threshold: float
     DECISIONS.labels(model, version, "legitimate").inc(len(scores) - fraud)
     BATCH_ROWS.labels(model).observe(len(scores))
     SCORING_SECONDS.labels(model).observe(seconds)
-    histogram = SCORES.labels(model, version)
-    # One observe per row is slow in Python for big batches: bucket with numpy, then add the counts.
-    if len(scores) <= 64:
-        for score in scores.tolist():
-            histogram.observe(score)
-    else:
-        _observe_many(histogram, scores)
-
-
-def _observe_many(histogram: Histogram, scores: np.ndarray) -> None:
-    # A score goes to the first bucket whose bound is >= it, as Histogram.observe does (`le` buckets).
-    buckets = np.searchsorted(np.asarray(SCORE_BUCKETS), scores, side="left")
-    counts = np.bincount(buckets, minlength=len(SCORE_BUCKETS) + 1)
-    # prometheus_client keeps per-bucket counters and a sum; update them in bulk.
-    for bucket, count in zip(histogram._buckets, counts, strict=True):
-        bucket.inc(int(count))
-    histogram._sum.inc(float(scores.sum()))
+    # One observe per row is slow in Python for big batches: bucket in bulk instead.
+    observe_many(SCORES.labels(model, version), scores)
