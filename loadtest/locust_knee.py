@@ -37,6 +37,8 @@ class SteppedRate(LoadTestShape):
     """Offered rate steps up every STEP_S seconds; the run stops after the last step."""
 
     def tick(self) -> tuple[int, float] | None:
+        if not _START["at"]:  # the first tick starts the clock (it comes before the first request)
+            _START["at"] = time.monotonic()
         step = current_step()
         if step is None:
             return None
@@ -56,13 +58,10 @@ def current_step() -> int | None:
     return step if step < len(STEPS) else None
 
 
-@events.test_start.add_listener
-def _started(**_: Any) -> None:
-    _START["at"] = time.monotonic()
-
-
 @events.request.add_listener
 def _file_under_step(name: str, response_time: float, exception: Any, **_: Any) -> None:
+    if not _START["at"]:
+        return
     elapsed = time.monotonic() - _START["at"]
     step = int(elapsed // STEP_S)
     if step >= len(STEPS) or elapsed - step * STEP_S < SETTLE_S:

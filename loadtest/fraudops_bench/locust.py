@@ -26,7 +26,7 @@ from fraudops_bench.predictor import MODEL_NAME, running_predictor
 from fraudops_bench.results import RESULTS_DIR, Measurement
 
 LOADTEST_DIR = Path(__file__).resolve().parents[1]
-REPORTS_DIR = RESULTS_DIR / "locust"
+REPORTS_DIR = (RESULTS_DIR / "locust").resolve()  # absolute: locust runs with loadtest/ as its folder
 
 
 def run_locust(
