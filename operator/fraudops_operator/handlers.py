@@ -19,6 +19,7 @@ from typing import Any, cast
 import kopf
 from kubernetes.client.exceptions import ApiException
 
+from fraudops.tracing import traced
 from fraudops_operator import crd, metrics
 from fraudops_operator.analysis import VariantQuery, Verdict, analyse
 from fraudops_operator.desired import (
@@ -84,10 +85,19 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 @kopf.timer(crd.GROUP, crd.VERSION, "fraudmodels", interval=SETTINGS.tick_s)
 def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     assert namespace is not None  # FraudModels are namespaced
+    attributes = {"k8s.namespace.name": namespace, "fraudops.fraudmodel": name}
+    with traced("reconcile FraudModel", __name__, attributes=attributes) as span:
+        phase = _reconcile_fraud_model(name, namespace, memo)
+        if span is not None and phase is not None:
+            span.set_attribute("fraudops.rollout.phase", phase)
+
+
+def _reconcile_fraud_model(name: str, namespace: str, memo: kopf.Memo) -> str | None:
+    """One tick; the rollout phase it leaves (None when the object is gone or its artifact unreadable)."""
     kube: Kube = memo.kube
     body = kube.get("FraudModel", namespace, name)  # fresh: our last status write may not have arrived yet
     if body is None or body["metadata"].get("deletionTimestamp"):
-        return
+        return None
     model, status, now = FraudModel.from_body(body), body.get("status") or {}, datetime.now(UTC)
 
     problem = _artifact_problem(kube, model)
@@ -95,7 +105,7 @@ def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_
         unreadable = Readiness(False, "ArtifactUnreadable", problem)
         if _write_status(kube, body, _with_ready(status, model, unreadable, now)):
             _warn_once(body, status, unreadable)
-        return
+        return None
 
     transition, verdict = _decide(model, status, now)
     readiness = _apply_children(kube, memo, model, transition.state)
@@ -112,6 +122,7 @@ def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_
         if verdict is not None:
             metrics.observe_verdict(namespace, name, verdict)
     metrics.observe_state(namespace, name, state, candidate_weight(model, state))
+    return state.phase.value
 
 
 def _decide(model: FraudModel, status: dict[str, Any], now: datetime) -> tuple[Transition, Verdict | None]:

@@ -12,6 +12,9 @@ def run(namespaces: Sequence[str] = (), verbose: bool = False, liveness_endpoint
     import kopf
 
     import fraudops_operator.handlers  # noqa: F401 - registers the handlers with Kopf
+    from fraudops.tracing import configure_tracing
+
+    configure_tracing("fraudops-operator")
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)

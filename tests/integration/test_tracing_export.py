@@ -1,6 +1,6 @@
 """The tracing setup against a real trace store: spans of two processes that pass the W3C context through
 Kafka record headers land in Jaeger as one trace, with the messaging attributes; sampling obeys
-OTEL_TRACES_SAMPLER; without an endpoint nothing is exported."""
+OTEL_TRACES_SAMPLER; the real predictor scores inside its caller's trace."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
+from fraudops.artifact import load_artifact
 from tests.integration.jaeger import Jaeger, running_jaeger
+from tests.integration.test_gateway_support import MODEL_NAME, base_env, serving
 
 pytestmark = pytest.mark.integration
 
@@ -93,3 +97,28 @@ def test_a_zero_sampling_ratio_exports_nothing_and_marks_the_context_unsampled(j
     sampled = run(PRODUCE, jaeger.environment("probe-unsampled"), key)
     jaeger.wait_for(lambda: jaeger.trace(sampled.split("-")[1]), "the sampled probe")
     assert jaeger.trace(traceparent.split("-")[1]) is None
+
+
+def test_the_predictor_scores_inside_the_callers_trace(
+    jaeger: Jaeger, trained_artifact: Path, tmp_path: Path
+) -> None:
+    trace_id, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    env = base_env(**jaeger.environment("fraudops-predictor"))
+    command = ["predictor", "--model-uri", str(trained_artifact), "--name", MODEL_NAME]
+    with serving(command, env, tmp_path / "predictor.log", "/v2/health/ready") as served:
+        width = len(load_artifact(trained_artifact).metadata.feature_names)
+        response = httpx.post(
+            f"{served.url}/v1/models/{MODEL_NAME}:predict",
+            json={"instances": [[0.0] * width] * 3},
+            headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+
+    trace = jaeger.wait_for(lambda: jaeger.trace(trace_id), "the predictor's span")
+    (span,) = [s for s in trace["spans"] if s["operationName"] == f"score {MODEL_NAME}"]
+    assert span["references"][0]["spanID"] == caller_span
+    tags = {tag["key"]: tag["value"] for tag in span["tags"]}
+    assert tags["span.kind"] == "server"
+    assert tags["fraudops.rows"] == 3
+    assert trace["processes"][span["processID"]]["serviceName"] == "fraudops-predictor"

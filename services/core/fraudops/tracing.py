@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -89,6 +90,27 @@ def flush_traces(timeout_ms: int = 5000) -> None:
     force_flush = getattr(provider, "force_flush", None)
     if force_flush is not None:
         force_flush(timeout_ms)
+
+
+def traced(
+    name: str,
+    tracer_name: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    attributes: Mapping[str, Any] | None = None,
+) -> AbstractContextManager[Any]:
+    """A span around a block, continuing the W3C context in `headers` if given; nothing when tracing is off.
+
+    For request-level work (an HTTP request, a reconcile tick): per-record paths check
+    `tracing_enabled()` once per batch instead.
+    """
+    if not _enabled:
+        return nullcontext()
+    context = propagate.extract(headers) if headers is not None else None
+    return trace.get_tracer(tracer_name).start_as_current_span(
+        name, context=context, kind=kind, attributes=attributes
+    )
 
 
 # --------------------------------------------------------------------------- W3C context in Kafka headers

@@ -21,6 +21,7 @@ import numpy as np
 import orjson
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from fraudops.artifact import load_artifact
@@ -28,6 +29,7 @@ from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
 from fraudops.schema import Transaction
 from fraudops.scoring import Scorer
+from fraudops.tracing import traced
 from fraudops_predictor import metrics
 
 FEATURES_INPUT = "features"
@@ -135,7 +137,11 @@ class FraudPredictor(Model):
         top_k = int(parameters.get("top_k", 3))
         exact = bool(parameters.get("exact", True))  # False: XGBoost's fast approximate contributions
         started = time.perf_counter()
-        scores, reasons = await asyncio.to_thread(self._score, payload["features"], want_reasons, top_k, exact)
+        attributes = {"fraudops.model.name": self.name, "fraudops.model.version": self._scorer.model_version,
+                      "fraudops.rows": len(payload["features"])}
+        # The caller's traceparent (the gateway's or the consumer's HTTP call) makes this span its child.
+        with traced(f"score {self.name}", __name__, headers=headers, kind=SpanKind.SERVER, attributes=attributes):
+            scores, reasons = await asyncio.to_thread(self._score, payload["features"], want_reasons, top_k, exact)
         metrics.observe_batch(self.name, self._scorer.model_version, scores, self._scorer.threshold,
                               time.perf_counter() - started)
         return {**payload, "scores": scores, "reasons": reasons}

@@ -10,12 +10,14 @@ from kserve import ModelServer
 
 from fraudops.config import get_settings
 from fraudops.logs import configure_logging
+from fraudops.tracing import configure_tracing
 from fraudops_predictor.dataplane import BinaryTensorDataPlane
 from fraudops_predictor.model import FraudPredictor
 
 
 def serve(model_uri: str, name: str = "card-fraud", port: int = 8080, workers: int = 1) -> None:
     """Load the artifact, then serve V1 and V2 REST (and KServe's /metrics) until stopped."""
+    configure_tracing("fraudops-predictor")
     model = FraudPredictor(name, model_uri)
     model.load()
     # KServe logs three lines per request (access log, wall and CPU timings): at thousands of
