@@ -31,7 +31,10 @@ DEFAULT_QUERIES: Mapping[str, str] = {
                   f"[{{window}}])) + (sum(increase({_ERRORS}[{{window}}])) or vector(0)), 1)"),
     "p99LatencyMs": ("1000 * histogram_quantile(0.99, sum by (le) (rate(request_predict_seconds_bucket{"
                      + _PREDICTOR + "}[{window}])))"),
-    "scoreBuckets": "sum by (le) (increase(fraudops_predictor_score_bucket{" + _PREDICTOR + "}[{window}]))",
+    # Decision-side scores: the same for embedded and remote scoring, and per variant also in shadow mode.
+    "scoreBuckets": ('sum by (le) (increase(fraudops_score_bucket{variant="{variant}",model_version="{version}"}'
+                     "[{window}]))"),
+    "featurePSI": 'max(max_over_time(fraudops_feature_psi{variant="{variant}",model_version="{version}"}[{window}]))',
     "feedbackPrecision": ('sum(increase(fraudops_feedback_total{model_version="{version}",decision="fraud",'
                           'label="fraud"}[{window}])) / sum(increase(fraudops_feedback_total{'
                           'model_version="{version}",decision="fraud"}[{window}]))'),
@@ -54,12 +57,13 @@ class VariantMetrics:
     p99_latency_ms: float | None = None
     score_buckets: Mapping[float, float] | None = None  # upper bound `le` → cumulative count
     feedback_precision: float | None = None
+    max_feature_psi: float | None = None  # the most drifted feature against the training distribution
 
 
 @dataclass(frozen=True)
 class Verdict:
     outcome: Outcome
-    reason: str  # AnalysisPassed, ErrorRateTooHigh, LatencyTooHigh, ScoreDrift, PrecisionTooLow, InsufficientSamples, MetricsMissing, MetricsUnavailable
+    reason: str  # AnalysisPassed, ErrorRateTooHigh, LatencyTooHigh, ScoreDrift, FeatureDrift, PrecisionTooLow, InsufficientSamples, MetricsMissing, MetricsUnavailable
     summary: str
     numbers: tuple[tuple[str, str, float], ...] = ()  # (metric, variant, value) of what was measured
 
@@ -123,6 +127,9 @@ def judge(limits: AnalysisSpec, candidate: VariantMetrics, stable: VariantMetric
                stable.p99_latency_ms, limits.max_p99_latency_ms, "{:.1f} ms"),
         _upper("score PSI vs stable", "maxScorePSI", "ScoreDrift", psi, None, limits.max_score_psi, "{:.3f}"),
     ]
+    if limits.max_feature_psi is not None:
+        checks.append(_upper("feature PSI vs training", "maxFeaturePSI", "FeatureDrift", candidate.max_feature_psi,
+                             stable.max_feature_psi, limits.max_feature_psi, "{:.3f}", required=False))
     if limits.min_feedback_precision is not None:
         checks.append(_lower("feedback precision", "minFeedbackPrecision", "PrecisionTooLow",
                              candidate.feedback_precision, stable.feedback_precision,
@@ -144,7 +151,8 @@ def _numbers(candidate: VariantMetrics, stable: VariantMetrics, psi: float | Non
     for variant, metrics in (("candidate", candidate), ("stable", stable)):
         measured += [("samples", variant, metrics.samples), ("errorRate", variant, metrics.error_rate),
                      ("p99LatencyMs", variant, metrics.p99_latency_ms),
-                     ("feedbackPrecision", variant, metrics.feedback_precision)]
+                     ("feedbackPrecision", variant, metrics.feedback_precision),
+                     ("featurePSI", variant, metrics.max_feature_psi)]
     return tuple((metric, variant, value) for metric, variant, value in measured
                  if value is not None and not math.isnan(value))
 
@@ -158,9 +166,9 @@ class _Check:
 
 
 def _upper(what: str, limit_name: str, reason: str, value: float | None, stable: float | None, limit: float,
-           fmt: str) -> _Check:
+           fmt: str, required: bool = True) -> _Check:
     if value is None or math.isnan(value):
-        return _Check(None, reason, f"{what}: no data")
+        return _Check(None, reason, f"{what}: no data" + ("" if required else ", not judged"), required=required)
     passed = value <= limit
     text = f"{what} {fmt.format(value)} {'≤' if passed else '>'} {limit_name} {fmt.format(limit)}"
     if stable is not None and not math.isnan(stable):
@@ -237,6 +245,7 @@ def measure(client: PrometheusClient, limits: AnalysisSpec, who: VariantQuery) -
         score_buckets=client.by_label(promql("scoreBuckets"), "le"),
         feedback_precision=client.scalar(promql("feedbackPrecision"))
         if limits.min_feedback_precision is not None else None,
+        max_feature_psi=client.scalar(promql("featurePSI")) if limits.max_feature_psi is not None else None,
     )
 
 

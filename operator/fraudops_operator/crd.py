@@ -174,6 +174,8 @@ _QUERIES = _obj(
         "p99LatencyMs": _str("p99 latency of the variant's predictor in milliseconds.", max_length=4096),
         "scoreBuckets": _str("Score histogram of the variant by `le` (cumulative counts).", max_length=4096),
         "feedbackPrecision": _str("Precision on labelled feedback of the variant (0–1).", max_length=4096),
+        "featurePSI": _str("Largest per-feature PSI of the variant against its training distribution.",
+                           max_length=4096),
     })
 
 _ANALYSIS = _obj("How each analysed step is judged, from Prometheus.", {
@@ -187,6 +189,9 @@ _ANALYSIS = _obj("How each analysed step is judged, from Prometheus.", {
     "minFeedbackPrecision": _num("Roll back below this precision on labelled feedback (unset: not checked; "
                                  "no labelled feedback in the window: not checked either).",
                                  minimum=0, maximum=1),
+    "maxFeaturePSI": _num("Roll back when a feature of the candidate drifts beyond this PSI against the "
+                          "training distribution stored in its artifact (unset: not checked; no drift metrics "
+                          "in the window: not checked either).", minimum=0),
     "prometheusUrl": _str("Prometheus HTTP API base URL.", default="http://prometheus-operated.monitoring.svc:9090",
                           pattern=r"^https?://\S+$", max_length=1024),
     "queries": _QUERIES,

@@ -59,6 +59,7 @@ class AnalysisSpec:
     min_feedback_precision: float | None
     prometheus_url: str
     queries: Mapping[str, str] = field(default_factory=dict)
+    max_feature_psi: float | None = None
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> AnalysisSpec:
@@ -67,6 +68,7 @@ class AnalysisSpec:
             max_error_rate=spec["maxErrorRate"], max_p99_latency_ms=spec["maxP99LatencyMs"],
             max_score_psi=spec["maxScorePSI"], min_feedback_precision=spec.get("minFeedbackPrecision"),
             prometheus_url=spec["prometheusUrl"], queries=dict(spec.get("queries") or {}),
+            max_feature_psi=spec.get("maxFeaturePSI"),
         )
 
 

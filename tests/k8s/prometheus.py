@@ -1,7 +1,8 @@
 """A real Prometheus (Debian's package, installed by hack/prometheus.sh) scraping a test exporter.
 
 The exporter publishes the platform's metric names with the labels a cluster scrape would give them
-(decision-side: variant and model version; predictor-side: namespace and InferenceService), and a
+(decision-side: variant and model version, including the model monitoring's scores and feature drift;
+predictor-side: namespace and InferenceService), and a
 background thread feeds them at rates the test chooses per variant: healthy, erroring, slow or drifting.
 The operator's default PromQL queries then run unchanged against Prometheus's HTTP API.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALLER = REPO_ROOT / "hack" / "prometheus.sh"
@@ -64,6 +65,7 @@ class Traffic:
     error_rate: float = 0.0
     latency_s: float = 0.008
     scores: tuple[float, ...] = TYPICAL_SCORES
+    feature_psi: float = 0.02  # the most drifted feature's PSI against training
 
 
 class TrafficExporter:
@@ -82,6 +84,11 @@ class TrafficExporter:
         self.scores = Histogram("fraudops_predictor_score", "Scores.",
                                 ["model", "version", "namespace", "serving_kserve_io_inferenceservice"],
                                 buckets=SCORE_BUCKETS, registry=self.registry)
+        # Decision-side model monitoring, as the gateway and the consumer export it (fraudops.monitoring).
+        self.decision_scores = Histogram("fraudops_score", "Scores.", ["source", "variant", "model_version", "shadow"],
+                                         buckets=SCORE_BUCKETS, registry=self.registry)
+        self.feature_psi = Gauge("fraudops_feature_psi", "Feature PSI.",
+                                 ["source", "variant", "model_version", "feature"], registry=self.registry)
         self._traffic: dict[tuple[str, str], Traffic] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -121,9 +128,13 @@ class TrafficExporter:
                 self.errors.labels("stream", t.variant, t.version).inc(failed)
                 latency = self.latency.labels(t.model, t.namespace, t.inferenceservice)
                 score = self.scores.labels(t.model, t.version, t.namespace, t.inferenceservice)
+                decided = self.decision_scores.labels("stream", t.variant, t.version, "false")
+                self.feature_psi.labels("stream", t.variant, t.version, "amount").set(t.feature_psi)
+                self.feature_psi.labels("stream", t.variant, t.version, "hour_of_day").set(0.01)
                 for value in itertools.islice(itertools.cycle(t.scores), count):
                     latency.observe(t.latency_s)
                     score.observe(value)
+                    decided.observe(value)
 
 
 class LocalPrometheus:

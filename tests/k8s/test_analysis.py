@@ -57,6 +57,23 @@ def test_a_drifting_candidate_fails_on_score_psi(
     assert (verdict.outcome, verdict.reason) == (Outcome.FAILED, "ScoreDrift"), verdict
 
 
+def test_a_candidate_whose_features_drift_from_training_fails_on_feature_psi(
+        cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str) -> None:
+    candidate, stable = variants(traffic, namespace, feature_psi=0.6)
+    verdict = settled_verdict(cluster, limits(prometheus, maxFeaturePSI=0.25), candidate, stable)
+    assert (verdict.outcome, verdict.reason) == (Outcome.FAILED, "FeatureDrift"), verdict
+    assert "feature PSI vs training 0.600 > maxFeaturePSI 0.250 (stable 0.020)" in verdict.summary
+    assert ("featurePSI", "candidate", 0.6) in verdict.numbers
+
+
+def test_feature_drift_within_the_limit_passes(
+        cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str) -> None:
+    candidate, stable = variants(traffic, namespace, feature_psi=0.1)
+    verdict = settled_verdict(cluster, limits(prometheus, maxFeaturePSI=0.25), candidate, stable)
+    assert verdict.outcome == Outcome.PASSED, verdict
+    assert "feature PSI vs training 0.100 ≤ maxFeaturePSI 0.250" in verdict.summary
+
+
 def test_a_slow_candidate_fails_on_p99_latency(
         cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str) -> None:
     candidate, stable = variants(traffic, namespace, latency_s=0.2)

@@ -87,6 +87,23 @@ def test_precision_is_judged_only_when_asked_and_only_when_labels_exist() -> Non
     assert unlabelled.outcome == Outcome.PASSED and "no labelled feedback yet" in unlabelled.summary
 
 
+def test_feature_drift_is_judged_only_when_asked_and_only_with_drift_metrics() -> None:
+    drifted = metrics(max_feature_psi=0.6)
+    assert judge(limits(), drifted, HEALTHY).outcome == Outcome.PASSED
+    failed = judge(limits(maxFeaturePSI=0.25), drifted, metrics(max_feature_psi=0.03))
+    assert (failed.outcome, failed.reason) == (Outcome.FAILED, "FeatureDrift")
+    assert "feature PSI vs training 0.600 > maxFeaturePSI 0.250 (stable 0.030)" in failed.summary
+    unmeasured = judge(limits(maxFeaturePSI=0.25), metrics(max_feature_psi=None), HEALTHY)
+    assert unmeasured.outcome == Outcome.PASSED and "feature PSI vs training: no data, not judged" in unmeasured.summary
+
+
+def test_the_drift_query_reads_the_model_monitoring_metric_of_the_variant() -> None:
+    who = VariantQuery("canary", "v2", "card-fraud", "fraud", "card-fraud-v2")
+    assert who.fill(DEFAULT_QUERIES["featurePSI"], "5m") == (
+        'max(max_over_time(fraudops_feature_psi{variant="canary",model_version="v2"}[5m]))')
+    assert 'fraudops_score_bucket{variant="canary",model_version="v2"}' in who.fill(DEFAULT_QUERIES["scoreBuckets"], "5m")
+
+
 def test_missing_latency_data_is_inconclusive_not_a_pass() -> None:
     verdict = judge(limits(), metrics(p99_latency_ms=float("nan")), HEALTHY)
     assert (verdict.outcome, verdict.reason) == (Outcome.INCONCLUSIVE, "MetricsMissing")
