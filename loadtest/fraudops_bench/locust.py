@@ -132,9 +132,14 @@ def loadtest(db_url: str, model_uri: str, seconds: int = 60, knee_step_s: int = 
         "predictor_requests_per_second": predictor["requests_per_second"],
         "predictor_p99_ms": predictor["p99_ms"],
         "predictor_failures": predictor["failures"],
-        "knee_offered_per_s": knee["knee_offered_per_s"] or float("nan"),
-        "highest_rate_within_p99_limit_per_s": knee["highest_rate_within_limit_per_s"] or float("nan"),
     }
+    # Absent when the profile never crossed the limit (no knee) or crossed it at the first step.
+    for name, key in (
+        ("knee_offered_per_s", "knee_offered_per_s"),
+        ("highest_rate_within_p99_limit_per_s", "highest_rate_within_limit_per_s"),
+    ):
+        if knee[key] is not None:
+            numbers[name] = float(knee[key])
     return Measurement(
         name="locust",
         description="Locust (headless, FastHttpUser) against the gateway /predict (mixed payloads, "
