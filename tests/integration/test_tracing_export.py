@@ -115,10 +115,26 @@ def test_the_predictor_scores_inside_the_callers_trace(
         )
         assert response.status_code == 200, response.text
 
-    trace = jaeger.wait_for(lambda: jaeger.trace(trace_id), "the predictor's span")
-    (span,) = [s for s in trace["spans"] if s["operationName"] == f"score {MODEL_NAME}"]
-    assert span["references"][0]["spanID"] == caller_span
-    tags = {tag["key"]: tag["value"] for tag in span["tags"]}
-    assert tags["span.kind"] == "server"
+    trace = jaeger.wait_for(
+        lambda: (t := jaeger.trace(trace_id)) and len(t["spans"]) >= 2 and t, "the predictor's spans"
+    )
+    by_name = {span["operationName"]: span for span in trace["spans"]}
+    server = by_name["POST /v1/models/{model_name}:predict"]  # KServe's own FastAPI instrumentation
+    score = by_name[f"score {MODEL_NAME}"]
+    assert server["references"][0]["spanID"] == caller_span
+    assert ancestors(trace, score)[-1] == server["spanID"]
+    tags = {tag["key"]: tag["value"] for tag in score["tags"]}
     assert tags["fraudops.rows"] == 3
-    assert trace["processes"][span["processID"]]["serviceName"] == "fraudops-predictor"
+    assert tags["fraudops.model.version"] == load_artifact(trained_artifact).metadata.version
+    assert trace["processes"][score["processID"]]["serviceName"] == "fraudops-predictor"
+
+
+def ancestors(trace: dict, span: dict) -> list[str]:
+    """Span ids from `span`'s parent up to the root of the trace (within the trace)."""
+    by_id = {s["spanID"]: s for s in trace["spans"]}
+    chain, current = [], span
+    while current["references"] and current["references"][0]["spanID"] in by_id:
+        parent = current["references"][0]["spanID"]
+        chain.append(parent)
+        current = by_id[parent]
+    return chain

@@ -100,14 +100,18 @@ def traced(
     kind: trace.SpanKind = trace.SpanKind.INTERNAL,
     attributes: Mapping[str, Any] | None = None,
 ) -> AbstractContextManager[Any]:
-    """A span around a block, continuing the W3C context in `headers` if given; nothing when tracing is off.
+    """A span around a block; nothing when tracing is off.
+
+    Its parent is the current span when there is one (a framework's server span, say), else the W3C
+    context in `headers` if given.
 
     For request-level work (an HTTP request, a reconcile tick): per-record paths check
     `tracing_enabled()` once per batch instead.
     """
     if not _enabled:
         return nullcontext()
-    context = propagate.extract(headers) if headers is not None else None
+    current = trace.get_current_span().get_span_context().is_valid
+    context = propagate.extract(headers) if headers is not None and not current else None
     return trace.get_tracer(tracer_name).start_as_current_span(
         name, context=context, kind=kind, attributes=attributes
     )

@@ -21,7 +21,6 @@ import numpy as np
 import orjson
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
-from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from fraudops.artifact import load_artifact
@@ -139,8 +138,9 @@ class FraudPredictor(Model):
         started = time.perf_counter()
         attributes = {"fraudops.model.name": self.name, "fraudops.model.version": self._scorer.model_version,
                       "fraudops.rows": len(payload["features"])}
-        # The caller's traceparent (the gateway's or the consumer's HTTP call) makes this span its child.
-        with traced(f"score {self.name}", __name__, headers=headers, kind=SpanKind.SERVER, attributes=attributes):
+        # A child of KServe's own server span (its FastAPI instrumentation continues the caller's
+        # traceparent); the headers are the fallback where that instrumentation is absent.
+        with traced(f"score {self.name}", __name__, headers=headers, attributes=attributes):
             scores, reasons = await asyncio.to_thread(self._score, payload["features"], want_reasons, top_k, exact)
         metrics.observe_batch(self.name, self._scorer.model_version, scores, self._scorer.threshold,
                               time.perf_counter() - started)
