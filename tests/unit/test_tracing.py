@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 
 from fraudops import tracing
 
@@ -88,3 +91,32 @@ def test_postgres_attributes_follow_the_database_conventions() -> None:
     assert attributes["db.collection.name"] == "decisions"
     assert attributes["db.namespace"] == "fraudops"
     assert attributes["db.operation.batch.size"] == 100
+
+
+def test_a_sampled_record_gets_a_producer_span_with_its_context_in_the_headers() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spans = tracing.KafkaSendSpans("transactions", "test", provider)
+
+    span, headers = spans.begin("C1", "tx-1")
+    span.end()
+
+    (finished,) = exporter.get_finished_spans()
+    assert finished.name == "send transactions"
+    assert finished.kind == trace.SpanKind.PRODUCER
+    assert finished.attributes is not None
+    assert finished.attributes["messaging.kafka.message.key"] == "C1"
+    assert finished.attributes["fraudops.transaction_id"] == "tx-1"
+    context = tracing.context_from_kafka_headers(headers)
+    assert trace.get_current_span(context).get_span_context().span_id == finished.context.span_id
+
+
+def test_a_sampled_out_record_gets_no_header_and_no_exported_span() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    span, headers = tracing.KafkaSendSpans("transactions", "test", provider).begin("C1", "tx-1")
+    span.end()
+    assert headers is None
+    assert exporter.get_finished_spans() == ()

@@ -155,7 +155,34 @@ def sampled_traceparent(headers: KafkaHeaders | None) -> bytes | str | None:
     return None
 
 
+class KafkaSendSpans:
+    """A producer span per record sent to `topic`, and the headers that carry its context.
+
+    The sampler decides per record; an unsampled record gets no header (downstream then starts no span
+    for it either), and attributes are built only for sampled ones, so 1% sampling costs little more
+    than the sampling decision itself.
+    """
+
+    def __init__(self, topic: str, tracer_name: str, provider: trace.TracerProvider | None = None) -> None:
+        self.topic = topic
+        self.name = span_name("send", topic)
+        self._tracer = trace.get_tracer(tracer_name, tracer_provider=provider)
+
+    def begin(
+        self, key: str | None, transaction_id: str
+    ) -> tuple[trace.Span, list[tuple[str, bytes]] | None]:
+        span = self._tracer.start_span(self.name, kind=trace.SpanKind.PRODUCER)
+        if not span.is_recording():
+            return span, None
+        span.set_attributes(kafka_attributes("send", self.topic, key=key))
+        span.set_attribute(TRANSACTION_ID, transaction_id)
+        return span, kafka_headers(trace.set_span_in_context(span))
+
+
 # --------------------------------------------------------------------------- semantic-convention attributes
+
+#: Every span about one transaction carries its id, so a trace store finds the transaction's trace by it.
+TRANSACTION_ID = "fraudops.transaction_id"
 
 
 def kafka_attributes(

@@ -3,8 +3,9 @@
 The record value is the Transaction as JSON (orjson), without label columns; the key is the
 customer id (per-customer order within a partition, which the stream's feature state needs); the
 record timestamp is the wall-clock produce time while the payload keeps the simulated event time.
-A W3C `traceparent` header whose trace id is the transaction id lets the consumer's spans join
-one trace per transaction.
+With tracing on (`OTEL_*`, see fraudops.tracing), each record gets a producer span and its W3C
+`traceparent` header, so the consumer's spans join one trace per transaction; a sampled-out record
+carries no header.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from confluent_kafka import KafkaException, Producer
 
 from fraudops.errors import FraudopsError
 from fraudops.schema import TRANSACTION_FIELDS
+from fraudops.tracing import KafkaSendSpans, tracing_enabled
 from fraudops_simulator.arrow import iso_utc
 
 #: Throughput-oriented producer settings (idempotent, so retries never duplicate a record).
@@ -134,6 +136,7 @@ def publish(
             report.first_error = str(error)
 
     producer = Producer({**PRODUCER_DEFAULTS, **config, "on_delivery": delivered})
+    send_spans = KafkaSendSpans(topic, __name__) if tracing_enabled() else None
     produce, poll = producer.produce, producer.poll
     done = False
     started = time.perf_counter()
@@ -159,15 +162,15 @@ def publish(
             n = min(limit.batch, table.num_rows - sent_here)
             limit.wait_for(report.messages + n)
             for i in range(sent_here, sent_here + n):
-                headers: list[tuple[str, str | bytes | None]] = [
-                    ("traceparent", f"00-{ids[i]}-{ids[i][:16]}-01")
-                ]
+                span, headers = send_spans.begin(keys[i], ids[i]) if send_spans else (None, None)
                 while True:
                     try:
                         produce(topic, next(values), keys[i], headers=headers)
                         break
                     except BufferError:  # the local queue is full: let librdkafka send some
                         poll(0.05)
+                if span is not None:
+                    span.end()
             poll(0)
             sent_here += n
             report.messages += n
