@@ -25,16 +25,17 @@ from fraudops_operator.resources import AnalysisSpec
 _DECISIONS = 'fraudops_decisions_total{variant="{variant}",model_version="{version}"}'
 _ERRORS = 'fraudops_scoring_errors_total{variant="{variant}",model_version="{version}"}'
 _PREDICTOR = 'namespace="{namespace}",serving_kserve_io_inferenceservice="{inferenceservice}"'
+_MONITORED = 'namespace="{namespace}",variant="{variant}",model_version="{version}"'
 DEFAULT_QUERIES: Mapping[str, str] = {
     "samples": f"sum(increase({_DECISIONS}[{{window}}]))",
     "errorRate": (f"(sum(increase({_ERRORS}[{{window}}])) or vector(0)) / clamp_min(sum(increase({_DECISIONS}"
                   f"[{{window}}])) + (sum(increase({_ERRORS}[{{window}}])) or vector(0)), 1)"),
     "p99LatencyMs": ("1000 * histogram_quantile(0.99, sum by (le) (rate(request_predict_seconds_bucket{"
                      + _PREDICTOR + "}[{window}])))"),
-    # Decision-side scores: the same for embedded and remote scoring, and per variant also in shadow mode.
-    "scoreBuckets": ('sum by (le) (increase(fraudops_score_bucket{variant="{variant}",model_version="{version}"}'
-                     "[{window}]))"),
-    "featurePSI": 'max(max_over_time(fraudops_feature_psi{variant="{variant}",model_version="{version}"}[{window}]))',
+    # Model monitoring (decision-side: the same for embedded and remote scoring, and per variant also in
+    # shadow mode), in the FraudModel's namespace as the cluster scrape labels its gateway and consumer pods.
+    "scoreBuckets": "sum by (le) (increase(fraudops_score_bucket{" + _MONITORED + "}[{window}]))",
+    "featurePSI": "max(max_over_time(fraudops_feature_psi{" + _MONITORED + "}[{window}]))",
     "feedbackPrecision": ('sum(increase(fraudops_feedback_total{model_version="{version}",decision="fraud",'
                           'label="fraud"}[{window}])) / sum(increase(fraudops_feedback_total{'
                           'model_version="{version}",decision="fraud"}[{window}]))'),

@@ -9,47 +9,20 @@ The operator's default PromQL queries then run unchanged against Prometheus's HT
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
-import time
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-INSTALLER = REPO_ROOT / "hack" / "prometheus.sh"
-SCRAPE_INTERVAL = "1s"
+from tests.prometheus import LocalPrometheus, free_port
+
+__all__ = ["LocalPrometheus", "Traffic", "TrafficExporter"]
+
 SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)  # the predictor's
 TYPICAL_SCORES = (0.005, 0.008, 0.015, 0.03, 0.04, 0.07, 0.12, 0.25, 0.6, 0.95)
 DRIFTED_SCORES = (0.4, 0.55, 0.6, 0.65, 0.75, 0.8, 0.85, 0.92, 0.95, 0.97)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def prometheus_binary() -> str:
-    """The `prometheus` binary, installed through hack/prometheus.sh if missing (fails with its reason)."""
-    found = shutil.which("prometheus")
-    if found:
-        return found
-    proc = subprocess.run(["bash", str(INSTALLER)], capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0 or not proc.stdout.strip():
-        raise RuntimeError(f"cannot install prometheus with {INSTALLER} (exit {proc.returncode}):\n"
-                           f"{proc.stderr[-2000:]}")
-    return proc.stdout.strip().splitlines()[-1]
 
 
 @dataclass
@@ -85,10 +58,12 @@ class TrafficExporter:
                                 ["model", "version", "namespace", "serving_kserve_io_inferenceservice"],
                                 buckets=SCORE_BUCKETS, registry=self.registry)
         # Decision-side model monitoring, as the gateway and the consumer export it (fraudops.monitoring).
-        self.decision_scores = Histogram("fraudops_score", "Scores.", ["source", "variant", "model_version", "shadow"],
+        # `namespace` is the target label a cluster scrape gives the gateway and consumer pods.
+        self.decision_scores = Histogram("fraudops_score", "Scores.",
+                                         ["namespace", "source", "variant", "model_version", "shadow"],
                                          buckets=SCORE_BUCKETS, registry=self.registry)
         self.feature_psi = Gauge("fraudops_feature_psi", "Feature PSI.",
-                                 ["source", "variant", "model_version", "feature"], registry=self.registry)
+                                 ["namespace", "source", "variant", "model_version", "feature"], registry=self.registry)
         self._traffic: dict[tuple[str, str], Traffic] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -128,58 +103,10 @@ class TrafficExporter:
                 self.errors.labels("stream", t.variant, t.version).inc(failed)
                 latency = self.latency.labels(t.model, t.namespace, t.inferenceservice)
                 score = self.scores.labels(t.model, t.version, t.namespace, t.inferenceservice)
-                decided = self.decision_scores.labels("stream", t.variant, t.version, "false")
-                self.feature_psi.labels("stream", t.variant, t.version, "amount").set(t.feature_psi)
-                self.feature_psi.labels("stream", t.variant, t.version, "hour_of_day").set(0.01)
+                decided = self.decision_scores.labels(t.namespace, "stream", t.variant, t.version, "false")
+                self.feature_psi.labels(t.namespace, "stream", t.variant, t.version, "amount").set(t.feature_psi)
+                self.feature_psi.labels(t.namespace, "stream", t.variant, t.version, "hour_of_day").set(0.01)
                 for value in itertools.islice(itertools.cycle(t.scores), count):
                     latency.observe(t.latency_s)
                     score.observe(value)
                     decided.observe(value)
-
-
-class LocalPrometheus:
-    """`prometheus` on a free loopback port with a throw-away config and storage, scraping one target."""
-
-    def __init__(self, target: str) -> None:
-        self.binary = prometheus_binary()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.dir = Path(tempfile.mkdtemp(prefix="fraudops-prometheus-"))
-        config = {"global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-                  "scrape_configs": [{"job_name": "fraudops-test", "static_configs": [{"targets": [target]}]}]}
-        (self.dir / "prometheus.yml").write_bytes(orjson.dumps(config))  # JSON is valid YAML
-        self.log_path = self.dir / "prometheus.log"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 60) -> LocalPrometheus:
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(
-                [self.binary, f"--config.file={self.dir / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                 "--storage.tsdb.retention.time=1h", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self._process.returncode}: "
-                                   f"{self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
-                if response.status == 200:
-                    return self
-            time.sleep(0.2)
-        raise RuntimeError(f"prometheus not ready after {timeout_s:.0f}s: {self.log_path.read_text()[-2000:]}")
-
-    def query(self, promql: str) -> list[dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return list(orjson.loads(response.read())["data"]["result"])
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5)
-        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,104 @@
+"""A real Prometheus (Debian's package, installed by hack/prometheus.sh) on a free loopback port.
+
+It scrapes the targets a test gives it every second (by job name, so `up{job=...}` reads as in a
+cluster), optionally evaluates rule files, and answers PromQL through its HTTP API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INSTALLER = REPO_ROOT / "hack" / "prometheus.sh"
+SCRAPE_INTERVAL = "1s"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prometheus_binary() -> str:
+    """The `prometheus` binary, installed through hack/prometheus.sh if missing (fails with its reason)."""
+    found = shutil.which("prometheus")
+    if found:
+        return found
+    proc = subprocess.run(["bash", str(INSTALLER)], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RuntimeError(f"cannot install prometheus with {INSTALLER} (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-2000:]}")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+class LocalPrometheus:
+    """`prometheus` on a free loopback port with a throw-away config and storage.
+
+    `targets` is one host:port (job `fraudops-test`) or {job name: [host:port, ...]}; `rule_files` are
+    evaluated every second.
+    """
+
+    def __init__(self, targets: str | Mapping[str, Sequence[str]], rule_files: Sequence[Path] = ()) -> None:
+        self.binary = prometheus_binary()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = Path(tempfile.mkdtemp(prefix="fraudops-prometheus-"))
+        jobs = {"fraudops-test": [targets]} if isinstance(targets, str) else dict(targets)
+        config: dict[str, Any] = {
+            "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(hosts)}]}
+                               for job, hosts in jobs.items()],
+            "rule_files": [str(path) for path in rule_files]}
+        (self.dir / "prometheus.yml").write_bytes(orjson.dumps(config))  # JSON is valid YAML
+        self.log_path = self.dir / "prometheus.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 60) -> LocalPrometheus:
+        with open(self.log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                [self.binary, f"--config.file={self.dir / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+                 "--storage.tsdb.retention.time=1h", "--log.level=warn"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"prometheus exited with {self._process.returncode}: "
+                                   f"{self.log_path.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                if response.status == 200:
+                    return self
+            time.sleep(0.2)
+        raise RuntimeError(f"prometheus not ready after {timeout_s:.0f}s: {self.log_path.read_text()[-2000:]}")
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return list(orjson.loads(response.read())["data"]["result"])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts the rules have pending or firing now."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/alerts", timeout=5) as response:
+            return list(orjson.loads(response.read())["data"]["alerts"])
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=5)
+        shutil.rmtree(self.dir, ignore_errors=True)
