@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from fraudops import drift
 from fraudops.drift import (
     DriftMonitor,
     ReferenceHistograms,
@@ -96,3 +98,11 @@ def test_the_reference_survives_the_artifact_file(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.edges, reference.edges, rtol=1e-6)
     np.testing.assert_allclose(loaded.shares, reference.shares, atol=1e-6)
     assert read_reference(tmp_path / "elsewhere") is None
+
+
+def test_small_and_large_batches_are_binned_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = build_reference(traffic(10_000, seed=1, missing_share=0.1), NAMES)
+    batch = traffic(12, seed=5, missing_share=0.3)
+    small = bin_counts(reference.edges, batch)
+    monkeypatch.setattr(drift, "_SMALL_BATCH", 0)
+    np.testing.assert_array_equal(bin_counts(reference.edges, batch), small)

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sklearn.linear_model import LogisticRegression
 
 from fraudops.artifact import ModelMetadata, save_artifact
+from fraudops.drift import build_reference, write_reference
 from fraudops.errors import RejectedInputError
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import DAY, FEATURE_NAMES, FEATURE_VERSION, FeatureConfig
@@ -213,6 +214,8 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
         | {"python": platform.python_version()},
     )
     save_artifact(artifact_dir, booster, metadata)
+    # What serving compares live features with (feature drift): the training window's distribution.
+    write_reference(build_reference(features[windows.train], FEATURE_NAMES), artifact_dir)
     report_dir = artifact_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     holdout = pd.DataFrame({"transaction_id": test_rows["transaction_id"].to_numpy(),
