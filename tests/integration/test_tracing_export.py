@@ -106,7 +106,7 @@ def test_the_predictor_scores_inside_the_callers_trace(
     env = base_env(**jaeger.environment("fraudops-predictor"))
     command = ["predictor", "--model-uri", str(trained_artifact), "--name", MODEL_NAME]
     with serving(command, env, tmp_path / "predictor.log", "/v2/health/ready") as served:
-        width = len(load_artifact(trained_artifact).metadata.feature_names)
+        width = len(load_artifact(str(trained_artifact)).metadata.feature_names)
         response = httpx.post(
             f"{served.url}/v1/models/{MODEL_NAME}:predict",
             json={"instances": [[0.0] * width] * 3},
@@ -125,7 +125,7 @@ def test_the_predictor_scores_inside_the_callers_trace(
     assert ancestors(trace, score)[-1] == server["spanID"]
     tags = {tag["key"]: tag["value"] for tag in score["tags"]}
     assert tags["fraudops.rows"] == 3
-    assert tags["fraudops.model.version"] == load_artifact(trained_artifact).metadata.version
+    assert tags["fraudops.model.version"] == load_artifact(str(trained_artifact)).metadata.version
     assert trace["processes"][score["processID"]]["serviceName"] == "fraudops-predictor"
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from fraudops.drift import DriftMonitor, ReferenceHistograms
+from fraudops.drift import DriftMonitor, ReferenceHistograms, read_reference
 
 SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
 _DAY_S = 86_400
@@ -136,6 +136,37 @@ class VariantMonitor:
             return
         for gauge, value in zip(self._psi_gauges, psi.tolist(), strict=True):
             gauge.set(value)
+
+
+class MonitorSet:
+    """The VariantMonitors of one decision path, made on first use for each variant, version and mode.
+
+    A variant scored in-process carries its artifact, whose drift reference it compares with; a
+    remote one (a KServe predictor) is compared by that predictor, which holds the artifact.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._monitors: dict[tuple[str, str, bool], VariantMonitor] = {}
+
+    def observe(
+        self,
+        variant: str,
+        scorer: Any,
+        shadow: bool,
+        scores: np.ndarray,
+        flagged: np.ndarray,
+        features: np.ndarray,
+    ) -> None:
+        key = (variant, str(scorer.model_version), shadow)
+        monitor = self._monitors.get(key)
+        if monitor is None:
+            artifact = getattr(scorer, "artifact", None)
+            reference = read_reference(artifact.path) if artifact is not None else None
+            monitor = self._monitors[key] = VariantMonitor(
+                self.source, variant, key[1], shadow, reference, getattr(scorer, "feature_names", None)
+            )
+        monitor.observe(scores, alerts=0 if shadow else int(np.count_nonzero(flagged)), features=features)
 
 
 def observe_feedback_delay(model_version: str, decided_fraud: bool, delay_s: float) -> None:

@@ -23,6 +23,7 @@ from prometheus_client import Counter
 
 from fraudops.artifact import load_artifact
 from fraudops.errors import RetryableError
+from fraudops.monitoring import MonitorSet
 from fraudops.routing import RoutingTable, Variant
 from fraudops.scoring import Reason, Scorer
 from fraudops.sink import Decision, decisions_table, reasons_json
@@ -227,6 +228,7 @@ class Decider:
         self.threshold_override = threshold_override
         self.reason_count = reason_count
         self.exact_reasons = exact_reasons
+        self.monitors = MonitorSet(source)  # scores, alerts and feature drift per variant (fraudops.monitoring)
 
     @classmethod
     def from_table(cls, table: RoutingTable, source: str, threshold_override: float | None = None,
@@ -285,6 +287,7 @@ class Decider:
         scores = scorer.score(features)
         threshold = self.threshold(variant.name)
         flagged = scores >= threshold
+        self.monitors.observe(variant.name, scorer, shadow, scores, flagged, features)
         reasons: dict[int, list[dict]] = {}
         to_explain = np.arange(len(rows)) if explain_all else np.flatnonzero(flagged)
         if len(to_explain) and not shadow:

@@ -9,7 +9,6 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 from fraudops.metrics import DECISIONS
-from fraudops.monitoring import SCORES
 from fraudops.sink import Decision
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -27,21 +26,20 @@ CUSTOMERS_DROPPED = Counter("fraudops_gateway_customers_dropped_total",
 REJECTED = Counter("fraudops_gateway_rejected_total", "Requests refused before scoring.", ["reason"])
 
 
-_DECISION_CHILDREN: dict[tuple[str, str, str, bool, bool], tuple[Any, Any]] = {}
+_DECISION_CHILDREN: dict[tuple[str, str, str, bool, bool], Any] = {}
 
 
 def observe_decisions(decisions: list[Decision]) -> None:
+    """Count decisions (their scores, alerts and drift are observed where they are made: the Decider)."""
     for decision in decisions:
         key = (decision.source, decision.variant, decision.model_version, decision.is_fraud, decision.shadow)
-        children = _DECISION_CHILDREN.get(key)
-        if children is None:  # labels() costs a few µs; resolve each combination once
+        counter = _DECISION_CHILDREN.get(key)
+        if counter is None:  # labels() costs a few µs; resolve each combination once
             shadow = "true" if decision.shadow else "false"
             outcome = "fraud" if decision.is_fraud else "legitimate"
-            children = _DECISION_CHILDREN[key] = (
-                DECISIONS.labels(decision.source, decision.variant, decision.model_version, outcome, shadow),
-                SCORES.labels(decision.source, decision.variant, decision.model_version, shadow))
-        children[0].inc()
-        children[1].observe(decision.score)
+            counter = _DECISION_CHILDREN[key] = DECISIONS.labels(decision.source, decision.variant,
+                                                                 decision.model_version, outcome, shadow)
+        counter.inc()
 
 
 Scope = MutableMapping[str, Any]

@@ -1,0 +1,77 @@
+"""The Decider observes model monitoring where decisions are made: scores, alerts and feature drift per variant.
+
+The scorer is a test double carrying an artifact folder with a drift reference, as the real Scorer
+carries its artifact; the metrics are the real ones in the process registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import REGISTRY
+
+from fraudops.drift import build_reference, write_reference
+from fraudops.routing import RoutingTable, Variant, VariantMode
+from fraudops.scoring import Reason
+from fraudops.variants import Decider
+
+NAMES = ["amount", "hour"]
+
+
+@dataclass
+class Artifact:
+    path: Path
+
+
+class ArtifactScorer:
+    """Scores each row as its first feature / 1000, with an artifact folder holding a drift reference."""
+
+    def __init__(self, version: str, folder: Path) -> None:
+        self.model_version = version
+        self.threshold = 0.5
+        self.feature_names = NAMES
+        self.artifact = Artifact(folder)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return np.clip(features[:, 0] / 1000, 0, 1).astype(np.float32)
+
+    def reasons(self, features: np.ndarray, top_k: int = 3, exact: bool = True) -> list[list[Reason]]:
+        return [[Reason("amount", float(row[0]), 1.0)] for row in features]
+
+
+def value(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_each_variant_gets_its_scores_alerts_and_drift(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    training = np.column_stack([rng.uniform(0, 400, 20_000), rng.integers(0, 24, 20_000)])
+    write_reference(build_reference(training, NAMES), tmp_path)
+    table = RoutingTable(variants=[
+        Variant(name="stable", model_version="mon-v1", model_uri="x"),
+        Variant(name="challenger", model_version="mon-v2", mode=VariantMode.SHADOW, model_uri="y"),
+    ])
+    decider = Decider(table, {"stable": ArtifactScorer("mon-v1", tmp_path),
+                              "challenger": ArtifactScorer("mon-v2", tmp_path)}, source="unit")
+    for monitor in decider.monitors._monitors.values():
+        monitor.publish_every_s = 0
+    live = np.column_stack([rng.uniform(0, 1200, 1000), rng.integers(0, 24, 1000)])  # amounts 3x wider
+
+    decided = decider.decide(live, [f"t{i}" for i in range(1000)], [f"c{i}" for i in range(1000)])
+    for monitor in decider.monitors._monitors.values():
+        monitor.publish_drift()
+
+    flagged = sum(int(part.flagged.sum()) for part in decided.parts if not part.shadow)
+    assert flagged > 0
+    stable = {"source": "unit", "variant": "stable", "model_version": "mon-v1"}
+    assert value("fraudops_score_count", **stable, shadow="false") == 1000
+    assert value("fraudops_score_count", source="unit", variant="challenger", model_version="mon-v2",
+                 shadow="true") == 1000
+    assert value("fraudops_alerts_total", **stable) == flagged
+    assert value("fraudops_alerts_total", source="unit", variant="challenger", model_version="mon-v2") == 0
+    amount = value("fraudops_feature_psi", **stable, feature="amount")
+    hour = value("fraudops_feature_psi", **stable, feature="hour")
+    assert amount is not None and amount > 0.25
+    assert hour is not None and hour < 0.1
