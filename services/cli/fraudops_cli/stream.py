@@ -23,10 +23,12 @@ def consume(
     from fraudops.lean import without_training_libraries
 
     without_training_libraries()
+    from fraudops.tracing import configure_tracing
     from fraudops_stream.consumer import ConsumerOptions, StreamConsumer
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing("fraudops-stream")
     options = ConsumerOptions(batch_size=batch_size or settings.batch_size, metrics_port=metrics_port or None,
                               checkpoint_interval_s=checkpoint_interval, idle_exit_s=idle_exit)
     StreamConsumer(settings, options).run()

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import orjson
 import pyarrow as pa
+from opentelemetry import propagate
 from prometheus_client import Counter
 
 from fraudops.artifact import load_artifact
@@ -27,6 +28,7 @@ from fraudops.monitoring import MonitorSet
 from fraudops.routing import RoutingTable, Variant
 from fraudops.scoring import Reason, Scorer
 from fraudops.sink import Decision, decisions_table, reasons_json
+from fraudops.tracing import tracing_enabled
 
 log = logging.getLogger(__name__)
 SCORING_ERRORS = Counter("fraudops_scoring_errors_total", "Scoring calls of a variant that failed.",
@@ -66,12 +68,11 @@ class RemoteScorer:
                         "parameters": {"binary_data_size": payload.nbytes}}],
             "parameters": {"reasons": reasons, "top_k": top_k, "exact": exact},
         })
+        headers = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))}
+        if tracing_enabled():
+            propagate.inject(headers)  # the predictor's spans join the caller's (the current) trace
         try:
-            response = self.client.post(
-                self.url, content=header + payload.tobytes(),
-                headers={"Content-Type": "application/octet-stream",
-                         "Inference-Header-Content-Length": str(len(header))},
-            )
+            response = self.client.post(self.url, content=header + payload.tobytes(), headers=headers)
         except httpx.HTTPError as exc:
             raise RetryableError(f"model server {self.url} unreachable: {exc}") from exc
         if response.status_code >= 500:

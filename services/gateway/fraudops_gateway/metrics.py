@@ -6,10 +6,12 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
 from fraudops.metrics import DECISIONS
 from fraudops.sink import Decision
+from fraudops_gateway.tracing import finish_request_span, request_span
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -67,6 +69,7 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500  # an exception before the response starts is answered with 500
+        span = request_span(scope)
 
         async def send_status(message: MutableMapping[str, Any]) -> None:
             nonlocal status
@@ -75,11 +78,17 @@ class RequestMetrics:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_status)
+            if span is None:
+                await self.app(scope, receive, send_status)
+            else:
+                with trace.use_span(span, end_on_exit=False):
+                    await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
             method = scope["method"] if scope["method"] in _METHODS else "other"  # bounded label values
             self._observe(getattr(route, "path", "unmatched"), method, status, time.perf_counter() - started)
+            if span is not None:
+                finish_request_span(span, method, getattr(route, "path", None), status)
 
     def _observe(self, path: str, method: str, status: int, seconds: float) -> None:
         key = (path, method, status)

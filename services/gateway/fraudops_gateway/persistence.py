@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from opentelemetry.trace import SpanContext
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from fraudops.errors import RetryableError
 from fraudops.sink import CsvPayloads, Decision, encode_rows, write_payloads_async
 from fraudops_gateway import metrics
+from fraudops_gateway.tracing import current_context, write_spans
 
 log = logging.getLogger(__name__)
 FLUSH_ROWS = 500
@@ -45,6 +47,7 @@ class PendingWrite:
     payloads: CsvPayloads
     decisions: list[Decision]
     rows: int
+    trace_context: SpanContext | None = None  # the request's span, when traced: the write joins its trace
 
 
 @dataclass
@@ -78,7 +81,7 @@ class DecisionWriter:
             if decision.shadow and decision.transaction_id in self.pending:
                 self.pending[decision.transaction_id].shadow_scores[decision.variant] = decision.score
         alerts = [d for d in decisions if d.is_fraud and not d.shadow]
-        pending = PendingWrite(encode_rows(rows, decisions, alerts), decisions, len(rows))
+        pending = PendingWrite(encode_rows(rows, decisions, alerts), decisions, len(rows), current_context())
         await self.queue.put(pending)  # waits when full: backpressure, never loss
         metrics.PERSIST_QUEUE.set(self.queue.qsize())
 
@@ -132,6 +135,7 @@ class DecisionWriter:
         decisions = [d for item in batch for d in item.decisions]
         rows = sum(item.rows for item in batch)
         started = time.monotonic()
+        started_ns = time.time_ns()
         async for attempt in AsyncRetrying(retry=retry_if_exception_type(psycopg.OperationalError),
                                            wait=wait_exponential(multiplier=0.1, max=5), reraise=True):
             with attempt:
@@ -140,6 +144,8 @@ class DecisionWriter:
                         "attempt": attempt.retry_state.attempt_number, "rows": rows,
                         "waiting_s": round(time.monotonic() - started, 1)})
                 await self._write(payloads)
+        if any(item.trace_context is not None for item in batch):
+            write_spans((item.trace_context for item in batch), started_ns, rows)
         self._forget(decisions)
         metrics.PERSISTED.inc(rows)
 

@@ -41,8 +41,10 @@ from fraudops.features.spec import FEATURE_VERSION
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.schema import Transaction
 from fraudops.sink import transaction_row
+from fraudops.tracing import traced
 from fraudops.variants import Decided, Decider, RemoteScorer
 from fraudops_gateway import metrics
+from fraudops_gateway.tracing import TRACER
 
 log = logging.getLogger(__name__)
 #: After a failed read of the state store, score from local state for this long before trying again.
@@ -296,12 +298,15 @@ class GatewayRuntime:
         assert decider is not None, "start() loads the routing table first"
         started = time.perf_counter()
         customer_ids = [tx.customer_id for tx in transactions]
-        await self._refresh_state(customer_ids)
-        features = self.engine.transform(encode_transactions(transactions))
-        if self.scores_remotely:  # HTTP to a KServe predictor blocks: a worker thread waits for it
-            decided = await asyncio.to_thread(self._decide_inline, decider, features, transactions, explain)
-        else:
-            decided = self._decide_inline(decider, features, transactions, explain)
+        with traced("state lookup", TRACER):
+            await self._refresh_state(customer_ids)
+        with traced("features", TRACER):
+            features = self.engine.transform(encode_transactions(transactions))
+        with traced("score", TRACER):
+            if self.scores_remotely:  # HTTP to a KServe predictor blocks: a worker thread waits for it
+                decided = await asyncio.to_thread(self._decide_inline, decider, features, transactions, explain)
+            else:
+                decided = self._decide_inline(decider, features, transactions, explain)
         rows = [transaction_row(tx.model_dump(mode="json"), "api") for tx in transactions]
         return Scored(transactions, decided, rows, (time.perf_counter() - started) * 1000)
 

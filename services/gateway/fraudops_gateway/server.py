@@ -8,12 +8,14 @@ import uvicorn
 
 from fraudops.config import get_settings
 from fraudops.logs import configure_logging
+from fraudops.tracing import configure_tracing
 from fraudops_gateway.app import build_asgi
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
+    configure_tracing("fraudops-gateway")
     # The event loop shares the GIL with the decision writer's thread (a few ms of CPU per flush).
     # Python hands the GIL over every 5 ms by default; every 0.5 ms bounds how long a request waits.
     sys.setswitchinterval(0.0005)

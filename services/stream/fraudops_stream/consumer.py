@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ import orjson
 import psycopg
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from opentelemetry.trace import SpanKind
 
 from fraudops import statestore
 from fraudops.config import Settings
@@ -31,10 +33,12 @@ from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import Decision, transactions_table, write_batch
+from fraudops.tracing import postgres_attributes
 from fraudops.variants import Decider
 from fraudops_stream import metrics
 from fraudops_stream.decode import decode_batch
 from fraudops_stream.state import PartitionedState, PostgresCheckpoints, Snapshot, StateCheckpoints
+from fraudops_stream.tracing import BatchTrace
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +297,7 @@ class StreamConsumer:
     def process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
         good_messages = [m for m in messages if m.error() is None]
+        batch_trace = BatchTrace.start(good_messages, self.settings.transactions_topic, self.settings.consumer_group)
         for message in messages:
             if message.error() is not None:
                 log.warning("consumer error", extra={"error": str(message.error())})
@@ -301,11 +306,15 @@ class StreamConsumer:
         for reject in rejects:
             self._dead_letter(good_messages[reject.index], reject.reason, reject.field)
         valid = [good_messages[i] for i in indexes]
+        if batch_trace is not None:
+            batch_trace.name_transactions(valid, [record["transaction_id"] for record in records])
 
         replay_mask = np.array([m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool)
         batch = encode_records(records)
         features = self.state.engine.transform(batch)
         featured = time.perf_counter()
+        if batch_trace is not None:
+            batch_trace.stage("features", decoded, featured)
         touched: dict[int, list[str]] = {}
         for message, record in zip(valid, records, strict=True):
             touched.setdefault(message.partition(), []).append(record["customer_id"])
@@ -318,8 +327,9 @@ class StreamConsumer:
         alerts: list[Decision] = []
         scored = time.perf_counter()
         if len(live):
-            decided = self.decider.decide(features[live], [records[i]["transaction_id"] for i in live],
-                                          [records[i]["customer_id"] for i in live])
+            with batch_trace.scoring() if batch_trace is not None else nullcontext():
+                decided = self.decider.decide(features[live], [records[i]["transaction_id"] for i in live],
+                                              [records[i]["customer_id"] for i in live])
             scored = time.perf_counter()
             rows = transactions_table([records[i] for i in live], "stream", [valid[i].partition() for i in live],
                                       [valid[i].offset() for i in live])
@@ -343,20 +353,25 @@ class StreamConsumer:
         metrics.STAGE.labels("score").observe(scored - featured)
         self._drain()  # at most one batch in flight: backpressure when the database is slow or down
         self._in_flight = self._writer.submit(self._finish, rows, decisions, alerts, self._offsets(good_messages),
-                                              [valid[i] for i in live])
+                                              [valid[i] for i in live], batch_trace)
 
     def _finish(self, rows: pa.Table | None, decisions: pa.Table | None, alerts: list[Decision],
-                offsets: list[TopicPartition], live: list[Message]) -> None:
+                offsets: list[TopicPartition], live: list[Message], batch_trace: BatchTrace | None = None) -> None:
         """On the writer thread: store, publish alerts, make the DLQ and alerts durable, commit offsets."""
         started = time.perf_counter()
         if rows is not None and decisions is not None:
             self._store(rows, decisions, alerts)
-            self._publish_alerts(alerts)
+            if batch_trace is not None:
+                batch_trace.stage("COPY decisions", started, time.perf_counter(), SpanKind.CLIENT,
+                                  postgres_attributes("COPY", "decisions", batch_size=len(decisions)))
+            self._publish_alerts(alerts, batch_trace)
         self.producer.flush(30)  # DLQ records and alerts are durable before the offsets move
         self._commit(offsets)
         self._durable_offsets.update((tp.partition, tp.offset) for tp in offsets)
         metrics.STAGE.labels("store").observe(time.perf_counter() - started)
         metrics.observe_end_to_end(live)
+        if batch_trace is not None:
+            batch_trace.end()
 
     def _connection(self) -> psycopg.Connection:
         if self._db is None or self._db.closed or self._db.broken:
@@ -389,10 +404,12 @@ class StreamConsumer:
                 if not self.running:
                     raise RetryableError("stopping while the database is down; offsets stay uncommitted") from exc
 
-    def _publish_alerts(self, alerts: list[Decision]) -> None:
+    def _publish_alerts(self, alerts: list[Decision], batch_trace: BatchTrace | None = None) -> None:
+        topic = self.settings.alerts_topic
         for alert in alerts:
+            headers = batch_trace.alert_headers(alert.transaction_id, topic) if batch_trace is not None else None
             # At-least-once, keyed by transaction id: a replay may repeat an alert; readers dedupe by key.
-            self.producer.produce(self.settings.alerts_topic, key=alert.transaction_id, value=orjson.dumps({
+            self.producer.produce(topic, key=alert.transaction_id, headers=headers, value=orjson.dumps({
                 "transaction_id": alert.transaction_id, "customer_id": alert.customer_id, "score": alert.score,
                 "threshold": alert.threshold, "model_name": alert.model_name, "model_version": alert.model_version,
                 "variant": alert.variant, "reasons": alert.reasons, "decided_at": alert.decided_at.isoformat()}))
