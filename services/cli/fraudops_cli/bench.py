@@ -125,12 +125,29 @@ def loadtest(
     _show(measured)
 
 
+@app.command("tracing")
+def tracing_overhead(
+    transactions: Annotated[int, typer.Option(min=1000, help="Pre-loaded transactions for each drain.")] = 200_000,
+    rate: Annotated[int, typer.Option(min=100, help="Offered stream load, transactions/s.")] = 2000,
+    gateway_rate: Annotated[int, typer.Option(min=10, help="Gateway request rate.")] = 500,
+    seconds: Annotated[int, typer.Option(min=5, help="Duration of each latency run.")] = 60,
+) -> None:
+    """Stream throughput and p99 and gateway p99 with tracing off, at 1% and at 100% sampling (Jaeger on loopback)."""
+    from fraudops_bench import tracing
+
+    _, model = _stack_and_model("PostgreSQL and Kafka")
+    with console.status("tracing off, 1% and 100%: stream drain, stream latency, gateway latency each…"):
+        measured = tracing.overhead(model, transactions, rate, gateway_rate, seconds)
+    _show(measured)
+
+
 # Serving runs before the stream: the stream leaves PostgreSQL writing out hundreds of megabytes.
 BENCHES: dict[str, Callable[[], None]] = {
     "simulate": lambda: simulate(1_000_000, 500_000),
     "serving": lambda: serving(500, 60),
     "stream": lambda: stream(300_000, 100_000, 2000, 60),
     "train": lambda: train(1_000_000, 30, 600),
+    "tracing": lambda: tracing_overhead(200_000, 2000, 500, 60),
 }
 
 

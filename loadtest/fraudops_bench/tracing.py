@@ -1,0 +1,155 @@
+"""What tracing costs per record: the stream drain and latency and the gateway's p99, with tracing off,
+at 1% sampling and at 100%, exporting to a real Jaeger (built by hack/jaeger/build.sh) on loopback.
+
+Each mode runs in a process of its own (`python -m fraudops_bench.tracing MODE`), because a process
+configures its tracer provider once from the `OTEL_*` variables: the benchmark's own publisher then
+makes the producer spans whose context the consumer continues, as the simulator does in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from fraudops_bench.gateway import free_port
+from fraudops_bench.results import Measurement
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODES: dict[str, dict[str, str]] = {
+    "off": {},
+    "1%": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
+    "100%": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+}
+
+
+@contextmanager
+def running_jaeger(folder: Path) -> Iterator[str]:
+    """Jaeger (in memory) on free loopback ports; yields its OTLP/HTTP endpoint."""
+    build = subprocess.run(
+        ["bash", str(REPO_ROOT / "hack" / "jaeger" / "build.sh")], capture_output=True, text=True, check=False
+    )
+    if build.returncode != 0:
+        raise RuntimeError(f"building Jaeger failed:\n{build.stderr[-3000:]}")
+    ports = {
+        name: str(free_port())
+        for name in (
+            "JAEGER_OTLP_HTTP_PORT",
+            "JAEGER_QUERY_PORT",
+            "JAEGER_QUERY_GRPC_PORT",
+            "JAEGER_HEALTH_PORT",
+        )
+    }
+    with open(folder / "jaeger.log", "wb") as log:
+        process = subprocess.Popen(
+            [
+                build.stdout.strip().splitlines()[-1],
+                "--config",
+                str(REPO_ROOT / "hack" / "jaeger" / "config.yaml"),
+            ],
+            env=ports,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if (
+                    httpx.get(f"http://127.0.0.1:{ports['JAEGER_HEALTH_PORT']}/status", timeout=2).status_code
+                    == 200
+                ):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"Jaeger did not start; see {folder / 'jaeger.log'}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{ports['JAEGER_OTLP_HTTP_PORT']}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def overhead(
+    drain_transactions: int = 200_000, stream_rate: int = 2000, gateway_rate: int = 500, seconds: int = 60
+) -> Measurement:
+    """Every mode in turn (each in its own process), against one Jaeger."""
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as folder, running_jaeger(Path(folder)) as endpoint:
+        for mode, variables in MODES.items():
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+            if variables:
+                env.update(variables, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
+            output = Path(folder) / "mode.json"
+            run = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "fraudops_bench.tracing",
+                    mode,
+                    str(output),
+                    str(drain_transactions),
+                    str(stream_rate),
+                    str(gateway_rate),
+                    str(seconds),
+                ],
+                env=env,
+                check=False,
+            )
+            if run.returncode != 0:
+                raise RuntimeError(f"the {mode} run failed (exit {run.returncode})")
+            results[mode] = json.loads(output.read_text())
+    numbers = {
+        f"{name} ({mode})": value for mode, measured in results.items() for name, value in measured.items()
+    }
+    units = {key: ("tx/s" if "per_second" in key else "ms") for key in numbers}
+    return Measurement(
+        name="tracing_overhead",
+        description="stream drain throughput, stream end-to-end p99 and gateway /predict p99 with tracing off, "
+        "sampling 1% and 100% (OTLP/HTTP export to Jaeger on the same machine)",
+        numbers=numbers,
+        units=units,
+        details={
+            "drain_transactions": drain_transactions,
+            "stream_rate": stream_rate,
+            "gateway_rate": gateway_rate,
+            "seconds": seconds,
+            "modes": MODES,
+        },
+    )
+
+
+def _one_mode(
+    output: Path, model: str, drain_transactions: int, stream_rate: int, gateway_rate: int, seconds: int
+) -> None:
+    from fraudops.config import get_settings
+    from fraudops.tracing import configure_tracing
+    from fraudops_bench import gateway, stream
+
+    configure_tracing("fraudops-bench-publisher")  # the publisher's producer spans, as the simulator makes
+    settings = get_settings()
+    drained = stream.drain(settings, model, drain_transactions, max(drain_transactions // 3, 1000))
+    latency = stream.latency(settings, model, stream_rate, seconds)
+    served = gateway.predict_latency(settings.db_url, model, gateway_rate, seconds)
+    output.write_text(
+        json.dumps(
+            {
+                "stream_drain_per_second": drained.numbers["transactions_per_second"],
+                "stream_p99_ms": latency.numbers["p99_ms"],
+                "gateway_p99_ms": served.numbers["p99_ms"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    _one_mode(Path(sys.argv[2]), sys.argv[3], *map(int, sys.argv[4:8]))
