@@ -151,10 +151,14 @@ def platform_overview() -> dashboard.Dashboard:
                 "Gateway 5xx, requests refused before scoring "
                 "(by reason) and failed scoring calls (by variant).",
                 "reqps",
-                query(f'sum(rate(fraudops_gateway_requests_total{{status=~"5.."}}[{W}]))', "5xx"),
+                # `or on() vector(0)`: a healthy service has no error series at all; the panel shows 0.
+                query(
+                    f'sum(rate(fraudops_gateway_requests_total{{status=~"5.."}}[{W}])) or on() vector(0)',
+                    "5xx",
+                ),
                 query(f"sum by (reason) (rate(fraudops_gateway_rejected_total[{W}]))", "refused: {{reason}}"),
                 query(
-                    f"sum by (variant) (rate(fraudops_scoring_errors_total[{W}]))",
+                    f"sum by (variant) (rate(fraudops_scoring_errors_total[{W}])) or on() vector(0)",
                     "scoring failed: {{variant}}",
                 ),
             )

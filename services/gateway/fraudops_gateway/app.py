@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 from fraudops.config import Settings, get_settings
 from fraudops.errors import ConfigurationError, FraudopsError, NotFoundError, RetryableError
 from fraudops.metrics import FEEDBACK
+from fraudops.monitoring import observe_feedback_delay
 from fraudops_gateway import metrics
 from fraudops_gateway.decisions import Decisions
 from fraudops_gateway.errors import Refused, field_errors, http_error, invalid_request, parse_json_body
@@ -276,7 +277,7 @@ def _store_feedback(db_url: str, payload: FeedbackRequest, known_at: datetime) -
             exists = conn.execute("SELECT 1 FROM transactions WHERE transaction_id = %s",
                                   (payload.transaction_id,)).fetchone()
             decision = conn.execute(
-                "SELECT model_version, is_fraud FROM decisions WHERE transaction_id = %s AND NOT shadow",
+                "SELECT model_version, is_fraud, decided_at FROM decisions WHERE transaction_id = %s AND NOT shadow",
                 (payload.transaction_id,)).fetchone()
             if exists is None:
                 raise NotFoundError(f"transaction {payload.transaction_id!r} is unknown; feedback needs a decided "
@@ -293,6 +294,7 @@ def _store_feedback(db_url: str, payload: FeedbackRequest, known_at: datetime) -
             if stored and decision is not None:  # precision on labelled feedback, for the rollout analysis
                 FEEDBACK.labels(decision[0], "fraud" if decision[1] else "legitimate",
                                 "fraud" if payload.is_fraud else "legitimate").inc()
+                observe_feedback_delay(decision[0], decision[1], (known_at - decision[2]).total_seconds())
             return stored
     except psycopg.OperationalError as exc:
         raise RetryableError(f"database unavailable: {exc}") from exc
