@@ -1,0 +1,276 @@
+"""Every panel of the platform and model dashboards against live metrics, and a drift alert that fires.
+
+The real predictor, gateway and stream consumer run on loopback with real PostgreSQL and Kafka and a
+model trained with its drift reference; a real Prometheus (Debian's) scrapes the three (jobs named
+as the chart's monitors name them) and evaluates monitoring/rules. Traffic: simulated transactions
+through Kafka (a few invalid ones for the DLQ), /predict calls (a few invalid), a V2 call to the
+predictor, and labels on /feedback in two rounds (so their counters increase between scrapes).
+
+Then every query of every panel (Grafana's variables filled in as "all") must return at least one
+sample, and every metric name it uses must be one a service exported. Finally transactions with
+tripled amounts must make FraudopsFeatureDrift fire in Prometheus. The operator dashboard's
+metrics come from the operator, which these tests do not run (see tests/k8s).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from fraudops_infra.stack import LocalStack
+from fraudops_monitoring.dashboards import model, platform_overview
+from fraudops_monitoring.grafana import panels_of, to_json
+from tests.conftest import REPO_ROOT
+from tests.integration.conftest import free_port
+from tests.integration.test_gateway_support import MODEL_NAME, base_env, gateway, migrated_database, serving
+from tests.prometheus import LocalPrometheus
+
+pytestmark = pytest.mark.integration
+RULES = REPO_ROOT / "monitoring" / "rules" / "fraudops.rules.yaml"
+GRAFANA_VARIABLES = {"$__rate_interval": "30s", "$model_version": ".*", "$variant": ".*"}
+
+
+@dataclass
+class Live:
+    prometheus: LocalPrometheus
+    targets: dict[str, str]  # job -> base URL
+    gateway_url: str
+    database: str
+    topic: str
+    bootstrap: str
+
+
+def simulated(transactions: int, seed: int, amount_scale: float = 1.0) -> list[tuple[str, bytes]]:
+    from fraudops_simulator import SimulationConfig, simulate
+    from fraudops_simulator.kafka import encode_records
+
+    records = []
+    for table in simulate(
+        SimulationConfig(
+            transactions=transactions,
+            customers=max(transactions // 30, 10),
+            days=10,
+            seed=seed,
+            fraud_rate=0.05,
+        )
+    ):
+        for key, value in zip(table.column("customer_id").to_pylist(), encode_records(table), strict=True):
+            record = orjson.loads(value)
+            record["amount"] = round(record["amount"] * amount_scale, 2)
+            records.append((key, orjson.dumps(record)))
+    return records
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[str | None, bytes]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for key, value in records:
+        producer.produce(topic, value, key)
+    assert producer.flush(60) == 0
+
+
+def wait_for(what: str, check: Any, timeout_s: float = 180, every_s: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every_s)
+    raise AssertionError(f"{what} not seen within {timeout_s:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def live(
+    local_stack: LocalStack, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
+    folder = tmp_path_factory.mktemp("live")
+    suffix = uuid.uuid4().hex[:8]
+    topic = f"tx-{suffix}"
+    bootstrap = local_stack.kafka.bootstrap
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics(
+        [NewTopic(topic, 3, 1), NewTopic(f"alerts-{suffix}", 1, 1), NewTopic(f"dlq-{suffix}", 1, 1)]
+    ).values():
+        future.result(timeout=30)
+    consumer_port = free_port()
+    command = ["predictor", "--model-uri", str(trained_artifact), "--name", MODEL_NAME]
+    with (
+        migrated_database(local_stack, "live") as database,
+        serving(command, base_env(), folder / "predictor.log", "/v2/health/ready") as predictor,
+        gateway(database, trained_artifact, folder / "gateway.log") as served,
+    ):
+        env = base_env(
+            DB_URL=database,
+            MODEL_PATH=str(trained_artifact),
+            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            TRANSACTIONS_TOPIC=topic,
+            ALERTS_TOPIC=f"alerts-{suffix}",
+            DLQ_TOPIC=f"dlq-{suffix}",
+            CONSUMER_GROUP=f"g-{suffix}",
+            BATCH_SIZE="200",
+        )
+        with open(folder / "consumer.log", "ab") as log:
+            consumer = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fraudops_cli.main",
+                    "stream",
+                    "consume",
+                    "--metrics-port",
+                    str(consumer_port),
+                ],
+                env=env,
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        targets = {
+            "fraudops-gateway": served.url,
+            "fraudops-consumer": f"http://127.0.0.1:{consumer_port}",
+            "fraudops-predictor": predictor.url,
+        }
+        prometheus = LocalPrometheus(
+            {job: [url.removeprefix("http://")] for job, url in targets.items()}, rule_files=[RULES]
+        ).start()
+        try:
+            produce(
+                bootstrap, topic, [*simulated(3000, seed=3), (None, b"{not json"), ("c", b'{"amount": -1}')]
+            )
+            send_gateway_traffic(served.url, simulated(700, seed=4))
+            rows = [[0.0] * 96] * 4
+            assert (
+                httpx.post(
+                    f"{predictor.url}/v1/models/{MODEL_NAME}:predict", json={"instances": rows}, timeout=30
+                ).status_code
+                == 200
+            )
+            wait_for("the consumer storing every valid record", lambda: stored(database) >= 3000 + 700)
+            send_feedback(served.url, database, prometheus)
+            yield Live(prometheus, targets, served.url, database, topic, bootstrap)
+        finally:
+            prometheus.stop()
+            consumer.terminate()
+            consumer.wait(timeout=60)
+
+
+def stored(database: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database) as conn:
+        row = conn.execute("SELECT count(*) FROM decisions WHERE NOT shadow").fetchone()
+    return int(row[0]) if row else 0
+
+
+def send_gateway_traffic(url: str, records: list[tuple[str, bytes]]) -> None:
+    payloads = [orjson.loads(value) for _, value in records]
+    for start in range(0, len(payloads), 100):
+        response = httpx.post(
+            f"{url}/predict/batch", json={"transactions": payloads[start : start + 100]}, timeout=60
+        )
+        assert response.status_code == 200, response.text
+    assert httpx.post(f"{url}/predict", json={"amount": -3}, timeout=30).status_code == 422
+
+
+def send_feedback(url: str, database: str, prometheus: LocalPrometheus) -> None:
+    """Labels for flagged and for unflagged transactions, in two rounds a scrape apart."""
+    import psycopg
+
+    with psycopg.connect(database) as conn:
+        flagged = [
+            r[0]
+            for r in conn.execute(
+                "SELECT transaction_id FROM decisions WHERE is_fraud AND NOT shadow LIMIT 20"
+            ).fetchall()
+        ]
+        unflagged = [
+            r[0]
+            for r in conn.execute(
+                "SELECT transaction_id FROM decisions WHERE NOT is_fraud AND NOT shadow LIMIT 10"
+            ).fetchall()
+        ]
+    assert len(flagged) >= 4 and len(unflagged) >= 4
+    rounds = [flagged[: len(flagged) // 2] + unflagged[:2], flagged[len(flagged) // 2 :] + unflagged[2:]]
+    for number, round_ids in enumerate(rounds):
+        for index, transaction_id in enumerate(round_ids):
+            is_fraud = index % 3 != 0  # mostly confirmed, some dismissed
+            response = httpx.post(
+                f"{url}/feedback", json={"transaction_id": transaction_id, "is_fraud": is_fraud}, timeout=30
+            )
+            assert response.status_code in (200, 201), response.text
+        if number == 0:  # the second round must increase counters Prometheus has already seen
+            wait_for("the first labels scraped", lambda: prometheus.query("fraudops_feedback_total"))
+
+
+def names_in(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (identifiers followed by `{` or `[`, or standing alone
+    as an argument), leaving out functions, keywords and label names."""
+    without_strings = re.sub(r'"[^"]*"', '""', expr)
+    without_labels = re.sub(r"\{[^}]*\}", "{}", without_strings)
+    candidates = set(re.findall(r"\b([a-z_][a-z0-9_:]*)\b(?=\s*[\[{)])", without_labels))
+    return {name for name in candidates if name.startswith("fraudops_") or name in ("up",)}
+
+
+def exported_names(targets: dict[str, str]) -> set[str]:
+    names = {"up"}
+    for url in targets.values():
+        for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+            names.update(sample.name for sample in family.samples)
+    return names
+
+
+def filled(expr: str) -> str:
+    for variable, value in GRAFANA_VARIABLES.items():
+        expr = expr.replace(variable, value)
+    return expr
+
+
+@pytest.mark.parametrize("build", [platform_overview, model], ids=["overview", "model"])
+def test_every_panel_query_returns_data_and_uses_only_exported_metrics(live: Live, build: Any) -> None:
+    document = orjson.loads(to_json(build()))
+    exported = exported_names(live.targets)
+    missing_data, unknown = [], []
+    for panel in panels_of(document):
+        for target in panel["targets"]:
+            expr = filled(target["expr"])
+            unknown += [f"{panel['title']}: {name}" for name in names_in(expr) if name not in exported]
+
+            def answered(query: str = expr) -> bool:
+                return any(not math.isnan(float(s["value"][1])) for s in live.prometheus.query(query))
+
+            try:
+                wait_for(expr, answered, timeout_s=90)
+            except AssertionError:
+                missing_data.append(f"{panel['title']}: {expr}")
+    assert unknown == [], "metric names no service exports"
+    assert missing_data == [], "queries without data"
+
+
+def test_tripled_amounts_make_the_feature_drift_alert_fire(live: Live) -> None:
+    produce(live.bootstrap, live.topic, simulated(4000, seed=9, amount_scale=3.0))
+
+    def firing() -> list[dict[str, Any]]:
+        return [
+            a
+            for a in live.prometheus.alerts()
+            if a["labels"]["alertname"] == "FraudopsFeatureDrift" and a["state"] == "firing"
+        ]
+
+    # The rule waits 5 minutes (`for: 5m`) before firing: the drift must last, not blip.
+    alerts = wait_for("FraudopsFeatureDrift firing", firing, timeout_s=480, every_s=5)
+    features = {alert["labels"]["feature"] for alert in alerts}
+    assert "amount" in features, features
