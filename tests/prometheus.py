@@ -38,8 +38,9 @@ def prometheus_binary() -> str:
         return found
     proc = subprocess.run(["bash", str(INSTALLER)], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 or not proc.stdout.strip():
-        raise RuntimeError(f"cannot install prometheus with {INSTALLER} (exit {proc.returncode}):\n"
-                           f"{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"cannot install prometheus with {INSTALLER} (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
+        )
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -58,9 +59,11 @@ class LocalPrometheus:
         jobs = {"fraudops-test": [targets]} if isinstance(targets, str) else dict(targets)
         config: dict[str, Any] = {
             "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(hosts)}]}
-                               for job, hosts in jobs.items()],
-            "rule_files": [str(path) for path in rule_files]}
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": list(hosts)}]} for job, hosts in jobs.items()
+            ],
+            "rule_files": [str(path) for path in rule_files],
+        }
         (self.dir / "prometheus.yml").write_bytes(orjson.dumps(config))  # JSON is valid YAML
         self.log_path = self.dir / "prometheus.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -68,20 +71,34 @@ class LocalPrometheus:
     def start(self, timeout_s: float = 60) -> LocalPrometheus:
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                [self.binary, f"--config.file={self.dir / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                 "--storage.tsdb.retention.time=1h", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    self.binary,
+                    f"--config.file={self.dir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.dir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--storage.tsdb.retention.time=1h",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self._process.returncode}: "
-                                   f"{self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                raise RuntimeError(
+                    f"prometheus exited with {self._process.returncode}: {self.log_path.read_text()[-2000:]}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response,
+            ):
                 if response.status == 200:
                     return self
             time.sleep(0.2)
-        raise RuntimeError(f"prometheus not ready after {timeout_s:.0f}s: {self.log_path.read_text()[-2000:]}")
+        raise RuntimeError(
+            f"prometheus not ready after {timeout_s:.0f}s: {self.log_path.read_text()[-2000:]}"
+        )
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})

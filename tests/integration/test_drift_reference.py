@@ -24,7 +24,8 @@ def test_the_artifact_carries_decile_histograms_of_every_feature(trained_artifac
 
 
 def test_replaying_the_training_history_shows_no_drift_and_shifted_amounts_do(
-        trained_artifact: Path, simulated_history: Path) -> None:
+    trained_artifact: Path, simulated_history: Path
+) -> None:
     reference = read_reference(trained_artifact)
     assert reference is not None
     history = pd.read_parquet(simulated_history).sort_values("event_time", kind="stable")
@@ -32,10 +33,10 @@ def test_replaying_the_training_history_shows_no_drift_and_shifted_amounts_do(
     same, shifted = DriftMonitor(reference), DriftMonitor(reference)
     tripled = history.assign(amount=history["amount"] * 3)
     for start in range(0, len(history), 1000):
-        same.observe(features[start:start + 1000])
+        same.observe(features[start : start + 1000])
     shifted_features = FeatureEngine().replay(tripled)
     for start in range(0, len(history), 1000):
-        shifted.observe(shifted_features[start:start + 1000])
+        shifted.observe(shifted_features[start : start + 1000])
     baseline, drifted = same.psi(), shifted.psi()
     assert baseline is not None and drifted is not None
     amount = FEATURE_NAMES.index("amount")

@@ -49,12 +49,17 @@ def test_each_variant_gets_its_scores_alerts_and_drift(tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     training = np.column_stack([rng.uniform(0, 400, 20_000), rng.integers(0, 24, 20_000)])
     write_reference(build_reference(training, NAMES), tmp_path)
-    table = RoutingTable(variants=[
-        Variant(name="stable", model_version="mon-v1", model_uri="x"),
-        Variant(name="challenger", model_version="mon-v2", mode=VariantMode.SHADOW, model_uri="y"),
-    ])
-    decider = Decider(table, {"stable": ArtifactScorer("mon-v1", tmp_path),
-                              "challenger": ArtifactScorer("mon-v2", tmp_path)}, source="unit")
+    table = RoutingTable(
+        variants=[
+            Variant(name="stable", model_version="mon-v1", model_uri="x"),
+            Variant(name="challenger", model_version="mon-v2", mode=VariantMode.SHADOW, model_uri="y"),
+        ]
+    )
+    decider = Decider(
+        table,
+        {"stable": ArtifactScorer("mon-v1", tmp_path), "challenger": ArtifactScorer("mon-v2", tmp_path)},
+        source="unit",
+    )
     for monitor in decider.monitors._monitors.values():
         monitor.publish_every_s = 0
     live = np.column_stack([rng.uniform(0, 1200, 1000), rng.integers(0, 24, 1000)])  # amounts 3x wider
@@ -67,8 +72,12 @@ def test_each_variant_gets_its_scores_alerts_and_drift(tmp_path: Path) -> None:
     assert flagged > 0
     stable = {"source": "unit", "variant": "stable", "model_version": "mon-v1"}
     assert value("fraudops_score_count", **stable, shadow="false") == 1000
-    assert value("fraudops_score_count", source="unit", variant="challenger", model_version="mon-v2",
-                 shadow="true") == 1000
+    assert (
+        value(
+            "fraudops_score_count", source="unit", variant="challenger", model_version="mon-v2", shadow="true"
+        )
+        == 1000
+    )
     assert value("fraudops_alerts_total", **stable) == flagged
     assert value("fraudops_alerts_total", source="unit", variant="challenger", model_version="mon-v2") == 0
     amount = value("fraudops_feature_psi", **stable, feature="amount")
