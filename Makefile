@@ -11,7 +11,7 @@ FRAUDOPS   := $(VENV)/bin/fraudops
 UV_VERSION := 0.13.9
 INSTALLED  := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus jaeger dashboards loadtest cluster clean
+.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus jaeger chromium dashboards loadtest cluster clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,13 +33,13 @@ lock: ## re-resolve requirements.lock from pyproject.toml (needs PyPI)
 demo: $(INSTALLED) ## the main job, end to end, on local defaults
 	$(FRAUDOPS) demo
 
-test: $(INSTALLED) k8s-bin prometheus ## every test (starts and stops the real PostgreSQL, Kafka, kube-apiserver and Prometheus it needs)
+test: $(INSTALLED) k8s-bin prometheus jaeger chromium ## every test (starts and stops the real PostgreSQL, Kafka, kube-apiserver, Prometheus and Jaeger it needs)
 	$(VENV)/bin/pytest
 
-test-unit: $(INSTALLED) ## the fast tests only
+test-unit: $(INSTALLED) prometheus ## the fast tests only (promtool checks the alert rules)
 	$(VENV)/bin/pytest tests/unit
 
-test-integration: $(INSTALLED) ## tests against real PostgreSQL and Kafka
+test-integration: $(INSTALLED) prometheus jaeger chromium ## tests against real PostgreSQL and Kafka (and Prometheus, Jaeger, Chromium)
 	$(VENV)/bin/pytest tests/integration
 
 test-k8s: $(INSTALLED) k8s-bin prometheus ## the operator against a real kube-apiserver and Prometheus
@@ -84,6 +84,9 @@ prometheus: ## Debian's prometheus package, for the operator's metric-analysis t
 
 jaeger: ## build Jaeger (v2, in-memory trace store) from Go modules (cached), for the tracing tests
 	bash hack/jaeger/build.sh
+
+chromium: ## Debian's chromium, for the headless page test of the built-in dashboard
+	@command -v chromium >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends chromium fonts-dejavu-core || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends chromium fonts-dejavu-core; }; }
 
 cluster: ## create a kind cluster and deploy with skaffold (needs kind, docker, skaffold)
 	@echo "see README: kind create cluster --config manifests/kind/cluster.yaml && skaffold dev"
