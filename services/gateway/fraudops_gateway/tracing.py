@@ -23,11 +23,12 @@ from fraudops import tracing
 
 TRACER = "fraudops_gateway"
 _PROPAGATED = (b"traceparent", b"tracestate")
+_UNTRACED = ("/metrics", "/health")  # scrapes and probes: a span each would bury the requests
 
 
 def request_span(scope: MutableMapping[str, Any]) -> trace.Span | None:
     """A SERVER span for an HTTP request, child of the caller's context in its headers (None: tracing off)."""
-    if not tracing.tracing_enabled():
+    if not tracing.tracing_enabled() or scope["path"].startswith(_UNTRACED):
         return None
     carrier = {
         name.decode(): value.decode() for name, value in scope.get("headers", ()) if name in _PROPAGATED
