@@ -41,7 +41,9 @@ class Workload:
         from fraudops_bench.gateway import predict_bodies
         from fraudops_bench.predictor import feature_rows
 
-        cls.transactions = [orjson.loads(body) for body in predict_bodies(count, seed=random.randrange(10_000))]
+        cls.transactions = [
+            orjson.loads(body) for body in predict_bodies(count, seed=random.randrange(10_000))
+        ]
         cls.features = feature_rows(max(V2_BATCH_ROWS * 4, 4000))
 
 
@@ -53,10 +55,10 @@ def _prepare(environment: Any, **_: Any) -> None:
 
 # What a misbehaving client sends now and then; the gateway must answer each with 422 and the field.
 INVALID_EDITS: tuple[tuple[str, Any], ...] = (
-    ("amount", -12.5),          # below the smallest storable amount
+    ("amount", -12.5),  # below the smallest storable amount
     ("event_time", "yesterday"),  # not a date-time
     ("is_international", "yes"),  # a string where a boolean belongs (strict JSON types)
-    ("hour_of_day", 31),        # out of range
+    ("hour_of_day", 31),  # out of range
 )
 
 
@@ -82,22 +84,35 @@ class GatewayUser(FastHttpUser):
     @tag("gateway", "full")
     @task(45)
     def predict_full_transaction(self) -> None:
-        self.client.post("/predict", data=orjson.dumps(self._next(legacy=False)), headers=self.headers,
-                         name="/predict (full)")
+        self.client.post(
+            "/predict",
+            data=orjson.dumps(self._next(legacy=False)),
+            headers=self.headers,
+            name="/predict (full)",
+        )
 
     @tag("gateway", "legacy")
     @task(4)
     def predict_legacy_payload(self) -> None:
-        self.client.post("/predict", data=orjson.dumps(self._next(legacy=True)),
-                         headers=self.headers, name="/predict (legacy)")
+        self.client.post(
+            "/predict",
+            data=orjson.dumps(self._next(legacy=True)),
+            headers=self.headers,
+            name="/predict (legacy)",
+        )
 
     @tag("gateway", "invalid")
     @task(1)
     def predict_invalid_payload(self) -> None:
         field, value = random.choice(INVALID_EDITS)
         transaction = {**self._next(legacy=False), field: value}
-        with self.client.post("/predict", data=orjson.dumps(transaction), headers=self.headers,
-                              name="/predict (invalid, expect 422)", catch_response=True) as response:
+        with self.client.post(
+            "/predict",
+            data=orjson.dumps(transaction),
+            headers=self.headers,
+            name="/predict (invalid, expect 422)",
+            catch_response=True,
+        ) as response:
             if response.status_code == 422 and field.encode() in (response.content or b""):
                 response.success()
             else:
@@ -114,7 +129,7 @@ class KServeV2User(FastHttpUser):
 
     def _rows(self) -> np.ndarray:
         start = random.randrange(0, len(Workload.features) - V2_BATCH_ROWS + 1)
-        return Workload.features[start:start + V2_BATCH_ROWS]
+        return Workload.features[start : start + V2_BATCH_ROWS]
 
     @tag("v2", "binary")
     @task(3)
@@ -128,9 +143,20 @@ class KServeV2User(FastHttpUser):
     @task(1)
     def infer_json(self) -> None:
         rows = np.nan_to_num(self._rows()[:100], nan=0.0)  # JSON has no NaN
-        body = {"inputs": [{"name": "features", "shape": list(rows.shape), "datatype": "FP32",
-                            "data": rows.ravel().tolist()}], "parameters": {"reasons": True}}
-        self.client.post(self.url, data=orjson.dumps(body), headers=JSON, name="V2 infer (JSON, 100 rows, reasons)")
+        body = {
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": list(rows.shape),
+                    "datatype": "FP32",
+                    "data": rows.ravel().tolist(),
+                }
+            ],
+            "parameters": {"reasons": True},
+        }
+        self.client.post(
+            self.url, data=orjson.dumps(body), headers=JSON, name="V2 infer (JSON, 100 rows, reasons)"
+        )
 
 
 class KServeV1User(FastHttpUser):
@@ -145,13 +171,21 @@ class KServeV1User(FastHttpUser):
     @task(3)
     def predict_feature_rows(self) -> None:
         start = random.randrange(0, len(Workload.features) - 100)
-        rows = np.nan_to_num(Workload.features[start:start + 100], nan=0.0)
-        self.client.post(self.url, data=orjson.dumps({"instances": rows.tolist()}), headers=JSON,
-                         name="V1 predict (100 feature rows)")
+        rows = np.nan_to_num(Workload.features[start : start + 100], nan=0.0)
+        self.client.post(
+            self.url,
+            data=orjson.dumps({"instances": rows.tolist()}),
+            headers=JSON,
+            name="V1 predict (100 feature rows)",
+        )
 
     @tag("v1", "transactions")
     @task(1)
     def predict_transactions(self) -> None:
         instances = [t for t in random.sample(Workload.transactions, 20) if "source" not in t]
-        self.client.post(self.url, data=orjson.dumps({"instances": instances}), headers=JSON,
-                         name="V1 predict (raw transactions)")
+        self.client.post(
+            self.url,
+            data=orjson.dumps({"instances": instances}),
+            headers=JSON,
+            name="V1 predict (raw transactions)",
+        )

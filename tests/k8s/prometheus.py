@@ -47,23 +47,46 @@ class TrafficExporter:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.port = free_port()
-        self.decisions = Counter("fraudops_decisions_total", "Decisions.",
-                                 ["source", "variant", "model_version", "outcome", "shadow"], registry=self.registry)
-        self.errors = Counter("fraudops_scoring_errors_total", "Failed scorings.",
-                              ["source", "variant", "model_version"], registry=self.registry)
-        self.latency = Histogram("request_predict_seconds", "KServe predict latency.",
-                                 ["model_name", "namespace", "serving_kserve_io_inferenceservice"],
-                                 registry=self.registry)
-        self.scores = Histogram("fraudops_predictor_score", "Scores.",
-                                ["model", "version", "namespace", "serving_kserve_io_inferenceservice"],
-                                buckets=SCORE_BUCKETS, registry=self.registry)
+        self.decisions = Counter(
+            "fraudops_decisions_total",
+            "Decisions.",
+            ["source", "variant", "model_version", "outcome", "shadow"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "fraudops_scoring_errors_total",
+            "Failed scorings.",
+            ["source", "variant", "model_version"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "request_predict_seconds",
+            "KServe predict latency.",
+            ["model_name", "namespace", "serving_kserve_io_inferenceservice"],
+            registry=self.registry,
+        )
+        self.scores = Histogram(
+            "fraudops_predictor_score",
+            "Scores.",
+            ["model", "version", "namespace", "serving_kserve_io_inferenceservice"],
+            buckets=SCORE_BUCKETS,
+            registry=self.registry,
+        )
         # Decision-side model monitoring, as the gateway and the consumer export it (fraudops.monitoring).
         # `namespace` is the target label a cluster scrape gives the gateway and consumer pods.
-        self.decision_scores = Histogram("fraudops_score", "Scores.",
-                                         ["namespace", "source", "variant", "model_version", "shadow"],
-                                         buckets=SCORE_BUCKETS, registry=self.registry)
-        self.feature_psi = Gauge("fraudops_feature_psi", "Feature PSI.",
-                                 ["namespace", "source", "variant", "model_version", "feature"], registry=self.registry)
+        self.decision_scores = Histogram(
+            "fraudops_score",
+            "Scores.",
+            ["namespace", "source", "variant", "model_version", "shadow"],
+            buckets=SCORE_BUCKETS,
+            registry=self.registry,
+        )
+        self.feature_psi = Gauge(
+            "fraudops_feature_psi",
+            "Feature PSI.",
+            ["namespace", "source", "variant", "model_version", "feature"],
+            registry=self.registry,
+        )
         self._traffic: dict[tuple[str, str], Traffic] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -99,12 +122,16 @@ class TrafficExporter:
             for t in current:
                 count = max(int(t.decisions_per_s * tick_s), 1)
                 failed = round(count * t.error_rate)
-                self.decisions.labels("stream", t.variant, t.version, "legitimate", "false").inc(count - failed)
+                self.decisions.labels("stream", t.variant, t.version, "legitimate", "false").inc(
+                    count - failed
+                )
                 self.errors.labels("stream", t.variant, t.version).inc(failed)
                 latency = self.latency.labels(t.model, t.namespace, t.inferenceservice)
                 score = self.scores.labels(t.model, t.version, t.namespace, t.inferenceservice)
                 decided = self.decision_scores.labels(t.namespace, "stream", t.variant, t.version, "false")
-                self.feature_psi.labels(t.namespace, "stream", t.variant, t.version, "amount").set(t.feature_psi)
+                self.feature_psi.labels(t.namespace, "stream", t.variant, t.version, "amount").set(
+                    t.feature_psi
+                )
                 self.feature_psi.labels(t.namespace, "stream", t.variant, t.version, "hour_of_day").set(0.01)
                 for value in itertools.islice(itertools.cycle(t.scores), count):
                     latency.observe(t.latency_s)

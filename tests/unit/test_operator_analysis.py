@@ -32,8 +32,13 @@ def cumulative(*per_bucket: float) -> dict[float, float]:
     return out
 
 
-HEALTHY = VariantMetrics(samples=900, error_rate=0.001, p99_latency_ms=12.0,
-                         score_buckets=cumulative(800, 60, 25, 10, 5), feedback_precision=0.9)
+HEALTHY = VariantMetrics(
+    samples=900,
+    error_rate=0.001,
+    p99_latency_ms=12.0,
+    score_buckets=cumulative(800, 60, 25, 10, 5),
+    feedback_precision=0.9,
+)
 
 
 def metrics(**changes: object) -> VariantMetrics:
@@ -94,15 +99,20 @@ def test_feature_drift_is_judged_only_when_asked_and_only_with_drift_metrics() -
     assert (failed.outcome, failed.reason) == (Outcome.FAILED, "FeatureDrift")
     assert "feature PSI vs training 0.600 > maxFeaturePSI 0.250 (stable 0.030)" in failed.summary
     unmeasured = judge(limits(maxFeaturePSI=0.25), metrics(max_feature_psi=None), HEALTHY)
-    assert unmeasured.outcome == Outcome.PASSED and "feature PSI vs training: no data, not judged" in unmeasured.summary
+    assert (
+        unmeasured.outcome == Outcome.PASSED
+        and "feature PSI vs training: no data, not judged" in unmeasured.summary
+    )
 
 
 def test_the_drift_query_reads_the_model_monitoring_metric_of_the_variant() -> None:
     who = VariantQuery("canary", "v2", "card-fraud", "fraud", "card-fraud-v2")
     assert who.fill(DEFAULT_QUERIES["featurePSI"], "5m") == (
-        'max(max_over_time(fraudops_feature_psi{namespace="fraud",variant="canary",model_version="v2"}[5m]))')
-    assert ('fraudops_score_bucket{namespace="fraud",variant="canary",model_version="v2"}'
-            in who.fill(DEFAULT_QUERIES["scoreBuckets"], "5m"))
+        'max(max_over_time(fraudops_feature_psi{namespace="fraud",variant="canary",model_version="v2"}[5m]))'
+    )
+    assert 'fraudops_score_bucket{namespace="fraud",variant="canary",model_version="v2"}' in who.fill(
+        DEFAULT_QUERIES["scoreBuckets"], "5m"
+    )
 
 
 def test_missing_latency_data_is_inconclusive_not_a_pass() -> None:
@@ -113,7 +123,9 @@ def test_missing_latency_data_is_inconclusive_not_a_pass() -> None:
 def test_placeholders_are_filled_without_touching_promql_braces() -> None:
     who = VariantQuery("canary", "2026-11-28", "card-fraud", "fraud", "card-fraud-2026-11-28")
     query = who.fill(DEFAULT_QUERIES["samples"], "5m")
-    assert query == ('sum(increase(fraudops_decisions_total{variant="canary",model_version="2026-11-28"}[5m]))')
+    assert query == (
+        'sum(increase(fraudops_decisions_total{variant="canary",model_version="2026-11-28"}[5m]))'
+    )
 
 
 def test_an_unreachable_prometheus_is_inconclusive_not_a_crash() -> None:

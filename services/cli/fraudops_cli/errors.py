@@ -54,7 +54,9 @@ def run_app(app: typer.Typer) -> None:
         sys.exit(getattr(exc, "exit_code", 2))
     except ValidationError as exc:
         # Settings are the only pydantic model validated outside a command's own handling.
-        error_line(f"invalid setting {describe_validation_error(exc, env_style=True)}; fix the environment or .env")
+        error_line(
+            f"invalid setting {describe_validation_error(exc, env_style=True)}; fix the environment or .env"
+        )
         sys.exit(1)
     except FraudopsError as exc:
         error_line(str(exc))

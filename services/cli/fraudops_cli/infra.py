@@ -8,8 +8,9 @@ from rich.console import Console
 from fraudops.config import get_settings
 from fraudops_infra.stack import LocalStack
 
-app = typer.Typer(help="Local PostgreSQL and Kafka on loopback (installed and started on demand).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Local PostgreSQL and Kafka on loopback (installed and started on demand).", no_args_is_help=True
+)
 console = Console(highlight=False)
 
 

@@ -76,8 +76,12 @@ def _json_body(schema: str, examples: dict[str, Any] | None = None) -> dict[str,
 
 
 def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(model.__pydantic_serializer__.to_json(model), status_code=status, headers=headers,
-                    media_type="application/json")
+    return Response(
+        model.__pydantic_serializer__.to_json(model),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,7 +95,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         next_state_poll = time.monotonic() + settings.state_refresh_s
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=min(BACKGROUND_INTERVAL_S, settings.state_refresh_s))
+                await asyncio.wait_for(
+                    stop.wait(), timeout=min(BACKGROUND_INTERVAL_S, settings.state_refresh_s)
+                )
             try:
                 await runtime.reload_routing_if_changed()
                 await runtime.poll_labels()
@@ -115,9 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.stop()
 
     app = FastAPI(
-        title="fraudops gateway", version="1", lifespan=lifespan,
+        title="fraudops gateway",
+        version="1",
+        lifespan=lifespan,
         description="Synchronous fraud decisions for card and account transactions. Request bodies are "
-                    "validated strictly against this document; every error names the field and the rule.",
+        "validated strictly against this document; every error names the field and the rule.",
     )
     app.state.runtime = runtime
     app.state.writer = writer
@@ -138,24 +146,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Starlette's own errors (unknown route, wrong method) in the same shape as ours."""
         return _json(ErrorResponse(error=str(exc.detail)), exc.status_code, exc.headers)
 
-    @app.post("/predict", response_model=PredictResponse, tags=["decisions"],
-              summary="Decide one transaction (full schema or the legacy minimal payload)",
-              responses={**GUARDED, **TOO_LARGE, **INVALID, **UNAVAILABLE},
-              openapi_extra=_json_body("PredictRequest", {
-                  "full": {"summary": "A card-not-present purchase", "value": FULL_EXAMPLE},
-                  "legacy": {"summary": "The old prototype's minimal payload", "value": LEGACY_EXAMPLE}}))
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        tags=["decisions"],
+        summary="Decide one transaction (full schema or the legacy minimal payload)",
+        responses={**GUARDED, **TOO_LARGE, **INVALID, **UNAVAILABLE},
+        openapi_extra=_json_body(
+            "PredictRequest",
+            {
+                "full": {"summary": "A card-not-present purchase", "value": FULL_EXAMPLE},
+                "legacy": {"summary": "The old prototype's minimal payload", "value": LEGACY_EXAMPLE},
+            },
+        ),
+    )
     async def predict(
         request: Request,
-        explain: Annotated[bool, Query(description="Reason codes even when the decision is not fraud.")] = False,
+        explain: Annotated[
+            bool, Query(description="Reason codes even when the decision is not fraud.")
+        ] = False,
     ) -> Response:
-        return _json(await decisions.predict(await request.body(), request.headers.get("content-type"), explain))
+        return _json(
+            await decisions.predict(await request.body(), request.headers.get("content-type"), explain)
+        )
 
-    @app.post("/predict/batch", response_model=BatchResponse, tags=["decisions"],
-              summary="Decide up to GATEWAY_MAX_BATCH transactions, in order",
-              responses={**GUARDED, **TOO_LARGE, **INVALID, **UNAVAILABLE},
-              openapi_extra=_json_body("BatchRequest", {
-                  "two": {"summary": "A full transaction and a legacy one",
-                          "value": {"transactions": [FULL_EXAMPLE, LEGACY_EXAMPLE]}}}))
+    @app.post(
+        "/predict/batch",
+        response_model=BatchResponse,
+        tags=["decisions"],
+        summary="Decide up to GATEWAY_MAX_BATCH transactions, in order",
+        responses={**GUARDED, **TOO_LARGE, **INVALID, **UNAVAILABLE},
+        openapi_extra=_json_body(
+            "BatchRequest",
+            {
+                "two": {
+                    "summary": "A full transaction and a legacy one",
+                    "value": {"transactions": [FULL_EXAMPLE, LEGACY_EXAMPLE]},
+                }
+            },
+        ),
+    )
     async def predict_batch(
         request: Request,
         explain: Annotated[bool, Query(description="Reason codes for every transaction.")] = False,
@@ -163,9 +193,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = await request.body()
         return _json(await decisions.predict_batch(body, request.headers.get("content-type"), explain))
 
-    @app.get("/transactions/{transaction_id}", response_model=StoredDecision, tags=["decisions"],
-             summary="The stored decision of a transaction, its shadow scores and its confirmed label",
-             responses={**GUARDED, **NOT_FOUND, **INVALID, **UNAVAILABLE})
+    @app.get(
+        "/transactions/{transaction_id}",
+        response_model=StoredDecision,
+        tags=["decisions"],
+        summary="The stored decision of a transaction, its shadow scores and its confirmed label",
+        responses={**GUARDED, **NOT_FOUND, **INVALID, **UNAVAILABLE},
+    )
     async def stored_decision(
         transaction_id: Annotated[str, Path(min_length=1, max_length=64, pattern=TRANSACTION_ID_PATTERN)],
     ) -> StoredDecision:
@@ -173,38 +207,69 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if pending is not None:
             decision = pending.deciding
             return StoredDecision(
-                transaction_id=transaction_id, fraud_probability=decision.score, is_fraud=decision.is_fraud,
-                threshold=decision.threshold, model_name=decision.model_name,
-                model_version=decision.model_version, variant=decision.variant, reasons=decision.reasons,
-                latency_ms=decision.latency_ms, source=decision.source, decided_at=decision.decided_at,
-                shadow_scores=dict(pending.shadow_scores))
+                transaction_id=transaction_id,
+                fraud_probability=decision.score,
+                is_fraud=decision.is_fraud,
+                threshold=decision.threshold,
+                model_name=decision.model_name,
+                model_version=decision.model_version,
+                variant=decision.variant,
+                reasons=decision.reasons,
+                latency_ms=decision.latency_ms,
+                source=decision.source,
+                decided_at=decision.decided_at,
+                shadow_scores=dict(pending.shadow_scores),
+            )
         return await asyncio.to_thread(_load_decision, settings.db_url, transaction_id)
 
-    @app.post("/feedback", response_model=FeedbackResponse, tags=["feedback"],
-              summary="Record a confirmed label (chargeback, analyst verdict) for a decided transaction",
-              responses={**GUARDED, **NOT_FOUND, **TOO_LARGE, **INVALID, **UNAVAILABLE},
-              openapi_extra=_json_body("FeedbackRequest", {
-                  "chargeback": {"summary": "A chargeback confirmed the fraud", "value": {
-                      "transaction_id": FULL_EXAMPLE["transaction_id"], "is_fraud": True,
-                      "label_known_at": "2026-12-05T09:30:00Z", "source": "chargeback"}}}))
+    @app.post(
+        "/feedback",
+        response_model=FeedbackResponse,
+        tags=["feedback"],
+        summary="Record a confirmed label (chargeback, analyst verdict) for a decided transaction",
+        responses={**GUARDED, **NOT_FOUND, **TOO_LARGE, **INVALID, **UNAVAILABLE},
+        openapi_extra=_json_body(
+            "FeedbackRequest",
+            {
+                "chargeback": {
+                    "summary": "A chargeback confirmed the fraud",
+                    "value": {
+                        "transaction_id": FULL_EXAMPLE["transaction_id"],
+                        "is_fraud": True,
+                        "label_known_at": "2026-12-05T09:30:00Z",
+                        "source": "chargeback",
+                    },
+                }
+            },
+        ),
+    )
     async def feedback(request: Request) -> FeedbackResponse:
-        payload: FeedbackRequest = parse_json_body(REQUEST_BODIES["FeedbackRequest"], await request.body(),
-                                                   request.headers.get("content-type"))
+        payload: FeedbackRequest = parse_json_body(
+            REQUEST_BODIES["FeedbackRequest"], await request.body(), request.headers.get("content-type")
+        )
         known_at = payload.label_known_at or datetime.now(UTC)
         known_at = known_at.replace(tzinfo=UTC) if known_at.tzinfo is None else known_at.astimezone(UTC)
         if payload.transaction_id in writer.pending:
             await _wait_until_stored(writer, payload.transaction_id)
         stored = await asyncio.to_thread(_store_feedback, settings.db_url, payload, known_at)
-        return FeedbackResponse(transaction_id=payload.transaction_id, is_fraud=payload.is_fraud,
-                                label_known_at=known_at, stored=stored)
+        return FeedbackResponse(
+            transaction_id=payload.transaction_id,
+            is_fraud=payload.is_fraud,
+            label_known_at=known_at,
+            stored=stored,
+        )
 
     @app.get("/health/live", response_model=Health, tags=["operations"], summary="The process is up")
     async def live() -> Health:
         return Health(status="ok")
 
-    @app.get("/health/ready", response_model=Health, tags=["operations"],
-             summary="Models loaded and PostgreSQL reachable; `checks.routing` is the live routing table",
-             responses={503: {"model": Health, "description": "Not ready: `checks` says what is missing."}})
+    @app.get(
+        "/health/ready",
+        response_model=Health,
+        tags=["operations"],
+        summary="Models loaded and PostgreSQL reachable; `checks.routing` is the live routing table",
+        responses={503: {"model": Health, "description": "Not ready: `checks` says what is missing."}},
+    )
     async def ready() -> Response:
         checks = {"model": "loaded" if runtime.ready else "not loaded", "routing": runtime.routing_summary}
         try:
@@ -215,16 +280,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ok = runtime.ready and checks["database"] == "reachable"
         return _json(Health(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503)
 
-    @app.get("/metrics", tags=["operations"], response_class=Response, summary="Prometheus metrics",
-             responses={200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}})
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        summary="Prometheus metrics",
+        responses={200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}},
+    )
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
         """FastAPI's document plus the request bodies the routes validate themselves."""
         if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, description=app.description,
-                                   routes=app.routes)
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             components = document.setdefault("components", {}).setdefault("schemas", {})
             for name, adapter in REQUEST_BODIES.items():
                 schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
@@ -263,25 +334,51 @@ def _load_decision(db_url: str, transaction_id: str) -> StoredDecision:
     deciding = [row for row in rows if not row[3]]
     if not deciding:
         raise NotFoundError(f"no decision stored for transaction {transaction_id!r}")
-    (variant, model_name, version, _, score, threshold, is_fraud, reasons, latency, source, decided_at,
-     label) = deciding[0]
+    (
+        variant,
+        model_name,
+        version,
+        _,
+        score,
+        threshold,
+        is_fraud,
+        reasons,
+        latency,
+        source,
+        decided_at,
+        label,
+    ) = deciding[0]
     return StoredDecision(
-        transaction_id=transaction_id, fraud_probability=score, is_fraud=is_fraud, threshold=threshold,
-        model_name=model_name, model_version=version, variant=variant, reasons=reasons, latency_ms=latency,
-        source=source, decided_at=decided_at, shadow_scores={row[0]: row[4] for row in rows if row[3]}, label=label)
+        transaction_id=transaction_id,
+        fraud_probability=score,
+        is_fraud=is_fraud,
+        threshold=threshold,
+        model_name=model_name,
+        model_version=version,
+        variant=variant,
+        reasons=reasons,
+        latency_ms=latency,
+        source=source,
+        decided_at=decided_at,
+        shadow_scores={row[0]: row[4] for row in rows if row[3]},
+        label=label,
+    )
 
 
 def _store_feedback(db_url: str, payload: FeedbackRequest, known_at: datetime) -> bool:
     try:
         with psycopg.connect(db_url, connect_timeout=2) as conn:
-            exists = conn.execute("SELECT 1 FROM transactions WHERE transaction_id = %s",
-                                  (payload.transaction_id,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM transactions WHERE transaction_id = %s", (payload.transaction_id,)
+            ).fetchone()
             decision = conn.execute(
                 "SELECT model_version, is_fraud, decided_at FROM decisions WHERE transaction_id = %s AND NOT shadow",
-                (payload.transaction_id,)).fetchone()
+                (payload.transaction_id,),
+            ).fetchone()
             if exists is None:
-                raise NotFoundError(f"transaction {payload.transaction_id!r} is unknown; feedback needs a decided "
-                                    "transaction")
+                raise NotFoundError(
+                    f"transaction {payload.transaction_id!r} is unknown; feedback needs a decided transaction"
+                )
             cursor = conn.execute(
                 """INSERT INTO feedback_labels (transaction_id, is_fraud, label_known_at, source)
                    VALUES (%s, %s, %s, %s)
@@ -292,8 +389,11 @@ def _store_feedback(db_url: str, payload: FeedbackRequest, known_at: datetime) -
             )
             stored = cursor.rowcount == 1
             if stored and decision is not None:  # precision on labelled feedback, for the rollout analysis
-                FEEDBACK.labels(decision[0], "fraud" if decision[1] else "legitimate",
-                                "fraud" if payload.is_fraud else "legitimate").inc()
+                FEEDBACK.labels(
+                    decision[0],
+                    "fraud" if decision[1] else "legitimate",
+                    "fraud" if payload.is_fraud else "legitimate",
+                ).inc()
                 observe_feedback_delay(decision[0], decision[1], (known_at - decision[2]).total_seconds())
             return stored
     except psycopg.OperationalError as exc:
@@ -304,8 +404,13 @@ def build_asgi(settings: Settings | None = None) -> Any:
     """What uvicorn serves: request metrics → guards (key, rate, body size) → the /predict fast path → FastAPI."""
     settings = settings or get_settings()
     app = create_app(settings)
-    routes = {route.path: route for route in app.routes if getattr(route, "path", None) in ("/predict",
-                                                                                           "/predict/batch")}
+    routes = {
+        route.path: route
+        for route in app.routes
+        if getattr(route, "path", None) in ("/predict", "/predict/batch")
+    }
     fast = DecisionEndpoints(app, app.state.decisions, routes)
     keys = [key.strip() for key in settings.gateway_api_keys.split(",") if key.strip()]
-    return metrics.RequestMetrics(Guards(fast, keys, settings.gateway_rate_limit, settings.gateway_max_body_bytes))
+    return metrics.RequestMetrics(
+        Guards(fast, keys, settings.gateway_rate_limit, settings.gateway_max_body_bytes)
+    )

@@ -70,9 +70,15 @@ def parse_json_body(adapter: TypeAdapter[Any], body: bytes, content_type: str | 
     """The body validated against `adapter` straight from JSON, strictly; `Refused` (422) otherwise."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if not media_type.endswith(_JSON_TYPES):
-        raise Refused(422, invalid_request([FieldError(
-            field="body", reason="must be JSON, sent with Content-Type: application/json")]))
+        raise Refused(
+            422,
+            invalid_request(
+                [FieldError(field="body", reason="must be JSON, sent with Content-Type: application/json")]
+            ),
+        )
     try:
         return adapter.validate_json(body, strict=True)
     except ValidationError as exc:
-        raise Refused(422, invalid_request(field_errors(exc.errors(include_url=False, include_input=False)))) from exc
+        raise Refused(
+            422, invalid_request(field_errors(exc.errors(include_url=False, include_input=False)))
+        ) from exc

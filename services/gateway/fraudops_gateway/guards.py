@@ -28,12 +28,22 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS = ("/health/", "/metrics", "/docs", "/openapi.json", "/redoc")
 
 
-async def reply(send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def reply(
+    send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """An `ErrorResponse` body sent straight from ASGI."""
     body = orjson.dumps({"error": error, "errors": []})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -66,8 +76,11 @@ class TokenBuckets:
 
     def _forget_full_buckets(self, now: float) -> None:
         """Drop clients whose bucket has refilled: forgetting them changes nothing."""
-        self._buckets = {client: (tokens, at) for client, (tokens, at) in self._buckets.items()
-                         if tokens + (now - at) * self.per_second < self.capacity}
+        self._buckets = {
+            client: (tokens, at)
+            for client, (tokens, at) in self._buckets.items()
+            if tokens + (now - at) * self.per_second < self.capacity
+        }
 
 
 class Guards:
@@ -86,13 +99,21 @@ class Guards:
         client = self._authenticate(headers, scope.get("client"))
         if client is None:
             metrics.REJECTED.labels("unauthenticated").inc()
-            await reply(send, 401, "missing or invalid API key (send it in the X-API-Key header)",
-                        [(b"www-authenticate", b"ApiKey")])
+            await reply(
+                send,
+                401,
+                "missing or invalid API key (send it in the X-API-Key header)",
+                [(b"www-authenticate", b"ApiKey")],
+            )
             return
         if not self.buckets.allow(client):
             metrics.REJECTED.labels("rate_limited").inc()
-            await reply(send, 429, f"rate limit of {self.buckets.description} exceeded for this client; "
-                                   "retry shortly", [(b"retry-after", b"1")])
+            await reply(
+                send,
+                429,
+                f"rate limit of {self.buckets.description} exceeded for this client; retry shortly",
+                [(b"retry-after", b"1")],
+            )
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:

@@ -16,15 +16,23 @@ from fraudops_gateway.tracing import finish_request_span, request_span
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 REQUESTS = Counter("fraudops_gateway_requests_total", "HTTP requests.", ["route", "method", "status"])
-LATENCY = Histogram("fraudops_gateway_request_seconds", "HTTP request latency.", ["route"], buckets=LATENCY_BUCKETS)
+LATENCY = Histogram(
+    "fraudops_gateway_request_seconds", "HTTP request latency.", ["route"], buckets=LATENCY_BUCKETS
+)
 PERSIST_QUEUE = Gauge("fraudops_gateway_persist_queue", "Decisions answered but not yet stored.")
 PERSISTED = Counter("fraudops_gateway_persisted_total", "Transactions stored in PostgreSQL.")
-PERSIST_FAILED = Counter("fraudops_gateway_persist_failed_total",
-                         "Answered transactions PostgreSQL refused to store (each one is logged with the reason).")
-STATE_REFRESHED = Counter("fraudops_gateway_state_refreshed_total",
-                          "Customer states re-read because the stream consumer stored a newer one.")
-CUSTOMERS_DROPPED = Counter("fraudops_gateway_customers_dropped_total",
-                            "Customers whose state the gateway let go (GATEWAY_MAX_CUSTOMERS); re-read when they return.")
+PERSIST_FAILED = Counter(
+    "fraudops_gateway_persist_failed_total",
+    "Answered transactions PostgreSQL refused to store (each one is logged with the reason).",
+)
+STATE_REFRESHED = Counter(
+    "fraudops_gateway_state_refreshed_total",
+    "Customer states re-read because the stream consumer stored a newer one.",
+)
+CUSTOMERS_DROPPED = Counter(
+    "fraudops_gateway_customers_dropped_total",
+    "Customers whose state the gateway let go (GATEWAY_MAX_CUSTOMERS); re-read when they return.",
+)
 REJECTED = Counter("fraudops_gateway_rejected_total", "Requests refused before scoring.", ["reason"])
 
 
@@ -39,8 +47,9 @@ def observe_decisions(decisions: list[Decision]) -> None:
         if counter is None:  # labels() costs a few µs; resolve each combination once
             shadow = "true" if decision.shadow else "false"
             outcome = "fraud" if decision.is_fraud else "legitimate"
-            counter = _DECISION_CHILDREN[key] = DECISIONS.labels(decision.source, decision.variant,
-                                                                 decision.model_version, outcome, shadow)
+            counter = _DECISION_CHILDREN[key] = DECISIONS.labels(
+                decision.source, decision.variant, decision.model_version, outcome, shadow
+            )
         counter.inc()
 
 
@@ -94,6 +103,9 @@ class RequestMetrics:
         key = (path, method, status)
         children = self._children.get(key)
         if children is None:  # labels() costs a few µs; resolve each combination once
-            children = self._children[key] = (REQUESTS.labels(path, method, str(status)), LATENCY.labels(path))
+            children = self._children[key] = (
+                REQUESTS.labels(path, method, str(status)),
+                LATENCY.labels(path),
+            )
         children[0].inc()
         children[1].observe(seconds)

@@ -62,7 +62,9 @@ class DecisionWriter:
     def __init__(self, db_url: str, capacity: int) -> None:
         self.db_url = db_url
         self.queue: asyncio.Queue[PendingWrite] = asyncio.Queue(maxsize=capacity)
-        self.pending: dict[str, PendingDecision] = {}  # answered, not yet durable: GET /transactions sees them
+        self.pending: dict[
+            str, PendingDecision
+        ] = {}  # answered, not yet durable: GET /transactions sees them
         self._conn: psycopg.AsyncConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -92,8 +94,10 @@ class DecisionWriter:
             try:
                 await asyncio.wait_for(self._task, timeout=timeout_s)
             except TimeoutError:
-                log.error("could not store every answered decision before stopping",
-                          extra={"unstored_transactions": len(self.pending), "timeout_s": timeout_s})
+                log.error(
+                    "could not store every answered decision before stopping",
+                    extra={"unstored_transactions": len(self.pending), "timeout_s": timeout_s},
+                )
         if self._conn is not None:
             await self._conn.close()
 
@@ -118,15 +122,19 @@ class DecisionWriter:
         try:
             await self._retrying(batch)
         except (psycopg.Error, ValueError) as exc:  # refused, not unavailable: find the refused request(s)
-            log.warning("the database refused a batch of decisions; storing its requests one by one",
-                        extra={"error": str(exc)})
+            log.warning(
+                "the database refused a batch of decisions; storing its requests one by one",
+                extra={"error": str(exc)},
+            )
             for item in batch:
                 try:
                     await self._retrying([item])
                 except (psycopg.Error, ValueError) as refused:
                     ids = sorted({d.transaction_id for d in item.decisions})
-                    log.error("decision not stored: the database refused it",
-                              extra={"transaction_ids": ids, "error": str(refused)})
+                    log.error(
+                        "decision not stored: the database refused it",
+                        extra={"transaction_ids": ids, "error": str(refused)},
+                    )
                     metrics.PERSIST_FAILED.inc(item.rows)
                     self._forget(item.decisions)
 
@@ -136,13 +144,21 @@ class DecisionWriter:
         rows = sum(item.rows for item in batch)
         started = time.monotonic()
         started_ns = time.time_ns()
-        async for attempt in AsyncRetrying(retry=retry_if_exception_type(psycopg.OperationalError),
-                                           wait=wait_exponential(multiplier=0.1, max=5), reraise=True):
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(psycopg.OperationalError),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            reraise=True,
+        ):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
-                    log.warning("retrying decision write", extra={
-                        "attempt": attempt.retry_state.attempt_number, "rows": rows,
-                        "waiting_s": round(time.monotonic() - started, 1)})
+                    log.warning(
+                        "retrying decision write",
+                        extra={
+                            "attempt": attempt.retry_state.attempt_number,
+                            "rows": rows,
+                            "waiting_s": round(time.monotonic() - started, 1),
+                        },
+                    )
                 await self._write(payloads)
         if any(item.trace_context is not None for item in batch):
             write_spans((item.trace_context for item in batch), started_ns, rows)
@@ -155,7 +171,9 @@ class DecisionWriter:
 
     async def _write(self, payloads: CsvPayloads) -> None:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await psycopg.AsyncConnection.connect(self.db_url, connect_timeout=3, autocommit=True)
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.db_url, connect_timeout=3, autocommit=True
+            )
         try:
             await write_payloads_async(self._conn, payloads)
         except psycopg.OperationalError:

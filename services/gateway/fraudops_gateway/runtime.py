@@ -87,7 +87,9 @@ class GatewayRuntime:
         self.decider: Decider | None = None
         self.scores_remotely = False
         self.routing_identity: tuple[int, int, int] | None = None
-        self.threshold_override = settings.fraud_threshold if "fraud_threshold" in settings.model_fields_set else None
+        self.threshold_override = (
+            settings.fraud_threshold if "fraud_threshold" in settings.model_fields_set else None
+        )
         # customer → time of the stored state last imported (None: nothing stored when it was read),
         # in order of last use: the least recently seen customers are dropped beyond the bound.
         self._stored_at: dict[str, datetime | None] = {}
@@ -111,8 +113,10 @@ class GatewayRuntime:
         try:  # open the state store's connection now rather than on the first request; start the poll clock
             await self.poll_changed_state()
         except psycopg.Error as exc:
-            log.warning("state store unreachable at start; scoring from local state until it is back",
-                        extra={"error": str(exc)})
+            log.warning(
+                "state store unreachable at start; scoring from local state until it is back",
+                extra={"error": str(exc)},
+            )
         # Everything loaded so far lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise walk it every few thousand requests.
         gc.collect()
@@ -160,8 +164,9 @@ class GatewayRuntime:
         # Reason codes are XGBoost's approximate contributions (Saabas, pred_contribs with approx_contribs):
         # exact TreeSHAP costs ~12 ms a row on a 400-tree model, more than the whole p99 budget of a
         # request. The KServe predictor gives exact TreeSHAP on request.
-        decider = await asyncio.to_thread(Decider.from_table, table, "api", self.threshold_override,
-                                          exact_reasons=False)
+        decider = await asyncio.to_thread(
+            Decider.from_table, table, "api", self.threshold_override, exact_reasons=False
+        )
         self.decider = decider
         self.scores_remotely = any(isinstance(scorer, RemoteScorer) for scorer in decider.scorers.values())
         self.routing_identity = identity
@@ -244,15 +249,19 @@ class GatewayRuntime:
 
     async def _connection(self) -> psycopg.AsyncConnection:
         if self._reads is None or self._reads.closed or self._reads.broken:
-            self._reads = await psycopg.AsyncConnection.connect(self.settings.db_url, autocommit=True,
-                                                                connect_timeout=2)
+            self._reads = await psycopg.AsyncConnection.connect(
+                self.settings.db_url, autocommit=True, connect_timeout=2
+            )
         return self._reads
 
     async def _fetch_customers(self, customer_ids: list[str]) -> list[tuple[str, bytes, datetime]]:
         """`statestore.load_customers` with each state's time, on the event loop (async psycopg)."""
         connection = await self._connection()
         cursor = await connection.execute(statestore.LOAD_CUSTOMERS_SQL, (customer_ids, FEATURE_VERSION))
-        return [(customer_id, bytes(state), updated_at) for customer_id, state, updated_at in await cursor.fetchall()]
+        return [
+            (customer_id, bytes(state), updated_at)
+            for customer_id, state, updated_at in await cursor.fetchall()
+        ]
 
     async def poll_changed_state(self, chunk: int = 2000) -> int:
         """Re-read the stored states that changed since the last poll, of customers this gateway holds.
@@ -267,11 +276,15 @@ class GatewayRuntime:
         self._changes_since = now - STATE_POLL_OVERLAP
         if first_poll or not customers:  # at start nothing is held yet: this poll only sets the clock
             return 0
-        stale = [c for c, at in zip(customers, times, strict=True)
-                 if c in self._stored_at and (self._stored_at[c] is None or at > self._stored_at[c])
-                 and c not in self._loading]
+        stale = [
+            c
+            for c, at in zip(customers, times, strict=True)
+            if c in self._stored_at
+            and (self._stored_at[c] is None or at > self._stored_at[c])
+            and c not in self._loading
+        ]
         for start in range(0, len(stale), chunk):
-            self._import(await self._fetch_customers(stale[start:start + chunk]))
+            self._import(await self._fetch_customers(stale[start : start + chunk]))
         metrics.STATE_REFRESHED.inc(len(stale))
         return len(stale)
 
@@ -304,14 +317,21 @@ class GatewayRuntime:
             features = self.engine.transform(encode_transactions(transactions))
         with traced("score", TRACER):
             if self.scores_remotely:  # HTTP to a KServe predictor blocks: a worker thread waits for it
-                decided = await asyncio.to_thread(self._decide_inline, decider, features, transactions, explain)
+                decided = await asyncio.to_thread(
+                    self._decide_inline, decider, features, transactions, explain
+                )
             else:
                 decided = self._decide_inline(decider, features, transactions, explain)
         rows = [transaction_row(tx.model_dump(mode="json"), "api") for tx in transactions]
         return Scored(transactions, decided, rows, (time.perf_counter() - started) * 1000)
 
     @staticmethod
-    def _decide_inline(decider: Decider, features: Any, transactions: Sequence[Transaction],
-                       explain: bool) -> Decided:
-        return decider.decide(features, [tx.transaction_id for tx in transactions],
-                              [tx.customer_id for tx in transactions], explain_all=explain)
+    def _decide_inline(
+        decider: Decider, features: Any, transactions: Sequence[Transaction], explain: bool
+    ) -> Decided:
+        return decider.decide(
+            features,
+            [tx.transaction_id for tx in transactions],
+            [tx.customer_id for tx in transactions],
+            explain_all=explain,
+        )

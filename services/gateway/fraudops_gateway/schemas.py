@@ -20,8 +20,13 @@ from fraudops.schema import MAX_AMOUNT, LegacyTransaction, Transaction
 TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 # PostgreSQL keeps amounts as numeric(14, 2) with `amount > 0`: 0.004 would be stored as 0 and refused.
 _SMALLEST_AMOUNT = 0.01
-_AMOUNT = Field(..., ge=_SMALLEST_AMOUNT, le=MAX_AMOUNT, allow_inf_nan=False,
-                description="Positive, finite amount in `currency`, at least 0.01.")
+_AMOUNT = Field(
+    ...,
+    ge=_SMALLEST_AMOUNT,
+    le=MAX_AMOUNT,
+    allow_inf_nan=False,
+    description="Positive, finite amount in `currency`, at least 0.01.",
+)
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -38,17 +43,24 @@ class TransactionRequest(Transaction):
     """A transaction as `/predict` accepts it: the platform schema, storable as it is."""
 
     # The schema's rule "latitude and longitude together", stated in JSON Schema too.
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}},
-        {"required": ["latitude", "longitude"],
-         "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}}},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}},
+                {
+                    "required": ["latitude", "longitude"],
+                    "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
+                },
+            ]
+        }
+    )
 
     amount: float = _AMOUNT
     # Free text otherwise: a NUL or an unpaired surrogate would be answered and then refused by PostgreSQL.
     ip_address: Annotated[str, Field(max_length=45, pattern=r"^[0-9A-Za-z.:%_/\-]+$")] | None = None
-    hour_of_day: _HOUR | None = Field(None, description="Local hour, when the client knows it better than "
-                                                        "event_time.")
+    hour_of_day: _HOUR | None = Field(
+        None, description="Local hour, when the client knows it better than event_time."
+    )
 
 
 class LegacyTransactionRequest(LegacyTransaction):
@@ -86,8 +98,13 @@ FULL_EXAMPLE = {
     "device_id": "dev-9a8b7c",
     "ip_address": "203.0.113.17",
 }
-LEGACY_EXAMPLE = {"amount": 250.0, "merchant_category": "electronics", "source": "WEB", "is_international": False,
-                  "hour_of_day": 23}
+LEGACY_EXAMPLE = {
+    "amount": 250.0,
+    "merchant_category": "electronics",
+    "source": "WEB",
+    "is_international": False,
+    "hour_of_day": 23,
+}
 
 
 def as_transaction(payload: Transaction | LegacyTransaction) -> Transaction:
@@ -109,8 +126,9 @@ def as_transaction(payload: Transaction | LegacyTransaction) -> Transaction:
 class ReasonCode(BaseModel):
     feature: str = Field(..., description="Feature name (see the model metadata).")
     value: float | None = Field(None, description="The feature's value for this transaction.")
-    contribution: float = Field(..., description="Push towards fraud, in log-odds (XGBoost's feature "
-                                                 "contributions).")
+    contribution: float = Field(
+        ..., description="Push towards fraud, in log-odds (XGBoost's feature contributions)."
+    )
 
 
 class PredictResponse(BaseModel):
@@ -120,15 +138,18 @@ class PredictResponse(BaseModel):
     threshold: float
     model_version: str
     variant: str = Field(..., description="The routed variant that decided (stable, canary, …).")
-    reasons: list[ReasonCode] = Field(default_factory=list,
-                                      description="Top contributions; given for fraud decisions or on request.")
+    reasons: list[ReasonCode] = Field(
+        default_factory=list, description="Top contributions; given for fraud decisions or on request."
+    )
     prediction_time_ms: float = Field(..., description="Features, routing and scoring, in the gateway.")
 
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    transactions: list[PredictRequest] = Field(..., min_length=1, description="At most GATEWAY_MAX_BATCH items.")
+    transactions: list[PredictRequest] = Field(
+        ..., min_length=1, description="At most GATEWAY_MAX_BATCH items."
+    )
 
 
 class BatchResponse(BaseModel):

@@ -12,8 +12,9 @@ def create_pool(db_url: str, min_size: int = 1, max_size: int = 8, name: str = "
     return pool
 
 
-async def create_async_pool(db_url: str, min_size: int = 1, max_size: int = 8,
-                            name: str = "fraudops") -> AsyncConnectionPool:
+async def create_async_pool(
+    db_url: str, min_size: int = 1, max_size: int = 8, name: str = "fraudops"
+) -> AsyncConnectionPool:
     pool = AsyncConnectionPool(db_url, min_size=min_size, max_size=max_size, name=name, open=False)
     await pool.open(wait=True, timeout=10)
     return pool
