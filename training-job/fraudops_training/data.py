@@ -117,9 +117,11 @@ def _validated(frame: pd.DataFrame, name: str) -> pd.DataFrame:
         bad = frame.loc[labels.isna() | ~labels.isin([0, 1]), "is_fraud"].iloc[0]
         raise RejectedInputError("is_fraud", f"labels must be 0 or 1; found {bad} in {name}")
     amounts = pd.to_numeric(frame["amount"], errors="coerce")
-    if amounts.isna().any() or (amounts <= 0).any() or not np.isfinite(amounts).all():
-        raise RejectedInputError("amount", f"amounts must be positive finite numbers ({name})")
-    frame = frame.assign(is_fraud=labels.astype(np.int8), amount=amounts.astype(float))
+    if amounts.isna().any() or (amounts < 0).any() or not np.isfinite(amounts).all():
+        raise RejectedInputError("amount", f"amounts must be finite numbers, zero or more ({name}); a refund is "
+                                 "transaction_type REFUND with a positive amount")
+    # In cents, as the platform stores and scores them: a model trained on 12.345 would see 12.35 online.
+    frame = frame.assign(is_fraud=labels.astype(np.int8), amount=np.rint(amounts.astype(float) * 100) / 100)
     frauds = int(frame["is_fraud"].sum())
     if frauds < MIN_FRAUDS:
         raise RejectedInputError(

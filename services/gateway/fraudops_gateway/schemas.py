@@ -2,8 +2,8 @@
 
 Request bodies are validated by pydantic's JSON validator in strict mode: exactly the JSON types
 the OpenAPI document states (no "12" for a number, no 0 for a date-time), so the document is the
-contract. The transaction bodies are `fraudops.schema` types narrowed by what the platform can
-store: an amount of at least one cent, and an IP address made of address characters.
+contract. The transaction bodies are `fraudops.schema` types, whose rules are what the platform can
+store (amounts in whole cents, zero included; IP addresses in address characters).
 """
 
 from __future__ import annotations
@@ -14,14 +14,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter
 
 from fraudops.errors import RejectedInputError
-from fraudops.schema import MAX_AMOUNT, LegacyTransaction, Transaction
+from fraudops.schema import LegacyTransaction, Transaction
 
 #: A transaction id as the schema allows it (path parameters are checked the same way).
 TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
-# PostgreSQL keeps amounts as numeric(14, 2) with `amount > 0`: 0.004 would be stored as 0 and refused.
-_SMALLEST_AMOUNT = 0.01
-_AMOUNT = Field(..., ge=_SMALLEST_AMOUNT, le=MAX_AMOUNT, allow_inf_nan=False,
-                description="Positive, finite amount in `currency`, at least 0.01.")
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -44,17 +40,13 @@ class TransactionRequest(Transaction):
          "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}}},
     ]})
 
-    amount: float = _AMOUNT
-    # Free text otherwise: a NUL or an unpaired surrogate would be answered and then refused by PostgreSQL.
-    ip_address: Annotated[str, Field(max_length=45, pattern=r"^[0-9A-Za-z.:%_/\-]+$")] | None = None
     hour_of_day: _HOUR | None = Field(None, description="Local hour, when the client knows it better than "
                                                         "event_time.")
 
 
 class LegacyTransactionRequest(LegacyTransaction):
-    """The old prototype's minimal payload, with the same amount rule."""
+    """The old prototype's minimal payload."""
 
-    amount: float = _AMOUNT
     hour_of_day: _HOUR
 
 

@@ -22,6 +22,7 @@ TAU_30D = 30 * DAY
 IMPOSSIBLE_SPEED_KMH = 900.0
 EARTH_RADIUS_KM = 6371.0088
 NAN = np.nan
+CENT = 0.01  # the smallest amount above zero
 
 
 @nb.njit(cache=True, inline="always")
@@ -167,8 +168,10 @@ def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.n
         o[Feature.AMOUNT_ZSCORE] = (log_amount - F[row, L.S_LOGAMT_MEAN]) / math.sqrt(F[row, L.S_LOGAMT_VAR] + 0.01)
     else:
         o[Feature.AMOUNT_ZSCORE] = NAN
-    o[Feature.AMOUNT_TO_MEAN] = amount / F[row, L.S_AMT_MEAN] if has_history else NAN
-    o[Feature.AMOUNT_TO_MAX] = amount / F[row, L.S_AMT_MAX] if has_history else NAN
+    # Past amounts may all be zero (card verifications): the ratios then compare with one cent, which
+    # changes nothing for a history of real amounts (every mean and maximum of those is at least a cent).
+    o[Feature.AMOUNT_TO_MEAN] = amount / max(F[row, L.S_AMT_MEAN], CENT) if has_history else NAN
+    o[Feature.AMOUNT_TO_MAX] = amount / max(F[row, L.S_AMT_MAX], CENT) if has_history else NAN
     whole = round(amount)
     o[Feature.AMOUNT_IS_ROUND] = 1.0 if abs(amount - whole) < 0.005 and whole % 50 == 0 else 0.0
     o[Feature.AMOUNT_IS_SMALL] = 1.0 if amount < 2.0 else 0.0

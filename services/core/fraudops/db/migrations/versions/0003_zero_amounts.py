@@ -1,0 +1,23 @@
+"""Zero amounts are real (card-verification authorisations are $0.00): `transactions.amount >= 0`.
+
+Negative amounts stay refused, by the schema and here: a refund is a REFUND transaction with a
+positive amount.
+
+Revision ID: 0003
+"""
+
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE transactions DROP CONSTRAINT transactions_amount_check")
+    op.execute("ALTER TABLE transactions ADD CONSTRAINT transactions_amount_check CHECK (amount >= 0)")
+
+
+def downgrade() -> None:
+    # Fails while zero-amount rows exist: removing them is a decision for a person, not a migration.
+    op.execute("ALTER TABLE transactions DROP CONSTRAINT transactions_amount_check")
+    op.execute("ALTER TABLE transactions ADD CONSTRAINT transactions_amount_check CHECK (amount > 0)")
