@@ -132,24 +132,24 @@ def test_anonymous_transactions_get_features_but_leave_no_state() -> None:
     assert engine.customer_count == 0
 
 
-def test_a_snapshot_restores_exactly_the_same_future_features() -> None:
+def test_exported_customers_imported_into_a_fresh_engine_give_exactly_the_same_future_features() -> None:
     history = [tx(i * 7, amount=5.0 + i) for i in range(40)]
     follow_up = [tx(400 + i, amount=50.0 + i, device_id="phone-9") for i in range(5)]
     original = FeatureEngine()
     features(history, original)
     restored = FeatureEngine()
-    restored.restore(original.snapshot())
+    restored.import_customers(original.export_customers(["alice"]))
     assert np.array_equal(features(follow_up, original).to_numpy(), features(follow_up, restored).to_numpy(),
                           equal_nan=True)
 
 
-def test_a_snapshot_of_another_feature_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_customer_row_of_another_feature_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = FeatureEngine()
     features([tx(0)], engine)
-    blob = engine.snapshot()
-    monkeypatch.setattr("fraudops.features.engine.FEATURE_VERSION", 999)
+    rows = engine.export_customers(["alice"])
+    monkeypatch.setattr("fraudops.features.engine._ROW_HEADER", b"FOPS" + bytes(12))
     with pytest.raises(ConfigurationError, match="rebuild the state"):
-        FeatureEngine().restore(blob)
+        FeatureEngine().import_customers(rows)
 
 
 def test_feature_enum_matches_the_columns_written() -> None:

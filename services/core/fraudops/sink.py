@@ -15,10 +15,19 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-import orjson
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
+from fraudops.decision import (
+    ALERT_COLUMNS,
+    ALERT_FIELDS,
+    DECISION_COLUMNS,
+    Decision,
+    alert_row,
+    decision_row,
+    decisions_table,
+)
 
 TRANSACTION_COLUMNS = (
     "transaction_id", "event_time", "customer_id", "account_id", "card_id", "merchant_id", "merchant_category",
@@ -26,31 +35,8 @@ TRANSACTION_COLUMNS = (
     "country", "latitude", "longitude", "device_id", "ip_address", "beneficiary_id", "credential_change_at",
     "account_opened_at", "hour_of_day", "source", "kafka_partition", "kafka_offset",
 )
-DECISION_COLUMNS = (
-    "transaction_id", "variant", "model_name", "model_version", "shadow", "score", "threshold", "is_fraud",
-    "reasons", "latency_ms", "source", "decided_at",
-)
-ALERT_COLUMNS = ("transaction_id", "customer_id", "score", "threshold", "model_version", "variant", "reasons",
-                 "created_at")
 _DEFAULTS = {"currency": "EUR", "merchant_category": "other", "channel": "POS", "transaction_type": "PURCHASE",
              "is_international": False}
-
-
-@dataclass(slots=True)
-class Decision:
-    transaction_id: str
-    variant: str
-    model_name: str
-    model_version: str
-    shadow: bool
-    score: float
-    threshold: float
-    is_fraud: bool
-    reasons: list[dict[str, Any]]
-    latency_ms: float | None
-    source: str
-    decided_at: datetime
-    customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,25 +101,6 @@ def transactions_table(records: Sequence[Mapping[str, Any]], source: str, partit
         .append_column("kafka_offset", pa.array(offsets, pa.int64()))
 
 
-DECISION_TABLE_NAMES = (*DECISION_COLUMNS, "customer_id")
-
-
-def decisions_table(decisions: Sequence[Decision]) -> pa.Table:
-    """Decision objects as an Arrow table of DECISION_TABLE_NAMES."""
-    return pa.table({
-        "transaction_id": [d.transaction_id for d in decisions], "variant": [d.variant for d in decisions],
-        "model_name": [d.model_name for d in decisions], "model_version": [d.model_version for d in decisions],
-        "shadow": pa.array([d.shadow for d in decisions], pa.bool_()),
-        "score": pa.array([d.score for d in decisions], pa.float32()),
-        "threshold": pa.array([d.threshold for d in decisions], pa.float32()),
-        "is_fraud": pa.array([d.is_fraud for d in decisions], pa.bool_()),
-        "reasons": [reasons_json(d.reasons) for d in decisions],
-        "latency_ms": pa.array([d.latency_ms for d in decisions], pa.float32()),
-        "source": [d.source for d in decisions], "decided_at": [d.decided_at.isoformat() for d in decisions],
-        "customer_id": pa.array([d.customer_id for d in decisions], pa.string()),
-    })
-
-
 def write_batch(conn: psycopg.Connection, transactions: Sequence[tuple[Any, ...]] | pa.Table,
                 decisions: Sequence[Decision] | pa.Table,
                 alert_threshold_reached: Sequence[Decision] = ()) -> WriteResult:
@@ -147,8 +114,8 @@ def write_batch(conn: psycopg.Connection, transactions: Sequence[tuple[Any, ...]
     `conn` must be in autocommit mode (the transactions below are the commits); when this returns the
     batch is durable and the caller may commit its Kafka offsets.
     """
-    alerts = decisions_table(alert_threshold_reached).rename_columns(
-        [ALERT_NAMES.get(name, name) for name in DECISION_TABLE_NAMES]) if alert_threshold_reached else None
+    alerts = decisions_table(alert_threshold_reached).select(list(ALERT_FIELDS)).rename_columns(
+        list(ALERT_COLUMNS)) if alert_threshold_reached else None
     payloads = CsvPayloads(
         _csv(TRANSACTION_COLUMNS, transactions),
         _csv(DECISION_COLUMNS, decisions if isinstance(decisions, pa.Table) else decisions_table(decisions))
@@ -248,31 +215,8 @@ def csv_lines(rows: Iterable[Sequence[Any]]) -> bytes:
     return "".join([",".join(map(_csv_field, row)) + "\n" for row in rows]).encode()
 
 
-def reasons_json(reasons: list[dict[str, Any]] | None) -> str:
-    """A decision's reason codes as the JSON text the `reasons` columns hold."""
-    return orjson.dumps(reasons).decode() if reasons else "[]"
-
-
-def decision_row(decision: Decision) -> tuple[Any, ...]:
-    """A decision as a row of DECISION_COLUMNS."""
-    d = decision
-    return (d.transaction_id, d.variant, d.model_name, d.model_version, d.shadow, d.score, d.threshold, d.is_fraud,
-            reasons_json(d.reasons), d.latency_ms, d.source, d.decided_at)
-
-
-def alert_row(decision: Decision) -> tuple[Any, ...]:
-    """A deciding fraud decision as a row of ALERT_COLUMNS."""
-    d = decision
-    return (d.transaction_id, d.customer_id, d.score, d.threshold, d.model_version, d.variant,
-            reasons_json(d.reasons), d.decided_at)
-
-
 def encode_rows(transactions: Sequence[tuple[Any, ...]], decisions: Sequence[Decision],
                 alerts: Sequence[Decision]) -> CsvPayloads:
     """One small batch (a request's) as COPY-ready CSV, without Arrow."""
     return CsvPayloads(csv_lines(transactions), csv_lines(map(decision_row, decisions)),
                        csv_lines(map(alert_row, alerts)))
-
-
-#: Alerts reuse the decision columns; only the time column is named differently.
-ALERT_NAMES = {"decided_at": "created_at"}

@@ -7,7 +7,7 @@ checkpoints; it restores a whole partition on assignment. The gateway reads sing
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 
 import numpy as np
@@ -17,15 +17,10 @@ from fraudops.features.encode import stable_hash
 from fraudops.features.engine import LabelEvents
 from fraudops.features.spec import FEATURE_VERSION
 
-#: Customers' stored states and when they were stored (parameters: customer ids, FEATURE_VERSION);
-#: the gateway runs the same query on its async connection.
+#: Customers' stored states and when they were stored (parameters: customer ids, FEATURE_VERSION),
+#: as the gateway reads them.
 LOAD_CUSTOMERS_SQL = """SELECT customer_id, state, updated_at FROM customer_feature_state
                         WHERE customer_id = ANY(%s) AND feature_version = %s"""
-
-
-def load_customers(conn: psycopg.Connection, customer_ids: Sequence[str]) -> list[tuple[str, bytes]]:
-    rows = conn.execute(LOAD_CUSTOMERS_SQL, (list(customer_ids), FEATURE_VERSION)).fetchall()
-    return [(customer_id, bytes(state)) for customer_id, state, _ in rows]
 
 
 def load_partition(conn: psycopg.Connection, topic: str, partition: int) -> list[tuple[str, bytes]]:

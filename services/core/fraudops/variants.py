@@ -22,10 +22,10 @@ import pyarrow as pa
 from prometheus_client import Counter
 
 from fraudops.artifact import load_artifact
+from fraudops.decision import CELL, DECISION_SCHEMA, Decision, decisions_table, reasons_json
 from fraudops.errors import RetryableError
 from fraudops.routing import RoutingTable, Variant
 from fraudops.scoring import Reason, Scorer
-from fraudops.sink import Decision, decisions_table, reasons_json
 
 log = logging.getLogger(__name__)
 SCORING_ERRORS = Counter("fraudops_scoring_errors_total", "Scoring calls of a variant that failed.",
@@ -165,23 +165,21 @@ class VariantScores:
         return [self.decision(i) for i in range(len(self.rows))]
 
     def table(self) -> pa.Table:
-        """The rows as an Arrow table with the sink's decision columns (constants broadcast in C)."""
+        """The rows as an Arrow table of DECISION_SCHEMA: per-row columns from the arrays, the fields that
+        are one value for the whole part broadcast in C."""
         count = len(self.rows)
         reasons = [reasons_json(self.reasons.get(i)) for i in range(count)] if self.reasons else pa.repeat("[]", count)
-
-        def constant(value: object, kind: pa.DataType) -> pa.Array:
-            return pa.repeat(pa.scalar(value, kind), count)
-
-        return pa.table({
-            "transaction_id": pa.array(self.transaction_ids, pa.string()),
-            "variant": constant(self.variant, pa.string()), "model_name": constant(self.model_name, pa.string()),
-            "model_version": constant(self.model_version, pa.string()), "shadow": constant(self.shadow, pa.bool_()),
-            "score": pa.array(self.scores, pa.float32()), "threshold": constant(self.threshold, pa.float32()),
-            "is_fraud": pa.array(self.flagged, pa.bool_()), "reasons": pa.array(reasons, pa.string()),
-            "latency_ms": constant(self.latency_ms, pa.float32()), "source": constant(self.source, pa.string()),
-            "decided_at": constant(self.decided_at.isoformat(), pa.string()),
-            "customer_id": pa.array(self.customer_ids, pa.string()),
-        })
+        per_row = {"transaction_id": self.transaction_ids, "customer_id": self.customer_ids, "score": self.scores,
+                   "is_fraud": self.flagged, "reasons": reasons}
+        columns = []
+        for column in DECISION_SCHEMA:
+            if column.name in per_row:
+                columns.append(pa.array(per_row[column.name], column.type))
+            else:
+                value = getattr(self, column.name)
+                cell = CELL.get(column.name)
+                columns.append(pa.repeat(pa.scalar(cell(value) if cell else value, column.type), count))
+        return pa.table(columns, schema=DECISION_SCHEMA)
 
 
 @dataclass

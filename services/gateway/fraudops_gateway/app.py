@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from fraudops.config import Settings, get_settings
+from fraudops.decision import DECISION_COLUMNS, Decision, decision_from_row
 from fraudops.errors import ConfigurationError, FraudopsError, NotFoundError, RetryableError
 from fraudops.metrics import FEEDBACK
 from fraudops_gateway import metrics
@@ -170,13 +171,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> StoredDecision:
         pending = writer.pending.get(transaction_id)
         if pending is not None:
-            decision = pending.deciding
-            return StoredDecision(
-                transaction_id=transaction_id, fraud_probability=decision.score, is_fraud=decision.is_fraud,
-                threshold=decision.threshold, model_name=decision.model_name,
-                model_version=decision.model_version, variant=decision.variant, reasons=decision.reasons,
-                latency_ms=decision.latency_ms, source=decision.source, decided_at=decision.decided_at,
-                shadow_scores=dict(pending.shadow_scores))
+            return _stored(pending.deciding, dict(pending.shadow_scores), None)
         return await asyncio.to_thread(_load_decision, settings.db_url, transaction_id)
 
     @app.post("/feedback", response_model=FeedbackResponse, tags=["feedback"],
@@ -251,23 +246,25 @@ def _load_decision(db_url: str, transaction_id: str) -> StoredDecision:
     try:
         with psycopg.connect(db_url, connect_timeout=2) as conn:
             rows = conn.execute(
-                """SELECT d.variant, d.model_name, d.model_version, d.shadow, d.score, d.threshold, d.is_fraud,
-                          d.reasons, d.latency_ms, d.source, d.decided_at, f.is_fraud
-                   FROM decisions d LEFT JOIN feedback_labels f USING (transaction_id)
-                   WHERE d.transaction_id = %s""",
+                f"""SELECT {", ".join(f"d.{name}" for name in DECISION_COLUMNS)}, f.is_fraud
+                    FROM decisions d LEFT JOIN feedback_labels f USING (transaction_id)
+                    WHERE d.transaction_id = %s""",
                 (transaction_id,),
             ).fetchall()
     except psycopg.OperationalError as exc:
         raise RetryableError(f"database unavailable: {exc}") from exc
-    deciding = [row for row in rows if not row[3]]
+    decisions = [decision_from_row(row[:-1]) for row in rows]
+    deciding = [(decision, row[-1]) for decision, row in zip(decisions, rows, strict=True) if not decision.shadow]
     if not deciding:
         raise NotFoundError(f"no decision stored for transaction {transaction_id!r}")
-    (variant, model_name, version, _, score, threshold, is_fraud, reasons, latency, source, decided_at,
-     label) = deciding[0]
-    return StoredDecision(
-        transaction_id=transaction_id, fraud_probability=score, is_fraud=is_fraud, threshold=threshold,
-        model_name=model_name, model_version=version, variant=variant, reasons=reasons, latency_ms=latency,
-        source=source, decided_at=decided_at, shadow_scores={row[0]: row[4] for row in rows if row[3]}, label=label)
+    decision, label = deciding[0]
+    return _stored(decision, {d.variant: d.score for d in decisions if d.shadow}, label)
+
+
+def _stored(decision: Decision, shadow_scores: dict[str, float], label: bool | None) -> StoredDecision:
+    """A decision as `GET /transactions/{id}` answers it (the probability under its API name)."""
+    fields = {name: getattr(decision, name) for name in StoredDecision.model_fields if hasattr(decision, name)}
+    return StoredDecision(**fields, fraud_probability=decision.score, shadow_scores=shadow_scores, label=label)
 
 
 def _store_feedback(db_url: str, payload: FeedbackRequest, known_at: datetime) -> bool:

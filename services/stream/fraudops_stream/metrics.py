@@ -21,6 +21,10 @@ REPLAYED = Counter("fraudops_consumer_replayed_total", "Records replayed into th
 ALERTS = Counter("fraudops_consumer_alerts_total", "Alerts published to the alerts topic.")
 DEAD_LETTERED = Counter("fraudops_consumer_dead_lettered_total", "Invalid records sent to the DLQ.")
 DB_RETRIES = Counter("fraudops_consumer_db_retries_total", "Batch writes retried while PostgreSQL was unavailable.")
+DELIVERY_RETRIES = Counter("fraudops_consumer_delivery_retries_total",
+                           "Rounds of alerts or dead letters produced again after a failed delivery.")
+SCORING_RETRIES = Counter("fraudops_consumer_scoring_retries_total",
+                          "Batches whose scoring was retried while the deciding variant was unavailable.")
 BATCH_SIZE = Histogram("fraudops_consumer_batch_records", "Records per batch.",
                        buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000))
 STAGE = Histogram("fraudops_consumer_stage_seconds", "Time per batch in each stage.", ["stage"],

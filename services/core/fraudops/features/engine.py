@@ -3,7 +3,7 @@
     engine = FeatureEngine()
     features = engine.transform(encode_records(batch))   # features, then the state moves on
     engine.add_fraud_labels(labels)                        # applied when their known-at time passes
-    blob = engine.snapshot(customer_ids)                   # checkpoint; FeatureEngine.restore(blob)
+    rows = engine.export_customers(customer_ids)           # checkpoint rows; engine.import_customers(rows)
 
 The same engine object serves the stream consumer (micro-batches), the gateway (batches of one)
 and training (`replay` of a whole history), so there is exactly one feature definition.
@@ -11,7 +11,6 @@ and training (`replay` of a whole history), so there is exactly one feature defi
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -116,10 +115,6 @@ class FeatureEngine:
     def customer_count(self) -> int:
         return len(self._customers)
 
-    @property
-    def pending_label_count(self) -> int:
-        return len(self._pending)
-
     def transform(self, batch: EncodedBatch) -> np.ndarray:
         """Features (float32, [n, N_FEATURES]) of each transaction in order; then the state includes them."""
         batch.txi[:, L.TI_SLOT] = self._customers.lookup(batch.customer_ids, create=True)
@@ -160,70 +155,6 @@ class FeatureEngine:
             parts.append(self.transform(encode_frame(history.iloc[start:start + chunk_rows])))
         return np.concatenate(parts) if parts else np.empty((0, N_FEATURES), dtype=np.float32)
 
-    # --- checkpoints ---------------------------------------------------------------------------------
-
-    def snapshot(self, customer_ids: Iterable[str] | None = None, include_global: bool = True) -> bytes:
-        """Serialise the state of some customers (default: all) and, optionally, the global part.
-
-        The global part (label-risk tables and labels not yet in effect) is shared by all customers:
-        a per-partition checkpoint leaves it out, a whole-engine snapshot keeps it.
-        """
-        ids = list(self._customers.slots) if customer_ids is None else [
-            c for c in customer_ids if c in self._customers.slots]
-        rows = np.asarray([self._customers.slots[c] for c in ids], dtype=np.int64)
-        arrays: dict[str, np.ndarray] = {
-            "header": np.asarray([FEATURE_VERSION, L.N_FLOAT_STATE, L.N_INT_STATE], dtype=np.int64),
-            "customer_ids": np.asarray(ids, dtype=str),
-            "floats": self._floats[rows],
-            "ints": self._ints[rows],
-        }
-        if include_global:
-            for table, slot_map in enumerate(self._risk):
-                arrays[f"risk_keys_{table}"] = np.asarray(list(slot_map.slots), dtype=np.int64)
-                arrays[f"risk_count_{table}"] = self._risk_count[table, : len(slot_map)]
-                arrays[f"risk_time_{table}"] = self._risk_time[table, : len(slot_map)]
-            arrays["pending_known_at"] = self._pending.known_at
-            arrays["pending_customers"] = np.asarray([c or "" for c in self._pending.customer_ids], dtype=str)
-            arrays["pending_keys"] = self._pending.risk_keys
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        return buffer.getvalue()
-
-    def restore(self, blob: bytes) -> int:
-        """Load a snapshot into this engine (customers replace any held under the same id); returns count."""
-        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-            version, n_floats, n_ints = (int(x) for x in data["header"])
-            if (version, n_floats, n_ints) != (FEATURE_VERSION, L.N_FLOAT_STATE, L.N_INT_STATE):
-                raise ConfigurationError(
-                    f"feature state snapshot is version {version} ({n_floats}/{n_ints} columns); this engine is "
-                    f"version {FEATURE_VERSION}: rebuild the state by replaying history"
-                )
-            ids = data["customer_ids"].tolist()
-            slots = self._customers.lookup(ids, create=True)
-            self._grow_customers()
-            self._floats[slots] = data["floats"]
-            self._ints[slots] = data["ints"]
-            if "pending_known_at" in data:
-                self._restore_global(data)
-        return len(ids)
-
-    def _restore_global(self, data: np.lib.npyio.NpzFile) -> None:
-        for table, slot_map in enumerate(self._risk):
-            mine = slot_map.lookup(data[f"risk_keys_{table}"].tolist(), create=True)
-            self._grow_risk()
-            count, when = data[f"risk_count_{table}"], data[f"risk_time_{table}"]
-            # the tables are global: where both sides know an entity, the more recent knowledge wins
-            newer = when >= self._risk_time[table, mine]
-            self._risk_count[table, mine[newer]] = count[newer]
-            self._risk_time[table, mine[newer]] = when[newer]
-        theirs = LabelEvents(
-            data["pending_known_at"],
-            np.asarray([c or None for c in data["pending_customers"].tolist()], dtype=object),
-            data["pending_keys"],
-        )
-        if not len(self._pending):
-            self.add_fraud_labels(theirs)
-
     # --- per-customer rows (the state store shared by the consumer and the gateway) -------------------
 
     def export_customers(self, customer_ids: Iterable[str]) -> list[tuple[str, bytes]]:
@@ -251,9 +182,6 @@ class FeatureEngine:
             self._floats[slot] = np.frombuffer(body[:float_bytes], dtype=np.float64)
             self._ints[slot] = np.frombuffer(body[float_bytes:], dtype=np.int64)
         return len(rows)
-
-    def knows(self, customer_id: str) -> bool:
-        return customer_id in self._customers.slots
 
     def forget(self, customer_ids: Iterable[str]) -> None:
         """Drop customers' state (their partition moved elsewhere, or the gateway's bound evicted them).
