@@ -11,7 +11,7 @@ FRAUDOPS   := $(VENV)/bin/fraudops
 UV_VERSION := 0.13.9
 INSTALLED  := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus cluster clean
+.PHONY: help demo test test-unit test-integration test-k8s chaos crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus cluster clean
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ test-integration: $(INSTALLED) ## tests against real PostgreSQL and Kafka
 
 test-k8s: $(INSTALLED) k8s-bin prometheus ## the operator against a real kube-apiserver and Prometheus
 	$(VENV)/bin/pytest -m k8s tests/k8s
+
+chaos: $(INSTALLED) ## the fault-injection suite: the stack under load, broken on a schedule (~10-15 min; table in loadtest/results/chaos.md)
+	$(VENV)/bin/pytest -m chaos tests/chaos --timeout 2700
 
 crds: $(INSTALLED) ## regenerate manifests/crds from operator/fraudops_operator/crd.py
 	$(PY) -m fraudops_operator.crd

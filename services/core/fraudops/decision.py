@@ -66,7 +66,7 @@ ALERT_FIELDS = ("transaction_id", "customer_id", "score", "threshold", "model_na
 ALERT_COLUMNS = tuple("created_at" if name == "decided_at" else name for name in ALERT_FIELDS)
 
 #: Values of a field as table cells (text for the JSON and time columns); other fields go as they are.
-CELL = {"reasons": reasons_json, "decided_at": datetime.isoformat}
+CELL: dict[str, typing.Callable[[Any], str]] = {"reasons": reasons_json, "decided_at": datetime.isoformat}
 
 
 def _row_maker(names: Sequence[str]) -> typing.Callable[[Decision], tuple[Any, ...]]:
