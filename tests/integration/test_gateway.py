@@ -136,6 +136,16 @@ def test_a_full_transaction_is_decided_and_its_decision_stored(
     assert (float(amount), channel, customer) == (899.0, "WEB", "cust-000123")
 
 
+def test_a_zero_amount_card_verification_is_decided_and_stored(client: httpx.Client, database: str) -> None:
+    transaction_id = new_id()
+    response = client.post("/predict", json={**FULL, "transaction_id": transaction_id, "amount": 0})
+
+    assert response.status_code == 200, response.text
+    wait_until_stored(database, [transaction_id])
+    ((amount,),) = stored_rows(database, "SELECT amount FROM transactions WHERE transaction_id = %s", transaction_id)
+    assert float(amount) == 0.0
+
+
 def test_a_stored_decision_is_served_back_by_transaction_id(client: httpx.Client, database: str) -> None:
     transaction_id = new_id()
     answer = client.post("/predict", json={**FULL, "transaction_id": transaction_id}).json()
@@ -304,21 +314,21 @@ def _full(**changes: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("path", "body", "field", "rule"), [
-    ("/predict", _full(amount=-12.5), "amount", "greater than or equal to 0.01"),
-    ("/predict", _full(amount=0), "amount", "greater than or equal to 0.01"),
+    ("/predict", _full(amount=-12.5), "amount", "never negative; a refund is transaction_type REFUND"),
+    ("/predict", _full(amount=0.001), "amount", "fraction of a cent"),
     ("/predict", _full(amount="12.50"), "amount", "valid number"),
     ("/predict", _full(channel="TELEPATHY"), "channel", "'MOBILE_APP', 'WEB', 'POS'"),
     ("/predict", _full(event_time="yesterday"), "event_time", "valid datetime"),
     ("/predict", _full(event_time="2026-13-01T00:00:00Z"), "event_time", "valid datetime"),
     ("/predict", _full(event_time="2999-01-01T00:00:00Z"), "event_time", "more than a day in the future"),
-    ("/predict", _full(event_time="1969-07-20T20:17:40Z"), "event_time", "not be before 1970"),
-    ("/predict", _full(latitude=52.5), "latitude", "latitude and longitude must be given together"),
+    ("/predict", _full(event_time="1969-07-20T20:17:40Z"), "event_time", "before 1970"),
+    ("/predict", _full(latitude=52.5), "longitude", "latitude and longitude must be given together"),
     ("/predict", _full(ip_address="10.0.0.1\u0000"), "ip_address", "should match pattern"),
     ("/predict", _full(colour="red"), "colour", "Extra inputs are not permitted"),
     ("/predict", {k: v for k, v in LEGACY.items() if k != "hour_of_day"}, "hour_of_day", "Field required"),
     ("/predict", {**LEGACY, "hour_of_day": 24}, "hour_of_day", "less than or equal to 23"),
     ("/predict/batch", {"transactions": [LEGACY, {**LEGACY, "amount": -1}]}, "transactions.1.amount",
-     "greater than or equal to 0.01"),
+     "never negative"),
     ("/predict/batch", {"transactions": []}, "transactions", "at least 1 item"),
     ("/feedback", {"transaction_id": "x", "is_fraud": "yes"}, "is_fraud", "valid boolean"),
     ("/feedback", {"transaction_id": "x", "is_fraud": True, "label_known_at": 0}, "label_known_at",
