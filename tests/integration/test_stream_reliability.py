@@ -122,7 +122,8 @@ def test_finding_1_while_alerts_cannot_be_delivered_offsets_stay_put_and_every_a
         produce(setup.bootstrap, setup.topic, records[:1_000])
         assert wait_for_count(setup.db_url, 1_000, 240, [consumer]) == 1_000
         wait_until_caught_up(setup, 120, [consumer])
-        AdminClient({"bootstrap.servers": setup.bootstrap}).delete_topics([setup.alerts])[setup.alerts].result(60)
+        admin = AdminClient({"bootstrap.servers": setup.bootstrap})
+        admin.delete_topics([setup.alerts])[setup.alerts].result(60)
         produce(setup.bootstrap, setup.topic, records[1_000:])
         wait_for(lambda: "records not delivered; producing them again" in setup.log("alerts-outage"), 240,
                  "an undelivered alert", [consumer])

@@ -77,6 +77,8 @@ class CheckpointScheduler:
         """Checkpoint these partitions now (those at rest), before they leave this consumer."""
         self.settle()
         for partition in partitions:
+            if partition not in self.state.position:
+                continue  # nothing of it was ever in the state here (or it was handed over already)
             try:
                 written = self.state.checkpoint(partition)
             except psycopg.Error as exc:  # the next owner replays from the previous checkpoint instead
