@@ -13,7 +13,7 @@ stored decisions imply on the alerts topic (duplicates counted, readers dedupe b
 checkpointed states equal to an uninterrupted offline pass; no process exited by itself; the
 group's lag back to zero after the last fault. The table goes to `loadtest/results/chaos.md`.
 
-Sizes: CHAOS_TRANSACTIONS (200,000), CHAOS_RATE (1,200/s), CHAOS_CONSUMER_KILLS (20).
+Sizes: CHAOS_TRANSACTIONS (200,000), CHAOS_RATE (1,000/s), CHAOS_CONSUMER_KILLS (20).
 """
 
 from __future__ import annotations
@@ -63,11 +63,14 @@ from tests.poison import POISONS
 pytestmark = pytest.mark.chaos
 
 TRANSACTIONS = int(os.environ.get("CHAOS_TRANSACTIONS", "200000"))
-RATE_PER_S = float(os.environ.get("CHAOS_RATE", "1200"))
+RATE_PER_S = float(os.environ.get("CHAOS_RATE", "1000"))
 CONSUMER_KILLS = int(os.environ.get("CHAOS_CONSUMER_KILLS", "20"))
 OUTAGE_S = 5.0  # how long the broker, PostgreSQL and the predictor stay down each time
 LAG_ZERO_WITHIN_S = 180.0  # the stated bound: the group's lag is back to zero this long after the last fault
 REPORT = REPO_ROOT / "loadtest" / "results" / "chaos.md"
+#: A SIGTERM'd consumer exits 0 once it finished its batch; one still starting up (its handler not yet
+#: installed, nothing consumed) ends by the signal itself, which loses nothing either.
+CLEAN_EXITS = (0, -signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +166,10 @@ class Stack:
     def sigterm_during_rebalance(self, at: float) -> None:
         leaving = self.rng.choice([c for c in self.live_consumers() if c.alive()])
         joining = self.new_consumer()  # its join starts a rebalance of the group
-        wait_until(lambda: "partition assigned" in joining.log_file.read_text(errors="replace"), 240,
+        wait_until(lambda: "partition assigned" in joining.log_file.read_text(errors="replace"), 600,
                    "the joining consumer's first partitions")
         leaving.signal(signal.SIGTERM)
-        if leaving.last_exit != 0:
+        if leaving.last_exit not in CLEAN_EXITS:
             self.unplanned.append(f"{leaving.name} exited with {leaving.last_exit} after SIGTERM")
         self.faults.record("SIGTERM during a rebalance", at, f"{leaving.name} left as {joining.name} joined")
 
@@ -222,10 +225,11 @@ def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
     started = time.monotonic()
 
     faults = system.schedule()
-    interval_s = len(plan) / RATE_PER_S / (len(faults) + 1)
     for index, fault in enumerate(faults):
-        due = started + (index + 1) * interval_s * system.rng.uniform(0.8, 1.2)
-        time.sleep(max(due - time.monotonic(), 0))  # pacing the schedule (random points of the loop)
+        # Spread over the load by its progress (a restart that takes long does not push the faults past
+        # the load's end), at a random point within each slot: random points of the consumers' loop.
+        due = (index + system.rng.uniform(0.6, 1.4)) * len(plan) / (len(faults) + 1)
+        wait_until(lambda d=due: load.sent >= d or not load.is_alive(), 1800, "the load's progress")
         at = time.monotonic() - started
         {"consumer": system.kill_consumer, "rebalance": system.sigterm_during_rebalance, "broker": system.kill_broker,
          "postgres": system.kill_postgres, "predictor": system.kill_predictor}[fault](at)
@@ -236,13 +240,14 @@ def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
     topic, group = stack.settings.transactions_topic, "chaos"
     wait_until(lambda: committed(stack.kafka.bootstrap, group, topic)
                             == end_offsets(stack.kafka.bootstrap, topic), 900, "zero lag")
-    lag_zero_after_fault_s = time.monotonic() - max(system.faults.last_recovered, started)
+    lag_zero_at = time.monotonic()
+    lag_zero_after_fault_s = lag_zero_at - max(system.faults.last_recovered, started)
     probe.stopping.set()
     probe.join(timeout=30)
     system.stop_watching()
     for consumer in system.live_consumers():
         consumer.signal(signal.SIGTERM)  # the clean path: every partition checkpointed
-        if consumer.last_exit != 0:
+        if consumer.last_exit not in CLEAN_EXITS:
             system.unplanned.append(f"{consumer.name} exited with {consumer.last_exit} after the final SIGTERM")
     system.gateway.signal(signal.SIGTERM)
     system.predictor.signal(signal.SIGTERM)
@@ -284,8 +289,8 @@ def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
                                                               f"(of {comparison.states:,} states)"),
         ("unplanned exits (manual restarts needed)", str(len(system.unplanned))),
         ("time to zero lag after the last fault", f"{lag_zero_after_fault_s:.0f} s (stated bound: "
-                                                  f"{LAG_ZERO_WITHIN_S:.0f} s; the load's last record was sent "
-                                                  f"{load_ended - system.faults.last_recovered:.0f} s after it)"),
+                                                  f"{LAG_ZERO_WITHIN_S:.0f} s); {lag_zero_at - load_ended:.0f} s after "
+                                                  f"the last record was produced"),
         ("gateway /predict answers", ", ".join(f"{status}: {n}" for status, n in sorted(probe.statuses.items()))),
         ("suite runtime", f"{time.monotonic() - began:.0f} s"),
     ]
