@@ -156,3 +156,11 @@ def test_feature_enum_matches_the_columns_written() -> None:
     row = features([tx(0, amount=123.0)]).iloc[0]
     assert row.iloc[Feature.AMOUNT] == pytest.approx(123.0)
     assert row.iloc[Feature.HOUR] == 12
+
+
+def test_card_verifications_of_zero_amount_give_finite_features() -> None:
+    # $0.00 authorisations (a card-testing signal) after a history of only $0.00 ones.
+    rows = features([tx(i, amount=0.0) for i in range(3)] + [tx(5, amount=25.0)])
+    assert np.isfinite(rows.amount_to_mean.iloc[1:]).all() and np.isfinite(rows.amount_to_max.iloc[1:]).all()
+    assert rows.amount_to_mean.iloc[3] == pytest.approx(25.0 / 0.01)
+    assert (rows.amount_is_small.iloc[:3] == 1).all()

@@ -95,3 +95,21 @@ def test_card_precision_counts_each_card_once_per_day() -> None:
     scores = np.array([0.9, 0.8, 0.7, 0.1, 0.9, 0.2])
     # day 1: top-2 cards are a (fraud) and b → 1/2; day 2: a (legit) and b (fraud) → 1/2
     assert card_precision_at_k(days, cards, labels, scores, k=2) == pytest.approx(0.5)
+
+
+def test_zero_amounts_are_trained_on_and_amounts_are_taken_in_cents(tmp_path: Path) -> None:
+    frame = history()
+    frame.loc[[4, 8], "amt"] = 0.0  # card verifications
+    frame.loc[12, "amt"] = 12.345
+    loaded, _ = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
+    assert (loaded["amount"] == 0).sum() == 2
+    assert 12.35 in set(loaded["amount"]) or 12.34 in set(loaded["amount"])
+    assert (np.rint(loaded["amount"] * 100) / 100 == loaded["amount"]).all()
+
+
+def test_a_negative_amount_is_refused_with_how_to_send_a_refund(tmp_path: Path) -> None:
+    frame = history()
+    frame.loc[7, "amt"] = -3.0
+    with pytest.raises(RejectedInputError, match="REFUND with a positive amount") as error:
+        load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
+    assert error.value.field == "amount"
