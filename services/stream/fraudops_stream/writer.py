@@ -141,7 +141,8 @@ class BatchWriter:
 
         def attempt() -> list[Refused]:
             try:
-                with self.pool.connection() as conn:
+                # A short wait for a connection: while PostgreSQL is down, a stop request is heard between tries.
+                with self.pool.connection(timeout=5) as conn:
                     return store_isolating(lambda r, d, a: self._write(conn, r, d, a), rows, decisions, alerts)
             except psycopg.OperationalError as exc:  # the pool drops the broken connection
                 raise RetryableError(f"database unavailable: {str(exc)[:200]}") from exc
