@@ -3,17 +3,19 @@
 # run the broker in the foreground. Everything written goes to $KAFKA_DATA_DIR (a volume) and /tmp.
 #   KAFKA_CLUSTER_ID             KRaft cluster id (22 characters of base64; fixed per installation)
 #   KAFKA_ADVERTISED_HOST        the name clients use (the StatefulSet pod's DNS name)
+#   KAFKA_ADVERTISED_PORT        the port clients use (9092; another when the port is mapped)
 #   KAFKA_DATA_DIR, KAFKA_HEAP_OPTS
 set -euo pipefail
 : "${KAFKA_CLUSTER_ID:?KAFKA_CLUSTER_ID is not set}"
 : "${KAFKA_ADVERTISED_HOST:=127.0.0.1}"
+: "${KAFKA_ADVERTISED_PORT:=9092}"
 config=/tmp/server.properties
 cat >"$config" <<PROPERTIES
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:9093
 listeners=PLAINTEXT://:9092,CONTROLLER://127.0.0.1:9093
-advertised.listeners=PLAINTEXT://${KAFKA_ADVERTISED_HOST}:9092
+advertised.listeners=PLAINTEXT://${KAFKA_ADVERTISED_HOST}:${KAFKA_ADVERTISED_PORT}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
