@@ -205,3 +205,53 @@ def test_helm_installs_each_chart_with_its_defaults(
         if chart == "fraudops-operator"
         else f"deployment.apps/{release}-fraudops-gateway"
     ]
+
+
+def test_the_pods_the_operator_creates_meet_the_restricted_standard(
+    cluster: Cluster, restricted: str
+) -> None:
+    """The consumer, the predictor and the training pods (from the operator's own desired objects) are
+    accepted in a namespace that enforces the restricted standard, as the charts' pods are."""
+    from datetime import UTC, datetime
+
+    from fraudops_operator import crd
+    from fraudops_operator.desired import desired_children
+    from fraudops_operator.resources import FraudModel, TrainingRun
+    from fraudops_operator.rollout import next_state
+    from fraudops_operator.training import desired_training_job
+    from tests.k8s.objects import CANDIDATE, STABLE
+
+    def body(kind: str, spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "apiVersion": crd.API_VERSION,
+            "kind": kind,
+            "spec": crd.apply_defaults(schema, spec),
+            "metadata": {"name": "card-fraud", "namespace": restricted, "uid": "u1", "generation": 1},
+        }
+
+    model = FraudModel.from_body(
+        body("FraudModel", {"stable": STABLE, "candidate": CANDIDATE}, crd.FRAUD_MODEL_SPEC)
+    )
+    children = desired_children(model, next_state(model, None, datetime.now(UTC)).state)
+    run = TrainingRun.from_body(
+        body(
+            "TrainingRun",
+            {"data": {"uri": "pvc://datasets/x.parquet"}, "output": {"uri": "pvc://models/a"}},
+            crd.TRAINING_RUN_SPEC,
+        )
+    )
+    pods = [pod_from_template(c) for c in children if c["kind"] == "Deployment"]
+    pods.append(pod_from_template(desired_training_job(run)))
+    for isvc in (c for c in children if c["kind"] == "InferenceService"):
+        predictor = isvc["spec"]["predictor"]
+        pods.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": isvc["metadata"]["name"]},
+                "spec": {k: predictor[k] for k in ("containers", "securityContext", "volumes")},
+            }
+        )
+
+    assert len(pods) >= 3, [p["metadata"]["name"] for p in pods]
+    assert [problem for pod in pods if (problem := accepted(cluster.server, pod, restricted))] == []
