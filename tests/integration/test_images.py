@@ -165,9 +165,8 @@ def test_the_consumer_serves_metrics_while_consuming_from_the_real_broker(
     db_url: str, kafka_bootstrap: str, trained_artifact: Path
 ) -> None:
     topic = f"image-test-{secrets.token_hex(3)}"
-    AdminClient({"bootstrap.servers": kafka_bootstrap}).create_topics([NewTopic(topic, 1, 1)])[topic].result(
-        30
-    )
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})  # kept alive until the topic exists
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     port = free_port()
     options = [
         *LOCKED_DOWN,
@@ -197,6 +196,9 @@ def test_the_operator_answers_its_liveness_probe_against_the_real_api_server(tmp
     try:
         install_crds(server, [OUR_CRDS])
         assert server.kubeconfig_path is not None
+        kubeconfig = tmp_path / "kubeconfig"  # a copy uid 10001 may read (the server's own is root's, 0600)
+        kubeconfig.write_text(server.kubeconfig_path.read_text())
+        kubeconfig.chmod(0o644)
         port = free_port()
         options = [
             *LOCKED_DOWN,
@@ -205,7 +207,7 @@ def test_the_operator_answers_its_liveness_probe_against_the_real_api_server(tmp
             "-e",
             "KUBECONFIG=/kube/config",
             "-v",
-            f"{server.kubeconfig_path}:/kube/config:ro",
+            f"{kubeconfig}:/kube/config:ro",
         ]
         with container(
             PLATFORM, "operator", "run", "--liveness", f"http://127.0.0.1:{port}/healthz", options=options
