@@ -51,6 +51,17 @@ LOCKED_DOWN = [
 ]
 
 
+def on_host(env: dict[str, str], mounts: dict[Path, str]) -> list[str]:
+    """LOCKED_DOWN on the host's network (the session's services listen on loopback), with environment
+    variables and read-only mounts."""
+    options = [*LOCKED_DOWN, "--network", "host"]
+    for name, value in env.items():
+        options += ["-e", f"{name}={value}"]
+    for source, target in mounts.items():
+        options += ["-v", f"{source}:{target}:ro"]
+    return options
+
+
 def docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -124,17 +135,7 @@ def test_the_gateway_answers_live_and_ready_with_the_real_database(
     db_url: str, trained_artifact: Path
 ) -> None:
     port = free_port()
-    options = [
-        *LOCKED_DOWN,
-        "--network",
-        "host",
-        "-e",
-        f"DB_URL={db_url}",
-        "-e",
-        "MODEL_PATH=/models/model",
-        "-v",
-        f"{trained_artifact}:/models/model:ro",
-    ]
+    options = on_host({"DB_URL": db_url, "MODEL_PATH": "/models/model"}, {trained_artifact: "/models/model"})
     with container(
         PLATFORM, "serve", "gateway", "--host", "127.0.0.1", "--port", str(port), options=options
     ) as name:
@@ -146,7 +147,7 @@ def test_the_gateway_answers_live_and_ready_with_the_real_database(
 
 def test_the_predictor_answers_v2_live_and_its_model_ready(trained_artifact: Path) -> None:
     port = free_port()
-    options = [*LOCKED_DOWN, "--network", "host", "-v", f"{trained_artifact}:/mnt/models:ro"]
+    options = on_host({}, {trained_artifact: "/mnt/models"})
     with container(
         PREDICTOR,
         "--model_name",
@@ -168,23 +169,14 @@ def test_the_consumer_serves_metrics_while_consuming_from_the_real_broker(
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})  # kept alive until the topic exists
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     port = free_port()
-    options = [
-        *LOCKED_DOWN,
-        "--network",
-        "host",
-        "-e",
-        f"DB_URL={db_url}",
-        "-e",
-        f"KAFKA_BOOTSTRAP_SERVERS={kafka_bootstrap}",
-        "-e",
-        f"TRANSACTIONS_TOPIC={topic}",
-        "-e",
-        f"CONSUMER_GROUP={topic}",
-        "-e",
-        "MODEL_PATH=/models/model",
-        "-v",
-        f"{trained_artifact}:/models/model:ro",
-    ]
+    env = {
+        "DB_URL": db_url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "TRANSACTIONS_TOPIC": topic,
+        "CONSUMER_GROUP": topic,
+        "MODEL_PATH": "/models/model",
+    }
+    options = on_host(env, {trained_artifact: "/models/model"})
     with container(PLATFORM, "stream", "consume", "--metrics-port", str(port), options=options) as name:
         wait_until(answers(f"http://127.0.0.1:{port}/metrics", "fraudops_"), name, "/metrics")
 
@@ -200,15 +192,7 @@ def test_the_operator_answers_its_liveness_probe_against_the_real_api_server(tmp
         kubeconfig.write_text(server.kubeconfig_path.read_text())
         kubeconfig.chmod(0o644)
         port = free_port()
-        options = [
-            *LOCKED_DOWN,
-            "--network",
-            "host",
-            "-e",
-            "KUBECONFIG=/kube/config",
-            "-v",
-            f"{kubeconfig}:/kube/config:ro",
-        ]
+        options = on_host({"KUBECONFIG": "/kube/config"}, {kubeconfig: "/kube/config"})
         with container(
             PLATFORM, "operator", "run", "--liveness", f"http://127.0.0.1:{port}/healthz", options=options
         ) as name:
