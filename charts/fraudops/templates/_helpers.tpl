@@ -30,12 +30,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) }}
 {{- end }}
 
-{{/* Where the platform finds Kafka: the override, else the chosen broker's Service. */}}
+{{/* Where the platform finds Kafka: the override, else the bootstrap Service (Strimzi's, or the bundled
+broker's, which has the same name). */}}
 {{- define "fraudops.kafkaBootstrap" -}}
 {{- if .Values.kafka.bootstrapServers }}
 {{- .Values.kafka.bootstrapServers }}
-{{- else if .Values.kafka.bundled.enabled }}
-{{- printf "%s-kafka:9092" (include "fraudops.fullname" .) }}
 {{- else }}
 {{- printf "%s-kafka-bootstrap:9092" .Values.kafka.clusterName }}
 {{- end }}
