@@ -31,7 +31,9 @@ mkdir -p "$(dirname "$TARBALL")"
 if [ ! -s "$TARBALL" ]; then
     if ! command -v mmdebstrap >/dev/null 2>&1; then
         log "installing mmdebstrap (Debian package)"
-        apt-get -o DPkg::Lock::Timeout=900 install -y -q mmdebstrap >&2
+        apt-get -o DPkg::Lock::Timeout=900 install -y -q mmdebstrap >&2 \
+            || { apt-get -o DPkg::Lock::Timeout=900 update -q >&2 \
+                 && apt-get -o DPkg::Lock::Timeout=900 install -y -q mmdebstrap >&2; }
     fi
     log "building a $SUITE root filesystem with $PACKAGES (about 90 s)"
     # Written next to its final name and moved, so an interrupted run leaves no half tarball behind.

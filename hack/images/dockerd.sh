@@ -21,7 +21,9 @@ start)
     if answers; then echo running; exit 0; fi
     if ! command -v dockerd >/dev/null 2>&1; then
         echo "dockerd: installing docker.io (Debian's Docker engine)" >&2
-        apt-get -o DPkg::Lock::Timeout=900 install -y -q docker.io >&2
+        apt-get -o DPkg::Lock::Timeout=900 install -y -q docker.io >&2 \
+            || { apt-get -o DPkg::Lock::Timeout=900 update -q >&2 \
+                 && apt-get -o DPkg::Lock::Timeout=900 install -y -q docker.io >&2; }
     fi
     mkdir -p "$RUN_DIR"
     nohup dockerd >"$RUN_DIR/dockerd.log" 2>&1 &
