@@ -6,7 +6,7 @@ Pod Security Standard, the values schema refusing wrong values, and a real `helm
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,7 @@ SCENARIOS = scenarios()
 
 
 def make_restricted_namespace(cluster: Cluster, name: str) -> None:
-    """A namespace whose pods the API server refuses unless they meet the restricted standard."""
-    status, _ = cluster.server.request(f"/api/v1/namespaces/{name}")
-    if status == 404:
-        cluster.create_namespace(name)
+    """Label a namespace so that the API server refuses pods that do not meet the restricted standard."""
     cluster.server.kubectl(
         "label", "namespace", name, "--overwrite", *(f"{k}={v}" for k, v in RESTRICTED.items())
     )
@@ -47,6 +44,29 @@ def make_restricted_namespace(cluster: Cluster, name: str) -> None:
 def restricted(cluster: Cluster, namespace: str) -> str:
     make_restricted_namespace(cluster, namespace)
     return namespace
+
+
+@pytest.fixture()
+def other_namespaces(cluster: Cluster) -> Iterator[Callable[[str], None]]:
+    """Creates the restricted namespaces a chart names (e.g. watchNamespaces); deletes them afterwards and
+    waits until they are gone, so that later tests may use the same names."""
+    created: list[str] = []
+
+    def create(name: str) -> None:
+        if cluster.server.request(f"/api/v1/namespaces/{name}")[0] == 404:
+            cluster.create_namespace(name)
+            created.append(name)
+        make_restricted_namespace(cluster, name)
+
+    yield create
+    for name in created:
+        cluster.delete_namespace(name)
+    for name in created:
+        cluster.wait_for(
+            lambda n=name: cluster.server.request(f"/api/v1/namespaces/{n}")[0] == 404,
+            f"namespace {name} deleted",
+            timeout_s=120,
+        )
 
 
 def namespaces_named_by(objects: list[dict[str, Any]], release_namespace: str) -> set[str]:
@@ -75,12 +95,15 @@ def test_helm_lint_passes(scenario: tuple[str, Path | None]) -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=scenario_id)
 def test_every_rendered_object_and_its_pods_are_accepted_under_the_restricted_standard(
-    cluster: Cluster, restricted: str, scenario: tuple[str, Path | None]
+    cluster: Cluster,
+    restricted: str,
+    other_namespaces: Callable[[str], None],
+    scenario: tuple[str, Path | None],
 ) -> None:
     chart, values = scenario
     objects = render(chart, restricted, values, include_crds=True)
     for other in namespaces_named_by(objects, restricted):  # e.g. the operator's watchNamespaces
-        make_restricted_namespace(cluster, other)
+        other_namespaces(other)
     crds = [o for o in objects if o["kind"] == "CustomResourceDefinition"]
     for crd in crds:  # stored for real: the objects of their kinds (Kopf's peering) need them served
         cluster.apply(crd)
@@ -111,15 +134,15 @@ def test_the_restricted_namespace_refuses_a_pod_that_breaks_the_standard(
     assert 'violates PodSecurity "restricted:latest"' in verdict and "runAsNonRoot" in verdict
 
 
-def test_every_manifest_is_accepted_by_the_api_server(cluster: Cluster) -> None:
+def test_every_manifest_is_accepted_by_the_api_server(cluster: Cluster, restricted: str) -> None:
     samples = [
         doc
         for path in sorted((REPO_ROOT / "manifests" / "samples").glob("*.yaml"))
         for doc in yaml.safe_load_all(path.read_text())
         if doc
     ]
-    for other in {s["metadata"]["namespace"] for s in samples}:
-        make_restricted_namespace(cluster, other)
+    for sample in samples:  # into the test's own namespace (the samples say `fraud`, which other tests use)
+        sample["metadata"]["namespace"] = restricted
     crds = [
         doc
         for path in sorted((REPO_ROOT / "manifests" / "crds").glob("*.yaml"))
