@@ -11,7 +11,7 @@ FRAUDOPS   := $(VENV)/bin/fraudops
 UV_VERSION := 0.13.9
 INSTALLED  := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus cluster clean e2e-deps e2e-bin e2e-cluster e2e-down e2e-status
+.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus cluster clean e2e-deps e2e-bin e2e-cluster e2e-controllers-bin e2e-controllers e2e-down e2e-status
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -82,8 +82,14 @@ e2e-deps: ## Debian packages of the e2e node (containerd, runc, CNI plugins, ipt
 e2e-bin: ## also build kubelet, kube-proxy, kube-scheduler and CoreDNS from Go modules (cached; ~8 min cold)
 	K8S_NODE=1 bash hack/k8s/build.sh
 
-e2e-cluster: $(INSTALLED) e2e-deps e2e-bin ## a single-node Kubernetes on this machine where pods run (KUBECONFIG=.run/cluster/kubeconfig)
+e2e-cluster: $(INSTALLED) e2e-deps e2e-bin prometheus ## a single-node Kubernetes on this machine where pods run (KUBECONFIG=.run/cluster/kubeconfig)
 	$(PY) -m hack.cluster up
+
+e2e-controllers-bin: ## build KServe's controller and KEDA (operator, metrics API server, webhooks) from Go modules (cached)
+	bash hack/cluster/controllers/build.sh
+
+e2e-controllers: $(INSTALLED) e2e-controllers-bin ## install KServe and KEDA into the running e2e cluster
+	$(PY) -m hack.cluster controllers
 
 e2e-down: $(INSTALLED) ## stop and remove it; fails if any process, mount, cgroup or interface is left
 	$(PY) -m hack.cluster down

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hack.cluster import node, processes, teardown
+from hack.cluster import node, operators, processes, teardown
 from hack.cluster.config import daemons
 from hack.cluster.layout import NodeLayout
 
@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="bring the node up (removes an earlier one first)")
     down = sub.add_parser("down", help="stop and remove the node; fails if anything is left behind")
     down.add_argument("--keep-logs", type=Path, help="copy the daemons' logs here first")
+    sub.add_parser(
+        "controllers", help="install KServe and KEDA (built from their Go modules) into the running node"
+    )
     sub.add_parser("status", help="which daemons run, and whether anything of a node is on the machine")
     args = parser.parse_args(argv)
     layout = NodeLayout()
@@ -32,6 +35,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cluster {layout.name} up in {timings.total_s:.1f} s")
         print(f"  export KUBECONFIG={layout.admin_kubeconfig}")
         print(f"  kubectl: {layout.bin_dir / 'kubectl'}")
+        return 0
+
+    if args.command == "controllers":
+        print(f"cluster {layout.name}: installing KServe and KEDA")
+        timings = node.Timings()
+        try:
+            operators.install(layout, timings)
+        except (node.ClusterError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"KServe and KEDA ready in {timings.total_s:.1f} s")
         return 0
 
     if args.command == "down":

@@ -4,10 +4,12 @@ a `forward` block (the node has no upstream resolver to reach)."""
 
 from __future__ import annotations
 
+from hack.cluster.config import PROMETHEUS_PORT
 from hack.cluster.layout import COREDNS_IMAGE, NodeLayout
 
 DNS_PORT = 1053
 NAMESPACE = "kube-system"
+PROMETHEUS_NAMESPACE = "monitoring"
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True,
@@ -138,5 +140,31 @@ def coredns_objects(layout: NodeLayout) -> list[dict[str, object]]:
                     {"name": "metrics", "port": 9153, "targetPort": 9153, "protocol": "TCP"},
                 ],
             },
+        },
+    ]
+
+
+def prometheus_objects(layout: NodeLayout) -> list[dict[str, object]]:
+    """`monitoring/prometheus-operated:9090` (the name a Prometheus Operator install gives, and the
+    FraudModel's default prometheusUrl), pointing at the Prometheus that runs on the node."""
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROMETHEUS_NAMESPACE}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "prometheus-operated", "namespace": PROMETHEUS_NAMESPACE},
+            "spec": {"ports": [{"name": "web", "port": PROMETHEUS_PORT, "targetPort": PROMETHEUS_PORT}]},
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "prometheus-operated-node",
+                "namespace": PROMETHEUS_NAMESPACE,
+                "labels": {"kubernetes.io/service-name": "prometheus-operated"},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "web", "port": PROMETHEUS_PORT, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [layout.node_ip], "conditions": {"ready": True}}],
         },
     ]

@@ -26,7 +26,8 @@ from pathlib import Path
 from hack.cluster.layout import PAUSE_IMAGE, NodeLayout
 from hack.cluster.pki import FRONT_PROXY_CLIENT
 
-CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
+CNI_BIN_DIR = "/usr/lib/cni"
+PROMETHEUS_PORT = 9090  # Debian's containernetworking-plugins
 HERE = Path(__file__).resolve().parent
 
 # The values the kubelet wants for the host-wide tunables it would otherwise write (kubelet
@@ -241,6 +242,52 @@ def kube_proxy_config(layout: NodeLayout) -> dict[str, object]:
     }
 
 
+def prometheus_config(layout: NodeLayout) -> dict[str, object]:
+    """Prometheus (Debian's) scrapes every pod that asks for it with the usual annotations
+    (``prometheus.io/scrape``, ``/port``, ``/path``: KServe sets them on predictors), and turns pod labels
+    into target labels, so predictor series carry ``serving_kserve_io_inferenceservice``."""
+    return {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "scrape_configs": [
+            {
+                "job_name": "kubernetes-pods",
+                "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": str(layout.admin_kubeconfig)}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                        "action": "keep",
+                        "regex": "true",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_phase"],
+                        "action": "drop",
+                        "regex": "Succeeded|Failed",
+                    },
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_path"],
+                        "action": "replace",
+                        "target_label": "__metrics_path__",
+                        "regex": "(.+)",
+                    },
+                    {
+                        "source_labels": [
+                            "__meta_kubernetes_pod_ip",
+                            "__meta_kubernetes_pod_annotation_prometheus_io_port",
+                        ],
+                        "action": "replace",
+                        "regex": "(.+);(\\d+)",
+                        "replacement": "$1:$2",
+                        "target_label": "__address__",
+                    },
+                    {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},
+                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                ],
+            }
+        ],
+    }
+
+
 def config_files(layout: NodeLayout) -> dict[Path, str]:
     """Every configuration file the daemons read (the PKI must exist: kubeconfigs embed it)."""
     cfg = layout.config_dir
@@ -250,6 +297,7 @@ def config_files(layout: NodeLayout) -> dict[Path, str]:
         cfg / "admission.json": _json(admission_config(layout)),
         cfg / "kubelet.json": _json(kubelet_config(layout)),
         cfg / "kube-proxy.json": _json(kube_proxy_config(layout)),
+        cfg / "prometheus.json": _json(prometheus_config(layout)),
         layout.admin_kubeconfig: _json(kubeconfig(layout, "admin")),
     }
     for user in ("controller-manager", "scheduler", "kube-proxy", "kubelet-client"):
@@ -333,6 +381,11 @@ def daemons(layout: NodeLayout) -> list[Daemon]:
         "cluster-cidr": layout.cluster_cidr,
         "allocate-node-cidrs": "false",  # the CNI config holds the node's one pod range
     }
+    prometheus = {
+        "config.file": str(cfg / "prometheus.json"),
+        "storage.tsdb.path": str(layout.run_dir / "prometheus"),
+        "web.listen-address": f"{layout.node_ip}:{PROMETHEUS_PORT}",
+    }
     kubelet = {
         "config": str(cfg / "kubelet.json"),
         "kubeconfig": str(cfg / "kubelet-client.kubeconfig"),
@@ -386,6 +439,12 @@ def daemons(layout: NodeLayout) -> list[Daemon]:
             "kube-proxy",
             _argv(bin_dir / "kube-proxy", {"config": str(cfg / "kube-proxy.json")}),
             Probe("http", "http://127.0.0.1:10256/healthz"),
+        ),
+        # Pods reach it at the node's address (a selectorless Service points there, see addons.py).
+        Daemon(
+            "prometheus",
+            _argv("prometheus", prometheus),
+            Probe("http", f"http://{layout.node_ip}:{PROMETHEUS_PORT}/-/ready"),
         ),
     ]
 

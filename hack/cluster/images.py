@@ -227,12 +227,9 @@ def import_archive(layout: NodeLayout, archive: bytes) -> None:
     )
 
 
-def import_node_images(layout: NodeLayout) -> list[str]:
-    references = []
-    for spec in node_images(layout):
+def import_images(layout: NodeLayout, specs: Sequence[ImageSpec]) -> None:
+    for spec in specs:
         import_archive(layout, oci_archive(spec))
-        references.append(spec.reference)
-    return references
 
 
 def import_from_docker(layout: NodeLayout, references: Sequence[str]) -> None:

@@ -23,6 +23,7 @@ from hack.cluster.config import Daemon, Probe, config_files, daemons
 from hack.cluster.layout import NodeLayout
 
 REQUIRED_TOOLS = (
+    "prometheus",
     "containerd",
     "containerd-shim-runc-v2",
     "runc",
@@ -181,7 +182,8 @@ def node_ready(layout: NodeLayout) -> bool:
 
 
 def apply_addons(layout: NodeLayout) -> None:
-    objects = {"apiVersion": "v1", "kind": "List", "items": addons.coredns_objects(layout)}
+    items = addons.coredns_objects(layout) + addons.prometheus_objects(layout)
+    objects = {"apiVersion": "v1", "kind": "List", "items": items}
     kubectl(layout, "apply", "--server-side", "-f", "-", stdin=json.dumps(objects))
     kubectl(
         layout,
@@ -213,11 +215,14 @@ def up(layout: NodeLayout) -> Timings:
     timings.step("cgroups", lambda: cgroups.create(layout))
     share_kubelet_root(layout)
     timings.step("containerd", lambda: start_and_wait(layout, daemons(layout)[0]))
-    timings.step("node images (pause, coredns, busybox)", lambda: images.import_node_images(layout))
+    timings.step(
+        "node images (pause, coredns, busybox)",
+        lambda: images.import_images(layout, images.node_images(layout)),
+    )
     for daemon in daemons(layout)[1:]:  # after containerd and the images it needs
         timings.step(daemon.name, lambda daemon=daemon: start_and_wait(layout, daemon))  # type: ignore[misc]
     timings.step("node Ready", lambda: wait_until("the node to be Ready", lambda: node_ready(layout), 180))
-    timings.step("CoreDNS", lambda: apply_addons(layout))
+    timings.step("CoreDNS, Prometheus Service", lambda: apply_addons(layout))
     return timings
 
 

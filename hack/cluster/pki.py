@@ -96,6 +96,19 @@ def write_pki(layout: NodeLayout) -> None:
         )
 
 
+def serving_certificate(layout: NodeLayout, name: str, dns_names: tuple[str, ...]) -> tuple[bytes, bytes]:
+    """A server certificate for an in-cluster Service (a webhook), signed by the cluster CA: its PEM
+    certificate and key. The CA must exist (`write_pki`)."""
+    ca_cert = x509.load_pem_x509_certificate((layout.pki_dir / f"{CLUSTER_CA}.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((layout.pki_dir / f"{CLUSTER_CA}.key").read_bytes(), None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"the cluster CA key in {layout.pki_dir} is not an ECDSA key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    spec = CertSpec(name, dns_names[0], dns_names=dns_names, server=True, client=False)
+    cert = _leaf(spec, key, ca_cert, ca_key)
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
 def _write_ca(folder: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"fraudops-e2e-{name}")])
@@ -168,10 +181,12 @@ def _key_usage(ca: bool) -> x509.KeyUsage:
     )
 
 
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     path.touch(mode=0o600, exist_ok=True)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    path.write_bytes(_key_pem(key))

@@ -17,7 +17,15 @@ from hack.cluster import cgroups, network, processes
 from hack.cluster.layout import NodeLayout
 
 # Stopped gently first, in this order (the rest of the tree is killed after).
-STOP_ORDER = ("kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd")
+STOP_ORDER = (
+    "prometheus",
+    "kube-proxy",
+    "kubelet",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-apiserver",
+    "etcd",
+)
 
 
 def _unescape(field: str) -> str:

@@ -18,33 +18,12 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN_DIR="${K8S_BIN_DIR:-$ROOT/.cache/k8s/bin}"
-STAMPS="$BIN_DIR/VERSIONS"
 
-log() { printf 'k8s-bin: %s\n' "$*"; }
-die() { printf 'k8s-bin: ERROR: %s\n' "$*" >&2; exit 1; }
+LOG_PREFIX=k8s-bin
+# shellcheck source=../lib/gowrap.sh
+source "$HERE/../lib/gowrap.sh"
 
 command -v go >/dev/null 2>&1 || die "'go' not found on PATH (Go >= 1.26 is needed to build etcd/kube-apiserver/kubectl)"
-
-# Version of a module as required in a wrapper go.mod (no network needed).
-modver() { # <go.mod> <module path>
-    awk -v m="$2" '($1 == m) { print $2; exit } ($1 == "require" && $2 == m) { print $3; exit }' "$1"
-}
-# Stamp = version + short hash of the wrapper's go.mod and go.sum.
-stamp() { # <wrapper dir> <version>
-    printf '%s %s' "$2" "$(cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12)"
-}
-recorded() { # <binary name>
-    [ -f "$STAMPS" ] || return 0
-    awk -v n="$1" '($1 == n) { $1 = ""; sub(/^ /, ""); print; exit }' "$STAMPS"
-}
-up_to_date() { # <binary name> <stamp>
-    [ -x "$BIN_DIR/$1" ] && [ "$(recorded "$1")" = "$2" ]
-}
-record() { # <binary name> <stamp>
-    local tmp="$STAMPS.tmp.$$"
-    { [ -f "$STAMPS" ] && awk -v n="$1" '$1 != n' "$STAMPS"; printf '%s %s\n' "$1" "$2"; } >"$tmp"
-    mv -f "$tmp" "$STAMPS"
-}
 
 K8S_DIR="$HERE/apiserver"
 ETCD_DIR="$HERE/etcd"
@@ -71,12 +50,7 @@ if [ "${K8S_NODE:-0}" = "1" ]; then
     COREDNS_STAMP="$(stamp "$COREDNS_DIR" "$COREDNS_VERSION")"
 fi
 
-mkdir -p "$BIN_DIR"
-# Serialise concurrent runs (e.g. two test jobs starting at once).
-if command -v flock >/dev/null 2>&1; then
-    exec 9>"$BIN_DIR/.lock"
-    flock 9
-fi
+lock_bin_dir
 
 K8S_BINS=(kube-apiserver kubectl)
 # kube-controller-manager (for namespace deletion / garbage collection in tests)
