@@ -9,6 +9,7 @@ from pathlib import Path
 from hack.cluster import node, operators, processes, teardown
 from hack.cluster.config import daemons
 from hack.cluster.layout import NodeLayout
+from hack.cluster.timings import Timings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "controllers":
         print(f"cluster {layout.name}: installing KServe and KEDA")
-        timings = node.Timings()
+        timings = Timings()
         try:
             operators.install(layout, timings)
         except (node.ClusterError, RuntimeError) as exc:

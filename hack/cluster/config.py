@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,9 +46,10 @@ KUBELET_KERNEL_TUNABLES = {
 
 @dataclass(frozen=True)
 class Probe:
-    """How to tell that a daemon is ready: a Unix socket that exists, or an HTTPS path that answers 200."""
+    """How to tell that a daemon is ready: its Unix socket answers, its HTTP(S) path answers 200, or
+    the file it writes exists."""
 
-    kind: str  # "socket" | "https"
+    kind: str  # "socket" | "http" | "https" | "file"
     target: str
 
 
@@ -242,6 +244,10 @@ def kube_proxy_config(layout: NodeLayout) -> dict[str, object]:
     }
 
 
+def pod_targets_file(layout: NodeLayout) -> Path:
+    return layout.run_dir / "prometheus-pods.json"
+
+
 def prometheus_config(layout: NodeLayout) -> dict[str, object]:
     """Prometheus (Debian's) scrapes every pod that asks for it with the usual annotations
     (``prometheus.io/scrape``, ``/port``, ``/path``: KServe sets them on predictors), and turns pod labels
@@ -251,7 +257,9 @@ def prometheus_config(layout: NodeLayout) -> dict[str, object]:
         "scrape_configs": [
             {
                 "job_name": "kubernetes-pods",
-                "kubernetes_sd_configs": [{"role": "pod", "kubeconfig_file": str(layout.admin_kubeconfig)}],
+                # Debian's Prometheus has no kubernetes_sd_configs: pod_discovery.py writes the same
+                # __meta_kubernetes_pod_* labels into a file_sd file, so the relabelling below is unchanged.
+                "file_sd_configs": [{"files": [str(pod_targets_file(layout))]}],
                 "relabel_configs": [
                     {
                         "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
@@ -308,7 +316,8 @@ def config_files(layout: NodeLayout) -> dict[Path, str]:
 
 
 def _argv(binary: Path | str, flags: dict[str, str], *extra: str) -> tuple[str, ...]:
-    return (str(binary), *(part for name, value in flags.items() for part in (f"--{name}", value)), *extra)
+    # --name=value: a boolean flag takes its value only in this form.
+    return (str(binary), *(f"--{name}={value}" for name, value in flags.items()), *extra)
 
 
 def _control_plane_client(kubeconfig_file: Path) -> dict[str, str]:
@@ -439,6 +448,17 @@ def daemons(layout: NodeLayout) -> list[Daemon]:
             "kube-proxy",
             _argv(bin_dir / "kube-proxy", {"config": str(cfg / "kube-proxy.json")}),
             Probe("http", "http://127.0.0.1:10256/healthz"),
+        ),
+        Daemon(
+            "pod-discovery",
+            (
+                sys.executable,
+                "-m",
+                "hack.cluster.pod_discovery",
+                str(layout.admin_kubeconfig),
+                str(pod_targets_file(layout)),
+            ),
+            Probe("file", str(pod_targets_file(layout))),
         ),
         # Pods reach it at the node's address (a selectorless Service points there, see addons.py).
         Daemon(

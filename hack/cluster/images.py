@@ -31,11 +31,13 @@ NONROOT = "65532:65532"
 
 @dataclass(frozen=True)
 class ImageFile:
-    """A file of the image: its content comes from `source` (a host path) or is a symlink to `link`."""
+    """A file of the image: its bytes come from `source` (a host path) or `content`, or it is a symlink
+    to `link`."""
 
     path: str  # absolute path inside the image
     source: Path | None = None
     link: str | None = None
+    content: bytes | None = None
     mode: int = 0o755
 
 
@@ -64,8 +66,7 @@ def _layer(files: Sequence[ImageFile]) -> bytes:
                 info.type, info.linkname = tarfile.SYMTYPE, f.link
                 tar.addfile(info)
             else:
-                assert f.source is not None
-                data = f.source.read_bytes()
+                data = f.content if f.content is not None else Path(str(f.source)).read_bytes()
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
@@ -200,15 +201,36 @@ def busybox_binary() -> Path:
     return Path("/bin/busybox")
 
 
+# What a statically linked glibc program needs to resolve names, services and users without loading
+# NSS modules (busybox wget segfaults in an image without them).
+BASE_FILES = (
+    ImageFile(
+        "/etc/nsswitch.conf",
+        content=b"passwd: files\ngroup: files\nhosts: files dns\nservices: files\n",
+        mode=0o644,
+    ),
+    ImageFile(
+        "/etc/passwd",
+        content=b"root:x:0:0:root:/:/bin/sh\nnonroot:x:65532:65532:nonroot:/:/bin/sh\n",
+        mode=0o644,
+    ),
+    ImageFile("/etc/group", content=b"root:x:0:\nnonroot:x:65532:\n", mode=0o644),
+    ImageFile("/etc/services", Path("/etc/services"), mode=0o644),
+)
+
+
 def node_images(layout: NodeLayout) -> list[ImageSpec]:
     busybox = busybox_binary()
     applets = _run([str(busybox), "--list"]).split()
     return [
         ImageSpec(PAUSE_IMAGE, [ImageFile("/pause", pause_binary(layout))], ["/pause"], user="65535:65535"),
-        ImageSpec(COREDNS_IMAGE, [ImageFile("/coredns", layout.bin_dir / "coredns")], ["/coredns"]),
+        ImageSpec(
+            COREDNS_IMAGE, [*BASE_FILES, ImageFile("/coredns", layout.bin_dir / "coredns")], ["/coredns"]
+        ),
         ImageSpec(
             BUSYBOX_IMAGE,
             [
+                *BASE_FILES,
                 ImageFile("/bin/busybox", busybox),
                 *(ImageFile(f"/bin/{a}", link="busybox") for a in applets if a != "busybox"),
             ],

@@ -79,6 +79,12 @@ class NodeLayout:
         return Path(env) if env else self.repo / ".cache" / "k8s" / "bin"
 
     @property
+    def controllers_bin_dir(self) -> Path:
+        """KServe's and KEDA's binaries (hack/cluster/controllers/build.sh)."""
+        env = os.environ.get("CONTROLLERS_BIN_DIR")
+        return Path(env) if env else self.repo / ".cache" / "cluster" / "bin"
+
+    @property
     def images_dir(self) -> Path:
         """Built image archives, kept between clusters (cache)."""
         return self.repo / ".cache" / "cluster" / "images"
@@ -125,9 +131,9 @@ class NodeLayout:
         return self.run_dir / "kubeconfig"
 
     @property
-    def cni_cache_glob(self) -> str:
-        """Where libcni caches a network's results (a fixed folder, not configurable in containerd 1.6)."""
-        return f"/var/lib/cni/results/{self.name}-*"
+    def cri_sandboxes_dir(self) -> Path:
+        """containerd's CRI keeps one folder per pod sandbox here (named by the sandbox id)."""
+        return self.containerd_dir / "root" / "io.containerd.grpc.v1.cri" / "sandboxes"
 
 
 def cidr_address(cidr: str, index: int) -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 from hack.cluster import addons, cgroups, images, network, pki, processes, teardown
 from hack.cluster.config import Daemon, Probe, config_files, daemons
 from hack.cluster.layout import NodeLayout
+from hack.cluster.timings import Timings
 
 REQUIRED_TOOLS = (
     "prometheus",
@@ -50,25 +51,6 @@ NODE_BINARIES = (
 
 class ClusterError(RuntimeError):
     """The cluster could not be brought up (the message says which step and shows its log)."""
-
-
-class Timings:
-    """Wall time of each step, printed as it goes and kept for the report."""
-
-    def __init__(self, echo: Callable[[str], None] = print) -> None:
-        self.steps: dict[str, float] = {}
-        self._echo = echo
-        self._t0 = time.monotonic()
-
-    def step(self, name: str, action: Callable[[], object]) -> None:
-        started = time.monotonic()
-        action()
-        self.steps[name] = round(time.monotonic() - started, 1)
-        self._echo(f"  {name:<34} {self.steps[name]:6.1f} s")
-
-    @property
-    def total_s(self) -> float:
-        return round(time.monotonic() - self._t0, 1)
 
 
 def preflight(layout: NodeLayout) -> None:
@@ -113,6 +95,8 @@ def share_kubelet_root(layout: NodeLayout) -> None:
 
 
 def _probe_ok(probe: Probe, layout: NodeLayout) -> bool:
+    if probe.kind == "file":
+        return Path(probe.target).exists()
     if probe.kind == "socket":
         if not Path(probe.target).exists():
             return False
@@ -130,10 +114,10 @@ def _probe_ok(probe: Probe, layout: NodeLayout) -> bool:
 
 
 def start_and_wait(layout: NodeLayout, daemon: Daemon, timeout_s: float = 180.0) -> None:
-    pid = processes.spawn(layout, daemon)
+    process = processes.spawn(layout, daemon)
     deadline = time.monotonic() + timeout_s
     while daemon.probe is not None and not _probe_ok(daemon.probe, layout):
-        if processes.running_pid(layout, daemon.name) != pid:
+        if process.poll() is not None:
             raise ClusterError(_with_log(layout, daemon.name, f"{daemon.name} exited during start-up"))
         if time.monotonic() > deadline:
             raise ClusterError(

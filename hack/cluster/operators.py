@@ -27,6 +27,7 @@ import yaml
 from hack.cluster import images, node, pki
 from hack.cluster.images import ImageFile, ImageSpec
 from hack.cluster.layout import NodeLayout
+from hack.cluster.timings import Timings
 
 KSERVE_NAMESPACE = "kserve"
 KSERVE_VERSION = "v0.20.0"
@@ -38,12 +39,12 @@ KEDA_VERSION = "v2.20.2"
 # Deployment name -> (binary in .cache/k8s/bin, path in the image, image reference)
 KEDA_PARTS = {
     "keda-operator": ("keda-operator", "/keda", f"fraudops.local/keda:{KEDA_VERSION}"),
-    "keda-operator-metrics-apiserver": (
+    "keda-metrics-apiserver": (
         "keda-adapter",
         "/keda-adapter",
         f"fraudops.local/keda-metrics-apiserver:{KEDA_VERSION}",
     ),
-    "keda-admission-webhooks": (
+    "keda-admission": (
         "keda-webhooks",
         "/keda-admission-webhooks",
         f"fraudops.local/keda-admission-webhooks:{KEDA_VERSION}",
@@ -152,10 +153,14 @@ def controller_images(layout: NodeLayout) -> list[ImageSpec]:
     """One static binary each, with the CA bundle (as in distroless/static), user 65532."""
     ca = ImageFile("/etc/ssl/certs/ca-certificates.crt", CA_CERTIFICATES, mode=0o644)
     specs = [
-        ImageSpec(KSERVE_IMAGE, [ImageFile("/manager", layout.bin_dir / "kserve-manager"), ca], ["/manager"])
+        ImageSpec(
+            KSERVE_IMAGE,
+            [ImageFile("/manager", layout.controllers_bin_dir / "kserve-manager"), ca],
+            ["/manager"],
+        )
     ]
     for binary, path, image in KEDA_PARTS.values():
-        specs.append(ImageSpec(image, [ImageFile(path, layout.bin_dir / binary), ca], [path]))
+        specs.append(ImageSpec(image, [ImageFile(path, layout.controllers_bin_dir / binary), ca], [path]))
     return specs
 
 
@@ -247,7 +252,7 @@ def rollout(layout: NodeLayout, namespace: str, deployments: Iterable[str], time
         )
 
 
-def install(layout: NodeLayout, timings: node.Timings) -> None:
+def install(layout: NodeLayout, timings: Timings) -> None:
     """Import the controllers' images, apply KServe then KEDA, and wait until they serve."""
     timings.step("controller images", lambda: images.import_images(layout, controller_images(layout)))
     kserve = kserve_install_objects(layout)

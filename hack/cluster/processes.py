@@ -38,7 +38,7 @@ def log_file(layout: NodeLayout, name: str) -> Path:
     return layout.log_dir / f"{name}.log"
 
 
-def spawn(layout: NodeLayout, daemon: Daemon, env: dict[str, str] | None = None) -> int:
+def spawn(layout: NodeLayout, daemon: Daemon, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start `daemon` in its own session, in the node's daemons cgroup, logging to logs/<name>.log."""
     layout.pid_dir.mkdir(parents=True, exist_ok=True)
     layout.log_dir.mkdir(parents=True, exist_ok=True)
@@ -52,13 +52,13 @@ def spawn(layout: NodeLayout, daemon: Daemon, env: dict[str, str] | None = None)
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=layout.run_dir,
-            env=env,
+            env={**os.environ, "PYTHONPATH": str(layout.repo), **(env or {})},
             start_new_session=True,
             preexec_fn=lambda: cgroups.join_daemons_group(layout),
         )
     started = start_time(process.pid)
     pid_file(layout, daemon.name).write_text(f"{process.pid} {started}\n")
-    return process.pid
+    return process
 
 
 def running_pid(layout: NodeLayout, name: str) -> int | None:
@@ -71,8 +71,9 @@ def running_pid(layout: NodeLayout, name: str) -> int | None:
     return pid if str(start_time(pid)) == started_text else None
 
 
-def stop(layout: NodeLayout, names: Iterable[str], grace_s: float = 15.0) -> None:
-    """SIGTERM each named daemon in turn and wait for it, SIGKILL after `grace_s`."""
+def stop(layout: NodeLayout, names: Iterable[str], grace_s: float = 5.0) -> None:
+    """SIGTERM each named daemon in turn and wait for it, SIGKILL after `grace_s` (kube-apiserver
+    would wait for its watches for longer: nothing of this node is kept, so there is no point)."""
     for name in names:
         pid = running_pid(layout, name)
         if pid is not None:

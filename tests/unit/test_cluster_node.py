@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hack.cluster import cgroups, network, pki, teardown
-from hack.cluster.config import config_files, daemons
+from hack.cluster.config import config_files, daemons, pod_targets_file
 from hack.cluster.images import ImageFile, ImageSpec, oci_archive
 from hack.cluster.layout import NodeLayout, cidr_address
 
@@ -28,6 +28,7 @@ def layout(tmp_path: Path) -> NodeLayout:
 def test_every_file_a_daemon_is_given_is_written_by_config_or_pki(layout: NodeLayout) -> None:
     pki.write_pki(layout)
     written = set(config_files(layout)) | set(layout.pki_dir.iterdir())
+    written.add(pod_targets_file(layout))  # the one file a daemon writes for another (Prometheus)
     referenced = {
         Path(arg)
         for d in daemons(layout)
@@ -139,3 +140,13 @@ def test_v1_hierarchies_are_the_cgroup_mounts_only() -> None:
         ]
     )
     assert cgroups.v1_hierarchies(mounts) == [Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup/systemd")]
+
+
+def test_sandbox_ids_are_read_from_containerds_log() -> None:
+    sandbox = "20b5179a4ff07fb63843c659b51ed40f1dd6c17794ba29bf202fc3a48cf77813"
+    log = (
+        'time="2026-12-01T16:44:23Z" level=info msg="RunPodSandbox for &PodSandboxMetadata{Name:web,Uid:1,'
+        f'Namespace:e2e,Attempt:0,}} returns sandbox id \\"{sandbox}\\""\n'
+        'time="2026-12-01T16:44:24Z" level=info msg="StartContainer for \\"abc\\" returns successfully"\n'
+    )
+    assert teardown.sandbox_ids(log) == {sandbox}

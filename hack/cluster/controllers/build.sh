@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Build the cluster's controllers from their Go modules into the same stamped cache as the Kubernetes
-# binaries (see hack/lib/gowrap.sh): KServe's controller manager and KEDA's operator, metrics API
-# server (adapter) and admission webhooks. The e2e cluster runs each of them as a locally built image.
+# Build the cluster's controllers from their Go modules into a stamped cache (see hack/lib/gowrap.sh):
+# KServe's controller manager and KEDA's operator, metrics API server (adapter) and admission webhooks.
+# The e2e cluster runs each of them as a locally built image.
 #
-#   bash hack/cluster/controllers/build.sh   # -> <repo>/.cache/k8s/bin/{kserve-manager,keda-operator,keda-adapter,keda-webhooks}
+#   bash hack/cluster/controllers/build.sh   # -> <repo>/.cache/cluster/bin/{kserve-manager,keda-operator,keda-adapter,keda-webhooks}
 #
 # Versions: the wrapper modules kserve/go.mod and keda/go.mod (their replace lines are copied from
 # the upstream go.mod of that release).
@@ -11,7 +11,8 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../.." && pwd)"
-BIN_DIR="${K8S_BIN_DIR:-$ROOT/.cache/k8s/bin}"
+# A folder (and lock) of its own: a long controller build never holds up the Kubernetes binaries'.
+BIN_DIR="${CONTROLLERS_BIN_DIR:-$ROOT/.cache/cluster/bin}"
 LOG_PREFIX=controllers-bin
 # shellcheck source=../../lib/gowrap.sh
 source "$ROOT/hack/lib/gowrap.sh"
