@@ -11,7 +11,7 @@ FRAUDOPS   := $(VENV)/bin/fraudops
 UV_VERSION := 0.13.9
 INSTALLED  := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus cluster clean e2e-deps e2e-bin e2e-cluster e2e-controllers-bin e2e-controllers e2e-down e2e-status
+.PHONY: help demo test test-unit test-integration test-k8s crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus cluster clean e2e e2e-deps e2e-bin e2e-cluster e2e-controllers-bin e2e-controllers e2e-down e2e-status
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -90,6 +90,11 @@ e2e-controllers-bin: ## build KServe's controller and KEDA (operator, metrics AP
 
 e2e-controllers: $(INSTALLED) e2e-controllers-bin ## install KServe and KEDA into the running e2e cluster
 	$(PY) -m hack.cluster controllers
+
+e2e: $(INSTALLED) e2e-cluster ## the end-to-end suite on the single-node cluster, which it tears down after (proving nothing is left)
+	@status=0; $(VENV)/bin/pytest -m e2e tests/e2e --ignore=tests/e2e/test_teardown.py || status=$$?; \
+	$(VENV)/bin/pytest -m e2e tests/e2e/test_teardown.py || status=$$((status ? status : 1)); \
+	test -d .run/cluster && $(PY) -m hack.cluster down; exit $$status
 
 e2e-down: $(INSTALLED) ## stop and remove it; fails if any process, mount, cgroup or interface is left
 	$(PY) -m hack.cluster down

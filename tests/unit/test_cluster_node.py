@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from hack.cluster import cgroups, network, pki, teardown
+from hack.cluster import cgroups, network, pki, pod_discovery, teardown
 from hack.cluster.config import config_files, daemons, pod_targets_file
 from hack.cluster.images import ImageFile, ImageSpec, oci_archive
 from hack.cluster.layout import NodeLayout, cidr_address
@@ -150,3 +150,26 @@ def test_sandbox_ids_are_read_from_containerds_log() -> None:
         'time="2026-12-01T16:44:24Z" level=info msg="StartContainer for \\"abc\\" returns successfully"\n'
     )
     assert teardown.sandbox_ids(log) == {sandbox}
+
+
+def test_pod_targets_carry_the_labels_kubernetes_sd_would_give() -> None:
+    running = {
+        "metadata": {
+            "namespace": "fraud",
+            "name": "card-v2-predictor-0",
+            "labels": {"serving.kserve.io/inferenceservice": "card-v2"},
+            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"},
+        },
+        "spec": {"nodeName": "fraudops-e2e"},
+        "status": {"phase": "Running", "podIP": "10.244.0.9"},
+    }
+    pending = {"metadata": {"namespace": "fraud", "name": "new"}, "status": {"phase": "Pending"}}
+
+    groups = pod_discovery.pod_target_groups([pending, running])
+
+    assert len(groups) == 1
+    assert groups[0]["targets"] == ["10.244.0.9"]
+    labels = groups[0]["labels"]
+    assert labels["__meta_kubernetes_pod_label_serving_kserve_io_inferenceservice"] == "card-v2"
+    assert labels["__meta_kubernetes_pod_annotation_prometheus_io_port"] == "8080"
+    assert labels["__meta_kubernetes_namespace"] == "fraud"
