@@ -82,7 +82,10 @@ def coredns_objects(layout: NodeLayout) -> list[dict[str, object]]:
                 "replicas": 1,
                 "selector": {"matchLabels": labels},
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {
+                        "labels": labels,
+                        "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9153"},
+                    },
                     "spec": {
                         "serviceAccountName": "coredns",
                         "priorityClassName": "system-cluster-critical",

@@ -9,8 +9,10 @@ builds out of Debian's busybox-static.
 from __future__ import annotations
 
 import http.server
+import json
 import secrets
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -211,3 +213,19 @@ def test_pod_traffic_cannot_reach_the_host(
     logs = kube.kubectl("-n", namespace, "logs", "job/escape").stdout
     assert "BLOCKED" in logs and "REACHED" not in logs, logs
     assert handler.hits == 0
+
+
+def test_prometheus_scrapes_pods_that_ask_for_it(kube: Kube) -> None:
+    url = f"http://{kube.layout.node_ip}:9090/api/v1/query?query=" + urllib.parse.quote(
+        'coredns_build_info{namespace="kube-system",k8s_app="kube-dns"}'
+    )
+
+    def coredns_series() -> list[dict[str, Any]]:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            result: list[dict[str, Any]] = json.load(response)["data"]["result"]
+            return result
+
+    kube.wait_for("Prometheus to scrape CoreDNS", lambda: bool(coredns_series()), timeout_s=60)
+    series = coredns_series()[0]["metric"]
+    assert series["pod"].startswith("coredns-")
+    assert series["version"] == "1.15.0"
