@@ -106,6 +106,17 @@ def volume_claim(uri: str) -> str | None:
 # --------------------------------------------------------------------------- children
 
 
+# The restricted Pod Security Standard, which the platform's namespace may enforce: non-root, no privilege
+# escalation, no capabilities, the runtime's seccomp profile, a read-only root filesystem whose only
+# scratch space is /tmp (the images keep HOME and every cache there).
+POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY_CONTEXT = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                              "capabilities": {"drop": ["ALL"]}}
+SCRATCH_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}
+SCRATCH_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+
+
 def labels(model: FraudModel, component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": f"fraudops-{component}", "app.kubernetes.io/instance": model.name,
             "app.kubernetes.io/part-of": "fraudops", "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -149,7 +160,11 @@ def desired_inference_service(model: FraudModel, version: ModelVersion) -> dict[
                 "readinessProbe": {"httpGet": {"path": f"/v2/models/{model.name}/ready", "port": PREDICTOR_PORT},
                                    "initialDelaySeconds": 5, "periodSeconds": 10},
                 "resources": dict(model.predictor.resources),
+                "securityContext": CONTAINER_SECURITY_CONTEXT,
+                "volumeMounts": [SCRATCH_MOUNT],
             }],
+            "securityContext": POD_SECURITY_CONTEXT,
+            "volumes": [SCRATCH_VOLUME],
         }},
     }
 
@@ -197,10 +212,12 @@ def desired_consumer_deployment(model: FraudModel, table: RoutingTable) -> dict[
                         "readinessProbe": {"httpGet": {"path": "/metrics", "port": CONSUMER_METRICS_PORT},
                                            "periodSeconds": 10},
                         "resources": dict(stream.resources),
-                        "volumeMounts": [{"name": "routing", "mountPath": ROUTING_MOUNT, "readOnly": True}],
-                        "securityContext": {"allowPrivilegeEscalation": False},
+                        "volumeMounts": [{"name": "routing", "mountPath": ROUTING_MOUNT, "readOnly": True},
+                                         SCRATCH_MOUNT],
+                        "securityContext": CONTAINER_SECURITY_CONTEXT,
                     }],
-                    "volumes": [{"name": "routing", "configMap": {"name": f"{model.name}-routing"}}],
+                    "securityContext": POD_SECURITY_CONTEXT,
+                    "volumes": [{"name": "routing", "configMap": {"name": f"{model.name}-routing"}}, SCRATCH_VOLUME],
                 },
             },
         },

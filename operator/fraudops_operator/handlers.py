@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
+import prometheus_client
 from kubernetes.client.exceptions import ApiException
 
 from fraudops_operator import crd
@@ -66,6 +67,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.WARNING
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per PromQL query is noise
     memo.kube = Kube.from_environment()
+    if SETTINGS.metrics_port:  # the process's own metrics (CPU, memory, GC) for the chart's ServiceMonitor
+        prometheus_client.start_http_server(SETTINGS.metrics_port)
 
 
 # --------------------------------------------------------------------------- FraudModel
@@ -80,11 +83,10 @@ def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_
         return
     model, status, now = FraudModel.from_body(body), body.get("status") or {}, datetime.now(UTC)
 
-    problem = _artifact_problem(kube, model)
-    if problem:
-        unreadable = Readiness(False, "ArtifactUnreadable", problem)
-        if _write_status(kube, body, _with_ready(status, model, unreadable, now)):
-            _warn_once(body, status, unreadable)
+    blocked = _blocked(kube, model)
+    if blocked is not None:  # nothing is applied for it: say why, once
+        if _write_status(kube, body, _with_ready(status, model, blocked, now)):
+            _warn_once(body, status, blocked)
         return
 
     transition, verdict = _decide(model, status, now)
@@ -176,6 +178,16 @@ def _retire_inference_services(kube: Kube, model: FraudModel, keep: set[str]) ->
             kube.delete("InferenceService", model.namespace, isvc["metadata"]["name"])
 
 
+def _blocked(kube: Kube, model: FraudModel) -> Readiness | None:
+    """Why none of the model's children may be applied: an image outside the allow-list, an unreadable
+    artifact; None when they may."""
+    refusal = SETTINGS.image_policy.refusal({"predictor": model.predictor.image, "consumer": model.stream.image})
+    if refusal:
+        return Readiness(False, "ImageNotAllowed", refusal)
+    problem = _artifact_problem(kube, model)
+    return Readiness(False, "ArtifactUnreadable", problem) if problem else None
+
+
 def _artifact_problem(kube: Kube, model: FraudModel) -> str | None:
     """Why a version's artifact cannot be served (unsupported scheme, missing volume claim), or None."""
     for role, version in (("stable", model.stable), ("candidate", model.candidate)):
@@ -239,13 +251,14 @@ def reconcile_training_run(body: kopf.Body, name: str, namespace: str | None, me
 
     job = kube.get("Job", namespace, job_name(run))
     if job is None:
-        missing = sorted(c for c in {volume_claim(run.data_uri), volume_claim(run.output_uri)}
-                         if c and kube.get("PersistentVolumeClaim", namespace, c) is None)
-        if missing:  # the pod would wait forever: say so instead
-            conditions = set_condition(status.get("conditions") or [], "Succeeded", "Unknown", "VolumeMissing",
-                                       f"PersistentVolumeClaim {', '.join(missing)} not found", now,
-                                       run.ref.generation)
-            _write_status(kube, fresh, {**status, "phase": "Pending", "conditions": conditions})
+        blocked = _job_blocked(kube, run)
+        if blocked is not None:  # no Job: it would be refused, or its pod would wait forever. Say so instead
+            reason, message = blocked
+            conditions = set_condition(status.get("conditions") or [], "Succeeded", "Unknown", reason, message,
+                                       now, run.ref.generation)
+            if _write_status(kube, fresh, {**status, "phase": "Pending", "conditions": conditions}) \
+                    and reason == "ImageNotAllowed":
+                _post(fresh, RolloutEvent("Warning", reason, message))
             return
         job = kube.apply(desired_training_job(run))
     pods = kube.list_objects("Pod", namespace, f"{JOB_NAME_LABEL}={job_name(run)}") if job_finished(job) else []
@@ -260,6 +273,16 @@ def reconcile_training_run(body: kopf.Body, name: str, namespace: str | None, me
     if _write_status(kube, fresh, new_status):
         for event in events:
             _post(fresh, event)
+
+
+def _job_blocked(kube: Kube, run: TrainingRun) -> tuple[str, str] | None:
+    """(reason, message) when the training Job must not be created yet, else None."""
+    refusal = SETTINGS.image_policy.refusal({"training": run.image})
+    if refusal:
+        return "ImageNotAllowed", refusal
+    missing = sorted(c for c in {volume_claim(run.data_uri), volume_claim(run.output_uri)}
+                     if c and kube.get("PersistentVolumeClaim", run.ref.namespace, c) is None)
+    return ("VolumeMissing", f"PersistentVolumeClaim {', '.join(missing)} not found") if missing else None
 
 
 def _hand_over(kube: Kube, run: TrainingRun, conditions: list[dict[str, Any]],

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fraudops_operator.desired import MANAGED_BY, volume_claim
+from fraudops_operator.desired import (
+    CONTAINER_SECURITY_CONTEXT,
+    MANAGED_BY,
+    POD_SECURITY_CONTEXT,
+    SCRATCH_MOUNT,
+    SCRATCH_VOLUME,
+    volume_claim,
+)
 from fraudops_operator.resources import ModelVersion, TrainingRun
 from fraudops_operator.status import set_condition
 
@@ -73,12 +80,15 @@ def desired_training_job(run: TrainingRun) -> dict[str, Any]:
                         # A crash before the result is written still leaves its log tail as the message.
                         "terminationMessagePolicy": "FallbackToLogsOnError",
                         "volumeMounts": [{"name": "data", "mountPath": DATA_MOUNT, "readOnly": True},
-                                         {"name": "output", "mountPath": OUTPUT_MOUNT}],
+                                         {"name": "output", "mountPath": OUTPUT_MOUNT}, SCRATCH_MOUNT],
+                        "securityContext": CONTAINER_SECURITY_CONTEXT,
                     }],
+                    "securityContext": POD_SECURITY_CONTEXT,
                     "volumes": [
                         {"name": "data", "persistentVolumeClaim": {"claimName": volume_claim(run.data_uri),
                                                                    "readOnly": True}},
                         {"name": "output", "persistentVolumeClaim": {"claimName": volume_claim(run.output_uri)}},
+                        SCRATCH_VOLUME,
                     ],
                 },
             },

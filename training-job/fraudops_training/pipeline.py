@@ -209,8 +209,9 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
             "rounds": tuning.best_rounds, "trials": len(tuning.study.trials),
             "negative_sample_rate": config.negative_sample_rate, "skipped_families": data_report.skipped_families,
         },
-        libraries={name: package_version(name) for name in ("xgboost", "optuna", "scikit-learn", "numpy", "numba")}
-        | {"python": platform.python_version()},
+        # xgboost by its module: the installed distribution is `xgboost-cpu` (same library, no CUDA).
+        libraries={name: package_version(name) for name in ("optuna", "scikit-learn", "numpy", "numba")}
+        | {"xgboost": xgb.__version__, "python": platform.python_version()},
     )
     save_artifact(artifact_dir, booster, metadata)
     report_dir = artifact_dir / "report"
