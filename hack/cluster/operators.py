@@ -121,6 +121,7 @@ def kserve_objects(
     container["imagePullPolicy"] = "Never"
     # Upstream's 100m CPU limit makes the manager's start take minutes on a busy two-core machine.
     container["resources"]["limits"]["cpu"] = "1"
+    objects.insert(0, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KSERVE_NAMESPACE}})
     objects.append(config)
     objects.append(
         {
@@ -223,11 +224,23 @@ def apply_in_order(layout: NodeLayout, objects: list[Obj]) -> None:
     middle = [o for o in objects if o["kind"] not in _FIRST + _LAST]
     last = [o for o in objects if o["kind"] in _LAST]
     _apply(layout, first)
-    crds = [f"crd/{o['metadata']['name']}" for o in first if o["kind"] == "CustomResourceDefinition"]
+    crds = [o["metadata"]["name"] for o in first if o["kind"] == "CustomResourceDefinition"]
     if crds:
-        node.kubectl(layout, "wait", "--for=condition=Established", "--timeout=120s", *crds, timeout_s=150)
+        # Polled, not `kubectl wait`: that fails at once on a CRD whose status has no conditions yet.
+        node.wait_until("the CRDs to be established", lambda: _established(layout, crds), 120)
     _apply(layout, middle)
     _apply(layout, last)
+
+
+def _established(layout: NodeLayout, names: list[str]) -> bool:
+    listed = json.loads(node.kubectl(layout, "get", "crd", *names, "-o", "json"))["items"]
+    return all(
+        any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in (crd.get("status") or {}).get("conditions") or []
+        )
+        for crd in listed
+    )
 
 
 def _apply(layout: NodeLayout, objects: list[Obj]) -> None:
