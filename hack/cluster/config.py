@@ -450,6 +450,17 @@ def daemons(layout: NodeLayout) -> list[Daemon]:
             Probe("http", "http://127.0.0.1:10256/healthz"),
         ),
         Daemon(
+            "volume-provisioner",
+            (
+                sys.executable,
+                "-m",
+                "hack.cluster.volume_provisioner",
+                layout.apiserver_url,
+                str(pki),
+                str(layout.run_dir / "volumes"),
+            ),
+        ),
+        Daemon(
             "pod-discovery",
             (
                 sys.executable,

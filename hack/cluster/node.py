@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from hack.cluster import addons, cgroups, images, network, pki, processes, teardown
+from hack.cluster import addons, cgroups, images, network, pki, processes, teardown, volume_provisioner
 from hack.cluster.config import Daemon, Probe, config_files, daemons
 from hack.cluster.layout import NodeLayout
 from hack.cluster.timings import Timings
@@ -166,7 +166,11 @@ def node_ready(layout: NodeLayout) -> bool:
 
 
 def apply_addons(layout: NodeLayout) -> None:
-    items = addons.coredns_objects(layout) + addons.prometheus_objects(layout)
+    items = [
+        *addons.coredns_objects(layout),
+        *addons.prometheus_objects(layout),
+        volume_provisioner.storage_class(),
+    ]
     objects = {"apiVersion": "v1", "kind": "List", "items": items}
     kubectl(layout, "apply", "--server-side", "-f", "-", stdin=json.dumps(objects))
     kubectl(
@@ -206,7 +210,7 @@ def up(layout: NodeLayout) -> Timings:
     for daemon in daemons(layout)[1:]:  # after containerd and the images it needs
         timings.step(daemon.name, lambda daemon=daemon: start_and_wait(layout, daemon))  # type: ignore[misc]
     timings.step("node Ready", lambda: wait_until("the node to be Ready", lambda: node_ready(layout), 180))
-    timings.step("CoreDNS, Prometheus Service", lambda: apply_addons(layout))
+    timings.step("CoreDNS, Prometheus Service, StorageClass", lambda: apply_addons(layout))
     return timings
 
 

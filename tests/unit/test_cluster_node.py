@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from hack.cluster import cgroups, network, pki, pod_discovery, teardown
+from hack.cluster import cgroups, network, pki, pod_discovery, teardown, volume_provisioner
 from hack.cluster.config import config_files, daemons, pod_targets_file
 from hack.cluster.images import ImageFile, ImageSpec, oci_archive
 from hack.cluster.layout import NodeLayout, cidr_address
@@ -173,3 +173,33 @@ def test_pod_targets_carry_the_labels_kubernetes_sd_would_give() -> None:
     assert labels["__meta_kubernetes_pod_label_serving_kserve_io_inferenceservice"] == "card-v2"
     assert labels["__meta_kubernetes_pod_annotation_prometheus_io_port"] == "8080"
     assert labels["__meta_kubernetes_namespace"] == "fraud"
+
+
+def test_a_pending_claim_of_the_local_class_gets_a_host_path_volume_bound_to_it(tmp_path: Path) -> None:
+    def claim(name: str, phase: str, storage_class: str | None, volume: str = "") -> dict[str, object]:
+        spec: dict[str, object] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+            "volumeName": volume,
+        }
+        if storage_class:
+            spec["storageClassName"] = storage_class
+        return {
+            "metadata": {"namespace": "fraud", "name": name, "uid": f"uid-{name}"},
+            "spec": spec,
+            "status": {"phase": phase},
+        }
+
+    claims = [
+        claim("models", "Pending", "local"),
+        claim("bound", "Bound", "local", "pvc-x"),
+        claim("other", "Pending", "fast-ssd"),
+    ]
+
+    volumes = volume_provisioner.volumes_to_create(claims, tmp_path)
+
+    assert [v["metadata"]["name"] for v in volumes] == ["pvc-uid-models"]
+    spec = volumes[0]["spec"]
+    assert spec["claimRef"] == {"namespace": "fraud", "name": "models", "uid": "uid-models"}
+    assert spec["hostPath"]["path"] == str(tmp_path / "pvc-uid-models")
+    assert spec["capacity"] == {"storage": "1Gi"}
