@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from hack.cluster import images
+from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import Kube
 
 pytestmark = pytest.mark.e2e
@@ -27,6 +28,7 @@ OPERATOR_NAMESPACE = "fraudops-system"
 PLATFORM_IMAGES = ("fraudops", "predictor", "kafka", "postgres")
 IMAGE_TAG = "0.1.0"
 RECORDS = 2000
+STRIMZI_CRDS = REPO_ROOT / "third_party" / "upstream-crds" / "strimzi"
 
 
 def helm(kube: Kube, *args: str, timeout_s: float = 900) -> None:
