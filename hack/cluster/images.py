@@ -258,6 +258,20 @@ def import_from_docker(layout: NodeLayout, references: Sequence[str]) -> None:
     """`docker save | ctr images import` for images built by Docker (the platform's)."""
     if shutil.which("docker") is None:
         raise RuntimeError("docker is not installed: the platform's images are built with Docker")
+    present = set(
+        _run(
+            ["ctr", "--address", str(layout.containerd_socket), "--namespace", "k8s.io", "images", "ls", "-q"]
+        ).split()
+    )
+    # The CRI names each image also by its config digest, which is Docker's image id: an image whose name
+    # and id are both there is the same image, and is not imported again (a re-import costs minutes).
+    references = [
+        ref
+        for ref in references
+        if not {ref, _run(["docker", "image", "inspect", "--format", "{{.Id}}", ref]).strip()} <= present
+    ]
+    if not references:
+        return
     save = subprocess.Popen(["docker", "save", *references], stdout=subprocess.PIPE)
     assert save.stdout is not None
     imported = subprocess.run(

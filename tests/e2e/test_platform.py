@@ -96,11 +96,21 @@ def platform(kube: Kube) -> Iterator[Kube]:
             "--timeout",
             "15m",
         )
-    for job in ("fraudops-seed", "fraudops-migrations-1", "fraudops-kafka-topics-1"):
-        kube.wait_for(
-            f"job {job} to complete",
-            lambda job=job: bool(kube.get("-n", NAMESPACE, "job", job)["status"].get("succeeded")),
-            timeout_s=900,
+    # The migrations and topics Jobs are helm hooks (deleted once they succeed): helm install waited for them.
+    kube.wait_for(
+        "the seed Job to train the first model",
+        lambda: bool(kube.get("-n", NAMESPACE, "job", "fraudops-seed")["status"].get("succeeded")),
+        timeout_s=900,
+    )
+    for statefulset in ("fraudops-kafka", "fraudops-postgresql"):
+        kube.kubectl(
+            "-n",
+            NAMESPACE,
+            "rollout",
+            "status",
+            f"statefulset/{statefulset}",
+            "--timeout=600s",
+            timeout_s=630,
         )
     yield kube
 
