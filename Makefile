@@ -108,8 +108,10 @@ e2e-controllers-bin: ## build KServe's controller and KEDA (operator, metrics AP
 e2e-controllers: $(INSTALLED) e2e-controllers-bin ## install KServe and KEDA into the running e2e cluster
 	$(PY) -m hack.cluster controllers
 
-e2e: $(INSTALLED) e2e-cluster ## the end-to-end suite on the single-node cluster, which it tears down after (proving nothing is left)
-	@status=0; $(VENV)/bin/pytest -m e2e tests/e2e --ignore=tests/e2e/test_teardown.py || status=$$?; \
+e2e: $(INSTALLED) e2e-cluster e2e-controllers tools ## node up, KServe + KEDA, the platform's images and charts, tests/e2e; then down, proving nothing is left
+	@status=0; bash hack/images/dockerd.sh run -- bash -c \
+		'bash hack/images/build.sh && $(VENV)/bin/pytest -m e2e tests/e2e --ignore=tests/e2e/test_teardown.py' \
+		|| status=$$?; \
 	$(VENV)/bin/pytest -m e2e tests/e2e/test_teardown.py || status=$$((status ? status : 1)); \
 	test -d .run/cluster && $(PY) -m hack.cluster down; exit $$status
 
