@@ -74,6 +74,16 @@ def job_succeeded(kube: Kube, namespace: str, name: str) -> bool:
     return bool(status.get("succeeded"))
 
 
+def http_get_by_name_script(fqdn: str, port: int = 80) -> str:
+    """A shell script that resolves `fqdn` with busybox's nslookup (its own resolver), prints
+    "resolved <address>" and sends GET / there with nc. busybox's wget would crash: Debian's
+    busybox-static links glibc statically, which cannot load the NSS modules a name lookup needs."""
+    return (
+        f"address=$(nslookup -type=a {fqdn} | awk '/^Address: /{{print $2}}' | tail -n 1) && "
+        f'echo "resolved $address" && printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 10 "$address" {port}'
+    )
+
+
 @pytest.fixture
 def web(kube: Kube, namespace: str) -> str:
     """A Deployment of busybox httpd serving a page with a random token, behind Service `web`."""
@@ -142,13 +152,7 @@ def test_a_job_reaches_a_deployment_through_its_service_by_dns_name(
 ) -> None:
     service_ip = kube.get("-n", namespace, "service", "web")["spec"]["clusterIP"]
     fqdn = f"web.{namespace}.svc.{kube.layout.cluster_domain}."
-    # busybox's nslookup has its own resolver; its wget (Debian's busybox-static) crashes on this
-    # image, so HTTP is spoken with nc to the address nslookup found.
-    script = (
-        f"address=$(nslookup -type=a {fqdn} | awk '/^Address: /{{print $2}}' | tail -n 1) && "
-        'echo "resolved $address" && printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 10 "$address" 80'
-    )
-    kube.apply(job("probe", script), namespace=namespace)
+    kube.apply(job("probe", http_get_by_name_script(fqdn)), namespace=namespace)
 
     kube.wait_for("the probe Job to complete", lambda: job_succeeded(kube, namespace, "probe"))
 

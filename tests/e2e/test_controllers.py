@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Kube
-from tests.e2e.test_cluster import RESTRICTED_POD, busybox_container, job, job_succeeded
+from tests.e2e.test_cluster import (
+    RESTRICTED_POD,
+    busybox_container,
+    http_get_by_name_script,
+    job,
+    job_succeeded,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -66,14 +72,7 @@ def test_kserve_turns_an_inference_service_into_a_serving_predictor(kube: Kube, 
     deployment = kube.get("-n", namespace, "deployment", "probe-predictor")
     assert deployment["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
     url = f"probe-predictor.{namespace}.svc.{kube.layout.cluster_domain}."
-    kube.apply(
-        job(
-            "ask",
-            f"address=$(nslookup -type=a {url} | awk '/^Address: /{{print $2}}' | tail -n 1) && "
-            'printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 10 "$address" 80',
-        ),
-        namespace=namespace,
-    )
+    kube.apply(job("ask", http_get_by_name_script(url)), namespace=namespace)
     kube.wait_for("the Job to reach the predictor", lambda: job_succeeded(kube, namespace, "ask"))
     assert "predictor up" in kube.kubectl("-n", namespace, "logs", "job/ask").stdout
 
