@@ -11,7 +11,7 @@ FRAUDOPS   := $(VENV)/bin/fraudops
 UV_VERSION := 0.13.9
 INSTALLED  := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-integration test-k8s test-images test-packaging chaos scanners crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus tools images cluster cluster-down clean
+.PHONY: help demo test test-unit test-integration test-k8s test-images test-packaging chaos scanners crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus tools images cluster cluster-down clean e2e e2e-deps e2e-bin e2e-cluster e2e-controllers-bin e2e-controllers e2e-down e2e-status
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -95,6 +95,34 @@ k8s-bin: ## build kube-apiserver, etcd, kubectl, kube-controller-manager from Go
 
 prometheus: ## Debian's prometheus package, for the operator's metric-analysis tests
 	bash hack/prometheus.sh
+
+e2e-deps: ## Debian packages of the e2e node (containerd, runc, CNI plugins, iptables, busybox-static)
+	bash hack/cluster/deps.sh
+
+e2e-bin: ## also build kubelet, kube-proxy, kube-scheduler and CoreDNS from Go modules (cached; ~8 min cold)
+	K8S_NODE=1 bash hack/k8s/build.sh
+
+e2e-cluster: $(INSTALLED) e2e-deps e2e-bin prometheus ## a single-node Kubernetes on this machine where pods run (KUBECONFIG=.run/cluster/kubeconfig)
+	$(PY) -m hack.cluster up
+
+e2e-controllers-bin: ## build KServe's controller and KEDA (operator, metrics API server, webhooks) from Go modules (cached)
+	bash hack/cluster/controllers/build.sh
+
+e2e-controllers: $(INSTALLED) e2e-controllers-bin ## install KServe and KEDA into the running e2e cluster
+	$(PY) -m hack.cluster controllers
+
+e2e: $(INSTALLED) e2e-cluster e2e-controllers tools ## node up, KServe + KEDA, the platform's images and charts, tests/e2e; then down, proving nothing is left
+	@status=0; bash hack/images/dockerd.sh run -- bash -c \
+		'bash hack/images/build.sh && $(VENV)/bin/pytest -m e2e tests/e2e --ignore=tests/e2e/test_teardown.py' \
+		|| status=$$?; \
+	$(VENV)/bin/pytest -m e2e tests/e2e/test_teardown.py || status=$$((status ? status : 1)); \
+	test -d .run/cluster && $(PY) -m hack.cluster down; exit $$status
+
+e2e-down: $(INSTALLED) ## stop and remove it; fails if any process, mount, cgroup or interface is left
+	$(PY) -m hack.cluster down
+
+e2e-status: $(INSTALLED)
+	$(PY) -m hack.cluster status
 
 cluster: tools ## a kind cluster with cert-manager, Strimzi, KEDA, KServe, Prometheus, then skaffold run -p kind (needs docker, kind, internet)
 	bash hack/cluster.sh up

@@ -12,22 +12,37 @@ from fraudops_infra.stack import LocalStack
 from tests.integration.test_gateway_support import Served, gateway, migrated_database
 
 pytestmark = pytest.mark.integration
-LEGACY = {"amount": 25.0, "merchant_category": "grocery", "source": "POS", "is_international": False,
-          "hour_of_day": 9}
+LEGACY = {
+    "amount": 25.0,
+    "merchant_category": "grocery",
+    "source": "POS",
+    "is_international": False,
+    "hour_of_day": 9,
+}
 
 
 @pytest.fixture(scope="module")
-def served(local_stack: LocalStack, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Served]:
+def served(
+    local_stack: LocalStack, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("guards")
-    with migrated_database(local_stack, "guards") as database, gateway(
-            database, trained_artifact, folder / "gateway.log", gateway_api_keys="key-one, key-two",
-            gateway_rate_limit="5 per 10 seconds") as server:
+    with (
+        migrated_database(local_stack, "guards") as database,
+        gateway(
+            database,
+            trained_artifact,
+            folder / "gateway.log",
+            gateway_api_keys="key-one, key-two",
+            gateway_rate_limit="5 per 10 seconds",
+        ) as server,
+    ):
         yield server
         assert server.stop(), server.log_tail()
 
 
-@pytest.mark.parametrize("headers", [{}, {"X-API-Key": "key-three"}, {"X-API-Key": "KEY-ONE"}, {"X-API-Key": ""}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"X-API-Key": "key-three"}, {"X-API-Key": "KEY-ONE"}, {"X-API-Key": ""}]
+)
 def test_a_request_without_a_valid_api_key_is_401(served: Served, headers: dict[str, str]) -> None:
     response = httpx.post(served.url + "/predict", json=LEGACY, headers=headers)
 

@@ -28,12 +28,24 @@ def ours(run_dir: str) -> list[str]:
 
 def test_up_twice_status_down_leaves_no_process_behind() -> None:
     run_dir = REPO_ROOT / ".run" / f"infra-test-{os.getpid()}"
-    env = {**os.environ, "RUN_DIR": str(run_dir), "POSTGRES_PORT": str(free_port()),
-           "KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()), "KAFKA_HEAP": "512M"}
+    env = {
+        **os.environ,
+        "RUN_DIR": str(run_dir),
+        "POSTGRES_PORT": str(free_port()),
+        "KAFKA_PORT": str(free_port()),
+        "KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KAFKA_HEAP": "512M",
+    }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "fraudops_cli.main", "infra", *args], env=env, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "fraudops_cli.main", "infra", *args],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     try:
         first = cli("up")

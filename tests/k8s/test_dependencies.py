@@ -20,8 +20,14 @@ from tests.k8s.objects import CANDIDATE, fraud_model
 pytestmark = pytest.mark.k8s
 
 # `fraudops operator run`: the same Typer app main.py registers as `operator`, invoked directly.
-OPERATOR_COMMAND = [sys.executable, "-c", "import sys; from fraudops_cli.operate import app; app(sys.argv[1:])",
-                    "run", "--namespace", "fraud"]
+OPERATOR_COMMAND = [
+    sys.executable,
+    "-c",
+    "import sys; from fraudops_cli.operate import app; app(sys.argv[1:])",
+    "run",
+    "--namespace",
+    "fraud",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +42,20 @@ def bare_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def operator_process(bare_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen]:
+def operator_process(
+    bare_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[subprocess.Popen]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(bare_cluster.server.kubeconfig_path), "FRAUDOPS_OPERATOR_TICK_S": "0.5"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(bare_cluster.server.kubeconfig_path),
+        "FRAUDOPS_OPERATOR_TICK_S": "0.5",
+    }
     bare_cluster.create_namespace("fraud")
     with open(log, "wb") as out:
-        process = subprocess.Popen(OPERATOR_COMMAND, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            OPERATOR_COMMAND, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         yield process
     finally:
@@ -54,9 +68,12 @@ def operator_process(bare_cluster: Cluster, tmp_path_factory: pytest.TempPathFac
 
 
 def test_missing_kserve_and_keda_are_a_condition_and_the_rollout_waits_for_them(
-        bare_cluster: Cluster, operator_process: subprocess.Popen) -> None:
+    bare_cluster: Cluster, operator_process: subprocess.Popen
+) -> None:
     cluster = bare_cluster
-    cluster.apply(fraud_model("fraud", candidate=CANDIDATE, rollout={"steps": [{"weight": 10, "pause": "1h"}]}))
+    cluster.apply(
+        fraud_model("fraud", candidate=CANDIDATE, rollout={"steps": [{"weight": 10, "pause": "1h"}]})
+    )
 
     def dependency_missing() -> dict | None:
         assert operator_process.poll() is None, "the operator exited (its log is printed below)"
@@ -68,8 +85,11 @@ def test_missing_kserve_and_keda_are_a_condition_and_the_rollout_waits_for_them(
     assert "the CRD inferenceservices.serving.kserve.io is not installed (install KServe 0.20)" in message
     assert "the CRD scaledobjects.keda.sh is not installed (install KEDA 2.x)" in message
     # What can exist does; the candidate gets no traffic while it cannot be served.
-    for kind, name in [("KafkaTopic", "card-fraud-transactions"), ("ConfigMap", "card-fraud-routing"),
-                       ("Deployment", "card-fraud-consumer")]:
+    for kind, name in [
+        ("KafkaTopic", "card-fraud-transactions"),
+        ("ConfigMap", "card-fraud-routing"),
+        ("Deployment", "card-fraud-consumer"),
+    ]:
         assert cluster.get(kind, "fraud", name) is not None, f"{kind} {name}"
     time.sleep(2)
     fm = cluster.must_get("FraudModel", "fraud", "card-fraud")
@@ -79,11 +99,16 @@ def test_missing_kserve_and_keda_are_a_condition_and_the_rollout_waits_for_them(
     assert len(warnings) == 1 and warnings[0]["type"] == "Warning"  # one Event, not one per tick
 
     install_crds(cluster.server, upstream_crd_folders(("kserve", "keda")))
-    cluster.wait_for(lambda: (cluster.get("FraudModel", "fraud", "card-fraud") or {}).get("status", {})
-                     .get("candidateWeight") == 10, "the rollout to start once KServe and KEDA exist", timeout_s=60)
+    cluster.wait_for(
+        lambda: (
+            (cluster.get("FraudModel", "fraud", "card-fraud") or {}).get("status", {}).get("candidateWeight")
+            == 10
+        ),
+        "the rollout to start once KServe and KEDA exist",
+        timeout_s=60,
+    )
     fm = cluster.must_get("FraudModel", "fraud", "card-fraud")
     assert condition(fm, "Ready")["status"] == "True"
     for name in ("card-fraud-2026-11-01", "card-fraud-2026-11-28"):
         assert cluster.get("InferenceService", "fraud", name) is not None
     assert cluster.get("ScaledObject", "fraud", "card-fraud-consumer") is not None
-

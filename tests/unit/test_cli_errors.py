@@ -17,7 +17,11 @@ FRAUDOPS = [sys.executable, "-m", "fraudops_cli.main"]
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*FRAUDOPS, *args], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+        [*FRAUDOPS, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
     )
 
@@ -63,6 +67,11 @@ def test_simulate_to_an_unreachable_broker_says_how_to_start_one() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
-    result = run_cli("simulate", "--kafka", "--transactions", "10",
-                     env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dead_port}"})
+    result = run_cli(
+        "simulate",
+        "--kafka",
+        "--transactions",
+        "10",
+        env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dead_port}"},
+    )
     assert_one_line_error(result, f"127.0.0.1:{dead_port}", "infra up")

@@ -33,8 +33,12 @@ class HalfScorer:
 
 
 def transaction(customer: int, minute: int) -> Transaction:
-    return Transaction(transaction_id=f"t-{customer}-{minute}", customer_id=f"c{customer}", amount=25.0 + customer,
-                       event_time=datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=minute))
+    return Transaction(
+        transaction_id=f"t-{customer}-{minute}",
+        customer_id=f"c{customer}",
+        amount=25.0 + customer,
+        event_time=datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=minute),
+    )
 
 
 def test_beyond_the_bound_the_least_recent_customers_are_dropped_and_read_again_when_they_return() -> None:

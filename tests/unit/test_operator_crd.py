@@ -27,13 +27,20 @@ def test_an_absent_section_gets_all_its_nested_defaults() -> None:
 
 def test_printer_columns_show_phase_versions_weight_and_age() -> None:
     [version] = crd.fraud_model_crd()["spec"]["versions"]
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Stable", "Canary", "Weight", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Phase",
+        "Stable",
+        "Canary",
+        "Weight",
+        "Age",
+    ]
     assert crd.fraud_model_crd()["spec"]["names"]["shortNames"] == ["fm"]
     assert crd.training_run_crd()["spec"]["names"]["shortNames"] == ["tr"]
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("5m", 300), ("1h30m", 5400), ("7d", 604800),
-                                               ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("5m", 300), ("1h30m", 5400), ("7d", 604800), ("250ms", 0.25)]
+)
 def test_durations_read_like_go_durations_plus_days(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
