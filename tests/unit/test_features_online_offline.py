@@ -4,7 +4,8 @@ Offline = training's path: the whole history as a DataFrame through `FeatureEngi
 Online = the stream's and the gateway's path: JSON records decoded and validated like Kafka records,
 fed in micro-batches of random sizes (some of one transaction, like the gateway), with the state
 checkpointed and restored into a brand-new engine along the way, and fraud labels arriving as they
-become known.
+become known. Both sides hold the entity table (what training replays and the entity-state component
+keeps), and the restores restart it too: its rows, its queue of events of the open epoch and its epoch.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def history() -> tuple[pd.DataFrame, list[bytes]]:
 
 
 def offline(frame: pd.DataFrame) -> np.ndarray:
-    return FeatureEngine().replay(frame)
+    return FeatureEngine(entity_table=True).replay(frame)
 
 
 def online(frame: pd.DataFrame, values: list[bytes], seed: int) -> np.ndarray:
@@ -44,7 +45,7 @@ def online(frame: pd.DataFrame, values: list[bytes], seed: int) -> np.ndarray:
     order = np.argsort(labels.known_at, kind="stable")
     labels = labels.take(order)
     times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
-    engine = FeatureEngine()
+    engine = FeatureEngine(entity_table=True)
     delivered = 0
     parts = []
     start = 0
@@ -60,7 +61,7 @@ def online(frame: pd.DataFrame, values: list[bytes], seed: int) -> np.ndarray:
         assert not rejects and len(indexes) == end - start
         parts.append(engine.transform(encode_records(records)))
         if rng.random() < 0.1:  # a rebalance or a restart: the state moves to a fresh engine
-            fresh = FeatureEngine()
+            fresh = FeatureEngine()  # the entity table comes back from the snapshot
             fresh.restore(engine.snapshot())
             engine = fresh
         start = end
@@ -87,6 +88,17 @@ def test_label_risk_features_are_used_so_the_equality_covers_them(
     assert (batch[:, risk] > 0).any(axis=0).all(), "every label-risk feature fires somewhere"
 
 
+def test_entity_features_are_used_so_the_equality_covers_them(history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    frame, _ = history
+    batch = offline(frame)
+    for table in ("merchant", "terminal", "device", "ip", "beneficiary"):
+        for name in ("tx_1d", "tx_30d", "matured_tx_30d", "customers_7d"):
+            column = batch[:, FEATURE_NAMES.index(f"{table}_{name}")]
+            assert (column > 0).any(), f"{table}_{name} fires somewhere"
+    rates = batch[:, [FEATURE_NAMES.index(f"{t}_fraud_rate_30d") for t in ("merchant", "terminal", "device")]]
+    assert (rates > 0).any(axis=0).all(), "known frauds show in the label-delayed fraud rates"
+
+
 def test_no_feature_of_a_transaction_changes_when_later_transactions_are_appended(
         history: tuple[pd.DataFrame, list[bytes]]) -> None:
     frame, _ = history
@@ -108,3 +120,6 @@ def test_a_label_known_after_a_transaction_does_not_reach_its_features(
                                                    "device_fraud_labels", "ip_fraud_labels",
                                                    "beneficiary_fraud_labels", "customer_fraud_labels")]
     assert (features[:, risk] == 0).all()
+    rates = features[:, [FEATURE_NAMES.index(f"{t}_fraud_rate_30d")
+                          for t in ("merchant", "terminal", "device", "ip", "beneficiary")]]
+    assert not (rates > 0).any(), "no fraud rate counts a label before it is known"

@@ -138,16 +138,26 @@ def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
     txi[:, L.TI_IP] = stable_hash(ips)
     txi[:, L.TI_IP_PREFIX] = stable_hash(np.array([_ip_prefix(ip) for ip in ips], dtype=object))
     merchants = stable_hash(column("merchant_id"))
-    txi[:, L.TI_MERCHANT] = merchants
+    terminals = stable_hash(column("terminal_id"))
+    txi[:, L.TI_MERCHANT] = _place(merchants, terminals)
     beneficiaries = stable_hash(column("beneficiary_id"))
     txi[:, L.TI_BENEFICIARY] = beneficiaries
-    txi[:, L.TI_G_MERCHANT:L.TI_G_BENEFICIARY + 1] = -1
+    txi[:, L.TI_G_MERCHANT:L.TI_E_BENEFICIARY + 1] = -1
 
-    risk_keys = np.stack(
-        [merchants, stable_hash(column("terminal_id")), txi[:, L.TI_DEVICE], txi[:, L.TI_IP], beneficiaries], axis=1)
+    risk_keys = np.stack([merchants, terminals, txi[:, L.TI_DEVICE], txi[:, L.TI_IP], beneficiaries], axis=1)
     customers = column("customer_id")
     customers = np.where(pd.isna(customers), None, customers.astype(str)).astype(object)
+    txi[:, L.TI_CUSTOMER_HASH] = stable_hash(customers)
     return EncodedBatch(customer_ids=customers, txf=txf, txi=txi, risk_keys=risk_keys)
+
+
+def _place(merchants: np.ndarray, terminals: np.ndarray) -> np.ndarray:
+    """Where the customer paid, for their own novelty features: the merchant, else the terminal.
+
+    An export with terminals but no merchant ids (the common five-column history) still shows a
+    customer at a terminal they never used before.
+    """
+    return np.where(merchants != 0, merchants, terminals)
 
 
 def encode_frame(frame: pd.DataFrame) -> EncodedBatch:
@@ -268,13 +278,14 @@ def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -
     texts = []  # every row's hashed keys, hashed in one call (new keys cost one pandas call, not one a row)
     for tx in transactions:
         texts.extend((tx.country, tx.device_id, tx.ip_address, _ip_prefix(tx.ip_address), tx.merchant_id,
-                      tx.beneficiary_id, tx.terminal_id))
+                      tx.beneficiary_id, tx.terminal_id,
+                      None if tx.customer_id is None else str(tx.customer_id)))
     hashed = _hashes(texts)
     for row, tx in enumerate(transactions):
         txf[row] = (_epoch_seconds(tx.event_time), _number(tx.amount), float(bool(tx.is_international)),
                     _number(tx.latitude), _number(tx.longitude), _number(tx.hour_of_day),
                     _epoch_seconds(tx.credential_change_at), _epoch_seconds(tx.account_opened_at))
-        country, device, ip, prefix, merchant, beneficiary, terminal = hashed[row * 7:row * 7 + 7]
+        country, device, ip, prefix, merchant, beneficiary, terminal, customer = hashed[row * 8:row * 8 + 8]
         codes = txi[row]
         codes[L.TI_SLOT] = -1
         codes[L.TI_CATEGORY] = _code(tx.merchant_category, _CATEGORY_INDEX, other)
@@ -285,9 +296,10 @@ def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -
         codes[L.TI_DEVICE] = device
         codes[L.TI_IP] = ip
         codes[L.TI_IP_PREFIX] = prefix
-        codes[L.TI_MERCHANT] = merchant
+        codes[L.TI_MERCHANT] = merchant if merchant != 0 else terminal
         codes[L.TI_BENEFICIARY] = beneficiary
-        codes[L.TI_G_MERCHANT:L.TI_G_BENEFICIARY + 1] = -1
+        codes[L.TI_G_MERCHANT:L.TI_E_BENEFICIARY + 1] = -1
+        codes[L.TI_CUSTOMER_HASH] = customer
         risk_keys[row] = (merchant, terminal, device, ip, beneficiary)
     customers = np.empty(n, dtype=object)
     customers[:] = [None if tx.customer_id is None else str(tx.customer_id) for tx in transactions]

@@ -1,19 +1,26 @@
 """The feature engine: per-customer state, label-risk tables and the kernel behind one small API.
 
-    engine = FeatureEngine()
+    engine = FeatureEngine()                               # online services (entity table: see below)
+    engine = FeatureEngine(entity_table=True)              # training and the entity-state component
     features = engine.transform(encode_records(batch))   # features, then the state moves on
     engine.add_fraud_labels(labels)                        # applied when their known-at time passes
     blob = engine.snapshot(customer_ids)                   # checkpoint; FeatureEngine.restore(blob)
 
 The same engine object serves the stream consumer (micro-batches), the gateway (batches of one)
 and training (`replay` of a whole history), so there is exactly one feature definition.
+
+The entity table (per merchant, terminal, device, IP and beneficiary: counts, label-delayed fraud
+rates, distinct customers) needs every transaction of an entity, which one customer-partitioned
+consumer does not see: it lives in the entity-state component (docs/entity-features.md). An engine
+made with `entity_table=True` holds it in-process (training's replay, the component itself); one
+without it reports the entity features as unknown (NaN) until the published table is attached.
 """
 
 from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,6 +28,8 @@ import pandas as pd
 from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
 from fraudops.features.encode import EncodedBatch, encode_frame, stable_hash
+from fraudops.features.entities import EntityTable
+from fraudops.features.entity_kernel import ENTITY_FIRST
 from fraudops.features.kernel import process_batch
 from fraudops.features.spec import FEATURE_VERSION, N_FEATURES, FeatureConfig
 
@@ -38,6 +47,13 @@ class LabelEvents:
     known_at: np.ndarray  # float64 epoch seconds
     customer_ids: np.ndarray  # object
     risk_keys: np.ndarray  # int64 [n, 5]: merchant, terminal, device, ip, beneficiary hashes
+    #: when the labelled transaction happened (the entity table counts a fraud on that day);
+    #: unknown ones count on the day the label became known
+    event_times: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __post_init__(self) -> None:
+        if len(self.event_times) != len(self.known_at):
+            self.event_times = np.asarray(self.known_at, dtype=np.float64).copy()
 
     def __len__(self) -> int:
         return len(self.known_at)
@@ -52,10 +68,12 @@ class LabelEvents:
         if not parts:
             return cls.empty()
         return cls(np.concatenate([p.known_at for p in parts]), np.concatenate([p.customer_ids for p in parts]),
-                   np.concatenate([p.risk_keys for p in parts]))
+                   np.concatenate([p.risk_keys for p in parts]),
+                   np.concatenate([p.event_times for p in parts]))
 
     def take(self, index: np.ndarray | slice) -> LabelEvents:
-        return LabelEvents(self.known_at[index], self.customer_ids[index], self.risk_keys[index])
+        return LabelEvents(self.known_at[index], self.customer_ids[index], self.risk_keys[index],
+                           self.event_times[index])
 
 
 class _SlotMap:
@@ -100,8 +118,9 @@ class _SlotMap:
 class FeatureEngine:
     """Online feature state for a set of customers plus the label-risk tables."""
 
-    def __init__(self, config: FeatureConfig | None = None) -> None:
+    def __init__(self, config: FeatureConfig | None = None, entity_table: bool = False) -> None:
         self.config = config or FeatureConfig()
+        self.entities: EntityTable | None = EntityTable() if entity_table else None
         self._customers = _SlotMap()
         self._floats = np.zeros((_INITIAL_CAPACITY, L.N_FLOAT_STATE))
         self._ints = np.zeros((_INITIAL_CAPACITY, L.N_INT_STATE), dtype=np.int64)
@@ -127,12 +146,20 @@ class FeatureEngine:
         for table, slot_map in enumerate(self._risk):
             batch.txi[:, L.TI_G_MERCHANT + table] = slot_map.lookup(batch.risk_keys[:, table].tolist(), create=False)
         labels = self._pending
-        labf = labels.known_at.reshape(-1, 1)
+        labf = np.stack([labels.known_at, labels.event_times], axis=1) if len(labels) else np.empty((0, L.N_LF))
+        entities = self.entities if self.entities is not None else EntityTable()  # a scratch table: discarded
+        if self.entities is not None:
+            batch.txi[:, L.TI_E_MERCHANT:L.TI_E_BENEFICIARY + 1] = entities.rows(batch.risk_keys)
         labi = self._label_slots(labels)
+        entities.reserve_queue(len(batch) + len(labels))
         out = np.empty((len(batch), N_FEATURES), dtype=np.float32)
-        applied = process_batch(batch.txf, batch.txi, self._floats, self._ints, labf, labi, self._risk_count,
-                                self._risk_time, out)
+        applied, entities.queued, entities.epoch = process_batch(
+            batch.txf, batch.txi, self._floats, self._ints, labf, labi, self._risk_count, self._risk_time,
+            entities.floats, entities.ints, entities.queue_f, entities.queue_i, entities.queued, entities.epoch,
+            self.config.entity_epoch_s, self.config.label_delay_s, out)
         self._pending = labels.take(slice(applied, None))
+        if self.entities is None:
+            out[:, ENTITY_FIRST:] = np.nan  # no entity table attached: unknown, never a made-up zero
         return out
 
     def add_fraud_labels(self, labels: LabelEvents) -> None:
@@ -185,6 +212,9 @@ class FeatureEngine:
             arrays["pending_known_at"] = self._pending.known_at
             arrays["pending_customers"] = np.asarray([c or "" for c in self._pending.customer_ids], dtype=str)
             arrays["pending_keys"] = self._pending.risk_keys
+            arrays["pending_event_times"] = self._pending.event_times
+            if self.entities is not None:
+                arrays.update(self.entities.arrays())
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         return buffer.getvalue()
@@ -205,6 +235,8 @@ class FeatureEngine:
             self._ints[slots] = data["ints"]
             if "pending_known_at" in data:
                 self._restore_global(data)
+            if "entity_keys" in data:
+                self.entities = EntityTable.from_arrays(data)
         return len(ids)
 
     def _restore_global(self, data: np.lib.npyio.NpzFile) -> None:
@@ -220,6 +252,7 @@ class FeatureEngine:
             data["pending_known_at"],
             np.asarray([c or None for c in data["pending_customers"].tolist()], dtype=object),
             data["pending_keys"],
+            data["pending_event_times"],
         )
         if not len(self._pending):
             self.add_fraud_labels(theirs)
@@ -282,6 +315,8 @@ class FeatureEngine:
             labi[:, L.LI_SLOT] = self._customers.lookup(labels.customer_ids, create=False)
             for table, slot_map in enumerate(self._risk):
                 labi[:, L.LI_G_MERCHANT + table] = slot_map.lookup(labels.risk_keys[:, table].tolist(), create=False)
+            if self.entities is not None:
+                labi[:, L.LI_E_MERCHANT:L.LI_E_BENEFICIARY + 1] = self.entities.rows(labels.risk_keys)
         return labi
 
     def _grow_customers(self) -> None:
@@ -326,4 +361,5 @@ def labels_from_history(history: pd.DataFrame, config: FeatureConfig) -> LabelEv
                           keys("beneficiary_id")], axis=1).astype(np.int64)
     customers = frauds["customer_id"].astype(object).to_numpy() if "customer_id" in frauds.columns else np.full(
         len(frauds), None, dtype=object)
-    return LabelEvents(known_at.astype(np.float64), customers, risk_keys)
+    event_times = pd.to_datetime(frauds["event_time"], utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+    return LabelEvents(known_at.astype(np.float64), customers, risk_keys, event_times.astype(np.float64))
