@@ -111,12 +111,26 @@ def serving(
     _show(throughput)
 
 
+@app.command()
+def entities(
+    transactions: Annotated[int, typer.Option(min=100_000)] = 3_000_000,
+    entities: Annotated[int, typer.Option(min=10_000, help="Distinct entities to reach.")] = 1_000_000,
+) -> None:
+    """The entity table alone: throughput and memory at a million entities, snapshot and restore."""
+    from fraudops_bench import entities as bench
+
+    with console.status(f"entity table: {transactions:,} transactions over {entities:,} entities…"):
+        measured = bench.entity_table(transactions, entities)
+    _show(measured)
+
+
 # Serving runs before the stream: the stream leaves PostgreSQL writing out hundreds of megabytes.
 BENCHES: dict[str, Callable[[], None]] = {
     "simulate": lambda: simulate(1_000_000, 500_000),
     "serving": lambda: serving(500, 60),
     "stream": lambda: stream(300_000, 100_000, 2000, 60),
     "train": lambda: train(1_000_000, 30, 600),
+    "entities": lambda: entities(3_000_000, 1_000_000),
 }
 
 

@@ -196,3 +196,26 @@ def close_epoch(EF: np.ndarray, EI: np.ndarray, qf: np.ndarray, qi: np.ndarray, 
 
 #: The first entity feature; table t's six features start at ENTITY_FIRST + 6 t.
 ENTITY_FIRST = int(Feature.MERCHANT_TX_1D)
+
+
+@nb.njit(cache=True)
+def ingest(EF: np.ndarray, EI: np.ndarray, qf: np.ndarray, qi: np.ndarray, queued: int, epoch: float,
+           times: np.ndarray, rows: np.ndarray, customer_hashes: np.ndarray, epoch_s: float,
+           label_delay_s: float) -> tuple[int, float]:
+    """The entity-state component's loop: queue each transaction, closing epochs as time passes them.
+
+    The same steps `process_batch` takes for the entity table, without the customer features: what a
+    component that only keeps the table runs. Returns (events queued, current epoch).
+    """
+    for i in range(times.shape[0]):
+        this_epoch = math.floor(times[i] / epoch_s)
+        if this_epoch > epoch:
+            queued = close_epoch(EF, EI, qf, qi, queued, this_epoch * epoch_s, label_delay_s)
+            epoch = this_epoch
+        qf[queued, L.QF_TIME] = times[i]
+        qf[queued, L.QF_FRAUD_TIME] = np.nan
+        for table in range(N_ENTITY_TABLES):
+            qi[queued, L.QI_ENTITY + table] = rows[i, table]
+        qi[queued, L.QI_CUSTOMER] = customer_hashes[i]
+        queued += 1
+    return queued, epoch
