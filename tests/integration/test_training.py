@@ -33,7 +33,13 @@ def test_the_report_states_the_threshold_rule_shows_its_plots_and_the_json_has_e
     assert "Decision threshold rule" in page and "minimum expected cost" in page
     assert page.count("data:image/png;base64,") >= 5  # PR/ROC, scores, importance, per-pattern, Optuna
     metrics = json.loads((report / "metrics.json").read_text())
-    assert set(metrics["metrics"]) == {"model", "untuned XGBoost", "amount-only logistic regression"}
+    assert set(metrics["metrics"]) == {"model", "untuned XGBoost", "textbook XGBoost",
+                                       "amount-only logistic regression"}
+    generalization = metrics["generalization"]
+    assert set(generalization) == {"by month of the held-out window", "by customer tenure", "calendar proxies"}
+    assert sum(row["transactions"] for row in generalization["by month of the held-out window"]) == len(
+        pd.read_parquet(report / "holdout_predictions.parquet"))
+    assert not [row["feature"] for row in generalization["calendar proxies"] if row["flagged"]], "no clock learned"
     for name, values in metrics["metrics"].items():
         assert set(values) >= REPORTED_METRICS, f"{name} lacks {REPORTED_METRICS - set(values)}"
     assert metrics["per_pattern"], "recall per fraud pattern is reported"
