@@ -84,9 +84,23 @@ def _ip_prefix(ip: Any) -> Any:
     return text.rsplit(".", 1)[0]
 
 
+def _normalised(value: Any) -> str:
+    """How a categorical value is compared: trimmed and case-folded, as the API's enums accept it."""
+    return str(value).strip().casefold()
+
+
 def _codes(values: np.ndarray, categories: list[str], unknown: int) -> np.ndarray:
-    codes = pd.Categorical(values, categories=categories).codes
-    return np.where(codes < 0, unknown, codes).astype(np.int64)
+    """Codes of the canonical spellings at C speed; other spellings (`Electronics `) by their normal form.
+
+    Training reads whatever a bank's export holds, while the API accepts any letter case: both must
+    give `electronics` the same code, never OTHER on one side only.
+    """
+    codes = pd.Categorical(values, categories=categories).codes.astype(np.int64)
+    odd = (codes < 0) & ~pd.isna(values)
+    if odd.any():
+        folded = {_normalised(category): i for i, category in enumerate(categories)}
+        codes[odd] = [folded.get(_normalised(value), -1) for value in values[odd]]
+    return np.where(codes < 0, unknown, codes)
 
 
 def _seconds(values: Any) -> np.ndarray:
@@ -235,6 +249,8 @@ _CATEGORY_INDEX = {value: i for i, value in enumerate(_CATEGORY_VALUES)}
 _CHANNEL_INDEX = {value: i for i, value in enumerate(_CHANNEL_VALUES)}
 _TYPE_INDEX = {value: i for i, value in enumerate(_TYPE_VALUES)}
 _AUTH_INDEX = {value: i for i, value in enumerate(_AUTH_VALUES)}
+#: normal form -> canonical spelling, for every categorical value the encoder knows
+_FOLDED = {_normalised(value): value for value in (*_CATEGORY_VALUES, *_CHANNEL_VALUES, *_TYPE_VALUES, *_AUTH_VALUES)}
 _HASH_CACHE: dict[str, int] = {}
 _HASH_CACHE_SIZE = 100_000
 
@@ -266,7 +282,12 @@ def _number(value: Any) -> float:
 
 
 def _code(value: Any, index: dict[str, int], unknown: int) -> int:
-    return unknown if value is None else index.get(str(value), unknown)
+    if value is None:
+        return unknown
+    code = index.get(str(value))
+    if code is None:
+        code = index.get(_FOLDED.get(_normalised(value), ""), unknown)
+    return code
 
 
 def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -> EncodedBatch:
