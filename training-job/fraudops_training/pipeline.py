@@ -22,8 +22,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fraudops.artifact import ModelMetadata, save_artifact
 from fraudops.errors import RejectedInputError
+from fraudops.extras import ExtraInputs
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import DAY, FEATURE_NAMES, FEATURE_VERSION, Feature, FeatureConfig
+from fraudops.schema import TRANSACTION_FIELDS
 from fraudops_training.baselines import (
     AMOUNT_ONLY,
     TEXTBOOK,
@@ -61,6 +63,8 @@ class TrainingConfig:
     burn_in_days: float | None = None  # default: min(30 days, a quarter of the history)
     max_dropped_share: float = MAX_DROPPED_SHARE
     negative_sample_rate: float = 0.1
+    extra_numeric: tuple[str, ...] = ()  # source columns used as model inputs as they are
+    extra_categorical: tuple[str, ...] = ()  # source columns used as learned category codes
     threshold_rule: ThresholdRule = field(default_factory=ThresholdRule)
     review_capacity: int = 100
 
@@ -126,15 +130,21 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     train_rows = sampled(windows.train, labels, uniform, rate)
     kept = inner_rows | train_rows | windows.validation | windows.test
 
+    extras = _extra_inputs(history, config, windows.train)
     t0 = time.monotonic()
     with console.status("computing point-in-time features (replaying history)…"):
-        rows = _Rows(FeatureEngine(feature_config, entity_table=True).replay(history, keep=kept), kept)
+        features = FeatureEngine(feature_config, entity_table=True).replay(history, keep=kept)
+        if extras:
+            kept_rows = history.loc[kept]
+            features = np.hstack([features, extras.encode({c: kept_rows[c].to_numpy() for c in _extra_columns(extras)},
+                                                          len(kept_rows))])
+        rows = _Rows(features, kept)
         textbook = textbook_features(history, config.label_delay_days)
     console.print(f"[green]✓[/] features: {rows.features.shape[1]} per transaction, "
                   f"{len(history) / (time.monotonic() - t0):,.0f} transactions/s replayed, "
                   f"{int(kept.sum()):,} rows kept for training and evaluation")
 
-    names = list(FEATURE_NAMES)
+    names = [*FEATURE_NAMES, *extras.names]
     inner = _sample(rows[inner_rows], labels[inner_rows], rate)
     valid_x, valid_y = rows[windows.validation], labels[windows.validation]
     with Progress(TextColumn("[bold]optuna[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -203,7 +213,7 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
         name=config.model_name, version=version, feature_names=names, feature_version=FEATURE_VERSION,
         threshold=float(threshold), threshold_rule=rule.describe(), created_at=datetime.now(UTC).isoformat(),
         metrics={k: v for k, v in metrics["model"].items() if not isinstance(v, dict)},
-        feature_config=feature_config.as_dict(),
+        feature_config=feature_config.as_dict(), extra_inputs=extras.as_dict() if extras else {},
         training={
             "data": data_report.source, "data_fingerprint": data_report.fingerprint, "rows": data_report.rows,
             "rows_read": data_report.rows_read, "rows_dropped": {d.reason: d.count for d in data_report.dropped},
@@ -242,6 +252,26 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     result = TrainingResult(artifact_dir, metadata, report_path, metrics, data_report, time.monotonic() - started)
     (artifact_dir / "report" / "result.json").write_text(json.dumps(result.as_dict(), indent=2, default=float))
     return result
+
+
+def _extra_columns(extras: ExtraInputs) -> list[str]:
+    return [*extras.numeric, *extras.categorical]
+
+
+def _extra_inputs(history: pd.DataFrame, config: TrainingConfig, train: np.ndarray) -> ExtraInputs:
+    """The extra columns, checked against the data, with category codes learned on the training rows only."""
+    named = [*config.extra_numeric, *config.extra_categorical]
+    missing = [name for name in named if name not in history.columns]
+    if missing:
+        raise RejectedInputError("--extra-numeric/--extra-categorical",
+                                 f"column(s) {', '.join(missing)} not in the data (it has: "
+                                 f"{', '.join(map(str, history.columns[:25]))})")
+    builtin = [name for name in named if name in TRANSACTION_FIELDS]
+    if builtin:
+        raise RejectedInputError("--extra-numeric/--extra-categorical",
+                                 f"{', '.join(builtin)} already feed the built-in features; extra inputs are for "
+                                 "columns the platform does not know")
+    return ExtraInputs.learn(history.loc[train], config.extra_numeric, config.extra_categorical)
 
 
 def _point_latest(root: Path, artifact_dir: Path) -> None:
