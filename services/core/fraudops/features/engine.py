@@ -121,6 +121,7 @@ class FeatureEngine:
     def __init__(self, config: FeatureConfig | None = None, entity_table: bool = False) -> None:
         self.config = config or FeatureConfig()
         self.entities: EntityTable | None = EntityTable() if entity_table else None
+        self._scratch: EntityTable | None = None
         self._customers = _SlotMap()
         self._floats = np.zeros((_INITIAL_CAPACITY, L.N_FLOAT_STATE))
         self._ints = np.zeros((_INITIAL_CAPACITY, L.N_INT_STATE), dtype=np.int64)
@@ -147,7 +148,7 @@ class FeatureEngine:
             batch.txi[:, L.TI_G_MERCHANT + table] = slot_map.lookup(batch.risk_keys[:, table].tolist(), create=False)
         labels = self._pending
         labf = np.stack([labels.known_at, labels.event_times], axis=1) if len(labels) else np.empty((0, L.N_LF))
-        entities = self.entities if self.entities is not None else EntityTable()  # a scratch table: discarded
+        entities = self.entities if self.entities is not None else self._scratch_entities()
         if self.entities is not None:
             batch.txi[:, L.TI_E_MERCHANT:L.TI_E_BENEFICIARY + 1] = entities.rows(batch.risk_keys)
         labi = self._label_slots(labels)
@@ -311,6 +312,14 @@ class FeatureEngine:
         return self._floats[slot].copy(), self._ints[slot].copy()
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _scratch_entities(self) -> EntityTable:
+        """Without an entity table the kernel still queues events: into this one, emptied every call."""
+        if self._scratch is None:
+            self._scratch = EntityTable()
+        self._scratch.queued = 0
+        self._scratch.epoch = -np.inf
+        return self._scratch
 
     def _label_slots(self, labels: LabelEvents) -> np.ndarray:
         labi = np.full((len(labels), L.N_LI), -1, dtype=np.int64)
