@@ -100,7 +100,7 @@ def test_extra_columns_train_into_the_artifact_with_their_codes_and_serving_refu
     spelled = history["merchant_category"].where(rng.random(len(history)) < 0.5, history["merchant_category"].str.title())
     path = tmp_path / "with_extras.parquet"
     history.assign(mcc=spelled, customer_age=rng.integers(18, 90, len(history))).to_parquet(path)
-    result = run_training(TrainingConfig(data=path, output_root=tmp_path / "models", trials=2, timeout_s=30,
+    result = run_training(TrainingConfig(data=path, output_root=tmp_path / "models", trials=2, timeout_s=90,
                                          label_delay_days=5, extra_numeric=("customer_age",),
                                          extra_categorical=("mcc",)))
     with pytest.raises(ConfigurationError, match=r"takes extra inputs \(extra_customer_age, extra_mcc\)"):
