@@ -36,7 +36,8 @@ def test_the_report_states_the_threshold_rule_shows_its_plots_and_the_json_has_e
     assert set(metrics["metrics"]) == {"model", "untuned XGBoost", "textbook XGBoost",
                                        "amount-only logistic regression"}
     generalization = metrics["generalization"]
-    assert set(generalization) == {"by month of the held-out window", "by customer tenure", "calendar proxies"}
+    assert set(generalization) == {"by month of the held-out window", "by week of the held-out window",
+                                   "by customer tenure", "calendar proxies"}
     assert sum(row["transactions"] for row in generalization["by month of the held-out window"]) == len(
         pd.read_parquet(report / "holdout_predictions.parquet"))
     assert not [row["feature"] for row in generalization["calendar proxies"] if row["flagged"]], "no clock learned"

@@ -63,5 +63,7 @@ def test_breakdowns_by_month_and_tenure_count_every_held_out_row() -> None:
     scores = labels * 0.5 + np.linspace(0, 0.4, 400)
     months = by_month(times, labels, scores)
     assert list(months.index) == ["2026-01", "2026-02", "2026-03"] and months["transactions"].sum() == 400
+    weeks = by_month(times, labels, scores, "%G-W%V")
+    assert len(weeks) == 8 and weeks["transactions"].sum() == 400
     tenure = by_tenure(np.linspace(0, 200, 400), labels, scores)
     assert tenure["transactions"].sum() == 400 and tenure.index[0] == "0–7 d"

@@ -30,11 +30,11 @@ def _quality(group: pd.DataFrame) -> pd.Series:
     })
 
 
-def by_month(times: pd.Series, labels: np.ndarray, scores: np.ndarray) -> pd.DataFrame:
-    """Quality per calendar month of the held-out window: does it decay as the model ages?"""
-    frame = pd.DataFrame({"month": times.dt.tz_convert("UTC").dt.strftime("%Y-%m").to_numpy(), "label": labels,
+def by_month(times: pd.Series, labels: np.ndarray, scores: np.ndarray, pattern: str = "%Y-%m") -> pd.DataFrame:
+    """Quality per calendar month (or ISO week, with pattern "%G-W%V") of the held-out window: does it decay?"""
+    frame = pd.DataFrame({"period": times.dt.tz_convert("UTC").dt.strftime(pattern).to_numpy(), "label": labels,
                           "score": scores})
-    return frame.groupby("month", sort=True)[["label", "score"]].apply(_quality)
+    return frame.groupby("period", sort=True)[["label", "score"]].apply(_quality)
 
 
 def tenure_days(history: pd.DataFrame) -> np.ndarray:

@@ -199,6 +199,8 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     importance = pd.Series(booster.get_score(importance_type="total_gain"), dtype=float)
     generalization = {
         "by month of the held-out window": by_month(test_rows["event_time"], test_y, test_scores["model"]),
+        # a held-out window of a few weeks spans one or two months: weeks show the decay too
+        "by week of the held-out window": by_month(test_rows["event_time"], test_y, test_scores["model"], "%G-W%V"),
         "by customer tenure": by_tenure(tenure_days(history)[windows.test], test_y, test_scores["model"]),
         "calendar proxies": calendar_proxies(names, full.features, test_x, importance, seed=config.seed),
     }
