@@ -44,7 +44,7 @@ def write_five_column_csv(path: Path, transactions: int, seed: int = 42) -> int:
     return rows
 
 
-def train_ten_million(transactions: int = 10_000_000, trials: int = 2, timeout_s: int = 120) -> Measurement:
+def train_ten_million(transactions: int = 10_000_000, trials: int = 2, timeout_s: int = 600) -> Measurement:
     with tempfile.TemporaryDirectory() as folder:
         data = Path(folder) / "export.csv"
         started = time.monotonic()
