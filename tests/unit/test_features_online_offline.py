@@ -4,7 +4,9 @@ Offline = training's path: the whole history as a DataFrame through `FeatureEngi
 Online = the stream's and the gateway's path: JSON records decoded and validated like Kafka records,
 fed in micro-batches of random sizes (some of one transaction, like the gateway), with fraud labels
 arriving as they become known; and, separately, with every customer's state moved into a brand-new
-engine along the way through `export_customers` / `import_customers`, the path a checkpoint takes.
+engine along the way through `export_customers` / `import_customers`, the path a checkpoint takes,
+and the entity table restarted from its own snapshot (what the entity-state component keeps). Both
+sides hold the entity table (what training replays and the entity-state component keeps).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, labels_from_history
+from fraudops.features.entities import EntityTable
 from fraudops.features.spec import FEATURE_NAMES, FeatureConfig
 from fraudops_simulator import SimulationConfig, simulate
 from fraudops_simulator.kafka import encode_records as to_json
@@ -36,7 +39,7 @@ def history() -> tuple[pd.DataFrame, list[bytes]]:
 
 
 def offline(frame: pd.DataFrame) -> np.ndarray:
-    return FeatureEngine().replay(frame)
+    return FeatureEngine(entity_table=True).replay(frame)
 
 
 def online(frame: pd.DataFrame, values: list[bytes], seed: int, restarts: bool = False) -> np.ndarray:
@@ -47,7 +50,7 @@ def online(frame: pd.DataFrame, values: list[bytes], seed: int, restarts: bool =
     order = np.argsort(labels.known_at, kind="stable")
     labels = labels.take(order)
     times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
-    engine = FeatureEngine()
+    engine = FeatureEngine(entity_table=True)
     delivered = 0
     parts = []
     start = 0
@@ -65,6 +68,9 @@ def online(frame: pd.DataFrame, values: list[bytes], seed: int, restarts: bool =
         if restarts and rng.random() < 0.1:  # a rebalance or a restart: the customers move to a fresh engine
             fresh = FeatureEngine()
             fresh.import_customers(engine.export_customers(frame["customer_id"].unique().tolist()))
+            # the entity-state component restarts from its own snapshot: rows, open epoch and its queue
+            assert engine.entities is not None
+            fresh.entities = EntityTable.from_arrays(engine.entities.arrays())
             engine = fresh
         start = end
     return np.concatenate(parts)
@@ -108,6 +114,17 @@ def test_label_risk_features_are_used_so_the_equality_covers_them(
     assert (batch[:, risk] > 0).any(axis=0).all(), "every label-risk feature fires somewhere"
 
 
+def test_entity_features_are_used_so_the_equality_covers_them(history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    frame, _ = history
+    batch = offline(frame)
+    for table in ("merchant", "terminal", "device", "ip", "beneficiary"):
+        for name in ("tx_1d", "tx_30d", "matured_tx_30d", "customers_7d"):
+            column = batch[:, FEATURE_NAMES.index(f"{table}_{name}")]
+            assert (column > 0).any(), f"{table}_{name} fires somewhere"
+    rates = batch[:, [FEATURE_NAMES.index(f"{t}_fraud_rate_30d") for t in ("merchant", "terminal", "device")]]
+    assert (rates > 0).any(axis=0).all(), "known frauds show in the label-delayed fraud rates"
+
+
 def test_no_feature_of_a_transaction_changes_when_later_transactions_are_appended(
     history: tuple[pd.DataFrame, list[bytes]],
 ) -> None:
@@ -139,3 +156,6 @@ def test_a_label_known_after_a_transaction_does_not_reach_its_features(
         )
     ]
     assert (features[:, risk] == 0).all()
+    rates = features[:, [FEATURE_NAMES.index(f"{t}_fraud_rate_30d")
+                          for t in ("merchant", "terminal", "device", "ip", "beneficiary")]]
+    assert not (rates > 0).any(), "no fraud rate counts a label before it is known"

@@ -84,9 +84,23 @@ def _ip_prefix(ip: Any) -> Any:
     return text.rsplit(".", 1)[0]
 
 
+def _normalised(value: Any) -> str:
+    """How a categorical value is compared: trimmed and case-folded, as the API's enums accept it."""
+    return str(value).strip().casefold()
+
+
 def _codes(values: np.ndarray, categories: list[str], unknown: int) -> np.ndarray:
-    codes = pd.Categorical(values, categories=categories).codes
-    return np.where(codes < 0, unknown, codes).astype(np.int64)
+    """Codes of the canonical spellings at C speed; other spellings (`Electronics `) by their normal form.
+
+    Training reads whatever a bank's export holds, while the API accepts any letter case: both must
+    give `electronics` the same code, never OTHER on one side only.
+    """
+    codes = pd.Categorical(values, categories=categories).codes.astype(np.int64)
+    odd = (codes < 0) & ~pd.isna(values)
+    if odd.any():
+        folded = {_normalised(category): i for i, category in enumerate(categories)}
+        codes[odd] = [folded.get(_normalised(value), -1) for value in values[odd]]
+    return np.where(codes < 0, unknown, codes)
 
 
 def _seconds(values: Any) -> np.ndarray:
@@ -138,16 +152,26 @@ def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
     txi[:, L.TI_IP] = stable_hash(ips)
     txi[:, L.TI_IP_PREFIX] = stable_hash(np.array([_ip_prefix(ip) for ip in ips], dtype=object))
     merchants = stable_hash(column("merchant_id"))
-    txi[:, L.TI_MERCHANT] = merchants
+    terminals = stable_hash(column("terminal_id"))
+    txi[:, L.TI_MERCHANT] = _place(merchants, terminals)
     beneficiaries = stable_hash(column("beneficiary_id"))
     txi[:, L.TI_BENEFICIARY] = beneficiaries
-    txi[:, L.TI_G_MERCHANT:L.TI_G_BENEFICIARY + 1] = -1
+    txi[:, L.TI_G_MERCHANT:L.TI_E_BENEFICIARY + 1] = -1
 
-    risk_keys = np.stack(
-        [merchants, stable_hash(column("terminal_id")), txi[:, L.TI_DEVICE], txi[:, L.TI_IP], beneficiaries], axis=1)
+    risk_keys = np.stack([merchants, terminals, txi[:, L.TI_DEVICE], txi[:, L.TI_IP], beneficiaries], axis=1)
     customers = column("customer_id")
     customers = np.where(pd.isna(customers), None, customers.astype(str)).astype(object)
+    txi[:, L.TI_CUSTOMER_HASH] = stable_hash(customers)
     return EncodedBatch(customer_ids=customers, txf=txf, txi=txi, risk_keys=risk_keys)
+
+
+def _place(merchants: np.ndarray, terminals: np.ndarray) -> np.ndarray:
+    """Where the customer paid, for their own novelty features: the merchant, else the terminal.
+
+    An export with terminals but no merchant ids (the common five-column history) still shows a
+    customer at a terminal they never used before.
+    """
+    return np.where(merchants != 0, merchants, terminals)
 
 
 def encode_frame(frame: pd.DataFrame) -> EncodedBatch:
@@ -225,6 +249,8 @@ _CATEGORY_INDEX = {value: i for i, value in enumerate(_CATEGORY_VALUES)}
 _CHANNEL_INDEX = {value: i for i, value in enumerate(_CHANNEL_VALUES)}
 _TYPE_INDEX = {value: i for i, value in enumerate(_TYPE_VALUES)}
 _AUTH_INDEX = {value: i for i, value in enumerate(_AUTH_VALUES)}
+#: normal form -> canonical spelling, for every categorical value the encoder knows
+_FOLDED = {_normalised(value): value for value in (*_CATEGORY_VALUES, *_CHANNEL_VALUES, *_TYPE_VALUES, *_AUTH_VALUES)}
 _HASH_CACHE: dict[str, int] = {}
 _HASH_CACHE_SIZE = 100_000
 
@@ -256,7 +282,12 @@ def _number(value: Any) -> float:
 
 
 def _code(value: Any, index: dict[str, int], unknown: int) -> int:
-    return unknown if value is None else index.get(str(value), unknown)
+    if value is None:
+        return unknown
+    code = index.get(str(value))
+    if code is None:
+        code = index.get(_FOLDED.get(_normalised(value), ""), unknown)
+    return code
 
 
 def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -> EncodedBatch:
@@ -268,13 +299,14 @@ def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -
     texts = []  # every row's hashed keys, hashed in one call (new keys cost one pandas call, not one a row)
     for tx in transactions:
         texts.extend((tx.country, tx.device_id, tx.ip_address, _ip_prefix(tx.ip_address), tx.merchant_id,
-                      tx.beneficiary_id, tx.terminal_id))
+                      tx.beneficiary_id, tx.terminal_id,
+                      None if tx.customer_id is None else str(tx.customer_id)))
     hashed = _hashes(texts)
     for row, tx in enumerate(transactions):
         txf[row] = (_epoch_seconds(tx.event_time), _number(tx.amount), float(bool(tx.is_international)),
                     _number(tx.latitude), _number(tx.longitude), _number(tx.hour_of_day),
                     _epoch_seconds(tx.credential_change_at), _epoch_seconds(tx.account_opened_at))
-        country, device, ip, prefix, merchant, beneficiary, terminal = hashed[row * 7:row * 7 + 7]
+        country, device, ip, prefix, merchant, beneficiary, terminal, customer = hashed[row * 8:row * 8 + 8]
         codes = txi[row]
         codes[L.TI_SLOT] = -1
         codes[L.TI_CATEGORY] = _code(tx.merchant_category, _CATEGORY_INDEX, other)
@@ -285,9 +317,10 @@ def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -
         codes[L.TI_DEVICE] = device
         codes[L.TI_IP] = ip
         codes[L.TI_IP_PREFIX] = prefix
-        codes[L.TI_MERCHANT] = merchant
+        codes[L.TI_MERCHANT] = merchant if merchant != 0 else terminal
         codes[L.TI_BENEFICIARY] = beneficiary
-        codes[L.TI_G_MERCHANT:L.TI_G_BENEFICIARY + 1] = -1
+        codes[L.TI_G_MERCHANT:L.TI_E_BENEFICIARY + 1] = -1
+        codes[L.TI_CUSTOMER_HASH] = customer
         risk_keys[row] = (merchant, terminal, device, ip, beneficiary)
     customers = np.empty(n, dtype=object)
     customers[:] = [None if tx.customer_id is None else str(tx.customer_id) for tx in transactions]
