@@ -85,7 +85,7 @@ class GatewayRuntime:
         self.decider: Decider | None = None
         self.scores_remotely = False
         self.routing_identity: tuple[int, int, int] | None = None
-        self.threshold_override = settings.fraud_threshold if "fraud_threshold" in settings.model_fields_set else None
+        self.threshold_override = settings.fraud_threshold  # None: each model's own threshold
         # customer → time of the stored state last imported (None: nothing stored when it was read),
         # in order of last use: the least recently seen customers are dropped beyond the bound.
         self._stored_at: dict[str, datetime | None] = {}

@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from fraudops.config import get_settings
+from fraudops.errors import ConfigurationError
 from fraudops.logs import configure_logging
 from fraudops_gateway.app import build_asgi
 
@@ -23,4 +24,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 
 if __name__ == "__main__":
-    serve()
+    try:
+        serve()
+    except ConfigurationError as exc:  # a bad setting: one line, as the CLI says it
+        sys.exit(f"error: {exc}")

@@ -60,7 +60,7 @@ class StreamConsumer:
         self.topic = settings.transactions_topic
         self.state = PartitionedState(
             FeatureEngine(), checkpoints or PostgresCheckpoints(settings.db_url, settings.consumer_group, self.topic))
-        threshold = settings.fraud_threshold if "fraud_threshold" in settings.model_fields_set else None
+        threshold = settings.fraud_threshold  # None: each model's own threshold
         # Alerts carry approximate contributions: exact TreeSHAP per alert would cap the stream's throughput.
         self.decider = decider or Decider.from_table(self._routing_table(), "stream", threshold, exact_reasons=False)
         self.replay_until: dict[int, int] = {}
