@@ -79,6 +79,6 @@ prometheus: ## Debian's prometheus package, for the operator's metric-analysis t
 cluster: ## create a kind cluster and deploy with skaffold (needs kind, docker, skaffold)
 	@echo "see README: kind create cluster --config manifests/kind/cluster.yaml && skaffold dev"
 
-clean: ## stop local processes and delete run state (keeps the caches)
-	-@test -x $(FRAUDOPS) && $(FRAUDOPS) infra down
+clean: ## stop local processes and delete run state and data (keeps the caches)
+	-@test -x $(FRAUDOPS) && $(FRAUDOPS) infra down --delete-data
 	rm -rf .run
