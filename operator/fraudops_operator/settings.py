@@ -13,3 +13,4 @@ class OperatorSettings(BaseSettings):
                           "rollout pauses and analysis intervals are honoured to this resolution.")
     resync_s: float = Field(300.0, gt=0, description="Re-apply children whose desired state did not change "
                             "this often, to repair drift (a change is applied at the next tick).")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Serve Prometheus /metrics on this port (0: off).")
