@@ -90,7 +90,7 @@ def _fast_type(annotation: Any, metadata: list[Any], checks: list[re.Pattern[str
 
 
 def _struct_from(model: type[Transaction]) -> tuple[type[msgspec.Struct], list[Check]]:
-    fields = []
+    fields: list[tuple[Any, ...]] = []  # (name, type) or (name, type, default), as msgspec.defstruct takes them
     batch_checks: list[Check] = []
     for name, info in model.model_fields.items():
         checks: list[re.Pattern[str] | str] = []
@@ -118,7 +118,7 @@ def fast_decode(values: list[bytes]) -> tuple[list[int], list[dict[str, Any]], l
     decode = _decoder.decode
     for index, value in enumerate(values):
         try:
-            record = decode(value)
+            record: Any = decode(value)  # a FastTransaction (built at import time: mypy sees a bare Struct)
         except (msgspec.ValidationError, msgspec.DecodeError):
             slow.append(index)
             continue

@@ -186,7 +186,7 @@ class FeatureEngine:
             arrays["pending_customers"] = np.asarray([c or "" for c in self._pending.customer_ids], dtype=str)
             arrays["pending_keys"] = self._pending.risk_keys
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
+        np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
 
     def restore(self, blob: bytes) -> int:
