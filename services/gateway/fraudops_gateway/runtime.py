@@ -5,8 +5,8 @@ microseconds (fast encode, compiled kernel, compiled trees), less than handing t
 thread and back, and the event loop being the only thread that touches the feature engine keeps
 each customer's state moving in request order without locks. Nothing on the loop blocks: the
 state store is read with async psycopg, a remote KServe variant is called from worker threads,
-and label polling turns the rows it reads into events on a worker thread. A /predict/batch call is decided in one piece (~10 µs
-a transaction), so its transactions keep their order too.
+and label polling turns the rows it reads into events on a worker thread. A /predict/batch call
+is decided in one piece (~10 µs a transaction), so its transactions keep their order too.
 
 A customer's state comes from the store the stream consumer writes and is advanced by the
 transactions the gateway itself scores in between. The first request of a customer waits for its
