@@ -312,7 +312,7 @@ def _full(**changes: Any) -> dict[str, Any]:
     ("/predict", _full(channel="TELEPATHY"), "channel", "'MOBILE_APP', 'WEB', 'POS'"),
     ("/predict", _full(event_time="yesterday"), "event_time", "must be an RFC 3339 date-time"),
     ("/predict", _full(event_time="2026-13-01T00:00:00Z"), "event_time", "must be an RFC 3339 date-time"),
-    ("/predict", _full(event_time="2026-02-30T00:00:00Z"), "event_time", "day value is outside expected range"),
+    ("/predict", _full(event_time="2026-02-30T00:00:00Z"), "event_time", "day is out of range for month"),
     ("/predict", _full(event_time="2026-11-28T21:14:05"), "event_time", "with a UTC offset"),
     ("/predict", _full(event_time="2026-11-28T21:14:05-19:26"), "event_time", "offset of at most 15:59"),
     ("/predict", _full(event_time="1700000000"), "event_time", "must be an RFC 3339 date-time"),

@@ -26,7 +26,6 @@ from pydantic import (
     Field,
     Tag,
     TypeAdapter,
-    ValidationError,
     WithJsonSchema,
 )
 
@@ -46,9 +45,6 @@ _DATE_TIME = re.compile(DATE_TIME_PATTERN)
 EVENT_TIME_FORMAT = "event-time"
 
 
-_PARSED_DATE_TIME = TypeAdapter(datetime)
-
-
 def _rfc3339(value: Any) -> Any:
     """Date-time text the document allows, parsed (strict validation takes no text once a validator ran)."""
     if not isinstance(value, str):
@@ -56,10 +52,10 @@ def _rfc3339(value: Any) -> Any:
     if _DATE_TIME.match(value) is None:
         raise ValueError("must be an RFC 3339 date-time with a UTC offset of at most 15:59, e.g. "
                          "2026-11-28T21:14:05Z, with a year (as written) from 1970 to 2199")
-    try:
-        return _PARSED_DATE_TIME.validate_python(value)
-    except ValidationError as exc:  # the shape is right, the date is not (February 30th)
-        raise ValueError(exc.errors(include_url=False)[0]["msg"]) from None
+    try:  # what the pattern admits, fromisoformat reads (t and z in upper case), in about a microsecond
+        return datetime.fromisoformat(value.upper())
+    except ValueError as exc:  # the shape is right, the date is not (February 30th)
+        raise ValueError(f"not a date: {exc}") from None
 
 
 _RFC3339_DATE_TIME = Annotated[datetime, BeforeValidator(_rfc3339), WithJsonSchema(
