@@ -130,6 +130,6 @@ cluster: tools ## a kind cluster with cert-manager, Strimzi, KEDA, KServe, Prome
 cluster-down: ## delete that kind cluster
 	bash hack/cluster.sh down
 
-clean: ## stop local processes and delete run state (keeps the caches)
-	-@test -x $(FRAUDOPS) && $(FRAUDOPS) infra down
+clean: ## stop local processes and delete run state and data (keeps the caches)
+	-@test -x $(FRAUDOPS) && $(FRAUDOPS) infra down --delete-data
 	rm -rf .run

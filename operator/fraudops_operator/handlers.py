@@ -32,6 +32,7 @@ from fraudops_operator.desired import (
     volume_claim,
 )
 from fraudops_operator.kube import ConflictError, KindNotServedError, Kube, load_configuration
+from fraudops_operator.metrics import counted
 from fraudops_operator.resources import FraudModel, TrainingRun
 from fraudops_operator.rollout import Phase, RolloutEvent, RolloutState, Transition, analysis_due, next_state
 from fraudops_operator.settings import OperatorSettings
@@ -75,6 +76,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 
 
 @kopf.timer(crd.GROUP, crd.VERSION, "fraudmodels", interval=SETTINGS.tick_s)
+@counted("FraudModel")
 def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     assert namespace is not None  # FraudModels are namespaced
     kube: Kube = memo.kube
@@ -239,6 +241,7 @@ def _write_status(kube: Kube, body: dict[str, Any], new_status: dict[str, Any]) 
 
 
 @kopf.timer(crd.GROUP, crd.VERSION, "trainingruns", interval=SETTINGS.tick_s)
+@counted("TrainingRun")
 def reconcile_training_run(body: kopf.Body, name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     assert namespace is not None  # TrainingRuns are namespaced
     if _training_settled(body):

@@ -27,9 +27,12 @@ def up() -> None:
 
 
 @app.command()
-def down() -> None:
-    """Stop everything `infra up` started (data stays in the run folder)."""
-    for name, outcome in LocalStack(get_settings()).down():
+def down(
+    delete_data: Annotated[bool, typer.Option(help="Also delete the databases and Kafka's data (the "
+                                                   "PostgreSQL cluster may live outside the run folder).")] = False,
+) -> None:
+    """Stop everything `infra up` started (its data stays, unless --delete-data)."""
+    for name, outcome in LocalStack(get_settings()).down(delete_data):
         console.print(f"[green]✓[/] {name:<9} {outcome}")
 
 

@@ -7,7 +7,7 @@ checkpoints; it restores a whole partition on assignment. The gateway reads sing
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import numpy as np
@@ -72,16 +72,22 @@ def save_customers(conn: psycopg.Connection, topic: str, rows: Iterable[tuple[st
     return count
 
 
+#: Fraud labels received after a cursor (`after`: a `received_at`, or None for all), with their
+#: transactions' keys, in the order received.
+FRAUD_LABELS_SQL = """SELECT extract(epoch FROM f.label_known_at), t.customer_id, t.merchant_id, t.terminal_id,
+                             t.device_id, t.ip_address, t.beneficiary_id, f.received_at
+                      FROM feedback_labels f JOIN transactions t USING (transaction_id)
+                      WHERE f.is_fraud AND (%(after)s::timestamptz IS NULL OR f.received_at > %(after)s)
+                      ORDER BY f.received_at"""
+
+
 def fetch_fraud_labels(conn: psycopg.Connection, after: datetime | None) -> tuple[LabelEvents, datetime | None]:
     """Fraud labels received after `after`, joined to their transactions' keys; and the new cursor."""
-    rows = conn.execute(
-        """SELECT extract(epoch FROM f.label_known_at), t.customer_id, t.merchant_id, t.terminal_id, t.device_id,
-                  t.ip_address, t.beneficiary_id, f.received_at
-           FROM feedback_labels f JOIN transactions t USING (transaction_id)
-           WHERE f.is_fraud AND (%(after)s::timestamptz IS NULL OR f.received_at > %(after)s)
-           ORDER BY f.received_at""",
-        {"after": after},
-    ).fetchall()
+    return fraud_label_events(conn.execute(FRAUD_LABELS_SQL, {"after": after}).fetchall(), after)
+
+
+def fraud_label_events(rows: Sequence[tuple], after: datetime | None) -> tuple[LabelEvents, datetime | None]:
+    """The rows of FRAUD_LABELS_SQL as label events, and the cursor for the next read."""
     if not rows:
         return LabelEvents.empty(), after
     columns = list(zip(*rows, strict=True))

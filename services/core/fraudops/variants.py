@@ -33,8 +33,11 @@ SCORING_ERRORS = Counter("fraudops_scoring_errors_total", "Scoring calls of a va
 
 
 class VariantScorer(Protocol):
-    model_version: str
-    threshold: float
+    @property
+    def model_version(self) -> str: ...
+
+    @property
+    def threshold(self) -> float: ...
 
     def score(self, features: np.ndarray) -> np.ndarray: ...
 
@@ -207,7 +210,7 @@ class Decided:
 
     def alerts(self) -> list[Decision]:
         """Deciding decisions over their threshold (built as objects: they are few)."""
-        return [part.decision(i) for part in self.parts if not part.shadow for i in np.flatnonzero(part.flagged)]
+        return [part.decision(int(i)) for part in self.parts if not part.shadow for i in np.flatnonzero(part.flagged)]
 
     def table(self) -> pa.Table:
         """Every decision (deciding and shadow) as one Arrow table with the sink's decision columns."""

@@ -26,7 +26,15 @@ STATE_REFRESHED = Counter("fraudops_gateway_state_refreshed_total",
                           "Customer states re-read because the stream consumer stored a newer one.")
 CUSTOMERS_DROPPED = Counter("fraudops_gateway_customers_dropped_total",
                             "Customers whose state the gateway let go (GATEWAY_MAX_CUSTOMERS); re-read when they return.")
+STATE_REFUSED = Counter("fraudops_gateway_state_refused_total",
+                        "Stored customer states the gateway could not read (each one is logged); it scores those "
+                        "customers from what it holds.")
 REJECTED = Counter("fraudops_gateway_rejected_total", "Requests refused before scoring.", ["reason"])
+BACKGROUND_FAILURES = Counter("fraudops_gateway_background_failures_total",
+                              "Unexpected failures of a background task (logged with the traceback; the task "
+                              "restarts and the gateway is not ready until it recovers).", ["task"])
+INTERNAL_ERRORS = Counter("fraudops_gateway_internal_errors_total",
+                          "Requests answered 500 (logged with the traceback; the caller gets no detail).")
 
 
 _DECISION_CHILDREN: dict[tuple[str, str, str, bool, bool], tuple[Any, Any]] = {}

@@ -199,7 +199,7 @@ class StreamConsumer:
     def _connect_decider(self) -> Decider:
         table = load_routing_table(self.settings.routing_table_path) if self.settings.routing_table_path \
             else RoutingTable.single(model_version="local", model_uri=self.settings.model_path)
-        threshold = self.settings.fraud_threshold if "fraud_threshold" in self.settings.model_fields_set else None
+        threshold = self.settings.fraud_threshold  # None: each model's own threshold
         # Alerts carry approximate contributions: exact TreeSHAP per alert would cap the stream's throughput.
         return Decider.from_table(table, "stream", threshold, exact_reasons=False)
 

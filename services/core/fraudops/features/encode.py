@@ -110,7 +110,7 @@ def _seconds(values: Any) -> np.ndarray:
         series = pd.to_datetime(series, utc=True, format="ISO8601")
     elif series.dt.tz is None:
         series = series.dt.tz_localize("UTC")
-    nanos = series.dt.tz_convert("UTC").dt.as_unit("ns").array.asi8.astype(np.float64)
+    nanos = series.dt.tz_convert("UTC").dt.as_unit("ns").array.asi8.astype(np.float64)  # type: ignore[attr-defined]
     nanos[series.isna().to_numpy()] = np.nan
     return nanos / 1e9
 
@@ -160,7 +160,7 @@ def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
 
     risk_keys = np.stack([merchants, terminals, txi[:, L.TI_DEVICE], txi[:, L.TI_IP], beneficiaries], axis=1)
     customers = column("customer_id")
-    customers = np.where(pd.isna(customers), None, customers.astype(str)).astype(object)
+    customers = np.where(pd.isna(customers), None, customers.astype(str)).astype(object)  # type: ignore[call-overload]
     txi[:, L.TI_CUSTOMER_HASH] = stable_hash(customers)
     return EncodedBatch(customer_ids=customers, txf=txf, txi=txi, risk_keys=risk_keys)
 
@@ -195,6 +195,7 @@ def encode_records(records: Sequence[Mapping[str, Any]]) -> EncodedBatch:
 
 def encode_records_columnar(records: Sequence[Mapping[str, Any]]) -> EncodedBatch:
     """`encode_records` column by column (pandas), whatever the batch size."""
+    columns: dict[str, Sequence[Any]]
     try:
         # Complete records (what the decoders produce): pick and transpose in C, not field by field.
         transposed = zip(*map(_PICK_ENCODED, records), strict=True)
@@ -290,13 +291,13 @@ def _code(value: Any, index: dict[str, int], unknown: int) -> int:
     return code
 
 
-def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -> EncodedBatch:
+def _encode_small(transactions: Sequence[Transaction | _RecordView]) -> EncodedBatch:
     n = len(transactions)
     txf = np.empty((n, L.N_TXF), dtype=np.float64)
     txi = np.zeros((n, L.N_TXI), dtype=np.int64)
     risk_keys = np.empty((n, len(L.RISK_TABLES)), dtype=np.int64)
     other = L.CATEGORY_CODES[MerchantCategory.OTHER]
-    texts = []  # every row's hashed keys, hashed in one call (new keys cost one pandas call, not one a row)
+    texts: list[str | None] = []  # every row's hashed keys, hashed in one call (new keys cost one pandas call, not one a row)
     for tx in transactions:
         texts.extend((tx.country, tx.device_id, tx.ip_address, _ip_prefix(tx.ip_address), tx.merchant_id,
                       tx.beneficiary_id, tx.terminal_id,
