@@ -18,8 +18,9 @@ from fraudops.features.spec import FeatureConfig
 from fraudops_bench.results import Measurement
 
 
-def entity_table(transactions: int = 3_000_000, entities: int = 1_000_000, batch: int = 10_000,
-                 seed: int = 5) -> Measurement:
+def entity_table(
+    transactions: int = 3_000_000, entities: int = 1_000_000, batch: int = 10_000, seed: int = 5
+) -> Measurement:
     rng = np.random.default_rng(seed)
     config = FeatureConfig()
     # per table: how many distinct keys, and how skewed (Zipf-like exponent of the draw)
@@ -27,7 +28,9 @@ def entity_table(transactions: int = 3_000_000, entities: int = 1_000_000, batch
     times = 1.7e9 + np.cumsum(rng.exponential(1 / 2000.0, transactions))
     keys = np.empty((transactions, 5), dtype=np.int64)
     for table, distinct in enumerate(per_table):
-        ranks = np.minimum((rng.pareto(1.2, transactions) * distinct / 20).astype(np.int64), int(distinct) - 1)
+        ranks = np.minimum(
+            (rng.pareto(1.2, transactions) * distinct / 20).astype(np.int64), int(distinct) - 1
+        )
         # every key appears at least once: the first `distinct` rows take each key in turn
         ranks[: int(distinct)] = rng.permutation(int(distinct))[: min(int(distinct), transactions)]
         keys[:, table] = ranks * 7919 + table + 1
@@ -41,7 +44,12 @@ def entity_table(transactions: int = 3_000_000, entities: int = 1_000_000, batch
     table.ingest(times[:batch], keys[:batch], customers[:batch], config)  # compile outside the clock
     started = time.perf_counter()
     for start in range(batch, transactions, batch):
-        table.ingest(times[start:start + batch], keys[start:start + batch], customers[start:start + batch], config)
+        table.ingest(
+            times[start : start + batch],
+            keys[start : start + batch],
+            customers[start : start + batch],
+            config,
+        )
     seconds = time.perf_counter() - started
     rss = process.memory_info().rss
     t0 = time.perf_counter()
@@ -53,12 +61,21 @@ def entity_table(transactions: int = 3_000_000, entities: int = 1_000_000, batch
     return Measurement(
         name="entity_table",
         description=f"entity table: {transactions:,} transactions over {len(table):,} entities in batches of "
-                    f"{batch:,} (queue, epoch close, apply), then a snapshot and a restore",
-        numbers={"transactions_per_second": (transactions - batch) / seconds, "entities": float(len(table)),
-                 "table_rss_mib": (rss - before) / 2**20, "bytes_per_entity": (rss - before) / len(table),
-                 "snapshot_restore_seconds": restore_s},
-        units={"transactions_per_second": "tx/s", "entities": "", "table_rss_mib": "MiB", "bytes_per_entity": "B",
-               "snapshot_restore_seconds": "s"},
+        f"{batch:,} (queue, epoch close, apply), then a snapshot and a restore",
+        numbers={
+            "transactions_per_second": (transactions - batch) / seconds,
+            "entities": float(len(table)),
+            "table_rss_mib": (rss - before) / 2**20,
+            "bytes_per_entity": (rss - before) / len(table),
+            "snapshot_restore_seconds": restore_s,
+        },
+        units={
+            "transactions_per_second": "tx/s",
+            "entities": "",
+            "table_rss_mib": "MiB",
+            "bytes_per_entity": "B",
+            "snapshot_restore_seconds": "s",
+        },
         targets={"transactions_per_second": ">= 20000", "entities": ">= 1000000", "table_rss_mib": "<= 600"},
         details={"array_bytes": table.memory_bytes(), "epoch_s": config.entity_epoch_s},
     )

@@ -21,8 +21,13 @@ import pyarrow.csv as pv
 from fraudops_bench.results import Measurement
 from fraudops_simulator import SimulationConfig, simulate
 
-FIVE_COLUMNS = {"event_time": "TX_DATETIME", "customer_id": "CUSTOMER_ID", "terminal_id": "TERMINAL_ID",
-                "amount": "TX_AMOUNT", "is_fraud": "TX_FRAUD"}
+FIVE_COLUMNS = {
+    "event_time": "TX_DATETIME",
+    "customer_id": "CUSTOMER_ID",
+    "terminal_id": "TERMINAL_ID",
+    "amount": "TX_AMOUNT",
+    "is_fraud": "TX_FRAUD",
+}
 
 
 def write_five_column_csv(path: Path, transactions: int, seed: int = 42) -> int:
@@ -52,9 +57,24 @@ def train_ten_million(transactions: int = 10_000_000, trials: int = 2, timeout_s
         written_s = time.monotonic() - started
         result_file = Path(folder) / "result.json"
         mapping = ",".join(f"{ours}={theirs}" for ours, theirs in FIVE_COLUMNS.items())
-        command = [sys.executable, "-m", "fraudops_cli.main", "train", "--data", str(data), "--columns", mapping,
-                   "--trials", str(trials), "--timeout", str(timeout_s), "--output", str(Path(folder) / "models"),
-                   "--result-file", str(result_file)]
+        command = [
+            sys.executable,
+            "-m",
+            "fraudops_cli.main",
+            "train",
+            "--data",
+            str(data),
+            "--columns",
+            mapping,
+            "--trials",
+            str(trials),
+            "--timeout",
+            str(timeout_s),
+            "--output",
+            str(Path(folder) / "models"),
+            "--result-file",
+            str(result_file),
+        ]
         started = time.monotonic()
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         process = psutil.Process(child.pid)
@@ -74,9 +94,13 @@ def train_ten_million(transactions: int = 10_000_000, trials: int = 2, timeout_s
     return Measurement(
         name="training_10m_csv",
         description=f"`fraudops train` on a {rows:,}-row five-column CSV ({size_gib:.2f} GiB, no transaction id), "
-                    f"{trials} Optuna trials: loading, replay, baselines and report within the memory budget",
-        numbers={"rows": float(rows), "minutes": seconds / 60, "peak_rss_gib": peak / 2**30,
-                 "model_average_precision": result["metrics"]["average_precision"]},
+        f"{trials} Optuna trials: loading, replay, baselines and report within the memory budget",
+        numbers={
+            "rows": float(rows),
+            "minutes": seconds / 60,
+            "peak_rss_gib": peak / 2**30,
+            "model_average_precision": result["metrics"]["average_precision"],
+        },
         units={"rows": "", "minutes": "min", "peak_rss_gib": "GiB", "model_average_precision": ""},
         targets={"rows": f">= {transactions}", "peak_rss_gib": "<= 8"},
         details={"csv_write_seconds": written_s, "csv_gib": size_gib},

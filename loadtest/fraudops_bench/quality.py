@@ -28,11 +28,20 @@ from fraudops_bench.results import Measurement
 from fraudops_simulator import SimulationConfig, simulate
 from fraudops_training.pipeline import TrainingConfig, run_training
 
-FIVE_COLUMNS = {"event_time": "TX_DATETIME", "customer_id": "CUSTOMER_ID", "terminal_id": "TERMINAL_ID",
-                "amount": "TX_AMOUNT", "is_fraud": "TX_FRAUD"}
+FIVE_COLUMNS = {
+    "event_time": "TX_DATETIME",
+    "customer_id": "CUSTOMER_ID",
+    "terminal_id": "TERMINAL_ID",
+    "amount": "TX_AMOUNT",
+    "is_fraud": "TX_FRAUD",
+}
 ROWS = ("model", "textbook XGBoost", "untuned XGBoost", "amount-only logistic regression")
-SHORT = {"model": "model", "textbook XGBoost": "textbook", "untuned XGBoost": "untuned",
-         "amount-only logistic regression": "amount_only"}
+SHORT = {
+    "model": "model",
+    "textbook XGBoost": "textbook",
+    "untuned XGBoost": "untuned",
+    "amount-only logistic regression": "amount_only",
+}
 
 
 def history(transactions: int, seed: int, difficulty: str) -> pd.DataFrame:
@@ -57,7 +66,9 @@ def last_fifth_ap(artifact_dir: Path, frame: pd.DataFrame) -> float:
     return float(average_precision_score(frame.loc[test, "is_fraud"], scores))
 
 
-def quality(transactions: int = 1_000_000, trials: int = 30, timeout_s: int = 600, seed: int = 42) -> Measurement:
+def quality(
+    transactions: int = 1_000_000, trials: int = 30, timeout_s: int = 600, seed: int = 42
+) -> Measurement:
     console = Console(stderr=True, quiet=True)
     numbers: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
@@ -67,11 +78,23 @@ def quality(transactions: int = 1_000_000, trials: int = 30, timeout_s: int = 60
         frame.to_parquet(full_path, index=False)
         five_path = five_column_csv(frame, root / "five.csv")
         runs = {
-            "full": TrainingConfig(data=full_path, output_root=root / "models", model_name="full", trials=trials,
-                                   timeout_s=timeout_s, seed=seed),
-            "five": TrainingConfig(data=five_path, columns={theirs: ours for ours, theirs in FIVE_COLUMNS.items()},
-                                   output_root=root / "models", model_name="five", trials=trials,
-                                   timeout_s=timeout_s, seed=seed),
+            "full": TrainingConfig(
+                data=full_path,
+                output_root=root / "models",
+                model_name="full",
+                trials=trials,
+                timeout_s=timeout_s,
+                seed=seed,
+            ),
+            "five": TrainingConfig(
+                data=five_path,
+                columns={theirs: ours for ours, theirs in FIVE_COLUMNS.items()},
+                output_root=root / "models",
+                model_name="five",
+                trials=trials,
+                timeout_s=timeout_s,
+                seed=seed,
+            ),
         }
         minutes = {}
         for data, config in runs.items():
@@ -82,7 +105,9 @@ def quality(transactions: int = 1_000_000, trials: int = 30, timeout_s: int = 60
             if data == "full":
                 artifact = result.artifact_dir
         del frame
-        numbers["shift_same_config_ap"] = last_fifth_ap(artifact, history(transactions // 2, seed + 1, "realistic"))
+        numbers["shift_same_config_ap"] = last_fifth_ap(
+            artifact, history(transactions // 2, seed + 1, "realistic")
+        )
         numbers["shift_hard_ap"] = last_fifth_ap(artifact, history(transactions // 2, seed + 1, "hard"))
     numbers["five_margin_over_textbook"] = numbers["five_model_ap"] - numbers["five_textbook_ap"]
     numbers["five_untuned_minus_textbook"] = numbers["five_untuned_ap"] - numbers["five_textbook_ap"]
@@ -90,9 +115,13 @@ def quality(transactions: int = 1_000_000, trials: int = 30, timeout_s: int = 60
     return Measurement(
         name="quality",
         description=f"held-out AP on {transactions:,} `realistic` simulated transactions, whole and as a five-column "
-                    f"CSV ({trials} Optuna trials each); then the whole-data model on another seed and on `hard`",
-        numbers=numbers, units=dict.fromkeys(numbers, ""),
-        targets={"five_margin_over_textbook": ">= 0.05", "five_untuned_minus_textbook": ">= -0.05",
-                 "full_margin_over_textbook": ">= 0.05"},
+        f"CSV ({trials} Optuna trials each); then the whole-data model on another seed and on `hard`",
+        numbers=numbers,
+        units=dict.fromkeys(numbers, ""),
+        targets={
+            "five_margin_over_textbook": ">= 0.05",
+            "five_untuned_minus_textbook": ">= -0.05",
+            "full_margin_over_textbook": ">= 0.05",
+        },
         details={"training_minutes": minutes},
     )

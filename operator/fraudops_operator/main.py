@@ -8,8 +8,12 @@ import logging
 from collections.abc import Sequence
 
 
-def run(namespaces: Sequence[str] = (), verbose: bool = False, liveness_endpoint: str | None = None,
-        peering: str | None = None) -> None:
+def run(
+    namespaces: Sequence[str] = (),
+    verbose: bool = False,
+    liveness_endpoint: str | None = None,
+    peering: str | None = None,
+) -> None:
     """Watch FraudModels and TrainingRuns in `namespaces` (all namespaces if empty) until stopped. With
     `peering`, replicas sharing that (Cluster)KopfPeering object pause while another one acts."""
     import kopf
@@ -18,10 +22,12 @@ def run(namespaces: Sequence[str] = (), verbose: bool = False, liveness_endpoint
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    asyncio.run(kopf.operator(
-        standalone=peering is None,  # peering needs Kopf's peering CRDs (the chart installs them)
-        peering_name=peering,
-        clusterwide=not namespaces,
-        namespaces=list(namespaces),
-        liveness_endpoint=liveness_endpoint,
-    ))
+    asyncio.run(
+        kopf.operator(
+            standalone=peering is None,  # peering needs Kopf's peering CRDs (the chart installs them)
+            peering_name=peering,
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            liveness_endpoint=liveness_endpoint,
+        )
+    )

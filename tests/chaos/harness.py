@@ -48,7 +48,9 @@ class Supervised:
 
     def start(self) -> None:
         self.planned_exit = False
-        self.pid = start_detached(self.argv, self.log_file, self.logs / f"{self.name}.pid", env=self.env, cwd=REPO_ROOT)
+        self.pid = start_detached(
+            self.argv, self.log_file, self.logs / f"{self.name}.pid", env=self.env, cwd=REPO_ROOT
+        )
         self.starts += 1
 
     def alive(self) -> bool:
@@ -89,7 +91,9 @@ def python(*args: str) -> list[str]:
 class Produced:
     """Where each produced record landed, and what it was."""
 
-    poison_at: dict[tuple[int, int], str] = field(default_factory=dict)  # (partition, offset) -> expected field
+    poison_at: dict[tuple[int, int], str] = field(
+        default_factory=dict
+    )  # (partition, offset) -> expected field
     failed: int = 0
 
 
@@ -97,18 +101,32 @@ class Load(threading.Thread):
     """Publishes the planned records at a steady rate with a plain idempotent producer that never gives up
     (a broker outage is buffered and retried), recording where every poison record landed."""
 
-    def __init__(self, bootstrap: str, topic: str, plan: list[tuple[str, str, bytes | None, str | None]],
-                 rate_per_s: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        plan: list[tuple[str, str, bytes | None, str | None]],
+        rate_per_s: float,
+    ) -> None:
         super().__init__(name="chaos-load", daemon=True)
         self.topic = topic
         self.plan = plan  # (kind, key, value, expected field or None when valid)
         self.rate_per_s = rate_per_s
         self.produced = Produced()
         self.sent = 0
-        self.producer = Producer({
-            "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
-            "message.timeout.ms": 0, "message.max.bytes": 8 * 2**20, "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 2_097_151, "client.id": "chaos-load"})
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                "message.timeout.ms": 0,
+                "message.max.bytes": 8 * 2**20,
+                "queue.buffering.max.messages": 1_000_000,
+                "queue.buffering.max.kbytes": 2_097_151,
+                "client.id": "chaos-load",
+            }
+        )
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -144,8 +162,9 @@ class Load(threading.Thread):
                 self.producer.poll(0.1)
 
 
-def load_plan(records: list[tuple[str, bytes]], poison_share: float, hot_burst: int,
-              seed: int) -> tuple[list[tuple[str, str, bytes | None, str | None]], Counter[str]]:
+def load_plan(
+    records: list[tuple[str, bytes]], poison_share: float, hot_burst: int, seed: int
+) -> tuple[list[tuple[str, str, bytes | None, str | None]], Counter[str]]:
     """The valid records in order, a poison record of every kind at `poison_share` of the traffic, and a
     burst of `hot_burst` valid records of one customer (a hot key) in the middle."""
     rng = random.Random(seed)
@@ -161,9 +180,16 @@ def load_plan(records: list[tuple[str, bytes]], poison_share: float, hot_burst: 
         if index == len(records) // 2:
             for burst in range(hot_burst):
                 at = f"2026-08-01T{burst // 3600:02d}:{(burst // 60) % 60:02d}:{burst % 60:02d}Z"
-                value = json.dumps({"transaction_id": f"hot-{burst}", "customer_id": "hot-customer", "event_time": at,
-                                    "amount": round(5 + (burst % 97) * 1.25, 2), "merchant_category": "digital_goods",
-                                    "channel": "WEB"}).encode()
+                value = json.dumps(
+                    {
+                        "transaction_id": f"hot-{burst}",
+                        "customer_id": "hot-customer",
+                        "event_time": at,
+                        "amount": round(5 + (burst % 97) * 1.25, 2),
+                        "merchant_category": "digital_goods",
+                        "channel": "WEB",
+                    }
+                ).encode()
                 plan.append(("hot key", "hot-customer", value, None))
     return plan, kinds
 
@@ -179,8 +205,13 @@ class GatewayProbe(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        body = {"amount": 42.5, "merchant_category": "electronics", "source": "WEB", "is_international": False,
-                "hour_of_day": 14}
+        body = {
+            "amount": 42.5,
+            "merchant_category": "electronics",
+            "source": "WEB",
+            "is_international": False,
+            "hour_of_day": 14,
+        }
         with httpx.Client(timeout=5) as client:
             while not self.stopping.wait(1 / self.rate_per_s):
                 try:
@@ -238,8 +269,11 @@ def write_report(rows: list[tuple[str, str]], events: list[str], path: Path) -> 
     lines = ["| what | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
     text = "\n".join(lines)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# `make chaos`: the fault-injection suite's last run\n\n{text}\n\n"
-                    f"Machine: {os.cpu_count()} cores, shared with the suite's own load generator and servers.\n\n"
-                    "<details><summary>Fault timeline (seconds from the start of the load)</summary>\n\n```\n"
-                    + "\n".join(events) + "\n```\n</details>\n")
+    path.write_text(
+        f"# `make chaos`: the fault-injection suite's last run\n\n{text}\n\n"
+        f"Machine: {os.cpu_count()} cores, shared with the suite's own load generator and servers.\n\n"
+        "<details><summary>Fault timeline (seconds from the start of the load)</summary>\n\n```\n"
+        + "\n".join(events)
+        + "\n```\n</details>\n"
+    )
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)

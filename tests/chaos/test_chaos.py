@@ -77,10 +77,17 @@ CLEAN_EXITS = (0, -signal.SIGTERM)
 def stack() -> Iterator[LocalStack]:
     run_dir = REPO_ROOT / ".run" / f"chaos-{os.getpid()}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    settings = Settings(run_dir=run_dir, cache_dir=REPO_ROOT / ".cache", postgres_port=free_port(),
-                        kafka_port=free_port(), kafka_controller_port=free_port(), kafka_heap="512M",
-                        transactions_topic="chaos-transactions", alerts_topic="chaos-alerts",
-                        dlq_topic="chaos-transactions.dlq")
+    settings = Settings(
+        run_dir=run_dir,
+        cache_dir=REPO_ROOT / ".cache",
+        postgres_port=free_port(),
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        kafka_heap="512M",
+        transactions_topic="chaos-transactions",
+        alerts_topic="chaos-alerts",
+        dlq_topic="chaos-transactions.dlq",
+    )
     local = LocalStack(settings)
     try:
         local.up()
@@ -100,24 +107,54 @@ class Stack:
         self.faults = FaultLog()
         self.unplanned: list[str] = []
         self.rng = random.Random(20261201)
-        base = {**{k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "ROUTING_", "FRAUD_"))},
-                "DB_URL": infra.postgres.url, "KAFKA_BOOTSTRAP_SERVERS": infra.kafka.bootstrap,
-                "TRANSACTIONS_TOPIC": self.settings.transactions_topic, "ALERTS_TOPIC": self.settings.alerts_topic,
-                "DLQ_TOPIC": self.settings.dlq_topic, "MODEL_PATH": str(artifact), "LOG_FORMAT": "json"}
+        base = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "ROUTING_", "FRAUD_"))},
+            "DB_URL": infra.postgres.url,
+            "KAFKA_BOOTSTRAP_SERVERS": infra.kafka.bootstrap,
+            "TRANSACTIONS_TOPIC": self.settings.transactions_topic,
+            "ALERTS_TOPIC": self.settings.alerts_topic,
+            "DLQ_TOPIC": self.settings.dlq_topic,
+            "MODEL_PATH": str(artifact),
+            "LOG_FORMAT": "json",
+        }
         self.predictor_port, self.gateway_port = free_port(), free_port()
-        self.predictor = Supervised("predictor", python("serve", "predictor", "--model-uri", str(artifact), "--name",
-                                                        MODEL_NAME, "--port", str(self.predictor_port)), base, logs)
-        self.gateway = Supervised("gateway", python("serve", "gateway", "--port", str(self.gateway_port)), base, logs)
+        self.predictor = Supervised(
+            "predictor",
+            python(
+                "serve",
+                "predictor",
+                "--model-uri",
+                str(artifact),
+                "--name",
+                MODEL_NAME,
+                "--port",
+                str(self.predictor_port),
+            ),
+            base,
+            logs,
+        )
+        self.gateway = Supervised(
+            "gateway", python("serve", "gateway", "--port", str(self.gateway_port)), base, logs
+        )
         table = remote_routing_table(logs / "routing.yaml", f"http://127.0.0.1:{self.predictor_port}")
-        self.consumer_env = {**base, "ROUTING_TABLE_PATH": str(table), "CONSUMER_GROUP": "chaos", "BATCH_SIZE": "1000"}
+        self.consumer_env = {
+            **base,
+            "ROUTING_TABLE_PATH": str(table),
+            "CONSUMER_GROUP": "chaos",
+            "BATCH_SIZE": "1000",
+        }
         self.consumers: list[Supervised] = []
         self._watching = threading.Event()
 
     # --- processes ------------------------------------------------------------------------------------
 
     def new_consumer(self) -> Supervised:
-        consumer = Supervised(f"consumer-{len(self.consumers)}", python(
-            "stream", "consume", "--metrics-port", "0", "--checkpoint-interval", "5"), self.consumer_env, self.logs)
+        consumer = Supervised(
+            f"consumer-{len(self.consumers)}",
+            python("stream", "consume", "--metrics-port", "0", "--checkpoint-interval", "5"),
+            self.consumer_env,
+            self.logs,
+        )
         consumer.start()
         self.consumers.append(consumer)
         return consumer
@@ -166,8 +203,11 @@ class Stack:
     def sigterm_during_rebalance(self, at: float) -> None:
         leaving = self.rng.choice([c for c in self.live_consumers() if c.alive()])
         joining = self.new_consumer()  # its join starts a rebalance of the group
-        wait_until(lambda: "partition assigned" in joining.log_file.read_text(errors="replace"), 600,
-                   "the joining consumer's first partitions")
+        wait_until(
+            lambda: "partition assigned" in joining.log_file.read_text(errors="replace"),
+            600,
+            "the joining consumer's first partitions",
+        )
         leaving.signal(signal.SIGTERM)
         if leaving.last_exit not in CLEAN_EXITS:
             self.unplanned.append(f"{leaving.name} exited with {leaving.last_exit} after SIGTERM")
@@ -210,12 +250,15 @@ class Stack:
 
 
 def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
-        stack: LocalStack, trained_artifact: Path, tmp_path: Path) -> None:
+    stack: LocalStack, trained_artifact: Path, tmp_path: Path
+) -> None:
     began = time.monotonic()
     records = simulated_records(TRANSACTIONS, seed=2026)
     plan, poison_kinds = load_plan(records, poison_share=0.01, hot_burst=3_000, seed=7)
     assert len(poison_kinds) >= 20, "at least 20 kinds of poison"
-    valid_ids = {orjson.loads(value)["transaction_id"] for kind, _, value, _ in plan if kind in ("valid", "hot key")}
+    valid_ids = {
+        orjson.loads(value)["transaction_id"] for kind, _, value, _ in plan if kind in ("valid", "hot key")
+    }
     system = Stack(stack, trained_artifact, tmp_path)
     system.start()
     load = Load(stack.kafka.bootstrap, stack.settings.transactions_topic, plan, RATE_PER_S)
@@ -231,15 +274,23 @@ def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
         due = (index + system.rng.uniform(0.6, 1.4)) * len(plan) / (len(faults) + 1)
         wait_until(lambda d=due: load.sent >= d or not load.is_alive(), 1800, "the load's progress")
         at = time.monotonic() - started
-        {"consumer": system.kill_consumer, "rebalance": system.sigterm_during_rebalance, "broker": system.kill_broker,
-         "postgres": system.kill_postgres, "predictor": system.kill_predictor}[fault](at)
+        {
+            "consumer": system.kill_consumer,
+            "rebalance": system.sigterm_during_rebalance,
+            "broker": system.kill_broker,
+            "postgres": system.kill_postgres,
+            "predictor": system.kill_predictor,
+        }[fault](at)
 
     load.join(timeout=1800)
     assert load.error is None, f"the load generator failed: {load.error!r}"
     load_ended = time.monotonic()
     topic, group = stack.settings.transactions_topic, "chaos"
-    wait_until(lambda: committed(stack.kafka.bootstrap, group, topic)
-                            == end_offsets(stack.kafka.bootstrap, topic), 900, "zero lag")
+    wait_until(
+        lambda: committed(stack.kafka.bootstrap, group, topic) == end_offsets(stack.kafka.bootstrap, topic),
+        900,
+        "zero lag",
+    )
     lag_zero_at = time.monotonic()
     lag_zero_after_fault_s = lag_zero_at - max(system.faults.last_recovered, started)
     probe.stopping.set()
@@ -248,50 +299,93 @@ def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
     for consumer in system.live_consumers():
         consumer.signal(signal.SIGTERM)  # the clean path: every partition checkpointed
         if consumer.last_exit not in CLEAN_EXITS:
-            system.unplanned.append(f"{consumer.name} exited with {consumer.last_exit} after the final SIGTERM")
+            system.unplanned.append(
+                f"{consumer.name} exited with {consumer.last_exit} after the final SIGTERM"
+            )
     system.gateway.signal(signal.SIGTERM)
     system.predictor.signal(signal.SIGTERM)
 
     with psycopg.connect(stack.postgres.url) as conn:
-        stored = [row[0] for row in conn.execute("SELECT transaction_id FROM transactions WHERE source = 'stream'")]
-        deciding = dict(conn.execute("""SELECT transaction_id, count(*) FROM decisions WHERE NOT shadow
-                                        AND source = 'stream' GROUP BY transaction_id""").fetchall())
-        frauds = {row[0] for row in conn.execute(
-            "SELECT transaction_id FROM decisions WHERE NOT shadow AND is_fraud AND source = 'stream'")}
-    dead = read_topic(stack.kafka.bootstrap, stack.settings.dlq_topic,
-                      sum(end_offsets(stack.kafka.bootstrap, stack.settings.dlq_topic).values()), timeout_s=180)
+        stored = [
+            row[0] for row in conn.execute("SELECT transaction_id FROM transactions WHERE source = 'stream'")
+        ]
+        deciding = dict(
+            conn.execute("""SELECT transaction_id, count(*) FROM decisions WHERE NOT shadow
+                                        AND source = 'stream' GROUP BY transaction_id""").fetchall()
+        )
+        frauds = {
+            row[0]
+            for row in conn.execute(
+                "SELECT transaction_id FROM decisions WHERE NOT shadow AND is_fraud AND source = 'stream'"
+            )
+        }
+    dead = read_topic(
+        stack.kafka.bootstrap,
+        stack.settings.dlq_topic,
+        sum(end_offsets(stack.kafka.bootstrap, stack.settings.dlq_topic).values()),
+        timeout_s=180,
+    )
     letters: dict[tuple[int, int], str] = {}
     for message in dead:
         headers = {k: v.decode() for k, v in message.headers()}
         letters[(int(headers["dlq.partition"]), int(headers["dlq.offset"]))] = headers["dlq.field"]
-    alerts = Counter(m.key().decode() for m in read_topic(
-        stack.kafka.bootstrap, stack.settings.alerts_topic,
-        sum(end_offsets(stack.kafka.bootstrap, stack.settings.alerts_topic).values()), timeout_s=180))
-    comparison = compare_with_reference(stack.postgres.url, [value for _, _, value, _ in plan], trained_artifact,
-                                        topic)
+    alerts = Counter(
+        m.key().decode()
+        for m in read_topic(
+            stack.kafka.bootstrap,
+            stack.settings.alerts_topic,
+            sum(end_offsets(stack.kafka.bootstrap, stack.settings.alerts_topic).values()),
+            timeout_s=180,
+        )
+    )
+    comparison = compare_with_reference(
+        stack.postgres.url, [value for _, _, value, _ in plan], trained_artifact, topic
+    )
     poisoned = load.produced.poison_at
     wrong_field = [pos for pos, expected in poisoned.items() if pos in letters and letters[pos] != expected]
     rows = [
         ("faults injected", ", ".join(f"{kind}: {count}" for kind, count in system.faults.counts.items())),
-        ("transactions produced", f"{len(plan):,} ({len(valid_ids):,} valid incl. a 3,000-record hot-key burst, "
-                                  f"{len(poisoned):,} poison of {len(poison_kinds)} kinds)"),
+        (
+            "transactions produced",
+            f"{len(plan):,} ({len(valid_ids):,} valid incl. a 3,000-record hot-key burst, "
+            f"{len(poisoned):,} poison of {len(poison_kinds)} kinds)",
+        ),
         ("stored (distinct) / duplicate rows", f"{len(set(stored)):,} / {len(stored) - len(set(stored))}"),
-        ("valid missing / poison in the tables", f"{len(valid_ids - set(stored))} / {len(set(stored) - valid_ids)}"),
-        ("deciding decisions not exactly one", str(sum(1 for n in deciding.values() if n != 1)
-                                                   + len(valid_ids - set(deciding)))),
+        (
+            "valid missing / poison in the tables",
+            f"{len(valid_ids - set(stored))} / {len(set(stored) - valid_ids)}",
+        ),
+        (
+            "deciding decisions not exactly one",
+            str(sum(1 for n in deciding.values() if n != 1) + len(valid_ids - set(deciding))),
+        ),
         ("dead-lettered (distinct) / duplicates", f"{len(letters):,} / {len(dead) - len(letters)}"),
-        ("poison missing from the DLQ / wrong field", f"{len(set(poisoned) - set(letters))} / {len(wrong_field)}"),
+        (
+            "poison missing from the DLQ / wrong field",
+            f"{len(set(poisoned) - set(letters))} / {len(wrong_field)}",
+        ),
         ("valid records in the DLQ", str(len(set(letters) - set(poisoned)))),
-        ("alerts implied / missing / duplicates", f"{len(frauds):,} / {len(frauds - set(alerts))} / "
-                                                   f"{sum(n - 1 for n in alerts.values())}"),
-        ("feature mismatches (scores / checkpointed states)", f"{len(comparison.score_mismatches)} / "
-                                                              f"{len(comparison.state_mismatches)} "
-                                                              f"(of {comparison.states:,} states)"),
+        (
+            "alerts implied / missing / duplicates",
+            f"{len(frauds):,} / {len(frauds - set(alerts))} / {sum(n - 1 for n in alerts.values())}",
+        ),
+        (
+            "feature mismatches (scores / checkpointed states)",
+            f"{len(comparison.score_mismatches)} / "
+            f"{len(comparison.state_mismatches)} "
+            f"(of {comparison.states:,} states)",
+        ),
         ("unplanned exits (manual restarts needed)", str(len(system.unplanned))),
-        ("time to zero lag after the last fault", f"{lag_zero_after_fault_s:.0f} s (stated bound: "
-                                                  f"{LAG_ZERO_WITHIN_S:.0f} s); {lag_zero_at - load_ended:.0f} s after "
-                                                  f"the last record was produced"),
-        ("gateway /predict answers", ", ".join(f"{status}: {n}" for status, n in sorted(probe.statuses.items()))),
+        (
+            "time to zero lag after the last fault",
+            f"{lag_zero_after_fault_s:.0f} s (stated bound: "
+            f"{LAG_ZERO_WITHIN_S:.0f} s); {lag_zero_at - load_ended:.0f} s after "
+            f"the last record was produced",
+        ),
+        (
+            "gateway /predict answers",
+            ", ".join(f"{status}: {n}" for status, n in sorted(probe.statuses.items())),
+        ),
         ("suite runtime", f"{time.monotonic() - began:.0f} s"),
     ]
     print("\n" + write_report(rows, system.faults.events, REPORT))
@@ -307,4 +401,6 @@ def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
     assert frauds <= set(alerts), "every alert the stored decisions imply is on the alerts topic"
     assert not comparison.score_mismatches and not comparison.state_mismatches and comparison.states
     assert lag_zero_after_fault_s <= LAG_ZERO_WITHIN_S
-    assert not [status for status in probe.statuses if status.startswith("5") and status != "503"], probe.statuses
+    assert not [status for status in probe.statuses if status.startswith("5") and status != "503"], (
+        probe.statuses
+    )

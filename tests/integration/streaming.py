@@ -47,13 +47,28 @@ class StreamSetup:
     logs: Path
     processes: list[subprocess.Popen] = field(default_factory=list)
 
-    def consumer(self, name: str, checkpoint_s: float = 2.0, metrics_port: int = 0, **env: str) -> subprocess.Popen:
+    def consumer(
+        self, name: str, checkpoint_s: float = 2.0, metrics_port: int = 0, **env: str
+    ) -> subprocess.Popen:
         """`fraudops stream consume` as a process of its own, logging to `<logs>/<name>.log`."""
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fraudops_cli.main", "stream", "consume", "--metrics-port", str(metrics_port),
-             "--checkpoint-interval", str(checkpoint_s)],
-            env={**self.env, **env}, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "fraudops_cli.main",
+                "stream",
+                "consume",
+                "--metrics-port",
+                str(metrics_port),
+                "--checkpoint-interval",
+                str(checkpoint_s),
+            ],
+            env={**self.env, **env},
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         self.processes.append(proc)
         return proc
 
@@ -70,24 +85,37 @@ class StreamSetup:
         return [proc.pid for proc in alive]
 
 
-def new_setup(bootstrap: str, db_url: str, artifact: Path, logs: Path, partitions: int = 6,
-              **env: str) -> StreamSetup:
+def new_setup(
+    bootstrap: str, db_url: str, artifact: Path, logs: Path, partitions: int = 6, **env: str
+) -> StreamSetup:
     """Fresh topics and a fresh consumer group for one test, against a migrated database."""
     suffix = uuid.uuid4().hex[:8]
     topic, alerts, dlq = f"tx-{suffix}", f"alerts-{suffix}", f"dlq-{suffix}"
     create_topics(bootstrap, [(topic, partitions), (alerts, 1), (dlq, 1)])
     environment = {
-        **os.environ, "DB_URL": db_url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TRANSACTIONS_TOPIC": topic,
-        "ALERTS_TOPIC": alerts, "DLQ_TOPIC": dlq, "CONSUMER_GROUP": f"g-{suffix}", "MODEL_PATH": str(artifact),
-        "BATCH_SIZE": "1000", "LOG_FORMAT": "json", **env,
+        **os.environ,
+        "DB_URL": db_url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TRANSACTIONS_TOPIC": topic,
+        "ALERTS_TOPIC": alerts,
+        "DLQ_TOPIC": dlq,
+        "CONSUMER_GROUP": f"g-{suffix}",
+        "MODEL_PATH": str(artifact),
+        "BATCH_SIZE": "1000",
+        "LOG_FORMAT": "json",
+        **env,
     }
     return StreamSetup(environment, topic, alerts, dlq, f"g-{suffix}", db_url, bootstrap, logs)
 
 
 def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]]) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(name, partitions, 1, config={"max.message.bytes": str(8 * 2**20)})
-                                   for name, partitions in topics])
+    futures = admin.create_topics(
+        [
+            NewTopic(name, partitions, 1, config={"max.message.bytes": str(8 * 2**20)})
+            for name, partitions in topics
+        ]
+    )
     for future in futures.values():
         future.result(timeout=60)
 
@@ -99,8 +127,9 @@ def simulated_records(transactions: int, seed: int) -> list[tuple[str, bytes]]:
 
     records = []
     # At least 50 customers: the simulator fails on a handful (its trips table can be empty).
-    for table in simulate(SimulationConfig(transactions=transactions, customers=max(transactions // 50, 50), days=20,
-                                           seed=seed)):
+    for table in simulate(
+        SimulationConfig(transactions=transactions, customers=max(transactions // 50, 50), days=20, seed=seed)
+    ):
         keys = table.column("customer_id").to_pylist()
         records.extend(zip(keys, encode_json(table), strict=True))
     return records
@@ -108,8 +137,15 @@ def simulated_records(transactions: int, seed: int) -> list[tuple[str, bytes]]:
 
 def producer(bootstrap: str) -> Producer:
     """A plain producer, as any client of the platform would use (large records allowed)."""
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "compression.type": "lz4",
-                     "enable.idempotence": True, "message.max.bytes": 8 * 2**20})
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "enable.idempotence": True,
+            "message.max.bytes": 8 * 2**20,
+        }
+    )
 
 
 def produce(bootstrap: str, topic: str, records: Iterable[tuple[str | None, bytes | None]]) -> None:
@@ -126,8 +162,14 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[str | None, byte
 
 def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list:
     """Every record of `topic` from the beginning (until `expected` are read or the time is up)."""
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex[:6]}",
-                       "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"read-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     reader.subscribe([topic])
     messages = []
     deadline = time.monotonic() + timeout_s
@@ -152,16 +194,24 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-        return {tp.partition: tp.offset for tp in
-                reader.committed([TopicPartition(topic, p) for p in partitions], timeout=10)}
+        return {
+            tp.partition: tp.offset
+            for tp in reader.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        }
     finally:
         reader.close()
 
 
 def wait_until_caught_up(setup: StreamSetup, timeout_s: float, procs: Iterable[subprocess.Popen]) -> None:
     """Until the group's committed offsets reach the end of every partition (zero lag)."""
-    wait_for(lambda: committed(setup.bootstrap, setup.group, setup.topic) == end_offsets(setup.bootstrap, setup.topic),
-             timeout_s, "the group's committed offsets to reach the partitions' ends", procs)
+    wait_for(
+        lambda: (
+            committed(setup.bootstrap, setup.group, setup.topic) == end_offsets(setup.bootstrap, setup.topic)
+        ),
+        timeout_s,
+        "the group's committed offsets to reach the partitions' ends",
+        procs,
+    )
 
 
 def stored_count(db_url: str) -> int:
@@ -169,8 +219,9 @@ def stored_count(db_url: str) -> int:
         return int(conn.execute("SELECT count(*) FROM transactions WHERE source = 'stream'").fetchone()[0])
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str,
-             procs: Iterable[subprocess.Popen] = ()) -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, procs: Iterable[subprocess.Popen] = ()
+) -> None:
     """Poll `condition` until it holds; fail on timeout or when a process that must keep running exits."""
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -201,8 +252,12 @@ def stop(proc: subprocess.Popen, timeout_s: float = 90) -> int:
 def metric(url: str, name: str) -> float:
     """The sum of a metric's samples on a Prometheus endpoint."""
     text = httpx.get(url, timeout=5).text
-    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-               if sample.name == name)
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
 
 
 # --- the predictor (remote scoring) -------------------------------------------------------------------
@@ -224,9 +279,24 @@ class Predictor:
     def start(self, timeout_s: float = 180) -> None:
         with open(self.log, "ab") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "fraudops_cli.main", "serve", "predictor", "--model-uri", str(self.artifact),
-                 "--name", MODEL_NAME, "--port", str(self.port)],
-                env={**os.environ, "LOG_FORMAT": "json"}, cwd=REPO_ROOT, stdout=output, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "fraudops_cli.main",
+                    "serve",
+                    "predictor",
+                    "--model-uri",
+                    str(self.artifact),
+                    "--name",
+                    MODEL_NAME,
+                    "--port",
+                    str(self.port),
+                ],
+                env={**os.environ, "LOG_FORMAT": "json"},
+                cwd=REPO_ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         process = self.process
 
         def ready() -> bool:
@@ -255,8 +325,17 @@ class Predictor:
 
 def remote_routing_table(path: Path, endpoint: str) -> Path:
     """A routing table whose stable variant is scored by the predictor at `endpoint` (KServe V2)."""
-    path.write_text(yaml.safe_dump({"model_name": MODEL_NAME, "salt": "tests", "variants": [
-        {"name": "stable", "model_version": "test-v1", "weight": 100, "endpoint": endpoint}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model_name": MODEL_NAME,
+                "salt": "tests",
+                "variants": [
+                    {"name": "stable", "model_version": "test-v1", "weight": 100, "endpoint": endpoint}
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -298,29 +377,48 @@ class Comparison:
     states: int
 
 
-def compare_with_reference(db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str) -> Comparison:
+def compare_with_reference(
+    db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str
+) -> Comparison:
     """The stored decisions and checkpointed states against the uninterrupted offline pass, value for value."""
     expected, engine = reference_run(values, artifact)
     with psycopg.connect(db_url) as conn:
-        stored = dict(conn.execute(
-            "SELECT transaction_id, score FROM decisions WHERE NOT shadow AND source = 'stream'").fetchall())
-        duplicates = conn.execute("SELECT count(*) - count(DISTINCT transaction_id) FROM transactions").fetchone()[0]
-        states = dict(conn.execute(
-            "SELECT customer_id, state FROM customer_feature_state WHERE topic = %s", (topic,)).fetchall())
+        stored = dict(
+            conn.execute(
+                "SELECT transaction_id, score FROM decisions WHERE NOT shadow AND source = 'stream'"
+            ).fetchall()
+        )
+        duplicates = conn.execute(
+            "SELECT count(*) - count(DISTINCT transaction_id) FROM transactions"
+        ).fetchone()[0]
+        states = dict(
+            conn.execute(
+                "SELECT customer_id, state FROM customer_feature_state WHERE topic = %s", (topic,)
+            ).fetchall()
+        )
     reference_rows = dict(engine.export_customers(states))
     return Comparison(
-        expected=len(expected), stored=len(stored), duplicates=int(duplicates),
-        missing=sorted(set(expected) - set(stored)), unexpected=sorted(set(stored) - set(expected)),
-        score_mismatches=[tx for tx, score in expected.items() if tx in stored and abs(stored[tx] - score) > 1e-6],
+        expected=len(expected),
+        stored=len(stored),
+        duplicates=int(duplicates),
+        missing=sorted(set(expected) - set(stored)),
+        unexpected=sorted(set(stored) - set(expected)),
+        score_mismatches=[
+            tx for tx, score in expected.items() if tx in stored and abs(stored[tx] - score) > 1e-6
+        ],
         state_mismatches=[c for c, blob in states.items() if bytes(blob) != reference_rows.get(c)],
-        states=len(states))
+        states=len(states),
+    )
 
 
 def assert_matches_reference(db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str) -> None:
     result = compare_with_reference(db_url, values, artifact, topic)
     assert result.duplicates == 0
-    assert not result.missing and not result.unexpected, \
+    assert not result.missing and not result.unexpected, (
         f"every valid record stored exactly once: {len(result.missing)} missing, {len(result.unexpected)} unexpected"
-    assert not result.score_mismatches, f"{len(result.score_mismatches)} scores differ from the uninterrupted run"
+    )
+    assert not result.score_mismatches, (
+        f"{len(result.score_mismatches)} scores differ from the uninterrupted run"
+    )
     assert result.states, "the consumer checkpointed customer state"
     assert not result.state_mismatches, f"{len(result.state_mismatches)} checkpointed customer states differ"

@@ -275,7 +275,8 @@ def _remote_rows_scored(remote: Served) -> float:
 
 
 def test_a_half_written_artifact_in_the_table_makes_the_gateway_not_ready_until_the_table_is_fixed(
-        client: httpx.Client, served: Served, table_path: Path, trained_artifact: Path, tmp_path: Path) -> None:
+    client: httpx.Client, served: Served, table_path: Path, trained_artifact: Path, tmp_path: Path
+) -> None:
     """Loading it raises what the refresh does not expect (here a TypeError from an empty metadata file):
     reported with its traceback and counted, decisions go on with the current table, readiness says
     which task fails, and the next good table is picked up."""
@@ -311,5 +312,8 @@ def _wait_for_ready_status(served: Served, status: int, timeout_s: float = 60) -
 def _background_failures(served: Served, task: str) -> float:
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(served.url + "/metrics").text)}
     family = families.get("fraudops_gateway_background_failures")
-    return sum(s.value for s in family.samples if s.name.endswith("_total") and s.labels["task"] == task) \
-        if family else 0.0
+    return (
+        sum(s.value for s in family.samples if s.name.endswith("_total") and s.labels["task"] == task)
+        if family
+        else 0.0
+    )

@@ -113,7 +113,9 @@ def _insert_amount(db_url: str, transaction_id: str, amount: float) -> None:
         conn.execute(
             """INSERT INTO transactions (transaction_id, event_time, merchant_category, amount, currency, channel,
                    transaction_type, is_international)
-               VALUES (%s, now(), 'fuel', %s, 'EUR', 'POS', 'PURCHASE', false)""", (transaction_id, amount))
+               VALUES (%s, now(), 'fuel', %s, 'EUR', 'POS', 'PURCHASE', false)""",
+            (transaction_id, amount),
+        )
 
 
 def test_a_negative_amount_is_refused(db_url: str) -> None:

@@ -33,8 +33,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def stream_setup(local_stack: LocalStack, scratch_database: str, trained_artifact: Path,
-                 tmp_path: Path) -> Iterator[StreamSetup]:
+def stream_setup(
+    local_stack: LocalStack, scratch_database: str, trained_artifact: Path, tmp_path: Path
+) -> Iterator[StreamSetup]:
     migrate.upgrade(scratch_database)
     setup = new_setup(local_stack.kafka.bootstrap, scratch_database, trained_artifact, tmp_path)
     yield setup
@@ -46,7 +47,8 @@ def values(records: list[tuple[str, bytes]]) -> list[bytes]:
 
 
 def test_malformed_records_go_to_the_dlq_with_their_reason_and_valid_ones_are_stored(
-        stream_setup: StreamSetup, tmp_path: Path) -> None:
+    stream_setup: StreamSetup, tmp_path: Path
+) -> None:
     good = simulated_records(2_000, seed=5)
     mixed: list[tuple[str | None, bytes | None]] = []
     for i, record in enumerate(good):
@@ -68,7 +70,8 @@ def test_malformed_records_go_to_the_dlq_with_their_reason_and_valid_ones_are_st
 
 
 def test_kill_9_mid_stream_loses_nothing_duplicates_nothing_and_restores_exact_state(
-        stream_setup: StreamSetup, trained_artifact: Path, tmp_path: Path) -> None:
+    stream_setup: StreamSetup, trained_artifact: Path, tmp_path: Path
+) -> None:
     records = simulated_records(100_000, seed=9)
     produce(stream_setup.bootstrap, stream_setup.topic, records)
 
@@ -88,7 +91,8 @@ def test_kill_9_mid_stream_loses_nothing_duplicates_nothing_and_restores_exact_s
 
 
 def test_a_10_second_postgres_outage_loses_nothing_and_the_consumer_catches_up(
-        stream_setup: StreamSetup, local_stack: LocalStack, trained_artifact: Path, tmp_path: Path) -> None:
+    stream_setup: StreamSetup, local_stack: LocalStack, trained_artifact: Path, tmp_path: Path
+) -> None:
     records = simulated_records(30_000, seed=13)
     consumer = stream_setup.consumer("outage")
     try:
@@ -96,8 +100,12 @@ def test_a_10_second_postgres_outage_loses_nothing_and_the_consumer_catches_up(
         assert wait_for_count(stream_setup.db_url, 10_000, 120, [consumer]) == 10_000
         local_stack.postgres.down()
         produce(stream_setup.bootstrap, stream_setup.topic, records[10_000:])  # arrives during the outage
-        wait_for(lambda: "database unavailable; retrying the batch" in stream_setup.log("outage"), 120,
-                 "the consumer to meet the outage", [consumer])
+        wait_for(
+            lambda: "database unavailable; retrying the batch" in stream_setup.log("outage"),
+            120,
+            "the consumer to meet the outage",
+            [consumer],
+        )
         assert consumer.poll() is None, "the consumer waits out the outage instead of crashing"
         local_stack.postgres.up()
         assert wait_for_count(stream_setup.db_url, len(records), 180, [consumer]) == len(records)
@@ -107,7 +115,8 @@ def test_a_10_second_postgres_outage_loses_nothing_and_the_consumer_catches_up(
 
 
 def test_two_consumers_share_the_partitions_and_a_rebalance_moves_state_exactly(
-        stream_setup: StreamSetup, trained_artifact: Path, tmp_path: Path) -> None:
+    stream_setup: StreamSetup, trained_artifact: Path, tmp_path: Path
+) -> None:
     records = simulated_records(60_000, seed=17)
     produce(stream_setup.bootstrap, stream_setup.topic, records[:25_000])
     first = stream_setup.consumer("a")
@@ -115,8 +124,12 @@ def test_two_consumers_share_the_partitions_and_a_rebalance_moves_state_exactly(
     try:
         assert wait_for_count(stream_setup.db_url, 25_000, 180, [first]) == 25_000
         second = stream_setup.consumer("b")  # joins: partitions (and their state) move
-        wait_for(lambda: "partition assigned" in stream_setup.log("b"), 180, "the second consumer's partitions",
-                 [first, second])
+        wait_for(
+            lambda: "partition assigned" in stream_setup.log("b"),
+            180,
+            "the second consumer's partitions",
+            [first, second],
+        )
         produce(stream_setup.bootstrap, stream_setup.topic, records[25_000:])
         assert wait_for_count(stream_setup.db_url, len(records), 240, [first, second]) == len(records)
         wait_until_caught_up(stream_setup, 120, [first, second])
@@ -126,6 +139,8 @@ def test_two_consumers_share_the_partitions_and_a_rebalance_moves_state_exactly(
         stop(first)
     first_log = stream_setup.log("a")
     second_log = stream_setup.log("b")
-    assert "partition revoked" in first_log and "state checkpointed" in first_log, "the rebalance took partitions from the first"
+    assert "partition revoked" in first_log and "state checkpointed" in first_log, (
+        "the rebalance took partitions from the first"
+    )
     assert "partition assigned" in second_log, "and gave them to the second"
     assert_matches_reference(stream_setup.db_url, values(records), trained_artifact, stream_setup.topic)

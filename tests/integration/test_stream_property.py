@@ -35,27 +35,59 @@ pytestmark = pytest.mark.integration
 
 FIELDS = list(Transaction.model_fields)
 _json_leaf = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.decimals(places=3, allow_nan=False).map(float),
-    st.text(max_size=80), st.sampled_from(["", " ", "\x00", "a\x00b", "\ud800", "web", "POS", "EUR", "DE",
-                                           "2026-08-01T10:00:00", "2026-08-01T10:00:00Z", "0001-01-01T00:00:00Z",
-                                           "9999-12-31T23:59:59Z", "1.2.3.4", "::1", "x" * 70]))
-_json_value = st.recursive(_json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                               st.dictionaries(st.text(max_size=8), inner, max_size=3)),
-                           max_leaves=8)
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.decimals(places=3, allow_nan=False).map(float),
+    st.text(max_size=80),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "a\x00b",
+            "\ud800",
+            "web",
+            "POS",
+            "EUR",
+            "DE",
+            "2026-08-01T10:00:00",
+            "2026-08-01T10:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "1.2.3.4",
+            "::1",
+            "x" * 70,
+        ]
+    ),
+)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 @st.composite
 def record_bytes(draw: st.DrawFn) -> bytes | None:
-    kind = draw(st.sampled_from(["valid", "one field changed", "field removed", "extra key", "raw bytes", "none"]))
+    kind = draw(
+        st.sampled_from(["valid", "one field changed", "field removed", "extra key", "raw bytes", "none"])
+    )
     if kind == "raw bytes":
         return draw(st.binary(max_size=200))
     if kind == "none":
         return None
     record: dict[str, Any] = {
-        "transaction_id": f"p-{draw(st.integers(0, 10**9))}", "customer_id": f"c-{draw(st.integers(0, 50))}",
-        "event_time": draw(st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2026, 11, 1),
-                                        timezones=st.just(UTC))).isoformat(),
+        "transaction_id": f"p-{draw(st.integers(0, 10**9))}",
+        "customer_id": f"c-{draw(st.integers(0, 50))}",
+        "event_time": draw(
+            st.datetimes(
+                min_value=datetime(2020, 1, 1), max_value=datetime(2026, 11, 1), timezones=st.just(UTC)
+            )
+        ).isoformat(),
         "amount": draw(st.integers(0, 10**9)) / 100,
         "merchant_category": draw(st.sampled_from(["grocery", "crypto", "other"])),
         "ip_address": draw(st.sampled_from([None, "10.0.0.1", "fe80::1%eth0"])),
@@ -85,30 +117,58 @@ def database(local_stack: Any) -> Iterator[str]:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(values=st.lists(record_bytes(), min_size=1, max_size=12))
 def test_every_record_is_stored_or_dead_lettered_with_a_reason_never_an_exception(
-        database: str, values: list[bytes | None]) -> None:
+    database: str, values: list[bytes | None]
+) -> None:
     indexes, records, rejects = decode_batch(values)
-    assert sorted([*indexes, *(r.index for r in rejects)]) == list(range(len(values))), "each record: one outcome"
-    assert all(r.reason and r.field and r.reason.startswith(("record", r.field, "not valid JSON"))
-               for r in rejects)
+    assert sorted([*indexes, *(r.index for r in rejects)]) == list(range(len(values))), (
+        "each record: one outcome"
+    )
+    assert all(
+        r.reason and r.field and r.reason.startswith(("record", r.field, "not valid JSON")) for r in rejects
+    )
     if not records:
         return
     features = FeatureEngine().transform(encode_records(records))
     assert features.shape[0] == len(records) and not np.isinf(features).any()
     ids = [r["transaction_id"] for r in records]
     rows = transactions_table(records, "stream", [0] * len(records), list(range(len(records))))
-    scores = VariantScores("stable", "card-fraud", "v1", False, 0.5, "stream", datetime.now(UTC),
-                           np.arange(len(records)), ids, [r["customer_id"] for r in records],
-                           np.full(len(records), 0.9, dtype=np.float32), np.ones(len(records), dtype=bool), {})
+    scores = VariantScores(
+        "stable",
+        "card-fraud",
+        "v1",
+        False,
+        0.5,
+        "stream",
+        datetime.now(UTC),
+        np.arange(len(records)),
+        ids,
+        [r["customer_id"] for r in records],
+        np.full(len(records), 0.9, dtype=np.float32),
+        np.ones(len(records), dtype=bool),
+        {},
+    )
     with psycopg.connect(database, autocommit=True) as conn:
-        refused = store_isolating(lambda r, d, a: write_batch(conn, r, d, a), rows, scores.table(),
-                                  scores.decisions())
-        stored = {row[0] for row in conn.execute("SELECT transaction_id FROM transactions WHERE transaction_id = ANY(%s)",
-                                                 (ids,)).fetchall()}
+        refused = store_isolating(
+            lambda r, d, a: write_batch(conn, r, d, a), rows, scores.table(), scores.decisions()
+        )
+        stored = {
+            row[0]
+            for row in conn.execute(
+                "SELECT transaction_id FROM transactions WHERE transaction_id = ANY(%s)", (ids,)
+            ).fetchall()
+        }
     assert all(r.reason and r.field for r in refused)
     assert set(ids) == stored | {r.transaction_id for r in refused}, "stored, or refused with a reason"
     assert not refused, f"validation let through what PostgreSQL refuses: {refused[:2]}"

@@ -51,7 +51,9 @@ def migrated(scratch_database: str) -> str:
 
 
 @pytest.fixture()
-def setup(local_stack: LocalStack, migrated: str, trained_artifact: Path, tmp_path: Path) -> Iterator[StreamSetup]:
+def setup(
+    local_stack: LocalStack, migrated: str, trained_artifact: Path, tmp_path: Path
+) -> Iterator[StreamSetup]:
     stream = new_setup(local_stack.kafka.bootstrap, migrated, trained_artifact, tmp_path, partitions=1)
     yield stream
     assert not stream.leftovers(), "a process outlived its test"
@@ -59,23 +61,34 @@ def setup(local_stack: LocalStack, migrated: str, trained_artifact: Path, tmp_pa
 
 def dead_letters(setup: StreamSetup, expected: int) -> dict[int, dict[str, str]]:
     """The DLQ's records by the offset they came from (a replay may repeat one; readers dedupe by offset)."""
-    return {int(h["dlq.offset"]): h for h in
-            ({k: v.decode() for k, v in m.headers()} for m in read_topic(setup.bootstrap, setup.dlq, expected))}
+    return {
+        int(h["dlq.offset"]): h
+        for h in (
+            {k: v.decode() for k, v in m.headers()} for m in read_topic(setup.bootstrap, setup.dlq, expected)
+        )
+    }
 
 
 def test_finding_0_two_hundred_valid_records_around_sixteen_malformed_ones_are_all_stored_after_a_crash(
-        setup: StreamSetup) -> None:
+    setup: StreamSetup,
+) -> None:
     # The measured scenario: 200 valid records, 16 malformed between record 100 and 101 (a 0.001 amount
     # among them), a plain producer, one consumer; a crash, a restart. Before the fix the consumer died on
     # the 0.001 amount, checkpointed past it, and after the restart silently skipped 100 valid records.
     valid = simulated_records(200, seed=31)
-    chosen = [p for p in POISONS if p.kind == "fraction of a cent"] + \
-        [p for p in POISONS if p.kind != "fraction of a cent"][:15]
-    malformed = [(key, poison.make(f"bad-{i}", key)) for i, (poison, (key, _)) in enumerate(zip(chosen, valid, strict=False))]
+    chosen = [p for p in POISONS if p.kind == "fraction of a cent"] + [
+        p for p in POISONS if p.kind != "fraction of a cent"
+    ][:15]
+    malformed = [
+        (key, poison.make(f"bad-{i}", key))
+        for i, (poison, (key, _)) in enumerate(zip(chosen, valid, strict=False))
+    ]
     produce(setup.bootstrap, setup.topic, [*valid[:100], *malformed, *valid[100:]])
 
     first = setup.consumer("first")
-    wait_for(lambda: stored_count(setup.db_url) >= 100 or first.poll() is not None, 240, "the first 100 stored")
+    wait_for(
+        lambda: stored_count(setup.db_url) >= 100 or first.poll() is not None, 240, "the first 100 stored"
+    )
     first.send_signal(signal.SIGKILL)  # the crash
     first.wait(timeout=30)
     second = setup.consumer("second")
@@ -86,7 +99,9 @@ def test_finding_0_two_hundred_valid_records_around_sixteen_malformed_ones_are_a
         assert stop(second) == 0
     third = setup.consumer("third")  # and once more: a restart after a clean stop skips and repeats nothing
     try:
-        wait_for(lambda: "partition assigned" in setup.log("third"), 120, "the third consumer's partition", [third])
+        wait_for(
+            lambda: "partition assigned" in setup.log("third"), 120, "the third consumer's partition", [third]
+        )
         wait_until_caught_up(setup, 60, [third])
     finally:
         assert stop(third) == 0
@@ -100,7 +115,8 @@ def test_finding_0_two_hundred_valid_records_around_sixteen_malformed_ones_are_a
 
 
 def test_finding_1_a_missing_alerts_topic_stops_the_consumer_before_it_consumes_anything(
-        setup: StreamSetup) -> None:
+    setup: StreamSetup,
+) -> None:
     produce(setup.bootstrap, setup.topic, simulated_records(500, seed=32))
     consumer = setup.consumer("no-alerts-topic", ALERTS_TOPIC="alerts-that-nobody-created")
     code = consumer.wait(timeout=180)
@@ -109,12 +125,14 @@ def test_finding_1_a_missing_alerts_topic_stops_the_consumer_before_it_consumes_
     assert "alerts-that-nobody-created" in setup.log("no-alerts-topic")
     assert "do not exist" in setup.log("no-alerts-topic")
     assert stored_count(setup.db_url) == 0
-    assert all(offset < 0 for offset in committed(setup.bootstrap, setup.group, setup.topic).values()), \
+    assert all(offset < 0 for offset in committed(setup.bootstrap, setup.group, setup.topic).values()), (
         "no offset committed"
+    )
 
 
 def test_finding_1_while_alerts_cannot_be_delivered_offsets_stay_put_and_every_alert_arrives_afterwards(
-        setup: StreamSetup) -> None:
+    setup: StreamSetup,
+) -> None:
     records = simulated_records(3_000, seed=33)
     # Every decision is an alert at threshold 0: a lost alert would show.
     consumer = setup.consumer("alerts-outage", FRAUD_THRESHOLD="0.0")
@@ -125,8 +143,12 @@ def test_finding_1_while_alerts_cannot_be_delivered_offsets_stay_put_and_every_a
         admin = AdminClient({"bootstrap.servers": setup.bootstrap})
         admin.delete_topics([setup.alerts])[setup.alerts].result(60)
         produce(setup.bootstrap, setup.topic, records[1_000:])
-        wait_for(lambda: "records not delivered; producing them again" in setup.log("alerts-outage"), 240,
-                 "an undelivered alert", [consumer])
+        wait_for(
+            lambda: "records not delivered; producing them again" in setup.log("alerts-outage"),
+            240,
+            "an undelivered alert",
+            [consumer],
+        )
         held = committed(setup.bootstrap, setup.group, setup.topic)[0]
         assert held < end_offsets(setup.bootstrap, setup.topic)[0], "the undelivered batch is not committed"
         create_topics(setup.bootstrap, [(setup.alerts, 1)])
@@ -135,17 +157,24 @@ def test_finding_1_while_alerts_cannot_be_delivered_offsets_stay_put_and_every_a
         assert stop(consumer) == 0
 
     with psycopg.connect(setup.db_url) as conn:
-        stored_after = {row[0] for row in conn.execute(
-            "SELECT transaction_id FROM transactions WHERE kafka_offset >= %s", (held,)).fetchall()}
+        stored_after = {
+            row[0]
+            for row in conn.execute(
+                "SELECT transaction_id FROM transactions WHERE kafka_offset >= %s", (held,)
+            ).fetchall()
+        }
     alerts = {m.key().decode() for m in read_topic(setup.bootstrap, setup.alerts, len(stored_after))}
     assert stored_after and stored_after <= alerts, "every alert of the held batches was delivered"
 
 
-def test_finding_1_a_full_producer_queue_is_served_and_every_record_delivered(local_stack: LocalStack) -> None:
+def test_finding_1_a_full_producer_queue_is_served_and_every_record_delivered(
+    local_stack: LocalStack,
+) -> None:
     topic = f"buffer-{free_port()}"
     create_topics(local_stack.kafka.bootstrap, [(topic, 1)])
-    tiny_queue = Producer({"bootstrap.servers": local_stack.kafka.bootstrap, "queue.buffering.max.messages": 5,
-                           "linger.ms": 50})
+    tiny_queue = Producer(
+        {"bootstrap.servers": local_stack.kafka.bootstrap, "queue.buffering.max.messages": 5, "linger.ms": 50}
+    )
     publisher = Publisher(tiny_queue)
 
     publisher.publish([Outgoing(topic, f"k-{i}", b"x" * 100) for i in range(300)], stopping=lambda: False)
@@ -154,14 +183,17 @@ def test_finding_1_a_full_producer_queue_is_served_and_every_record_delivered(lo
 
 
 def test_finding_2_a_record_postgresql_refuses_is_dead_lettered_with_its_reason_and_the_rest_stored(
-        setup: StreamSetup) -> None:
+    setup: StreamSetup,
+) -> None:
     records = simulated_records(2_000, seed=34)
     refused_customer = records[777][0]
     # A rule only the database knows (as a schema change ahead of the code would be): the validation
     # passes the customer's records, PostgreSQL refuses them.
     with psycopg.connect(setup.db_url, autocommit=True) as conn:
-        conn.execute(f"ALTER TABLE transactions ADD CONSTRAINT transactions_customer_id_check "
-                     f"CHECK (customer_id <> '{refused_customer}')")
+        conn.execute(
+            f"ALTER TABLE transactions ADD CONSTRAINT transactions_customer_id_check "
+            f"CHECK (customer_id <> '{refused_customer}')"
+        )
     expected_refused = {offset for offset, (key, _) in enumerate(records) if key == refused_customer}
     produce(setup.bootstrap, setup.topic, records)
     consumer = setup.consumer("refused")
@@ -174,8 +206,10 @@ def test_finding_2_a_record_postgresql_refuses_is_dead_lettered_with_its_reason_
     assert stored_count(setup.db_url) == len(records) - len(expected_refused)
     letters = dead_letters(setup, len(expected_refused))
     assert set(letters) == expected_refused
-    assert all(h["dlq.field"] == "customer_id" and "refused by PostgreSQL" in h["dlq.reason"]
-               for h in letters.values())
+    assert all(
+        h["dlq.field"] == "customer_id" and "refused by PostgreSQL" in h["dlq.reason"]
+        for h in letters.values()
+    )
 
 
 @pytest.fixture()
@@ -187,7 +221,8 @@ def predictor(trained_artifact: Path, tmp_path: Path) -> Iterator[Predictor]:
 
 
 def test_finding_4_an_outage_of_the_deciding_model_server_is_waited_out_with_the_lag_showing_it(
-        setup: StreamSetup, predictor: Predictor, trained_artifact: Path, tmp_path: Path) -> None:
+    setup: StreamSetup, predictor: Predictor, trained_artifact: Path, tmp_path: Path
+) -> None:
     records = simulated_records(20_000, seed=35)
     metrics_port = free_port()
     table = remote_routing_table(tmp_path / "routing.yaml", predictor.endpoint)
@@ -198,10 +233,18 @@ def test_finding_4_an_outage_of_the_deciding_model_server_is_waited_out_with_the
         wait_for_count(setup.db_url, 5_000, 240, [consumer])
         predictor.kill()
         produce(setup.bootstrap, setup.topic, records[5_000:])
-        wait_for(lambda: metric(metrics_url, "fraudops_consumer_scoring_retries_total") >= 2, 120,
-                 "scoring retried while the model server is down", [consumer])
-        wait_for(lambda: metric(metrics_url, "fraudops_consumer_lag_records") > 0, 60, "the lag metric to show it",
-                 [consumer])
+        wait_for(
+            lambda: metric(metrics_url, "fraudops_consumer_scoring_retries_total") >= 2,
+            120,
+            "scoring retried while the model server is down",
+            [consumer],
+        )
+        wait_for(
+            lambda: metric(metrics_url, "fraudops_consumer_lag_records") > 0,
+            60,
+            "the lag metric to show it",
+            [consumer],
+        )
         stalled = stored_count(setup.db_url)
         assert stalled < len(records), "nothing new is decided while the deciding variant is down"
         predictor.start()
@@ -213,7 +256,8 @@ def test_finding_4_an_outage_of_the_deciding_model_server_is_waited_out_with_the
 
 
 def test_finding_5_a_stop_between_features_and_commit_checkpoints_nothing_ahead_and_the_restart_is_exact(
-        setup: StreamSetup, predictor: Predictor, trained_artifact: Path, tmp_path: Path) -> None:
+    setup: StreamSetup, predictor: Predictor, trained_artifact: Path, tmp_path: Path
+) -> None:
     records = simulated_records(20_000, seed=36)
     table = remote_routing_table(tmp_path / "routing.yaml", predictor.endpoint)
     first = setup.consumer("first", ROUTING_TABLE_PATH=str(table))
@@ -224,17 +268,23 @@ def test_finding_5_a_stop_between_features_and_commit_checkpoints_nothing_ahead_
         predictor.kill()
         produce(setup.bootstrap, setup.topic, records[8_000:])
         # The batch's features are in the state; its scores cannot be had, so it is never written.
-        wait_for(lambda: "scoring: dependency unavailable; retrying" in setup.log("first"), 120,
-                 "a batch featured but not scored", [first])
+        wait_for(
+            lambda: "scoring: dependency unavailable; retrying" in setup.log("first"),
+            120,
+            "a batch featured but not scored",
+            [first],
+        )
     finally:
         assert stop(first) == 0, "SIGTERM during the outage ends the consumer cleanly"
 
     with psycopg.connect(setup.db_url) as conn:
-        checkpoint = conn.execute("SELECT next_offset FROM feature_checkpoints WHERE topic = %s",
-                                  (setup.topic,)).fetchone()
+        checkpoint = conn.execute(
+            "SELECT next_offset FROM feature_checkpoints WHERE topic = %s", (setup.topic,)
+        ).fetchone()
     assert checkpoint is not None
-    assert checkpoint[0] <= committed(setup.bootstrap, setup.group, setup.topic)[0] == stored_count(setup.db_url), \
-        "the checkpoint holds nothing beyond the stored, committed records"
+    assert (
+        checkpoint[0] <= committed(setup.bootstrap, setup.group, setup.topic)[0] == stored_count(setup.db_url)
+    ), "the checkpoint holds nothing beyond the stored, committed records"
     predictor.start()
     second = setup.consumer("second", ROUTING_TABLE_PATH=str(table))
     try:

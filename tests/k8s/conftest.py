@@ -121,14 +121,18 @@ class OperatorRunner:
     @staticmethod
     def reconciles(namespace: str, kind: str = "FraudModel") -> float:
         """Reconciles of `kind` objects in `namespace` that ran to the end (the operator's own counter)."""
-        sample = REGISTRY.get_sample_value("fraudops_operator_reconciles_total", {"kind": kind, "namespace": namespace})
+        sample = REGISTRY.get_sample_value(
+            "fraudops_operator_reconciles_total", {"kind": kind, "namespace": namespace}
+        )
         return sample or 0.0
 
-    def wait_for_reconciles(self, namespace: str, count: int, kind: str = "FraudModel",
-                            timeout_s: float = 30) -> None:
+    def wait_for_reconciles(
+        self, namespace: str, count: int, kind: str = "FraudModel", timeout_s: float = 30
+    ) -> None:
         """Until `count` more reconciles have run in `namespace` (so "nothing changed" means a tick ran)."""
-        wait_for_counter(lambda: self.reconciles(namespace, kind), count, f"{count} reconciles in {namespace}",
-                         timeout_s)
+        wait_for_counter(
+            lambda: self.reconciles(namespace, kind), count, f"{count} reconciles in {namespace}", timeout_s
+        )
 
 
 def wait_for_counter(read: Callable[[], float], count: int, what: str, timeout_s: float = 30) -> None:

@@ -107,7 +107,9 @@ def test_applying_the_same_spec_twice_makes_no_write(
     manifest = fraud_model(namespace)
     cluster.apply(manifest)
     wait_ready(cluster, namespace)
-    operator.wait_for_reconciles(namespace, 2)  # the tick that wrote Ready has ended; one more found nothing to do
+    operator.wait_for_reconciles(
+        namespace, 2
+    )  # the tick that wrote Ready has ended; one more found nothing to do
 
     def versions() -> dict[str, str]:
         objects = [("FraudModel", "card-fraud"), *CHILDREN]

@@ -61,17 +61,26 @@ def test_a_malformed_rate_limit_stops_the_gateway_at_start_with_one_line() -> No
     assert_one_line_error(result, "GATEWAY_RATE_LIMIT='lots'", "not a rate limit")
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"FRAUD_THRESHOLD": "high"}, "FRAUD_THRESHOLD='high'"),
-    ({"MODEL_PATH": "/nonexistent/model"}, "/nonexistent/model"),
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"FRAUD_THRESHOLD": "high"}, "FRAUD_THRESHOLD='high'"),
+        ({"MODEL_PATH": "/nonexistent/model"}, "/nonexistent/model"),
+    ],
+)
 def test_the_predictor_container_entry_point_stops_with_one_line(env: dict[str, str], expected: str) -> None:
     """`python -m fraudops_predictor`, as the InferenceService runs it, on a bad setting or a missing model.
 
     (Importing KServe took 37 s on this 2-core machine under other builds, hence the longer timeout.)
     """
-    result = subprocess.run([sys.executable, "-m", "fraudops_predictor", "--http_port", str(_free_port())],
-                            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env={**os.environ, **env})
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudops_predictor", "--http_port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+    )
     assert_one_line_error(result, expected)
 
 

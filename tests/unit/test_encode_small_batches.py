@@ -127,8 +127,15 @@ def test_small_batches_of_decoded_records_encode_like_pandas(simulated: list[Tra
 @pytest.mark.parametrize("spelling", ["Electronics", " ELECTRONICS ", "electronics"])
 def test_any_case_or_padding_of_a_category_gets_the_same_code_in_training_and_serving(spelling: str) -> None:
     """Training's columnar path and serving's row path both read `Electronics` as electronics, never OTHER."""
-    record = {"transaction_id": "t1", "event_time": "2026-08-01T10:00:00+00:00", "customer_id": "c1", "amount": 10.0,
-              "merchant_category": spelling, "channel": "pos", "transaction_type": "Purchase"}
+    record = {
+        "transaction_id": "t1",
+        "event_time": "2026-08-01T10:00:00+00:00",
+        "customer_id": "c1",
+        "amount": 10.0,
+        "merchant_category": spelling,
+        "channel": "pos",
+        "transaction_type": "Purchase",
+    }
     columnar = encode_records_columnar([record])
     row_by_row = encode_records([record])
     electronics = L.CATEGORY_CODES[MerchantCategory.ELECTRONICS]

@@ -18,8 +18,14 @@ T0 = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
 
 
 def tx(seconds: float, customer: str = "alice", terminal: str = "t-1", **fields: object) -> dict[str, object]:
-    return {"transaction_id": f"tx-{customer}-{seconds}", "event_time": (T0 + timedelta(seconds=seconds)).isoformat(),
-            "customer_id": customer, "terminal_id": terminal, "amount": 10.0, **fields}
+    return {
+        "transaction_id": f"tx-{customer}-{seconds}",
+        "event_time": (T0 + timedelta(seconds=seconds)).isoformat(),
+        "customer_id": customer,
+        "terminal_id": terminal,
+        "amount": 10.0,
+        **fields,
+    }
 
 
 def run(records: list[dict[str, object]], engine: FeatureEngine | None = None) -> pd.DataFrame:
@@ -30,8 +36,12 @@ def run(records: list[dict[str, object]], engine: FeatureEngine | None = None) -
 def fraud_label(known: datetime, happened: datetime, terminal: str = "t-1") -> LabelEvents:
     keys = np.zeros((1, len(L.RISK_TABLES)), dtype=np.int64)
     keys[0, 1] = stable_hash(np.asarray([terminal], dtype=object))[0]
-    return LabelEvents(np.asarray([known.timestamp()]), np.asarray(["bob"], dtype=object), keys,
-                       np.asarray([happened.timestamp()]))
+    return LabelEvents(
+        np.asarray([known.timestamp()]),
+        np.asarray(["bob"], dtype=object),
+        keys,
+        np.asarray([happened.timestamp()]),
+    )
 
 
 def test_a_transaction_sees_the_table_as_of_its_epoch_start_not_its_own_epoch() -> None:
@@ -55,10 +65,14 @@ def test_the_fraud_rate_counts_a_fraud_only_once_known_and_its_day_has_matured()
     run([tx(i * 600.0, customer=f"c{i}") for i in range(10)], engine)
     engine.add_fraud_labels(fraud_label(T0 + 2 * day, T0 + timedelta(seconds=600)))
     early = run([tx((3 * day).total_seconds(), customer="x")], engine)
-    assert np.isnan(early["terminal_fraud_rate_30d"].iloc[0]), "day 0 is not matured three days later (delay 7 d)"
+    assert np.isnan(early["terminal_fraud_rate_30d"].iloc[0]), (
+        "day 0 is not matured three days later (delay 7 d)"
+    )
     late = run([tx((9 * day).total_seconds(), customer="y")], engine)
     assert late["terminal_fraud_rate_30d"].iloc[0] == pytest.approx(0.1, rel=0.01)
-    assert late["terminal_matured_tx_30d"].iloc[0] == pytest.approx(10 * np.exp(-8.5 / 30), rel=0.01)  # decayed from the day's end
+    assert late["terminal_matured_tx_30d"].iloc[0] == pytest.approx(
+        10 * np.exp(-8.5 / 30), rel=0.01
+    )  # decayed from the day's end
 
 
 def test_a_fraud_reported_after_its_day_matured_still_counts_once_known() -> None:
@@ -89,14 +103,23 @@ def test_zero_amounts_give_finite_ratios_never_infinite() -> None:
 
 def test_the_components_loop_builds_the_same_table_as_the_engine(tmp_path: object) -> None:
     rng = np.random.default_rng(3)
-    records = [tx(float(s), customer=f"c{rng.integers(30)}", terminal=f"t{rng.integers(8)}",
-                  merchant_id=f"m{rng.integers(5)}") for s in np.sort(rng.uniform(0, 5 * 86_400, 3_000))]
+    records = [
+        tx(
+            float(s),
+            customer=f"c{rng.integers(30)}",
+            terminal=f"t{rng.integers(8)}",
+            merchant_id=f"m{rng.integers(5)}",
+        )
+        for s in np.sort(rng.uniform(0, 5 * 86_400, 3_000))
+    ]
     engine = FeatureEngine(entity_table=True)
     for start in range(0, len(records), 700):
-        engine.transform(encode_records(records[start:start + 700]))
+        engine.transform(encode_records(records[start : start + 700]))
     component = EntityTable()
     batch = encode_records(records)
-    component.ingest(batch.txf[:, L.TF_TIME], batch.risk_keys, batch.txi[:, L.TI_CUSTOMER_HASH], FeatureConfig())
+    component.ingest(
+        batch.txf[:, L.TF_TIME], batch.risk_keys, batch.txi[:, L.TI_CUSTOMER_HASH], FeatureConfig()
+    )
     assert engine.entities is not None and len(component) == len(engine.entities)
     rows = len(component)
     assert np.array_equal(component.floats[:rows], engine.entities.floats[:rows])

@@ -91,7 +91,8 @@ def test_online_replay_equals_the_offline_batch_value_for_value(
 
 
 def test_a_restart_that_moves_every_customer_to_a_fresh_engine_changes_no_feature(
-        history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    history: tuple[pd.DataFrame, list[bytes]],
+) -> None:
     # Without labels: the label-risk tables are global and are rebuilt after a restart from the stored
     # labels, not moved with the customers (see the lead's note on labels and restarts).
     frame, values = history
@@ -114,7 +115,9 @@ def test_label_risk_features_are_used_so_the_equality_covers_them(
     assert (batch[:, risk] > 0).any(axis=0).all(), "every label-risk feature fires somewhere"
 
 
-def test_entity_features_are_used_so_the_equality_covers_them(history: tuple[pd.DataFrame, list[bytes]]) -> None:
+def test_entity_features_are_used_so_the_equality_covers_them(
+    history: tuple[pd.DataFrame, list[bytes]],
+) -> None:
     frame, _ = history
     batch = offline(frame)
     for table in ("merchant", "terminal", "device", "ip", "beneficiary"):
@@ -156,6 +159,11 @@ def test_a_label_known_after_a_transaction_does_not_reach_its_features(
         )
     ]
     assert (features[:, risk] == 0).all()
-    rates = features[:, [FEATURE_NAMES.index(f"{t}_fraud_rate_30d")
-                          for t in ("merchant", "terminal", "device", "ip", "beneficiary")]]
+    rates = features[
+        :,
+        [
+            FEATURE_NAMES.index(f"{t}_fraud_rate_30d")
+            for t in ("merchant", "terminal", "device", "ip", "beneficiary")
+        ],
+    ]
     assert not (rates > 0).any(), "no fraud rate counts a label before it is known"

@@ -27,8 +27,9 @@ def test_a_planted_clock_with_importance_is_flagged_and_a_behaviour_feature_is_n
     rng = np.random.default_rng(1)
     train = np.column_stack([rng.uniform(0, 50, 5_000), rng.lognormal(3, 1, 5_000)])
     test = np.column_stack([rng.uniform(60, 70, 2_000), rng.lognormal(3, 1, 2_000)])
-    table = calendar_proxies(["days_since_start", "amount"], train, test,
-                             pd.Series({"days_since_start": 5.0, "amount": 5.0}))
+    table = calendar_proxies(
+        ["days_since_start", "amount"], train, test, pd.Series({"days_since_start": 5.0, "amount": 5.0})
+    )
     flagged = dict(zip(table["feature"], table["flagged"], strict=True))
     assert flagged == {"days_since_start": True, "amount": False}
 
@@ -40,7 +41,8 @@ def test_an_unimportant_clock_is_reported_but_not_flagged() -> None:
 
 
 def test_none_of_our_features_tells_the_training_period_from_a_later_one(
-        replayed: tuple[pd.DataFrame, np.ndarray]) -> None:
+    replayed: tuple[pd.DataFrame, np.ndarray],
+) -> None:
     """Train on one period (after the burn-in), evaluate on a later one: no feature may be a clock.
 
     The uncapped "days since first seen" that feature version 1 used as account age is the control:
@@ -48,8 +50,10 @@ def test_none_of_our_features_tells_the_training_period_from_a_later_one(
     """
     frame, features = replayed
     windows = split_windows(frame["event_time"], WindowBounds(label_delay_days=7))
-    separability = {name: period_separability(features[windows.train, j], features[windows.test, j])
-                    for j, name in enumerate(FEATURE_NAMES)}
+    separability = {
+        name: period_separability(features[windows.train, j], features[windows.test, j])
+        for j, name in enumerate(FEATURE_NAMES)
+    }
     clocks = {name: round(value, 2) for name, value in separability.items() if value >= 0.6}
     assert not clocks, f"features that separate the periods by themselves: {clocks}"
     first_seen = frame.groupby("customer_id")["event_time"].transform("min")

@@ -13,8 +13,9 @@ from fraudops_simulator.difficulty import DIFFICULTIES, FALSE_CHARGEBACK
 
 
 def history(difficulty: str) -> pd.DataFrame:
-    config = SimulationConfig(transactions=60_000, fraud_rate=0.02, seed=8, start=date(2026, 3, 1), days=60,
-                              difficulty=difficulty)
+    config = SimulationConfig(
+        transactions=60_000, fraud_rate=0.02, seed=8, start=date(2026, 3, 1), days=60, difficulty=difficulty
+    )
     return pd.concat([table.to_pandas() for table in simulate(config)], ignore_index=True)
 
 
@@ -47,14 +48,18 @@ def test_some_legit_rows_are_charged_back_as_fraud(realistic: pd.DataFrame, easy
     assert (easy["fraud_pattern"] != FALSE_CHARGEBACK).all()
 
 
-def test_some_labels_come_much_later_than_the_usual_delay(realistic: pd.DataFrame, easy: pd.DataFrame) -> None:
+def test_some_labels_come_much_later_than_the_usual_delay(
+    realistic: pd.DataFrame, easy: pd.DataFrame
+) -> None:
     def delay_days(frame: pd.DataFrame) -> pd.Series:
         return (frame["label_available_at"] - frame["event_time"]).dt.total_seconds() / 86_400
 
     assert (delay_days(realistic) > 25).mean() > 5 * max((delay_days(easy) > 25).mean(), 1e-4)
 
 
-def test_the_emerging_pattern_only_starts_in_the_second_half(realistic: pd.DataFrame, easy: pd.DataFrame) -> None:
+def test_the_emerging_pattern_only_starts_in_the_second_half(
+    realistic: pd.DataFrame, easy: pd.DataFrame
+) -> None:
     pattern = DIFFICULTIES["realistic"].emerging_pattern
     rows = realistic[realistic["fraud_pattern"] == pattern]
     middle = realistic["event_time"].min() + pd.Timedelta(days=30)
@@ -63,7 +68,9 @@ def test_the_emerging_pattern_only_starts_in_the_second_half(realistic: pd.DataF
     assert rows["terminal_id"].nunique() < len(rows) / 3, "a few rogue terminals carry many cards"
 
 
-def test_imitating_fraud_spends_closer_to_the_victims_habits(realistic: pd.DataFrame, easy: pd.DataFrame) -> None:
+def test_imitating_fraud_spends_closer_to_the_victims_habits(
+    realistic: pd.DataFrame, easy: pd.DataFrame
+) -> None:
     def fraud_to_habit(frame: pd.DataFrame) -> float:
         median_by_customer = frame[frame["fraud_pattern"].isna()].groupby("customer_id")["amount"].median()
         frauds = frame[frame["fraud_pattern"].notna() & (frame["fraud_pattern"] != FALSE_CHARGEBACK)]

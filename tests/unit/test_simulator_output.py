@@ -14,8 +14,9 @@ from fraudops_simulator import PATTERN_NAMES, SimulationConfig, simulate
 from fraudops_simulator.difficulty import HARDER_PATTERNS
 
 # A past start keeps every event time valid for the schema whatever today's date is.
-MODEST = SimulationConfig(transactions=30_000, fraud_rate=0.02, seed=11, start=date(2026, 3, 1), days=60,
-                          difficulty="easy")  # truthful labels: the harder settings are tested apart
+MODEST = SimulationConfig(
+    transactions=30_000, fraud_rate=0.02, seed=11, start=date(2026, 3, 1), days=60, difficulty="easy"
+)  # truthful labels: the harder settings are tested apart
 
 
 def run(config: SimulationConfig) -> pd.DataFrame:
@@ -43,8 +44,9 @@ def test_every_pattern_appears_in_a_modest_simulation(history: pd.DataFrame) -> 
 
 @pytest.mark.parametrize("fraud_rate", [0.004, 0.008, 0.03])
 def test_fraud_share_is_close_to_the_configured_rate(fraud_rate: float) -> None:
-    config = SimulationConfig(transactions=20_000, fraud_rate=fraud_rate, seed=3, start=date(2026, 3, 1),
-                              difficulty="easy")
+    config = SimulationConfig(
+        transactions=20_000, fraud_rate=fraud_rate, seed=3, start=date(2026, 3, 1), difficulty="easy"
+    )
     history = run(config)
     assert history["is_fraud"].mean() == pytest.approx(fraud_rate, rel=0.1)
 

@@ -95,8 +95,9 @@ def test_a_partition_whose_batch_is_not_written_is_not_checkpointed_and_its_last
     offline = FeatureEngine()
     offline.transform(encode_frame(frame.iloc[:1000]))
     customers = sorted(frame.iloc[:1000]["customer_id"].unique())
-    assert restored.engine.export_customers(customers) == offline.export_customers(customers), \
+    assert restored.engine.export_customers(customers) == offline.export_customers(customers), (
         "the checkpoint holds exactly the records before its offset, value for value"
+    )
 
 
 def test_the_scheduler_checkpoints_partitions_at_rest_one_at_a_time_and_skips_one_ahead() -> None:
@@ -122,8 +123,11 @@ def test_the_scheduler_checkpoints_partitions_at_rest_one_at_a_time_and_skips_on
     assert drains, "the batch in flight is waited for before a snapshot"
 
 
-@pytest.mark.parametrize(("now", "last", "queued", "expected"),
-                         [(29.9, 0, False, False), (30, 0, False, True), (90, 0, True, False)])
+@pytest.mark.parametrize(
+    ("now", "last", "queued", "expected"),
+    [(29.9, 0, False, False), (30, 0, False, True), (90, 0, True, False)],
+)
 def test_a_round_of_checkpoints_is_due_every_interval_unless_one_is_still_queued(
-        now: float, last: float, queued: bool, expected: bool) -> None:
+    now: float, last: float, queued: bool, expected: bool
+) -> None:
     assert due(now, last, 30, queued) is expected

@@ -70,17 +70,25 @@ def test_a_label_that_is_not_zero_or_one_drops_its_row(tmp_path: Path) -> None:
     frame.loc[3, "label"] = 2
     loaded, report = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
     assert len(loaded) == 1_999
-    assert "is_fraud label is not 0 or 1" in report.dropped[0].reason and "is_fraud=2" in report.dropped[0].examples[0]
+    assert (
+        "is_fraud label is not 0 or 1" in report.dropped[0].reason
+        and "is_fraud=2" in report.dropped[0].examples[0]
+    )
 
 
 def test_more_unusable_rows_than_allowed_refuse_the_file_naming_each_reason(tmp_path: Path) -> None:
     frame = history()
     frame.loc[:30, "ts"] = "soon"
     frame.loc[40:45, "amt"] = -5.0
-    with pytest.raises(RejectedInputError, match=r"37 of 2,000 rows .* more than the allowed 1.00%.*event_time"
-                                                 r".*amount is missing, negative"):
+    with pytest.raises(
+        RejectedInputError,
+        match=r"37 of 2,000 rows .* more than the allowed 1.00%.*event_time"
+        r".*amount is missing, negative",
+    ):
         load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
-    loaded, report = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING), max_dropped_share=0.05)
+    loaded, report = load_history(
+        write(tmp_path, frame), parse_column_mapping(MAPPING), max_dropped_share=0.05
+    )
     assert len(loaded) == 2_000 - 37 and sum(d.count for d in report.dropped) == 37
 
 
@@ -95,7 +103,10 @@ def test_zero_amounts_are_accepted(tmp_path: Path) -> None:
 def test_numeric_ids_stay_numeric_and_string_ids_stay_strings(tmp_path: Path) -> None:
     frame = history().assign(tx=np.arange(2_000) + 10_000_000)
     loaded, _ = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING + ",transaction_id=tx"))
-    assert pd.api.types.is_integer_dtype(loaded["transaction_id"]) and loaded["transaction_id"].min() == 10_000_000
+    assert (
+        pd.api.types.is_integer_dtype(loaded["transaction_id"])
+        and loaded["transaction_id"].min() == 10_000_000
+    )
     named = history().assign(tx=[f"t{i}" for i in range(2_000)])
     loaded, _ = load_history(write(tmp_path, named), parse_column_mapping(MAPPING + ",transaction_id=tx"))
     assert set(loaded["transaction_id"].astype(str)) == {f"t{i}" for i in range(2_000)}

@@ -82,10 +82,14 @@ def parse_column_mapping(text: str | None) -> dict[str, str]:
     allowed = set(TRANSACTION_FIELDS) | {"is_fraud", *OPTIONAL_LABEL_COLUMNS}
     for part in text.split(","):
         if "=" not in part:
-            raise RejectedInputError("--columns", f"{part!r} is not of the form ours=theirs (e.g. amount=amt)")
+            raise RejectedInputError(
+                "--columns", f"{part!r} is not of the form ours=theirs (e.g. amount=amt)"
+            )
         ours, theirs = (piece.strip() for piece in part.split("=", 1))
         if ours not in allowed:
-            raise RejectedInputError("--columns", f"unknown field {ours!r}; known fields: {', '.join(sorted(allowed))}")
+            raise RejectedInputError(
+                "--columns", f"unknown field {ours!r}; known fields: {', '.join(sorted(allowed))}"
+            )
         mapping[theirs] = ours
     return mapping
 
@@ -94,8 +98,9 @@ def parse_column_mapping(text: str | None) -> dict[str, str]:
 MAX_DROPPED_SHARE = 0.01
 
 
-def load_history(path: Path, mapping: dict[str, str] | None = None,
-                 max_dropped_share: float = MAX_DROPPED_SHARE) -> tuple[pd.DataFrame, DataReport]:
+def load_history(
+    path: Path, mapping: dict[str, str] | None = None, max_dropped_share: float = MAX_DROPPED_SHARE
+) -> tuple[pd.DataFrame, DataReport]:
     """Read, rename, clean and sort a history; raises RejectedInputError with an actionable message.
 
     Rows the trainer cannot use (a time it cannot parse, no entity id, a label that is not 0/1, an
@@ -112,15 +117,24 @@ def load_history(path: Path, mapping: dict[str, str] | None = None,
     missing = [name for name in REQUIRED if name not in frame.columns]
     if missing:
         raise RejectedInputError(
-            "--columns", f"required column(s) {', '.join(missing)} not found in {path.name} "
-            f"(it has: {', '.join(original_columns[:20])}); map them with --columns ours=theirs")
+            "--columns",
+            f"required column(s) {', '.join(missing)} not found in {path.name} "
+            f"(it has: {', '.join(original_columns[:20])}); map them with --columns ours=theirs",
+        )
     rows_read = len(frame)
     frame, dropped = _cleaned(frame, path.name, max_dropped_share)
     report = DataReport(
-        source=str(path), rows=len(frame), frauds=int(frame["is_fraud"].sum()),
-        start=frame["event_time"].iloc[0], end=frame["event_time"].iloc[-1],
-        columns_used=[c for c in frame.columns if c in set(TRANSACTION_FIELDS) | {"is_fraud", *OPTIONAL_LABEL_COLUMNS}],
-        skipped_families=_skipped_families(frame), fingerprint=_fingerprint(frame), dropped=dropped,
+        source=str(path),
+        rows=len(frame),
+        frauds=int(frame["is_fraud"].sum()),
+        start=frame["event_time"].iloc[0],
+        end=frame["event_time"].iloc[-1],
+        columns_used=[
+            c for c in frame.columns if c in set(TRANSACTION_FIELDS) | {"is_fraud", *OPTIONAL_LABEL_COLUMNS}
+        ],
+        skipped_families=_skipped_families(frame),
+        fingerprint=_fingerprint(frame),
+        dropped=dropped,
         rows_read=rows_read,
     )
     return frame, report
@@ -150,18 +164,24 @@ def _read(path: Path) -> pd.DataFrame:
     return pa.table(columns).to_pandas()
 
 
-def _cleaned(frame: pd.DataFrame, name: str, max_dropped_share: float) -> tuple[pd.DataFrame, list[DroppedRows]]:
+def _cleaned(
+    frame: pd.DataFrame, name: str, max_dropped_share: float
+) -> tuple[pd.DataFrame, list[DroppedRows]]:
     frame = frame.assign(_source_row=np.arange(len(frame), dtype=np.int64))
     times = _parsed_times(frame["event_time"])
     labels = pd.to_numeric(_plain(frame["is_fraud"]), errors="coerce")
     amounts = pd.to_numeric(_plain(frame["amount"]), errors="coerce")
     problems = {
         "whose event_time could not be parsed (use ISO 8601 such as 2026-08-01T12:30:00Z)": (
-            times.isna(), "event_time"),
+            times.isna(),
+            "event_time",
+        ),
         "without a customer / card id": (frame["customer_id"].isna(), "customer_id"),
         "whose is_fraud label is not 0 or 1": (labels.isna() | ~labels.isin([0, 1]), "is_fraud"),
         "whose amount is missing, negative or not finite (0.00 is accepted; a refund is transaction_type REFUND with a positive amount)": (
-            amounts.isna() | (amounts < 0) | ~np.isfinite(amounts.fillna(0.0)), "amount"),
+            amounts.isna() | (amounts < 0) | ~np.isfinite(amounts.fillna(0.0)),
+            "amount",
+        ),
     }
     dropped, unusable = [], np.zeros(len(frame), dtype=bool)
     for reason, (bad, column) in problems.items():
@@ -174,24 +194,35 @@ def _cleaned(frame: pd.DataFrame, name: str, max_dropped_share: float) -> tuple[
     share = unusable.mean() if len(frame) else 0.0
     if share > max_dropped_share:
         raise RejectedInputError(
-            "--data", f"{int(unusable.sum()):,} of {len(frame):,} rows of {name} ({share:.2%}) are unusable, more than "
+            "--data",
+            f"{int(unusable.sum()):,} of {len(frame):,} rows of {name} ({share:.2%}) are unusable, more than "
             f"the allowed {max_dropped_share:.2%} (--max-dropped-share): "
-            + "; ".join(d.describe() for d in dropped))
+            + "; ".join(d.describe() for d in dropped),
+        )
     keep = ~unusable
-    frame = frame.loc[keep].assign(event_time=times[keep], is_fraud=labels[keep].astype(np.int8),
-                                   # in cents, as the platform stores and scores them: a model trained on 12.345 would see 12.35 online
-                                   amount=np.rint(amounts[keep].astype(float) * 100) / 100)
+    frame = frame.loc[keep].assign(
+        event_time=times[keep],
+        is_fraud=labels[keep].astype(np.int8),
+        # in cents, as the platform stores and scores them: a model trained on 12.345 would see 12.35 online
+        amount=np.rint(amounts[keep].astype(float) * 100) / 100,
+    )
     frauds = int(frame["is_fraud"].sum())
     if frauds < MIN_FRAUDS:
         raise RejectedInputError(
-            "is_fraud", f"{name} has only {frauds} fraud label(s); at least {MIN_FRAUDS} are needed to train and "
-            "evaluate honestly")
+            "is_fraud",
+            f"{name} has only {frauds} fraud label(s); at least {MIN_FRAUDS} are needed to train and "
+            "evaluate honestly",
+        )
     for column in ("label_available_at", "credential_change_at", "account_opened_at"):
         if column in frame.columns:
             frame[column] = _parsed_times(frame[column])
     # Point-in-time order: by event time; ties keep the source's order (or the ids'), so every run of
     # the same file sees the same sequence.
-    keys = ["event_time", "transaction_id"] if "transaction_id" in frame.columns else ["event_time", "_source_row"]
+    keys = (
+        ["event_time", "transaction_id"]
+        if "transaction_id" in frame.columns
+        else ["event_time", "_source_row"]
+    )
     frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
     if "transaction_id" not in frame.columns:
         frame["transaction_id"] = frame["_source_row"]  # the row number in the source: numeric, like the file
@@ -216,8 +247,11 @@ def _parsed_times(column: pd.Series) -> pd.Series:
     if isinstance(column.dtype, pd.CategoricalDtype):
         categories = _iso_times(pd.Series(column.cat.categories.astype(str)))
         codes = column.cat.codes.to_numpy()
-        parsed = np.where(codes >= 0, categories.to_numpy(dtype="datetime64[ns]")[np.maximum(codes, 0)],
-                          np.datetime64("NaT"))
+        parsed = np.where(
+            codes >= 0,
+            categories.to_numpy(dtype="datetime64[ns]")[np.maximum(codes, 0)],
+            np.datetime64("NaT"),
+        )
         return pd.Series(pd.to_datetime(parsed, utc=True), index=column.index)
     return _iso_times(column.astype(object).where(column.notna(), None).astype(str))
 

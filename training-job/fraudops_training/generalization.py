@@ -23,17 +23,27 @@ PROXY_IMPORTANCE_SHARE = 0.02
 def _quality(group: pd.DataFrame) -> pd.Series:
     labels, scores = group["label"].to_numpy(), group["score"].to_numpy()
     both = 0 < labels.sum() < len(labels)
-    return pd.Series({
-        "transactions": len(group), "frauds": int(labels.sum()),
-        "average_precision": float(average_precision_score(labels, scores)) if both else np.nan,
-        "roc_auc": float(roc_auc_score(labels, scores)) if both else np.nan,
-    })
+    return pd.Series(
+        {
+            "transactions": len(group),
+            "frauds": int(labels.sum()),
+            "average_precision": float(average_precision_score(labels, scores)) if both else np.nan,
+            "roc_auc": float(roc_auc_score(labels, scores)) if both else np.nan,
+        }
+    )
 
 
-def by_month(times: pd.Series, labels: np.ndarray, scores: np.ndarray, pattern: str = "%Y-%m") -> pd.DataFrame:
+def by_month(
+    times: pd.Series, labels: np.ndarray, scores: np.ndarray, pattern: str = "%Y-%m"
+) -> pd.DataFrame:
     """Quality per calendar month (or ISO week, with pattern "%G-W%V") of the held-out window: does it decay?"""
-    frame = pd.DataFrame({"period": times.dt.tz_convert("UTC").dt.strftime(pattern).to_numpy(), "label": labels,
-                          "score": scores})
+    frame = pd.DataFrame(
+        {
+            "period": times.dt.tz_convert("UTC").dt.strftime(pattern).to_numpy(),
+            "label": labels,
+            "score": scores,
+        }
+    )
     return frame.groupby("period", sort=True)[["label", "score"]].apply(_quality)
 
 
@@ -66,8 +76,14 @@ def period_separability(train: np.ndarray, test: np.ndarray) -> float:
     return abs(2.0 * roc_auc_score(is_test, values) - 1.0)
 
 
-def calendar_proxies(names: list[str], train: np.ndarray, test: np.ndarray, importance: pd.Series,
-                     sample: int = 20_000, seed: int = 0) -> pd.DataFrame:
+def calendar_proxies(
+    names: list[str],
+    train: np.ndarray,
+    test: np.ndarray,
+    importance: pd.Series,
+    sample: int = 20_000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Features the model relies on whose values alone separate the training period from the test period.
 
     Returns one row per feature with enough importance: its gain share, its period separability, and
@@ -82,7 +98,13 @@ def calendar_proxies(names: list[str], train: np.ndarray, test: np.ndarray, impo
         if share[name] < PROXY_IMPORTANCE_SHARE / 4:
             continue
         separability = period_separability(train[:, column], test[:, column])
-        rows.append({"feature": name, "importance_share": float(share[name]), "period_separability": separability,
-                     "flagged": bool(separability >= PROXY_SEPARABILITY and share[name] >= PROXY_IMPORTANCE_SHARE)})
+        rows.append(
+            {
+                "feature": name,
+                "importance_share": float(share[name]),
+                "period_separability": separability,
+                "flagged": bool(separability >= PROXY_SEPARABILITY and share[name] >= PROXY_IMPORTANCE_SHARE),
+            }
+        )
     table = pd.DataFrame(rows, columns=["feature", "importance_share", "period_separability", "flagged"])
     return table.sort_values("importance_share", ascending=False).reset_index(drop=True)

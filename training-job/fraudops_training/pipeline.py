@@ -79,11 +79,18 @@ class TrainingResult:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"status": "Succeeded", "artifactUri": str(self.artifact_dir.resolve()), "model": self.metadata.name,
-                "version": self.metadata.version, "threshold": self.metadata.threshold,
-                "metrics": self.metrics["model"], "baselines": {k: v for k, v in self.metrics.items() if k != "model"},
-                "report": str(self.report_path.resolve()), "seconds": round(self.seconds, 1),
-                "trials": self.metadata.training.get("trials")}
+        return {
+            "status": "Succeeded",
+            "artifactUri": str(self.artifact_dir.resolve()),
+            "model": self.metadata.name,
+            "version": self.metadata.version,
+            "threshold": self.metadata.threshold,
+            "metrics": self.metrics["model"],
+            "baselines": {k: v for k, v in self.metrics.items() if k != "model"},
+            "report": str(self.report_path.resolve()),
+            "seconds": round(self.seconds, 1),
+            "trials": self.metadata.training.get("trials"),
+        }
 
 
 class _Rows:
@@ -113,17 +120,27 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
 
     with console.status("loading data…"):
         history, data_report = load_history(config.data, config.columns, config.max_dropped_share)
-    console.print(f"[green]✓[/] data: {data_report.rows:,} transactions, {data_report.frauds:,} frauds "
-                  f"({data_report.fraud_rate:.2%}), {data_report.start:%Y-%m-%d} → {data_report.end:%Y-%m-%d}")
+    console.print(
+        f"[green]✓[/] data: {data_report.rows:,} transactions, {data_report.frauds:,} frauds "
+        f"({data_report.fraud_rate:.2%}), {data_report.start:%Y-%m-%d} → {data_report.end:%Y-%m-%d}"
+    )
     for dropped in data_report.dropped:
         console.print(f"  [yellow]dropped[/] {dropped.describe()}")
     for family, why in data_report.skipped_families.items():
         console.print(f"  [yellow]skipped[/] feature family {family}: {why}")
 
     labels = history["is_fraud"].to_numpy(dtype=np.int8)
-    windows = split_windows(history["event_time"], WindowBounds(
-        config.label_delay_days, config.burn_in_days, config.validation_days, config.train_end, config.test_start,
-        config.test_end))
+    windows = split_windows(
+        history["event_time"],
+        WindowBounds(
+            config.label_delay_days,
+            config.burn_in_days,
+            config.validation_days,
+            config.train_end,
+            config.test_start,
+            config.test_end,
+        ),
+    )
     uniform = np.random.default_rng(config.seed).random(len(history))
     rate = config.negative_sample_rate
     inner_rows = sampled(windows.inner_train, labels, uniform, rate)
@@ -136,30 +153,54 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
         features = FeatureEngine(feature_config, entity_table=True).replay(history, keep=kept)
         if extras:
             kept_rows = history.loc[kept]
-            features = np.hstack([features, extras.encode({c: kept_rows[c].to_numpy() for c in _extra_columns(extras)},
-                                                          len(kept_rows))])
+            features = np.hstack(
+                [
+                    features,
+                    extras.encode(
+                        {c: kept_rows[c].to_numpy() for c in _extra_columns(extras)}, len(kept_rows)
+                    ),
+                ]
+            )
         rows = _Rows(features, kept)
         textbook = textbook_features(history, config.label_delay_days)
-    console.print(f"[green]✓[/] features: {rows.features.shape[1]} per transaction, "
-                  f"{len(history) / (time.monotonic() - t0):,.0f} transactions/s replayed, "
-                  f"{int(kept.sum()):,} rows kept for training and evaluation")
+    console.print(
+        f"[green]✓[/] features: {rows.features.shape[1]} per transaction, "
+        f"{len(history) / (time.monotonic() - t0):,.0f} transactions/s replayed, "
+        f"{int(kept.sum()):,} rows kept for training and evaluation"
+    )
 
     names = [*FEATURE_NAMES, *extras.names]
     inner = _sample(rows[inner_rows], labels[inner_rows], rate)
     valid_x, valid_y = rows[windows.validation], labels[windows.validation]
-    with Progress(TextColumn("[bold]optuna[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                  TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("[bold]optuna[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task("", total=config.trials)
 
         def on_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             best = max((t.value for t in study.trials if t.value is not None), default=float("nan"))
             progress.update(task, advance=1, description=f"best validation AP {best:.4f}")
 
-        tuning = tune(inner, valid_x, valid_y, names, trials=config.trials, timeout_s=config.timeout_s,
-                      seed=config.seed, on_trial=on_trial)
-    console.print(f"[green]✓[/] tuning: {len(tuning.study.trials)} trials in {tuning.seconds:.0f} s "
-                  f"({tuning.interrupted_trials} interrupted by the budget), best validation AP "
-                  f"{tuning.best_validation_ap:.4f}")
+        tuning = tune(
+            inner,
+            valid_x,
+            valid_y,
+            names,
+            trials=config.trials,
+            timeout_s=config.timeout_s,
+            seed=config.seed,
+            on_trial=on_trial,
+        )
+    console.print(
+        f"[green]✓[/] tuning: {len(tuning.study.trials)} trials in {tuning.seconds:.0f} s "
+        f"({tuning.interrupted_trials} interrupted by the budget), best validation AP "
+        f"{tuning.best_validation_ap:.4f}"
+    )
 
     rule = config.threshold_rule
     threshold = choose_threshold(valid_y, tuning.validation_scores, rule)
@@ -174,9 +215,13 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
             UNTUNED: lambda train, scored: untuned_scores(train, names, scored, config.seed),
             AMOUNT_ONLY: amount_only_scores,
         }
-        inputs = {TEXTBOOK: lambda mask: textbook[mask], UNTUNED: lambda mask: rows[mask],
-                  AMOUNT_ONLY: lambda mask: rows[mask][:, [Feature.AMOUNT]]}
+        inputs = {
+            TEXTBOOK: lambda mask: textbook[mask],
+            UNTUNED: lambda mask: rows[mask],
+            AMOUNT_ONLY: lambda mask: rows[mask][:, [Feature.AMOUNT]],
+        }
         for name, scores_of in baselines.items():
+
             def sample_of(mask: np.ndarray, name: str = name) -> Sample:
                 return _sample(inputs[name](mask), labels[mask], rate)
 
@@ -188,40 +233,64 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     customers = test_rows["customer_id"].astype(object)
     cards = test_rows["card_id"].astype(object).fillna(customers) if "card_id" in test_rows else customers
     days = test_rows["event_time"].dt.floor("D")
-    metrics = {name: evaluate(test_y, scores, thresholds[name], rule, days, cards, config.review_capacity).as_dict()
-               for name, scores in test_scores.items()}
+    metrics = {
+        name: evaluate(test_y, scores, thresholds[name], rule, days, cards, config.review_capacity).as_dict()
+        for name, scores in test_scores.items()
+    }
     per_pattern = None
     if "fraud_pattern" in test_rows and test_rows["fraud_pattern"].notna().any():
-        per_pattern = recall_by_pattern(test_rows["fraud_pattern"].astype(object).fillna("unlabelled"), test_y,
-                                        test_scores["model"], threshold)
+        per_pattern = recall_by_pattern(
+            test_rows["fraud_pattern"].astype(object).fillna("unlabelled"),
+            test_y,
+            test_scores["model"],
+            threshold,
+        )
         metrics["model"]["recall_by_pattern"] = per_pattern["recall"].round(4).to_dict()
 
     importance = pd.Series(booster.get_score(importance_type="total_gain"), dtype=float)
     generalization = {
         "by month of the held-out window": by_month(test_rows["event_time"], test_y, test_scores["model"]),
         # a held-out window of a few weeks spans one or two months: weeks show the decay too
-        "by week of the held-out window": by_month(test_rows["event_time"], test_y, test_scores["model"], "%G-W%V"),
+        "by week of the held-out window": by_month(
+            test_rows["event_time"], test_y, test_scores["model"], "%G-W%V"
+        ),
         "by customer tenure": by_tenure(tenure_days(history)[windows.test], test_y, test_scores["model"]),
         "calendar proxies": calendar_proxies(names, full.features, test_x, importance, seed=config.seed),
     }
     proxies = generalization["calendar proxies"]
     flagged = proxies.loc[proxies["flagged"], "feature"].tolist()
     if flagged:
-        console.print(f"  [yellow]calendar proxies[/]: {', '.join(flagged)} tell the training period from the test "
-                      "period by their values alone; expect drift")
+        console.print(
+            f"  [yellow]calendar proxies[/]: {', '.join(flagged)} tell the training period from the test "
+            "period by their values alone; expect drift"
+        )
 
     artifact_dir = config.output_root / config.model_name / version
     metadata = ModelMetadata(
-        name=config.model_name, version=version, feature_names=names, feature_version=FEATURE_VERSION,
-        threshold=float(threshold), threshold_rule=rule.describe(), created_at=datetime.now(UTC).isoformat(),
+        name=config.model_name,
+        version=version,
+        feature_names=names,
+        feature_version=FEATURE_VERSION,
+        threshold=float(threshold),
+        threshold_rule=rule.describe(),
+        created_at=datetime.now(UTC).isoformat(),
         metrics={k: v for k, v in metrics["model"].items() if not isinstance(v, dict)},
-        feature_config=feature_config.as_dict(), extra_inputs=extras.as_dict() if extras else {},
+        feature_config=feature_config.as_dict(),
+        extra_inputs=extras.as_dict() if extras else {},
         training={
-            "data": data_report.source, "data_fingerprint": data_report.fingerprint, "rows": data_report.rows,
-            "rows_read": data_report.rows_read, "rows_dropped": {d.reason: d.count for d in data_report.dropped},
-            "frauds": data_report.frauds, "windows": windows.describe, "burn_in_days": windows.burn_in_days,
-            "best_params": tuning.best_params, "rounds": tuning.best_rounds, "trials": len(tuning.study.trials),
-            "negative_sample_rate": config.negative_sample_rate, "skipped_families": data_report.skipped_families,
+            "data": data_report.source,
+            "data_fingerprint": data_report.fingerprint,
+            "rows": data_report.rows,
+            "rows_read": data_report.rows_read,
+            "rows_dropped": {d.reason: d.count for d in data_report.dropped},
+            "frauds": data_report.frauds,
+            "windows": windows.describe,
+            "burn_in_days": windows.burn_in_days,
+            "best_params": tuning.best_params,
+            "rounds": tuning.best_rounds,
+            "trials": len(tuning.study.trials),
+            "negative_sample_rate": config.negative_sample_rate,
+            "skipped_families": data_report.skipped_families,
             "calendar_proxies": flagged,
         },
         # xgboost by its module: the installed distribution is `xgboost-cpu` (same library, no CUDA).
@@ -231,29 +300,54 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     save_artifact(artifact_dir, booster, metadata)
     report_dir = artifact_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    holdout = pd.DataFrame({"transaction_id": test_rows["transaction_id"].to_numpy(),
-                            "event_time": test_rows["event_time"].to_numpy(),
-                            "customer_id": customers.to_numpy(),
-                            "score": test_scores["model"], "label": test_y})
+    holdout = pd.DataFrame(
+        {
+            "transaction_id": test_rows["transaction_id"].to_numpy(),
+            "event_time": test_rows["event_time"].to_numpy(),
+            "customer_id": customers.to_numpy(),
+            "score": test_scores["model"],
+            "label": test_y,
+        }
+    )
     if "fraud_pattern" in test_rows:
         holdout["fraud_pattern"] = test_rows["fraud_pattern"].astype(object).to_numpy()
     holdout.to_parquet(report_dir / "holdout_predictions.parquet", index=False)
     tuning.study.trials_dataframe().to_csv(report_dir / "optuna_trials.csv", index=False)
-    report_path = write_report(report_dir, ReportInputs(
-        title=f"fraudops model {config.model_name} {version}",
-        summary={"model": f"{config.model_name} {version}", "data": data_report.source,
-                 "transactions": data_report.rows, "frauds": data_report.frauds,
-                 "fraud rate": f"{data_report.fraud_rate:.3%}", "data fingerprint": data_report.fingerprint,
-                 **windows.describe, "Optuna trials": len(tuning.study.trials),
-                 "features": f"{len(names)} (definition version {FEATURE_VERSION})"},
-        metrics=metrics, threshold_rule=rule.describe(), labels=test_y, scores=test_scores, threshold=threshold,
-        importance=importance, per_pattern=per_pattern, study=tuning.study,
-        skipped_families=data_report.skipped_families, generalization=generalization,
-        dropped=[d.describe() for d in data_report.dropped],
-    ))
+    report_path = write_report(
+        report_dir,
+        ReportInputs(
+            title=f"fraudops model {config.model_name} {version}",
+            summary={
+                "model": f"{config.model_name} {version}",
+                "data": data_report.source,
+                "transactions": data_report.rows,
+                "frauds": data_report.frauds,
+                "fraud rate": f"{data_report.fraud_rate:.3%}",
+                "data fingerprint": data_report.fingerprint,
+                **windows.describe,
+                "Optuna trials": len(tuning.study.trials),
+                "features": f"{len(names)} (definition version {FEATURE_VERSION})",
+            },
+            metrics=metrics,
+            threshold_rule=rule.describe(),
+            labels=test_y,
+            scores=test_scores,
+            threshold=threshold,
+            importance=importance,
+            per_pattern=per_pattern,
+            study=tuning.study,
+            skipped_families=data_report.skipped_families,
+            generalization=generalization,
+            dropped=[d.describe() for d in data_report.dropped],
+        ),
+    )
     _point_latest(config.output_root, artifact_dir)
-    result = TrainingResult(artifact_dir, metadata, report_path, metrics, data_report, time.monotonic() - started)
-    (artifact_dir / "report" / "result.json").write_text(json.dumps(result.as_dict(), indent=2, default=float))
+    result = TrainingResult(
+        artifact_dir, metadata, report_path, metrics, data_report, time.monotonic() - started
+    )
+    (artifact_dir / "report" / "result.json").write_text(
+        json.dumps(result.as_dict(), indent=2, default=float)
+    )
     return result
 
 
@@ -266,14 +360,18 @@ def _extra_inputs(history: pd.DataFrame, config: TrainingConfig, train: np.ndarr
     named = [*config.extra_numeric, *config.extra_categorical]
     missing = [name for name in named if name not in history.columns]
     if missing:
-        raise RejectedInputError("--extra-numeric/--extra-categorical",
-                                 f"column(s) {', '.join(missing)} not in the data (it has: "
-                                 f"{', '.join(map(str, history.columns[:25]))})")
+        raise RejectedInputError(
+            "--extra-numeric/--extra-categorical",
+            f"column(s) {', '.join(missing)} not in the data (it has: "
+            f"{', '.join(map(str, history.columns[:25]))})",
+        )
     builtin = [name for name in named if name in TRANSACTION_FIELDS]
     if builtin:
-        raise RejectedInputError("--extra-numeric/--extra-categorical",
-                                 f"{', '.join(builtin)} already feed the built-in features; extra inputs are for "
-                                 "columns the platform does not know")
+        raise RejectedInputError(
+            "--extra-numeric/--extra-categorical",
+            f"{', '.join(builtin)} already feed the built-in features; extra inputs are for "
+            "columns the platform does not know",
+        )
     return ExtraInputs.learn(history.loc[train], config.extra_numeric, config.extra_categorical)
 
 

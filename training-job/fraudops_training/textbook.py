@@ -19,7 +19,9 @@ from fraudops.features.spec import DAY
 
 WINDOWS_DAYS = (1, 7, 30)
 TEXTBOOK_FEATURES: tuple[str, ...] = (
-    "tx_amount", "tx_during_weekend", "tx_during_night",
+    "tx_amount",
+    "tx_during_weekend",
+    "tx_during_night",
     *(f"customer_nb_tx_{w}day" for w in WINDOWS_DAYS),
     *(f"customer_avg_amount_{w}day" for w in WINDOWS_DAYS),
     *(f"terminal_nb_tx_{w}day" for w in WINDOWS_DAYS),
@@ -68,7 +70,9 @@ class _Windows:
         self.order = np.argsort(self.keys, kind="stable")
         self.sorted_keys = self.keys[self.order]
 
-    def count_and_sum(self, values: np.ndarray, window_s: float, shift_s: float) -> tuple[np.ndarray, np.ndarray]:
+    def count_and_sum(
+        self, values: np.ndarray, window_s: float, shift_s: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         prefix = np.concatenate([[0.0], np.cumsum(values[self.order])])
         hi = np.searchsorted(self.sorted_keys, self.keys - int(shift_s), side="right")
         lo = np.searchsorted(self.sorted_keys, self.keys - int(shift_s) - int(window_s), side="right")

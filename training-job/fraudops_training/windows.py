@@ -48,23 +48,31 @@ class Windows:
 def split_windows(times: pd.Series, bounds: WindowBounds) -> Windows:
     first, end = times.iloc[0], times.iloc[-1]
     span = end - first
-    burn_in_days = bounds.burn_in_days if bounds.burn_in_days is not None else min(
-        FIRST_SEEN_CAP_DAYS, DEFAULT_BURN_IN_SHARE * span / pd.Timedelta(days=1))
+    burn_in_days = (
+        bounds.burn_in_days
+        if bounds.burn_in_days is not None
+        else min(FIRST_SEEN_CAP_DAYS, DEFAULT_BURN_IN_SHARE * span / pd.Timedelta(days=1))
+    )
     start = first + pd.Timedelta(days=burn_in_days)
     gap = pd.Timedelta(days=bounds.label_delay_days)
     test_start = pd.Timestamp(bounds.test_start) if bounds.test_start else first + span * 0.8
     test_end = pd.Timestamp(bounds.test_end) if bounds.test_end else end + pd.Timedelta(seconds=1)
     # A model that goes live at test_start only knows the labels of transactions before test_start - gap.
-    train_end = min(pd.Timestamp(bounds.train_end), test_start - gap) if bounds.train_end else test_start - gap
-    validation_length = pd.Timedelta(days=bounds.validation_days) if bounds.validation_days else (
-        (train_end - start) * 0.2)
+    train_end = (
+        min(pd.Timestamp(bounds.train_end), test_start - gap) if bounds.train_end else test_start - gap
+    )
+    validation_length = (
+        pd.Timedelta(days=bounds.validation_days) if bounds.validation_days else ((train_end - start) * 0.2)
+    )
     validation_start = train_end - validation_length
     inner_train_end = validation_start - gap
     if inner_train_end <= start or validation_start >= train_end or test_start >= test_end:
         raise RejectedInputError(
-            "--test-start", f"the data ({first:%Y-%m-%d} to {end:%Y-%m-%d}) is too short for a {burn_in_days:g}-day "
+            "--test-start",
+            f"the data ({first:%Y-%m-%d} to {end:%Y-%m-%d}) is too short for a {burn_in_days:g}-day "
             f"burn-in / train / {bounds.label_delay_days:g}-day gap / validation / gap / test windows; give more "
-            "history, a shorter --burn-in-days or explicit --train-end/--test-start/--test-end")
+            "history, a shorter --burn-in-days or explicit --train-end/--test-start/--test-end",
+        )
     after_burn_in = (times >= start).to_numpy()
     masks = Windows(
         inner_train=after_burn_in & (times < inner_train_end).to_numpy(),

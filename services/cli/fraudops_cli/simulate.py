@@ -65,8 +65,10 @@ def simulate(
     ] = None,
     difficulty: Annotated[
         str,
-        typer.Option(help="easy (every fraud labelled, on time, unlike its victim) | realistic | hard: "
-                          "imitation, label noise, late labels, drift."),
+        typer.Option(
+            help="easy (every fraud labelled, on time, unlike its victim) | realistic | hard: "
+            "imitation, label noise, late labels, drift."
+        ),
     ] = "realistic",
     rate: Annotated[
         float, typer.Option(min=0, help="--kafka: messages per second (0 = as fast as possible).")

@@ -59,9 +59,20 @@ def _arrow_type(hint: Any) -> pa.DataType:
 
 _HINTS = typing.get_type_hints(Decision)
 DECISION_SCHEMA = pa.schema([pa.field(f.name, _arrow_type(_HINTS[f.name])) for f in fields(Decision)])
-DECISION_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(Decision) if f.metadata.get("decisions_column", True))
-ALERT_FIELDS = ("transaction_id", "customer_id", "score", "threshold", "model_name", "model_version", "variant",
-                "reasons", "decided_at")
+DECISION_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in fields(Decision) if f.metadata.get("decisions_column", True)
+)
+ALERT_FIELDS = (
+    "transaction_id",
+    "customer_id",
+    "score",
+    "threshold",
+    "model_name",
+    "model_version",
+    "variant",
+    "reasons",
+    "decided_at",
+)
 #: The alerts table names the decision time for what it is there.
 ALERT_COLUMNS = tuple("created_at" if name == "decided_at" else name for name in ALERT_FIELDS)
 
@@ -75,7 +86,7 @@ def _row_maker(names: Sequence[str]) -> typing.Callable[[Decision], tuple[Any, .
 
     def row(decision: Decision) -> tuple[Any, ...]:
         values = pick(decision)
-        return (*values[:at], reasons_json(values[at]), *values[at + 1:])
+        return (*values[:at], reasons_json(values[at]), *values[at + 1 :])
 
     return row
 

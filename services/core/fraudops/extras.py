@@ -42,15 +42,22 @@ class ExtraInputs:
         return bool(self.numeric or self.categorical)
 
     @classmethod
-    def learn(cls, frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str],
-              min_count: int = MIN_COUNT) -> ExtraInputs:
+    def learn(
+        cls,
+        frame: pd.DataFrame,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        min_count: int = MIN_COUNT,
+    ) -> ExtraInputs:
         """Codes for the categorical columns from `frame` (the training rows only, never the test window)."""
         codes: dict[str, dict[str, int]] = {}
         for column in categorical:
             counts = frame[column].dropna().astype(str).map(normalised).value_counts()
             frequent = counts[counts >= min_count].index
-            codes[column] = {value: code for code, value in enumerate(sorted(frequent, key=lambda v: (-counts[v], v)),
-                                                                     start=RARE + 1)}
+            codes[column] = {
+                value: code
+                for code, value in enumerate(sorted(frequent, key=lambda v: (-counts[v], v)), start=RARE + 1)
+            }
         return cls(tuple(numeric), codes)
 
     def encode(self, columns: Mapping[str, Any], n: int) -> np.ndarray:
@@ -70,13 +77,21 @@ class ExtraInputs:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {"numeric": list(self.numeric), "categorical": {k: dict(v) for k, v in self.categorical.items()}}
+        return {
+            "numeric": list(self.numeric),
+            "categorical": {k: dict(v) for k, v in self.categorical.items()},
+        }
 
     @classmethod
     def from_dict(cls, document: Mapping[str, Any] | None) -> ExtraInputs:
         document = document or {}
         try:
-            return cls(tuple(document.get("numeric", ())),
-                       {str(k): {str(v): int(c) for v, c in m.items()} for k, m in document.get("categorical", {}).items()})
+            return cls(
+                tuple(document.get("numeric", ())),
+                {
+                    str(k): {str(v): int(c) for v, c in m.items()}
+                    for k, m in document.get("categorical", {}).items()
+                },
+            )
         except (AttributeError, TypeError, ValueError) as exc:
             raise ConfigurationError(f"the artifact's extra_inputs are malformed: {exc}") from exc

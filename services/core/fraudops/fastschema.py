@@ -43,7 +43,14 @@ Check = tuple[str, "re.Pattern[str] | str"]
 
 
 #: annotated-types constraint → the msgspec.Meta option (and the attribute) of the same meaning.
-_CONSTRAINTS = ((Gt, "gt"), (Ge, "ge"), (Lt, "lt"), (Le, "le"), (MinLen, "min_length"), (MaxLen, "max_length"))
+_CONSTRAINTS = (
+    (Gt, "gt"),
+    (Ge, "ge"),
+    (Lt, "lt"),
+    (Le, "le"),
+    (MinLen, "min_length"),
+    (MaxLen, "max_length"),
+)
 
 
 def _meta(metadata: list[Any]) -> msgspec.Meta | None:
@@ -64,7 +71,9 @@ def _fast_type(annotation: Any, metadata: list[Any], checks: list[re.Pattern[str
     String checks left for the whole batch are appended to `checks`."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        members = [_fast_type(arg, metadata, checks) for arg in typing.get_args(annotation) if arg is not type(None)]
+        members = [
+            _fast_type(arg, metadata, checks) for arg in typing.get_args(annotation) if arg is not type(None)
+        ]
         optional = type(None) in typing.get_args(annotation)
         inner = members[0] if len(members) == 1 else typing.Union[tuple(members)]  # noqa: UP007
         return inner | None if optional else inner
@@ -141,10 +150,14 @@ def fast_decode(values: list[bytes]) -> tuple[list[int], list[dict[str, Any]], l
             continue
         stamp = record.event_time.timestamp()
         opened, changed = record.account_opened_at, record.credential_change_at
-        if (record.latitude in (None, unset)) is not (record.longitude in (None, unset)) \
-                or record.customer_id is None or stamp > latest or stamp < _EARLIEST_S \
-                or (opened.__class__ is datetime and not _EARLIEST <= opened < _LATEST) \
-                or (changed.__class__ is datetime and not _EARLIEST <= changed < _LATEST):
+        if (
+            (record.latitude in (None, unset)) is not (record.longitude in (None, unset))
+            or record.customer_id is None
+            or stamp > latest
+            or stamp < _EARLIEST_S
+            or (opened.__class__ is datetime and not _EARLIEST <= opened < _LATEST)
+            or (changed.__class__ is datetime and not _EARLIEST <= changed < _LATEST)
+        ):
             slow.append(index)
             continue
         accepted.append(index)
@@ -153,8 +166,11 @@ def fast_decode(values: list[bytes]) -> tuple[list[int], list[dict[str, Any]], l
     present = msgspec.to_builtins(structs)
     # A key given twice decodes silently (the last wins): the keys in the bytes outnumber those decoded.
     # White space before a colon hides a key from that count, so those records take pydantic's path too.
-    refused.update(i for i, (record, index) in enumerate(zip(present, accepted, strict=True))
-                   if values[index].count(b'":') != len(record))
+    refused.update(
+        i
+        for i, (record, index) in enumerate(zip(present, accepted, strict=True))
+        if values[index].count(b'":') != len(record)
+    )
     if _SPACED_KEY.search(b"".join([values[index] for index in accepted])):
         refused.update(i for i, index in enumerate(accepted) if _SPACED_KEY.search(values[index]))
     if refused:
@@ -163,7 +179,11 @@ def fast_decode(values: list[bytes]) -> tuple[list[int], list[dict[str, Any]], l
         present = [record for i, record in enumerate(present) if i not in refused]
     template, complete = _TEMPLATE, len(_TEMPLATE)
     # Records that name every field (most producers, the simulator) need no defaults filled in.
-    return accepted, [record if len(record) == complete else {**template, **record} for record in present], slow
+    return (
+        accepted,
+        [record if len(record) == complete else {**template, **record} for record in present],
+        slow,
+    )
 
 
 def _unstorable_amounts(structs: list[Any]) -> set[int]:

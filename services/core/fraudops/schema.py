@@ -122,13 +122,18 @@ def _storable_amount(amount: float) -> float:
     training replay of the stored rows all see the same number.
     """
     if amount < 0:
-        raise PydanticCustomError("negative_amount", "amounts are never negative; a refund is transaction_type "
-                                  "REFUND with a positive amount")
+        raise PydanticCustomError(
+            "negative_amount",
+            "amounts are never negative; a refund is transaction_type REFUND with a positive amount",
+        )
     cents = amount * 100
     whole = round(cents)
     if abs(cents - whole) > CENT_TOLERANCE:
-        raise PydanticCustomError("whole_cents", "amounts are stored in cents; {amount} has a fraction of a cent",
-                                  {"amount": amount})
+        raise PydanticCustomError(
+            "whole_cents",
+            "amounts are stored in cents; {amount} has a fraction of a cent",
+            {"amount": amount},
+        )
     return whole / 100
 
 
@@ -156,11 +161,17 @@ def _plausible_time(value: datetime) -> datetime:
 #: An amount as the platform stores it: finite, 0 to MAX_AMOUNT, in whole cents. Zero is a real
 #: amount (card-verification authorisations are $0.00, and a card-testing signal); a negative one is
 #: refused: a refund is a transaction of type REFUND with a positive amount.
-Amount = Annotated[float, Field(le=MAX_AMOUNT, allow_inf_nan=False,
-                                json_schema_extra={"minimum": 0, "multipleOf": 0.01},
-                                description="Amount in `currency`, in whole cents, 0 to 10,000,000. Zero is a "
-                                "card verification; a refund is `transaction_type` REFUND with a positive amount."),
-                   AfterValidator(_storable_amount)]
+Amount = Annotated[
+    float,
+    Field(
+        le=MAX_AMOUNT,
+        allow_inf_nan=False,
+        json_schema_extra={"minimum": 0, "multipleOf": 0.01},
+        description="Amount in `currency`, in whole cents, 0 to 10,000,000. Zero is a "
+        "card verification; a refund is `transaction_type` REFUND with a positive amount.",
+    ),
+    AfterValidator(_storable_amount),
+]
 _TIME = Annotated[datetime, AfterValidator(_plausible_time)]
 
 
@@ -173,7 +184,9 @@ class Transaction(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    transaction_id: _ID = Field(default_factory=new_transaction_id, description="Unique id; the idempotency key.")
+    transaction_id: _ID = Field(
+        default_factory=new_transaction_id, description="Unique id; the idempotency key."
+    )
     event_time: Annotated[datetime, AfterValidator(_plausible_event_time)] = Field(
         default_factory=lambda: datetime.now(UTC),
         description="When the transaction happened (ISO 8601 with offset; naive times are taken as UTC), "
@@ -193,8 +206,14 @@ class Transaction(BaseModel):
     is_international: bool = False
     country: _COUNTRY | None = Field(None, description="ISO 3166-1 alpha-2 country of the transaction.")
     latitude: float | None = Field(None, ge=-90, le=90, allow_inf_nan=False)
-    longitude: float | None = Field(None, ge=-180, le=180, allow_inf_nan=False, validate_default=True,
-                                    description="Given together with latitude.")
+    longitude: float | None = Field(
+        None,
+        ge=-180,
+        le=180,
+        allow_inf_nan=False,
+        validate_default=True,
+        description="Given together with latitude.",
+    )
     device_id: _ID | None = None
     ip_address: str | None = Field(None, max_length=45, pattern=IP_ADDRESS_PATTERN)
     beneficiary_id: _ID | None = Field(
@@ -203,7 +222,9 @@ class Transaction(BaseModel):
     credential_change_at: _TIME | None = Field(
         None, description="Last password / phone / e-mail change on the account known to the channel."
     )
-    account_opened_at: _TIME | None = Field(None, description="When the account was opened (from the core system).")
+    account_opened_at: _TIME | None = Field(
+        None, description="When the account was opened (from the core system)."
+    )
     hour_of_day: int | None = Field(
         None, ge=0, le=23, description="Local hour, when the client knows it better than event_time."
     )

@@ -30,13 +30,40 @@ from fraudops.decision import (
 )
 
 TRANSACTION_COLUMNS = (
-    "transaction_id", "event_time", "customer_id", "account_id", "card_id", "merchant_id", "merchant_category",
-    "terminal_id", "amount", "currency", "channel", "transaction_type", "auth_result", "is_international",
-    "country", "latitude", "longitude", "device_id", "ip_address", "beneficiary_id", "credential_change_at",
-    "account_opened_at", "hour_of_day", "source", "kafka_partition", "kafka_offset",
+    "transaction_id",
+    "event_time",
+    "customer_id",
+    "account_id",
+    "card_id",
+    "merchant_id",
+    "merchant_category",
+    "terminal_id",
+    "amount",
+    "currency",
+    "channel",
+    "transaction_type",
+    "auth_result",
+    "is_international",
+    "country",
+    "latitude",
+    "longitude",
+    "device_id",
+    "ip_address",
+    "beneficiary_id",
+    "credential_change_at",
+    "account_opened_at",
+    "hour_of_day",
+    "source",
+    "kafka_partition",
+    "kafka_offset",
 )
-_DEFAULTS = {"currency": "EUR", "merchant_category": "other", "channel": "POS", "transaction_type": "PURCHASE",
-             "is_international": False}
+_DEFAULTS = {
+    "currency": "EUR",
+    "merchant_category": "other",
+    "channel": "POS",
+    "transaction_type": "PURCHASE",
+    "is_international": False,
+}
 
 
 @dataclass(frozen=True)
@@ -51,8 +78,16 @@ def _csv(columns: Sequence[str], data: Sequence[Sequence[Any]] | pa.Table) -> by
     if isinstance(data, pa.Table):
         table = data.select(list(columns))
     else:
-        table = pa.table({name: pa.array(values) for name, values in zip(columns, zip(*data, strict=True),
-                                                                         strict=True)}) if data else None
+        table = (
+            pa.table(
+                {
+                    name: pa.array(values)
+                    for name, values in zip(columns, zip(*data, strict=True), strict=True)
+                }
+            )
+            if data
+            else None
+        )
     if table is None or table.num_rows == 0:
         return b""
     buffer = io.BytesIO()
@@ -66,7 +101,9 @@ def _copy(conn: psycopg.Connection, table: str, columns: Sequence[str], payload:
             copy.write(payload)
 
 
-_STAGE_SQL = "CREATE TEMP TABLE IF NOT EXISTS stage_{table} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+_STAGE_SQL = (
+    "CREATE TEMP TABLE IF NOT EXISTS stage_{table} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
 
 
 def _copy_sql(table: str, columns: Sequence[str]) -> str:
@@ -82,8 +119,9 @@ _FIELDS = TRANSACTION_COLUMNS[:-3]
 _PICK = itemgetter(*_FIELDS)
 
 
-def transaction_row(record: Mapping[str, Any], source: str, partition: int | None = None,
-                    offset: int | None = None) -> tuple[Any, ...]:
+def transaction_row(
+    record: Mapping[str, Any], source: str, partition: int | None = None, offset: int | None = None
+) -> tuple[Any, ...]:
     """A Transaction-shaped dict (JSON-decoded or model_dump) as a row of TRANSACTION_COLUMNS."""
     try:
         values = _PICK(record)  # a complete model_dump: one C call
@@ -92,18 +130,24 @@ def transaction_row(record: Mapping[str, Any], source: str, partition: int | Non
     return (*values, source, partition, offset)
 
 
-def transactions_table(records: Sequence[Mapping[str, Any]], source: str, partitions: Sequence[int],
-                       offsets: Sequence[int]) -> pa.Table:
+def transactions_table(
+    records: Sequence[Mapping[str, Any]], source: str, partitions: Sequence[int], offsets: Sequence[int]
+) -> pa.Table:
     """Validated Transaction dicts (model_dump, mode json) as an Arrow table of TRANSACTION_COLUMNS."""
     table = pa.Table.from_pylist(list(records)).select(list(_FIELDS))
-    return table.append_column("source", pa.array([source] * len(records), pa.string())) \
-        .append_column("kafka_partition", pa.array(partitions, pa.int32())) \
+    return (
+        table.append_column("source", pa.array([source] * len(records), pa.string()))
+        .append_column("kafka_partition", pa.array(partitions, pa.int32()))
         .append_column("kafka_offset", pa.array(offsets, pa.int64()))
+    )
 
 
-def write_batch(conn: psycopg.Connection, transactions: Sequence[tuple[Any, ...]] | pa.Table,
-                decisions: Sequence[Decision] | pa.Table,
-                alert_threshold_reached: Sequence[Decision] = ()) -> WriteResult:
+def write_batch(
+    conn: psycopg.Connection,
+    transactions: Sequence[tuple[Any, ...]] | pa.Table,
+    decisions: Sequence[Decision] | pa.Table,
+    alert_threshold_reached: Sequence[Decision] = (),
+) -> WriteResult:
     """Store transactions, their decisions and the alerts of deciding fraud decisions, idempotently.
 
     `transactions` are rows from `transaction_row` or a `transactions_table`; `decisions` are
@@ -114,15 +158,23 @@ def write_batch(conn: psycopg.Connection, transactions: Sequence[tuple[Any, ...]
     `conn` must be in autocommit mode (the transactions below are the commits); when this returns the
     batch is durable and the caller may commit its Kafka offsets.
     """
-    alerts = decisions_table(alert_threshold_reached).select(list(ALERT_FIELDS)).rename_columns(
-        list(ALERT_COLUMNS)) if alert_threshold_reached else None
+    alerts = (
+        decisions_table(alert_threshold_reached)
+        .select(list(ALERT_FIELDS))
+        .rename_columns(list(ALERT_COLUMNS))
+        if alert_threshold_reached
+        else None
+    )
     payloads = CsvPayloads(
         _csv(TRANSACTION_COLUMNS, transactions),
         _csv(DECISION_COLUMNS, decisions if isinstance(decisions, pa.Table) else decisions_table(decisions))
-        if len(decisions) else b"",
+        if len(decisions)
+        else b"",
         _csv(ALERT_COLUMNS, alerts) if alerts is not None else b"",
     )
-    return write_payloads(conn, payloads, WriteResult(len(transactions), len(decisions), len(alert_threshold_reached)))
+    return write_payloads(
+        conn, payloads, WriteResult(len(transactions), len(decisions), len(alert_threshold_reached))
+    )
 
 
 @dataclass(frozen=True)
@@ -134,14 +186,20 @@ class CsvPayloads:
     alerts: bytes
 
     def tables(self) -> list[tuple[str, Sequence[str], bytes]]:
-        return [("transactions", TRANSACTION_COLUMNS, self.transactions),
-                ("decisions", DECISION_COLUMNS, self.decisions), ("alerts", ALERT_COLUMNS, self.alerts)]
+        return [
+            ("transactions", TRANSACTION_COLUMNS, self.transactions),
+            ("decisions", DECISION_COLUMNS, self.decisions),
+            ("alerts", ALERT_COLUMNS, self.alerts),
+        ]
 
     @classmethod
     def join(cls, parts: Iterable[CsvPayloads]) -> CsvPayloads:
         parts = list(parts)
-        return cls(b"".join(p.transactions for p in parts), b"".join(p.decisions for p in parts),
-                   b"".join(p.alerts for p in parts))
+        return cls(
+            b"".join(p.transactions for p in parts),
+            b"".join(p.decisions for p in parts),
+            b"".join(p.alerts for p in parts),
+        )
 
 
 def write_payloads(conn: psycopg.Connection, payloads: CsvPayloads, rows: WriteResult) -> WriteResult:
@@ -182,7 +240,9 @@ async def write_payloads_async(conn: psycopg.AsyncConnection, payloads: CsvPaylo
                 await conn.execute(_insert_sql(table, columns))
 
 
-async def _copy_async(conn: psycopg.AsyncConnection, table: str, columns: Sequence[str], payload: bytes) -> None:
+async def _copy_async(
+    conn: psycopg.AsyncConnection, table: str, columns: Sequence[str], payload: bytes
+) -> None:
     if payload:
         async with conn.cursor().copy(_copy_sql(table, columns)) as copy:
             await copy.write(payload)
@@ -215,8 +275,10 @@ def csv_lines(rows: Iterable[Sequence[Any]]) -> bytes:
     return "".join([",".join(map(_csv_field, row)) + "\n" for row in rows]).encode()
 
 
-def encode_rows(transactions: Sequence[tuple[Any, ...]], decisions: Sequence[Decision],
-                alerts: Sequence[Decision]) -> CsvPayloads:
+def encode_rows(
+    transactions: Sequence[tuple[Any, ...]], decisions: Sequence[Decision], alerts: Sequence[Decision]
+) -> CsvPayloads:
     """One small batch (a request's) as COPY-ready CSV, without Arrow."""
-    return CsvPayloads(csv_lines(transactions), csv_lines(map(decision_row, decisions)),
-                       csv_lines(map(alert_row, alerts)))
+    return CsvPayloads(
+        csv_lines(transactions), csv_lines(map(decision_row, decisions)), csv_lines(map(alert_row, alerts))
+    )

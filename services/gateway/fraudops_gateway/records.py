@@ -43,7 +43,9 @@ async def load_decision(pool: AsyncConnectionPool, transaction_id: str) -> Store
     except psycopg.OperationalError as exc:
         raise _unavailable(exc) from exc
     decisions = [decision_from_row(row[:-1]) for row in rows]
-    deciding = [(decision, row[-1]) for decision, row in zip(decisions, rows, strict=True) if not decision.shadow]
+    deciding = [
+        (decision, row[-1]) for decision, row in zip(decisions, rows, strict=True) if not decision.shadow
+    ]
     if not deciding:
         raise NotFoundError(f"no decision stored for transaction {transaction_id!r}")
     decision, label = deciding[0]
@@ -52,28 +54,43 @@ async def load_decision(pool: AsyncConnectionPool, transaction_id: str) -> Store
 
 def as_stored(decision: Decision, shadow_scores: dict[str, float], label: bool | None) -> StoredDecision:
     """A decision as `GET /transactions/{id}` answers it (the probability under its API name)."""
-    fields = {name: getattr(decision, name) for name in StoredDecision.model_fields if hasattr(decision, name)}
-    return StoredDecision(**fields, fraud_probability=decision.score, shadow_scores=shadow_scores, label=label)
+    fields = {
+        name: getattr(decision, name) for name in StoredDecision.model_fields if hasattr(decision, name)
+    }
+    return StoredDecision(
+        **fields, fraud_probability=decision.score, shadow_scores=shadow_scores, label=label
+    )
 
 
 async def store_feedback(pool: AsyncConnectionPool, payload: FeedbackRequest, known_at: datetime) -> bool:
     """Store a confirmed label (idempotent: False when the same label is already stored)."""
     try:
         async with pool.connection(timeout=REQUEST_DB_WAIT_S) as conn, conn.transaction():
-            exists = await (await conn.execute("SELECT 1 FROM transactions WHERE transaction_id = %s",
-                                               (payload.transaction_id,))).fetchone()
+            exists = await (
+                await conn.execute(
+                    "SELECT 1 FROM transactions WHERE transaction_id = %s", (payload.transaction_id,)
+                )
+            ).fetchone()
             if exists is None:
-                raise NotFoundError(f"transaction {payload.transaction_id!r} is unknown; feedback needs a decided "
-                                    "transaction")
-            decision = await (await conn.execute(
-                "SELECT model_version, is_fraud FROM decisions WHERE transaction_id = %s AND NOT shadow",
-                (payload.transaction_id,))).fetchone()
-            cursor = await conn.execute(_STORE_LABEL_SQL, (payload.transaction_id, payload.is_fraud, known_at,
-                                                           payload.source))
+                raise NotFoundError(
+                    f"transaction {payload.transaction_id!r} is unknown; feedback needs a decided transaction"
+                )
+            decision = await (
+                await conn.execute(
+                    "SELECT model_version, is_fraud FROM decisions WHERE transaction_id = %s AND NOT shadow",
+                    (payload.transaction_id,),
+                )
+            ).fetchone()
+            cursor = await conn.execute(
+                _STORE_LABEL_SQL, (payload.transaction_id, payload.is_fraud, known_at, payload.source)
+            )
             stored = cursor.rowcount == 1
     except psycopg.OperationalError as exc:
         raise _unavailable(exc) from exc
     if stored and decision is not None:  # precision on labelled feedback, for the rollout analysis
-        FEEDBACK.labels(decision[0], "fraud" if decision[1] else "legitimate",
-                        "fraud" if payload.is_fraud else "legitimate").inc()
+        FEEDBACK.labels(
+            decision[0],
+            "fraud" if decision[1] else "legitimate",
+            "fraud" if payload.is_fraud else "legitimate",
+        ).inc()
     return stored

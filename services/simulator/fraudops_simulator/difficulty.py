@@ -26,7 +26,9 @@ FALSE_CHARGEBACK = "false_chargeback"
 
 @dataclass(frozen=True)
 class Difficulty:
-    imitation_share: float  # fraud episodes whose amounts imitate the victim (at mid-history; grows over time)
+    imitation_share: (
+        float  # fraud episodes whose amounts imitate the victim (at mid-history; grows over time)
+    )
     unreported_share: float  # fraud episodes never reported: label 0
     false_chargeback_rate: float  # legit rows labelled fraud, per legit row
     late_label_share: float  # labels that come 3–6x later than the usual delay

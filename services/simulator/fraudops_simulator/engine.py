@@ -118,7 +118,9 @@ def _finish(config: SimulationConfig, rows: Rows, tables: IdTables, chunk_index:
     missing = np.isnan(rows["label_at"])
     if missing.any():
         rows = dict(rows)
-        rows["label_at"] = np.where(missing, rows["t"] + label_delays_s(config, rng, n, noisy=True), rows["label_at"])
+        rows["label_at"] = np.where(
+            missing, rows["t"] + label_delays_s(config, rng, n, noisy=True), rows["label_at"]
+        )
     rate = config.hardness.false_chargeback_rate
     if rate > 0.0:  # legit rows the customer disputes anyway ("friendly fraud"): labelled fraud, are not
         disputed = (rows["pattern"] < 0) & (rows["is_fraud"] == 0) & (rng.random(n) < rate)

@@ -58,7 +58,8 @@ class SimulationConfig:
             raise SimulationParameterError("--seed", "--seed must be a non-negative integer below 2**63")
         if self.difficulty not in DIFFICULTIES:
             raise SimulationParameterError(
-                "--difficulty", f"--difficulty must be one of {', '.join(DIFFICULTIES)} (got {self.difficulty!r})"
+                "--difficulty",
+                f"--difficulty must be one of {', '.join(DIFFICULTIES)} (got {self.difficulty!r})",
             )
         if self.patterns is not None:
             unknown = sorted(set(self.patterns) - set(PATTERN_NAMES))
@@ -99,7 +100,9 @@ class SimulationConfig:
         return int(self.start_datetime.timestamp()) * 1_000_000
 
 
-def label_delays_s(config: SimulationConfig, rng: np.random.Generator, n: int, *, noisy: bool = False) -> np.ndarray:
+def label_delays_s(
+    config: SimulationConfig, rng: np.random.Generator, n: int, *, noisy: bool = False
+) -> np.ndarray:
     """How long until a transaction's label is known: log-normal, mean `label_delay_days`, within 1–60 days.
 
     Fraud labels arrive with the chargeback or the customer's report; a legit row is taken as

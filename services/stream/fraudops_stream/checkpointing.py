@@ -31,7 +31,9 @@ def due(now: float, last: float, interval_s: float, queued: bool) -> bool:
 
 
 class CheckpointScheduler:
-    def __init__(self, state: PartitionedState, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, state: PartitionedState, interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.state = state
         self.interval_s = interval_s
         self.clock = clock
@@ -85,8 +87,11 @@ class CheckpointScheduler:
                 log.warning("checkpoint failed", extra={"partition": partition, "error": str(exc)})
                 continue
             if written is None:
-                log.warning("state ahead of the written records: not checkpointed; the next owner replays "
-                            "from the previous checkpoint", extra={"partition": partition})
+                log.warning(
+                    "state ahead of the written records: not checkpointed; the next owner replays "
+                    "from the previous checkpoint",
+                    extra={"partition": partition},
+                )
             else:
                 log.info("state checkpointed", extra={"partition": partition, "customers": written})
 
@@ -102,4 +107,6 @@ class CheckpointScheduler:
             future.result()
         except Exception as exc:  # noqa: BLE001 - any failure: the customers count as changed again
             self.state.unsaved(snapshot)
-            log.warning("periodic checkpoint failed", extra={"partition": snapshot.partition, "error": str(exc)})
+            log.warning(
+                "periodic checkpoint failed", extra={"partition": snapshot.partition, "error": str(exc)}
+            )

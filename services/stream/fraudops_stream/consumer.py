@@ -64,15 +64,22 @@ class ConsumerOptions:
 
 
 class StreamConsumer:
-    def __init__(self, settings: Settings, options: ConsumerOptions | None = None,
-                 checkpoints: StateCheckpoints | None = None, decider: Decider | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: ConsumerOptions | None = None,
+        checkpoints: StateCheckpoints | None = None,
+        decider: Decider | None = None,
+    ) -> None:
         self.settings = settings
         self.options = options or ConsumerOptions()
         self.topic = settings.transactions_topic
         # Filled in the background: the consumer starts (and waits) while PostgreSQL is down.
         self.pool = pool_from_settings(settings, "stream", wait=False, autocommit=True)
         self.state = PartitionedState(
-            FeatureEngine(), checkpoints or PostgresCheckpoints(self.pool, settings.consumer_group, self.topic))
+            FeatureEngine(),
+            checkpoints or PostgresCheckpoints(self.pool, settings.consumer_group, self.topic),
+        )
         self.scheduler = CheckpointScheduler(self.state, self.options.checkpoint_interval_s)
         self.decider = decider
         self.replay_until: dict[int, int] = {}
@@ -86,38 +93,56 @@ class StreamConsumer:
         self._durable_offsets: dict[int, int] = {}  # next offset per partition whose records are written
         self._labels_cursor: datetime | None = None
         self._last_label_poll = 0.0
-        self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": settings.consumer_group,
-            "client.id": self.options.client_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            # An outage (database, model server) pauses the loop; stay in the group through it.
-            "max.poll.interval.ms": 600_000,
-            "session.timeout.ms": 15_000,
-            "fetch.min.bytes": 64 * 1024,
-            "fetch.wait.max.ms": 20,
-            # librdkafka's prefetch queue: 32 MB is ~100,000 records, plenty ahead of a 5,000-record batch.
-            "queued.max.messages.kbytes": 32 * 1024,
-            **self.options.extra_kafka,
-        })
-        self.producer = Producer({
-            "bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True,
-            "compression.type": "lz4", "linger.ms": 5, "client.id": f"{self.options.client_id}-out",
-            # A dead letter carries the refused record whole (up to the broker's limit; beyond, truncated).
-            "message.max.bytes": 8 * 1024 * 1024,
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "group.id": settings.consumer_group,
+                "client.id": self.options.client_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                # An outage (database, model server) pauses the loop; stay in the group through it.
+                "max.poll.interval.ms": 600_000,
+                "session.timeout.ms": 15_000,
+                "fetch.min.bytes": 64 * 1024,
+                "fetch.wait.max.ms": 20,
+                # librdkafka's prefetch queue: 32 MB is ~100,000 records, plenty ahead of a 5,000-record batch.
+                "queued.max.messages.kbytes": 32 * 1024,
+                **self.options.extra_kafka,
+            }
+        )
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "enable.idempotence": True,
+                "compression.type": "lz4",
+                "linger.ms": 5,
+                "client.id": f"{self.options.client_id}-out",
+                # A dead letter carries the refused record whole (up to the broker's limit; beyond, truncated).
+                "message.max.bytes": 8 * 1024 * 1024,
+            }
+        )
         self.publisher = Publisher(self.producer, self.options.max_retry_wait_s)
-        self.writer = BatchWriter(self.pool, self.publisher, self._commit, settings.alerts_topic, settings.dlq_topic,
-                                  stopping=lambda: not self.running, max_wait_s=self.options.max_retry_wait_s)
+        self.writer = BatchWriter(
+            self.pool,
+            self.publisher,
+            self._commit,
+            settings.alerts_topic,
+            settings.dlq_topic,
+            stopping=lambda: not self.running,
+            max_wait_s=self.options.max_retry_wait_s,
+        )
 
     # --- rebalancing --------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = {tp.partition: tp.offset for tp in self._waiting_out(
-            "reading committed offsets", lambda: consumer.committed(partitions, timeout=10))}
+        committed = {
+            tp.partition: tp.offset
+            for tp in self._waiting_out(
+                "reading committed offsets", lambda: consumer.committed(partitions, timeout=10)
+            )
+        }
         for tp in partitions:
             resume_at = self._waiting_out("restoring state", lambda p=tp.partition: self.state.restore(p))
             committed_offset = committed.get(tp.partition)
@@ -134,8 +159,14 @@ class StreamConsumer:
                 tp.offset = resume_at
                 if committed_offset is not None and committed_offset > resume_at:
                     self.replay_until[tp.partition] = committed_offset
-            log.info("partition assigned", extra={"partition": tp.partition, "start": tp.offset,
-                                                  "replay_until": self.replay_until.get(tp.partition)})
+            log.info(
+                "partition assigned",
+                extra={
+                    "partition": tp.partition,
+                    "start": tp.offset,
+                    "replay_until": self.replay_until.get(tp.partition),
+                },
+            )
         # Assign explicitly: the client would otherwise assign the list it passed in, ignoring the start
         # offsets set above, and the replay from the checkpoint would silently not happen.
         consumer.incremental_assign(partitions)
@@ -173,8 +204,9 @@ class StreamConsumer:
             self.publisher.check_topics([self.settings.alerts_topic, self.settings.dlq_topic])
             if self.decider is None:
                 self.decider = self._waiting_out("connecting to the model servers", self._connect_decider)
-            self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                    on_lost=self._on_lost)
+            self.consumer.subscribe(
+                [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
             self._loop()
         except RetryableError as exc:
             if self.running:
@@ -186,19 +218,27 @@ class StreamConsumer:
     def _loop(self) -> None:
         last_record = time.monotonic()
         while self.running:
-            messages = self.consumer.consume(num_messages=self.options.batch_size, timeout=self.options.poll_timeout_s)
+            messages = self.consumer.consume(
+                num_messages=self.options.batch_size, timeout=self.options.poll_timeout_s
+            )
             if messages:
                 self.process(messages)
                 last_record = time.monotonic()
-            elif self.options.idle_exit_s is not None and time.monotonic() - last_record > self.options.idle_exit_s:
+            elif (
+                self.options.idle_exit_s is not None
+                and time.monotonic() - last_record > self.options.idle_exit_s
+            ):
                 break
             self._housekeeping()
             if self.options.max_batches is not None and self.batches >= self.options.max_batches:
                 break
 
     def _connect_decider(self) -> Decider:
-        table = load_routing_table(self.settings.routing_table_path) if self.settings.routing_table_path \
+        table = (
+            load_routing_table(self.settings.routing_table_path)
+            if self.settings.routing_table_path
             else RoutingTable.single(model_version="local", model_uri=self.settings.model_path)
+        )
         threshold = self.settings.fraud_threshold  # None: each model's own threshold
         # Alerts carry approximate contributions: exact TreeSHAP per alert would cap the stream's throughput.
         return Decider.from_table(table, "stream", threshold, exact_reasons=False)
@@ -212,8 +252,10 @@ class StreamConsumer:
         try:
             self._drain(commit_sync=True)
         except RetryableError as exc:
-            log.warning("stopping before the batch in flight was written; its offsets stay uncommitted",
-                        extra={"error": str(exc)})
+            log.warning(
+                "stopping before the batch in flight was written; its offsets stay uncommitted",
+                extra={"error": str(exc)},
+            )
         self.scheduler.hand_over(sorted(self.state.position))
         for partition in list(self.state.position):
             self._release(partition)  # the revoke callback during close() has nothing left to do
@@ -249,21 +291,26 @@ class StreamConsumer:
             return
         self.state.engine.add_fraud_labels(events)
 
-    def _waiting_out(self, what: str, call: Callable[[], T],
-                     on_wait: Callable[[], None] | None = None) -> T:
+    def _waiting_out(self, what: str, call: Callable[[], T], on_wait: Callable[[], None] | None = None) -> T:
         """`call()`, retried with a growing pause while a dependency is unavailable, until it succeeds or
         the consumer is asked to stop (then the last error is raised)."""
 
         def report(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
-            log.warning(f"{what}: dependency unavailable; retrying",
-                        extra={"error": str(error)[:300], "attempt": state.attempt_number})
+            log.warning(
+                f"{what}: dependency unavailable; retrying",
+                extra={"error": str(error)[:300], "attempt": state.attempt_number},
+            )
             if on_wait is not None:
                 on_wait()
 
-        retrying = Retrying(retry=retry_if_exception_type((RetryableError, KafkaException, psycopg.OperationalError)),
-                            stop=lambda _: not self.running, before_sleep=report, reraise=True,
-                            wait=wait_exponential(multiplier=0.2, max=self.options.max_retry_wait_s))
+        retrying = Retrying(
+            retry=retry_if_exception_type((RetryableError, KafkaException, psycopg.OperationalError)),
+            stop=lambda _: not self.running,
+            before_sleep=report,
+            reraise=True,
+            wait=wait_exponential(multiplier=0.2, max=self.options.max_retry_wait_s),
+        )
         return retrying(call)
 
     # --- one batch ------------------------------------------------------------------------------------
@@ -276,10 +323,14 @@ class StreamConsumer:
                 log.warning("consumer error", extra={"error": str(message.error())})
         indexes, records, rejects = decode_batch([m.value() for m in good])
         decoded = time.perf_counter()
-        dead_letters = [dead_letter(good[r.index], r.reason, r.field, self.settings.dlq_topic) for r in rejects]
+        dead_letters = [
+            dead_letter(good[r.index], r.reason, r.field, self.settings.dlq_topic) for r in rejects
+        ]
         valid = [good[i] for i in indexes]
 
-        replay_mask = np.array([m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool)
+        replay_mask = np.array(
+            [m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool
+        )
         features = self.state.engine.transform(encode_records(records))
         featured = time.perf_counter()
         touched: dict[int, list[str]] = {}
@@ -299,13 +350,19 @@ class StreamConsumer:
         live = np.flatnonzero(~replay_mask)
         scored = time.perf_counter()
         if len(live):
-            decided = self._decide(features[live], [records[i]["transaction_id"] for i in live],
-                                   [records[i]["customer_id"] for i in live])
+            decided = self._decide(
+                features[live],
+                [records[i]["transaction_id"] for i in live],
+                [records[i]["customer_id"] for i in live],
+            )
             scored = time.perf_counter()
             batch.messages = [valid[i] for i in live]
-            batch.transactions = transactions_table([records[i] for i in live], "stream",
-                                                    [m.partition() for m in batch.messages],
-                                                    [m.offset() for m in batch.messages])
+            batch.transactions = transactions_table(
+                [records[i] for i in live],
+                "stream",
+                [m.partition() for m in batch.messages],
+                [m.offset() for m in batch.messages],
+            )
             batch.decisions = decided.table()
             batch.alerts = decided.alerts()
             metrics.observe_decisions(decided)
@@ -331,14 +388,17 @@ class StreamConsumer:
             metrics.SCORING_RETRIES.inc()
             report_lag(self.consumer, self.state.position, cached=False)
 
-        return self._waiting_out("scoring", lambda: decider.decide(features, transaction_ids, customer_ids),
-                                 on_wait=stalled)
+        return self._waiting_out(
+            "scoring", lambda: decider.decide(features, transaction_ids, customer_ids), on_wait=stalled
+        )
 
     @staticmethod
     def _offsets(messages: list[Message]) -> dict[int, int]:
         next_offsets: dict[int, int] = {}
         for message in messages:
-            next_offsets[message.partition()] = max(next_offsets.get(message.partition(), 0), message.offset() + 1)
+            next_offsets[message.partition()] = max(
+                next_offsets.get(message.partition(), 0), message.offset() + 1
+            )
         return next_offsets
 
     def _commit(self, offsets: dict[int, int], wait: bool = False) -> None:
@@ -347,7 +407,10 @@ class StreamConsumer:
         if not offsets:
             return
         try:
-            self.consumer.commit(offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()],
-                                 asynchronous=not wait)
+            self.consumer.commit(
+                offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()], asynchronous=not wait
+            )
         except KafkaException as exc:  # e.g. the partition moved during a long outage: its new owner replays
-            log.warning("offset commit failed; the records will be replayed idempotently", extra={"error": str(exc)})
+            log.warning(
+                "offset commit failed; the records will be replayed idempotently", extra={"error": str(exc)}
+            )

@@ -38,17 +38,29 @@ class Outgoing:
     def truncated(self) -> Outgoing:
         """The same record with its value cut to TRUNCATED_VALUE_BYTES (a header keeps the original size)."""
         size = len(self.value or b"")
-        return Outgoing(self.topic, self.key, (self.value or b"")[:TRUNCATED_VALUE_BYTES],
-                        [*self.headers, ("dlq.value_truncated_from_bytes", str(size).encode())])
+        return Outgoing(
+            self.topic,
+            self.key,
+            (self.value or b"")[:TRUNCATED_VALUE_BYTES],
+            [*self.headers, ("dlq.value_truncated_from_bytes", str(size).encode())],
+        )
 
 
 def dead_letter(message: Message, reason: str, field_name: str, dlq_topic: str) -> Outgoing:
     """A record that will never be valid, with why, for the DLQ (the original bytes untouched)."""
-    return Outgoing(dlq_topic, message.key(), message.value(), [
-        ("dlq.reason", reason.encode()), ("dlq.field", field_name.encode()),
-        ("dlq.topic", (message.topic() or "").encode()), ("dlq.partition", str(message.partition()).encode()),
-        ("dlq.offset", str(message.offset()).encode()), ("dlq.time", datetime.now(UTC).isoformat().encode()),
-    ])
+    return Outgoing(
+        dlq_topic,
+        message.key(),
+        message.value(),
+        [
+            ("dlq.reason", reason.encode()),
+            ("dlq.field", field_name.encode()),
+            ("dlq.topic", (message.topic() or "").encode()),
+            ("dlq.partition", str(message.partition()).encode()),
+            ("dlq.offset", str(message.offset()).encode()),
+            ("dlq.time", datetime.now(UTC).isoformat().encode()),
+        ],
+    )
 
 
 class UndeliveredError(RetryableError):
@@ -78,7 +90,8 @@ class Publisher:
             raise ConfigurationError(
                 f"topic(s) {', '.join(missing)} do not exist on the broker, and alerts and dead letters must be "
                 "delivered before offsets move: create them (`fraudops infra up` creates the platform topics; "
-                "on a cluster, the operator's KafkaTopic objects) or set ALERTS_TOPIC / DLQ_TOPIC")
+                "on a cluster, the operator's KafkaTopic objects) or set ALERTS_TOPIC / DLQ_TOPIC"
+            )
 
     def publish(self, records: Sequence[Outgoing], stopping: Callable[[], bool]) -> None:
         """Deliver every record (at least once), waiting out failures; RetryableError if stopping first."""
@@ -98,13 +111,22 @@ class Publisher:
         def report(state: RetryCallState) -> None:
             metrics.DELIVERY_RETRIES.inc()
             wait = state.next_action.sleep if state.next_action else 0.0
-            log.error("records not delivered; producing them again",
-                      extra={"records": len(pending), "topics": sorted({r.topic for r in pending}),
-                             "retry_in_s": round(wait, 2)})
+            log.error(
+                "records not delivered; producing them again",
+                extra={
+                    "records": len(pending),
+                    "topics": sorted({r.topic for r in pending}),
+                    "retry_in_s": round(wait, 2),
+                },
+            )
 
-        retrying = Retrying(retry=retry_if_exception_type(UndeliveredError), stop=give_up_when_stopping,
-                            wait=wait_exponential(multiplier=0.2, max=self.max_wait_s), before_sleep=report,
-                            reraise=True)
+        retrying = Retrying(
+            retry=retry_if_exception_type(UndeliveredError),
+            stop=give_up_when_stopping,
+            wait=wait_exponential(multiplier=0.2, max=self.max_wait_s),
+            before_sleep=report,
+            reraise=True,
+        )
         retrying(attempt)
 
     def _deliver(self, records: list[Outgoing], stopping: Callable[[], bool]) -> list[Outgoing]:
@@ -112,7 +134,9 @@ class Publisher:
         failed: list[Outgoing] = []
         for record in records:
             self._produce(record, failed)
-        while self.producer.flush(1.0) > 0:  # every record gets a report: delivered, or failed after its timeout
+        while (
+            self.producer.flush(1.0) > 0
+        ):  # every record gets a report: delivered, or failed after its timeout
             if stopping():
                 raise RetryableError("stopping with deliveries unconfirmed; offsets stay uncommitted")
         return failed
@@ -129,8 +153,13 @@ class Publisher:
 
         while True:
             try:
-                self.producer.produce(record.topic, value=record.value, key=record.key, headers=record.headers,
-                                      on_delivery=delivered)
+                self.producer.produce(
+                    record.topic,
+                    value=record.value,
+                    key=record.key,
+                    headers=record.headers,
+                    on_delivery=delivered,
+                )
                 return
             except BufferError:  # the local queue is full: serve delivery reports to make room, then again
                 self.producer.poll(0.1)

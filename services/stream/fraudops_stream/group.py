@@ -14,7 +14,9 @@ def committed_records(bootstrap_servers: str, group: str, topic: str, partitions
 
     Cheap to ask for while a consumer runs (unlike counting rows in PostgreSQL); it joins no group.
     """
-    reader = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+    reader = Consumer(
+        {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False}
+    )
     try:
         offsets = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     finally:

@@ -133,8 +133,10 @@ class PartitionedState:
     def snapshot(self, partition: int) -> Snapshot:
         """The partition's changed customers at its current position, which must be at rest."""
         if not self.at_rest(partition):
-            raise ValueError(f"partition {partition}'s state is ahead of its written records "
-                             f"({self.position.get(partition)} > {self.stored.get(partition)}): not checkpointed")
+            raise ValueError(
+                f"partition {partition}'s state is ahead of its written records "
+                f"({self.position.get(partition)} > {self.stored.get(partition)}): not checkpointed"
+            )
         taken, self.dirty[partition] = self.dirty[partition], set()
         return Snapshot(partition, self.position[partition], self.engine.export_customers(taken), taken)
 

@@ -73,8 +73,12 @@ def refusal(exc: psycopg.Error) -> tuple[str, str]:
     return f"{column}: refused by PostgreSQL: {diag.message_primary or exc}", column
 
 
-def store_isolating(write: Callable[[pa.Table, pa.Table, list[Decision]], None], rows: pa.Table,
-                    decisions: pa.Table, alerts: list[Decision]) -> list[Refused]:
+def store_isolating(
+    write: Callable[[pa.Table, pa.Table, list[Decision]], None],
+    rows: pa.Table,
+    decisions: pa.Table,
+    alerts: list[Decision],
+) -> list[Refused]:
     """Store the batch; when PostgreSQL refuses it, store each half alone, down to single records.
 
     A refused record costs about 2·log2(batch) extra writes, and only when there is one: the common
@@ -86,23 +90,42 @@ def store_isolating(write: Callable[[pa.Table, pa.Table, list[Decision]], None],
     except (psycopg.DataError, psycopg.IntegrityError) as exc:  # a replay's duplicates never get here
         if rows.num_rows == 1:
             reason, column = refusal(exc)
-            return [Refused(rows["transaction_id"][0].as_py(), rows["kafka_partition"][0].as_py(),
-                            rows["kafka_offset"][0].as_py(), reason, column)]
+            return [
+                Refused(
+                    rows["transaction_id"][0].as_py(),
+                    rows["kafka_partition"][0].as_py(),
+                    rows["kafka_offset"][0].as_py(),
+                    reason,
+                    column,
+                )
+            ]
     half = rows.num_rows // 2
     refused: list[Refused] = []
     for part in (rows.slice(0, half), rows.slice(half)):
         ids = part["transaction_id"]
         ids_set = set(ids.to_pylist())
-        refused += store_isolating(write, part, decisions.filter(pc.is_in(decisions["transaction_id"], ids)),
-                                   [a for a in alerts if a.transaction_id in ids_set])
+        refused += store_isolating(
+            write,
+            part,
+            decisions.filter(pc.is_in(decisions["transaction_id"], ids)),
+            [a for a in alerts if a.transaction_id in ids_set],
+        )
     return refused
 
 
 class BatchWriter:
     """Makes one batch durable end to end, then commits its offsets (see the module docstring)."""
 
-    def __init__(self, pool: ConnectionPool, publisher: Publisher, commit: Callable[[dict[int, int]], None],
-                 alerts_topic: str, dlq_topic: str, stopping: Callable[[], bool], max_wait_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        publisher: Publisher,
+        commit: Callable[[dict[int, int]], None],
+        alerts_topic: str,
+        dlq_topic: str,
+        stopping: Callable[[], bool],
+        max_wait_s: float = 5.0,
+    ) -> None:
         self.pool = pool
         self.publisher = publisher
         self.commit = commit
@@ -121,13 +144,17 @@ class BatchWriter:
         alerts = batch.alerts
         if refused:
             by_position = {(m.partition(), m.offset()): m for m in batch.messages}
-            outgoing += [dead_letter(by_position[(r.partition, r.offset)], r.reason, r.field, self.dlq_topic)
-                         for r in refused]
+            outgoing += [
+                dead_letter(by_position[(r.partition, r.offset)], r.reason, r.field, self.dlq_topic)
+                for r in refused
+            ]
             gone = {r.transaction_id for r in refused}
             alerts = [a for a in alerts if a.transaction_id not in gone]
             metrics.DEAD_LETTERED.inc(len(refused))
-            log.warning("records refused by PostgreSQL sent to the DLQ",
-                        extra={"records": len(refused), "first_reason": refused[0].reason})
+            log.warning(
+                "records refused by PostgreSQL sent to the DLQ",
+                extra={"records": len(refused), "first_reason": refused[0].reason},
+            )
         # At-least-once, keyed by transaction id: a replay may repeat an alert; readers dedupe by key.
         outgoing += [Outgoing(self.alerts_topic, a.transaction_id, alert_message(a)) for a in alerts]
         self.publisher.publish(outgoing, self.stopping)
@@ -143,20 +170,30 @@ class BatchWriter:
             try:
                 # A short wait for a connection: while PostgreSQL is down, a stop request is heard between tries.
                 with self.pool.connection(timeout=5) as conn:
-                    return store_isolating(lambda r, d, a: self._write(conn, r, d, a), rows, decisions, alerts)
+                    return store_isolating(
+                        lambda r, d, a: self._write(conn, r, d, a), rows, decisions, alerts
+                    )
             except psycopg.OperationalError as exc:  # the pool drops the broken connection
                 raise RetryableError(f"database unavailable: {str(exc)[:200]}") from exc
 
         def report(state: RetryCallState) -> None:
             metrics.DB_RETRIES.inc()
             error = state.outcome.exception() if state.outcome else None
-            log.warning("database unavailable; retrying the batch",
-                        extra={"error": str(error), "retry_in_s": round(state.next_action.sleep, 2)
-                               if state.next_action else None})
+            log.warning(
+                "database unavailable; retrying the batch",
+                extra={
+                    "error": str(error),
+                    "retry_in_s": round(state.next_action.sleep, 2) if state.next_action else None,
+                },
+            )
 
-        retrying = Retrying(retry=retry_if_exception_type(RetryableError), stop=lambda _: self.stopping(),
-                            wait=wait_exponential(multiplier=0.2, max=self.max_wait_s), before_sleep=report,
-                            reraise=True)
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetryableError),
+            stop=lambda _: self.stopping(),
+            wait=wait_exponential(multiplier=0.2, max=self.max_wait_s),
+            before_sleep=report,
+            reraise=True,
+        )
         return retrying(attempt)
 
     @staticmethod

@@ -30,9 +30,26 @@ _AUTH_VALUES = [result.value for result in L.AUTH_CODES if result is not None]
 
 #: Transaction fields the encoder reads (all optional except event_time and amount).
 ENCODED_FIELDS = (
-    "transaction_id", "event_time", "customer_id", "merchant_id", "merchant_category", "terminal_id", "amount",
-    "channel", "transaction_type", "auth_result", "is_international", "country", "latitude", "longitude",
-    "device_id", "ip_address", "beneficiary_id", "credential_change_at", "account_opened_at", "hour_of_day",
+    "transaction_id",
+    "event_time",
+    "customer_id",
+    "merchant_id",
+    "merchant_category",
+    "terminal_id",
+    "amount",
+    "channel",
+    "transaction_type",
+    "auth_result",
+    "is_international",
+    "country",
+    "latitude",
+    "longitude",
+    "device_id",
+    "ip_address",
+    "beneficiary_id",
+    "credential_change_at",
+    "account_opened_at",
+    "hour_of_day",
 )
 
 
@@ -123,6 +140,7 @@ def _floats(values: Any, n: int) -> np.ndarray:
 
 def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
     """Encode column arrays (any missing optional column counts as all-missing)."""
+
     def column(name: str) -> np.ndarray:
         values = columns.get(name)
         return np.full(n, None, dtype=object) if values is None else np.asarray(values, dtype=object)
@@ -135,13 +153,17 @@ def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
     txf[:, L.TF_LAT] = _floats(columns.get("latitude"), n)
     txf[:, L.TF_LON] = _floats(columns.get("longitude"), n)
     txf[:, L.TF_HOUR] = _floats(columns.get("hour_of_day"), n)
-    for name, target in (("credential_change_at", L.TF_CRED_CHANGE), ("account_opened_at", L.TF_ACCOUNT_OPENED)):
+    for name, target in (
+        ("credential_change_at", L.TF_CRED_CHANGE),
+        ("account_opened_at", L.TF_ACCOUNT_OPENED),
+    ):
         txf[:, target] = np.nan if columns.get(name) is None else _seconds(columns[name])
 
     txi = np.zeros((n, L.N_TXI), dtype=np.int64)
     txi[:, L.TI_SLOT] = -1
-    txi[:, L.TI_CATEGORY] = _codes(column("merchant_category"), _CATEGORY_VALUES,
-                                   L.CATEGORY_CODES[MerchantCategory.OTHER])
+    txi[:, L.TI_CATEGORY] = _codes(
+        column("merchant_category"), _CATEGORY_VALUES, L.CATEGORY_CODES[MerchantCategory.OTHER]
+    )
     txi[:, L.TI_CHANNEL] = _codes(column("channel"), _CHANNEL_VALUES, L.CH_POS)
     txi[:, L.TI_TYPE] = _codes(column("transaction_type"), _TYPE_VALUES, L.TY_PURCHASE)
     auth = _codes(column("auth_result"), _AUTH_VALUES, -1)
@@ -156,7 +178,7 @@ def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
     txi[:, L.TI_MERCHANT] = _place(merchants, terminals)
     beneficiaries = stable_hash(column("beneficiary_id"))
     txi[:, L.TI_BENEFICIARY] = beneficiaries
-    txi[:, L.TI_G_MERCHANT:L.TI_E_BENEFICIARY + 1] = -1
+    txi[:, L.TI_G_MERCHANT : L.TI_E_BENEFICIARY + 1] = -1
 
     risk_keys = np.stack([merchants, terminals, txi[:, L.TI_DEVICE], txi[:, L.TI_IP], beneficiaries], axis=1)
     customers = column("customer_id")
@@ -176,8 +198,11 @@ def _place(merchants: np.ndarray, terminals: np.ndarray) -> np.ndarray:
 
 def encode_frame(frame: pd.DataFrame) -> EncodedBatch:
     """Encode a DataFrame whose columns follow the Transaction field names."""
-    columns = {name: frame[name] if name.endswith(("_time", "_at")) else frame[name].to_numpy()
-               for name in ENCODED_FIELDS if name in frame.columns}
+    columns = {
+        name: frame[name] if name.endswith(("_time", "_at")) else frame[name].to_numpy()
+        for name in ENCODED_FIELDS
+        if name in frame.columns
+    }
     return encode_columns(columns, len(frame))
 
 
@@ -244,6 +269,8 @@ class _RecordView:
         if name in _TIME_FIELDS and isinstance(value, str):
             return datetime.fromisoformat(value)
         return value
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CATEGORY_INDEX = {value: i for i, value in enumerate(_CATEGORY_VALUES)}
@@ -251,7 +278,9 @@ _CHANNEL_INDEX = {value: i for i, value in enumerate(_CHANNEL_VALUES)}
 _TYPE_INDEX = {value: i for i, value in enumerate(_TYPE_VALUES)}
 _AUTH_INDEX = {value: i for i, value in enumerate(_AUTH_VALUES)}
 #: normal form -> canonical spelling, for every categorical value the encoder knows
-_FOLDED = {_normalised(value): value for value in (*_CATEGORY_VALUES, *_CHANNEL_VALUES, *_TYPE_VALUES, *_AUTH_VALUES)}
+_FOLDED = {
+    _normalised(value): value for value in (*_CATEGORY_VALUES, *_CHANNEL_VALUES, *_TYPE_VALUES, *_AUTH_VALUES)
+}
 _HASH_CACHE: dict[str, int] = {}
 _HASH_CACHE_SIZE = 100_000
 
@@ -297,17 +326,35 @@ def _encode_small(transactions: Sequence[Transaction | _RecordView]) -> EncodedB
     txi = np.zeros((n, L.N_TXI), dtype=np.int64)
     risk_keys = np.empty((n, len(L.RISK_TABLES)), dtype=np.int64)
     other = L.CATEGORY_CODES[MerchantCategory.OTHER]
-    texts: list[str | None] = []  # every row's hashed keys, hashed in one call (new keys cost one pandas call, not one a row)
+    texts: list[
+        str | None
+    ] = []  # every row's hashed keys, hashed in one call (new keys cost one pandas call, not one a row)
     for tx in transactions:
-        texts.extend((tx.country, tx.device_id, tx.ip_address, _ip_prefix(tx.ip_address), tx.merchant_id,
-                      tx.beneficiary_id, tx.terminal_id,
-                      None if tx.customer_id is None else str(tx.customer_id)))
+        texts.extend(
+            (
+                tx.country,
+                tx.device_id,
+                tx.ip_address,
+                _ip_prefix(tx.ip_address),
+                tx.merchant_id,
+                tx.beneficiary_id,
+                tx.terminal_id,
+                None if tx.customer_id is None else str(tx.customer_id),
+            )
+        )
     hashed = _hashes(texts)
     for row, tx in enumerate(transactions):
-        txf[row] = (_epoch_seconds(tx.event_time), _number(tx.amount), float(bool(tx.is_international)),
-                    _number(tx.latitude), _number(tx.longitude), _number(tx.hour_of_day),
-                    _epoch_seconds(tx.credential_change_at), _epoch_seconds(tx.account_opened_at))
-        country, device, ip, prefix, merchant, beneficiary, terminal, customer = hashed[row * 8:row * 8 + 8]
+        txf[row] = (
+            _epoch_seconds(tx.event_time),
+            _number(tx.amount),
+            float(bool(tx.is_international)),
+            _number(tx.latitude),
+            _number(tx.longitude),
+            _number(tx.hour_of_day),
+            _epoch_seconds(tx.credential_change_at),
+            _epoch_seconds(tx.account_opened_at),
+        )
+        country, device, ip, prefix, merchant, beneficiary, terminal, customer = hashed[row * 8 : row * 8 + 8]
         codes = txi[row]
         codes[L.TI_SLOT] = -1
         codes[L.TI_CATEGORY] = _code(tx.merchant_category, _CATEGORY_INDEX, other)
@@ -320,7 +367,7 @@ def _encode_small(transactions: Sequence[Transaction | _RecordView]) -> EncodedB
         codes[L.TI_IP_PREFIX] = prefix
         codes[L.TI_MERCHANT] = merchant if merchant != 0 else terminal
         codes[L.TI_BENEFICIARY] = beneficiary
-        codes[L.TI_G_MERCHANT:L.TI_E_BENEFICIARY + 1] = -1
+        codes[L.TI_G_MERCHANT : L.TI_E_BENEFICIARY + 1] = -1
         codes[L.TI_CUSTOMER_HASH] = customer
         risk_keys[row] = (merchant, terminal, device, ip, beneficiary)
     customers = np.empty(n, dtype=object)

@@ -66,13 +66,17 @@ class LabelEvents:
         parts = [part for part in parts if len(part)]
         if not parts:
             return cls.empty()
-        return cls(np.concatenate([p.known_at for p in parts]), np.concatenate([p.customer_ids for p in parts]),
-                   np.concatenate([p.risk_keys for p in parts]),
-                   np.concatenate([p.event_times for p in parts]))
+        return cls(
+            np.concatenate([p.known_at for p in parts]),
+            np.concatenate([p.customer_ids for p in parts]),
+            np.concatenate([p.risk_keys for p in parts]),
+            np.concatenate([p.event_times for p in parts]),
+        )
 
     def take(self, index: np.ndarray | slice) -> LabelEvents:
-        return LabelEvents(self.known_at[index], self.customer_ids[index], self.risk_keys[index],
-                           self.event_times[index])
+        return LabelEvents(
+            self.known_at[index], self.customer_ids[index], self.risk_keys[index], self.event_times[index]
+        )
 
 
 class _SlotMap:
@@ -140,19 +144,38 @@ class FeatureEngine:
         batch.txi[:, L.TI_SLOT] = self._customers.lookup(batch.customer_ids, create=True)
         self._grow_customers()
         for table, slot_map in enumerate(self._risk):
-            batch.txi[:, L.TI_G_MERCHANT + table] = slot_map.lookup(batch.risk_keys[:, table].tolist(), create=False)
+            batch.txi[:, L.TI_G_MERCHANT + table] = slot_map.lookup(
+                batch.risk_keys[:, table].tolist(), create=False
+            )
         labels = self._pending
-        labf = np.stack([labels.known_at, labels.event_times], axis=1) if len(labels) else np.empty((0, L.N_LF))
+        labf = (
+            np.stack([labels.known_at, labels.event_times], axis=1) if len(labels) else np.empty((0, L.N_LF))
+        )
         entities = self.entities if self.entities is not None else self._scratch_entities()
         if self.entities is not None:
-            batch.txi[:, L.TI_E_MERCHANT:L.TI_E_BENEFICIARY + 1] = entities.rows(batch.risk_keys)
+            batch.txi[:, L.TI_E_MERCHANT : L.TI_E_BENEFICIARY + 1] = entities.rows(batch.risk_keys)
         labi = self._label_slots(labels)
         entities.reserve_queue(len(batch) + len(labels))
         out = np.empty((len(batch), N_FEATURES), dtype=np.float32)
         applied, entities.queued, entities.epoch = process_batch(
-            batch.txf, batch.txi, self._floats, self._ints, labf, labi, self._risk_count, self._risk_time,
-            entities.floats, entities.ints, entities.queue_f, entities.queue_i, entities.queued, entities.epoch,
-            self.config.entity_epoch_s, self.config.label_delay_s, out)
+            batch.txf,
+            batch.txi,
+            self._floats,
+            self._ints,
+            labf,
+            labi,
+            self._risk_count,
+            self._risk_time,
+            entities.floats,
+            entities.ints,
+            entities.queue_f,
+            entities.queue_i,
+            entities.queued,
+            entities.epoch,
+            self.config.entity_epoch_s,
+            self.config.label_delay_s,
+            out,
+        )
         self._pending = labels.take(slice(applied, None))
         if self.entities is None:
             out[:, ENTITY_FIRST:] = np.nan  # no entity table attached: unknown, never a made-up zero
@@ -170,7 +193,9 @@ class FeatureEngine:
 
     # --- the offline API ---------------------------------------------------------------------------
 
-    def replay(self, history: pd.DataFrame, chunk_rows: int = 250_000, keep: np.ndarray | None = None) -> np.ndarray:
+    def replay(
+        self, history: pd.DataFrame, chunk_rows: int = 250_000, keep: np.ndarray | None = None
+    ) -> np.ndarray:
         """Features of a whole history in event-time order (the caller sorts it), with its fraud labels.
 
         Labels come from `is_fraud` with `label_available_at` (or event time + the configured label
@@ -182,8 +207,8 @@ class FeatureEngine:
             self.add_fraud_labels(labels_from_history(history, self.config))
         parts = []
         for start in range(0, len(history), chunk_rows):
-            features = self.transform(encode_frame(history.iloc[start:start + chunk_rows]))
-            parts.append(features if keep is None else features[keep[start:start + chunk_rows]])
+            features = self.transform(encode_frame(history.iloc[start : start + chunk_rows]))
+            parts.append(features if keep is None else features[keep[start : start + chunk_rows]])
         return np.concatenate(parts) if parts else np.empty((0, N_FEATURES), dtype=np.float32)
 
     # --- per-customer rows (the state store shared by the consumer and the gateway) -------------------
@@ -194,7 +219,9 @@ class FeatureEngine:
         for customer_id in customer_ids:
             slot = self._customers.slots.get(customer_id)
             if slot is not None:
-                rows.append((customer_id, _ROW_HEADER + self._floats[slot].tobytes() + self._ints[slot].tobytes()))
+                rows.append(
+                    (customer_id, _ROW_HEADER + self._floats[slot].tobytes() + self._ints[slot].tobytes())
+                )
         return rows
 
     def import_customers(self, rows: Iterable[tuple[str, bytes]]) -> int:
@@ -204,12 +231,13 @@ class FeatureEngine:
             if blob[: len(_ROW_HEADER)] != _ROW_HEADER or len(blob) != _ROW_BYTES:
                 raise ConfigurationError(
                     f"stored feature state of customer {customer_id!r} is from another feature version "
-                    f"(this engine is version {FEATURE_VERSION}): rebuild the state by replaying history")
+                    f"(this engine is version {FEATURE_VERSION}): rebuild the state by replaying history"
+                )
         slots = self._customers.lookup([customer_id for customer_id, _ in rows], create=True)
         self._grow_customers()
         float_bytes = L.N_FLOAT_STATE * 8
         for slot, (_, blob) in zip(slots, rows, strict=True):
-            body = memoryview(blob)[len(_ROW_HEADER):]
+            body = memoryview(blob)[len(_ROW_HEADER) :]
             self._floats[slot] = np.frombuffer(body[:float_bytes], dtype=np.float64)
             self._ints[slot] = np.frombuffer(body[float_bytes:], dtype=np.int64)
         return len(rows)
@@ -248,9 +276,11 @@ class FeatureEngine:
         if len(labels):
             labi[:, L.LI_SLOT] = self._customers.lookup(labels.customer_ids, create=False)
             for table, slot_map in enumerate(self._risk):
-                labi[:, L.LI_G_MERCHANT + table] = slot_map.lookup(labels.risk_keys[:, table].tolist(), create=False)
+                labi[:, L.LI_G_MERCHANT + table] = slot_map.lookup(
+                    labels.risk_keys[:, table].tolist(), create=False
+                )
             if self.entities is not None:
-                labi[:, L.LI_E_MERCHANT:L.LI_E_BENEFICIARY + 1] = self.entities.rows(labels.risk_keys)
+                labi[:, L.LI_E_MERCHANT : L.LI_E_BENEFICIARY + 1] = self.entities.rows(labels.risk_keys)
         return labi
 
     def _grow_customers(self) -> None:
@@ -283,7 +313,9 @@ def labels_from_history(history: pd.DataFrame, config: FeatureConfig) -> LabelEv
     if "label_available_at" in frauds.columns:
         known = pd.to_datetime(frauds["label_available_at"], utc=True)
     else:
-        known = pd.to_datetime(frauds["event_time"], utc=True) + pd.to_timedelta(config.label_delay_s, unit="s")
+        known = pd.to_datetime(frauds["event_time"], utc=True) + pd.to_timedelta(
+            config.label_delay_s, unit="s"
+        )
     known_at = known.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
 
     def keys(name: str) -> np.ndarray:
@@ -291,9 +323,22 @@ def labels_from_history(history: pd.DataFrame, config: FeatureConfig) -> LabelEv
             return np.zeros(len(frauds), dtype=np.int64)
         return stable_hash(frauds[name].to_numpy())
 
-    risk_keys = np.stack([keys("merchant_id"), keys("terminal_id"), keys("device_id"), keys("ip_address"),
-                          keys("beneficiary_id")], axis=1).astype(np.int64)
-    customers = frauds["customer_id"].astype(object).to_numpy() if "customer_id" in frauds.columns else np.full(
-        len(frauds), None, dtype=object)
-    event_times = pd.to_datetime(frauds["event_time"], utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+    risk_keys = np.stack(
+        [
+            keys("merchant_id"),
+            keys("terminal_id"),
+            keys("device_id"),
+            keys("ip_address"),
+            keys("beneficiary_id"),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    customers = (
+        frauds["customer_id"].astype(object).to_numpy()
+        if "customer_id" in frauds.columns
+        else np.full(len(frauds), None, dtype=object)
+    )
+    event_times = (
+        pd.to_datetime(frauds["event_time"], utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+    )
     return LabelEvents(known_at.astype(np.float64), customers, risk_keys, event_times.astype(np.float64))

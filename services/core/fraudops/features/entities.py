@@ -19,8 +19,10 @@ from fraudops.features.spec import ENTITY_TABLES, FeatureConfig
 
 _INITIAL_ROWS = 1024
 #: Per-table salts: a terminal and a device that share an id string are still different entities.
-_SALTS = np.asarray([0x5BD1E9955BD1E995, 0x27D4EB2F165667C5, 0x165667B19E3779F9, 0x1B873593CC9E2D51,
-                     0x61C8864680B583EB], dtype=np.uint64).view(np.int64)
+_SALTS = np.asarray(
+    [0x5BD1E9955BD1E995, 0x27D4EB2F165667C5, 0x165667B19E3779F9, 0x1B873593CC9E2D51, 0x61C8864680B583EB],
+    dtype=np.uint64,
+).view(np.int64)
 
 
 class EntityTable:
@@ -55,12 +57,25 @@ class EntityTable:
         self._grow()
         return found[inverse.reshape(keys.shape)]
 
-    def ingest(self, times: np.ndarray, keys: np.ndarray, customer_hashes: np.ndarray, config: FeatureConfig) -> None:
+    def ingest(
+        self, times: np.ndarray, keys: np.ndarray, customer_hashes: np.ndarray, config: FeatureConfig
+    ) -> None:
         """Take transactions (event-time order) as the entity-state component does: no customer features."""
         rows = self.rows(keys)
         self.reserve_queue(len(times))
-        self.queued, self.epoch = ingest(self.floats, self.ints, self.queue_f, self.queue_i, self.queued, self.epoch,
-                                         times, rows, customer_hashes, config.entity_epoch_s, config.label_delay_s)
+        self.queued, self.epoch = ingest(
+            self.floats,
+            self.ints,
+            self.queue_f,
+            self.queue_i,
+            self.queued,
+            self.epoch,
+            times,
+            rows,
+            customer_hashes,
+            config.entity_epoch_s,
+            config.label_delay_s,
+        )
 
     def reserve_queue(self, more: int) -> None:
         """Room for `more` events beyond those queued (the kernel cannot grow arrays)."""
@@ -74,7 +89,9 @@ class EntityTable:
         needed = len(self._rows)
         if needed <= len(self.floats):
             return
-        capacity = max(needed, len(self.floats) + len(self.floats) // 4)  # a quarter: at 1M entities, 75 MB not 150
+        capacity = max(
+            needed, len(self.floats) + len(self.floats) // 4
+        )  # a quarter: at 1M entities, 75 MB not 150
         self.floats.resize((capacity, L.N_ENTITY_FLOAT), refcheck=False)
         self.ints.resize((capacity, L.N_ENTITY_INT), refcheck=False)
 
@@ -83,7 +100,9 @@ class EntityTable:
     def arrays(self) -> dict[str, np.ndarray]:
         n = len(self._rows)
         return {
-            "entity_header": np.asarray([L.N_ENTITY_FLOAT, L.N_ENTITY_INT, L.N_QF, L.N_QI, len(ENTITY_TABLES)]),
+            "entity_header": np.asarray(
+                [L.N_ENTITY_FLOAT, L.N_ENTITY_INT, L.N_QF, L.N_QI, len(ENTITY_TABLES)]
+            ),
             "entity_keys": np.fromiter(self._rows.keys(), dtype=np.int64, count=n),
             "entity_floats": self.floats[:n],
             "entity_ints": self.ints[:n],
@@ -96,7 +115,9 @@ class EntityTable:
     def from_arrays(cls, data: Mapping[str, np.ndarray]) -> EntityTable:
         expected = [L.N_ENTITY_FLOAT, L.N_ENTITY_INT, L.N_QF, L.N_QI, len(ENTITY_TABLES)]
         if data["entity_header"].tolist() != expected:
-            raise ConfigurationError("the entity table snapshot has another layout: rebuild it by replaying history")
+            raise ConfigurationError(
+                "the entity table snapshot has another layout: rebuild it by replaying history"
+            )
         table = cls()
         keys = data["entity_keys"]
         table._rows = dict(zip(keys.tolist(), range(len(keys)), strict=True))

@@ -53,7 +53,9 @@ def _fold_matured(EF: np.ndarray, row: int, now: float, label_delay_s: float) ->
     while day <= upto:
         end = _day_end(day)
         k = _ring(day)
-        decay = math.exp(-(end - EF[row, L.E_MATURED_TIME]) / TAU_30D) if EF[row, L.E_MATURED_TIME] > 0.0 else 0.0
+        decay = (
+            math.exp(-(end - EF[row, L.E_MATURED_TIME]) / TAU_30D) if EF[row, L.E_MATURED_TIME] > 0.0 else 0.0
+        )
         EF[row, L.E_MATURED_TX] = EF[row, L.E_MATURED_TX] * decay + EF[row, L.E_RING_TX + k]
         EF[row, L.E_MATURED_FRAUD] = EF[row, L.E_MATURED_FRAUD] * decay + EF[row, L.E_RING_FRAUD + k]
         EF[row, L.E_MATURED_TIME] = end
@@ -101,8 +103,9 @@ def _add_to_day(EF: np.ndarray, row: int, day: float, column: int) -> bool:
 
 
 @nb.njit(cache=True)
-def apply_transaction(EF: np.ndarray, EI: np.ndarray, row: int, now: float, customer_hash: int,
-                      label_delay_s: float) -> None:
+def apply_transaction(
+    EF: np.ndarray, EI: np.ndarray, row: int, now: float, customer_hash: int, label_delay_s: float
+) -> None:
     _fold_matured(EF, row, now, label_delay_s)
     day = math.floor(now / DAY)
     _advance_ring(EF, EI, row, day)
@@ -117,8 +120,9 @@ def apply_transaction(EF: np.ndarray, EI: np.ndarray, row: int, now: float, cust
 
 
 @nb.njit(cache=True)
-def apply_fraud_label(EF: np.ndarray, EI: np.ndarray, row: int, known_at: float, fraud_time: float,
-                      label_delay_s: float) -> None:
+def apply_fraud_label(
+    EF: np.ndarray, EI: np.ndarray, row: int, known_at: float, fraud_time: float, label_delay_s: float
+) -> None:
     """A fraud confirmed at `known_at` on a transaction of this entity made at `fraud_time`."""
     _fold_matured(EF, row, known_at, label_delay_s)
     day = math.floor(fraud_time / DAY)
@@ -127,8 +131,9 @@ def apply_fraud_label(EF: np.ndarray, EI: np.ndarray, row: int, known_at: float,
 
 
 @nb.njit(cache=True)
-def entity_features(EF: np.ndarray, EI: np.ndarray, row: int, at: float, label_delay_s: float,
-                    out: np.ndarray, first: int) -> None:
+def entity_features(
+    EF: np.ndarray, EI: np.ndarray, row: int, at: float, label_delay_s: float, out: np.ndarray, first: int
+) -> None:
     """The six features of one entity as of `at` (a pure read: nothing is folded or decayed in place)."""
     if row < 0 or EF[row, L.E_SEEN] == 0.0:
         for j in range(ENTITY_FEATURES_PER_TABLE):
@@ -170,8 +175,15 @@ def entity_features(EF: np.ndarray, EI: np.ndarray, row: int, at: float, label_d
 
 
 @nb.njit(cache=True)
-def close_epoch(EF: np.ndarray, EI: np.ndarray, qf: np.ndarray, qi: np.ndarray, queued: int, epoch_start: float,
-                label_delay_s: float) -> int:
+def close_epoch(
+    EF: np.ndarray,
+    EI: np.ndarray,
+    qf: np.ndarray,
+    qi: np.ndarray,
+    queued: int,
+    epoch_start: float,
+    label_delay_s: float,
+) -> int:
     """Apply the queued events before `epoch_start` in arrival order; keep the rest; returns the new length."""
     kept = 0
     for q in range(queued):
@@ -199,9 +211,19 @@ ENTITY_FIRST = int(Feature.MERCHANT_TX_1D)
 
 
 @nb.njit(cache=True)
-def ingest(EF: np.ndarray, EI: np.ndarray, qf: np.ndarray, qi: np.ndarray, queued: int, epoch: float,
-           times: np.ndarray, rows: np.ndarray, customer_hashes: np.ndarray, epoch_s: float,
-           label_delay_s: float) -> tuple[int, float]:
+def ingest(
+    EF: np.ndarray,
+    EI: np.ndarray,
+    qf: np.ndarray,
+    qi: np.ndarray,
+    queued: int,
+    epoch: float,
+    times: np.ndarray,
+    rows: np.ndarray,
+    customer_hashes: np.ndarray,
+    epoch_s: float,
+    label_delay_s: float,
+) -> tuple[int, float]:
     """The entity-state component's loop: queue each transaction, closing epochs as time passes them.
 
     The same steps `process_batch` takes for the entity table, without the customer features: what a

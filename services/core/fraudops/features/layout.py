@@ -146,17 +146,50 @@ N_TXF = 8
 # int columns: the customer slot (-1 = anonymous), codes, string hashes (0 = missing), and the
 # slots of the entities in the label-risk tables (-1 = no label seen)
 # and the rows of the five entities in the entity table (-1 = none), and the customer's hash
-(TI_SLOT, TI_CATEGORY, TI_CHANNEL, TI_TYPE, TI_AUTH, TI_WEEKDAY, TI_DAY_OF_MONTH,
- TI_COUNTRY, TI_DEVICE, TI_IP, TI_IP_PREFIX, TI_MERCHANT, TI_BENEFICIARY,
- TI_G_MERCHANT, TI_G_TERMINAL, TI_G_DEVICE, TI_G_IP, TI_G_BENEFICIARY,
- TI_E_MERCHANT, TI_E_TERMINAL, TI_E_DEVICE, TI_E_IP, TI_E_BENEFICIARY, TI_CUSTOMER_HASH) = range(24)
+(
+    TI_SLOT,
+    TI_CATEGORY,
+    TI_CHANNEL,
+    TI_TYPE,
+    TI_AUTH,
+    TI_WEEKDAY,
+    TI_DAY_OF_MONTH,
+    TI_COUNTRY,
+    TI_DEVICE,
+    TI_IP,
+    TI_IP_PREFIX,
+    TI_MERCHANT,
+    TI_BENEFICIARY,
+    TI_G_MERCHANT,
+    TI_G_TERMINAL,
+    TI_G_DEVICE,
+    TI_G_IP,
+    TI_G_BENEFICIARY,
+    TI_E_MERCHANT,
+    TI_E_TERMINAL,
+    TI_E_DEVICE,
+    TI_E_IP,
+    TI_E_BENEFICIARY,
+    TI_CUSTOMER_HASH,
+) = range(24)
 N_TXI = 24
 
 # --- fraud-label events: float column 0 is when the label became known, 1 the transaction's time -------
 LF_KNOWN_AT, LF_EVENT_TIME = range(2)
 N_LF = 2
-(LI_SLOT, LI_G_MERCHANT, LI_G_TERMINAL, LI_G_DEVICE, LI_G_IP, LI_G_BENEFICIARY,
- LI_E_MERCHANT, LI_E_TERMINAL, LI_E_DEVICE, LI_E_IP, LI_E_BENEFICIARY) = range(11)
+(
+    LI_SLOT,
+    LI_G_MERCHANT,
+    LI_G_TERMINAL,
+    LI_G_DEVICE,
+    LI_G_IP,
+    LI_G_BENEFICIARY,
+    LI_E_MERCHANT,
+    LI_E_TERMINAL,
+    LI_E_DEVICE,
+    LI_E_IP,
+    LI_E_BENEFICIARY,
+) = range(11)
 N_LI = 11
 #: label-risk tables, in the order of the TI_G_* / LI_G_* columns
 RISK_TABLES = ("merchant", "terminal", "device", "ip", "beneficiary")

@@ -171,16 +171,29 @@ N_FEATURES = len(FEATURE_NAMES)
 FEATURE_FAMILIES: dict[str, tuple[Feature, ...]] = {
     "amount": tuple(Feature(i) for i in range(Feature.AMOUNT, Feature.AMOUNT_TO_AVG_30D + 1)),
     "velocity": tuple(Feature(i) for i in range(Feature.COUNT_10M, Feature.DISTINCT_CATEGORIES_24H + 1)),
-    "time": tuple(Feature(i) for i in range(Feature.LOG_SECONDS_SINCE_LAST, Feature.LOG_SECONDS_SINCE_LAST_INTERNATIONAL + 1)),
+    "time": tuple(
+        Feature(i)
+        for i in range(Feature.LOG_SECONDS_SINCE_LAST, Feature.LOG_SECONDS_SINCE_LAST_INTERNATIONAL + 1)
+    ),
     "novelty": tuple(Feature(i) for i in range(Feature.NEW_MERCHANT, Feature.TYPE_SHARE + 1)),
     "geography": tuple(Feature(i) for i in range(Feature.HAS_LOCATION, Feature.INTERNATIONAL_SHARE + 1)),
     "calendar": tuple(Feature(i) for i in range(Feature.HOUR, Feature.NIGHT_SHARE + 1)),
-    "channel_type_category": tuple(Feature(i) for i in range(Feature.CHANNEL_MOBILE_APP, Feature.HIGH_RISK_SHARE + 1)),
+    "channel_type_category": tuple(
+        Feature(i) for i in range(Feature.CHANNEL_MOBILE_APP, Feature.HIGH_RISK_SHARE + 1)
+    ),
     "account": tuple(Feature(i) for i in range(Feature.ACCOUNT_AGE_DAYS, Feature.CREDENTIAL_CHANGED_24H + 1)),
-    "card_testing": tuple(Feature(i) for i in range(Feature.IS_DECLINED, Feature.AMOUNT_TO_LAST_DECLINED + 1)),
-    "transfers": tuple(Feature(i) for i in range(Feature.TRANSFERS_OUT_24H, Feature.PASS_THROUGH_RATIO_24H + 1)),
-    "label_risk": tuple(Feature(i) for i in range(Feature.MERCHANT_FRAUD_LABELS, Feature.CUSTOMER_FRAUD_LABELS + 1)),
-    "entity_risk": tuple(Feature(i) for i in range(Feature.MERCHANT_TX_1D, Feature.BENEFICIARY_CUSTOMERS_7D + 1)),
+    "card_testing": tuple(
+        Feature(i) for i in range(Feature.IS_DECLINED, Feature.AMOUNT_TO_LAST_DECLINED + 1)
+    ),
+    "transfers": tuple(
+        Feature(i) for i in range(Feature.TRANSFERS_OUT_24H, Feature.PASS_THROUGH_RATIO_24H + 1)
+    ),
+    "label_risk": tuple(
+        Feature(i) for i in range(Feature.MERCHANT_FRAUD_LABELS, Feature.CUSTOMER_FRAUD_LABELS + 1)
+    ),
+    "entity_risk": tuple(
+        Feature(i) for i in range(Feature.MERCHANT_TX_1D, Feature.BENEFICIARY_CUSTOMERS_7D + 1)
+    ),
 }
 
 #: The entity tables, in the order of the entity features and of the encoded batch's entity columns.
@@ -207,8 +220,10 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.label_delay_s <= MAX_ENTITY_LABEL_DELAY_DAYS * DAY:
-            raise ValueError(f"label delay must be between 0 and {MAX_ENTITY_LABEL_DELAY_DAYS:g} days (the entity "
-                             f"table's day ring); got {self.label_delay_s / DAY:g} days")
+            raise ValueError(
+                f"label delay must be between 0 and {MAX_ENTITY_LABEL_DELAY_DAYS:g} days (the entity "
+                f"table's day ring); got {self.label_delay_s / DAY:g} days"
+            )
         if not 1.0 <= self.entity_epoch_s <= HOUR:
             raise ValueError(f"entity epoch must be between 1 s and 1 h; got {self.entity_epoch_s:g} s")
 

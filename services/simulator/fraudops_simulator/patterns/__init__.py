@@ -138,8 +138,15 @@ class _Episodes:
         return rows
 
 
-def _imitate_victims(world: World, rows: Rows, episode: np.ndarray, fraud: np.ndarray, last_fraud_s: np.ndarray,
-                     share: float, rng: np.random.Generator) -> None:
+def _imitate_victims(
+    world: World,
+    rows: Rows,
+    episode: np.ndarray,
+    fraud: np.ndarray,
+    last_fraud_s: np.ndarray,
+    share: float,
+    rng: np.random.Generator,
+) -> None:
     """Redraw the fraud amounts of some episodes around what the victim usually spends in that category.
 
     The share grows with time (half of `share` at the start, one and a half at the end): fraudsters
@@ -151,7 +158,9 @@ def _imitate_victims(world: World, rows: Rows, episode: np.ndarray, fraud: np.nd
     customer = rows["customer"][imitating]
     category = rows["category"][imitating].astype(np.int64)
     typical = MEDIAN_AMOUNT[category] * np.exp(0.8 * world.customers.amount_log_scale[customer])
-    rows["amount"][imitating] = np.maximum(np.round(typical * rng.lognormal(0.0, 0.35, len(customer)), 2), 1.0)
+    rows["amount"][imitating] = np.maximum(
+        np.round(typical * rng.lognormal(0.0, 0.35, len(customer)), 2), 1.0
+    )
 
 
 def _draw_episodes(kit: Kit, code: int, pattern: Pattern, budget: int, episodes: _Episodes) -> None:
