@@ -41,7 +41,9 @@ class Workload:
         from fraudops_bench.gateway import predict_bodies
         from fraudops_bench.predictor import feature_rows
 
-        cls.transactions = [orjson.loads(body) for body in predict_bodies(count, seed=random.randrange(10_000))]
+        cls.transactions = [
+            orjson.loads(body) for body in predict_bodies(count, seed=random.randrange(10_000))
+        ]
         cls.features = feature_rows(max(V2_BATCH_ROWS * 4, 4000))
 
 
@@ -72,14 +74,22 @@ class GatewayUser(FastHttpUser):
     @tag("gateway", "full")
     @task(9)
     def predict_full_transaction(self) -> None:
-        self.client.post("/predict", data=orjson.dumps(self._next(legacy=False)), headers=self.headers,
-                         name="/predict (full)")
+        self.client.post(
+            "/predict",
+            data=orjson.dumps(self._next(legacy=False)),
+            headers=self.headers,
+            name="/predict (full)",
+        )
 
     @tag("gateway", "legacy")
     @task(1)
     def predict_legacy_payload(self) -> None:
-        self.client.post("/predict", data=orjson.dumps(self._next(legacy=True)), headers=self.headers,
-                         name="/predict (legacy)")
+        self.client.post(
+            "/predict",
+            data=orjson.dumps(self._next(legacy=True)),
+            headers=self.headers,
+            name="/predict (legacy)",
+        )
 
 
 class KServeV2User(FastHttpUser):
@@ -92,7 +102,7 @@ class KServeV2User(FastHttpUser):
 
     def _rows(self) -> np.ndarray:
         start = random.randrange(0, len(Workload.features) - V2_BATCH_ROWS + 1)
-        return Workload.features[start:start + V2_BATCH_ROWS]
+        return Workload.features[start : start + V2_BATCH_ROWS]
 
     @tag("v2", "binary")
     @task(3)
@@ -106,9 +116,20 @@ class KServeV2User(FastHttpUser):
     @task(1)
     def infer_json(self) -> None:
         rows = np.nan_to_num(self._rows()[:100], nan=0.0)  # JSON has no NaN
-        body = {"inputs": [{"name": "features", "shape": list(rows.shape), "datatype": "FP32",
-                            "data": rows.ravel().tolist()}], "parameters": {"reasons": True}}
-        self.client.post(self.url, data=orjson.dumps(body), headers=JSON, name="V2 infer (JSON, 100 rows, reasons)")
+        body = {
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": list(rows.shape),
+                    "datatype": "FP32",
+                    "data": rows.ravel().tolist(),
+                }
+            ],
+            "parameters": {"reasons": True},
+        }
+        self.client.post(
+            self.url, data=orjson.dumps(body), headers=JSON, name="V2 infer (JSON, 100 rows, reasons)"
+        )
 
 
 class KServeV1User(FastHttpUser):
@@ -123,13 +144,21 @@ class KServeV1User(FastHttpUser):
     @task(3)
     def predict_feature_rows(self) -> None:
         start = random.randrange(0, len(Workload.features) - 100)
-        rows = np.nan_to_num(Workload.features[start:start + 100], nan=0.0)
-        self.client.post(self.url, data=orjson.dumps({"instances": rows.tolist()}), headers=JSON,
-                         name="V1 predict (100 feature rows)")
+        rows = np.nan_to_num(Workload.features[start : start + 100], nan=0.0)
+        self.client.post(
+            self.url,
+            data=orjson.dumps({"instances": rows.tolist()}),
+            headers=JSON,
+            name="V1 predict (100 feature rows)",
+        )
 
     @tag("v1", "transactions")
     @task(1)
     def predict_transactions(self) -> None:
         instances = [t for t in random.sample(Workload.transactions, 20) if "source" not in t]
-        self.client.post(self.url, data=orjson.dumps({"instances": instances}), headers=JSON,
-                         name="V1 predict (raw transactions)")
+        self.client.post(
+            self.url,
+            data=orjson.dumps({"instances": instances}),
+            headers=JSON,
+            name="V1 predict (raw transactions)",
+        )

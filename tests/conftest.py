@@ -36,6 +36,14 @@ def trained_artifact(simulated_history: Path, tmp_path_factory: pytest.TempPathF
     from fraudops_training.pipeline import TrainingConfig, run_training
 
     root = tmp_path_factory.mktemp("models")
-    result = run_training(TrainingConfig(data=simulated_history, output_root=root, version="test-v1", trials=3,
-                                         timeout_s=90, label_delay_days=5))
+    result = run_training(
+        TrainingConfig(
+            data=simulated_history,
+            output_root=root,
+            version="test-v1",
+            trials=3,
+            timeout_s=90,
+            label_delay_days=5,
+        )
+    )
     return result.artifact_dir

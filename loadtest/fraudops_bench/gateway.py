@@ -99,8 +99,14 @@ class _Connection:
         self.writer.close()
 
 
-def http_request(method: str, path: str, host: str, body: bytes = b"",
-                 content_type: str = "application/json", headers: Sequence[tuple[str, str]] = ()) -> bytes:
+def http_request(
+    method: str,
+    path: str,
+    host: str,
+    body: bytes = b"",
+    content_type: str = "application/json",
+    headers: Sequence[tuple[str, str]] = (),
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
     if body:
         lines.append(f"Content-Type: {content_type}")
@@ -108,8 +114,9 @@ def http_request(method: str, path: str, host: str, body: bytes = b"",
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def open_loop(host: str, port: int, requests: Sequence[bytes], rate_per_s: float,
-                    max_connections: int = 256) -> LoadResult:
+async def open_loop(
+    host: str, port: int, requests: Sequence[bytes], rate_per_s: float, max_connections: int = 256
+) -> LoadResult:
     """Send `requests` at a constant rate; each latency counts from the request's due time."""
     idle: list[_Connection] = [await _Connection.open(host, port) for _ in range(8)]
     opened = len(idle)
@@ -207,10 +214,17 @@ def predict_bodies(count: int, seed: int = 21, customers: int = 5_000) -> list[b
             record = orjson.loads(raw)
             if generator.random() < LEGACY_SHARE:
                 hour = int(record["event_time"][11:13])
-                bodies.append(orjson.dumps({
-                    "amount": record["amount"], "merchant_category": record["merchant_category"],
-                    "source": record["channel"], "is_international": record["is_international"],
-                    "hour_of_day": hour}))
+                bodies.append(
+                    orjson.dumps(
+                        {
+                            "amount": record["amount"],
+                            "merchant_category": record["merchant_category"],
+                            "source": record["channel"],
+                            "is_international": record["is_international"],
+                            "hour_of_day": hour,
+                        }
+                    )
+                )
             else:
                 record["transaction_id"] = uuid.uuid4().hex
                 bodies.append(orjson.dumps(record))
@@ -257,8 +271,10 @@ def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen, log: Pa
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{url} never answered: the process exited with {process.returncode}; "
-                               f"log:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"{url} never answered: the process exited with {process.returncode}; "
+                f"log:\n{log.read_text()[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
@@ -269,12 +285,18 @@ def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen, log: Pa
 
 
 @contextmanager
-def running_gateway(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[tuple[int, psutil.Process]]:
+def running_gateway(
+    env: dict[str, str], log: Path, port: int | None = None
+) -> Iterator[tuple[int, psutil.Process]]:
     """`fraudops serve gateway` as its own process until the block ends (then SIGTERM, drained)."""
     port = port or free_port()
     with open(log, "ab") as output:
-        process = subprocess.Popen([sys.executable, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(port)],
-                                   env=env, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(port)],
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health/ready", 120, process, log)
         yield port, psutil.Process(process.pid)
@@ -284,16 +306,23 @@ def running_gateway(env: dict[str, str], log: Path, port: int | None = None) -> 
             process.wait(timeout=90)
 
 
-def predict_latency(db_url: str, model_uri: str, rate_per_s: float = 500, duration_s: float = 60,
-                    warmup_s: float = 5) -> Measurement:
+def predict_latency(
+    db_url: str, model_uri: str, rate_per_s: float = 500, duration_s: float = 60, warmup_s: float = 5
+) -> Measurement:
     """`/predict` at `rate_per_s` for `duration_s` (after `warmup_s` at the same rate, not counted)."""
     total = int(rate_per_s * (duration_s + warmup_s))
     bodies = predict_bodies(total)
     settle_database(db_url)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder, scratch_database(db_url, "bench_gateway") as database:
-        env = {**os.environ, "DB_URL": database, "MODEL_PATH": model_uri, "LOG_FORMAT": "json",
-               "LOG_LEVEL": "WARNING", "GATEWAY_RATE_LIMIT": "1000000/second"}
+        env = {
+            **os.environ,
+            "DB_URL": database,
+            "MODEL_PATH": model_uri,
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "WARNING",
+            "GATEWAY_RATE_LIMIT": "1000000/second",
+        }
         env.pop("ROUTING_TABLE_PATH", None)
         with running_gateway(env, Path(folder) / "gateway.log") as (port, process):
             host = f"127.0.0.1:{port}"
@@ -312,19 +341,31 @@ def predict_latency(db_url: str, model_uri: str, rate_per_s: float = 500, durati
     return Measurement(
         name="gateway_predict",
         description=f"gateway POST /predict, open loop at {rate_per_s:g} requests/s for {duration_s:g} s "
-                    "(90% full transactions, 10% legacy; generator on the same cores; latency from each "
-                    "request's due time)",
+        "(90% full transactions, 10% legacy; generator on the same cores; latency from each "
+        "request's due time)",
         numbers={
-            "p50_ms": result.percentile_ms(50), "p95_ms": result.percentile_ms(95),
-            "p99_ms": result.percentile_ms(99), "p99_9_ms": result.percentile_ms(99.9),
+            "p50_ms": result.percentile_ms(50),
+            "p95_ms": result.percentile_ms(95),
+            "p99_ms": result.percentile_ms(99),
+            "p99_9_ms": result.percentile_ms(99.9),
             "max_ms": float(result.latencies_s.max() * 1000) if answered else 0.0,
-            "requests_per_second": answered / result.duration_s, "errors": float(result.errors),
+            "requests_per_second": answered / result.duration_s,
+            "errors": float(result.errors),
         },
-        units={"p50_ms": "ms", "p95_ms": "ms", "p99_ms": "ms", "p99_9_ms": "ms", "max_ms": "ms",
-               "requests_per_second": "req/s", "errors": ""},
+        units={
+            "p50_ms": "ms",
+            "p95_ms": "ms",
+            "p99_ms": "ms",
+            "p99_9_ms": "ms",
+            "max_ms": "ms",
+            "requests_per_second": "req/s",
+            "errors": "",
+        },
         targets={"p99_ms": "<= 10", "errors": "<= 0", "requests_per_second": f">= {rate_per_s * 0.99:g}"},
         details={
-            "requests": len(requests) - warm, "answered": answered, "statuses": dict(result.statuses),
+            "requests": len(requests) - warm,
+            "answered": answered,
+            "statuses": dict(result.statuses),
             "stored_decisions_including_warmup": stored,
             "generator_send_lag_p99_ms": round(float(np.percentile(result.send_lag_s, 99) * 1000), 3),
             "gateway_cpu_percent_of_one_core": round(100 * gateway_cpu / result.duration_s, 1),
@@ -332,6 +373,7 @@ def predict_latency(db_url: str, model_uri: str, rate_per_s: float = 500, durati
             "machine_cpu_percent_per_core_during_run": machine_cpu,
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in load_after],
-            "warmup_s": warmup_s, "sample_responses": [s.decode(errors="replace") for s in result.samples[:2]],
+            "warmup_s": warmup_s,
+            "sample_responses": [s.decode(errors="replace") for s in result.samples[:2]],
         },
     )

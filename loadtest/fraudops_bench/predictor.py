@@ -45,16 +45,32 @@ def feature_rows(rows: int, seed: int = 5) -> np.ndarray:
 
 def v2_binary_request(features: np.ndarray) -> tuple[bytes, dict[str, str]]:
     payload = np.ascontiguousarray(features, dtype=np.float32)
-    header = orjson.dumps({
-        "inputs": [{"name": "features", "shape": list(payload.shape), "datatype": "FP32",
-                    "parameters": {"binary_data_size": payload.nbytes}}],
-        "outputs": [{"name": "fraud_probability", "parameters": {"binary_data": True}}]})
-    return header + payload.tobytes(), {"Content-Type": "application/octet-stream",
-                                        "Inference-Header-Content-Length": str(len(header))}
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": list(payload.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": payload.nbytes},
+                }
+            ],
+            "outputs": [{"name": "fraud_probability", "parameters": {"binary_data": True}}],
+        }
+    )
+    return header + payload.tobytes(), {
+        "Content-Type": "application/octet-stream",
+        "Inference-Header-Content-Length": str(len(header)),
+    }
 
 
-async def _closed_loop(url: str, bodies: list[tuple[bytes, dict[str, str]]], rows_per_request: int,
-                       concurrency: int, duration_s: float) -> tuple[list[float], int, int]:
+async def _closed_loop(
+    url: str,
+    bodies: list[tuple[bytes, dict[str, str]]],
+    rows_per_request: int,
+    concurrency: int,
+    duration_s: float,
+) -> tuple[list[float], int, int]:
     """Requests in flight from `concurrency` clients for `duration_s`: latencies, rows scored, errors."""
     latencies: list[float] = []
     scored = errors = 0
@@ -80,11 +96,18 @@ async def _closed_loop(url: str, bodies: list[tuple[bytes, dict[str, str]]], row
     return latencies, scored, errors
 
 
-def v2_throughput(model_uri: str, rows_per_request: int = 1000, concurrency: int = 4, duration_s: float = 30,
-                  warmup_s: float = 3) -> Measurement:
+def v2_throughput(
+    model_uri: str,
+    rows_per_request: int = 1000,
+    concurrency: int = 4,
+    duration_s: float = 30,
+    warmup_s: float = 3,
+) -> Measurement:
     """Rows per second through `fraudops serve predictor` (binary V2, `rows_per_request` rows a call)."""
     rows = feature_rows(rows_per_request * 8)
-    bodies = [v2_binary_request(rows[i:i + rows_per_request]) for i in range(0, len(rows), rows_per_request)]
+    bodies = [
+        v2_binary_request(rows[i : i + rows_per_request]) for i in range(0, len(rows), rows_per_request)
+    ]
     port = free_port()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
@@ -92,8 +115,23 @@ def v2_throughput(model_uri: str, rows_per_request: int = 1000, concurrency: int
         env = {**os.environ, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
         with open(log, "ab") as output:
             process = subprocess.Popen(
-                [sys.executable, "-m", "fraudops_cli.main", "serve", "predictor", "--model-uri", model_uri,
-                 "--name", MODEL_NAME, "--port", str(port)], env=env, stdout=output, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "fraudops_cli.main",
+                    "serve",
+                    "predictor",
+                    "--model-uri",
+                    model_uri,
+                    "--name",
+                    MODEL_NAME,
+                    "--port",
+                    str(port),
+                ],
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         try:
             wait_for_http(f"http://127.0.0.1:{port}/v2/health/ready", 120, process, log)
             url = f"http://127.0.0.1:{port}/v2/models/{MODEL_NAME}/infer"
@@ -103,7 +141,8 @@ def v2_throughput(model_uri: str, rows_per_request: int = 1000, concurrency: int
             own_before = resource.getrusage(resource.RUSAGE_SELF)
             started = time.perf_counter()
             latencies, scored, errors = asyncio.run(
-                _closed_loop(url, bodies, rows_per_request, concurrency, duration_s))
+                _closed_loop(url, bodies, rows_per_request, concurrency, duration_s)
+            )
             elapsed = time.perf_counter() - started
             server_cpu = sum(server.cpu_times()[:2]) - server_cpu_before
             own_after = resource.getrusage(resource.RUSAGE_SELF)
@@ -115,18 +154,30 @@ def v2_throughput(model_uri: str, rows_per_request: int = 1000, concurrency: int
     return Measurement(
         name="predictor_v2",
         description=f"KServe predictor, V2 binary batches of {rows_per_request:,} rows ({rows.shape[1]} FP32 "
-                    f"features), {concurrency} requests in flight, clients on the same cores",
+        f"features), {concurrency} requests in flight, clients on the same cores",
         numbers={
-            "rows_per_second": scored / elapsed, "requests_per_second": len(latencies) / elapsed,
-            "p50_ms": float(np.percentile(milliseconds, 50)), "p95_ms": float(np.percentile(milliseconds, 95)),
-            "p99_ms": float(np.percentile(milliseconds, 99)), "errors": float(errors),
+            "rows_per_second": scored / elapsed,
+            "requests_per_second": len(latencies) / elapsed,
+            "p50_ms": float(np.percentile(milliseconds, 50)),
+            "p95_ms": float(np.percentile(milliseconds, 95)),
+            "p99_ms": float(np.percentile(milliseconds, 99)),
+            "errors": float(errors),
         },
-        units={"rows_per_second": "rows/s", "requests_per_second": "req/s", "p50_ms": "ms", "p95_ms": "ms",
-               "p99_ms": "ms", "errors": ""},
+        units={
+            "rows_per_second": "rows/s",
+            "requests_per_second": "req/s",
+            "p50_ms": "ms",
+            "p95_ms": "ms",
+            "p99_ms": "ms",
+            "errors": "",
+        },
         targets={"rows_per_second": ">= 100000", "errors": "<= 0"},
         details={
-            "duration_s": round(elapsed, 1), "requests": len(latencies), "rows_per_request": rows_per_request,
-            "concurrency": concurrency, "model_uri": model_uri,
+            "duration_s": round(elapsed, 1),
+            "requests": len(latencies),
+            "rows_per_request": rows_per_request,
+            "concurrency": concurrency,
+            "model_uri": model_uri,
             "server_cpu_percent_of_one_core": round(100 * server_cpu / elapsed, 1),
             "client_cpu_percent_of_one_core": round(100 * client_cpu / elapsed, 1),
             "load_average_before": [round(x, 2) for x in load_before],

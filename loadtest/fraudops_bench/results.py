@@ -26,11 +26,17 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
     return {
-        "cpu": cpu, "cores": psutil.cpu_count(logical=True), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-        "commit": commit.stdout.strip() or "unknown", "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cores": psutil.cpu_count(logical=True),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "commit": commit.stdout.strip() or "unknown",
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -69,19 +75,30 @@ def write_table() -> Path:
     machines = set()
     for path in sorted(RESULTS_DIR.glob("*.json")):
         document = json.loads(path.read_text())
-        machine_line = f"{document['machine']['cpu']}, {document['machine']['cores']} cores, " \
-                       f"{document['machine']['memory_gib']} GiB"
+        machine_line = (
+            f"{document['machine']['cpu']}, {document['machine']['cores']} cores, "
+            f"{document['machine']['memory_gib']} GiB"
+        )
         machines.add(machine_line)
         for key, value in document["numbers"].items():
             target = document["targets"].get(key, "")
             verdict = {True: "✅", False: "❌"}.get(document["passed"].get(key), "")
             unit = document["units"].get(key, "")
             shown = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
-            rows.append(f"| {document['name']} | {key} | {shown} {unit} | {target} {verdict} | "
-                        f"{document['machine']['measured_at'][:10]} |")
-    header = ["# Benchmarks", "", "Written by `make bench`; each row comes from `loadtest/results/<name>.json`.", "",
-              *(f"Machine: {m}" for m in sorted(machines)), "",
-              "| benchmark | number | value | target | measured |", "|---|---|---:|---|---|"]
+            rows.append(
+                f"| {document['name']} | {key} | {shown} {unit} | {target} {verdict} | "
+                f"{document['machine']['measured_at'][:10]} |"
+            )
+    header = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench`; each row comes from `loadtest/results/<name>.json`.",
+        "",
+        *(f"Machine: {m}" for m in sorted(machines)),
+        "",
+        "| benchmark | number | value | target | measured |",
+        "|---|---|---:|---|---|",
+    ]
     path = RESULTS_DIR / "BENCH.md"
     path.write_text("\n".join(header + rows) + "\n")
     return path

@@ -32,14 +32,19 @@ def to_file(transactions: int = 1_000_000) -> Measurement:
 def to_kafka(settings: Settings, transactions: int = 500_000) -> Measurement:
     config = {**PRODUCER_DEFAULTS, "bootstrap.servers": settings.kafka_bootstrap_servers}
     check_broker(config, settings.transactions_topic)
-    report = publish(simulate(SimulationConfig(transactions=transactions, seed=3)), config=config,
-                     topic=settings.transactions_topic)
+    report = publish(
+        simulate(SimulationConfig(transactions=transactions, seed=3)),
+        config=config,
+        topic=settings.transactions_topic,
+    )
     if report.failed or report.unflushed:
-        raise RuntimeError(f"{report.failed} messages failed, {report.unflushed} unflushed: {report.first_error}")
+        raise RuntimeError(
+            f"{report.failed} messages failed, {report.unflushed} unflushed: {report.first_error}"
+        )
     return Measurement(
         name="simulate_to_kafka",
         description=f"`fraudops simulate --kafka` of {transactions:,} transactions, unthrottled, to the local "
-                    "single-node broker (lz4, acks=all, idempotent; includes generation and JSON encoding)",
+        "single-node broker (lz4, acks=all, idempotent; includes generation and JSON encoding)",
         numbers={"messages_per_second": report.messages_per_second, "seconds": report.seconds},
         units={"messages_per_second": "msg/s", "seconds": "s"},
         targets={"messages_per_second": ">= 20000"},

@@ -70,22 +70,48 @@ class Lane:
     def committed(self, partitions: int = 6) -> int:
         """Records the consumer stored durably (a count(*) over the growing table while the run goes
         on would take PostgreSQL CPU from it)."""
-        return committed_records(self.settings.kafka_bootstrap_servers, f"g-{self.topic}", self.topic, partitions)
+        return committed_records(
+            self.settings.kafka_bootstrap_servers, f"g-{self.topic}", self.topic, partitions
+        )
 
     def consumer(self, model_path: str, batch_size: int, metrics_port: int, log: Path) -> subprocess.Popen:
-        env = {**os.environ, "DB_URL": self.db_url, "TRANSACTIONS_TOPIC": self.topic, "MODEL_PATH": model_path,
-               "CONSUMER_GROUP": f"g-{self.topic}", "BATCH_SIZE": str(batch_size), "LOG_LEVEL": "WARNING",
-               "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
-               "ALERTS_TOPIC": self.settings.alerts_topic, "DLQ_TOPIC": self.settings.dlq_topic}
+        env = {
+            **os.environ,
+            "DB_URL": self.db_url,
+            "TRANSACTIONS_TOPIC": self.topic,
+            "MODEL_PATH": model_path,
+            "CONSUMER_GROUP": f"g-{self.topic}",
+            "BATCH_SIZE": str(batch_size),
+            "LOG_LEVEL": "WARNING",
+            "KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap_servers,
+            "ALERTS_TOPIC": self.settings.alerts_topic,
+            "DLQ_TOPIC": self.settings.dlq_topic,
+        }
         return subprocess.Popen(
-            [sys.executable, "-m", "fraudops_cli.main", "stream", "consume", "--metrics-port", str(metrics_port),
-             "--checkpoint-interval", "30"],
-            env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "fraudops_cli.main",
+                "stream",
+                "consume",
+                "--metrics-port",
+                str(metrics_port),
+                "--checkpoint-interval",
+                "30",
+            ],
+            env=env,
+            stdout=open(log, "wb"),
+            stderr=subprocess.STDOUT,
+        )
 
     def publish(self, transactions: int, customers: int, rate: float = 0.0, seed: int = 5) -> float:
         config = {**PRODUCER_DEFAULTS, "bootstrap.servers": self.settings.kafka_bootstrap_servers}
-        report = publish(simulate(SimulationConfig(transactions=transactions, customers=customers, days=30,
-                                                   seed=seed)), config=config, topic=self.topic, rate=rate)
+        report = publish(
+            simulate(SimulationConfig(transactions=transactions, customers=customers, days=30, seed=seed)),
+            config=config,
+            topic=self.topic,
+            rate=rate,
+        )
         if report.failed or report.unflushed:
             raise RuntimeError(f"publishing failed: {report.first_error}")
         return report.messages_per_second
@@ -97,8 +123,13 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=120)
 
 
-def drain(settings: Settings, model_path: str, transactions: int = 300_000, customers: int = 100_000,
-          batch_size: int = 5000) -> Measurement:
+def drain(
+    settings: Settings,
+    model_path: str,
+    transactions: int = 300_000,
+    customers: int = 100_000,
+    batch_size: int = 5000,
+) -> Measurement:
     lane = Lane.create(settings)
     log = settings.run_dir / "bench-drain-consumer.log"
     try:
@@ -129,7 +160,7 @@ def drain(settings: Settings, model_path: str, transactions: int = 300_000, cust
     return Measurement(
         name="stream_drain",
         description=f"one consumer drains {transactions:,} pre-loaded transactions of {customers:,} customers "
-                    "(decode, features, XGBoost, PostgreSQL COPY + upsert, alerts, offset commits)",
+        "(decode, features, XGBoost, PostgreSQL COPY + upsert, alerts, offset commits)",
         numbers={"transactions_per_second": rate, "peak_rss_mib": peak_rss / 2**20},
         units={"transactions_per_second": "tx/s", "peak_rss_mib": "MiB"},
         targets={"transactions_per_second": ">= 10000", "peak_rss_mib": "<= 1024"},
@@ -140,8 +171,12 @@ def drain(settings: Settings, model_path: str, transactions: int = 300_000, cust
 def _e2e_histogram(port: int) -> list[tuple[float, float]]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
         text = response.read().decode()
-    return [(float(s.labels["le"]), s.value) for family in text_string_to_metric_families(text)
-            for s in family.samples if s.name == "fraudops_consumer_end_to_end_seconds_bucket"]
+    return [
+        (float(s.labels["le"]), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "fraudops_consumer_end_to_end_seconds_bucket"
+    ]
 
 
 def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
@@ -154,13 +189,22 @@ def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
         if count >= rank:
             if bound == float("inf"):
                 return lower_bound
-            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(count - lower_count, 1e-12)
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / max(
+                count - lower_count, 1e-12
+            )
         lower_bound, lower_count = bound, count
     return lower_bound
 
 
-def latency(settings: Settings, model_path: str, rate: int = 2000, seconds: int = 60,
-            batch_size: int = 1000, metrics_port: int | None = None, warmup_s: int = 10) -> Measurement:
+def latency(
+    settings: Settings,
+    model_path: str,
+    rate: int = 2000,
+    seconds: int = 60,
+    batch_size: int = 1000,
+    metrics_port: int | None = None,
+    warmup_s: int = 10,
+) -> Measurement:
     from fraudops_bench.gateway import free_port
 
     metrics_port = metrics_port or free_port()  # never another process's metrics
@@ -188,8 +232,9 @@ def latency(settings: Settings, model_path: str, rate: int = 2000, seconds: int 
         before = _e2e_histogram(metrics_port)
         transactions = rate * seconds
         achieved: list[float] = []
-        producer = threading.Thread(target=lambda: achieved.append(
-            lane.publish(transactions, customers=customers, rate=rate, seed=8)))
+        producer = threading.Thread(
+            target=lambda: achieved.append(lane.publish(transactions, customers=customers, rate=rate, seed=8))
+        )
         started = time.monotonic()
         producer.start()
         producer.join()
@@ -208,10 +253,21 @@ def latency(settings: Settings, model_path: str, rate: int = 2000, seconds: int 
     return Measurement(
         name="stream_latency",
         description=f"{rate:,} transactions/s offered for {seconds} s to one consumer; end-to-end latency "
-                    "from the Kafka record timestamp to the decision stored in PostgreSQL",
+        "from the Kafka record timestamp to the decision stored in PostgreSQL",
         numbers={**quantiles, "throughput_per_second": stored / offered_seconds, "stored": stored},
-        units={"p50_ms": "ms", "p95_ms": "ms", "p99_ms": "ms", "throughput_per_second": "tx/s", "stored": "tx"},
+        units={
+            "p50_ms": "ms",
+            "p95_ms": "ms",
+            "p99_ms": "ms",
+            "throughput_per_second": "tx/s",
+            "stored": "tx",
+        },
         targets={"p99_ms": "<= 250", "stored": f">= {transactions}"},
-        details={"offered_rate": rate, "seconds": seconds, "publisher_rate": achieved[0] if achieved else None,
-                 "batch_size": batch_size, "warmup_transactions_not_counted": warmup},
+        details={
+            "offered_rate": rate,
+            "seconds": seconds,
+            "publisher_rate": achieved[0] if achieved else None,
+            "batch_size": batch_size,
+            "warmup_transactions_not_counted": warmup,
+        },
     )

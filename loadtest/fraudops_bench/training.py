@@ -24,9 +24,22 @@ def train(transactions: int = 1_000_000, trials: int = 30, timeout_s: int = 600)
         data = Path(folder) / "history.parquet"
         write_tables(simulate(SimulationConfig(transactions=transactions, seed=42)), data)
         result_file = Path(folder) / "result.json"
-        command = [sys.executable, "-m", "fraudops_cli.main", "train", "--data", str(data), "--trials", str(trials),
-                   "--timeout", str(timeout_s), "--output", str(Path(folder) / "models"), "--result-file",
-                   str(result_file)]
+        command = [
+            sys.executable,
+            "-m",
+            "fraudops_cli.main",
+            "train",
+            "--data",
+            str(data),
+            "--trials",
+            str(trials),
+            "--timeout",
+            str(timeout_s),
+            "--output",
+            str(Path(folder) / "models"),
+            "--result-file",
+            str(result_file),
+        ]
         started = time.monotonic()
         child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         process = psutil.Process(child.pid)
@@ -47,15 +60,34 @@ def train(transactions: int = 1_000_000, trials: int = 30, timeout_s: int = 600)
     return Measurement(
         name="training",
         description=f"`fraudops train` on {transactions:,} simulated transactions with {trials} Optuna trials "
-                    f"({timeout_s} s tuning budget); AP on the held-out window",
-        numbers={"minutes": seconds / 60, "peak_rss_gib": peak / 2**30, "model_average_precision":
-                 model["average_precision"], "amount_only_average_precision": amount_only,
-                 "untuned_xgboost_average_precision": baselines["untuned XGBoost"]["average_precision"],
-                 "optuna_trials": float(result["trials"])},
-        units={"minutes": "min", "peak_rss_gib": "GiB", "model_average_precision": "",
-               "amount_only_average_precision": "", "untuned_xgboost_average_precision": "", "optuna_trials": ""},
-        targets={"minutes": "<= 15", "peak_rss_gib": "<= 8", "model_average_precision": ">= 0.85",
-                 "amount_only_average_precision": "<= 0.5", "optuna_trials": f">= {trials}"},
-        details={"roc_auc": model["roc_auc"], "recall_at_fpr_1pct": model["recall_at_fpr_1pct"],
-                 "card_precision_at_k": model["card_precision_at_k"], "threshold": result["threshold"]},
+        f"({timeout_s} s tuning budget); AP on the held-out window",
+        numbers={
+            "minutes": seconds / 60,
+            "peak_rss_gib": peak / 2**30,
+            "model_average_precision": model["average_precision"],
+            "amount_only_average_precision": amount_only,
+            "untuned_xgboost_average_precision": baselines["untuned XGBoost"]["average_precision"],
+            "optuna_trials": float(result["trials"]),
+        },
+        units={
+            "minutes": "min",
+            "peak_rss_gib": "GiB",
+            "model_average_precision": "",
+            "amount_only_average_precision": "",
+            "untuned_xgboost_average_precision": "",
+            "optuna_trials": "",
+        },
+        targets={
+            "minutes": "<= 15",
+            "peak_rss_gib": "<= 8",
+            "model_average_precision": ">= 0.85",
+            "amount_only_average_precision": "<= 0.5",
+            "optuna_trials": f">= {trials}",
+        },
+        details={
+            "roc_auc": model["roc_auc"],
+            "recall_at_fpr_1pct": model["recall_at_fpr_1pct"],
+            "card_precision_at_k": model["card_precision_at_k"],
+            "threshold": result["threshold"],
+        },
     )

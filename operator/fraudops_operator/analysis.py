@@ -27,14 +27,21 @@ _ERRORS = 'fraudops_scoring_errors_total{variant="{variant}",model_version="{ver
 _PREDICTOR = 'namespace="{namespace}",serving_kserve_io_inferenceservice="{inferenceservice}"'
 DEFAULT_QUERIES: Mapping[str, str] = {
     "samples": f"sum(increase({_DECISIONS}[{{window}}]))",
-    "errorRate": (f"(sum(increase({_ERRORS}[{{window}}])) or vector(0)) / clamp_min(sum(increase({_DECISIONS}"
-                  f"[{{window}}])) + (sum(increase({_ERRORS}[{{window}}])) or vector(0)), 1)"),
-    "p99LatencyMs": ("1000 * histogram_quantile(0.99, sum by (le) (rate(request_predict_seconds_bucket{"
-                     + _PREDICTOR + "}[{window}])))"),
+    "errorRate": (
+        f"(sum(increase({_ERRORS}[{{window}}])) or vector(0)) / clamp_min(sum(increase({_DECISIONS}"
+        f"[{{window}}])) + (sum(increase({_ERRORS}[{{window}}])) or vector(0)), 1)"
+    ),
+    "p99LatencyMs": (
+        "1000 * histogram_quantile(0.99, sum by (le) (rate(request_predict_seconds_bucket{"
+        + _PREDICTOR
+        + "}[{window}])))"
+    ),
     "scoreBuckets": "sum by (le) (increase(fraudops_predictor_score_bucket{" + _PREDICTOR + "}[{window}]))",
-    "feedbackPrecision": ('sum(increase(fraudops_feedback_total{model_version="{version}",decision="fraud",'
-                          'label="fraud"}[{window}])) / sum(increase(fraudops_feedback_total{'
-                          'model_version="{version}",decision="fraud"}[{window}]))'),
+    "feedbackPrecision": (
+        'sum(increase(fraudops_feedback_total{model_version="{version}",decision="fraud",'
+        'label="fraud"}[{window}])) / sum(increase(fraudops_feedback_total{'
+        'model_version="{version}",decision="fraud"}[{window}]))'
+    ),
 }
 _PSI_FLOOR = 1e-4  # an empty bucket would make PSI infinite
 
@@ -75,8 +82,14 @@ class VariantQuery:
 
     def fill(self, query: str, window: str) -> str:
         # Plain token replacement: PromQL's own braces must stay untouched.
-        values = {"variant": self.variant, "version": self.version, "model": self.model,
-                  "namespace": self.namespace, "inferenceservice": self.inferenceservice, "window": window}
+        values = {
+            "variant": self.variant,
+            "version": self.version,
+            "model": self.model,
+            "namespace": self.namespace,
+            "inferenceservice": self.inferenceservice,
+            "window": window,
+        }
         for key, value in values.items():
             query = query.replace("{" + key + "}", value)
         return query
@@ -85,7 +98,9 @@ class VariantQuery:
 # --------------------------------------------------------------------------- the verdict (pure)
 
 
-def population_stability_index(expected: Mapping[float, float], actual: Mapping[float, float]) -> float | None:
+def population_stability_index(
+    expected: Mapping[float, float], actual: Mapping[float, float]
+) -> float | None:
     """PSI between two cumulative histograms with the same buckets (None if either is empty)."""
     bounds = sorted(set(expected) & set(actual))
     expected_share, actual_share = _shares(expected, bounds), _shares(actual, bounds)
@@ -109,23 +124,48 @@ def judge(limits: AnalysisSpec, candidate: VariantMetrics, stable: VariantMetric
     if samples is None:
         return Verdict(Outcome.INCONCLUSIVE, "MetricsMissing", "no decision count for the candidate yet")
     if samples < limits.min_samples:
-        return Verdict(Outcome.INCONCLUSIVE, "InsufficientSamples",
-                       f"candidate made {samples:.0f} decisions in {limits.window}, fewer than minSamples "
-                       f"{limits.min_samples}")
+        return Verdict(
+            Outcome.INCONCLUSIVE,
+            "InsufficientSamples",
+            f"candidate made {samples:.0f} decisions in {limits.window}, fewer than minSamples "
+            f"{limits.min_samples}",
+        )
     psi = None
     if candidate.score_buckets is not None and stable.score_buckets is not None:
         psi = population_stability_index(stable.score_buckets, candidate.score_buckets)
     checks = [
-        _upper("error rate", "maxErrorRate", "ErrorRateTooHigh", candidate.error_rate, stable.error_rate,
-               limits.max_error_rate, "{:.4f}"),
-        _upper("p99 latency", "maxP99LatencyMs", "LatencyTooHigh", candidate.p99_latency_ms,
-               stable.p99_latency_ms, limits.max_p99_latency_ms, "{:.1f} ms"),
+        _upper(
+            "error rate",
+            "maxErrorRate",
+            "ErrorRateTooHigh",
+            candidate.error_rate,
+            stable.error_rate,
+            limits.max_error_rate,
+            "{:.4f}",
+        ),
+        _upper(
+            "p99 latency",
+            "maxP99LatencyMs",
+            "LatencyTooHigh",
+            candidate.p99_latency_ms,
+            stable.p99_latency_ms,
+            limits.max_p99_latency_ms,
+            "{:.1f} ms",
+        ),
         _upper("score PSI vs stable", "maxScorePSI", "ScoreDrift", psi, None, limits.max_score_psi, "{:.3f}"),
     ]
     if limits.min_feedback_precision is not None:
-        checks.append(_lower("feedback precision", "minFeedbackPrecision", "PrecisionTooLow",
-                             candidate.feedback_precision, stable.feedback_precision,
-                             limits.min_feedback_precision, "{:.3f}"))
+        checks.append(
+            _lower(
+                "feedback precision",
+                "minFeedbackPrecision",
+                "PrecisionTooLow",
+                candidate.feedback_precision,
+                stable.feedback_precision,
+                limits.min_feedback_precision,
+                "{:.3f}",
+            )
+        )
     summary = "; ".join([*(c.text for c in checks), f"samples {samples:.0f} ≥ {limits.min_samples}"])
     failed = [c for c in checks if c.passed is False]
     if failed:
@@ -144,8 +184,9 @@ class _Check:
     required: bool = True
 
 
-def _upper(what: str, limit_name: str, reason: str, value: float | None, stable: float | None, limit: float,
-           fmt: str) -> _Check:
+def _upper(
+    what: str, limit_name: str, reason: str, value: float | None, stable: float | None, limit: float, fmt: str
+) -> _Check:
     if value is None or math.isnan(value):
         return _Check(None, reason, f"{what}: no data")
     passed = value <= limit
@@ -155,8 +196,9 @@ def _upper(what: str, limit_name: str, reason: str, value: float | None, stable:
     return _Check(passed, reason, text)
 
 
-def _lower(what: str, limit_name: str, reason: str, value: float | None, stable: float | None, limit: float,
-           fmt: str) -> _Check:
+def _lower(
+    what: str, limit_name: str, reason: str, value: float | None, stable: float | None, limit: float, fmt: str
+) -> _Check:
     if value is None or math.isnan(value):
         return _Check(None, reason, f"{what}: no labelled feedback yet, not judged", required=False)
     passed = value >= limit
@@ -182,7 +224,9 @@ class PrometheusClient:
 
     def query(self, promql: str) -> list[dict]:
         try:
-            response = httpx.get(f"{self.base_url}/api/v1/query", params={"query": promql}, timeout=self.timeout_s)
+            response = httpx.get(
+                f"{self.base_url}/api/v1/query", params={"query": promql}, timeout=self.timeout_s
+            )
         except httpx.HTTPError as exc:
             raise MetricsUnavailableError(f"Prometheus {self.base_url} unreachable: {exc}") from exc
         try:
@@ -190,7 +234,9 @@ class PrometheusClient:
         except ValueError as exc:
             raise MetricsUnavailableError(f"Prometheus answered {response.status_code} without JSON") from exc
         if body.get("status") != "success":
-            raise MetricsUnavailableError(f"Prometheus rejected `{promql}`: {body.get('error', response.text[:200])}")
+            raise MetricsUnavailableError(
+                f"Prometheus rejected `{promql}`: {body.get('error', response.text[:200])}"
+            )
         data = body["data"]
         if data["resultType"] == "scalar":
             return [{"metric": {}, "value": data["result"]}]
@@ -223,7 +269,8 @@ def measure(client: PrometheusClient, limits: AnalysisSpec, who: VariantQuery) -
         p99_latency_ms=client.scalar(promql("p99LatencyMs")),
         score_buckets=client.by_label(promql("scoreBuckets"), "le"),
         feedback_precision=client.scalar(promql("feedbackPrecision"))
-        if limits.min_feedback_precision is not None else None,
+        if limits.min_feedback_precision is not None
+        else None,
     )
 
 

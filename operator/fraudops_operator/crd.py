@@ -55,8 +55,14 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
 # --------------------------------------------------------------------------- schema helpers
 
 
-def _str(description: str, *, default: str | None = None, pattern: str | None = None,
-         enum: list[str] | None = None, max_length: int | None = 253) -> dict[str, Any]:
+def _str(
+    description: str,
+    *,
+    default: str | None = None,
+    pattern: str | None = None,
+    enum: list[str] | None = None,
+    max_length: int | None = 253,
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string", "description": description}
     if enum is not None:
         schema["enum"] = enum
@@ -70,8 +76,9 @@ def _str(description: str, *, default: str | None = None, pattern: str | None = 
     return schema
 
 
-def _int(description: str, *, default: int | None = None, minimum: int | None = None,
-         maximum: int | None = None) -> dict[str, Any]:
+def _int(
+    description: str, *, default: int | None = None, minimum: int | None = None, maximum: int | None = None
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "integer", "description": description}
     if minimum is not None:
         schema["minimum"] = minimum
@@ -82,8 +89,13 @@ def _int(description: str, *, default: int | None = None, minimum: int | None = 
     return schema
 
 
-def _num(description: str, *, default: float | None = None, minimum: float | None = None,
-         maximum: float | None = None) -> dict[str, Any]:
+def _num(
+    description: str,
+    *,
+    default: float | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "number", "description": description}
     if minimum is not None:
         schema["minimum"] = minimum
@@ -99,12 +111,22 @@ def _bool(description: str, default: bool) -> dict[str, Any]:
 
 
 def _duration(description: str, default: str | None = None) -> dict[str, Any]:
-    return _str(f"{description} Duration such as 90s, 5m, 1h30m or 7d.", default=default,
-                pattern=DURATION_PATTERN, max_length=32)
+    return _str(
+        f"{description} Duration such as 90s, 5m, 1h30m or 7d.",
+        default=default,
+        pattern=DURATION_PATTERN,
+        max_length=32,
+    )
 
 
-def _obj(description: str, properties: dict[str, Any], *, required: list[str] | None = None,
-         defaulted: bool = False, rules: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def _obj(
+    description: str,
+    properties: dict[str, Any],
+    *,
+    required: list[str] | None = None,
+    defaulted: bool = False,
+    rules: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
     """An object schema. `defaulted`: an absent object becomes one with all its fields' defaults (the API
     server validates a default against the rules as written, so it must be spelled out in full)."""
     schema: dict[str, Any] = {"type": "object", "description": description, "properties": properties}
@@ -136,234 +158,468 @@ def _resources(description: str, default: dict[str, Any]) -> dict[str, Any]:
 
 
 def _conditions() -> dict[str, Any]:
-    condition = _obj("The standard Kubernetes condition.", {
-        "type": _str("Ready, Progressing, AnalysisPassed, …", max_length=64),
-        "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
-        "reason": _str("One CamelCase word.", max_length=128),
-        "message": _str("What happened, with the numbers behind it.", max_length=32768),
-        "lastTransitionTime": {"type": "string", "format": "date-time"},
-        "observedGeneration": {"type": "integer"},
-    }, required=["type", "status"])
-    return {"type": "array", "description": "Standard conditions (type/status/reason/message/…).",
-            "items": condition, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+    condition = _obj(
+        "The standard Kubernetes condition.",
+        {
+            "type": _str("Ready, Progressing, AnalysisPassed, …", max_length=64),
+            "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
+            "reason": _str("One CamelCase word.", max_length=128),
+            "message": _str("What happened, with the numbers behind it.", max_length=32768),
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+            "observedGeneration": {"type": "integer"},
+        },
+        required=["type", "status"],
+    )
+    return {
+        "type": "array",
+        "description": "Standard conditions (type/status/reason/message/…).",
+        "items": condition,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+    }
 
 
 # --------------------------------------------------------------------------- FraudModel
 
 
 def _model_version(role: str) -> dict[str, Any]:
-    return _obj(f"The {role} model version.", {
-        "version": _str("Version label; part of the InferenceService name.", pattern=VERSION_PATTERN,
-                        max_length=VERSION_MAX_LENGTH),
-        "modelUri": _str("Storage URI of the artifact (s3://, gs://, pvc://, https://, …), as KServe's "
-                         "storage initializer reads it.", pattern=URI_PATTERN, max_length=1024),
-    }, required=["version", "modelUri"])
+    return _obj(
+        f"The {role} model version.",
+        {
+            "version": _str(
+                "Version label; part of the InferenceService name.",
+                pattern=VERSION_PATTERN,
+                max_length=VERSION_MAX_LENGTH,
+            ),
+            "modelUri": _str(
+                "Storage URI of the artifact (s3://, gs://, pvc://, https://, …), as KServe's "
+                "storage initializer reads it.",
+                pattern=URI_PATTERN,
+                max_length=1024,
+            ),
+        },
+        required=["version", "modelUri"],
+    )
 
 
-_CANARY_STEP = _obj("One canary step: shift traffic, then wait and/or analyse before the next.", {
-    "weight": _int("Percent of decisions the candidate takes during this step.", minimum=0, maximum=100),
-    "pause": _duration("Minimum time at this weight before moving on."),
-    "analysis": _bool("Run the metric analysis at this weight; it must pass before moving on.", False),
-}, required=["weight"])
+_CANARY_STEP = _obj(
+    "One canary step: shift traffic, then wait and/or analyse before the next.",
+    {
+        "weight": _int("Percent of decisions the candidate takes during this step.", minimum=0, maximum=100),
+        "pause": _duration("Minimum time at this weight before moving on."),
+        "analysis": _bool("Run the metric analysis at this weight; it must pass before moving on.", False),
+    },
+    required=["weight"],
+)
 
 _QUERIES = _obj(
     "PromQL overrides. Placeholders: {variant} (routing variant), {version}, {model} (FraudModel name), "
-    "{namespace}, {inferenceservice}, {window}.", {
+    "{namespace}, {inferenceservice}, {window}.",
+    {
         "samples": _str("Decisions made by the variant in the window (a number).", max_length=4096),
         "errorRate": _str("Failed / attempted scorings of the variant in the window (0–1).", max_length=4096),
         "p99LatencyMs": _str("p99 latency of the variant's predictor in milliseconds.", max_length=4096),
         "scoreBuckets": _str("Score histogram of the variant by `le` (cumulative counts).", max_length=4096),
         "feedbackPrecision": _str("Precision on labelled feedback of the variant (0–1).", max_length=4096),
-    })
+    },
+)
 
-_ANALYSIS = _obj("How each analysed step is judged, from Prometheus.", {
-    "interval": _duration("Time between two analyses (the first runs one interval into a step).", "1m"),
-    "window": _duration("Range of the PromQL queries ({window}).", "5m"),
-    "minSamples": _int("Candidate decisions needed before a verdict; fewer means wait.", default=500, minimum=0),
-    "maxErrorRate": _num("Roll back above this candidate error rate.", default=0.01, minimum=0, maximum=1),
-    "maxP99LatencyMs": _num("Roll back above this candidate p99 latency.", default=50, minimum=0),
-    "maxScorePSI": _num("Roll back above this score drift (PSI of candidate vs stable scores).", default=0.2,
-                        minimum=0),
-    "minFeedbackPrecision": _num("Roll back below this precision on labelled feedback (unset: not checked; "
-                                 "no labelled feedback in the window: not checked either).",
-                                 minimum=0, maximum=1),
-    "prometheusUrl": _str("Prometheus HTTP API base URL.", default="http://prometheus-operated.monitoring.svc:9090",
-                          pattern=r"^https?://\S+$", max_length=1024),
-    "queries": _QUERIES,
-}, defaulted=True)
+_ANALYSIS = _obj(
+    "How each analysed step is judged, from Prometheus.",
+    {
+        "interval": _duration("Time between two analyses (the first runs one interval into a step).", "1m"),
+        "window": _duration("Range of the PromQL queries ({window}).", "5m"),
+        "minSamples": _int(
+            "Candidate decisions needed before a verdict; fewer means wait.", default=500, minimum=0
+        ),
+        "maxErrorRate": _num(
+            "Roll back above this candidate error rate.", default=0.01, minimum=0, maximum=1
+        ),
+        "maxP99LatencyMs": _num("Roll back above this candidate p99 latency.", default=50, minimum=0),
+        "maxScorePSI": _num(
+            "Roll back above this score drift (PSI of candidate vs stable scores).", default=0.2, minimum=0
+        ),
+        "minFeedbackPrecision": _num(
+            "Roll back below this precision on labelled feedback (unset: not checked; "
+            "no labelled feedback in the window: not checked either).",
+            minimum=0,
+            maximum=1,
+        ),
+        "prometheusUrl": _str(
+            "Prometheus HTTP API base URL.",
+            default="http://prometheus-operated.monitoring.svc:9090",
+            pattern=r"^https?://\S+$",
+            max_length=1024,
+        ),
+        "queries": _QUERIES,
+    },
+    defaulted=True,
+)
 
-_ROLLOUT = _obj("How a candidate replaces the stable version.", {
-    "strategy": _str("canary: stepped traffic shift per transaction; abTest: sticky split per customer; "
-                     "shadow: the candidate scores every transaction but never decides.",
-                     enum=["canary", "abTest", "shadow"], default="canary"),
-    "steps": {"type": "array", "description": "Canary steps, in order.", "maxItems": 20, "items": _CANARY_STEP,
-              "default": [{"weight": 10, "pause": "5m"}, {"weight": 25, "analysis": True},
-                          {"weight": 50, "analysis": True}]},
-    "abTest": _obj("The A-B split (sticky per customer) and how long it runs.", {
-        "stableWeight": _int("Percent of customers kept on the stable version.", default=50, minimum=0, maximum=100),
-        "candidateWeight": _int("Percent of customers on the candidate.", default=50, minimum=0, maximum=100),
-        "duration": _duration("How long the test runs (analysed every interval).", "1h"),
-    }, defaulted=True, rules=[_rule("self.stableWeight + self.candidateWeight == 100",
-                                   "abTest weights must sum to 100: stableWeight + candidateWeight")]),
-    "shadow": _obj("The shadow run.", {
-        "duration": _duration("How long the candidate scores in shadow (analysed every interval).", "1h"),
-    }, defaulted=True),
-    "analysis": _ANALYSIS,
-    "autoPromote": _bool("Promote when the last step passes; if false, wait for `promote: true`.", True),
-    "promote": _bool("Promote the current candidate now, at any step (also after a rollback or an abort). "
-                     "It acts on the current candidate only: set it back to false before changing the "
-                     "candidate.", False),
-    "abort": _bool("Abort the current rollout now: 100% back to stable, the candidate's InferenceService "
-                   "deleted. A finished rollout stays finished; to try the same version again, remove "
-                   "spec.candidate and add it back.", False),
-}, defaulted=True, rules=[
-    _rule("self.strategy != 'canary' || size(self.steps) > 0", "a canary rollout needs at least one step",
-          field_path=".steps"),
-    _rule("self.steps.map(s, s.weight).isSorted()", "canary step weights must not decrease", field_path=".steps"),
-    _rule("!(self.promote && self.abort)", "rollout.promote and rollout.abort cannot both be true"),
-])
+_ROLLOUT = _obj(
+    "How a candidate replaces the stable version.",
+    {
+        "strategy": _str(
+            "canary: stepped traffic shift per transaction; abTest: sticky split per customer; "
+            "shadow: the candidate scores every transaction but never decides.",
+            enum=["canary", "abTest", "shadow"],
+            default="canary",
+        ),
+        "steps": {
+            "type": "array",
+            "description": "Canary steps, in order.",
+            "maxItems": 20,
+            "items": _CANARY_STEP,
+            "default": [
+                {"weight": 10, "pause": "5m"},
+                {"weight": 25, "analysis": True},
+                {"weight": 50, "analysis": True},
+            ],
+        },
+        "abTest": _obj(
+            "The A-B split (sticky per customer) and how long it runs.",
+            {
+                "stableWeight": _int(
+                    "Percent of customers kept on the stable version.", default=50, minimum=0, maximum=100
+                ),
+                "candidateWeight": _int(
+                    "Percent of customers on the candidate.", default=50, minimum=0, maximum=100
+                ),
+                "duration": _duration("How long the test runs (analysed every interval).", "1h"),
+            },
+            defaulted=True,
+            rules=[
+                _rule(
+                    "self.stableWeight + self.candidateWeight == 100",
+                    "abTest weights must sum to 100: stableWeight + candidateWeight",
+                )
+            ],
+        ),
+        "shadow": _obj(
+            "The shadow run.",
+            {
+                "duration": _duration(
+                    "How long the candidate scores in shadow (analysed every interval).", "1h"
+                ),
+            },
+            defaulted=True,
+        ),
+        "analysis": _ANALYSIS,
+        "autoPromote": _bool("Promote when the last step passes; if false, wait for `promote: true`.", True),
+        "promote": _bool(
+            "Promote the current candidate now, at any step (also after a rollback or an abort). "
+            "It acts on the current candidate only: set it back to false before changing the "
+            "candidate.",
+            False,
+        ),
+        "abort": _bool(
+            "Abort the current rollout now: 100% back to stable, the candidate's InferenceService "
+            "deleted. A finished rollout stays finished; to try the same version again, remove "
+            "spec.candidate and add it back.",
+            False,
+        ),
+    },
+    defaulted=True,
+    rules=[
+        _rule(
+            "self.strategy != 'canary' || size(self.steps) > 0",
+            "a canary rollout needs at least one step",
+            field_path=".steps",
+        ),
+        _rule(
+            "self.steps.map(s, s.weight).isSorted()",
+            "canary step weights must not decrease",
+            field_path=".steps",
+        ),
+        _rule("!(self.promote && self.abort)", "rollout.promote and rollout.abort cannot both be true"),
+    ],
+)
 
-_STREAM = _obj("The Kafka stream this model scores, and its KEDA-scaled consumer.", {
-    "topic": _str("Transactions topic.", default="transactions", pattern=r"^[a-zA-Z0-9._-]+$", max_length=200),
-    "partitions": _int("Partitions of the topic (upper bound of useful consumers).", default=6, minimum=1,
-                       maximum=1000),
-    "replicationFactor": _int("Topic replicas.", default=1, minimum=1, maximum=10),
-    "kafkaCluster": _str("Strimzi Kafka cluster name (label strimzi.io/cluster).", default="fraudops",
-                         max_length=63),
-    "bootstrapServers": _str("Kafka bootstrap servers (default: <kafkaCluster>-kafka-bootstrap:9092).",
-                             max_length=1024),
-    "consumerGroup": _str("Consumer group of the scorers.", default="fraud-scorer", max_length=200),
-    "minReplicas": _int("Fewest consumers KEDA keeps.", default=1, minimum=0, maximum=1000),
-    "maxReplicas": _int("Most consumers KEDA runs (no more than partitions).", default=6, minimum=1, maximum=1000),
-    "lagThreshold": _int("Consumer-group lag per replica that makes KEDA scale out.", default=1000, minimum=1),
-    "batchSize": _int("Records per consumer batch.", default=500, minimum=1, maximum=100000),
-    "image": _str("Consumer image (runs `fraudops stream consume`).", default=DEFAULT_APP_IMAGE, max_length=512),
-    "databaseSecret": _obj("Secret holding the PostgreSQL URL (env DB_URL).", {
-        "name": _str("Secret name.", default="fraudops-db", max_length=253),
-        "key": _str("Key of the URL in the Secret.", default="url", max_length=253),
-    }, defaulted=True),
-    "resources": _resources("Consumer container resources.",
-                            {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}),
-}, defaulted=True, rules=[
-    _rule("self.maxReplicas <= self.partitions", "stream.maxReplicas must not exceed stream.partitions: a "
-          "consumer group cannot use more consumers than the topic has partitions", field_path=".maxReplicas"),
-    _rule("self.minReplicas <= self.maxReplicas", "stream.minReplicas must not exceed stream.maxReplicas",
-          field_path=".minReplicas"),
-])
+_STREAM = _obj(
+    "The Kafka stream this model scores, and its KEDA-scaled consumer.",
+    {
+        "topic": _str(
+            "Transactions topic.", default="transactions", pattern=r"^[a-zA-Z0-9._-]+$", max_length=200
+        ),
+        "partitions": _int(
+            "Partitions of the topic (upper bound of useful consumers).", default=6, minimum=1, maximum=1000
+        ),
+        "replicationFactor": _int("Topic replicas.", default=1, minimum=1, maximum=10),
+        "kafkaCluster": _str(
+            "Strimzi Kafka cluster name (label strimzi.io/cluster).", default="fraudops", max_length=63
+        ),
+        "bootstrapServers": _str(
+            "Kafka bootstrap servers (default: <kafkaCluster>-kafka-bootstrap:9092).", max_length=1024
+        ),
+        "consumerGroup": _str("Consumer group of the scorers.", default="fraud-scorer", max_length=200),
+        "minReplicas": _int("Fewest consumers KEDA keeps.", default=1, minimum=0, maximum=1000),
+        "maxReplicas": _int(
+            "Most consumers KEDA runs (no more than partitions).", default=6, minimum=1, maximum=1000
+        ),
+        "lagThreshold": _int(
+            "Consumer-group lag per replica that makes KEDA scale out.", default=1000, minimum=1
+        ),
+        "batchSize": _int("Records per consumer batch.", default=500, minimum=1, maximum=100000),
+        "image": _str(
+            "Consumer image (runs `fraudops stream consume`).", default=DEFAULT_APP_IMAGE, max_length=512
+        ),
+        "databaseSecret": _obj(
+            "Secret holding the PostgreSQL URL (env DB_URL).",
+            {
+                "name": _str("Secret name.", default="fraudops-db", max_length=253),
+                "key": _str("Key of the URL in the Secret.", default="url", max_length=253),
+            },
+            defaulted=True,
+        ),
+        "resources": _resources(
+            "Consumer container resources.",
+            {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        ),
+    },
+    defaulted=True,
+    rules=[
+        _rule(
+            "self.maxReplicas <= self.partitions",
+            "stream.maxReplicas must not exceed stream.partitions: a "
+            "consumer group cannot use more consumers than the topic has partitions",
+            field_path=".maxReplicas",
+        ),
+        _rule(
+            "self.minReplicas <= self.maxReplicas",
+            "stream.minReplicas must not exceed stream.maxReplicas",
+            field_path=".minReplicas",
+        ),
+    ],
+)
 
-_PREDICTOR = _obj("The KServe predictor that serves each version.", {
-    "image": _str("Predictor image (runs `python -m fraudops_predictor`).", default=DEFAULT_PREDICTOR_IMAGE,
-                  max_length=512),
-    "minReplicas": _int("Fewest predictor pods per version.", default=1, minimum=1, maximum=100),
-    "maxReplicas": _int("Most predictor pods per version.", default=3, minimum=1, maximum=100),
-    "resources": _resources("Predictor container resources.",
-                            {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}),
-}, defaulted=True, rules=[_rule("self.minReplicas <= self.maxReplicas",
-                            "predictor.minReplicas must not exceed predictor.maxReplicas")])
+_PREDICTOR = _obj(
+    "The KServe predictor that serves each version.",
+    {
+        "image": _str(
+            "Predictor image (runs `python -m fraudops_predictor`).",
+            default=DEFAULT_PREDICTOR_IMAGE,
+            max_length=512,
+        ),
+        "minReplicas": _int("Fewest predictor pods per version.", default=1, minimum=1, maximum=100),
+        "maxReplicas": _int("Most predictor pods per version.", default=3, minimum=1, maximum=100),
+        "resources": _resources(
+            "Predictor container resources.",
+            {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+        ),
+    },
+    defaulted=True,
+    rules=[
+        _rule(
+            "self.minReplicas <= self.maxReplicas",
+            "predictor.minReplicas must not exceed predictor.maxReplicas",
+        )
+    ],
+)
 
-FRAUD_MODEL_SPEC = _obj("A fraud model: its versions, how a candidate rolls out, and the stream it scores.", {
-    "threshold": _num("Decision threshold for every version (unset: each artifact's own threshold).",
-                      minimum=0, maximum=1),
-    "stable": _model_version("stable (serving)"),
-    "candidate": _model_version("candidate (being rolled out)"),
-    "rollout": _ROLLOUT,
-    "predictor": _PREDICTOR,
-    "stream": _STREAM,
-}, rules=[
-    _rule("!has(self.candidate) || has(self.stable)",
-          "a candidate needs a stable version to roll out against: set spec.stable", field_path=".candidate"),
-    _rule("!has(self.candidate) || !has(self.stable) || self.candidate.version != self.stable.version",
-          "spec.candidate.version must differ from spec.stable.version", field_path=".candidate.version"),
-    # promote/abort act on whichever candidate is current: a leftover `promote: true` must not
-    # instantly promote the next candidate.
-    _rule("!has(self.candidate) || (has(oldSelf.candidate) && oldSelf.candidate.version == self.candidate.version)"
-          " || (!self.rollout.promote && !self.rollout.abort)",
-          "set rollout.promote and rollout.abort to false when changing the candidate: they act on the "
-          "current candidate only", field_path=".rollout"),
-])
+FRAUD_MODEL_SPEC = _obj(
+    "A fraud model: its versions, how a candidate rolls out, and the stream it scores.",
+    {
+        "threshold": _num(
+            "Decision threshold for every version (unset: each artifact's own threshold).",
+            minimum=0,
+            maximum=1,
+        ),
+        "stable": _model_version("stable (serving)"),
+        "candidate": _model_version("candidate (being rolled out)"),
+        "rollout": _ROLLOUT,
+        "predictor": _PREDICTOR,
+        "stream": _STREAM,
+    },
+    rules=[
+        _rule(
+            "!has(self.candidate) || has(self.stable)",
+            "a candidate needs a stable version to roll out against: set spec.stable",
+            field_path=".candidate",
+        ),
+        _rule(
+            "!has(self.candidate) || !has(self.stable) || self.candidate.version != self.stable.version",
+            "spec.candidate.version must differ from spec.stable.version",
+            field_path=".candidate.version",
+        ),
+        # promote/abort act on whichever candidate is current: a leftover `promote: true` must not
+        # instantly promote the next candidate.
+        _rule(
+            "!has(self.candidate) || (has(oldSelf.candidate) && oldSelf.candidate.version == self.candidate.version)"
+            " || (!self.rollout.promote && !self.rollout.abort)",
+            "set rollout.promote and rollout.abort to false when changing the candidate: they act on the "
+            "current candidate only",
+            field_path=".rollout",
+        ),
+    ],
+)
 
-_ROUTING_VARIANT = _obj("One routing variant (fraudops.routing.Variant).", {
-    "name": {"type": "string"}, "model_version": {"type": "string"}, "weight": {"type": "number"},
-    "mode": {"type": "string"}, "model_uri": {"type": "string"}, "endpoint": {"type": "string"},
-})
+_ROUTING_VARIANT = _obj(
+    "One routing variant (fraudops.routing.Variant).",
+    {
+        "name": {"type": "string"},
+        "model_version": {"type": "string"},
+        "weight": {"type": "number"},
+        "mode": {"type": "string"},
+        "model_uri": {"type": "string"},
+        "endpoint": {"type": "string"},
+    },
+)
 
-FRAUD_MODEL_STATUS = _obj("What the operator observed and decided.", {
-    "phase": _str("Pending, Stable, Progressing, Paused, Analysing, Promoted, RolledBack or Aborted.",
-                  max_length=32),
-    "stableVersion": _str("The version deciding for everyone outside the candidate's share.", max_length=64),
-    "candidateVersion": _str("The version being rolled out (or just promoted / rolled back).", max_length=64),
-    "candidateWeight": _int("Percent of decisions the candidate takes now."),
-    "observedGeneration": {"type": "integer"},
-    "rollout": _obj("The rollout's state; the operator resumes from it after a restart.", {
-        "phase": {"type": "string"}, "candidateVersion": {"type": "string"}, "step": {"type": "integer"},
-        "stepStartedAt": {"type": "string", "format": "date-time"},
-        "lastAnalysisAt": {"type": "string", "format": "date-time"},
-        "analysisPassed": {"type": "boolean"}, "reason": {"type": "string"}, "message": {"type": "string"},
-    }),
-    "routing": _obj("The routing table the gateway and the consumer read (same as the ConfigMap).", {
-        "model_name": {"type": "string"}, "salt": {"type": "string"},
-        "variants": {"type": "array", "items": _ROUTING_VARIANT},
-    }),
-    "inferenceServices": {"type": "array", "items": {"type": "string"},
-                          "description": "The InferenceServices serving now, one per version."},
-    "conditions": _conditions(),
-})
+FRAUD_MODEL_STATUS = _obj(
+    "What the operator observed and decided.",
+    {
+        "phase": _str(
+            "Pending, Stable, Progressing, Paused, Analysing, Promoted, RolledBack or Aborted.", max_length=32
+        ),
+        "stableVersion": _str(
+            "The version deciding for everyone outside the candidate's share.", max_length=64
+        ),
+        "candidateVersion": _str(
+            "The version being rolled out (or just promoted / rolled back).", max_length=64
+        ),
+        "candidateWeight": _int("Percent of decisions the candidate takes now."),
+        "observedGeneration": {"type": "integer"},
+        "rollout": _obj(
+            "The rollout's state; the operator resumes from it after a restart.",
+            {
+                "phase": {"type": "string"},
+                "candidateVersion": {"type": "string"},
+                "step": {"type": "integer"},
+                "stepStartedAt": {"type": "string", "format": "date-time"},
+                "lastAnalysisAt": {"type": "string", "format": "date-time"},
+                "analysisPassed": {"type": "boolean"},
+                "reason": {"type": "string"},
+                "message": {"type": "string"},
+            },
+        ),
+        "routing": _obj(
+            "The routing table the gateway and the consumer read (same as the ConfigMap).",
+            {
+                "model_name": {"type": "string"},
+                "salt": {"type": "string"},
+                "variants": {"type": "array", "items": _ROUTING_VARIANT},
+            },
+        ),
+        "inferenceServices": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The InferenceServices serving now, one per version.",
+        },
+        "conditions": _conditions(),
+    },
+)
 
 
 # --------------------------------------------------------------------------- TrainingRun
 
-TRAINING_RUN_SPEC = _obj("One training of a model version: data, tuning budget, where the artifact goes.", {
-    "data": _obj("The labelled history.", {
-        "uri": _str("A .parquet or .csv file on a volume claim: pvc://<claim>/<path>.",
-                    pattern=r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/\S+$", max_length=1024),
-        "labelDelay": _duration("Time until a transaction's label is known (gap between windows).", "7d"),
-    }, required=["uri"]),
-    "output": _obj("Where the artifact is written: <uri>/<model>/<version>.", {
-        "uri": _str("A folder on a volume claim: pvc://<claim>/<path>.",
-                    pattern=r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/\S*)?$", max_length=1024),
-    }, required=["uri"]),
-    "model": _str("Model name (registry key; default: fraudModelRef.name, else card-fraud).",
-                  pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
-    "version": _str("Version to produce (default: the TrainingRun's name).", pattern=VERSION_PATTERN,
-                    max_length=VERSION_MAX_LENGTH),
-    "optuna": _obj("Optuna's budget.", {
-        "trials": _int("Trials.", default=30, minimum=1, maximum=10000),
-        "timeout": _duration("Wall-clock budget of the tuning (it is interrupted after).", "10m"),
-    }, defaulted=True),
-    "image": _str("Training image (runs `fraudops train`).", default=DEFAULT_APP_IMAGE, max_length=512),
-    "resources": _resources("Training container resources.",
-                            {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}}),
-    "fraudModelRef": _obj("On success, the produced artifact becomes this FraudModel's candidate.", {
-        "name": _str("FraudModel in the same namespace.", max_length=253),
-    }, required=["name"]),
-}, required=["data", "output"], rules=[
-    _rule("self == oldSelf", "a TrainingRun's spec is immutable: create a new TrainingRun"),
-])
+TRAINING_RUN_SPEC = _obj(
+    "One training of a model version: data, tuning budget, where the artifact goes.",
+    {
+        "data": _obj(
+            "The labelled history.",
+            {
+                "uri": _str(
+                    "A .parquet or .csv file on a volume claim: pvc://<claim>/<path>.",
+                    pattern=r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?/\S+$",
+                    max_length=1024,
+                ),
+                "labelDelay": _duration(
+                    "Time until a transaction's label is known (gap between windows).", "7d"
+                ),
+            },
+            required=["uri"],
+        ),
+        "output": _obj(
+            "Where the artifact is written: <uri>/<model>/<version>.",
+            {
+                "uri": _str(
+                    "A folder on a volume claim: pvc://<claim>/<path>.",
+                    pattern=r"^pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/\S*)?$",
+                    max_length=1024,
+                ),
+            },
+            required=["uri"],
+        ),
+        "model": _str(
+            "Model name (registry key; default: fraudModelRef.name, else card-fraud).",
+            pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+            max_length=63,
+        ),
+        "version": _str(
+            "Version to produce (default: the TrainingRun's name).",
+            pattern=VERSION_PATTERN,
+            max_length=VERSION_MAX_LENGTH,
+        ),
+        "optuna": _obj(
+            "Optuna's budget.",
+            {
+                "trials": _int("Trials.", default=30, minimum=1, maximum=10000),
+                "timeout": _duration("Wall-clock budget of the tuning (it is interrupted after).", "10m"),
+            },
+            defaulted=True,
+        ),
+        "image": _str("Training image (runs `fraudops train`).", default=DEFAULT_APP_IMAGE, max_length=512),
+        "resources": _resources(
+            "Training container resources.",
+            {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
+        ),
+        "fraudModelRef": _obj(
+            "On success, the produced artifact becomes this FraudModel's candidate.",
+            {
+                "name": _str("FraudModel in the same namespace.", max_length=253),
+            },
+            required=["name"],
+        ),
+    },
+    required=["data", "output"],
+    rules=[
+        _rule("self == oldSelf", "a TrainingRun's spec is immutable: create a new TrainingRun"),
+    ],
+)
 
-TRAINING_RUN_STATUS = _obj("The training Job's progress and outcome.", {
-    "phase": _str("Pending, Running, Succeeded or Failed.", max_length=32),
-    "jobName": {"type": "string"},
-    "version": {"type": "string"},
-    "artifactUri": {"type": "string"},
-    "metrics": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
-                "description": "Evaluation metrics reported by the training job."},
-    "message": {"type": "string"},
-    "completionTime": {"type": "string", "format": "date-time"},
-    "observedGeneration": {"type": "integer"},
-    "conditions": _conditions(),
-})
+TRAINING_RUN_STATUS = _obj(
+    "The training Job's progress and outcome.",
+    {
+        "phase": _str("Pending, Running, Succeeded or Failed.", max_length=32),
+        "jobName": {"type": "string"},
+        "version": {"type": "string"},
+        "artifactUri": {"type": "string"},
+        "metrics": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "description": "Evaluation metrics reported by the training job.",
+        },
+        "message": {"type": "string"},
+        "completionTime": {"type": "string", "format": "date-time"},
+        "observedGeneration": {"type": "integer"},
+        "conditions": _conditions(),
+    },
+)
 
 
 # --------------------------------------------------------------------------- CRDs
 
 
-def _crd(kind: str, plural: str, short: str, spec: dict[str, Any], status: dict[str, Any],
-         columns: list[dict[str, Any]], root_rules: list[dict[str, str]], description: str) -> dict[str, Any]:
+def _crd(
+    kind: str,
+    plural: str,
+    short: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    columns: list[dict[str, Any]],
+    root_rules: list[dict[str, str]],
+    description: str,
+) -> dict[str, Any]:
     root = {
         "type": "object",
         "description": description,
-        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                       "metadata": {"type": "object"}, "spec": spec, "status": status},
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
         "required": ["spec"],
         "x-kubernetes-validations": root_rules,
     }
@@ -373,15 +629,25 @@ def _crd(kind: str, plural: str, short: str, spec: dict[str, Any], status: dict[
         "metadata": {"name": f"{plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "fraudops"}},
         "spec": {
             "group": GROUP,
-            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower(),
-                      "shortNames": [short], "categories": ["fraudops"]},
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": [short],
+                "categories": ["fraudops"],
+            },
             "scope": "Namespaced",
-            "versions": [{
-                "name": VERSION, "served": True, "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": columns,
-                "schema": {"openAPIV3Schema": root},
-            }],
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": columns,
+                    "schema": {"openAPIV3Schema": root},
+                }
+            ],
         },
     }
 
@@ -391,29 +657,53 @@ def _column(name: str, json_path: str, type_: str = "string") -> dict[str, Any]:
 
 
 def fraud_model_crd() -> dict[str, Any]:
-    return _crd("FraudModel", "fraudmodels", "fm", FRAUD_MODEL_SPEC, FRAUD_MODEL_STATUS, [
-        _column("Phase", ".status.phase"),
-        _column("Stable", ".status.stableVersion"),
-        _column("Canary", ".status.candidateVersion"),
-        _column("Weight", ".status.candidateWeight", "integer"),
-        _column("Age", ".metadata.creationTimestamp", "date"),
-    ], [_rule(f"size(self.metadata.name) <= {MODEL_NAME_MAX_LENGTH}",
-              f"FraudModel names are at most {MODEL_NAME_MAX_LENGTH} characters: each version is served by an "
-              "InferenceService named <name>-<version>, and KServe's names must stay within 63")],
-        "A fraud model served by KServe, rolled out progressively, scoring a Kafka stream.")
+    return _crd(
+        "FraudModel",
+        "fraudmodels",
+        "fm",
+        FRAUD_MODEL_SPEC,
+        FRAUD_MODEL_STATUS,
+        [
+            _column("Phase", ".status.phase"),
+            _column("Stable", ".status.stableVersion"),
+            _column("Canary", ".status.candidateVersion"),
+            _column("Weight", ".status.candidateWeight", "integer"),
+            _column("Age", ".metadata.creationTimestamp", "date"),
+        ],
+        [
+            _rule(
+                f"size(self.metadata.name) <= {MODEL_NAME_MAX_LENGTH}",
+                f"FraudModel names are at most {MODEL_NAME_MAX_LENGTH} characters: each version is served by an "
+                "InferenceService named <name>-<version>, and KServe's names must stay within 63",
+            )
+        ],
+        "A fraud model served by KServe, rolled out progressively, scoring a Kafka stream.",
+    )
 
 
 def training_run_crd() -> dict[str, Any]:
-    return _crd("TrainingRun", "trainingruns", "tr", TRAINING_RUN_SPEC, TRAINING_RUN_STATUS, [
-        _column("Phase", ".status.phase"),
-        _column("Version", ".status.version"),
-        _column("Model", ".spec.fraudModelRef.name"),
-        _column("Age", ".metadata.creationTimestamp", "date"),
-    ], [_rule(f"has(self.spec.version) || (size(self.metadata.name) <= {VERSION_MAX_LENGTH} && "
-              f"self.metadata.name.matches('{VERSION_PATTERN}'))",
-              f"set spec.version: the TrainingRun's name (the default version) is longer than "
-              f"{VERSION_MAX_LENGTH} characters or not a valid version")],
-        "One Optuna + XGBoost training of a model version, run as a Kubernetes Job.")
+    return _crd(
+        "TrainingRun",
+        "trainingruns",
+        "tr",
+        TRAINING_RUN_SPEC,
+        TRAINING_RUN_STATUS,
+        [
+            _column("Phase", ".status.phase"),
+            _column("Version", ".status.version"),
+            _column("Model", ".spec.fraudModelRef.name"),
+            _column("Age", ".metadata.creationTimestamp", "date"),
+        ],
+        [
+            _rule(
+                f"has(self.spec.version) || (size(self.metadata.name) <= {VERSION_MAX_LENGTH} && "
+                f"self.metadata.name.matches('{VERSION_PATTERN}'))",
+                f"set spec.version: the TrainingRun's name (the default version) is longer than "
+                f"{VERSION_MAX_LENGTH} characters or not a valid version",
+            )
+        ],
+        "One Optuna + XGBoost training of a model version, run as a Kubernetes Job.",
+    )
 
 
 def all_crds() -> dict[str, dict[str, Any]]:

@@ -70,20 +70,36 @@ def routing_table(model: FraudModel, state: RolloutState) -> RoutingTable | None
         return None
     step = current_step(model, state)
     if step is None or model.candidate is None:
-        return RoutingTable(model_name=model.name, salt=stable.version, variants=[_variant(model, "stable", stable)])
+        return RoutingTable(
+            model_name=model.name, salt=stable.version, variants=[_variant(model, "stable", stable)]
+        )
     weight = candidate_weight(model, state)
     candidate = _variant(model, candidate_variant_name(model), model.candidate, step.mode, weight)
     stable_mode = VariantMode.AB if step.mode == VariantMode.AB else VariantMode.SERVE
     # Salted with the candidate's version: the same transactions (and customers) stay in the candidate's
     # share as it grows, and the next rollout draws a fresh sample.
-    return RoutingTable(model_name=model.name, salt=model.candidate.version, variants=[
-        _variant(model, "stable", stable, stable_mode, 100 - weight), candidate])
+    return RoutingTable(
+        model_name=model.name,
+        salt=model.candidate.version,
+        variants=[_variant(model, "stable", stable, stable_mode, 100 - weight), candidate],
+    )
 
 
-def _variant(model: FraudModel, name: str, version: ModelVersion, mode: VariantMode = VariantMode.SERVE,
-             weight: float = 100) -> Variant:
-    return Variant(name=name, model_version=version.version, weight=weight, mode=mode, model_uri=None,
-                   endpoint=predictor_endpoint(model, version.version))
+def _variant(
+    model: FraudModel,
+    name: str,
+    version: ModelVersion,
+    mode: VariantMode = VariantMode.SERVE,
+    weight: float = 100,
+) -> Variant:
+    return Variant(
+        name=name,
+        model_version=version.version,
+        weight=weight,
+        mode=mode,
+        model_uri=None,
+        endpoint=predictor_endpoint(model, version.version),
+    )
 
 
 def routing_document(table: RoutingTable) -> dict[str, Any]:
@@ -100,21 +116,30 @@ def storage_problem(uri: str) -> str | None:
 
 def volume_claim(uri: str) -> str | None:
     """The PersistentVolumeClaim a pvc://<claim>/<path> URI needs."""
-    return uri[len("pvc://"):].split("/", 1)[0] if uri.startswith("pvc://") else None
+    return uri[len("pvc://") :].split("/", 1)[0] if uri.startswith("pvc://") else None
 
 
 # --------------------------------------------------------------------------- children
 
 
 def labels(model: FraudModel, component: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": f"fraudops-{component}", "app.kubernetes.io/instance": model.name,
-            "app.kubernetes.io/part-of": "fraudops", "app.kubernetes.io/managed-by": MANAGED_BY,
-            MODEL_LABEL: model.name}
+    return {
+        "app.kubernetes.io/name": f"fraudops-{component}",
+        "app.kubernetes.io/instance": model.name,
+        "app.kubernetes.io/part-of": "fraudops",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MODEL_LABEL: model.name,
+    }
 
 
 def _metadata(model: FraudModel, name: str, component: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "namespace": model.namespace, "labels": labels(model, component),
-            "ownerReferences": [model.ref.owner_reference()], **extra}
+    return {
+        "name": name,
+        "namespace": model.namespace,
+        "labels": labels(model, component),
+        "ownerReferences": [model.ref.owner_reference()],
+        **extra,
+    }
 
 
 def _threshold_env(model: FraudModel) -> list[dict[str, str]]:
@@ -124,48 +149,80 @@ def _threshold_env(model: FraudModel) -> list[dict[str, str]]:
 
 def desired_inference_service(model: FraudModel, version: ModelVersion) -> dict[str, Any]:
     """The InferenceService that serves one model version (KServe v1beta1, Standard mode)."""
-    metadata = _metadata(model, inference_service_name(model, version.version), "predictor", annotations={
-        # "Standard" is KServe ≥ 0.16's name for raw Deployments (no Knative); "RawDeployment" is deprecated.
-        "serving.kserve.io/deploymentMode": "Standard",
-        "serving.kserve.io/enable-prometheus-scraping": "true",
-    })
+    metadata = _metadata(
+        model,
+        inference_service_name(model, version.version),
+        "predictor",
+        annotations={
+            # "Standard" is KServe ≥ 0.16's name for raw Deployments (no Knative); "RawDeployment" is deprecated.
+            "serving.kserve.io/deploymentMode": "Standard",
+            "serving.kserve.io/enable-prometheus-scraping": "true",
+        },
+    )
     metadata["labels"][VERSION_LABEL] = version.version
     return {
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", "metadata": metadata,
-        "spec": {"predictor": {
-            "minReplicas": model.predictor.min_replicas, "maxReplicas": model.predictor.max_replicas,
-            "labels": {MODEL_LABEL: model.name, VERSION_LABEL: version.version},
-            "containers": [{
-                "name": "kserve-container",
-                "image": model.predictor.image,
-                "command": ["python", "-m", "fraudops_predictor"],
-                "args": ["--model_name", model.name, "--model_dir", "/mnt/models",
-                         "--http_port", str(PREDICTOR_PORT)],
-                # STORAGE_URI on a custom container makes KServe inject its storage initializer,
-                # which puts the artifact at /mnt/models.
-                "env": [{"name": "STORAGE_URI", "value": version.model_uri},
-                        {"name": "LOG_FORMAT", "value": "json"}, *_threshold_env(model)],
-                "ports": [{"containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
-                "readinessProbe": {"httpGet": {"path": f"/v2/models/{model.name}/ready", "port": PREDICTOR_PORT},
-                                   "initialDelaySeconds": 5, "periodSeconds": 10},
-                "resources": dict(model.predictor.resources),
-            }],
-        }},
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": metadata,
+        "spec": {
+            "predictor": {
+                "minReplicas": model.predictor.min_replicas,
+                "maxReplicas": model.predictor.max_replicas,
+                "labels": {MODEL_LABEL: model.name, VERSION_LABEL: version.version},
+                "containers": [
+                    {
+                        "name": "kserve-container",
+                        "image": model.predictor.image,
+                        "command": ["python", "-m", "fraudops_predictor"],
+                        "args": [
+                            "--model_name",
+                            model.name,
+                            "--model_dir",
+                            "/mnt/models",
+                            "--http_port",
+                            str(PREDICTOR_PORT),
+                        ],
+                        # STORAGE_URI on a custom container makes KServe inject its storage initializer,
+                        # which puts the artifact at /mnt/models.
+                        "env": [
+                            {"name": "STORAGE_URI", "value": version.model_uri},
+                            {"name": "LOG_FORMAT", "value": "json"},
+                            *_threshold_env(model),
+                        ],
+                        "ports": [{"containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
+                        "readinessProbe": {
+                            "httpGet": {"path": f"/v2/models/{model.name}/ready", "port": PREDICTOR_PORT},
+                            "initialDelaySeconds": 5,
+                            "periodSeconds": 10,
+                        },
+                        "resources": dict(model.predictor.resources),
+                    }
+                ],
+            }
+        },
     }
 
 
 def desired_routing_config_map(model: FraudModel, table: RoutingTable) -> dict[str, Any]:
     text = yaml.safe_dump(routing_document(table), sort_keys=False)
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": _metadata(model, f"{model.name}-routing", "routing"), "data": {ROUTING_KEY: text}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(model, f"{model.name}-routing", "routing"),
+        "data": {ROUTING_KEY: text},
+    }
 
 
 def desired_consumer_deployment(model: FraudModel, table: RoutingTable) -> dict[str, Any]:
     stream = model.stream
     selector = {"app.kubernetes.io/name": "fraudops-consumer", "app.kubernetes.io/instance": model.name}
     env = [
-        {"name": "DB_URL", "valueFrom": {"secretKeyRef": {"name": stream.database_secret_name,
-                                                          "key": stream.database_secret_key}}},
+        {
+            "name": "DB_URL",
+            "valueFrom": {
+                "secretKeyRef": {"name": stream.database_secret_name, "key": stream.database_secret_key}
+            },
+        },
         {"name": "KAFKA_BOOTSTRAP_SERVERS", "value": stream.bootstrap_servers},
         {"name": "TRANSACTIONS_TOPIC", "value": stream.topic},
         {"name": "TRANSACTIONS_PARTITIONS", "value": str(stream.partitions)},
@@ -176,30 +233,51 @@ def desired_consumer_deployment(model: FraudModel, table: RoutingTable) -> dict[
         *_threshold_env(model),
     ]
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": _metadata(model, f"{model.name}-consumer", "consumer"),
         # No `replicas`: KEDA owns the count, and applying one would fight it.
         "spec": {
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": {**labels(model, "consumer"), **selector}, "annotations": {
-                    # The consumer reads the table at start: a new table rolls the pods.
-                    "fraudops.io/routing-checksum": _checksum(routing_document(table)),
-                    "prometheus.io/scrape": "true", "prometheus.io/port": str(CONSUMER_METRICS_PORT)}},
+                "metadata": {
+                    "labels": {**labels(model, "consumer"), **selector},
+                    "annotations": {
+                        # The consumer reads the table at start: a new table rolls the pods.
+                        "fraudops.io/routing-checksum": _checksum(routing_document(table)),
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(CONSUMER_METRICS_PORT),
+                    },
+                },
                 "spec": {
                     # SIGTERM makes the consumer finish its batch, commit and checkpoint its state.
                     "terminationGracePeriodSeconds": 60,
-                    "containers": [{
-                        "name": "consumer", "image": stream.image,
-                        "command": ["fraudops", "stream", "consume", "--metrics-port", str(CONSUMER_METRICS_PORT)],
-                        "env": env,
-                        "ports": [{"name": "metrics", "containerPort": CONSUMER_METRICS_PORT, "protocol": "TCP"}],
-                        "readinessProbe": {"httpGet": {"path": "/metrics", "port": CONSUMER_METRICS_PORT},
-                                           "periodSeconds": 10},
-                        "resources": dict(stream.resources),
-                        "volumeMounts": [{"name": "routing", "mountPath": ROUTING_MOUNT, "readOnly": True}],
-                        "securityContext": {"allowPrivilegeEscalation": False},
-                    }],
+                    "containers": [
+                        {
+                            "name": "consumer",
+                            "image": stream.image,
+                            "command": [
+                                "fraudops",
+                                "stream",
+                                "consume",
+                                "--metrics-port",
+                                str(CONSUMER_METRICS_PORT),
+                            ],
+                            "env": env,
+                            "ports": [
+                                {"name": "metrics", "containerPort": CONSUMER_METRICS_PORT, "protocol": "TCP"}
+                            ],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/metrics", "port": CONSUMER_METRICS_PORT},
+                                "periodSeconds": 10,
+                            },
+                            "resources": dict(stream.resources),
+                            "volumeMounts": [
+                                {"name": "routing", "mountPath": ROUTING_MOUNT, "readOnly": True}
+                            ],
+                            "securityContext": {"allowPrivilegeEscalation": False},
+                        }
+                    ],
                     "volumes": [{"name": "routing", "configMap": {"name": f"{model.name}-routing"}}],
                 },
             },
@@ -210,7 +288,8 @@ def desired_consumer_deployment(model: FraudModel, table: RoutingTable) -> dict[
 def desired_scaled_object(model: FraudModel) -> dict[str, Any]:
     stream = model.stream
     return {
-        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
         "metadata": _metadata(model, f"{model.name}-consumer", "consumer"),
         "spec": {
             "scaleTargetRef": {"name": f"{model.name}-consumer"},
@@ -218,22 +297,38 @@ def desired_scaled_object(model: FraudModel) -> dict[str, Any]:
             "maxReplicaCount": stream.max_replicas,  # ≤ partitions: the CRD's CEL rule
             "pollingInterval": 15,
             "cooldownPeriod": 120,
-            "triggers": [{"type": "kafka", "metadata": {
-                "bootstrapServers": stream.bootstrap_servers, "consumerGroup": stream.consumer_group,
-                "topic": stream.topic, "lagThreshold": str(stream.lag_threshold), "offsetResetPolicy": "earliest",
-            }}],
+            "triggers": [
+                {
+                    "type": "kafka",
+                    "metadata": {
+                        "bootstrapServers": stream.bootstrap_servers,
+                        "consumerGroup": stream.consumer_group,
+                        "topic": stream.topic,
+                        "lagThreshold": str(stream.lag_threshold),
+                        "offsetResetPolicy": "earliest",
+                    },
+                }
+            ],
         },
     }
 
 
 def desired_kafka_topic(model: FraudModel) -> dict[str, Any]:
     stream = model.stream
-    metadata = _metadata(model, f"{model.name}-{stream.topic.lower().replace('_', '-').replace('.', '-')}",
-                         "stream")
+    metadata = _metadata(
+        model, f"{model.name}-{stream.topic.lower().replace('_', '-').replace('.', '-')}", "stream"
+    )
     metadata["labels"]["strimzi.io/cluster"] = stream.kafka_cluster
-    return {"apiVersion": "kafka.strimzi.io/v1", "kind": "KafkaTopic", "metadata": metadata,
-            "spec": {"topicName": stream.topic, "partitions": stream.partitions,
-                     "replicas": stream.replication_factor}}
+    return {
+        "apiVersion": "kafka.strimzi.io/v1",
+        "kind": "KafkaTopic",
+        "metadata": metadata,
+        "spec": {
+            "topicName": stream.topic,
+            "partitions": stream.partitions,
+            "replicas": stream.replication_factor,
+        },
+    }
 
 
 def desired_children(model: FraudModel, state: RolloutState) -> list[dict[str, Any]]:
@@ -242,8 +337,11 @@ def desired_children(model: FraudModel, state: RolloutState) -> list[dict[str, A
     children = [desired_kafka_topic(model)]
     children += [desired_inference_service(model, version) for version in served_versions(model, state)]
     if table is not None:
-        children += [desired_routing_config_map(model, table), desired_consumer_deployment(model, table),
-                     desired_scaled_object(model)]
+        children += [
+            desired_routing_config_map(model, table),
+            desired_consumer_deployment(model, table),
+            desired_scaled_object(model),
+        ]
     return children
 
 

@@ -57,9 +57,15 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     config = load_configuration()
     header = config.get_api_key_with_prefix("BearerToken") or config.get_api_key_with_prefix("authorization")
     scheme, _space, token = (header or "").rpartition(" ")
-    return kopf.ConnectionInfo(server=config.host, ca_path=config.ssl_ca_cert, insecure=not config.verify_ssl,
-                               scheme=scheme or None, token=token or None, certificate_path=config.cert_file,
-                               private_key_path=config.key_file)
+    return kopf.ConnectionInfo(
+        server=config.host,
+        ca_path=config.ssl_ca_cert,
+        insecure=not config.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
 
 
 @kopf.on.startup()
@@ -96,7 +102,9 @@ def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_
     readiness = _apply_children(kube, memo, model, transition.state)
     if not readiness.ready:  # what could not be applied did not happen: hold the last state
         transition, verdict = Transition(_held(model, status, now)), None
-    if _write_status(kube, body, fraud_model_status(model, transition.state, readiness, status, verdict, now)):
+    if _write_status(
+        kube, body, fraud_model_status(model, transition.state, readiness, status, verdict, now)
+    ):
         for event in transition.events:
             _post(body, event)
         if not readiness.ready:
@@ -115,8 +123,9 @@ def _decide(model: FraudModel, status: dict[str, Any], now: datetime) -> tuple[T
 
 def _held(model: FraudModel, status: dict[str, Any], now: datetime) -> RolloutState:
     """The last recorded state; for a new model, its versions without any rollout."""
-    without_candidate = FraudModel(model.ref, model.threshold, model.stable, None, model.rollout, model.predictor,
-                                   model.stream)
+    without_candidate = FraudModel(
+        model.ref, model.threshold, model.stable, None, model.rollout, model.predictor, model.stream
+    )
     return RolloutState.from_status(status.get("rollout")) or next_state(without_candidate, None, now).state
 
 
@@ -135,11 +144,19 @@ def _analyse(model: FraudModel) -> Verdict:
     assert model.stable is not None and model.candidate is not None
 
     def who(variant: str, version: str) -> VariantQuery:
-        return VariantQuery(variant=variant, version=version, model=model.name, namespace=model.namespace,
-                            inferenceservice=inference_service_name(model, version))
+        return VariantQuery(
+            variant=variant,
+            version=version,
+            model=model.name,
+            namespace=model.namespace,
+            inferenceservice=inference_service_name(model, version),
+        )
 
-    return analyse(model.rollout.analysis, who(candidate_variant_name(model), model.candidate.version),
-                   who("stable", model.stable.version))
+    return analyse(
+        model.rollout.analysis,
+        who(candidate_variant_name(model), model.candidate.version),
+        who("stable", model.stable.version),
+    )
 
 
 def _apply_children(kube: Kube, memo: kopf.Memo, model: FraudModel, state: RolloutState) -> Readiness:
@@ -161,15 +178,17 @@ def _apply_children(kube: Kube, memo: kopf.Memo, model: FraudModel, state: Rollo
                 missing.append(str(exc))
         except ApiException as exc:
             if exc.status is None or not 400 <= exc.status < 500 or exc.status in (409, 429):
-                raise kopf.TemporaryError(f"applying {what}: {exc.status} {exc.reason}",
-                                          delay=SETTINGS.tick_s) from exc
+                raise kopf.TemporaryError(
+                    f"applying {what}: {exc.status} {exc.reason}", delay=SETTINGS.tick_s
+                ) from exc
             rejected.append(f"{what} rejected by the API server: {_api_message(exc)}")
     if missing or rejected:
         memo.pop("applied", None)
         reason = "DependencyMissing" if missing else "ApplyRejected"
         return Readiness(False, reason, "; ".join(missing + rejected))
-    _retire_inference_services(kube, model, {c["metadata"]["name"] for c in children
-                                             if c["kind"] == "InferenceService"})
+    _retire_inference_services(
+        kube, model, {c["metadata"]["name"] for c in children if c["kind"] == "InferenceService"}
+    )
     memo["applied"] = (key, time.monotonic())
     return Readiness(True, "Reconciled", f"applied {applied}")
 
@@ -189,7 +208,9 @@ def _artifact_problem(kube: Kube, model: FraudModel) -> str | None:
         problem = storage_problem(version.model_uri)
         claim = volume_claim(version.model_uri)
         if problem is None and claim and kube.get("PersistentVolumeClaim", model.namespace, claim) is None:
-            problem = f"{version.model_uri}: PersistentVolumeClaim {claim} not found in namespace {model.namespace}"
+            problem = (
+                f"{version.model_uri}: PersistentVolumeClaim {claim} not found in namespace {model.namespace}"
+            )
         if problem:
             return f"{role} {version.version}: {problem}"
     return None
@@ -210,11 +231,24 @@ def _was_ready(status: dict[str, Any]) -> bool:
     return _condition(status, "Ready").get("status") == "True"
 
 
-def _with_ready(status: dict[str, Any], model: FraudModel, readiness: Readiness, now: datetime) -> dict[str, Any]:
-    conditions = set_condition(status.get("conditions") or [], "Ready", "False", readiness.reason,
-                               readiness.message, now, model.ref.generation)
-    return {**status, "phase": status.get("phase", Phase.PENDING.value), "conditions": conditions,
-            "observedGeneration": model.ref.generation}
+def _with_ready(
+    status: dict[str, Any], model: FraudModel, readiness: Readiness, now: datetime
+) -> dict[str, Any]:
+    conditions = set_condition(
+        status.get("conditions") or [],
+        "Ready",
+        "False",
+        readiness.reason,
+        readiness.message,
+        now,
+        model.ref.generation,
+    )
+    return {
+        **status,
+        "phase": status.get("phase", Phase.PENDING.value),
+        "conditions": conditions,
+        "observedGeneration": model.ref.generation,
+    }
 
 
 def _write_status(kube: Kube, body: dict[str, Any], new_status: dict[str, Any]) -> bool:
@@ -233,7 +267,9 @@ def _write_status(kube: Kube, body: dict[str, Any], new_status: dict[str, Any]) 
 
 @kopf.timer(crd.GROUP, crd.VERSION, "trainingruns", interval=SETTINGS.tick_s)
 @counted("TrainingRun")
-def reconcile_training_run(body: kopf.Body, name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+def reconcile_training_run(
+    body: kopf.Body, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
     assert namespace is not None  # TrainingRuns are namespaced
     if _training_settled(body):
         return  # finished and handed over: no API calls for old runs
@@ -245,21 +281,41 @@ def reconcile_training_run(body: kopf.Body, name: str, namespace: str | None, me
 
     job = kube.get("Job", namespace, job_name(run))
     if job is None:
-        missing = sorted(c for c in {volume_claim(run.data_uri), volume_claim(run.output_uri)}
-                         if c and kube.get("PersistentVolumeClaim", namespace, c) is None)
+        missing = sorted(
+            c
+            for c in {volume_claim(run.data_uri), volume_claim(run.output_uri)}
+            if c and kube.get("PersistentVolumeClaim", namespace, c) is None
+        )
         if missing:  # the pod would wait forever: say so instead
-            conditions = set_condition(status.get("conditions") or [], "Succeeded", "Unknown", "VolumeMissing",
-                                       f"PersistentVolumeClaim {', '.join(missing)} not found", now,
-                                       run.ref.generation)
+            conditions = set_condition(
+                status.get("conditions") or [],
+                "Succeeded",
+                "Unknown",
+                "VolumeMissing",
+                f"PersistentVolumeClaim {', '.join(missing)} not found",
+                now,
+                run.ref.generation,
+            )
             _write_status(kube, fresh, {**status, "phase": "Pending", "conditions": conditions})
             return
         job = kube.apply(desired_training_job(run))
-    pods = kube.list_objects("Pod", namespace, f"{JOB_NAME_LABEL}={job_name(run)}") if job_finished(job) else []
+    pods = (
+        kube.list_objects("Pod", namespace, f"{JOB_NAME_LABEL}={job_name(run)}") if job_finished(job) else []
+    )
     outcome = training_outcome(job, pods)
 
     new_status = training_run_status(run, outcome, status, now)
-    events = [RolloutEvent("Normal" if outcome.phase == "Succeeded" else "Warning", f"Training{outcome.phase}",
-                           outcome.message)] if outcome.finished else []
+    events = (
+        [
+            RolloutEvent(
+                "Normal" if outcome.phase == "Succeeded" else "Warning",
+                f"Training{outcome.phase}",
+                outcome.message,
+            )
+        ]
+        if outcome.finished
+        else []
+    )
     if outcome.phase == "Succeeded" and run.fraud_model:
         new_status["conditions"], handed_over = _hand_over(kube, run, new_status["conditions"], now)
         events += handed_over
@@ -268,15 +324,17 @@ def reconcile_training_run(body: kopf.Body, name: str, namespace: str | None, me
             _post(fresh, event)
 
 
-def _hand_over(kube: Kube, run: TrainingRun, conditions: list[dict[str, Any]],
-               now: datetime) -> tuple[list[dict[str, Any]], list[RolloutEvent]]:
+def _hand_over(
+    kube: Kube, run: TrainingRun, conditions: list[dict[str, Any]], now: datetime
+) -> tuple[list[dict[str, Any]], list[RolloutEvent]]:
     """Make the new artifact the referenced FraudModel's candidate (once)."""
     assert run.fraud_model is not None
     fraud_model = kube.get("FraudModel", run.ref.namespace, run.fraud_model)
     if fraud_model is None:
         message = f"FraudModel {run.fraud_model} not found in namespace {run.ref.namespace}; retrying"
-        return set_condition(conditions, "FraudModelUpdated", "False", "FraudModelNotFound", message, now,
-                             run.ref.generation), []
+        return set_condition(
+            conditions, "FraudModelUpdated", "False", "FraudModelNotFound", message, now, run.ref.generation
+        ), []
     patch = fraud_model_change(run, fraud_model)
     events = []
     if patch is not None:
@@ -284,12 +342,18 @@ def _hand_over(kube: Kube, run: TrainingRun, conditions: list[dict[str, Any]],
         role = "candidate" if "candidate" in patch["spec"] else "stable"
         message = f"{run.version} ({artifact_uri(run)}) is now FraudModel {run.fraud_model}'s {role}"
         events.append(RolloutEvent("Normal", "FraudModelUpdated", message))
-        _post(fraud_model, RolloutEvent("Normal", "CandidateFromTraining",
-                                        f"{run.version} ({artifact_uri(run)}) from TrainingRun {run.ref.name} "
-                                        f"is the {role}"))
+        _post(
+            fraud_model,
+            RolloutEvent(
+                "Normal",
+                "CandidateFromTraining",
+                f"{run.version} ({artifact_uri(run)}) from TrainingRun {run.ref.name} is the {role}",
+            ),
+        )
     message = f"FraudModel {run.fraud_model} has {run.version} ({artifact_uri(run)})"
-    return set_condition(conditions, "FraudModelUpdated", "True", "HandedOver", message, now,
-                         run.ref.generation), events
+    return set_condition(
+        conditions, "FraudModelUpdated", "True", "HandedOver", message, now, run.ref.generation
+    ), events
 
 
 def _training_settled(body: kopf.Body) -> bool:

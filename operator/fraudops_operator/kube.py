@@ -38,18 +38,21 @@ class Kind:
         return f"{prefix}/namespaces/{namespace}/{self.plural}" + (f"/{name}" if name else "")
 
 
-KINDS = {k.kind: k for k in (
-    Kind("v1", "ConfigMap", "configmaps", "Kubernetes"),
-    Kind("v1", "Pod", "pods", "Kubernetes"),
-    Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims", "Kubernetes"),
-    Kind("apps/v1", "Deployment", "deployments", "Kubernetes"),
-    Kind("batch/v1", "Job", "jobs", "Kubernetes"),
-    Kind("serving.kserve.io/v1beta1", "InferenceService", "inferenceservices", "KServe 0.20"),
-    Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects", "KEDA 2.x"),
-    Kind("kafka.strimzi.io/v1", "KafkaTopic", "kafkatopics", "Strimzi 1.x"),
-    Kind("fraudops.io/v1alpha1", "FraudModel", "fraudmodels", "the fraudops chart"),
-    Kind("fraudops.io/v1alpha1", "TrainingRun", "trainingruns", "the fraudops chart"),
-)}
+KINDS = {
+    k.kind: k
+    for k in (
+        Kind("v1", "ConfigMap", "configmaps", "Kubernetes"),
+        Kind("v1", "Pod", "pods", "Kubernetes"),
+        Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims", "Kubernetes"),
+        Kind("apps/v1", "Deployment", "deployments", "Kubernetes"),
+        Kind("batch/v1", "Job", "jobs", "Kubernetes"),
+        Kind("serving.kserve.io/v1beta1", "InferenceService", "inferenceservices", "KServe 0.20"),
+        Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects", "KEDA 2.x"),
+        Kind("kafka.strimzi.io/v1", "KafkaTopic", "kafkatopics", "Strimzi 1.x"),
+        Kind("fraudops.io/v1alpha1", "FraudModel", "fraudmodels", "the fraudops chart"),
+        Kind("fraudops.io/v1alpha1", "TrainingRun", "trainingruns", "the fraudops chart"),
+    )
+}
 
 
 def load_configuration() -> kubernetes.client.Configuration:
@@ -59,15 +62,18 @@ def load_configuration() -> kubernetes.client.Configuration:
         kubernetes.config.load_incluster_config(client_configuration=configuration)
     except kubernetes.config.ConfigException:
         # Read $KUBECONFIG now: the client library's default was fixed when it was imported.
-        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG") or None,
-                                           client_configuration=configuration)
+        kubernetes.config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration
+        )
     return configuration
 
 
 class KindNotServedError(Exception):
     def __init__(self, kind: Kind) -> None:
-        super().__init__(f"{kind.api_version} {kind.kind} is not served: the CRD {kind.crd_name} is not "
-                         f"installed (install {kind.installed_by})")
+        super().__init__(
+            f"{kind.api_version} {kind.kind} is not served: the CRD {kind.crd_name} is not "
+            f"installed (install {kind.installed_by})"
+        )
         self.kind = kind
 
 
@@ -96,7 +102,9 @@ class Kube:
                 return None
             raise
 
-    def list_objects(self, kind: str, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list_objects(
+        self, kind: str, namespace: str, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         query = [("labelSelector", label_selector)] if label_selector else []
         try:
             return self._call("GET", KINDS[kind].path(namespace), query=query).get("items", [])
@@ -111,16 +119,26 @@ class Kube:
         kind = KINDS[obj["kind"]]
         path = kind.path(obj["metadata"]["namespace"], obj["metadata"]["name"])
         try:
-            return self._call("PATCH", path, body=obj, content_type="application/apply-patch+yaml",
-                              query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
+            return self._call(
+                "PATCH",
+                path,
+                body=obj,
+                content_type="application/apply-patch+yaml",
+                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            )
         except ApiException as exc:
             if exc.status == 404:
                 self._raise_if_not_served(kind)
             raise
 
     def merge_patch(self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call("PATCH", KINDS[kind].path(namespace, name), body=patch,
-                          content_type="application/merge-patch+json", query=[("fieldManager", FIELD_MANAGER)])
+        return self._call(
+            "PATCH",
+            KINDS[kind].path(namespace, name),
+            body=patch,
+            content_type="application/merge-patch+json",
+            query=[("fieldManager", FIELD_MANAGER)],
+        )
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         try:
@@ -136,12 +154,16 @@ class Kube:
             return self._call("PUT", path, body=obj, query=[("fieldManager", FIELD_MANAGER)])
         except ApiException as exc:
             if exc.status == 409:
-                raise ConflictError(f"{obj['kind']} {obj['metadata']['name']} changed while reconciling") from exc
+                raise ConflictError(
+                    f"{obj['kind']} {obj['metadata']['name']} changed while reconciling"
+                ) from exc
             raise
 
     def served(self, kind: Kind) -> bool:
         try:
-            resources = self._call("GET", "/api/v1" if kind.api_version == "v1" else f"/apis/{kind.api_version}")
+            resources = self._call(
+                "GET", "/api/v1" if kind.api_version == "v1" else f"/apis/{kind.api_version}"
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -154,10 +176,21 @@ class Kube:
         if not self.served(kind):
             raise KindNotServedError(kind)
 
-    def _call(self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
-              query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
         request = self.api.param_serialize(
-            method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
+            method,
+            path,
+            query_params=query or [],
+            body=body,
+            auth_settings=["BearerToken"],
             header_params={"Content-Type": content_type, "Accept": "application/json"},
         )
         response = self.api.call_api(*request, _request_timeout=30)

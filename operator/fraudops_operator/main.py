@@ -15,9 +15,11 @@ def run(namespaces: Sequence[str] = (), verbose: bool = False, liveness_endpoint
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    asyncio.run(kopf.operator(
-        standalone=True,  # the chart runs one replica; peering would need its own CRDs
-        clusterwide=not namespaces,
-        namespaces=list(namespaces),
-        liveness_endpoint=liveness_endpoint,
-    ))
+    asyncio.run(
+        kopf.operator(
+            standalone=True,  # the chart runs one replica; peering would need its own CRDs
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            liveness_endpoint=liveness_endpoint,
+        )
+    )

@@ -8,10 +8,12 @@ from typing import Any, TypeVar
 
 from prometheus_client import Counter
 
-RECONCILES = Counter("fraudops_operator_reconciles_total",
-                     "Reconciles that ran to the end, by kind and namespace: one per object per tick. A flat line "
-                     "means the operator is stuck; a test that checks that a tick changed nothing waits on it.",
-                     ["kind", "namespace"])
+RECONCILES = Counter(
+    "fraudops_operator_reconciles_total",
+    "Reconciles that ran to the end, by kind and namespace: one per object per tick. A flat line "
+    "means the operator is stuck; a test that checks that a tick changed nothing waits on it.",
+    ["kind", "namespace"],
+)
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 

@@ -63,10 +63,15 @@ class AnalysisSpec:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> AnalysisSpec:
         return cls(
-            interval_s=parse_duration(spec["interval"]), window=spec["window"], min_samples=spec["minSamples"],
-            max_error_rate=spec["maxErrorRate"], max_p99_latency_ms=spec["maxP99LatencyMs"],
-            max_score_psi=spec["maxScorePSI"], min_feedback_precision=spec.get("minFeedbackPrecision"),
-            prometheus_url=spec["prometheusUrl"], queries=dict(spec.get("queries") or {}),
+            interval_s=parse_duration(spec["interval"]),
+            window=spec["window"],
+            min_samples=spec["minSamples"],
+            max_error_rate=spec["maxErrorRate"],
+            max_p99_latency_ms=spec["maxP99LatencyMs"],
+            max_score_psi=spec["maxScorePSI"],
+            min_feedback_precision=spec.get("minFeedbackPrecision"),
+            prometheus_url=spec["prometheusUrl"],
+            queries=dict(spec.get("queries") or {}),
         )
 
 
@@ -86,13 +91,21 @@ class RolloutSpec:
     def from_spec(cls, spec: Mapping[str, Any]) -> RolloutSpec:
         return cls(
             strategy=Strategy(spec["strategy"]),
-            steps=tuple(CanaryStep(step["weight"], parse_duration(step["pause"]) if step.get("pause") else 0.0,
-                                   step.get("analysis", False)) for step in spec["steps"]),
+            steps=tuple(
+                CanaryStep(
+                    step["weight"],
+                    parse_duration(step["pause"]) if step.get("pause") else 0.0,
+                    step.get("analysis", False),
+                )
+                for step in spec["steps"]
+            ),
             ab_candidate_weight=spec["abTest"]["candidateWeight"],
             ab_duration_s=parse_duration(spec["abTest"]["duration"]),
             shadow_duration_s=parse_duration(spec["shadow"]["duration"]),
             analysis=AnalysisSpec.from_spec(spec["analysis"]),
-            auto_promote=spec["autoPromote"], promote=spec["promote"], abort=spec["abort"],
+            auto_promote=spec["autoPromote"],
+            promote=spec["promote"],
+            abort=spec["abort"],
         )
 
 
@@ -124,13 +137,20 @@ class StreamSpec:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> StreamSpec:
         return cls(
-            topic=spec["topic"], partitions=spec["partitions"], replication_factor=spec["replicationFactor"],
+            topic=spec["topic"],
+            partitions=spec["partitions"],
+            replication_factor=spec["replicationFactor"],
             kafka_cluster=spec["kafkaCluster"],
             bootstrap_servers=spec.get("bootstrapServers") or f"{spec['kafkaCluster']}-kafka-bootstrap:9092",
-            consumer_group=spec["consumerGroup"], min_replicas=spec["minReplicas"],
-            max_replicas=spec["maxReplicas"], lag_threshold=spec["lagThreshold"], batch_size=spec["batchSize"],
-            image=spec["image"], database_secret_name=spec["databaseSecret"]["name"],
-            database_secret_key=spec["databaseSecret"]["key"], resources=spec["resources"],
+            consumer_group=spec["consumerGroup"],
+            min_replicas=spec["minReplicas"],
+            max_replicas=spec["maxReplicas"],
+            lag_threshold=spec["lagThreshold"],
+            batch_size=spec["batchSize"],
+            image=spec["image"],
+            database_secret_name=spec["databaseSecret"]["name"],
+            database_secret_key=spec["databaseSecret"]["key"],
+            resources=spec["resources"],
         )
 
 
@@ -148,12 +168,24 @@ class ObjectRef:
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> ObjectRef:
         meta = body["metadata"]
-        return cls(body.get("apiVersion", crd.API_VERSION), body["kind"], meta["name"], meta["namespace"],
-                   meta.get("uid", ""), meta.get("generation", 1))
+        return cls(
+            body.get("apiVersion", crd.API_VERSION),
+            body["kind"],
+            meta["name"],
+            meta["namespace"],
+            meta.get("uid", ""),
+            meta.get("generation", 1),
+        )
 
     def owner_reference(self) -> dict[str, Any]:
-        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name, "uid": self.uid,
-                "controller": True, "blockOwnerDeletion": True}
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
 
 
 @dataclass(frozen=True)
@@ -179,11 +211,14 @@ class FraudModel:
         spec = body["spec"]
         predictor = spec["predictor"]
         return cls(
-            ref=ObjectRef.from_body(body), threshold=spec.get("threshold"),
-            stable=ModelVersion.from_spec(spec.get("stable")), candidate=ModelVersion.from_spec(spec.get("candidate")),
+            ref=ObjectRef.from_body(body),
+            threshold=spec.get("threshold"),
+            stable=ModelVersion.from_spec(spec.get("stable")),
+            candidate=ModelVersion.from_spec(spec.get("candidate")),
             rollout=RolloutSpec.from_spec(spec["rollout"]),
-            predictor=PredictorSpec(predictor["image"], predictor["minReplicas"], predictor["maxReplicas"],
-                                    predictor["resources"]),
+            predictor=PredictorSpec(
+                predictor["image"], predictor["minReplicas"], predictor["maxReplicas"], predictor["resources"]
+            ),
             stream=StreamSpec.from_spec(spec["stream"]),
         )
 
@@ -208,10 +243,15 @@ class TrainingRun:
         ref = ObjectRef.from_body(body)
         fraud_model = (spec.get("fraudModelRef") or {}).get("name")
         return cls(
-            ref=ref, data_uri=spec["data"]["uri"],
+            ref=ref,
+            data_uri=spec["data"]["uri"],
             label_delay_days=parse_duration(spec["data"]["labelDelay"]) / 86400.0,
-            output_uri=spec["output"]["uri"], model_name=spec.get("model") or fraud_model or "card-fraud",
-            version=spec.get("version") or ref.name, trials=spec["optuna"]["trials"],
-            timeout_s=parse_duration(spec["optuna"]["timeout"]), image=spec["image"],
-            resources=spec["resources"], fraud_model=fraud_model,
+            output_uri=spec["output"]["uri"],
+            model_name=spec.get("model") or fraud_model or "card-fraud",
+            version=spec.get("version") or ref.name,
+            trials=spec["optuna"]["trials"],
+            timeout_s=parse_duration(spec["optuna"]["timeout"]),
+            image=spec["image"],
+            resources=spec["resources"],
+            fraud_model=fraud_model,
         )

@@ -74,9 +74,13 @@ class RolloutState:
     message: str = ""
 
     def to_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"phase": self.phase.value, "step": self.step,
-                                  "analysisPassed": self.analysis_passed, "reason": self.reason,
-                                  "message": self.message}
+        status: dict[str, Any] = {
+            "phase": self.phase.value,
+            "step": self.step,
+            "analysisPassed": self.analysis_passed,
+            "reason": self.reason,
+            "message": self.message,
+        }
         if self.candidate_version is not None:
             status["candidateVersion"] = self.candidate_version
         if self.step_started_at is not None:
@@ -89,11 +93,16 @@ class RolloutState:
     def from_status(cls, status: Mapping[str, Any] | None) -> RolloutState | None:
         if not status or "phase" not in status:
             return None
-        return cls(phase=Phase(status["phase"]), candidate_version=status.get("candidateVersion"),
-                   step=int(status.get("step", 0)), step_started_at=_parse_time(status.get("stepStartedAt")),
-                   last_analysis_at=_parse_time(status.get("lastAnalysisAt")),
-                   analysis_passed=bool(status.get("analysisPassed", False)), reason=status.get("reason", ""),
-                   message=status.get("message", ""))
+        return cls(
+            phase=Phase(status["phase"]),
+            candidate_version=status.get("candidateVersion"),
+            step=int(status.get("step", 0)),
+            step_started_at=_parse_time(status.get("stepStartedAt")),
+            last_analysis_at=_parse_time(status.get("lastAnalysisAt")),
+            analysis_passed=bool(status.get("analysisPassed", False)),
+            reason=status.get("reason", ""),
+            message=status.get("message", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -130,23 +139,31 @@ def analysis_due(model: FraudModel, state: RolloutState, now: datetime) -> bool:
     if step is None or not step.analysis or state.step_started_at is None:
         return False
     interval = timedelta(seconds=model.rollout.analysis.interval_s)
-    last = state.last_analysis_at if state.last_analysis_at and state.last_analysis_at >= state.step_started_at \
+    last = (
+        state.last_analysis_at
+        if state.last_analysis_at and state.last_analysis_at >= state.step_started_at
         else state.step_started_at
+    )
     return now >= last + interval
 
 
-def next_state(model: FraudModel, previous: RolloutState | None, now: datetime,
-               verdict: Verdict | None = None) -> Transition:
+def next_state(
+    model: FraudModel, previous: RolloutState | None, now: datetime, verdict: Verdict | None = None
+) -> Transition:
     """The state after this tick. `verdict` is the analysis run this tick (only when `analysis_due`)."""
     rollout, candidate = model.rollout, model.candidate
     if model.stable is None:
         return _settle(previous, Phase.PENDING, "NoModel", "no model version yet: set spec.stable")
     if candidate is None:
         if previous is not None and previous.phase.active:
-            message = (f"rollout of {previous.candidate_version} ended: spec.candidate was removed; "
-                       f"{model.stable.version} serves 100%")
-            return Transition(RolloutState(Phase.STABLE, reason="CandidateRemoved", message=message),
-                              (RolloutEvent("Normal", "CandidateRemoved", message),))
+            message = (
+                f"rollout of {previous.candidate_version} ended: spec.candidate was removed; "
+                f"{model.stable.version} serves 100%"
+            )
+            return Transition(
+                RolloutState(Phase.STABLE, reason="CandidateRemoved", message=message),
+                (RolloutEvent("Normal", "CandidateRemoved", message),),
+            )
         return _settle(previous, Phase.STABLE, "Stable", f"{model.stable.version} serves 100%")
 
     if previous is None or previous.candidate_version != candidate.version:
@@ -155,7 +172,9 @@ def next_state(model: FraudModel, previous: RolloutState | None, now: datetime,
         if rollout.abort:
             return _finish(model, unstarted, Phase.ABORTED, "Aborted", "aborted (spec.rollout.abort)")
         if rollout.promote:
-            return _finish(model, unstarted, Phase.PROMOTED, "PromotedManually", "promoted (spec.rollout.promote)")
+            return _finish(
+                model, unstarted, Phase.PROMOTED, "PromotedManually", "promoted (spec.rollout.promote)"
+            )
         state = _start(model, now)
         return Transition(state, (RolloutEvent("Normal", state.reason, state.message),))
 
@@ -163,7 +182,9 @@ def next_state(model: FraudModel, previous: RolloutState | None, now: datetime,
     if state.phase.finished:
         # A manual promotion may overrule an abort or a rollback; nothing else reopens a finished rollout.
         if rollout.promote and state.phase != Phase.PROMOTED:
-            return _finish(model, state, Phase.PROMOTED, "PromotedManually", "promoted (spec.rollout.promote)")
+            return _finish(
+                model, state, Phase.PROMOTED, "PromotedManually", "promoted (spec.rollout.promote)"
+            )
         return Transition(state)
     if rollout.abort:
         return _finish(model, state, Phase.ABORTED, "Aborted", "aborted (spec.rollout.abort)")
@@ -174,11 +195,16 @@ def next_state(model: FraudModel, previous: RolloutState | None, now: datetime,
     if verdict is not None:
         state = replace(state, last_analysis_at=now)
         if verdict.outcome == Outcome.FAILED:
-            return _finish(model, state, Phase.ROLLED_BACK, "RolledBack", f"analysis failed: {verdict.summary}")
+            return _finish(
+                model, state, Phase.ROLLED_BACK, "RolledBack", f"analysis failed: {verdict.summary}"
+            )
         # A step moves on when its latest analysis passed: an inconclusive one (too few samples) holds it.
         state = replace(state, analysis_passed=verdict.outcome == Outcome.PASSED)
-        events.append(RolloutEvent("Normal", f"Analysis{verdict.outcome.value}",
-                                   f"{_where(model, state)}: {verdict.summary}"))
+        events.append(
+            RolloutEvent(
+                "Normal", f"Analysis{verdict.outcome.value}", f"{_where(model, state)}: {verdict.summary}"
+            )
+        )
     return _advance(model, state, now, events)
 
 
@@ -187,8 +213,9 @@ def next_state(model: FraudModel, previous: RolloutState | None, now: datetime,
 
 def _start(model: FraudModel, now: datetime) -> RolloutState:
     assert model.candidate is not None
-    state = RolloutState(Phase.PROGRESSING, candidate_version=model.candidate.version, step=0,
-                         step_started_at=now)
+    state = RolloutState(
+        Phase.PROGRESSING, candidate_version=model.candidate.version, step=0, step_started_at=now
+    )
     return _enter_step(model, state, 0, now, "RolloutStarted", f"{_strategy_name(model)} started")
 
 
@@ -214,10 +241,13 @@ def _advance(model: FraudModel, state: RolloutState, now: datetime, events: list
     return Transition(transition.state, (*events, *transition.events))
 
 
-def _enter_step(model: FraudModel, state: RolloutState, index: int, now: datetime, reason: str,
-                prefix: str) -> RolloutState:
+def _enter_step(
+    model: FraudModel, state: RolloutState, index: int, now: datetime, reason: str, prefix: str
+) -> RolloutState:
     step = plan(model.rollout)[index]
-    phase = Phase.ANALYSING if step.analysis else Phase.PAUSED if step.min_duration_s > 0 else Phase.PROGRESSING
+    phase = (
+        Phase.ANALYSING if step.analysis else Phase.PAUSED if step.min_duration_s > 0 else Phase.PROGRESSING
+    )
     state = replace(state, phase=phase, step=index, step_started_at=now, analysis_passed=False, reason=reason)
     return replace(state, message=f"{prefix}: {_where(model, state)}")
 
@@ -227,14 +257,18 @@ def _finish(model: FraudModel, state: RolloutState, phase: Phase, reason: str, w
     candidate, stable = model.candidate.version, model.stable.version
     where = f" at {_where(model, state)}" if state.phase.active else ""
     if phase == Phase.PROMOTED:
-        message = (f"{candidate} promoted{where} ({why}): it serves 100% and {stable} is retired; set "
-                   f"spec.stable to {candidate} and remove spec.candidate to make the spec say so")
+        message = (
+            f"{candidate} promoted{where} ({why}): it serves 100% and {stable} is retired; set "
+            f"spec.stable to {candidate} and remove spec.candidate to make the spec say so"
+        )
     elif phase == Phase.ROLLED_BACK:
         message = f"{candidate} rolled back{where}: {why}; {stable} serves 100% again"
     else:
         message = f"{candidate} aborted{where} ({why}); {stable} serves 100% again"
     finished = replace(state, phase=phase, reason=reason, message=message)
-    return Transition(finished, (RolloutEvent("Normal" if phase == Phase.PROMOTED else "Warning", reason, message),))
+    return Transition(
+        finished, (RolloutEvent("Normal" if phase == Phase.PROMOTED else "Warning", reason, message),)
+    )
 
 
 def _settle(previous: RolloutState | None, phase: Phase, reason: str, message: str) -> Transition:
@@ -256,9 +290,11 @@ def _strategy_name(model: FraudModel) -> str:
 def _where(model: FraudModel, state: RolloutState) -> str:
     steps = plan(model.rollout)
     step = steps[min(state.step, len(steps) - 1)]
-    share = {VariantMode.SERVE: f"weight {step.weight}%",
-             VariantMode.AB: f"{step.weight}% of customers",
-             VariantMode.SHADOW: "scoring in shadow"}[step.mode]
+    share = {
+        VariantMode.SERVE: f"weight {step.weight}%",
+        VariantMode.AB: f"{step.weight}% of customers",
+        VariantMode.SHADOW: "scoring in shadow",
+    }[step.mode]
     return f"{share} (step {min(state.step, len(steps) - 1) + 1} of {len(steps)})"
 
 

@@ -9,8 +9,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRAUDOPS_OPERATOR_", extra="ignore")
 
-    tick_s: float = Field(10.0, gt=0, description="How often each FraudModel and TrainingRun is reconciled; "
-                          "rollout pauses and analysis intervals are honoured to this resolution.")
-    resync_s: float = Field(300.0, gt=0, description="Re-apply children whose desired state did not change "
-                            "this often, to repair drift (a change is applied at the next tick).")
-    metrics_port: int = Field(0, ge=0, le=65535, description="Serve Prometheus /metrics on this port (0: off).")
+    tick_s: float = Field(
+        10.0,
+        gt=0,
+        description="How often each FraudModel and TrainingRun is reconciled; "
+        "rollout pauses and analysis intervals are honoured to this resolution.",
+    )
+    resync_s: float = Field(
+        300.0,
+        gt=0,
+        description="Re-apply children whose desired state did not change "
+        "this often, to repair drift (a change is applied at the next tick).",
+    )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="Serve Prometheus /metrics on this port (0: off)."
+    )

@@ -34,7 +34,7 @@ def artifact_uri(run: TrainingRun) -> str:
 
 def _mounted_path(uri: str, mount: str) -> str:
     """pvc://<claim>/<path> → <mount>/<path>."""
-    path = uri[len("pvc://"):].split("/", 1)[1] if "/" in uri[len("pvc://"):] else ""
+    path = uri[len("pvc://") :].split("/", 1)[1] if "/" in uri[len("pvc://") :] else ""
     return f"{mount}/{path}".rstrip("/")
 
 
@@ -51,12 +51,21 @@ def desired_training_job(run: TrainingRun) -> dict[str, Any]:
         "FRAUDOPS_TRAIN_RESULT_FILE": "/tmp/fraudops-train-result.json",
         "LOG_FORMAT": "json",
     }
-    labels = {"app.kubernetes.io/name": "fraudops-training", "app.kubernetes.io/instance": run.ref.name,
-              "app.kubernetes.io/part-of": "fraudops", "app.kubernetes.io/managed-by": MANAGED_BY}
+    labels = {
+        "app.kubernetes.io/name": "fraudops-training",
+        "app.kubernetes.io/instance": run.ref.name,
+        "app.kubernetes.io/part-of": "fraudops",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": job_name(run), "namespace": run.ref.namespace, "labels": labels,
-                     "ownerReferences": [run.ref.owner_reference()]},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(run),
+            "namespace": run.ref.namespace,
+            "labels": labels,
+            "ownerReferences": [run.ref.owner_reference()],
+        },
         "spec": {
             "backoffLimit": 0,  # a failed training is a result to read, not a blip to retry
             # Tuning stops at its timeout, but loading, the final fit and the report come on top;
@@ -66,19 +75,33 @@ def desired_training_job(run: TrainingRun) -> dict[str, Any]:
                 "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",
-                    "containers": [{
-                        "name": CONTAINER, "image": run.image, "command": ["fraudops", "train"],
-                        "env": [{"name": k, "value": v} for k, v in env.items()],
-                        "resources": dict(run.resources),
-                        # A crash before the result is written still leaves its log tail as the message.
-                        "terminationMessagePolicy": "FallbackToLogsOnError",
-                        "volumeMounts": [{"name": "data", "mountPath": DATA_MOUNT, "readOnly": True},
-                                         {"name": "output", "mountPath": OUTPUT_MOUNT}],
-                    }],
+                    "containers": [
+                        {
+                            "name": CONTAINER,
+                            "image": run.image,
+                            "command": ["fraudops", "train"],
+                            "env": [{"name": k, "value": v} for k, v in env.items()],
+                            "resources": dict(run.resources),
+                            # A crash before the result is written still leaves its log tail as the message.
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "volumeMounts": [
+                                {"name": "data", "mountPath": DATA_MOUNT, "readOnly": True},
+                                {"name": "output", "mountPath": OUTPUT_MOUNT},
+                            ],
+                        }
+                    ],
                     "volumes": [
-                        {"name": "data", "persistentVolumeClaim": {"claimName": volume_claim(run.data_uri),
-                                                                   "readOnly": True}},
-                        {"name": "output", "persistentVolumeClaim": {"claimName": volume_claim(run.output_uri)}},
+                        {
+                            "name": "data",
+                            "persistentVolumeClaim": {
+                                "claimName": volume_claim(run.data_uri),
+                                "readOnly": True,
+                            },
+                        },
+                        {
+                            "name": "output",
+                            "persistentVolumeClaim": {"claimName": volume_claim(run.output_uri)},
+                        },
                     ],
                 },
             },
@@ -99,8 +122,10 @@ class TrainingOutcome:
 
 
 def job_finished(job: Mapping[str, Any]) -> bool:
-    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-               for c in (job.get("status") or {}).get("conditions") or [])
+    return any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in (job.get("status") or {}).get("conditions") or []
+    )
 
 
 def training_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> TrainingOutcome:
@@ -112,8 +137,11 @@ def training_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, 
     result = _termination_result(pods)
     if "Complete" in conditions:
         metrics = result.get("metrics") or {}
-        message = "training succeeded" if metrics else \
-            "training succeeded (no result in the pod's termination message, so no metrics)"
+        message = (
+            "training succeeded"
+            if metrics
+            else "training succeeded (no result in the pod's termination message, so no metrics)"
+        )
         return TrainingOutcome("Succeeded", message, metrics, status.get("completionTime"))
     if "Failed" in conditions:
         failed = conditions["Failed"]
@@ -124,15 +152,26 @@ def training_outcome(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, 
     return TrainingOutcome("Pending", "the training pod is waiting to start")
 
 
-def training_run_status(run: TrainingRun, outcome: TrainingOutcome, previous: Mapping[str, Any],
-                        now: datetime) -> dict[str, Any]:
+def training_run_status(
+    run: TrainingRun, outcome: TrainingOutcome, previous: Mapping[str, Any], now: datetime
+) -> dict[str, Any]:
     """The TrainingRun's status for this outcome (the FraudModelUpdated condition is the handler's)."""
     succeeded = {"Succeeded": "True", "Failed": "False"}.get(outcome.phase, "Unknown")
     status: dict[str, Any] = {
-        "phase": outcome.phase, "jobName": job_name(run), "version": run.version, "message": outcome.message,
+        "phase": outcome.phase,
+        "jobName": job_name(run),
+        "version": run.version,
+        "message": outcome.message,
         "observedGeneration": run.ref.generation,
-        "conditions": set_condition(previous.get("conditions") or [], "Succeeded", succeeded, outcome.phase,
-                                    outcome.message, now, run.ref.generation),
+        "conditions": set_condition(
+            previous.get("conditions") or [],
+            "Succeeded",
+            succeeded,
+            outcome.phase,
+            outcome.message,
+            now,
+            run.ref.generation,
+        ),
     }
     if outcome.finished:
         status["metrics"] = dict(outcome.metrics)
@@ -173,6 +212,10 @@ def fraud_model_change(run: TrainingRun, fraud_model: Mapping[str, Any]) -> dict
         return {"spec": {"stable": new}}
     patch: dict[str, Any] = {"spec": {"candidate": new, "rollout": {"promote": False, "abort": False}}}
     rollout = (fraud_model.get("status") or {}).get("rollout") or {}
-    if candidate and rollout.get("phase") == "Promoted" and rollout.get("candidateVersion") == candidate["version"]:
+    if (
+        candidate
+        and rollout.get("phase") == "Promoted"
+        and rollout.get("candidateVersion") == candidate["version"]
+    ):
         patch["spec"]["stable"] = candidate
     return patch

@@ -42,12 +42,28 @@ from tests.integration.test_gateway_support import (
 )
 
 pytestmark = pytest.mark.integration
-FULL = {"event_time": "2026-11-28T21:14:05Z", "customer_id": "cust-000123", "card_id": "card-000123-1",
-        "merchant_id": "m-04411", "merchant_category": "electronics", "amount": 899.0, "currency": "EUR",
-        "channel": "WEB", "transaction_type": "PURCHASE", "is_international": False, "country": "DE",
-        "device_id": "dev-9a8b7c", "ip_address": "203.0.113.17"}
-LEGACY = {"amount": 250.0, "merchant_category": "electronics", "source": "WEB", "is_international": False,
-          "hour_of_day": 23}
+FULL = {
+    "event_time": "2026-11-28T21:14:05Z",
+    "customer_id": "cust-000123",
+    "card_id": "card-000123-1",
+    "merchant_id": "m-04411",
+    "merchant_category": "electronics",
+    "amount": 899.0,
+    "currency": "EUR",
+    "channel": "WEB",
+    "transaction_type": "PURCHASE",
+    "is_international": False,
+    "country": "DE",
+    "device_id": "dev-9a8b7c",
+    "ip_address": "203.0.113.17",
+}
+LEGACY = {
+    "amount": 250.0,
+    "merchant_category": "electronics",
+    "source": "WEB",
+    "is_international": False,
+    "hour_of_day": 23,
+}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +73,9 @@ def database(local_stack: LocalStack) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def served(database: str, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    database: str, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
     with gateway(database, trained_artifact, log, state_refresh_s="1") as server:
         yield server
@@ -68,7 +86,9 @@ def served(database: str, trained_artifact: Path, tmp_path_factory: pytest.TempP
 @pytest.fixture(scope="module")
 def first_answer(served: Served) -> dict[str, Any]:
     """The gateway's very first decision after it started."""
-    response = httpx.post(served.url + "/predict", json={**FULL, "transaction_id": "first-" + uuid.uuid4().hex})
+    response = httpx.post(
+        served.url + "/predict", json={**FULL, "transaction_id": "first-" + uuid.uuid4().hex}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -115,26 +135,41 @@ def metric_samples(text: str) -> dict[str, list]:
 
 
 def test_a_full_transaction_is_decided_and_its_decision_stored(
-        client: httpx.Client, database: str, scorer: Scorer) -> None:
+    client: httpx.Client, database: str, scorer: Scorer
+) -> None:
     transaction_id = new_id()
 
     response = client.post("/predict", json={**FULL, "transaction_id": transaction_id})
 
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert set(answer) == {"transaction_id", "fraud_probability", "is_fraud", "threshold", "model_version",
-                           "variant", "reasons", "prediction_time_ms"}
+    assert set(answer) == {
+        "transaction_id",
+        "fraud_probability",
+        "is_fraud",
+        "threshold",
+        "model_version",
+        "variant",
+        "reasons",
+        "prediction_time_ms",
+    }
     assert answer["transaction_id"] == transaction_id
     assert answer["variant"] == "stable" and answer["model_version"] == scorer.model_version
     assert answer["threshold"] == pytest.approx(scorer.threshold)
     assert answer["is_fraud"] == (answer["fraud_probability"] >= answer["threshold"])
     wait_until_stored(database, [transaction_id])
     ((score, variant, shadow, source),) = stored_rows(
-        database, "SELECT score, variant, shadow, source FROM decisions WHERE transaction_id = %s", transaction_id)
+        database,
+        "SELECT score, variant, shadow, source FROM decisions WHERE transaction_id = %s",
+        transaction_id,
+    )
     assert score == pytest.approx(answer["fraud_probability"], abs=1e-6) and variant == "stable"
     assert not shadow and source == "api"
     ((amount, channel, customer),) = stored_rows(
-        database, "SELECT amount, channel, customer_id FROM transactions WHERE transaction_id = %s", transaction_id)
+        database,
+        "SELECT amount, channel, customer_id FROM transactions WHERE transaction_id = %s",
+        transaction_id,
+    )
     assert (float(amount), channel, customer) == (899.0, "WEB", "cust-000123")
 
 
@@ -148,12 +183,18 @@ def test_a_stored_decision_is_served_back_by_transaction_id(client: httpx.Client
     assert stored.status_code == 200, stored.text
     body = stored.json()
     assert body["fraud_probability"] == pytest.approx(answer["fraud_probability"], abs=1e-6)
-    assert (body["variant"], body["model_version"], body["source"]) == ("stable", answer["model_version"], "api")
+    assert (body["variant"], body["model_version"], body["source"]) == (
+        "stable",
+        answer["model_version"],
+        "api",
+    )
     assert body["shadow_scores"] == {} and body["label"] is None
     assert client.get(f"/transactions/{new_id()}").status_code == 404
 
 
-def test_the_legacy_payload_is_decided_as_a_normalised_transaction(client: httpx.Client, database: str) -> None:
+def test_the_legacy_payload_is_decided_as_a_normalised_transaction(
+    client: httpx.Client, database: str
+) -> None:
     response = client.post("/predict", json=LEGACY)
 
     assert response.status_code == 200, response.text
@@ -161,28 +202,35 @@ def test_the_legacy_payload_is_decided_as_a_normalised_transaction(client: httpx
     assert re.fullmatch(r"[0-9a-f]{32}", transaction_id), "the gateway gives the legacy payload an id"
     wait_until_stored(database, [transaction_id])
     ((channel, category, hour, amount, international),) = stored_rows(
-        database, "SELECT channel, merchant_category, hour_of_day, amount, is_international FROM transactions "
-                  "WHERE transaction_id = %s", transaction_id)
+        database,
+        "SELECT channel, merchant_category, hour_of_day, amount, is_international FROM transactions "
+        "WHERE transaction_id = %s",
+        transaction_id,
+    )
     assert (channel, category, hour, float(amount), international) == ("WEB", "electronics", 23, 250.0, False)
 
 
 def test_explain_gives_reason_codes_named_after_model_features(client: httpx.Client, database: str) -> None:
     transaction_id = new_id()
 
-    answer = client.post("/predict", params={"explain": "true"},
-                         json={**FULL, "transaction_id": transaction_id}).json()
+    answer = client.post(
+        "/predict", params={"explain": "true"}, json={**FULL, "transaction_id": transaction_id}
+    ).json()
 
     assert answer["reasons"], "explain=true gives reason codes whatever the decision"
     assert all(reason["feature"] in FEATURE_NAMES for reason in answer["reasons"])
     contributions = [reason["contribution"] for reason in answer["reasons"]]
     assert contributions == sorted(contributions, reverse=True) and contributions[-1] > 0
     wait_until_stored(database, [transaction_id])
-    ((stored,),) = stored_rows(database, "SELECT reasons FROM decisions WHERE transaction_id = %s", transaction_id)
+    ((stored,),) = stored_rows(
+        database, "SELECT reasons FROM decisions WHERE transaction_id = %s", transaction_id
+    )
     assert stored == answer["reasons"]
 
 
 def test_a_batch_is_decided_in_order_with_the_features_of_the_offline_engine(
-        client: httpx.Client, history: pd.DataFrame, scorer: Scorer) -> None:
+    client: httpx.Client, history: pd.DataFrame, scorer: Scorer
+) -> None:
     rows = history.iloc[:2500]
     payloads = transactions_of(rows, "offline")
     offline = FeatureEngine()
@@ -190,7 +238,7 @@ def test_a_batch_is_decided_in_order_with_the_features_of_the_offline_engine(
 
     answers = []
     for start in range(0, len(payloads), 1000):
-        response = client.post("/predict/batch", json={"transactions": payloads[start:start + 1000]})
+        response = client.post("/predict/batch", json={"transactions": payloads[start : start + 1000]})
         assert response.status_code == 200, response.text
         answers.extend(response.json()["results"])
 
@@ -203,7 +251,8 @@ def test_a_batch_is_decided_in_order_with_the_features_of_the_offline_engine(
 
 
 def test_the_gateway_scores_from_the_customer_state_the_stream_consumer_stored(
-        client: httpx.Client, database: str, history: pd.DataFrame, scorer: Scorer) -> None:
+    client: httpx.Client, database: str, history: pd.DataFrame, scorer: Scorer
+) -> None:
     customer = history["customer_id"].value_counts().index[0]
     own = history[history["customer_id"] == customer]
     payloads = transactions_of(own, "state")
@@ -211,19 +260,29 @@ def test_the_gateway_scores_from_the_customer_state_the_stream_consumer_stored(
     consumer.transform(encode_transactions([Transaction.model_validate(p) for p in payloads[:-1]]))
     state_customer = payloads[-1]["customer_id"]
     with psycopg.connect(database) as conn:
-        statestore.save_customers(conn, "transactions", [
-            (customer_id, 0, blob) for customer_id, blob in consumer.export_customers([state_customer])])
-    expected = scorer.score(consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
+        statestore.save_customers(
+            conn,
+            "transactions",
+            [(customer_id, 0, blob) for customer_id, blob in consumer.export_customers([state_customer])],
+        )
+    expected = scorer.score(
+        consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
+    )
 
     answer = client.post("/predict", json=payloads[-1]).json()
 
     assert answer["fraud_probability"] == pytest.approx(float(expected[0]), abs=1e-6)
-    fresh = scorer.score(FeatureEngine().transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
-    assert abs(float(fresh[0]) - float(expected[0])) > 1e-6, "the history changes this score: the test means it"
+    fresh = scorer.score(
+        FeatureEngine().transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
+    )
+    assert abs(float(fresh[0]) - float(expected[0])) > 1e-6, (
+        "the history changes this score: the test means it"
+    )
 
 
 def test_a_customer_state_the_stream_consumer_stores_later_replaces_the_one_the_gateway_holds(
-        client: httpx.Client, database: str, history: pd.DataFrame, scorer: Scorer) -> None:
+    client: httpx.Client, database: str, history: pd.DataFrame, scorer: Scorer
+) -> None:
     customer = history["customer_id"].value_counts().index[1]
     payloads = transactions_of(history[history["customer_id"] == customer], "later")
     first = client.post("/predict", json=payloads[0])  # the gateway reads (no stored state) and holds it
@@ -232,9 +291,17 @@ def test_a_customer_state_the_stream_consumer_stores_later_replaces_the_one_the_
     consumer.transform(encode_transactions([Transaction.model_validate(p) for p in payloads[:-1]]))
     refreshed_before = _counter(client, "fraudops_gateway_state_refreshed_total")
     with psycopg.connect(database) as conn:
-        statestore.save_customers(conn, "transactions", [
-            (customer_id, 0, blob) for customer_id, blob in consumer.export_customers([payloads[-1]["customer_id"]])])
-    expected = scorer.score(consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
+        statestore.save_customers(
+            conn,
+            "transactions",
+            [
+                (customer_id, 0, blob)
+                for customer_id, blob in consumer.export_customers([payloads[-1]["customer_id"]])
+            ],
+        )
+    expected = scorer.score(
+        consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
+    )
 
     deadline = time.monotonic() + 15  # the gateway polls every STATE_REFRESH_S (1 s here)
     while _counter(client, "fraudops_gateway_state_refreshed_total") == refreshed_before:
@@ -245,7 +312,9 @@ def test_a_customer_state_the_stream_consumer_stores_later_replaces_the_one_the_
     assert answer["fraud_probability"] == pytest.approx(float(expected[0]), abs=1e-6)
     local_only = FeatureEngine()
     local_only.transform(encode_transactions([Transaction.model_validate(payloads[0])]))
-    without = scorer.score(local_only.transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
+    without = scorer.score(
+        local_only.transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
+    )
     assert abs(float(without[0]) - float(expected[0])) > 1e-6, "the stored history changes this score"
 
 
@@ -269,14 +338,25 @@ def test_a_batch_refuses_duplicate_ids_and_more_than_the_maximum(client: httpx.C
 # --- feedback ------------------------------------------------------------------------------------------
 
 
-def test_feedback_stores_the_label_with_the_time_it_became_known_once(client: httpx.Client, database: str) -> None:
+def test_feedback_stores_the_label_with_the_time_it_became_known_once(
+    client: httpx.Client, database: str
+) -> None:
     # keys of its own: a confirmed fraud feeds the label-risk features of its merchant, device, …
     transaction_id = new_id("fb")
-    keys = {"customer_id": new_id("fbc"), "merchant_id": new_id("fbm"), "device_id": new_id("fbd"),
-            "ip_address": "198.51.100.77", "card_id": new_id("fbk")}
+    keys = {
+        "customer_id": new_id("fbc"),
+        "merchant_id": new_id("fbm"),
+        "device_id": new_id("fbd"),
+        "ip_address": "198.51.100.77",
+        "card_id": new_id("fbk"),
+    }
     client.post("/predict", json={**FULL, **keys, "transaction_id": transaction_id})
-    label = {"transaction_id": transaction_id, "is_fraud": True, "label_known_at": "2026-12-05T09:30:00+01:00",
-             "source": "chargeback"}
+    label = {
+        "transaction_id": transaction_id,
+        "is_fraud": True,
+        "label_known_at": "2026-12-05T09:30:00+01:00",
+        "source": "chargeback",
+    }
 
     first = client.post("/feedback", json=label)  # right after the decision: the gateway waits until stored
     again = client.post("/feedback", json=label)
@@ -285,8 +365,10 @@ def test_feedback_stores_the_label_with_the_time_it_became_known_once(client: ht
     assert first.json()["stored"] is True and again.json()["stored"] is False
     assert first.json()["label_known_at"] == "2026-12-05T08:30:00Z"
     ((is_fraud, known_at, source),) = stored_rows(
-        database, "SELECT is_fraud, label_known_at, source FROM feedback_labels WHERE transaction_id = %s",
-        transaction_id)
+        database,
+        "SELECT is_fraud, label_known_at, source FROM feedback_labels WHERE transaction_id = %s",
+        transaction_id,
+    )
     assert is_fraud and source == "chargeback" and known_at.isoformat() == "2026-12-05T08:30:00+00:00"
     assert client.get(f"/transactions/{transaction_id}").json()["label"] is True
 
@@ -305,34 +387,61 @@ def _full(**changes: Any) -> dict[str, Any]:
     return {**FULL, "transaction_id": new_id(), **changes}
 
 
-@pytest.mark.parametrize(("path", "body", "field", "rule"), [
-    ("/predict", _full(amount=-12.5), "amount", "greater than or equal to 0.01"),
-    ("/predict", _full(amount=0), "amount", "greater than or equal to 0.01"),
-    ("/predict", _full(amount="12.50"), "amount", "valid number"),
-    ("/predict", _full(channel="TELEPATHY"), "channel", "'MOBILE_APP', 'WEB', 'POS'"),
-    ("/predict", _full(event_time="yesterday"), "event_time", "must be an RFC 3339 date-time"),
-    ("/predict", _full(event_time="2026-13-01T00:00:00Z"), "event_time", "must be an RFC 3339 date-time"),
-    ("/predict", _full(event_time="2026-02-30T00:00:00Z"), "event_time", "day is out of range for month"),
-    ("/predict", _full(event_time="2026-11-28T21:14:05"), "event_time", "with a UTC offset"),
-    ("/predict", _full(event_time="2026-11-28T21:14:05-19:26"), "event_time", "offset of at most 15:59"),
-    ("/predict", _full(event_time="1700000000"), "event_time", "must be an RFC 3339 date-time"),
-    ("/predict", _full(event_time="2030-01-01T00:00:00Z"), "event_time", "more than a day in the future"),
-    ("/predict", _full(event_time="1969-07-20T20:17:40Z"), "event_time", "year (as written) from 1970 to 2199"),
-    ("/predict", _full(account_opened_at="2200-01-01T00:00:00Z"), "account_opened_at", "from 1970 to 2199"),
-    ("/predict", _full(latitude=52.5), "latitude", "latitude and longitude must be given together"),
-    ("/predict", _full(ip_address="10.0.0.1\u0000"), "ip_address", "should match pattern"),
-    ("/predict", _full(colour="red"), "colour", "Extra inputs are not permitted"),
-    ("/predict", {k: v for k, v in LEGACY.items() if k != "hour_of_day"}, "hour_of_day", "Field required"),
-    ("/predict", {**LEGACY, "hour_of_day": 24}, "hour_of_day", "less than or equal to 23"),
-    ("/predict/batch", {"transactions": [LEGACY, {**LEGACY, "amount": -1}]}, "transactions.1.amount",
-     "greater than or equal to 0.01"),
-    ("/predict/batch", {"transactions": []}, "transactions", "at least 1 item"),
-    ("/feedback", {"transaction_id": "x", "is_fraud": "yes"}, "is_fraud", "valid boolean"),
-    ("/feedback", {"transaction_id": "x", "is_fraud": True, "label_known_at": 0}, "label_known_at",
-     "valid datetime"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "field", "rule"),
+    [
+        ("/predict", _full(amount=-12.5), "amount", "greater than or equal to 0.01"),
+        ("/predict", _full(amount=0), "amount", "greater than or equal to 0.01"),
+        ("/predict", _full(amount="12.50"), "amount", "valid number"),
+        ("/predict", _full(channel="TELEPATHY"), "channel", "'MOBILE_APP', 'WEB', 'POS'"),
+        ("/predict", _full(event_time="yesterday"), "event_time", "must be an RFC 3339 date-time"),
+        ("/predict", _full(event_time="2026-13-01T00:00:00Z"), "event_time", "must be an RFC 3339 date-time"),
+        ("/predict", _full(event_time="2026-02-30T00:00:00Z"), "event_time", "day is out of range for month"),
+        ("/predict", _full(event_time="2026-11-28T21:14:05"), "event_time", "with a UTC offset"),
+        ("/predict", _full(event_time="2026-11-28T21:14:05-19:26"), "event_time", "offset of at most 15:59"),
+        ("/predict", _full(event_time="1700000000"), "event_time", "must be an RFC 3339 date-time"),
+        ("/predict", _full(event_time="2030-01-01T00:00:00Z"), "event_time", "more than a day in the future"),
+        (
+            "/predict",
+            _full(event_time="1969-07-20T20:17:40Z"),
+            "event_time",
+            "year (as written) from 1970 to 2199",
+        ),
+        (
+            "/predict",
+            _full(account_opened_at="2200-01-01T00:00:00Z"),
+            "account_opened_at",
+            "from 1970 to 2199",
+        ),
+        ("/predict", _full(latitude=52.5), "latitude", "latitude and longitude must be given together"),
+        ("/predict", _full(ip_address="10.0.0.1\u0000"), "ip_address", "should match pattern"),
+        ("/predict", _full(colour="red"), "colour", "Extra inputs are not permitted"),
+        (
+            "/predict",
+            {k: v for k, v in LEGACY.items() if k != "hour_of_day"},
+            "hour_of_day",
+            "Field required",
+        ),
+        ("/predict", {**LEGACY, "hour_of_day": 24}, "hour_of_day", "less than or equal to 23"),
+        (
+            "/predict/batch",
+            {"transactions": [LEGACY, {**LEGACY, "amount": -1}]},
+            "transactions.1.amount",
+            "greater than or equal to 0.01",
+        ),
+        ("/predict/batch", {"transactions": []}, "transactions", "at least 1 item"),
+        ("/feedback", {"transaction_id": "x", "is_fraud": "yes"}, "is_fraud", "valid boolean"),
+        (
+            "/feedback",
+            {"transaction_id": "x", "is_fraud": True, "label_known_at": 0},
+            "label_known_at",
+            "valid datetime",
+        ),
+    ],
+)
 def test_invalid_input_gets_422_naming_the_field_and_the_rule(
-        client: httpx.Client, path: str, body: dict, field: str, rule: str) -> None:
+    client: httpx.Client, path: str, body: dict, field: str, rule: str
+) -> None:
     response = client.post(path, json=body)
 
     assert response.status_code == 422, response.text
@@ -340,14 +449,19 @@ def test_invalid_input_gets_422_naming_the_field_and_the_rule(
     assert any(error["field"] == field and rule in error["reason"] for error in errors), errors
 
 
-@pytest.mark.parametrize(("raw", "field", "rule"), [
-    (b'{"amount": NaN}', "amount", "finite number"),
-    (b'{"amount": 1e999}', "amount", "finite number"),
-    (b'{"amount": Infinity, "channel": "WEB"}', "amount", "finite number"),
-    (b'{"amount": 12.5,', "body", "invalid JSON"),
-    (b"", "body", "invalid JSON"),
-])
-def test_non_finite_numbers_and_broken_json_get_422(client: httpx.Client, raw: bytes, field: str, rule: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "field", "rule"),
+    [
+        (b'{"amount": NaN}', "amount", "finite number"),
+        (b'{"amount": 1e999}', "amount", "finite number"),
+        (b'{"amount": Infinity, "channel": "WEB"}', "amount", "finite number"),
+        (b'{"amount": 12.5,', "body", "invalid JSON"),
+        (b"", "body", "invalid JSON"),
+    ],
+)
+def test_non_finite_numbers_and_broken_json_get_422(
+    client: httpx.Client, raw: bytes, field: str, rule: str
+) -> None:
     response = client.post("/predict", content=raw, headers={"Content-Type": "application/json"})
 
     assert response.status_code == 422, response.text
@@ -355,7 +469,9 @@ def test_non_finite_numbers_and_broken_json_get_422(client: httpx.Client, raw: b
 
 
 def test_a_body_that_is_not_json_or_a_bad_query_or_path_gets_422(client: httpx.Client) -> None:
-    form = client.post("/predict", content=b"amount=12", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form = client.post(
+        "/predict", content=b"amount=12", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     flag = client.post("/predict", params={"explain": "perhaps"}, json=_full())
     path = client.get("/transactions/not a valid id!")
 
@@ -369,8 +485,11 @@ def test_a_body_over_the_limit_gets_413(client: httpx.Client, path: str) -> None
     oversized = b'{"padding": "' + b"x" * 1_100_000 + b'"}'
 
     declared = client.post(path, content=oversized, headers={"Content-Type": "application/json"})
-    chunked = client.post(path, content=iter([oversized[i:i + 65536] for i in range(0, len(oversized), 65536)]),
-                          headers={"Content-Type": "application/json"})
+    chunked = client.post(
+        path,
+        content=iter([oversized[i : i + 65536] for i in range(0, len(oversized), 65536)]),
+        headers={"Content-Type": "application/json"},
+    )
 
     for response in (declared, chunked):
         assert response.status_code == 413, response.text
@@ -392,8 +511,11 @@ def test_metrics_count_requests_latency_decisions_and_scores_per_variant(client:
     samples = metric_samples(client.get("/metrics").text)
 
     def value(family: str, suffix: str = "", **labels: str) -> float:
-        return sum(s.value for s in samples[family]
-                   if s.name == family + suffix and all(s.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            s.value
+            for s in samples[family]
+            if s.name == family + suffix and all(s.labels.get(k) == v for k, v in labels.items())
+        )
 
     assert value("fraudops_gateway_requests", "_total", route="/predict", method="POST", status="200") >= 3
     assert value("fraudops_gateway_requests", "_total", route="/predict", method="POST", status="422") >= 1
@@ -412,8 +534,12 @@ def test_health_live_and_ready(client: httpx.Client) -> None:
 
     assert live.status_code == 200 and live.json()["status"] == "ok"
     assert ready.status_code == 200
-    assert ready.json()["checks"] == {"model": "loaded", "routing": "stable:serve:100", "database": "reachable",
-                                      "background": "running"}
+    assert ready.json()["checks"] == {
+        "model": "loaded",
+        "routing": "stable:serve:100",
+        "database": "reachable",
+        "background": "running",
+    }
 
 
 def wait_for_readiness(client: httpx.Client, status: int, timeout_s: float = 30) -> httpx.Response:
@@ -426,7 +552,8 @@ def wait_for_readiness(client: httpx.Client, status: int, timeout_s: float = 30)
 
 
 def test_ready_is_503_while_the_database_refuses_connections_and_no_decision_is_lost(
-        client: httpx.Client, database: str, local_stack: LocalStack) -> None:
+    client: httpx.Client, database: str, local_stack: LocalStack
+) -> None:
     name = database.rsplit("/", 1)[1]
     admin = local_stack.postgres.url.rsplit("/", 1)[0] + "/postgres"
     decided: list[str] = []
@@ -462,7 +589,11 @@ def _sessions_settled(admin: str, name: str, timeout_s: float = 10) -> int:
     deadline, seen = time.monotonic() + timeout_s, []
     with psycopg.connect(admin, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            seen.append(conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()[0])
+            seen.append(
+                conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()[
+                    0
+                ]
+            )
             if len(seen) >= 4 and len(set(seen[-4:])) == 1:
                 break
             time.sleep(0.25)
@@ -470,7 +601,8 @@ def _sessions_settled(admin: str, name: str, timeout_s: float = 10) -> int:
 
 
 def test_probes_lookups_and_feedback_reuse_the_pools_connections(
-        client: httpx.Client, database: str, local_stack: LocalStack) -> None:
+    client: httpx.Client, database: str, local_stack: LocalStack
+) -> None:
     name = database.rsplit("/", 1)[1]
     admin = local_stack.postgres.url.rsplit("/", 1)[0] + "/postgres"
     decided = [client.post("/predict", json=_full()).json()["transaction_id"] for _ in range(5)]
@@ -479,8 +611,10 @@ def test_probes_lookups_and_feedback_reuse_the_pools_connections(
 
     probes = [client.get("/health/ready").status_code for _ in range(20)]
     lookups = [client.get(f"/transactions/{transaction_id}").status_code for transaction_id in decided * 4]
-    labels = [client.post("/feedback", json={"transaction_id": transaction_id, "is_fraud": False}).status_code
-              for transaction_id in decided]
+    labels = [
+        client.post("/feedback", json={"transaction_id": transaction_id, "is_fraud": False}).status_code
+        for transaction_id in decided
+    ]
 
     assert set(probes) == set(lookups) == set(labels) == {200}
     opened = _sessions_settled(admin, name) - before
@@ -488,36 +622,52 @@ def test_probes_lookups_and_feedback_reuse_the_pools_connections(
 
 
 def test_a_stored_state_the_gateway_cannot_read_is_reported_and_stalls_no_other_customer(
-        client: httpx.Client, served: Served, database: str, history: pd.DataFrame, scorer: Scorer) -> None:
+    client: httpx.Client, served: Served, database: str, history: pd.DataFrame, scorer: Scorer
+) -> None:
     unreadable, queued_behind = new_id("unreadable"), new_id("queued")
     customer = history["customer_id"].value_counts().index[2]
     payloads = transactions_of(history[history["customer_id"] == customer], "after-unreadable")
     consumer = FeatureEngine()
     consumer.transform(encode_transactions([Transaction.model_validate(p) for p in payloads[:-1]]))
     with psycopg.connect(database) as conn:
-        statestore.save_customers(conn, "transactions", [
-            (customer_id, 0, blob) for customer_id, blob in consumer.export_customers([payloads[-1]["customer_id"]])])
-        conn.execute("""INSERT INTO customer_feature_state (customer_id, topic, partition, feature_version, state)
-                        VALUES (%s, 'transactions', 0, %s, %s)""", (unreadable, FEATURE_VERSION, b"not a state"))
-    expected = scorer.score(consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
+        statestore.save_customers(
+            conn,
+            "transactions",
+            [
+                (customer_id, 0, blob)
+                for customer_id, blob in consumer.export_customers([payloads[-1]["customer_id"]])
+            ],
+        )
+        conn.execute(
+            """INSERT INTO customer_feature_state (customer_id, topic, partition, feature_version, state)
+                        VALUES (%s, 'transactions', 0, %s, %s)""",
+            (unreadable, FEATURE_VERSION, b"not a state"),
+        )
+    expected = scorer.score(
+        consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
+    )
     refused_before = _counter(client, "fraudops_gateway_state_refused_total")
 
-    with psycopg.connect(database) as lock:  # hold the gateway's state read of `unreadable` until both are asked
+    with psycopg.connect(
+        database
+    ) as lock:  # hold the gateway's state read of `unreadable` until both are asked
         lock.execute("LOCK TABLE customer_feature_state IN ACCESS EXCLUSIVE MODE")
         first = client.post("/predict", json=_full(customer_id=unreadable))  # answered from local state
         second = client.post("/predict", json=_full(customer_id=queued_behind))  # its read queued behind
     answer = client.post("/predict", json=payloads[-1])  # a customer seen after the unreadable state
 
     assert first.status_code == second.status_code == answer.status_code == 200
-    assert answer.json()["fraud_probability"] == pytest.approx(float(expected[0]), abs=1e-6), \
+    assert answer.json()["fraud_probability"] == pytest.approx(float(expected[0]), abs=1e-6), (
         "the stored state of a customer seen later was read: the reads did not stall"
+    )
     assert _counter(client, "fraudops_gateway_state_refused_total") == refused_before + 1
     assert unreadable in served.log_tail(20_000)
     assert client.get("/health/ready").status_code == 200
 
 
 def test_the_fastapi_routes_answer_exactly_like_the_fast_path_in_front_of_them(
-        client: httpx.Client, database: str, trained_artifact: Path, tmp_path: Path) -> None:
+    client: httpx.Client, database: str, trained_artifact: Path, tmp_path: Path
+) -> None:
     """`create_app` alone (no fast path) serves /predict and /predict/batch through FastAPI: same contract."""
     bodies: list[tuple[str, dict[str, Any], dict[str, str]]] = [
         ("/predict", LEGACY, {"explain": "true"}),

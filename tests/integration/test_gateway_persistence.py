@@ -33,7 +33,9 @@ REFUSED_AMOUNT = 13.37
 def strict_database(local_stack: LocalStack) -> Iterator[str]:
     with migrated_database(local_stack, "refusing") as url:
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(f"ALTER TABLE transactions ADD CONSTRAINT refuse_one_amount CHECK (amount <> {REFUSED_AMOUNT})")
+            conn.execute(
+                f"ALTER TABLE transactions ADD CONSTRAINT refuse_one_amount CHECK (amount <> {REFUSED_AMOUNT})"
+            )
         yield url
 
 
@@ -46,15 +48,23 @@ def served(strict_database: str, trained_artifact: Path, tmp_path: Path) -> Iter
 
 def persist_failed(url: str) -> float:
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(url + "/metrics").text)}
-    return sum(s.value for s in families["fraudops_gateway_persist_failed"].samples if s.name.endswith("_total"))
+    return sum(
+        s.value for s in families["fraudops_gateway_persist_failed"].samples if s.name.endswith("_total")
+    )
 
 
 def test_a_refused_row_is_isolated_logged_and_counted_and_every_other_decision_is_stored(
-        served: Served, strict_database: str) -> None:
+    served: Served, strict_database: str
+) -> None:
     payload = {"merchant_category": "grocery", "source": "POS", "is_international": False, "hour_of_day": 10}
-    answers = [httpx.post(served.url + "/predict", json={**payload, "amount": amount}).json()
-               for amount in (12.5, REFUSED_AMOUNT, 99.0)]  # answered within one flush interval
-    refused, stored = answers[1]["transaction_id"], [answers[0]["transaction_id"], answers[2]["transaction_id"]]
+    answers = [
+        httpx.post(served.url + "/predict", json={**payload, "amount": amount}).json()
+        for amount in (12.5, REFUSED_AMOUNT, 99.0)
+    ]  # answered within one flush interval
+    refused, stored = (
+        answers[1]["transaction_id"],
+        [answers[0]["transaction_id"], answers[2]["transaction_id"]],
+    )
 
     wait_until_stored(strict_database, stored)
     later = httpx.post(served.url + "/predict", json={**payload, "amount": 7.0}).json()["transaction_id"]
@@ -64,7 +74,10 @@ def test_a_refused_row_is_isolated_logged_and_counted_and_every_other_decision_i
     assert not stored_rows(strict_database, "SELECT 1 FROM decisions WHERE transaction_id = %s", refused)
     assert persist_failed(served.url) == 1
     deadline = time.monotonic() + 5
-    while "decision not stored: the database refused it" not in served.log.read_text() and time.monotonic() < deadline:
+    while (
+        "decision not stored: the database refused it" not in served.log.read_text()
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.1)
     line = next(line for line in served.log.read_text().splitlines() if "decision not stored" in line)
     assert refused in line and "refuse_one_amount" in line, line

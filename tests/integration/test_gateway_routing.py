@@ -61,8 +61,9 @@ def table_path(tmp_path_factory: pytest.TempPathFactory, trained_artifact: Path)
 
 
 @pytest.fixture(scope="module")
-def served(database: str, trained_artifact: Path, table_path: Path,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    database: str, trained_artifact: Path, table_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
     with gateway(database, trained_artifact, log, routing_table_path=str(table_path)) as server:
         yield server
@@ -81,8 +82,13 @@ def history(simulated_history: Path) -> pd.DataFrame:
     return frame[[c for c in frame.columns if c in TRANSACTION_FIELDS]]
 
 
-def variant(name: str, artifact: Path | None = None, endpoint: str | None = None, weight: float = 100,
-            mode: str = "serve") -> dict[str, Any]:
+def variant(
+    name: str,
+    artifact: Path | None = None,
+    endpoint: str | None = None,
+    weight: float = 100,
+    mode: str = "serve",
+) -> dict[str, Any]:
     spec: dict[str, Any] = {"name": name, "model_version": "test-v1", "weight": weight, "mode": mode}
     if artifact is not None:
         spec["model_uri"] = str(artifact)
@@ -100,21 +106,33 @@ def route(served: Served, table_path: Path, variants: list[dict[str, Any]]) -> N
 def decide_in_batches(client: httpx.Client, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     answers = []
     for start in range(0, len(payloads), 1000):
-        response = client.post("/predict/batch", json={"transactions": payloads[start:start + 1000]})
+        response = client.post("/predict/batch", json={"transactions": payloads[start : start + 1000]})
         assert response.status_code == 200, response.text
         answers.extend(response.json()["results"])
     return answers
 
 
 def legacy_payloads(count: int) -> list[dict[str, Any]]:
-    return [{"amount": 10.0 + i % 500, "merchant_category": "grocery", "source": "POS", "is_international": False,
-             "hour_of_day": i % 24} for i in range(count)]
+    return [
+        {
+            "amount": 10.0 + i % 500,
+            "merchant_category": "grocery",
+            "source": "POS",
+            "is_international": False,
+            "hour_of_day": i % 24,
+        }
+        for i in range(count)
+    ]
 
 
 def test_a_90_10_canary_routes_within_2_percent_over_10000_transactions(
-        client: httpx.Client, served: Served, table_path: Path, trained_artifact: Path, database: str) -> None:
-    route(served, table_path, [variant("stable", trained_artifact, weight=90),
-                               variant("canary", trained_artifact, weight=10)])
+    client: httpx.Client, served: Served, table_path: Path, trained_artifact: Path, database: str
+) -> None:
+    route(
+        served,
+        table_path,
+        [variant("stable", trained_artifact, weight=90), variant("canary", trained_artifact, weight=10)],
+    )
 
     answers = decide_in_batches(client, legacy_payloads(10_000))
 
@@ -123,19 +141,40 @@ def test_a_90_10_canary_routes_within_2_percent_over_10000_transactions(
     assert 0.08 <= shares["canary"] / len(answers) <= 0.12, shares
     ids = [answer["transaction_id"] for answer in answers]
     wait_until_stored(database, ids, timeout_s=60)
-    stored = dict(stored_rows(database, "SELECT variant, count(*) FROM decisions WHERE NOT shadow "
-                                        "AND transaction_id = ANY(%s) GROUP BY variant", ids))
+    stored = dict(
+        stored_rows(
+            database,
+            "SELECT variant, count(*) FROM decisions WHERE NOT shadow "
+            "AND transaction_id = ANY(%s) GROUP BY variant",
+            ids,
+        )
+    )
     assert stored == dict(shares), "each decision records the variant that made it"
 
 
 def test_ab_testing_keeps_every_customer_on_one_variant(
-        client: httpx.Client, served: Served, table_path: Path, trained_artifact: Path) -> None:
-    route(served, table_path, [variant("champion", trained_artifact, weight=50, mode="ab"),
-                               variant("challenger", trained_artifact, weight=50, mode="ab")])
+    client: httpx.Client, served: Served, table_path: Path, trained_artifact: Path
+) -> None:
+    route(
+        served,
+        table_path,
+        [
+            variant("champion", trained_artifact, weight=50, mode="ab"),
+            variant("challenger", trained_artifact, weight=50, mode="ab"),
+        ],
+    )
     run = uuid.uuid4().hex[:8]
-    payloads = [{"transaction_id": f"ab-{run}-{customer}-{n}", "customer_id": f"ab-{run}-{customer}",
-                 "amount": 20.0 + n, "channel": "WEB", "event_time": f"2026-10-01T10:{n:02d}:00Z"}
-                for n in range(5) for customer in range(400)]
+    payloads = [
+        {
+            "transaction_id": f"ab-{run}-{customer}-{n}",
+            "customer_id": f"ab-{run}-{customer}",
+            "amount": 20.0 + n,
+            "channel": "WEB",
+            "event_time": f"2026-10-01T10:{n:02d}:00Z",
+        }
+        for n in range(5)
+        for customer in range(400)
+    ]
 
     answers = decide_in_batches(client, payloads)
 
@@ -149,13 +188,32 @@ def test_ab_testing_keeps_every_customer_on_one_variant(
 
 
 def test_a_shadow_variant_scored_remotely_never_decides_but_its_scores_are_recorded(
-        client: httpx.Client, served: Served, remote: Served, table_path: Path, trained_artifact: Path,
-        database: str) -> None:
-    route(served, table_path, [variant("stable", trained_artifact),
-                               variant("challenger", endpoint=remote.url, mode="shadow", weight=0)])
+    client: httpx.Client,
+    served: Served,
+    remote: Served,
+    table_path: Path,
+    trained_artifact: Path,
+    database: str,
+) -> None:
+    route(
+        served,
+        table_path,
+        [
+            variant("stable", trained_artifact),
+            variant("challenger", endpoint=remote.url, mode="shadow", weight=0),
+        ],
+    )
     run = uuid.uuid4().hex[:8]
-    payloads = [{"transaction_id": f"shadow-{run}-{i}", "customer_id": f"shadow-{run}-{i % 40}", "amount": 5.0 + i,
-                 "channel": "POS", "event_time": f"2026-10-02T11:{i % 60:02d}:00Z"} for i in range(200)]
+    payloads = [
+        {
+            "transaction_id": f"shadow-{run}-{i}",
+            "customer_id": f"shadow-{run}-{i % 40}",
+            "amount": 5.0 + i,
+            "channel": "POS",
+            "event_time": f"2026-10-02T11:{i % 60:02d}:00Z",
+        }
+        for i in range(200)
+    ]
 
     answers = decide_in_batches(client, payloads)
     single = client.post("/predict", json={**payloads[0], "transaction_id": f"shadow-{run}-single"}).json()
@@ -163,8 +221,14 @@ def test_a_shadow_variant_scored_remotely_never_decides_but_its_scores_are_recor
     assert {answer["variant"] for answer in answers} == {"stable"} and single["variant"] == "stable"
     ids = [answer["transaction_id"] for answer in answers]
     wait_until_stored(database, ids)
-    shadows = dict(stored_rows(database, "SELECT transaction_id, score FROM decisions WHERE shadow "
-                                         "AND variant = 'challenger' AND transaction_id = ANY(%s)", ids))
+    shadows = dict(
+        stored_rows(
+            database,
+            "SELECT transaction_id, score FROM decisions WHERE shadow "
+            "AND variant = 'challenger' AND transaction_id = ANY(%s)",
+            ids,
+        )
+    )
     assert set(shadows) == set(ids), "every transaction has its shadow score"
     deciding = {answer["transaction_id"]: answer["fraud_probability"] for answer in answers}
     # the same model, scored in-process and through KServe V2: the same numbers
@@ -172,12 +236,19 @@ def test_a_shadow_variant_scored_remotely_never_decides_but_its_scores_are_recor
     stored = client.get(f"/transactions/{ids[0]}").json()
     assert stored["variant"] == "stable"
     assert stored["shadow_scores"] == {"challenger": pytest.approx(deciding[ids[0]], abs=1e-6)}
-    assert not stored_rows(database, "SELECT 1 FROM alerts WHERE variant = 'challenger'"), "shadows never alert"
+    assert not stored_rows(database, "SELECT 1 FROM alerts WHERE variant = 'challenger'"), (
+        "shadows never alert"
+    )
 
 
 def test_a_variant_scored_remotely_through_kserve_v2_decides_like_the_artifact(
-        client: httpx.Client, served: Served, remote: Served, table_path: Path, trained_artifact: Path,
-        history: pd.DataFrame) -> None:
+    client: httpx.Client,
+    served: Served,
+    remote: Served,
+    table_path: Path,
+    trained_artifact: Path,
+    history: pd.DataFrame,
+) -> None:
     route(served, table_path, [variant("stable", endpoint=remote.url)])
     payloads = transactions_of(history.iloc[3000:4200], f"remote-{uuid.uuid4().hex[:8]}")
     scorer = Scorer(load_artifact(str(trained_artifact)))
@@ -185,12 +256,16 @@ def test_a_variant_scored_remotely_through_kserve_v2_decides_like_the_artifact(
     rows_before = _remote_rows_scored(remote)
 
     answers = decide_in_batches(client, payloads[:1000]) + [
-        client.post("/predict", params={"explain": "true"}, json=payload).json() for payload in payloads[1000:]]
+        client.post("/predict", params={"explain": "true"}, json=payload).json()
+        for payload in payloads[1000:]
+    ]
 
     assert {answer["variant"] for answer in answers} == {"stable"}
     np.testing.assert_allclose([a["fraud_probability"] for a in answers], expected, atol=1e-6)
     assert all(a["reasons"] for a in answers[1000:]), "reason codes come back from the remote variant too"
-    assert all(a["threshold"] == pytest.approx(scorer.threshold) for a in answers), "its threshold travels too"
+    assert all(a["threshold"] == pytest.approx(scorer.threshold) for a in answers), (
+        "its threshold travels too"
+    )
     assert _remote_rows_scored(remote) - rows_before >= len(payloads), "the predictor did the scoring"
 
 
@@ -200,7 +275,8 @@ def _remote_rows_scored(remote: Served) -> float:
 
 
 def test_a_half_written_artifact_in_the_table_makes_the_gateway_not_ready_until_the_table_is_fixed(
-        client: httpx.Client, served: Served, table_path: Path, trained_artifact: Path, tmp_path: Path) -> None:
+    client: httpx.Client, served: Served, table_path: Path, trained_artifact: Path, tmp_path: Path
+) -> None:
     """Loading it raises what the refresh does not expect (here a TypeError from an empty metadata file):
     reported with its traceback and counted, decisions go on with the current table, readiness says
     which task fails, and the next good table is picked up."""
@@ -236,5 +312,8 @@ def _wait_for_ready_status(served: Served, status: int, timeout_s: float = 60) -
 def _background_failures(served: Served, task: str) -> float:
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(served.url + "/metrics").text)}
     family = families.get("fraudops_gateway_background_failures")
-    return sum(s.value for s in family.samples if s.name.endswith("_total") and s.labels["task"] == task) \
-        if family else 0.0
+    return (
+        sum(s.value for s in family.samples if s.name.endswith("_total") and s.labels["task"] == task)
+        if family
+        else 0.0
+    )

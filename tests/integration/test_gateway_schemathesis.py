@@ -28,25 +28,57 @@ MAX_EXAMPLES = 50
 
 
 @pytest.fixture(scope="module")
-def served(local_stack: LocalStack, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Served]:
+def served(
+    local_stack: LocalStack, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("schemathesis")
-    with migrated_database(local_stack, "fuzz") as database, gateway(
-            database, trained_artifact, folder / "gateway.log") as server:
+    with (
+        migrated_database(local_stack, "fuzz") as database,
+        gateway(database, trained_artifact, folder / "gateway.log") as server,
+    ):
         yield server
         assert server.stop(), server.log_tail()
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(served: Served, tmp_path: Path) -> None:
-    hooks = {"SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks",
-             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    hooks = {
+        "SCHEMATHESIS_HOOKS": "tests.integration.schemathesis_hooks",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     run = subprocess.run(
-        [sys.executable, "-m", "schemathesis.cli", "run", f"{served.url}/openapi.json", "--checks", "all",
-         "--phases", "examples,coverage,fuzzing", "--max-examples", str(MAX_EXAMPLES), "--seed", "20261129",
-         "--no-color", "--generation-database", "none", "--workers", "1", "--request-timeout", "30",
-         "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, check=False, cwd=tmp_path,  # its cache stays out of the repo
-        env={**os.environ, **hooks})
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "run",
+            f"{served.url}/openapi.json",
+            "--checks",
+            "all",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--seed",
+            "20261129",
+            "--no-color",
+            "--generation-database",
+            "none",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "30",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        cwd=tmp_path,  # its cache stays out of the repo
+        env={**os.environ, **hooks},
+    )
 
     assert run.returncode == 0, f"schemathesis found problems:\n{run.stdout[-8000:]}\n{run.stderr[-2000:]}"
     assert "No issues found" in run.stdout, run.stdout[-4000:]
@@ -58,6 +90,8 @@ def test_nothing_the_fuzzer_got_answered_for_was_refused_by_postgresql(served: S
     """Every decision the gateway answered during the run could be stored (nothing answered is lost)."""
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(served.url + "/metrics").text)}
 
-    refused = sum(s.value for s in families["fraudops_gateway_persist_failed"].samples if s.name.endswith("_total"))
+    refused = sum(
+        s.value for s in families["fraudops_gateway_persist_failed"].samples if s.name.endswith("_total")
+    )
     assert refused == 0, served.log_tail()
     assert '"level": "ERROR"' not in served.log.read_text(), served.log_tail()

@@ -29,8 +29,13 @@ async def _load(url: str, stop_after_s: float, terminate: asyncio.Event) -> list
             while True:
                 sequence += 1
                 transaction_id = f"sigterm-{run}-{number}-{sequence}"
-                payload = {"transaction_id": transaction_id, "customer_id": f"sigterm-{run}-{sequence % 300}",
-                           "amount": 10.0 + sequence % 700, "channel": "WEB", "device_id": f"d-{number}"}
+                payload = {
+                    "transaction_id": transaction_id,
+                    "customer_id": f"sigterm-{run}-{sequence % 300}",
+                    "amount": 10.0 + sequence % 700,
+                    "channel": "WEB",
+                    "device_id": f"d-{number}",
+                }
                 try:
                     response = await client.post("/predict", json=payload)
                 except httpx.TransportError:  # the gateway has stopped accepting work
@@ -48,9 +53,12 @@ async def _load(url: str, stop_after_s: float, terminate: asyncio.Event) -> list
 
 
 def test_sigterm_under_load_stores_every_answered_decision(
-        local_stack: LocalStack, trained_artifact: Path, tmp_path: Path) -> None:
-    with migrated_database(local_stack, "shutdown") as database, gateway(
-            database, trained_artifact, tmp_path / "gateway.log") as server:
+    local_stack: LocalStack, trained_artifact: Path, tmp_path: Path
+) -> None:
+    with (
+        migrated_database(local_stack, "shutdown") as database,
+        gateway(database, trained_artifact, tmp_path / "gateway.log") as server,
+    ):
         terminate = asyncio.Event()
         sent_at: list[float] = []
 
@@ -73,10 +81,20 @@ def test_sigterm_under_load_stores_every_answered_decision(
         after_sigterm = [t for _, status, t in answered if status == 200 and t >= sent_at[0]]
         assert len(ok) >= 200, f"only {len(ok)} answers: not much of a load"
         assert {status for _, status, _ in answered} <= {200, 503}, "nothing but answers or 'stopping'"
-        stored = {row[0] for row in stored_rows(
-            database, "SELECT transaction_id FROM decisions WHERE NOT shadow AND transaction_id = ANY(%s)", ok)}
-        transactions = {row[0] for row in stored_rows(
-            database, "SELECT transaction_id FROM transactions WHERE transaction_id = ANY(%s)", ok)}
+        stored = {
+            row[0]
+            for row in stored_rows(
+                database,
+                "SELECT transaction_id FROM decisions WHERE NOT shadow AND transaction_id = ANY(%s)",
+                ok,
+            )
+        }
+        transactions = {
+            row[0]
+            for row in stored_rows(
+                database, "SELECT transaction_id FROM transactions WHERE transaction_id = ANY(%s)", ok
+            )
+        }
         missing = sorted(set(ok) - stored)
         assert not missing, f"{len(missing)} answered decisions were lost, e.g. {missing[:3]}"
         assert transactions == set(ok)

@@ -53,7 +53,9 @@ class Served:
             code = self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            raise AssertionError(f"server did not stop within {timeout_s} s after SIGTERM:\n{self.log_tail()}") from None
+            raise AssertionError(
+                f"server did not stop within {timeout_s} s after SIGTERM:\n{self.log_tail()}"
+            ) from None
         return code in (0, -signal.SIGTERM)
 
 
@@ -61,8 +63,9 @@ def wait_until_ready(served: Served, path: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if served.process.poll() is not None:
-            raise AssertionError(f"server exited with {served.process.returncode} before it was ready:\n"
-                                 f"{served.log_tail()}")
+            raise AssertionError(
+                f"server exited with {served.process.returncode} before it was ready:\n{served.log_tail()}"
+            )
         try:
             if httpx.get(served.url + path, timeout=2).status_code == 200:
                 return
@@ -75,7 +78,9 @@ def wait_until_ready(served: Served, path: str, timeout_s: float = 120) -> None:
 @contextmanager
 def serving(command: list[str], env: dict[str, str], log: Path, ready_path: str) -> Iterator[Served]:
     """`fraudops serve <command…> --port <free port>` until the block ends."""
-    with serving_argv(["-m", "fraudops_cli.main", "serve", *command, "--port"], env, log, ready_path) as served:
+    with serving_argv(
+        ["-m", "fraudops_cli.main", "serve", *command, "--port"], env, log, ready_path
+    ) as served:
         yield served
 
 
@@ -84,8 +89,13 @@ def serving_argv(argv: list[str], env: dict[str, str], log: Path, ready_path: st
     """`python <argv…> <free port>` until the block ends."""
     port = free_port()
     with open(log, "ab") as output:
-        process = subprocess.Popen([sys.executable, *argv, str(port)], env=env, cwd=REPO_ROOT, stdout=output,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, *argv, str(port)],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     served = Served(f"http://127.0.0.1:{port}", process, log)
     try:
         wait_until_ready(served, ready_path)
@@ -96,8 +106,11 @@ def serving_argv(argv: list[str], env: dict[str, str], log: Path, ready_path: st
 
 
 def base_env(**overrides: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("GATEWAY_", "ROUTING_", "FRAUD_THRESHOLD", "DB_URL", "MODEL_PATH"))}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("GATEWAY_", "ROUTING_", "FRAUD_THRESHOLD", "DB_URL", "MODEL_PATH"))
+    }
     env.update({"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}, **overrides)
     return env
 
@@ -105,8 +118,9 @@ def base_env(**overrides: str) -> dict[str, str]:
 @contextmanager
 def predictor(artifact: Path, log: Path) -> Iterator[Served]:
     """The KServe model server for `artifact` (V1 + V2 REST) until the block ends."""
-    with serving(["predictor", "--model-uri", str(artifact), "--name", MODEL_NAME], base_env(), log,
-                 "/v2/health/ready") as served:
+    with serving(
+        ["predictor", "--model-uri", str(artifact), "--name", MODEL_NAME], base_env(), log, "/v2/health/ready"
+    ) as served:
         yield served
 
 
@@ -125,8 +139,10 @@ def fastapi_only_gateway(db_url: str, artifact: Path, log: Path) -> Iterator[Ser
     Its own process: the gateway and the stream consumer both define `fraudops_decisions_total`, so
     the gateway's modules are never imported into the test process, which also imports the consumer.
     """
-    script = ("import sys, uvicorn; from fraudops_gateway.app import create_app; "
-              "uvicorn.run(create_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning')")
+    script = (
+        "import sys, uvicorn; from fraudops_gateway.app import create_app; "
+        "uvicorn.run(create_app(), host='127.0.0.1', port=int(sys.argv[1]), log_level='warning')"
+    )
     env = base_env(DB_URL=db_url, MODEL_PATH=str(artifact))
     with serving_argv(["-c", script], env, log, "/health/live") as served:
         yield served
@@ -177,10 +193,15 @@ def wait_until_stored(db_url: str, transaction_ids: list[str], timeout_s: float 
     deadline = time.monotonic() + timeout_s
     missing: set[str] = set(transaction_ids)
     while time.monotonic() < deadline:
-        found = stored_rows(db_url, "SELECT transaction_id FROM decisions WHERE NOT shadow AND transaction_id = ANY(%s)",
-                            list(missing))
+        found = stored_rows(
+            db_url,
+            "SELECT transaction_id FROM decisions WHERE NOT shadow AND transaction_id = ANY(%s)",
+            list(missing),
+        )
         missing -= {row[0] for row in found}
         if not missing:
             return
         time.sleep(0.1)
-    raise AssertionError(f"{len(missing)} decisions not stored after {timeout_s} s, e.g. {sorted(missing)[:3]}")
+    raise AssertionError(
+        f"{len(missing)} decisions not stored after {timeout_s} s, e.g. {sorted(missing)[:3]}"
+    )

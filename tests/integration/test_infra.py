@@ -30,14 +30,28 @@ def ours(run_dir: str) -> list[str]:
     return found
 
 
-def infra_cli(run_dir: Path, postgres_port: int | None = None) -> Callable[..., subprocess.CompletedProcess[str]]:
+def infra_cli(
+    run_dir: Path, postgres_port: int | None = None
+) -> Callable[..., subprocess.CompletedProcess[str]]:
     """`fraudops infra <args…>` for a stack of its own under `run_dir`, on free ports."""
-    env = {**os.environ, "RUN_DIR": str(run_dir), "POSTGRES_PORT": str(postgres_port or free_port()),
-           "KAFKA_PORT": str(free_port()), "KAFKA_CONTROLLER_PORT": str(free_port()), "KAFKA_HEAP": "512M"}
+    env = {
+        **os.environ,
+        "RUN_DIR": str(run_dir),
+        "POSTGRES_PORT": str(postgres_port or free_port()),
+        "KAFKA_PORT": str(free_port()),
+        "KAFKA_CONTROLLER_PORT": str(free_port()),
+        "KAFKA_HEAP": "512M",
+    }
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "fraudops_cli.main", "infra", *args], env=env, cwd=REPO_ROOT,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "fraudops_cli.main", "infra", *args],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     return cli
 
@@ -81,7 +95,10 @@ def test_a_checkout_in_a_private_folder_starts_postgresql(tmp_path: Path) -> Non
         status = cli("status")
         if up.returncode == 0:
             with psycopg.connect(f"postgresql://fraudops@127.0.0.1:{port}/fraudops") as conn:
-                tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+                tables = {
+                    row[0]
+                    for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                }
     finally:
         down = cli("down", "--delete-data")
 
@@ -91,5 +108,7 @@ def test_a_checkout_in_a_private_folder_starts_postgresql(tmp_path: Path) -> Non
         assert not cluster.is_relative_to(private), "the cluster's files are where `postgres` can reach them"
     assert status.stdout.count("running") == 2 and str(cluster / "data") in status.stdout, status.stdout
     assert down.returncode == 0, down.stderr
-    assert not cluster.exists() and not (run_dir / "postgres").is_symlink(), "--delete-data deletes the cluster"
+    assert not cluster.exists() and not (run_dir / "postgres").is_symlink(), (
+        "--delete-data deletes the cluster"
+    )
     assert ours(str(cluster)) == [] and ours(str(run_dir)) == []

@@ -38,10 +38,14 @@ def _produce(bootstrap: str, topic: str, records: list[tuple[str, str]]) -> dict
 
 
 def _consume(bootstrap: str, topic: str, group: str, expected: int) -> list[tuple[str, str]]:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     seen: list[tuple[str, str]] = []
     try:

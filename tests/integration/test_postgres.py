@@ -13,7 +13,12 @@ from fraudops.db import create_pool, migrate
 pytestmark = pytest.mark.integration
 
 EXPECTED_TABLES = {
-    "transactions", "decisions", "alerts", "feedback_labels", "model_versions", "feature_checkpoints",
+    "transactions",
+    "decisions",
+    "alerts",
+    "feedback_labels",
+    "model_versions",
+    "feature_checkpoints",
     "customer_feature_state",
 }
 
@@ -53,8 +58,16 @@ def test_transaction_and_decision_round_trip_through_the_pool(db_url: str) -> No
             conn.execute(
                 """INSERT INTO decisions (transaction_id, variant, model_name, model_version, score, threshold,
                        is_fraud, reasons) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                ("tx-roundtrip", "stable", "card-fraud", "v1", 0.73, 0.2, True,
-                 Jsonb([{"feature": "amount_zscore", "contribution": 1.2}])),
+                (
+                    "tx-roundtrip",
+                    "stable",
+                    "card-fraud",
+                    "v1",
+                    0.73,
+                    0.2,
+                    True,
+                    Jsonb([{"feature": "amount_zscore", "contribution": 1.2}]),
+                ),
             )
         with pool.connection() as conn:
             row = conn.execute(
@@ -79,7 +92,9 @@ def test_a_replayed_insert_does_not_duplicate_a_transaction(db_url: str) -> None
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(insert)
         conn.execute(insert)
-        count = conn.execute("SELECT count(*) FROM transactions WHERE transaction_id = 'tx-replayed'").fetchone()
+        count = conn.execute(
+            "SELECT count(*) FROM transactions WHERE transaction_id = 'tx-replayed'"
+        ).fetchone()
     assert count == (1,)
 
 

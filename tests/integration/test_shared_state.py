@@ -52,7 +52,8 @@ def _ready(port: int) -> bool:
 
 
 def test_the_gateway_scores_with_the_state_the_consumer_checkpointed(
-        local_stack: LocalStack, scratch_database: str, trained_artifact: Path, tmp_path: Path) -> None:
+    local_stack: LocalStack, scratch_database: str, trained_artifact: Path, tmp_path: Path
+) -> None:
     migrate.upgrade(scratch_database)
     topic = f"shared-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": local_stack.kafka.bootstrap})
@@ -61,21 +62,36 @@ def test_the_gateway_scores_with_the_state_the_consumer_checkpointed(
     history = simulated_records(3_000, seed=31)
     produce(local_stack.kafka.bootstrap, topic, history)
 
-    settings = Settings(db_url=scratch_database, kafka_bootstrap_servers=local_stack.kafka.bootstrap,
-                        transactions_topic=topic, consumer_group=f"g-{topic}", model_path=str(trained_artifact))
+    settings = Settings(
+        db_url=scratch_database,
+        kafka_bootstrap_servers=local_stack.kafka.bootstrap,
+        transactions_topic=topic,
+        consumer_group=f"g-{topic}",
+        model_path=str(trained_artifact),
+    )
     consumer = StreamConsumer(settings, ConsumerOptions(batch_size=500, idle_exit_s=3, metrics_port=None))
     consumer.run()
     del consumer  # its Kafka clients go now, not after the broker (their retries would only add noise)
     gc.collect()
 
     _, decoded, _ = decode_batch([value for _, value in history])
-    customer = max({r["customer_id"] for r in decoded}, key=lambda c: sum(r["customer_id"] == c for r in decoded))
+    customer = max(
+        {r["customer_id"] for r in decoded}, key=lambda c: sum(r["customer_id"] == c for r in decoded)
+    )
     last = max(datetime.fromisoformat(r["event_time"]) for r in decoded if r["customer_id"] == customer)
     next_transaction = {
-        "transaction_id": "next-1", "event_time": (last + timedelta(minutes=7)).isoformat(),
-        "customer_id": customer, "amount": 640.0, "merchant_id": "M-never-seen", "merchant_category": "electronics",
-        "channel": "WEB", "transaction_type": "PURCHASE", "is_international": True, "country": "PT",
-        "device_id": "dev-never-seen", "ip_address": "203.0.113.200",
+        "transaction_id": "next-1",
+        "event_time": (last + timedelta(minutes=7)).isoformat(),
+        "customer_id": customer,
+        "amount": 640.0,
+        "merchant_id": "M-never-seen",
+        "merchant_category": "electronics",
+        "channel": "WEB",
+        "transaction_type": "PURCHASE",
+        "is_international": True,
+        "country": "PT",
+        "device_id": "dev-never-seen",
+        "ip_address": "203.0.113.200",
     }
 
     # offline: the uninterrupted pass over the whole history, then the new transaction
@@ -85,17 +101,30 @@ def test_the_gateway_scores_with_the_state_the_consumer_checkpointed(
     scorer = Scorer(load_artifact(str(trained_artifact)))
     expected = float(scorer.score(engine.transform(encode_records(next_decoded)))[0])
     without_history = float(scorer.score(FeatureEngine().transform(encode_records(next_decoded)))[0])
-    assert abs(expected - without_history) > 1e-4, "the history changes the score (else the test proves nothing)"
+    assert abs(expected - without_history) > 1e-4, (
+        "the history changes the score (else the test proves nothing)"
+    )
 
     port = _free_port()
-    env = {**os.environ, "DB_URL": scratch_database, "MODEL_PATH": str(trained_artifact), "LOG_FORMAT": "json"}
-    gateway = subprocess.Popen([sys.executable, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(port)],
-                               env=env, cwd=REPO_ROOT, stdout=open(tmp_path / "gateway.log", "wb"),  # noqa: SIM115
-                               stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "DB_URL": scratch_database,
+        "MODEL_PATH": str(trained_artifact),
+        "LOG_FORMAT": "json",
+    }
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(port)],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=open(tmp_path / "gateway.log", "wb"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 120
         while not _ready(port):
-            assert time.monotonic() < deadline and gateway.poll() is None, (tmp_path / "gateway.log").read_text()
+            assert time.monotonic() < deadline and gateway.poll() is None, (
+                tmp_path / "gateway.log"
+            ).read_text()
             time.sleep(0.5)
         answer = httpx.post(f"http://127.0.0.1:{port}/predict", json=next_transaction, timeout=10).json()
     finally:

@@ -16,15 +16,59 @@ pytestmark = pytest.mark.integration
 
 def _batch(prefix: str, n: int) -> tuple[list[tuple], list[Decision], list[Decision]]:
     now = datetime(2026, 11, 1, tzinfo=UTC)
-    txs = [Transaction(transaction_id=f"{prefix}-{i}", customer_id=f"c{i % 3}", amount=10.5 + i,
-                       event_time=now, channel="WEB", device_id="d1", latitude=52.5, longitude=13.4)
-           for i in range(n)]
-    rows = [transaction_row(tx.model_dump(mode="json"), "stream", partition=2, offset=i) for i, tx in enumerate(txs)]
-    decisions = [Decision(tx.transaction_id, "stable", "card-fraud", "v1", False, 0.9 if i % 4 == 0 else 0.01,
-                          0.2, i % 4 == 0, [{"feature": "amount", "contribution": 0.5}], 1.5, "stream", now,
-                          tx.customer_id) for i, tx in enumerate(txs)]
-    shadows = [Decision(tx.transaction_id, "challenger", "card-fraud", "v2", True, 0.5, 0.2, True, [], 1.0,
-                        "stream", now, tx.customer_id) for tx in txs]
+    txs = [
+        Transaction(
+            transaction_id=f"{prefix}-{i}",
+            customer_id=f"c{i % 3}",
+            amount=10.5 + i,
+            event_time=now,
+            channel="WEB",
+            device_id="d1",
+            latitude=52.5,
+            longitude=13.4,
+        )
+        for i in range(n)
+    ]
+    rows = [
+        transaction_row(tx.model_dump(mode="json"), "stream", partition=2, offset=i)
+        for i, tx in enumerate(txs)
+    ]
+    decisions = [
+        Decision(
+            tx.transaction_id,
+            "stable",
+            "card-fraud",
+            "v1",
+            False,
+            0.9 if i % 4 == 0 else 0.01,
+            0.2,
+            i % 4 == 0,
+            [{"feature": "amount", "contribution": 0.5}],
+            1.5,
+            "stream",
+            now,
+            tx.customer_id,
+        )
+        for i, tx in enumerate(txs)
+    ]
+    shadows = [
+        Decision(
+            tx.transaction_id,
+            "challenger",
+            "card-fraud",
+            "v2",
+            True,
+            0.5,
+            0.2,
+            True,
+            [],
+            1.0,
+            "stream",
+            now,
+            tx.customer_id,
+        )
+        for tx in txs
+    ]
     return rows, decisions + shadows, [d for d in decisions if d.is_fraud]
 
 
@@ -37,7 +81,8 @@ def test_a_batch_is_stored_once_even_when_written_twice(scratch_database: str) -
         counts = conn.execute(
             """SELECT (SELECT count(*) FROM transactions), (SELECT count(*) FROM decisions),
                       (SELECT count(*) FROM decisions WHERE shadow), (SELECT count(*) FROM alerts),
-                      (SELECT sum(amount) FROM transactions)""").fetchone()
+                      (SELECT sum(amount) FROM transactions)"""
+        ).fetchone()
     assert (first.transactions, first.decisions, first.alerts) == (40, 80, 10)
     assert (replay.transactions, replay.decisions, replay.alerts) == (0, 0, 0)
     assert counts[:4] == (40, 80, 40, 10)

@@ -22,12 +22,23 @@ from fraudops.scoring import Scorer
 from fraudops_training.pipeline import TrainingConfig, run_training
 from tests.conftest import REPO_ROOT
 
-REPORTED_METRICS = {"roc_auc", "average_precision", "precision", "recall", "f1", "recall_at_fpr_0_1pct",
-                    "recall_at_fpr_1pct", "card_precision_at_k", "expected_cost", "threshold"}
+REPORTED_METRICS = {
+    "roc_auc",
+    "average_precision",
+    "precision",
+    "recall",
+    "f1",
+    "recall_at_fpr_0_1pct",
+    "recall_at_fpr_1pct",
+    "card_precision_at_k",
+    "expected_cost",
+    "threshold",
+}
 
 
 def test_the_report_states_the_threshold_rule_shows_its_plots_and_the_json_has_every_metric(
-        trained_artifact: Path) -> None:
+    trained_artifact: Path,
+) -> None:
     report = trained_artifact / "report"
     page = (report / "report.html").read_text()
     assert "Decision threshold rule" in page and "minimum expected cost" in page
@@ -37,8 +48,10 @@ def test_the_report_states_the_threshold_rule_shows_its_plots_and_the_json_has_e
     for name, values in metrics["metrics"].items():
         assert set(values) >= REPORTED_METRICS, f"{name} lacks {REPORTED_METRICS - set(values)}"
     assert metrics["per_pattern"], "recall per fraud pattern is reported"
-    assert metrics["metrics"]["model"]["average_precision"] > metrics["metrics"][
-        "amount-only logistic regression"]["average_precision"]
+    assert (
+        metrics["metrics"]["model"]["average_precision"]
+        > metrics["metrics"]["amount-only logistic regression"]["average_precision"]
+    )
 
 
 def test_holdout_predictions_hold_every_test_transaction_with_score_and_label(trained_artifact: Path) -> None:
@@ -49,11 +62,14 @@ def test_holdout_predictions_hold_every_test_transaction_with_score_and_label(tr
     assert set(holdout["label"].unique()) == {0, 1}
 
 
-def test_the_artifact_loads_the_way_kserves_xgboost_runtime_loads_it(trained_artifact: Path,
-                                                                      simulated_history: Path) -> None:
+def test_the_artifact_loads_the_way_kserves_xgboost_runtime_loads_it(
+    trained_artifact: Path, simulated_history: Path
+) -> None:
     # KServe's xgbserver: exactly one file ending in .bst/.json/.ubj in the model dir, loaded with
     # xgb.Booster(model_file=...), predicting on a bare DMatrix of the instances.
-    model_files = [p for p in trained_artifact.iterdir() if p.is_file() and p.suffix in (".bst", ".json", ".ubj")]
+    model_files = [
+        p for p in trained_artifact.iterdir() if p.is_file() and p.suffix in (".bst", ".json", ".ubj")
+    ]
     assert len(model_files) == 1
     kserve_booster = xgb.Booster(params={"nthread": 1}, model_file=str(model_files[0]))
     rows = FeatureEngine().replay(pd.read_parquet(simulated_history).head(500))
@@ -63,17 +79,36 @@ def test_the_artifact_loads_the_way_kserves_xgboost_runtime_loads_it(trained_art
 
 
 def test_a_csv_with_only_five_columns_trains_through_the_mapping_and_lists_skipped_families(
-        simulated_history: Path, tmp_path: Path) -> None:
+    simulated_history: Path, tmp_path: Path
+) -> None:
     history = pd.read_parquet(simulated_history)
-    minimal = pd.DataFrame({"ts": history["event_time"].astype(str), "cust": history["customer_id"],
-                            "merchant": history["merchant_id"], "amt": history["amount"],
-                            "label": history["is_fraud"]})
+    minimal = pd.DataFrame(
+        {
+            "ts": history["event_time"].astype(str),
+            "cust": history["customer_id"],
+            "merchant": history["merchant_id"],
+            "amt": history["amount"],
+            "label": history["is_fraud"],
+        }
+    )
     csv = tmp_path / "minimal.csv"
     minimal.to_csv(csv, index=False)
-    result = run_training(TrainingConfig(
-        data=csv, columns={"ts": "event_time", "cust": "customer_id", "merchant": "merchant_id", "amt": "amount",
-                           "label": "is_fraud"},
-        output_root=tmp_path / "models", trials=2, timeout_s=60, label_delay_days=5))
+    result = run_training(
+        TrainingConfig(
+            data=csv,
+            columns={
+                "ts": "event_time",
+                "cust": "customer_id",
+                "merchant": "merchant_id",
+                "amt": "amount",
+                "label": "is_fraud",
+            },
+            output_root=tmp_path / "models",
+            trials=2,
+            timeout_s=60,
+            label_delay_days=5,
+        )
+    )
     skipped = result.data.skipped_families
     for family in ("novelty: devices", "geography: distance and speed", "channel", "card testing: declines"):
         assert family in skipped
@@ -85,18 +120,31 @@ def test_a_csv_with_only_five_columns_trains_through_the_mapping_and_lists_skipp
 
 def test_the_job_entrypoint_fails_with_a_clear_message_and_a_machine_readable_result(tmp_path: Path) -> None:
     result_file = tmp_path / "result.json"
-    env = {**os.environ, "FRAUDOPS_TRAIN_DATA": str(tmp_path / "missing.csv"),
-           "FRAUDOPS_TRAIN_RESULT_FILE": str(result_file)}
-    completed = subprocess.run([sys.executable, "-m", "fraudops_cli.main", "train"], env=env, cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "FRAUDOPS_TRAIN_DATA": str(tmp_path / "missing.csv"),
+        "FRAUDOPS_TRAIN_RESULT_FILE": str(result_file),
+    }
+    completed = subprocess.run(
+        [sys.executable, "-m", "fraudops_cli.main", "train"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 1
     assert "missing.csv does not exist" in completed.stderr
-    assert json.loads(result_file.read_text()) == {"status": "Failed",
-                                                   "message": f"--data: {tmp_path / 'missing.csv'} does not exist"}
+    assert json.loads(result_file.read_text()) == {
+        "status": "Failed",
+        "message": f"--data: {tmp_path / 'missing.csv'} does not exist",
+    }
 
 
 @pytest.mark.integration
-def test_a_trained_version_is_registered_and_its_status_moves(trained_artifact: Path, scratch_database: str) -> None:
+def test_a_trained_version_is_registered_and_its_status_moves(
+    trained_artifact: Path, scratch_database: str
+) -> None:
     migrate.upgrade(scratch_database)
     artifact = load_artifact(str(trained_artifact))
     registry.register(scratch_database, artifact.metadata, str(trained_artifact))
@@ -105,13 +153,16 @@ def test_a_trained_version_is_registered_and_its_status_moves(trained_artifact: 
     stored = registry.get(scratch_database, artifact.name, artifact.version)
     assert stored is not None
     assert (stored.status, stored.uri) == ("stable", str(trained_artifact))
-    assert stored.metrics["average_precision"] == pytest.approx(artifact.metadata.metrics["average_precision"])
+    assert stored.metrics["average_precision"] == pytest.approx(
+        artifact.metadata.metrics["average_precision"]
+    )
     with psycopg.connect(scratch_database) as conn:
         assert conn.execute("SELECT count(*) FROM model_versions").fetchone() == (1,)
 
 
-def test_training_on_a_too_short_history_says_which_windows_do_not_fit(simulated_history: Path,
-                                                                        tmp_path: Path) -> None:
+def test_training_on_a_too_short_history_says_which_windows_do_not_fit(
+    simulated_history: Path, tmp_path: Path
+) -> None:
     from fraudops.errors import RejectedInputError
 
     history = pd.read_parquet(simulated_history)

@@ -62,24 +62,30 @@ class Cluster:
 
     def apply(self, manifest: dict[str, Any] | str) -> None:
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
-        self.server.kubectl("apply", "--server-side", "--field-manager=platform-engineer", "-f", "-", input=text)
+        self.server.kubectl(
+            "apply", "--server-side", "--field-manager=platform-engineer", "-f", "-", input=text
+        )
 
     def try_create(self, manifest: dict[str, Any]) -> str:
         """Create, expecting a refusal: returns kubectl's error output ('' if it was accepted)."""
         proc = self.server.kubectl("create", "-f", "-", input=yaml.safe_dump(manifest), check=False)
         return proc.stderr if proc.returncode != 0 else ""
 
-    def patch(self, kind: str, namespace: str, name: str, patch: dict[str, Any], status: bool = False) -> None:
-        args = ["patch", _resource(kind), name, "-n", namespace, "--type=merge",
-                "-p", json.dumps(patch)]
+    def patch(
+        self, kind: str, namespace: str, name: str, patch: dict[str, Any], status: bool = False
+    ) -> None:
+        args = ["patch", _resource(kind), name, "-n", namespace, "--type=merge", "-p", json.dumps(patch)]
         self.server.kubectl(*args, *(["--subresource=status"] if status else []))
 
     def delete(self, kind: str, namespace: str, name: str) -> None:
         self.server.kubectl("delete", _resource(kind), name, "-n", namespace, "--wait=false")
 
     def create_namespace(self, name: str) -> None:
-        status, body = self.server.request("/api/v1/namespaces", "POST",
-                                           {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        status, body = self.server.request(
+            "/api/v1/namespaces",
+            "POST",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
         assert status == 201, body
 
     def delete_namespace(self, name: str) -> None:
@@ -105,17 +111,25 @@ class Cluster:
         for line in self.audit_log.read_text().splitlines():
             event = json.loads(line)
             ref = event.get("objectRef") or {}
-            if event.get("stage") == "ResponseComplete" and event.get("verb") in WRITE_VERBS \
-                    and ref.get("namespace") == namespace and event.get("userAgent", "").startswith(OPERATOR_AGENTS):
-                writes.append(f"{event['verb']} {ref.get('resource')}/{ref.get('name')}"
-                              + (f"/{ref['subresource']}" if ref.get("subresource") else ""))
+            if (
+                event.get("stage") == "ResponseComplete"
+                and event.get("verb") in WRITE_VERBS
+                and ref.get("namespace") == namespace
+                and event.get("userAgent", "").startswith(OPERATOR_AGENTS)
+            ):
+                writes.append(
+                    f"{event['verb']} {ref.get('resource')}/{ref.get('name')}"
+                    + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+                )
         return writes
 
 
 def _resource(kind: str) -> str:
     """kubectl's fully qualified resource name: plural.group (just plural for the core group)."""
     api_version = KINDS[kind].api_version
-    return f"{KINDS[kind].plural}.{api_version.rsplit('/', 1)[0]}" if "/" in api_version else KINDS[kind].plural
+    return (
+        f"{KINDS[kind].plural}.{api_version.rsplit('/', 1)[0]}" if "/" in api_version else KINDS[kind].plural
+    )
 
 
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
@@ -125,6 +139,8 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
 
 
 AUDIT_POLICY = {
-    "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
     "rules": [{"level": "Metadata", "verbs": sorted(WRITE_VERBS)}, {"level": "None"}],
 }

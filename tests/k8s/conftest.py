@@ -43,9 +43,12 @@ def upstream_crd_folders(names: tuple[str, ...] = UPSTREAM_CRD_FOLDERS) -> list[
     folders = [UPSTREAM_CRDS / name for name in names]
     missing = [str(f) for f in folders if not any(f.glob("*.yaml"))]
     if missing:
-        pytest.fail(f"upstream CRDs not found: {', '.join(missing)}. The tests install the real KServe, KEDA, "
-                    f"Strimzi and Prometheus Operator CRDs from ../shared/crds or third_party/upstream-crds; "
-                    f"restore that folder (see its SOURCES.md).", pytrace=False)
+        pytest.fail(
+            f"upstream CRDs not found: {', '.join(missing)}. The tests install the real KServe, KEDA, "
+            f"Strimzi and Prometheus Operator CRDs from ../shared/crds or third_party/upstream-crds; "
+            f"restore that folder (see its SOURCES.md).",
+            pytrace=False,
+        )
     return folders
 
 
@@ -54,8 +57,12 @@ def start_server(run_dir: Path, controller_manager: bool = False, audit: bool = 
     if audit:
         policy = run_dir / "audit-policy.json"
         policy.write_bytes(orjson.dumps(AUDIT_POLICY))
-        args = {"audit-policy-file": str(policy), "audit-log-path": str(run_dir / "audit.log"),
-                "audit-log-format": "json", "audit-log-mode": "blocking"}
+        args = {
+            "audit-policy-file": str(policy),
+            "audit-log-path": str(run_dir / "audit.log"),
+            "audit-log-format": "json",
+            "audit-log-mode": "blocking",
+        }
     try:
         return LocalKubeApiServer(controller_manager=controller_manager, apiserver_args=args).start()
     except KubeApiServerError as exc:
@@ -68,7 +75,9 @@ def install_crds(server: LocalKubeApiServer, folders: list[Path]) -> None:
     names: list[str] = []
     for folder in folders:
         output = server.kubectl("apply", "--server-side", "-f", str(folder), "-o", "name").stdout
-        names += [line.rsplit("/", 1)[1] for line in output.split() if line.startswith("customresourcedefinition")]
+        names += [
+            line.rsplit("/", 1)[1] for line in output.split() if line.startswith("customresourcedefinition")
+        ]
     # Polled here: `kubectl wait` gives up on a CRD whose status has no conditions yet.
     deadline = time.monotonic() + 60
     for name in names:
@@ -112,14 +121,18 @@ class OperatorRunner:
     @staticmethod
     def reconciles(namespace: str, kind: str = "FraudModel") -> float:
         """Reconciles of `kind` objects in `namespace` that ran to the end (the operator's own counter)."""
-        sample = REGISTRY.get_sample_value("fraudops_operator_reconciles_total", {"kind": kind, "namespace": namespace})
+        sample = REGISTRY.get_sample_value(
+            "fraudops_operator_reconciles_total", {"kind": kind, "namespace": namespace}
+        )
         return sample or 0.0
 
-    def wait_for_reconciles(self, namespace: str, count: int, kind: str = "FraudModel",
-                            timeout_s: float = 30) -> None:
+    def wait_for_reconciles(
+        self, namespace: str, count: int, kind: str = "FraudModel", timeout_s: float = 30
+    ) -> None:
         """Until `count` more reconciles have run in `namespace` (so "nothing changed" means a tick ran)."""
-        wait_for_counter(lambda: self.reconciles(namespace, kind), count, f"{count} reconciles in {namespace}",
-                         timeout_s)
+        wait_for_counter(
+            lambda: self.reconciles(namespace, kind), count, f"{count} reconciles in {namespace}", timeout_s
+        )
 
 
 def wait_for_counter(read: Callable[[], float], count: int, what: str, timeout_s: float = 30) -> None:
@@ -182,7 +195,9 @@ def prometheus(exporter: TrafficExporter, cluster: Cluster) -> Iterator[LocalPro
     except RuntimeError as exc:
         pytest.fail(f"cannot start Prometheus: {exc}", pytrace=False)
     try:
-        cluster.wait_for(lambda: server.query('up{job="fraudops-test"} == 1'), "Prometheus to scrape the exporter")
+        cluster.wait_for(
+            lambda: server.query('up{job="fraudops-test"} == 1'), "Prometheus to scrape the exporter"
+        )
         yield server
     finally:
         server.stop()

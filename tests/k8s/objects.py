@@ -9,8 +9,12 @@ CANDIDATE = {"version": "2026-11-28", "modelUri": "s3://models/card-fraud/2026-1
 
 
 def fraud_model(namespace: str, name: str = "card-fraud", **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "fraudops.io/v1alpha1", "kind": "FraudModel",
-            "metadata": {"name": name, "namespace": namespace}, "spec": {"stable": STABLE, **spec}}
+    return {
+        "apiVersion": "fraudops.io/v1alpha1",
+        "kind": "FraudModel",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"stable": STABLE, **spec},
+    }
 
 
 def fast_analysis(prometheus_url: str, **limits: Any) -> dict[str, Any]:
@@ -19,14 +23,25 @@ def fast_analysis(prometheus_url: str, **limits: Any) -> dict[str, Any]:
 
 
 def training_run(namespace: str, name: str, fraud_model_name: str | None = "card-fraud") -> dict[str, Any]:
-    spec: dict[str, Any] = {"data": {"uri": "pvc://datasets/transactions/2026-11.parquet"},
-                            "output": {"uri": "pvc://models/artifacts"}, "optuna": {"trials": 5, "timeout": "2m"}}
+    spec: dict[str, Any] = {
+        "data": {"uri": "pvc://datasets/transactions/2026-11.parquet"},
+        "output": {"uri": "pvc://models/artifacts"},
+        "optuna": {"trials": 5, "timeout": "2m"},
+    }
     if fraud_model_name:
         spec["fraudModelRef"] = {"name": fraud_model_name}
-    return {"apiVersion": "fraudops.io/v1alpha1", "kind": "TrainingRun",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": "fraudops.io/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def volume_claim(namespace: str, name: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }

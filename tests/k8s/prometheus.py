@@ -46,8 +46,9 @@ def prometheus_binary() -> str:
         return found
     proc = subprocess.run(["bash", str(INSTALLER)], capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 or not proc.stdout.strip():
-        raise RuntimeError(f"cannot install prometheus with {INSTALLER} (exit {proc.returncode}):\n"
-                           f"{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"cannot install prometheus with {INSTALLER} (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
+        )
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -72,16 +73,31 @@ class TrafficExporter:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.port = free_port()
-        self.decisions = Counter("fraudops_decisions_total", "Decisions.",
-                                 ["source", "variant", "model_version", "outcome", "shadow"], registry=self.registry)
-        self.errors = Counter("fraudops_scoring_errors_total", "Failed scorings.",
-                              ["source", "variant", "model_version"], registry=self.registry)
-        self.latency = Histogram("request_predict_seconds", "KServe predict latency.",
-                                 ["model_name", "namespace", "serving_kserve_io_inferenceservice"],
-                                 registry=self.registry)
-        self.scores = Histogram("fraudops_predictor_score", "Scores.",
-                                ["model", "version", "namespace", "serving_kserve_io_inferenceservice"],
-                                buckets=SCORE_BUCKETS, registry=self.registry)
+        self.decisions = Counter(
+            "fraudops_decisions_total",
+            "Decisions.",
+            ["source", "variant", "model_version", "outcome", "shadow"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "fraudops_scoring_errors_total",
+            "Failed scorings.",
+            ["source", "variant", "model_version"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "request_predict_seconds",
+            "KServe predict latency.",
+            ["model_name", "namespace", "serving_kserve_io_inferenceservice"],
+            registry=self.registry,
+        )
+        self.scores = Histogram(
+            "fraudops_predictor_score",
+            "Scores.",
+            ["model", "version", "namespace", "serving_kserve_io_inferenceservice"],
+            buckets=SCORE_BUCKETS,
+            registry=self.registry,
+        )
         self._traffic: dict[tuple[str, str], Traffic] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -117,7 +133,9 @@ class TrafficExporter:
             for t in current:
                 count = max(int(t.decisions_per_s * tick_s), 1)
                 failed = round(count * t.error_rate)
-                self.decisions.labels("stream", t.variant, t.version, "legitimate", "false").inc(count - failed)
+                self.decisions.labels("stream", t.variant, t.version, "legitimate", "false").inc(
+                    count - failed
+                )
                 self.errors.labels("stream", t.variant, t.version).inc(failed)
                 latency = self.latency.labels(t.model, t.namespace, t.inferenceservice)
                 score = self.scores.labels(t.model, t.version, t.namespace, t.inferenceservice)
@@ -134,8 +152,10 @@ class LocalPrometheus:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = Path(tempfile.mkdtemp(prefix="fraudops-prometheus-"))
-        config = {"global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-                  "scrape_configs": [{"job_name": "fraudops-test", "static_configs": [{"targets": [target]}]}]}
+        config = {
+            "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+            "scrape_configs": [{"job_name": "fraudops-test", "static_configs": [{"targets": [target]}]}],
+        }
         (self.dir / "prometheus.yml").write_bytes(orjson.dumps(config))  # JSON is valid YAML
         self.log_path = self.dir / "prometheus.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -143,20 +163,34 @@ class LocalPrometheus:
     def start(self, timeout_s: float = 60) -> LocalPrometheus:
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                [self.binary, f"--config.file={self.dir / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                 "--storage.tsdb.retention.time=1h", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    self.binary,
+                    f"--config.file={self.dir / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.dir / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    "--storage.tsdb.retention.time=1h",
+                    "--log.level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self._process.returncode}: "
-                                   f"{self.log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                raise RuntimeError(
+                    f"prometheus exited with {self._process.returncode}: {self.log_path.read_text()[-2000:]}"
+                )
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response,
+            ):
                 if response.status == 200:
                     return self
             time.sleep(0.2)
-        raise RuntimeError(f"prometheus not ready after {timeout_s:.0f}s: {self.log_path.read_text()[-2000:]}")
+        raise RuntimeError(
+            f"prometheus not ready after {timeout_s:.0f}s: {self.log_path.read_text()[-2000:]}"
+        )
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})

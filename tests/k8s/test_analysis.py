@@ -18,8 +18,9 @@ pytestmark = pytest.mark.k8s
 
 
 def limits(prometheus: LocalPrometheus, **overrides: Any) -> AnalysisSpec:
-    spec = crd.apply_defaults(crd.FRAUD_MODEL_SPEC, {"rollout": {"analysis": fast_analysis(prometheus.url,
-                                                                                           **overrides)}})
+    spec = crd.apply_defaults(
+        crd.FRAUD_MODEL_SPEC, {"rollout": {"analysis": fast_analysis(prometheus.url, **overrides)}}
+    )
     return AnalysisSpec.from_spec(spec["rollout"]["analysis"])
 
 
@@ -27,38 +28,57 @@ def variants(traffic: TrafficExporter, namespace: str, **candidate: Any) -> tupl
     queries = []
     for variant, version, profile in (("canary", "v2", candidate), ("stable", "v1", {})):
         isvc = f"card-fraud-{version}"
-        traffic.send(Traffic(variant=variant, version=version, namespace=namespace, inferenceservice=isvc,
-                             model="card-fraud", **profile))
+        traffic.send(
+            Traffic(
+                variant=variant,
+                version=version,
+                namespace=namespace,
+                inferenceservice=isvc,
+                model="card-fraud",
+                **profile,
+            )
+        )
         queries.append(VariantQuery(variant, version, "card-fraud", namespace, isvc))
     return queries[0], queries[1]
 
 
-def settled_verdict(cluster: Cluster, spec: AnalysisSpec, candidate: VariantQuery, stable: VariantQuery) -> Verdict:
+def settled_verdict(
+    cluster: Cluster, spec: AnalysisSpec, candidate: VariantQuery, stable: VariantQuery
+) -> Verdict:
     """The first verdict once Prometheus has scraped enough of the new series."""
-    return cluster.wait_for(lambda: (v := analyse(spec, candidate, stable)).outcome != Outcome.INCONCLUSIVE and v,
-                            "a conclusive verdict", timeout_s=30, every_s=0.5)
+    return cluster.wait_for(
+        lambda: (v := analyse(spec, candidate, stable)).outcome != Outcome.INCONCLUSIVE and v,
+        "a conclusive verdict",
+        timeout_s=30,
+        every_s=0.5,
+    )
 
 
 def test_healthy_variants_pass_with_every_number_measured(
-        cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str) -> None:
+    cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str
+) -> None:
     candidate, stable = variants(traffic, namespace)
     verdict = settled_verdict(cluster, limits(prometheus), candidate, stable)
     assert verdict.outcome == Outcome.PASSED, verdict
     assert "error rate 0.0000 ≤ maxErrorRate 0.0100 (stable 0.0000)" in verdict.summary
     # 8 ms observations land in the 5–10 ms bucket: histogram_quantile interpolates inside it.
-    assert re.search(r"p99 latency (5\.\d|[6-9]\.\d|10\.0) ms ≤ maxP99LatencyMs 50\.0 ms", verdict.summary), verdict
+    assert re.search(r"p99 latency (5\.\d|[6-9]\.\d|10\.0) ms ≤ maxP99LatencyMs 50\.0 ms", verdict.summary), (
+        verdict
+    )
     assert "score PSI vs stable 0.000 ≤ maxScorePSI 0.200" in verdict.summary
 
 
 def test_a_drifting_candidate_fails_on_score_psi(
-        cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str) -> None:
+    cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str
+) -> None:
     candidate, stable = variants(traffic, namespace, scores=DRIFTED_SCORES)
     verdict = settled_verdict(cluster, limits(prometheus), candidate, stable)
     assert (verdict.outcome, verdict.reason) == (Outcome.FAILED, "ScoreDrift"), verdict
 
 
 def test_a_slow_candidate_fails_on_p99_latency(
-        cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str) -> None:
+    cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str
+) -> None:
     candidate, stable = variants(traffic, namespace, latency_s=0.2)
     verdict = settled_verdict(cluster, limits(prometheus), candidate, stable)
     assert (verdict.outcome, verdict.reason) == (Outcome.FAILED, "LatencyTooHigh"), verdict
@@ -66,7 +86,8 @@ def test_a_slow_candidate_fails_on_p99_latency(
 
 
 def test_a_query_from_the_spec_replaces_the_default(
-        cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str) -> None:
+    cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str
+) -> None:
     candidate, stable = variants(traffic, namespace)
     spec = limits(prometheus, queries={"samples": 'count(up{job="fraudops-test"}) * 3'})
     verdict = analyse(spec, candidate, stable)
@@ -75,7 +96,8 @@ def test_a_query_from_the_spec_replaces_the_default(
 
 
 def test_a_query_prometheus_rejects_is_reported_not_raised(
-        cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str) -> None:
+    cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str
+) -> None:
     candidate, stable = variants(traffic, namespace)
     verdict = analyse(limits(prometheus, queries={"errorRate": "sum(rate("}), candidate, stable)
     assert (verdict.outcome, verdict.reason) == (Outcome.INCONCLUSIVE, "MetricsUnavailable")

@@ -22,8 +22,16 @@ STABLE_ISVC, CANDIDATE_ISVC = "card-fraud-2026-11-01", "card-fraud-2026-11-28"
 
 
 def send(traffic: TrafficExporter, namespace: str, variant: str, version: str, **profile: Any) -> None:
-    traffic.send(Traffic(variant=variant, version=version, namespace=namespace,
-                         inferenceservice=f"card-fraud-{version}", model="card-fraud", **profile))
+    traffic.send(
+        Traffic(
+            variant=variant,
+            version=version,
+            namespace=namespace,
+            inferenceservice=f"card-fraud-{version}",
+            model="card-fraud",
+            **profile,
+        )
+    )
 
 
 def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
@@ -31,8 +39,11 @@ def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
 
 
 def wait_phase(cluster: Cluster, namespace: str, phase: str, timeout_s: float = 45) -> dict[str, Any]:
-    return cluster.wait_for(lambda: (s := status(cluster, namespace)).get("phase") == phase and s,
-                            f"phase {phase}", timeout_s=timeout_s)
+    return cluster.wait_for(
+        lambda: (s := status(cluster, namespace)).get("phase") == phase and s,
+        f"phase {phase}",
+        timeout_s=timeout_s,
+    )
 
 
 def weights_until(cluster: Cluster, namespace: str, phase: str, timeout_s: float = 60) -> list[int]:
@@ -40,7 +51,9 @@ def weights_until(cluster: Cluster, namespace: str, phase: str, timeout_s: float
     weights: list[int] = []
     deadline = time.monotonic() + timeout_s
     while (current := status(cluster, namespace)).get("phase") != phase:
-        assert time.monotonic() < deadline, f"no {phase} after {timeout_s:.0f}s; weights {weights}, status {current}"
+        assert time.monotonic() < deadline, (
+            f"no {phase} after {timeout_s:.0f}s; weights {weights}, status {current}"
+        )
         assert current.get("phase") not in ("RolledBack", "Aborted"), current
         weight = current.get("candidateWeight")
         if weight is not None and (not weights or weights[-1] != weight):
@@ -58,22 +71,38 @@ def reasons(cluster: Cluster, namespace: str) -> list[str]:
 
 
 def test_good_metrics_walk_a_canary_through_every_step_to_promotion(
-        cluster: Cluster, operator: OperatorRunner, prometheus: LocalPrometheus, traffic: TrafficExporter,
-        namespace: str) -> None:
+    cluster: Cluster,
+    operator: OperatorRunner,
+    prometheus: LocalPrometheus,
+    traffic: TrafficExporter,
+    namespace: str,
+) -> None:
     send(traffic, namespace, "stable", "2026-11-01")
     send(traffic, namespace, "canary", "2026-11-28")
-    steps = [{"weight": 10, "pause": "1s"}, {"weight": 30, "analysis": True}, {"weight": 60, "analysis": True}]
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE,
-                              rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)}))
+    steps = [
+        {"weight": 10, "pause": "1s"},
+        {"weight": 30, "analysis": True},
+        {"weight": 60, "analysis": True},
+    ]
+    cluster.apply(
+        fraud_model(
+            namespace,
+            candidate=CANDIDATE,
+            rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)},
+        )
+    )
 
     assert [w for w in weights_until(cluster, namespace, "Promoted") if w] == [10, 30, 60]
 
     final = status(cluster, namespace)
     assert (final["stableVersion"], final["candidateWeight"]) == ("2026-11-28", 100)
-    assert [(v.name, v.model_version, v.weight) for v in routing(cluster, namespace).variants] == \
-        [("stable", "2026-11-28", 100)]
-    cluster.wait_for(lambda: cluster.get("InferenceService", namespace, STABLE_ISVC) is None,
-                     "the old version's InferenceService to be retired")
+    assert [(v.name, v.model_version, v.weight) for v in routing(cluster, namespace).variants] == [
+        ("stable", "2026-11-28", 100)
+    ]
+    cluster.wait_for(
+        lambda: cluster.get("InferenceService", namespace, STABLE_ISVC) is None,
+        "the old version's InferenceService to be retired",
+    )
     assert cluster.get("InferenceService", namespace, CANDIDATE_ISVC) is not None
     analysis = condition({"status": final}, "AnalysisPassed")
     assert analysis["status"] == "True" and "error rate 0.0000 ≤ maxErrorRate 0.0100" in analysis["message"]
@@ -84,33 +113,53 @@ def test_good_metrics_walk_a_canary_through_every_step_to_promotion(
 
 
 def test_bad_metrics_roll_back_with_a_condition_that_quotes_the_failing_number(
-        cluster: Cluster, operator: OperatorRunner, prometheus: LocalPrometheus, traffic: TrafficExporter,
-        namespace: str) -> None:
+    cluster: Cluster,
+    operator: OperatorRunner,
+    prometheus: LocalPrometheus,
+    traffic: TrafficExporter,
+    namespace: str,
+) -> None:
     send(traffic, namespace, "stable", "2026-11-01", decisions_per_s=200)
     send(traffic, namespace, "canary", "2026-11-28", decisions_per_s=200, error_rate=0.05)
-    steps = [{"weight": 10, "pause": "1s"}, {"weight": 30, "analysis": True}, {"weight": 60, "analysis": True}]
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE,
-                              rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)}))
+    steps = [
+        {"weight": 10, "pause": "1s"},
+        {"weight": 30, "analysis": True},
+        {"weight": 60, "analysis": True},
+    ]
+    cluster.apply(
+        fraud_model(
+            namespace,
+            candidate=CANDIDATE,
+            rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)},
+        )
+    )
 
     final = wait_phase(cluster, namespace, "RolledBack")
     progressing = condition({"status": final}, "Progressing")
     assert (progressing["status"], progressing["reason"]) == ("False", "RolledBack")
     # Prometheus extrapolates increase() over a 10 s window, so the measured 5% is near, not exactly, 0.05.
-    quoted = re.search(r"error rate (0\.\d{4}) > maxErrorRate 0\.0100 \(stable 0\.0000\)", progressing["message"])
+    quoted = re.search(
+        r"error rate (0\.\d{4}) > maxErrorRate 0\.0100 \(stable 0\.0000\)", progressing["message"]
+    )
     assert quoted and 0.02 < float(quoted[1]) < 0.1, progressing["message"]
     assert "2026-11-28 rolled back at weight 30% (step 2 of 3)" in progressing["message"]
     analysis = condition({"status": final}, "AnalysisPassed")
     assert (analysis["status"], analysis["reason"]) == ("False", "ErrorRateTooHigh")
     assert (final["stableVersion"], final["candidateWeight"]) == ("2026-11-01", 0)
-    assert [(v.model_version, v.weight) for v in routing(cluster, namespace).variants] == [("2026-11-01", 100)]
-    cluster.wait_for(lambda: cluster.get("InferenceService", namespace, CANDIDATE_ISVC) is None,
-                     "the candidate's InferenceService to be deleted")
+    assert [(v.model_version, v.weight) for v in routing(cluster, namespace).variants] == [
+        ("2026-11-01", 100)
+    ]
+    cluster.wait_for(
+        lambda: cluster.get("InferenceService", namespace, CANDIDATE_ISVC) is None,
+        "the candidate's InferenceService to be deleted",
+    )
     [rolled_back] = [e for e in cluster.events(namespace, "card-fraud") if e["reason"] == "RolledBack"]
     assert rolled_back["type"] == "Warning" and quoted[0] in rolled_back["message"]
 
 
-def test_abort_mid_rollout_returns_everything_to_stable(cluster: Cluster, operator: OperatorRunner,
-                                                        namespace: str) -> None:
+def test_abort_mid_rollout_returns_everything_to_stable(
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
     steps = [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}]
     cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"steps": steps}))
     cluster.wait_for(lambda: status(cluster, namespace).get("candidateWeight") == 10, "the canary at 10%")
@@ -119,15 +168,21 @@ def test_abort_mid_rollout_returns_everything_to_stable(cluster: Cluster, operat
     cluster.patch("FraudModel", namespace, "card-fraud", {"spec": {"rollout": {"abort": True}}})
     final = wait_phase(cluster, namespace, "Aborted")
     assert condition({"status": final}, "Progressing")["message"].startswith(
-        "2026-11-28 aborted at weight 10% (step 1 of 2) (aborted (spec.rollout.abort))")
-    assert [(v.model_version, v.weight) for v in routing(cluster, namespace).variants] == [("2026-11-01", 100)]
-    cluster.wait_for(lambda: cluster.get("InferenceService", namespace, CANDIDATE_ISVC) is None,
-                     "the candidate's InferenceService to be deleted")
+        "2026-11-28 aborted at weight 10% (step 1 of 2) (aborted (spec.rollout.abort))"
+    )
+    assert [(v.model_version, v.weight) for v in routing(cluster, namespace).variants] == [
+        ("2026-11-01", 100)
+    ]
+    cluster.wait_for(
+        lambda: cluster.get("InferenceService", namespace, CANDIDATE_ISVC) is None,
+        "the candidate's InferenceService to be deleted",
+    )
     assert "Aborted" in reasons(cluster, namespace)
 
 
-def test_promote_mid_rollout_makes_the_candidate_stable(cluster: Cluster, operator: OperatorRunner,
-                                                         namespace: str) -> None:
+def test_promote_mid_rollout_makes_the_candidate_stable(
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
     steps = [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}]
     cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"steps": steps}))
     cluster.wait_for(lambda: status(cluster, namespace).get("candidateWeight") == 10, "the canary at 10%")
@@ -135,22 +190,38 @@ def test_promote_mid_rollout_makes_the_candidate_stable(cluster: Cluster, operat
     cluster.patch("FraudModel", namespace, "card-fraud", {"spec": {"rollout": {"promote": True}}})
     final = wait_phase(cluster, namespace, "Promoted")
     assert (final["stableVersion"], final["candidateWeight"]) == ("2026-11-28", 100)
-    assert [(v.name, v.model_version) for v in routing(cluster, namespace).variants] == [("stable", "2026-11-28")]
-    cluster.wait_for(lambda: cluster.get("InferenceService", namespace, STABLE_ISVC) is None,
-                     "the old version's InferenceService to be retired")
+    assert [(v.name, v.model_version) for v in routing(cluster, namespace).variants] == [
+        ("stable", "2026-11-28")
+    ]
+    cluster.wait_for(
+        lambda: cluster.get("InferenceService", namespace, STABLE_ISVC) is None,
+        "the old version's InferenceService to be retired",
+    )
     assert "PromotedManually" in reasons(cluster, namespace)
 
 
-def test_an_ab_test_routes_customers_stickily_by_the_split(cluster: Cluster, operator: OperatorRunner,
-                                                           namespace: str) -> None:
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={
-        "strategy": "abTest", "abTest": {"stableWeight": 70, "candidateWeight": 30, "duration": "1h"}}))
+def test_an_ab_test_routes_customers_stickily_by_the_split(
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
+    cluster.apply(
+        fraud_model(
+            namespace,
+            candidate=CANDIDATE,
+            rollout={
+                "strategy": "abTest",
+                "abTest": {"stableWeight": 70, "candidateWeight": 30, "duration": "1h"},
+            },
+        )
+    )
     cluster.wait_for(lambda: status(cluster, namespace).get("phase") == "Analysing", "the A-B test to start")
     table = routing(cluster, namespace)
-    assert [(v.name, v.mode, v.weight, v.model_version) for v in table.variants] == \
-        [("stable", "ab", 70, "2026-11-01"), ("challenger", "ab", 30, "2026-11-28")]
+    assert [(v.name, v.mode, v.weight, v.model_version) for v in table.variants] == [
+        ("stable", "ab", 70, "2026-11-01"),
+        ("challenger", "ab", 30, "2026-11-28"),
+    ]
     assert {v.endpoint for v in table.variants} == {
-        f"http://{isvc}-predictor.{namespace}.svc.cluster.local" for isvc in (STABLE_ISVC, CANDIDATE_ISVC)}
+        f"http://{isvc}-predictor.{namespace}.svc.cluster.local" for isvc in (STABLE_ISVC, CANDIDATE_ISVC)
+    }
 
     customers = np.array([f"customer-{i}" for i in range(4000)], dtype=object)
     first = table.route(np.array([f"tx-a-{i}" for i in range(4000)], dtype=object), customers)
@@ -160,30 +231,44 @@ def test_an_ab_test_routes_customers_stickily_by_the_split(cluster: Cluster, ope
 
 
 def test_a_shadow_deployment_scores_with_the_candidate_but_never_decides(
-        cluster: Cluster, operator: OperatorRunner, namespace: str) -> None:
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
     cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"strategy": "shadow"}))
-    cluster.wait_for(lambda: status(cluster, namespace).get("phase") == "Analysing", "the shadow run to start")
+    cluster.wait_for(
+        lambda: status(cluster, namespace).get("phase") == "Analysing", "the shadow run to start"
+    )
     table = routing(cluster, namespace)
     assert [(v.name, v.mode, v.weight) for v in table.deciding] == [("stable", "serve", 100)]
-    assert [(v.name, v.mode, v.model_version) for v in table.shadows] == [("challenger", "shadow", "2026-11-28")]
+    assert [(v.name, v.mode, v.model_version) for v in table.shadows] == [
+        ("challenger", "shadow", "2026-11-28")
+    ]
     assert status(cluster, namespace)["candidateWeight"] == 0
     for isvc in (STABLE_ISVC, CANDIDATE_ISVC):
         cluster.wait_for(lambda isvc=isvc: cluster.get("InferenceService", namespace, isvc), isvc)
 
 
 def test_restarting_the_operator_mid_rollout_changes_nothing_and_resumes_the_step(
-        cluster: Cluster, operator: OperatorRunner, namespace: str) -> None:
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
     steps = [{"weight": 10, "pause": "1s"}, {"weight": 40, "pause": "8s"}, {"weight": 70, "pause": "1s"}]
     cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"steps": steps}))
     cluster.wait_for(lambda: status(cluster, namespace).get("candidateWeight") == 40, "the canary at 40%")
     operator.wait_for_reconciles(namespace, 2)  # the tick after the step change has applied its children
 
-    objects = [("FraudModel", "card-fraud"), ("ConfigMap", "card-fraud-routing"), ("Deployment", "card-fraud-consumer"),
-               ("ScaledObject", "card-fraud-consumer"), ("KafkaTopic", "card-fraud-transactions"),
-               ("InferenceService", STABLE_ISVC), ("InferenceService", CANDIDATE_ISVC)]
+    objects = [
+        ("FraudModel", "card-fraud"),
+        ("ConfigMap", "card-fraud-routing"),
+        ("Deployment", "card-fraud-consumer"),
+        ("ScaledObject", "card-fraud-consumer"),
+        ("KafkaTopic", "card-fraud-transactions"),
+        ("InferenceService", STABLE_ISVC),
+        ("InferenceService", CANDIDATE_ISVC),
+    ]
 
     def versions() -> dict[str, str]:
-        return {f"{k}/{n}": cluster.must_get(k, namespace, n)["metadata"]["resourceVersion"] for k, n in objects}
+        return {
+            f"{k}/{n}": cluster.must_get(k, namespace, n)["metadata"]["resourceVersion"] for k, n in objects
+        }
 
     before, rollout_before = versions(), status(cluster, namespace)["rollout"]
     operator.restart()

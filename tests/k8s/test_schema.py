@@ -15,28 +15,55 @@ from tests.k8s.objects import CANDIDATE, STABLE, fraud_model, training_run
 pytestmark = pytest.mark.k8s
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"rollout": {"steps": [{"weight": 150}]}},
-     "spec.rollout.steps[0].weight: Invalid value: 150: spec.rollout.steps[0].weight in body should be less than "
-     "or equal to 100"),
-    ({"stable": None, "candidate": CANDIDATE},
-     "spec.candidate: Invalid value: a candidate needs a stable version to roll out against: set spec.stable"),
-    ({"rollout": {"strategy": "blueGreen"}},
-     'spec.rollout.strategy: Unsupported value: "blueGreen": supported values: "canary", "abTest", "shadow"'),
-    ({"rollout": {"strategy": "abTest", "abTest": {"candidateWeight": 20}}},
-     "abTest weights must sum to 100: stableWeight + candidateWeight"),
-    ({"rollout": {"steps": [{"weight": 50}, {"weight": 10}]}}, "canary step weights must not decrease"),
-    ({"rollout": {"strategy": "canary", "steps": []}}, "a canary rollout needs at least one step"),
-    ({"stream": {"partitions": 3, "maxReplicas": 6}},
-     "spec.stream.maxReplicas: Invalid value: stream.maxReplicas must not exceed stream.partitions"),
-    ({"candidate": STABLE}, "spec.candidate.version must differ from spec.stable.version"),
-    ({"rollout": {"promote": True, "abort": True}}, "rollout.promote and rollout.abort cannot both be true"),
-    ({"stable": {"version": "V1", "modelUri": "s3://m/v1"}}, "spec.stable.version in body should match"),
-], ids=["weight-over-100", "canary-without-stable", "unknown-strategy", "ab-weights-not-100",
-        "decreasing-steps", "canary-without-steps", "more-consumers-than-partitions", "candidate-equals-stable",
-        "promote-and-abort", "version-not-a-label"])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"rollout": {"steps": [{"weight": 150}]}},
+            "spec.rollout.steps[0].weight: Invalid value: 150: spec.rollout.steps[0].weight in body should be less than "
+            "or equal to 100",
+        ),
+        (
+            {"stable": None, "candidate": CANDIDATE},
+            "spec.candidate: Invalid value: a candidate needs a stable version to roll out against: set spec.stable",
+        ),
+        (
+            {"rollout": {"strategy": "blueGreen"}},
+            'spec.rollout.strategy: Unsupported value: "blueGreen": supported values: "canary", "abTest", "shadow"',
+        ),
+        (
+            {"rollout": {"strategy": "abTest", "abTest": {"candidateWeight": 20}}},
+            "abTest weights must sum to 100: stableWeight + candidateWeight",
+        ),
+        ({"rollout": {"steps": [{"weight": 50}, {"weight": 10}]}}, "canary step weights must not decrease"),
+        ({"rollout": {"strategy": "canary", "steps": []}}, "a canary rollout needs at least one step"),
+        (
+            {"stream": {"partitions": 3, "maxReplicas": 6}},
+            "spec.stream.maxReplicas: Invalid value: stream.maxReplicas must not exceed stream.partitions",
+        ),
+        ({"candidate": STABLE}, "spec.candidate.version must differ from spec.stable.version"),
+        (
+            {"rollout": {"promote": True, "abort": True}},
+            "rollout.promote and rollout.abort cannot both be true",
+        ),
+        ({"stable": {"version": "V1", "modelUri": "s3://m/v1"}}, "spec.stable.version in body should match"),
+    ],
+    ids=[
+        "weight-over-100",
+        "canary-without-stable",
+        "unknown-strategy",
+        "ab-weights-not-100",
+        "decreasing-steps",
+        "canary-without-steps",
+        "more-consumers-than-partitions",
+        "candidate-equals-stable",
+        "promote-and-abort",
+        "version-not-a-label",
+    ],
+)
 def test_an_invalid_fraud_model_is_rejected_with_the_schemas_message(
-        cluster: Cluster, namespace: str, spec: dict[str, Any], message: str) -> None:
+    cluster: Cluster, namespace: str, spec: dict[str, Any], message: str
+) -> None:
     manifest = fraud_model(namespace, "invalid", **spec)
     manifest["spec"] = {k: v for k, v in manifest["spec"].items() if v is not None}
     error = cluster.try_create(manifest)
@@ -44,7 +71,9 @@ def test_an_invalid_fraud_model_is_rejected_with_the_schemas_message(
     assert cluster.get("FraudModel", namespace, "invalid") is None  # nothing for the operator to see
 
 
-def test_a_long_name_is_rejected_because_kserve_names_would_overflow(cluster: Cluster, namespace: str) -> None:
+def test_a_long_name_is_rejected_because_kserve_names_would_overflow(
+    cluster: Cluster, namespace: str
+) -> None:
     error = cluster.try_create(fraud_model(namespace, "a-fraud-model-with-a-very-long-name"))
     assert "FraudModel names are at most 28 characters" in error, error
 
@@ -52,20 +81,42 @@ def test_a_long_name_is_rejected_because_kserve_names_would_overflow(cluster: Cl
 def test_changing_the_candidate_with_promote_still_set_is_rejected(cluster: Cluster, namespace: str) -> None:
     cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"promote": True}))
     next_candidate = {"version": "2026-12-05", "modelUri": "s3://models/card-fraud/2026-12-05"}
-    proc = cluster.server.kubectl("patch", "fraudmodels.fraudops.io", "card-fraud", "-n", namespace, "--type=merge",
-                                  "-p", f'{{"spec": {{"candidate": {{"version": "{next_candidate["version"]}", '
-                                        f'"modelUri": "{next_candidate["modelUri"]}"}}}}}}', check=False)
-    assert "set rollout.promote and rollout.abort to false when changing the candidate" in proc.stderr, proc.stderr
+    proc = cluster.server.kubectl(
+        "patch",
+        "fraudmodels.fraudops.io",
+        "card-fraud",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        f'{{"spec": {{"candidate": {{"version": "{next_candidate["version"]}", '
+        f'"modelUri": "{next_candidate["modelUri"]}"}}}}}}',
+        check=False,
+    )
+    assert "set rollout.promote and rollout.abort to false when changing the candidate" in proc.stderr, (
+        proc.stderr
+    )
 
 
 def test_a_training_run_cannot_be_changed_once_created(cluster: Cluster, namespace: str) -> None:
     cluster.apply(training_run(namespace, "cf-v9", fraud_model_name=None))
-    proc = cluster.server.kubectl("patch", "trainingruns.fraudops.io", "cf-v9", "-n", namespace, "--type=merge",
-                                  "-p", '{"spec": {"optuna": {"trials": 500}}}', check=False)
+    proc = cluster.server.kubectl(
+        "patch",
+        "trainingruns.fraudops.io",
+        "cf-v9",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"optuna": {"trials": 500}}}',
+        check=False,
+    )
     assert "a TrainingRun's spec is immutable: create a new TrainingRun" in proc.stderr, proc.stderr
 
 
-def test_the_api_server_fills_in_exactly_the_defaults_crd_py_declares(cluster: Cluster, namespace: str) -> None:
+def test_the_api_server_fills_in_exactly_the_defaults_crd_py_declares(
+    cluster: Cluster, namespace: str
+) -> None:
     cluster.apply(fraud_model(namespace, "defaults"))
     stored = cluster.must_get("FraudModel", namespace, "defaults")["spec"]
     assert stored == crd.apply_defaults(crd.FRAUD_MODEL_SPEC, {"stable": STABLE})
@@ -74,4 +125,6 @@ def test_the_api_server_fills_in_exactly_the_defaults_crd_py_declares(cluster: C
 def test_the_samples_are_valid(cluster: Cluster) -> None:
     cluster.server.kubectl("create", "namespace", "fraud")
     for sample in sorted((REPO_ROOT / "manifests" / "samples").glob("*.yaml")):
-        cluster.server.kubectl("apply", "--dry-run=server", "-f", str(sample))  # raises with the API's message
+        cluster.server.kubectl(
+            "apply", "--dry-run=server", "-f", str(sample)
+        )  # raises with the API's message

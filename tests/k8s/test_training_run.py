@@ -32,63 +32,172 @@ def start_training(cluster: Cluster, namespace: str) -> dict[str, Any]:
 
 def finish_pod(cluster: Cluster, namespace: str, exit_code: int, result: dict[str, Any]) -> None:
     """What the kubelet leaves behind: a terminated container whose message is the JSON result."""
-    cluster.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": f"{JOB}-x7k2p", "namespace": namespace,
-        "labels": {"batch.kubernetes.io/job-name": JOB, "job-name": JOB}},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "train", "image": "fraudops:test"}]}})
-    cluster.patch("Pod", namespace, f"{JOB}-x7k2p", {"status": {
-        "phase": "Succeeded" if exit_code == 0 else "Failed",
-        "containerStatuses": [{"name": "train", "image": "fraudops:test", "imageID": "", "ready": False,
-                               "restartCount": 0, "state": {"terminated": {
-                                   "exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
-                                   "message": json.dumps(result), "startedAt": now(), "finishedAt": now()}}}]}},
-        status=True)
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{JOB}-x7k2p",
+                "namespace": namespace,
+                "labels": {"batch.kubernetes.io/job-name": JOB, "job-name": JOB},
+            },
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "train", "image": "fraudops:test"}]},
+        }
+    )
+    cluster.patch(
+        "Pod",
+        namespace,
+        f"{JOB}-x7k2p",
+        {
+            "status": {
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [
+                    {
+                        "name": "train",
+                        "image": "fraudops:test",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {
+                            "terminated": {
+                                "exitCode": exit_code,
+                                "reason": "Completed" if exit_code == 0 else "Error",
+                                "message": json.dumps(result),
+                                "startedAt": now(),
+                                "finishedAt": now(),
+                            }
+                        },
+                    }
+                ],
+            }
+        },
+        status=True,
+    )
 
 
 def test_a_successful_training_run_makes_its_artifact_the_fraud_models_candidate(
-        cluster: Cluster, operator: OperatorRunner, namespace: str) -> None:
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
     job = start_training(cluster, namespace)
     [container] = job["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e["value"] for e in container["env"]}
     assert container["command"] == ["fraudops", "train"]
-    assert (env["FRAUDOPS_TRAIN_VERSION"], env["FRAUDOPS_TRAIN_TRIALS"], env["FRAUDOPS_TRAIN_TIMEOUT"]) == \
-        (RUN, "5", "120")
+    assert (env["FRAUDOPS_TRAIN_VERSION"], env["FRAUDOPS_TRAIN_TRIALS"], env["FRAUDOPS_TRAIN_TIMEOUT"]) == (
+        RUN,
+        "5",
+        "120",
+    )
     assert job["metadata"]["ownerReferences"][0]["kind"] == "TrainingRun"
 
-    finish_pod(cluster, namespace, 0, {"status": "Succeeded", "version": RUN,
-                                       "artifactUri": f"/mnt/output/artifacts/card-fraud/{RUN}",
-                                       "metrics": {"pr_auc": 0.83, "recall_at_k": 0.61}})
-    cluster.patch("Job", namespace, JOB, {"status": {
-        "startTime": now(), "completionTime": now(), "succeeded": 1, "conditions": [
-            {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now()},
-            {"type": "Complete", "status": "True", "lastTransitionTime": now()}]}}, status=True)
+    finish_pod(
+        cluster,
+        namespace,
+        0,
+        {
+            "status": "Succeeded",
+            "version": RUN,
+            "artifactUri": f"/mnt/output/artifacts/card-fraud/{RUN}",
+            "metrics": {"pr_auc": 0.83, "recall_at_k": 0.61},
+        },
+    )
+    cluster.patch(
+        "Job",
+        namespace,
+        JOB,
+        {
+            "status": {
+                "startTime": now(),
+                "completionTime": now(),
+                "succeeded": 1,
+                "conditions": [
+                    {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now()},
+                    {"type": "Complete", "status": "True", "lastTransitionTime": now()},
+                ],
+            }
+        },
+        status=True,
+    )
 
-    run = cluster.wait_for(lambda: (r := cluster.get("TrainingRun", namespace, RUN))
-                           and r.get("status", {}).get("phase") == "Succeeded" and r, "the TrainingRun to succeed")
+    run = cluster.wait_for(
+        lambda: (
+            (r := cluster.get("TrainingRun", namespace, RUN))
+            and r.get("status", {}).get("phase") == "Succeeded"
+            and r
+        ),
+        "the TrainingRun to succeed",
+    )
     assert run["status"]["metrics"] == {"pr_auc": 0.83, "recall_at_k": 0.61}
     assert run["status"]["artifactUri"] == f"pvc://models/artifacts/card-fraud/{RUN}"
-    fm = cluster.wait_for(lambda: (f := cluster.get("FraudModel", namespace, "card-fraud"))
-                          and f["spec"].get("candidate") and f, "the FraudModel's candidate")
+    fm = cluster.wait_for(
+        lambda: (
+            (f := cluster.get("FraudModel", namespace, "card-fraud")) and f["spec"].get("candidate") and f
+        ),
+        "the FraudModel's candidate",
+    )
     assert fm["spec"]["candidate"] == {"version": RUN, "modelUri": f"pvc://models/artifacts/card-fraud/{RUN}"}
-    cluster.wait_for(lambda: condition(cluster.get("TrainingRun", namespace, RUN), "FraudModelUpdated")
-                     .get("status") == "True", "the hand-over to be recorded")
-    cluster.wait_for(lambda: (cluster.get("FraudModel", namespace, "card-fraud") or {}).get("status", {})
-                     .get("candidateVersion") == RUN, "the rollout of the new candidate to start")
+    cluster.wait_for(
+        lambda: (
+            condition(cluster.get("TrainingRun", namespace, RUN), "FraudModelUpdated").get("status") == "True"
+        ),
+        "the hand-over to be recorded",
+    )
+    cluster.wait_for(
+        lambda: (
+            (cluster.get("FraudModel", namespace, "card-fraud") or {})
+            .get("status", {})
+            .get("candidateVersion")
+            == RUN
+        ),
+        "the rollout of the new candidate to start",
+    )
     assert "CandidateFromTraining" in [e["reason"] for e in cluster.events(namespace, "card-fraud")]
 
 
 def test_a_failed_training_run_reports_why_and_leaves_the_fraud_model_alone(
-        cluster: Cluster, operator: OperatorRunner, namespace: str) -> None:
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
     start_training(cluster, namespace)
-    finish_pod(cluster, namespace, 1, {"status": "Failed", "message": "no fraud labels in the training window"})
-    cluster.patch("Job", namespace, JOB, {"status": {"startTime": now(), "failed": 1, "conditions": [
-        {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "lastTransitionTime": now()},
-        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "lastTransitionTime": now()}]}},
-        status=True)
+    finish_pod(
+        cluster, namespace, 1, {"status": "Failed", "message": "no fraud labels in the training window"}
+    )
+    cluster.patch(
+        "Job",
+        namespace,
+        JOB,
+        {
+            "status": {
+                "startTime": now(),
+                "failed": 1,
+                "conditions": [
+                    {
+                        "type": "FailureTarget",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "lastTransitionTime": now(),
+                    },
+                    {
+                        "type": "Failed",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "lastTransitionTime": now(),
+                    },
+                ],
+            }
+        },
+        status=True,
+    )
 
-    run = cluster.wait_for(lambda: (r := cluster.get("TrainingRun", namespace, RUN))
-                           and r.get("status", {}).get("phase") == "Failed" and r, "the TrainingRun to fail")
+    run = cluster.wait_for(
+        lambda: (
+            (r := cluster.get("TrainingRun", namespace, RUN))
+            and r.get("status", {}).get("phase") == "Failed"
+            and r
+        ),
+        "the TrainingRun to fail",
+    )
     assert run["status"]["message"] == "training failed: no fraud labels in the training window"
     assert condition(run, "Succeeded")["status"] == "False"
     assert "candidate" not in cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]
-    assert any(e["reason"] == "TrainingFailed" and e["type"] == "Warning" for e in cluster.events(namespace, RUN))
+    assert any(
+        e["reason"] == "TrainingFailed" and e["type"] == "Warning" for e in cluster.events(namespace, RUN)
+    )

@@ -17,7 +17,11 @@ FRAUDOPS = [sys.executable, "-m", "fraudops_cli.main"]
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*FRAUDOPS, *args], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+        [*FRAUDOPS, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
     )
 
@@ -57,17 +61,26 @@ def test_a_malformed_rate_limit_stops_the_gateway_at_start_with_one_line() -> No
     assert_one_line_error(result, "GATEWAY_RATE_LIMIT='lots'", "not a rate limit")
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"FRAUD_THRESHOLD": "high"}, "FRAUD_THRESHOLD='high'"),
-    ({"MODEL_PATH": "/nonexistent/model"}, "/nonexistent/model"),
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"FRAUD_THRESHOLD": "high"}, "FRAUD_THRESHOLD='high'"),
+        ({"MODEL_PATH": "/nonexistent/model"}, "/nonexistent/model"),
+    ],
+)
 def test_the_predictor_container_entry_point_stops_with_one_line(env: dict[str, str], expected: str) -> None:
     """`python -m fraudops_predictor`, as the InferenceService runs it, on a bad setting or a missing model.
 
     (Importing KServe took 37 s on this 2-core machine under other builds, hence the longer timeout.)
     """
-    result = subprocess.run([sys.executable, "-m", "fraudops_predictor", "--http_port", str(_free_port())],
-                            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env={**os.environ, **env})
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudops_predictor", "--http_port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+    )
     assert_one_line_error(result, expected)
 
 
@@ -88,6 +101,11 @@ def test_simulate_to_an_unreachable_broker_says_how_to_start_one() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         dead_port = probe.getsockname()[1]
-    result = run_cli("simulate", "--kafka", "--transactions", "10",
-                     env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dead_port}"})
+    result = run_cli(
+        "simulate",
+        "--kafka",
+        "--transactions",
+        "10",
+        env={"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{dead_port}"},
+    )
     assert_one_line_error(result, f"127.0.0.1:{dead_port}", "infra up")

@@ -38,15 +38,27 @@ class DownScorer(FixedScorer):
 
 def table(canary_mode: VariantMode = VariantMode.SERVE) -> RoutingTable:
     canary_weight = 0 if canary_mode == VariantMode.SHADOW else 50
-    return RoutingTable(variants=[
-        Variant(name="stable", model_version="v1", weight=100 - canary_weight, model_uri="x"),
-        Variant(name="canary", model_version="v2", weight=canary_weight, mode=canary_mode, endpoint="http://canary"),
-    ])
+    return RoutingTable(
+        variants=[
+            Variant(name="stable", model_version="v1", weight=100 - canary_weight, model_uri="x"),
+            Variant(
+                name="canary",
+                model_version="v2",
+                weight=canary_weight,
+                mode=canary_mode,
+                endpoint="http://canary",
+            ),
+        ]
+    )
 
 
 def errors(variant: str) -> float:
-    return REGISTRY.get_sample_value("fraudops_scoring_errors_total",
-                                     {"source": "test", "variant": variant, "model_version": "v2"}) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "fraudops_scoring_errors_total", {"source": "test", "variant": variant, "model_version": "v2"}
+        )
+        or 0.0
+    )
 
 
 def decide(decider: Decider, n: int = 400):  # type: ignore[no-untyped-def]
@@ -56,7 +68,9 @@ def decide(decider: Decider, n: int = 400):  # type: ignore[no-untyped-def]
 
 def test_when_the_canary_is_down_the_stable_decides_its_share_and_the_error_is_counted() -> None:
     before = errors("canary")
-    decided = decide(Decider(table(), {"stable": FixedScorer("v1", 0.9), "canary": DownScorer("v2", 0.1)}, "test"))
+    decided = decide(
+        Decider(table(), {"stable": FixedScorer("v1", 0.9), "canary": DownScorer("v2", 0.1)}, "test")
+    )
     assert len(decided.deciding) == 400
     assert {d.variant for d in decided.deciding} == {"stable"}
     assert all(d.is_fraud and d.reasons for d in decided.deciding)
@@ -71,17 +85,29 @@ def test_when_the_stable_is_down_the_batch_fails_so_it_is_retried() -> None:
 
 def test_a_failing_shadow_costs_no_decision() -> None:
     before = errors("canary")
-    decided = decide(Decider(table(VariantMode.SHADOW), {"stable": FixedScorer("v1", 0.1),
-                                                          "canary": DownScorer("v2", 0.1)}, "test"))
+    decided = decide(
+        Decider(
+            table(VariantMode.SHADOW),
+            {"stable": FixedScorer("v1", 0.1), "canary": DownScorer("v2", 0.1)},
+            "test",
+        )
+    )
     assert len(decided.deciding) == 400 and not decided.shadow
     assert errors("canary") == before + 1
 
 
 def test_shadow_scores_are_recorded_but_never_decide() -> None:
-    decided = decide(Decider(table(VariantMode.SHADOW), {"stable": FixedScorer("v1", 0.1),
-                                                          "canary": FixedScorer("v2", 0.9)}, "test"))
+    decided = decide(
+        Decider(
+            table(VariantMode.SHADOW),
+            {"stable": FixedScorer("v1", 0.1), "canary": FixedScorer("v2", 0.9)},
+            "test",
+        )
+    )
     assert {d.variant for d in decided.deciding} == {"stable"}
-    assert len(decided.shadow) == 400 and all(d.shadow and d.score == pytest.approx(0.9) for d in decided.shadow)
+    assert len(decided.shadow) == 400 and all(
+        d.shadow and d.score == pytest.approx(0.9) for d in decided.shadow
+    )
     assert not any(d.is_fraud for d in decided.deciding)
 
 
@@ -98,7 +124,9 @@ def test_the_columnar_decisions_hold_what_the_decision_objects_hold() -> None:
     assert {d.variant for d in deciding} == {"stable", "canary"}
     columns = decided.table().to_pylist()
     objects = decisions_table(decided.all).to_pylist()
-    assert sorted(columns, key=lambda r: r["transaction_id"]) == sorted(objects, key=lambda r: r["transaction_id"])
+    assert sorted(columns, key=lambda r: r["transaction_id"]) == sorted(
+        objects, key=lambda r: r["transaction_id"]
+    )
     alerts = decided.alerts()
     assert alerts and {a.transaction_id for a in alerts} == {d.transaction_id for d in deciding if d.is_fraud}
     assert all(a.reasons for a in alerts)

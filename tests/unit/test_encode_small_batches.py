@@ -54,22 +54,45 @@ def test_one_transaction_at_a_time_encodes_like_pandas(simulated: list[Transacti
 @pytest.mark.parametrize("size", [2, 7, SMALL_BATCH])
 def test_small_batches_encode_like_pandas(simulated: list[Transaction], size: int) -> None:
     for start in range(0, 600, size):
-        batch = simulated[start:start + size]
+        batch = simulated[start : start + size]
         assert_identical(_encode_small(batch), through_pandas(batch))
 
 
 def test_times_with_offsets_naive_times_and_microseconds_encode_like_pandas() -> None:
     plus_five_thirty = timezone(timedelta(hours=5, minutes=30))
     transactions = [
-        Transaction(amount=12.34, event_time=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=plus_five_thirty),
-                    credential_change_at=datetime(2026, 2, 28, 23, 59, 59), customer_id="c1"),
-        Transaction(amount=0.01, event_time=datetime(1970, 1, 1, 0, 0, 0, 1), account_opened_at=datetime(
-            2001, 9, 9, 1, 46, 40, tzinfo=timezone(timedelta(hours=-11)))),
-        Transaction.model_validate_json(orjson.dumps({
-            "amount": 1e7, "event_time": "2026-08-01T01:12:10.779Z", "channel": "web", "auth_result": "declined_other",
-            "ip_address": "2001:db8:85a3:0:0:8a2e:370:7334", "latitude": -33.9, "longitude": 151.2,
-            "hour_of_day": 0, "is_international": True, "merchant_category": "CRYPTO", "beneficiary_id": "b-1",
-            "terminal_id": "t-9", "country": "AU", "device_id": "d-1", "merchant_id": "m-1"})),
+        Transaction(
+            amount=12.34,
+            event_time=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=plus_five_thirty),
+            credential_change_at=datetime(2026, 2, 28, 23, 59, 59),
+            customer_id="c1",
+        ),
+        Transaction(
+            amount=0.01,
+            event_time=datetime(1970, 1, 1, 0, 0, 0, 1),
+            account_opened_at=datetime(2001, 9, 9, 1, 46, 40, tzinfo=timezone(timedelta(hours=-11))),
+        ),
+        Transaction.model_validate_json(
+            orjson.dumps(
+                {
+                    "amount": 1e7,
+                    "event_time": "2026-08-01T01:12:10.779Z",
+                    "channel": "web",
+                    "auth_result": "declined_other",
+                    "ip_address": "2001:db8:85a3:0:0:8a2e:370:7334",
+                    "latitude": -33.9,
+                    "longitude": 151.2,
+                    "hour_of_day": 0,
+                    "is_international": True,
+                    "merchant_category": "CRYPTO",
+                    "beneficiary_id": "b-1",
+                    "terminal_id": "t-9",
+                    "country": "AU",
+                    "device_id": "d-1",
+                    "merchant_id": "m-1",
+                }
+            )
+        ),
     ]
 
     for transaction in transactions:
@@ -89,8 +112,10 @@ def test_small_batches_of_decoded_records_encode_like_pandas(simulated: list[Tra
     from fraudops_stream.decode import decode_batch
 
     _, records, _ = decode_batch([tx.model_dump_json(exclude_none=True).encode() for tx in simulated])
-    partial = [{k: v for k, v in r.items() if k in ("transaction_id", "event_time", "customer_id", "amount")}
-               for r in records[:50]]
-    for batch in (records[:1], records[:73], records[73:73 + SMALL_RECORDS], partial):
+    partial = [
+        {k: v for k, v in r.items() if k in ("transaction_id", "event_time", "customer_id", "amount")}
+        for r in records[:50]
+    ]
+    for batch in (records[:1], records[:73], records[73 : 73 + SMALL_RECORDS], partial):
         assert len(batch) <= SMALL_RECORDS
         assert_identical(encode_records(batch), encode_records_columnar(batch))

@@ -28,7 +28,9 @@ def history() -> tuple[pd.DataFrame, list[bytes]]:
     frame = frame.sort_values(["event_time", "transaction_id"], kind="stable").reset_index(drop=True)
     values = {}
     for table in tables:
-        for transaction_id, value in zip(table.column("transaction_id").to_pylist(), to_json(table), strict=True):
+        for transaction_id, value in zip(
+            table.column("transaction_id").to_pylist(), to_json(table), strict=True
+        ):
             values[transaction_id] = value
     return frame, [values[t] for t in frame["transaction_id"]]
 
@@ -67,7 +69,9 @@ def online(frame: pd.DataFrame, values: list[bytes], seed: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def test_online_replay_equals_the_offline_batch_value_for_value(history: tuple[pd.DataFrame, list[bytes]]) -> None:
+def test_online_replay_equals_the_offline_batch_value_for_value(
+    history: tuple[pd.DataFrame, list[bytes]],
+) -> None:
     frame, values = history
     batch = offline(frame)
     streamed = online(frame, values, seed=1)
@@ -75,20 +79,25 @@ def test_online_replay_equals_the_offline_batch_value_for_value(history: tuple[p
     differences = ~((batch == streamed) | (np.isnan(batch) & np.isnan(streamed)))
     assert not differences.any(), (
         f"{int(differences.sum())} values differ, first in feature "
-        f"{FEATURE_NAMES[int(np.argwhere(differences)[0][1])]!r}")
+        f"{FEATURE_NAMES[int(np.argwhere(differences)[0][1])]!r}"
+    )
 
 
 def test_label_risk_features_are_used_so_the_equality_covers_them(
-        history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    history: tuple[pd.DataFrame, list[bytes]],
+) -> None:
     frame, _ = history
     batch = offline(frame)
-    risk = [FEATURE_NAMES.index(name) for name in ("merchant_fraud_labels", "device_fraud_labels",
-                                                   "customer_fraud_labels")]
+    risk = [
+        FEATURE_NAMES.index(name)
+        for name in ("merchant_fraud_labels", "device_fraud_labels", "customer_fraud_labels")
+    ]
     assert (batch[:, risk] > 0).any(axis=0).all(), "every label-risk feature fires somewhere"
 
 
 def test_no_feature_of_a_transaction_changes_when_later_transactions_are_appended(
-        history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    history: tuple[pd.DataFrame, list[bytes]],
+) -> None:
     frame, _ = history
     full = offline(frame)
     for cut in (5_000, 17_777):
@@ -98,13 +107,22 @@ def test_no_feature_of_a_transaction_changes_when_later_transactions_are_appende
 
 
 def test_a_label_known_after_a_transaction_does_not_reach_its_features(
-        history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    history: tuple[pd.DataFrame, list[bytes]],
+) -> None:
     frame, _ = history
     late = frame.copy()
     # every label becomes known only after the end of the history: no risk feature may fire
     late["label_available_at"] = late["event_time"].max() + pd.Timedelta(days=1)
     features = offline(late)
-    risk = [FEATURE_NAMES.index(name) for name in ("merchant_fraud_labels", "terminal_fraud_labels",
-                                                   "device_fraud_labels", "ip_fraud_labels",
-                                                   "beneficiary_fraud_labels", "customer_fraud_labels")]
+    risk = [
+        FEATURE_NAMES.index(name)
+        for name in (
+            "merchant_fraud_labels",
+            "terminal_fraud_labels",
+            "device_fraud_labels",
+            "ip_fraud_labels",
+            "beneficiary_fraud_labels",
+            "customer_fraud_labels",
+        )
+    ]
     assert (features[:, risk] == 0).all()

@@ -98,8 +98,12 @@ def test_card_testing_declines_are_counted_and_the_follow_up_amount_compared() -
 
 
 def test_fan_in_then_fan_out_shows_in_payers_beneficiaries_and_pass_through() -> None:
-    deposits = [tx(i * 10, transaction_type="DEPOSIT", beneficiary_id=f"payer-{i}", amount=500.0) for i in range(5)]
-    transfers = [tx(60 + i, transaction_type="TRANSFER", beneficiary_id=f"payee-{i}", amount=480.0) for i in range(3)]
+    deposits = [
+        tx(i * 10, transaction_type="DEPOSIT", beneficiary_id=f"payer-{i}", amount=500.0) for i in range(5)
+    ]
+    transfers = [
+        tx(60 + i, transaction_type="TRANSFER", beneficiary_id=f"payee-{i}", amount=480.0) for i in range(3)
+    ]
     last = features([*deposits, *transfers]).iloc[-1]
     assert last.distinct_payers_7d == 5
     assert last.distinct_beneficiaries_7d == 2
@@ -111,10 +115,15 @@ def test_fan_in_then_fan_out_shows_in_payers_beneficiaries_and_pass_through() ->
 def test_a_fraud_label_only_counts_after_it_became_known() -> None:
     engine = FeatureEngine()
     features([tx(0, merchant_id="m-shady", customer_id="bob")], engine)
-    labelled = pd.DataFrame([{
-        **tx(0, merchant_id="m-shady", customer_id="bob"), "is_fraud": 1,
-        "label_available_at": (T0 + timedelta(days=2)).isoformat(),
-    }])
+    labelled = pd.DataFrame(
+        [
+            {
+                **tx(0, merchant_id="m-shady", customer_id="bob"),
+                "is_fraud": 1,
+                "label_available_at": (T0 + timedelta(days=2)).isoformat(),
+            }
+        ]
+    )
     from fraudops.features.engine import labels_from_history
     from fraudops.features.spec import FeatureConfig
 
@@ -139,8 +148,9 @@ def test_a_snapshot_restores_exactly_the_same_future_features() -> None:
     features(history, original)
     restored = FeatureEngine()
     restored.restore(original.snapshot())
-    assert np.array_equal(features(follow_up, original).to_numpy(), features(follow_up, restored).to_numpy(),
-                          equal_nan=True)
+    assert np.array_equal(
+        features(follow_up, original).to_numpy(), features(follow_up, restored).to_numpy(), equal_nan=True
+    )
 
 
 def test_a_snapshot_of_another_feature_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

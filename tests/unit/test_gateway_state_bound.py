@@ -35,13 +35,19 @@ class HalfScorer:
 
 
 def transaction(customer: int, minute: int) -> Transaction:
-    return Transaction(transaction_id=f"t-{customer}-{minute}", customer_id=f"c{customer}", amount=25.0 + customer,
-                       event_time=datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=minute))
+    return Transaction(
+        transaction_id=f"t-{customer}-{minute}",
+        customer_id=f"c{customer}",
+        amount=25.0 + customer,
+        event_time=datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=minute),
+    )
 
 
 def test_beyond_the_bound_the_least_recent_customers_are_dropped_and_read_again_when_they_return() -> None:
     settings = Settings(gateway_max_customers=100)
-    runtime = GatewayRuntime(settings, async_pool(settings.db_url), BackgroundHealth())  # the pool is never opened
+    runtime = GatewayRuntime(
+        settings, async_pool(settings.db_url), BackgroundHealth()
+    )  # the pool is never opened
     runtime.decider = Decider(RoutingTable.single("v1", "unused"), {"stable": HalfScorer()}, "api")
     reads: list[str] = []
 

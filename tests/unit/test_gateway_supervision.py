@@ -23,7 +23,8 @@ def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_task_that_fails_is_reported_restarted_and_healthy_again_once_it_succeeds(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     health = BackgroundHealth()
     health.database_reachable = True
     runs: list[bool] = []

@@ -32,8 +32,13 @@ def cumulative(*per_bucket: float) -> dict[float, float]:
     return out
 
 
-HEALTHY = VariantMetrics(samples=900, error_rate=0.001, p99_latency_ms=12.0,
-                         score_buckets=cumulative(800, 60, 25, 10, 5), feedback_precision=0.9)
+HEALTHY = VariantMetrics(
+    samples=900,
+    error_rate=0.001,
+    p99_latency_ms=12.0,
+    score_buckets=cumulative(800, 60, 25, 10, 5),
+    feedback_precision=0.9,
+)
 
 
 def metrics(**changes: object) -> VariantMetrics:
@@ -95,7 +100,9 @@ def test_missing_latency_data_is_inconclusive_not_a_pass() -> None:
 def test_placeholders_are_filled_without_touching_promql_braces() -> None:
     who = VariantQuery("canary", "2026-11-28", "card-fraud", "fraud", "card-fraud-2026-11-28")
     query = who.fill(DEFAULT_QUERIES["samples"], "5m")
-    assert query == ('sum(increase(fraudops_decisions_total{variant="canary",model_version="2026-11-28"}[5m]))')
+    assert query == (
+        'sum(increase(fraudops_decisions_total{variant="canary",model_version="2026-11-28"}[5m]))'
+    )
 
 
 def test_an_unreachable_prometheus_is_inconclusive_not_a_crash() -> None:

@@ -11,8 +11,9 @@ from fraudops_operator.resources import parse_duration
 def test_the_committed_crd_yaml_is_what_crd_py_generates() -> None:
     for file_name, definition in crd.all_crds().items():
         committed = crd.MANIFEST_DIR / file_name
-        assert committed.read_text() == crd.render(definition), \
+        assert committed.read_text() == crd.render(definition), (
             f"{committed} is stale: run `python -m fraudops_operator.crd`"
+        )
 
 
 def test_an_absent_section_gets_all_its_nested_defaults() -> None:
@@ -24,13 +25,20 @@ def test_an_absent_section_gets_all_its_nested_defaults() -> None:
 
 def test_printer_columns_show_phase_versions_weight_and_age() -> None:
     [version] = crd.fraud_model_crd()["spec"]["versions"]
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Stable", "Canary", "Weight", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Phase",
+        "Stable",
+        "Canary",
+        "Weight",
+        "Age",
+    ]
     assert crd.fraud_model_crd()["spec"]["names"]["shortNames"] == ["fm"]
     assert crd.training_run_crd()["spec"]["names"]["shortNames"] == ["tr"]
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("5m", 300), ("1h30m", 5400), ("7d", 604800),
-                                               ("250ms", 0.25)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("5m", 300), ("1h30m", 5400), ("7d", 604800), ("250ms", 0.25)]
+)
 def test_durations_read_like_go_durations_plus_days(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 

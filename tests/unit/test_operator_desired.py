@@ -33,9 +33,12 @@ def fraud_model(candidate: dict | None = CANDIDATE, **spec: Any) -> FraudModel:
     spec = {"stable": STABLE, **spec}
     if candidate is not None:
         spec["candidate"] = candidate
-    body = {"apiVersion": crd.API_VERSION, "kind": "FraudModel",
-            "metadata": {"name": "card-fraud", "namespace": "fraud", "uid": "u1", "generation": 3},
-            "spec": crd.apply_defaults(crd.FRAUD_MODEL_SPEC, spec)}
+    body = {
+        "apiVersion": crd.API_VERSION,
+        "kind": "FraudModel",
+        "metadata": {"name": "card-fraud", "namespace": "fraud", "uid": "u1", "generation": 3},
+        "spec": crd.apply_defaults(crd.FRAUD_MODEL_SPEC, spec),
+    }
     return FraudModel.from_body(body)
 
 
@@ -48,7 +51,12 @@ def test_a_stable_model_routes_everything_to_its_predictor() -> None:
     table = routing_table(model, next_state(model, None, T0).state)
     assert table is not None
     [stable] = table.variants
-    assert (stable.name, stable.model_version, stable.weight, stable.mode) == ("stable", "2026-11-01", 100, "serve")
+    assert (stable.name, stable.model_version, stable.weight, stable.mode) == (
+        "stable",
+        "2026-11-01",
+        100,
+        "serve",
+    )
     assert stable.endpoint == "http://card-fraud-2026-11-01-predictor.fraud.svc.cluster.local"
 
 
@@ -56,7 +64,10 @@ def test_a_canary_splits_decisions_per_transaction_at_the_step_weight() -> None:
     model = fraud_model(rollout={"steps": [{"weight": 10, "pause": "1m"}]})
     table = routing_table(model, in_rollout(model))
     assert table is not None
-    assert [(v.name, v.mode, v.weight) for v in table.variants] == [("stable", "serve", 90), ("canary", "serve", 10)]
+    assert [(v.name, v.mode, v.weight) for v in table.variants] == [
+        ("stable", "serve", 90),
+        ("canary", "serve", 10),
+    ]
     assert table.salt == "2026-11-28"
 
 
@@ -64,7 +75,10 @@ def test_an_ab_test_splits_decisions_per_customer() -> None:
     model = fraud_model(rollout={"strategy": "abTest", "abTest": {"stableWeight": 80, "candidateWeight": 20}})
     table = routing_table(model, in_rollout(model))
     assert table is not None
-    assert [(v.name, v.mode, v.weight) for v in table.variants] == [("stable", "ab", 80), ("challenger", "ab", 20)]
+    assert [(v.name, v.mode, v.weight) for v in table.variants] == [
+        ("stable", "ab", 80),
+        ("challenger", "ab", 20),
+    ]
 
 
 def test_a_shadow_run_scores_with_the_candidate_without_deciding() -> None:
@@ -80,7 +94,9 @@ def test_after_promotion_the_candidate_alone_serves_as_stable() -> None:
     promoted = RolloutState(Phase.PROMOTED, candidate_version="2026-11-28")
     assert [v.version for v in served_versions(model, promoted)] == ["2026-11-28"]
     table = routing_table(model, promoted)
-    assert table is not None and [(v.name, v.model_version) for v in table.variants] == [("stable", "2026-11-28")]
+    assert table is not None and [(v.name, v.model_version) for v in table.variants] == [
+        ("stable", "2026-11-28")
+    ]
 
 
 def test_after_a_rollback_only_the_stable_version_is_served() -> None:
@@ -136,7 +152,8 @@ def test_a_new_routing_table_rolls_the_consumer_pods() -> None:
 
     def checksum(table: Any) -> str:
         return desired_consumer_deployment(model, table)["spec"]["template"]["metadata"]["annotations"][
-            "fraudops.io/routing-checksum"]
+            "fraudops.io/routing-checksum"
+        ]
 
     assert checksum(stable_table) != checksum(canary_table)
 
@@ -147,13 +164,19 @@ def test_keda_scales_the_consumer_on_the_groups_lag() -> None:
     assert scaled["spec"]["maxReplicaCount"] == 12
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["type"] == "kafka"
-    assert trigger["metadata"] == {"bootstrapServers": "fraudops-kafka-bootstrap:9092",
-                                   "consumerGroup": "fraud-scorer", "topic": "transactions",
-                                   "lagThreshold": "5000", "offsetResetPolicy": "earliest"}
+    assert trigger["metadata"] == {
+        "bootstrapServers": "fraudops-kafka-bootstrap:9092",
+        "consumerGroup": "fraud-scorer",
+        "topic": "transactions",
+        "lagThreshold": "5000",
+        "offsetResetPolicy": "earliest",
+    }
 
 
 def test_the_kafka_topic_belongs_to_the_strimzi_cluster() -> None:
-    topic = desired_kafka_topic(fraud_model(stream={"kafkaCluster": "main", "partitions": 3, "maxReplicas": 3}))
+    topic = desired_kafka_topic(
+        fraud_model(stream={"kafkaCluster": "main", "partitions": 3, "maxReplicas": 3})
+    )
     assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "main"
     assert topic["spec"] == {"topicName": "transactions", "partitions": 3, "replicas": 1}
 
@@ -161,8 +184,14 @@ def test_the_kafka_topic_belongs_to_the_strimzi_cluster() -> None:
 def test_inference_services_come_before_the_table_that_routes_to_them() -> None:
     model = fraud_model()
     kinds = [c["kind"] for c in desired_children(model, in_rollout(model))]
-    assert kinds == ["KafkaTopic", "InferenceService", "InferenceService", "ConfigMap", "Deployment",
-                     "ScaledObject"]
+    assert kinds == [
+        "KafkaTopic",
+        "InferenceService",
+        "InferenceService",
+        "ConfigMap",
+        "Deployment",
+        "ScaledObject",
+    ]
 
 
 def test_artifact_uris_kserve_cannot_read_are_named() -> None:

@@ -15,19 +15,26 @@ STABLE = {"version": "2026-11-01", "modelUri": "s3://models/card-fraud/2026-11-0
 CANDIDATE = {"version": "2026-11-28", "modelUri": "s3://models/card-fraud/2026-11-28"}
 STEPS = [{"weight": 5, "pause": "10m"}, {"weight": 25, "analysis": True}, {"weight": 50, "analysis": True}]
 PASSED = Verdict(Outcome.PASSED, "AnalysisPassed", "error rate 0.0010 ≤ maxErrorRate 0.0100")
-FAILED = Verdict(Outcome.FAILED, "ErrorRateTooHigh", "error rate 0.0520 > maxErrorRate 0.0100 (stable 0.0010)")
+FAILED = Verdict(
+    Outcome.FAILED, "ErrorRateTooHigh", "error rate 0.0520 > maxErrorRate 0.0100 (stable 0.0010)"
+)
 INCONCLUSIVE = Verdict(Outcome.INCONCLUSIVE, "InsufficientSamples", "candidate made 12 decisions in 5m")
 
 
-def fraud_model(candidate: dict | None = CANDIDATE, stable: dict | None = STABLE, **rollout: Any) -> FraudModel:
+def fraud_model(
+    candidate: dict | None = CANDIDATE, stable: dict | None = STABLE, **rollout: Any
+) -> FraudModel:
     spec: dict[str, Any] = {"rollout": {"steps": STEPS, "analysis": {"interval": "1m"}, **rollout}}
     if stable is not None:
         spec["stable"] = stable
     if candidate is not None:
         spec["candidate"] = candidate
-    body = {"apiVersion": crd.API_VERSION, "kind": "FraudModel",
-            "metadata": {"name": "card-fraud", "namespace": "fraud", "uid": "u1", "generation": 1},
-            "spec": crd.apply_defaults(crd.FRAUD_MODEL_SPEC, spec)}
+    body = {
+        "apiVersion": crd.API_VERSION,
+        "kind": "FraudModel",
+        "metadata": {"name": "card-fraud", "namespace": "fraud", "uid": "u1", "generation": 1},
+        "spec": crd.apply_defaults(crd.FRAUD_MODEL_SPEC, spec),
+    }
     return FraudModel.from_body(body)
 
 
@@ -121,7 +128,10 @@ def test_a_manual_promotion_overrules_a_rollback() -> None:
     model = fraud_model()
     state = next_state(model, started(model), T0 + timedelta(minutes=10)).state
     rolled_back = next_state(model, state, T0 + timedelta(minutes=11), FAILED).state
-    assert next_state(fraud_model(promote=True), rolled_back, T0 + timedelta(minutes=12)).state.phase == Phase.PROMOTED
+    assert (
+        next_state(fraud_model(promote=True), rolled_back, T0 + timedelta(minutes=12)).state.phase
+        == Phase.PROMOTED
+    )
 
 
 def test_a_finished_rollout_stays_finished_without_events() -> None:
@@ -142,8 +152,11 @@ def test_a_new_candidate_version_restarts_from_the_first_step() -> None:
     state = next_state(model, started(model), T0 + timedelta(minutes=10)).state
     other = fraud_model(candidate={"version": "2026-12-05", "modelUri": "s3://models/card-fraud/2026-12-05"})
     restarted = next_state(other, state, T0 + timedelta(minutes=11)).state
-    assert (restarted.candidate_version, restarted.step, restarted.step_started_at) == \
-        ("2026-12-05", 0, T0 + timedelta(minutes=11))
+    assert (restarted.candidate_version, restarted.step, restarted.step_started_at) == (
+        "2026-12-05",
+        0,
+        T0 + timedelta(minutes=11),
+    )
 
 
 def test_without_auto_promote_the_last_step_waits_for_a_manual_promotion() -> None:
@@ -154,7 +167,9 @@ def test_without_auto_promote_the_last_step_waits_for_a_manual_promotion() -> No
 
 
 def test_an_ab_test_splits_customers_then_promotes_after_its_duration() -> None:
-    model = fraud_model(strategy="abTest", abTest={"stableWeight": 70, "candidateWeight": 30, "duration": "1h"})
+    model = fraud_model(
+        strategy="abTest", abTest={"stableWeight": 70, "candidateWeight": 30, "duration": "1h"}
+    )
     state = started(model)
     assert (state.phase, candidate_weight(model, state)) == (Phase.ANALYSING, 30)
     passed_early = next_state(model, state, T0 + timedelta(minutes=1), PASSED).state
@@ -169,6 +184,10 @@ def test_a_shadow_run_gives_the_candidate_no_decisions() -> None:
 
 def test_the_state_survives_a_round_trip_through_the_status() -> None:
     model = fraud_model()
-    state = next_state(model, next_state(model, started(model), T0 + timedelta(minutes=10)).state,
-                       T0 + timedelta(minutes=11), INCONCLUSIVE).state
+    state = next_state(
+        model,
+        next_state(model, started(model), T0 + timedelta(minutes=10)).state,
+        T0 + timedelta(minutes=11),
+        INCONCLUSIVE,
+    ).state
     assert RolloutState.from_status(state.to_status()) == state

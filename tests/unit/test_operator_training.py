@@ -9,14 +9,21 @@ from fraudops_operator import crd
 from fraudops_operator.resources import TrainingRun
 from fraudops_operator.training import desired_training_job, fraud_model_change, training_outcome
 
-SPEC = {"data": {"uri": "pvc://datasets/transactions/2026-11.parquet"}, "output": {"uri": "pvc://models/artifacts"},
-        "optuna": {"trials": 50, "timeout": "12m"}, "fraudModelRef": {"name": "card-fraud"}}
+SPEC = {
+    "data": {"uri": "pvc://datasets/transactions/2026-11.parquet"},
+    "output": {"uri": "pvc://models/artifacts"},
+    "optuna": {"trials": 50, "timeout": "12m"},
+    "fraudModelRef": {"name": "card-fraud"},
+}
 
 
 def training_run(**spec: Any) -> TrainingRun:
-    body = {"apiVersion": crd.API_VERSION, "kind": "TrainingRun",
-            "metadata": {"name": "cf-2026-11-28", "namespace": "fraud", "uid": "t1", "generation": 1},
-            "spec": crd.apply_defaults(crd.TRAINING_RUN_SPEC, {**SPEC, **spec})}
+    body = {
+        "apiVersion": crd.API_VERSION,
+        "kind": "TrainingRun",
+        "metadata": {"name": "cf-2026-11-28", "namespace": "fraud", "uid": "t1", "generation": 1},
+        "spec": crd.apply_defaults(crd.TRAINING_RUN_SPEC, {**SPEC, **spec}),
+    }
     return TrainingRun.from_body(body)
 
 
@@ -31,23 +38,43 @@ def test_the_job_runs_fraudops_train_configured_by_environment() -> None:
     assert (env["FRAUDOPS_TRAIN_TRIALS"], env["FRAUDOPS_TRAIN_TIMEOUT"]) == ("50", "720")
     assert env["FRAUDOPS_TRAIN_LABEL_DELAY_DAYS"] == "7"
     assert job["spec"]["backoffLimit"] == 0
-    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"]["volumes"]}
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"]["volumes"]
+    }
     assert claims == {"data": "datasets", "output": "models"}
 
 
 def complete_job() -> dict:
-    return {"status": {"succeeded": 1, "completionTime": "2026-11-28T13:00:00Z", "conditions": [
-        {"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}}
+    return {
+        "status": {
+            "succeeded": 1,
+            "completionTime": "2026-11-28T13:00:00Z",
+            "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True"},
+                {"type": "Complete", "status": "True"},
+            ],
+        }
+    }
 
 
 def pod(message: str) -> dict:
-    return {"metadata": {"name": "p", "creationTimestamp": "2026-11-28T12:00:00Z"}, "status": {"containerStatuses": [
-        {"name": "train", "state": {"terminated": {"exitCode": 0, "message": message}}}]}}
+    return {
+        "metadata": {"name": "p", "creationTimestamp": "2026-11-28T12:00:00Z"},
+        "status": {
+            "containerStatuses": [
+                {"name": "train", "state": {"terminated": {"exitCode": 0, "message": message}}}
+            ]
+        },
+    }
 
 
 def test_a_complete_job_succeeds_with_the_metrics_of_its_termination_message() -> None:
-    result = {"status": "Succeeded", "artifactUri": "/mnt/output/artifacts/card-fraud/cf-2026-11-28",
-              "version": "cf-2026-11-28", "metrics": {"pr_auc": 0.81}}
+    result = {
+        "status": "Succeeded",
+        "artifactUri": "/mnt/output/artifacts/card-fraud/cf-2026-11-28",
+        "version": "cf-2026-11-28",
+        "metrics": {"pr_auc": 0.81},
+    }
     outcome = training_outcome(complete_job(), [pod(json.dumps(result))])
     assert (outcome.phase, dict(outcome.metrics)) == ("Succeeded", {"pr_auc": 0.81})
     assert outcome.completion_time == "2026-11-28T13:00:00Z"
@@ -55,20 +82,33 @@ def test_a_complete_job_succeeds_with_the_metrics_of_its_termination_message() -
 
 def test_a_failed_job_says_why() -> None:
     job = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}
-    outcome = training_outcome(job, [pod(json.dumps({"status": "Failed", "message": "no fraud labels in data"}))])
+    outcome = training_outcome(
+        job, [pod(json.dumps({"status": "Failed", "message": "no fraud labels in data"}))]
+    )
     assert (outcome.phase, outcome.message) == ("Failed", "training failed: no fraud labels in data")
 
 
 def test_a_job_without_conditions_is_pending_or_running() -> None:
     assert training_outcome(None, []).phase == "Pending"
-    assert training_outcome({"status": {"active": 1, "startTime": "2026-11-28T12:00:00Z"}}, []).phase == "Running"
+    assert (
+        training_outcome({"status": {"active": 1, "startTime": "2026-11-28T12:00:00Z"}}, []).phase
+        == "Running"
+    )
 
 
 def test_success_makes_the_artifact_the_fraud_models_candidate() -> None:
-    patch = fraud_model_change(training_run(), {"spec": {"stable": {"version": "2026-11-01", "modelUri": "s3://a"}}})
-    assert patch == {"spec": {"candidate": {"version": "cf-2026-11-28",
-                                            "modelUri": "pvc://models/artifacts/card-fraud/cf-2026-11-28"},
-                              "rollout": {"promote": False, "abort": False}}}
+    patch = fraud_model_change(
+        training_run(), {"spec": {"stable": {"version": "2026-11-01", "modelUri": "s3://a"}}}
+    )
+    assert patch == {
+        "spec": {
+            "candidate": {
+                "version": "cf-2026-11-28",
+                "modelUri": "pvc://models/artifacts/card-fraud/cf-2026-11-28",
+            },
+            "rollout": {"promote": False, "abort": False},
+        }
+    }
 
 
 def test_a_fraud_model_without_versions_gets_the_artifact_as_stable() -> None:
@@ -78,14 +118,20 @@ def test_a_fraud_model_without_versions_gets_the_artifact_as_stable() -> None:
 
 def test_a_promoted_candidate_becomes_stable_before_the_next_one() -> None:
     promoted = {"version": "2026-11-20", "modelUri": "s3://b"}
-    fraud_model = {"spec": {"stable": {"version": "2026-11-01", "modelUri": "s3://a"}, "candidate": promoted},
-                   "status": {"rollout": {"phase": "Promoted", "candidateVersion": "2026-11-20"}}}
+    fraud_model = {
+        "spec": {"stable": {"version": "2026-11-01", "modelUri": "s3://a"}, "candidate": promoted},
+        "status": {"rollout": {"phase": "Promoted", "candidateVersion": "2026-11-20"}},
+    }
     patch = fraud_model_change(training_run(), fraud_model)
     assert patch is not None and patch["spec"]["stable"] == promoted
 
 
 def test_handing_over_twice_changes_nothing() -> None:
     run = training_run()
-    fraud_model = {"spec": {"stable": {"version": "2026-11-01", "modelUri": "s3://a"},
-                            "candidate": {"version": run.version, "modelUri": "pvc://models/x"}}}
+    fraud_model = {
+        "spec": {
+            "stable": {"version": "2026-11-01", "modelUri": "s3://a"},
+            "candidate": {"version": run.version, "modelUri": "pvc://models/x"},
+        }
+    }
     assert fraud_model_change(run, fraud_model) is None

@@ -16,7 +16,9 @@ def table(*variants: Variant, salt: str = "") -> RoutingTable:
 
 
 def serve(name: str, weight: float, mode: VariantMode = VariantMode.SERVE) -> Variant:
-    return Variant(name=name, model_version=f"{name}-v1", weight=weight, mode=mode, model_uri=f"/models/{name}")
+    return Variant(
+        name=name, model_version=f"{name}-v1", weight=weight, mode=mode, model_uri=f"/models/{name}"
+    )
 
 
 def ids(prefix: str, count: int) -> np.ndarray:
@@ -31,7 +33,9 @@ def test_a_single_variant_decides_everything() -> None:
 
 @pytest.mark.parametrize("salt", ["", "rollout-7"])
 def test_a_90_10_canary_splits_transactions_within_2_percent(salt: str) -> None:
-    routed = table(serve("stable", 90), serve("canary", 10), salt=salt).route(ids("tx", 10_000), ids("c", 10_000))
+    routed = table(serve("stable", 90), serve("canary", 10), salt=salt).route(
+        ids("tx", 10_000), ids("c", 10_000)
+    )
 
     assert abs(np.mean(routed == 1) - 0.10) <= 0.02
 
@@ -78,8 +82,11 @@ def test_the_salt_reshuffles_who_goes_where() -> None:
 
 
 def test_a_zero_weight_variant_gets_nothing_and_shadows_are_never_routed() -> None:
-    routing = table(serve("stable", 100), serve("canary", 0),
-                    Variant(name="challenger", model_version="c", mode=VariantMode.SHADOW, endpoint="http://x"))
+    routing = table(
+        serve("stable", 100),
+        serve("canary", 0),
+        Variant(name="challenger", model_version="c", mode=VariantMode.SHADOW, endpoint="http://x"),
+    )
 
     routed = routing.route(ids("tx", 5000), ids("c", 5000))
 
@@ -99,7 +106,8 @@ def test_growing_the_canary_only_moves_transactions_towards_it() -> None:
 
 def test_three_variants_split_by_their_weights() -> None:
     routed = table(serve("stable", 60), serve("canary", 30), serve("canary-b", 10)).route(
-        ids("tx", 20_000), ids("c", 20_000))
+        ids("tx", 20_000), ids("c", 20_000)
+    )
 
     shares = np.bincount(routed, minlength=3) / len(routed)
     np.testing.assert_allclose(shares, [0.6, 0.3, 0.1], atol=0.02)
@@ -111,12 +119,18 @@ def test_an_empty_batch_routes_to_nothing() -> None:
     assert routing.route(np.asarray([], dtype=object), np.asarray([], dtype=object)).tolist() == []
 
 
-@pytest.mark.parametrize(("variants", "message"), [
-    ([serve("stable", 90)], "must sum to 100"),
-    ([serve("stable", 50), serve("b", 50, VariantMode.AB)], "all be `serve`"),
-    ([Variant(name="s", model_version="v", mode=VariantMode.SHADOW, model_uri="/m")], "at least one serve or ab"),
-    ([serve("stable", 50), serve("stable", 50)], "unique"),
-])
+@pytest.mark.parametrize(
+    ("variants", "message"),
+    [
+        ([serve("stable", 90)], "must sum to 100"),
+        ([serve("stable", 50), serve("b", 50, VariantMode.AB)], "all be `serve`"),
+        (
+            [Variant(name="s", model_version="v", mode=VariantMode.SHADOW, model_uri="/m")],
+            "at least one serve or ab",
+        ),
+        ([serve("stable", 50), serve("stable", 50)], "unique"),
+    ],
+)
 def test_incoherent_tables_are_refused(variants: list[Variant], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         table(*variants)
@@ -129,16 +143,20 @@ def test_a_variant_needs_a_model_uri_or_an_endpoint() -> None:
 
 def test_a_routing_table_file_is_read_and_a_bad_one_is_a_configuration_error(tmp_path: Path) -> None:
     good = tmp_path / "routing.yaml"
-    good.write_text("model_name: card-fraud\nvariants:\n"
-                    "  - {name: stable, model_version: v1, weight: 95, model_uri: /m/v1}\n"
-                    "  - {name: canary, model_version: v2, weight: 5, endpoint: 'http://predictor:8080'}\n")
+    good.write_text(
+        "model_name: card-fraud\nvariants:\n"
+        "  - {name: stable, model_version: v1, weight: 95, model_uri: /m/v1}\n"
+        "  - {name: canary, model_version: v2, weight: 5, endpoint: 'http://predictor:8080'}\n"
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text("variants: [{name: stable, model_version: v1, weight: 50, model_uri: /m}]\n")
 
     loaded = load_routing_table(good)
 
     assert [(v.name, v.weight, v.endpoint) for v in loaded.variants] == [
-        ("stable", 95, None), ("canary", 5, "http://predictor:8080")]
+        ("stable", 95, None),
+        ("canary", 5, "http://predictor:8080"),
+    ]
     with pytest.raises(ConfigurationError, match="weights of deciding variants must sum to 100"):
         load_routing_table(bad)
     with pytest.raises(ConfigurationError, match="cannot read routing table"):

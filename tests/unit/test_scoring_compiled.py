@@ -14,8 +14,15 @@ from fraudops.scoring import COMPILED_TOLERANCE, CompiledForest, Scorer
 
 
 def artifact(booster: xgb.Booster, width: int) -> ModelArtifact:
-    metadata = ModelMetadata(name="card-fraud", version="unit", feature_names=[f"f{i}" for i in range(width)],
-                             feature_version=1, threshold=0.5, threshold_rule="fixed", created_at="now")
+    metadata = ModelMetadata(
+        name="card-fraud",
+        version="unit",
+        feature_names=[f"f{i}" for i in range(width)],
+        feature_version=1,
+        threshold=0.5,
+        threshold_rule="fixed",
+        created_at="now",
+    )
     return ModelArtifact(path=Path("."), metadata=metadata, booster=booster)
 
 
@@ -32,11 +39,16 @@ def booster() -> xgb.Booster:
     """A deep-ish binary:logistic forest trained on data with missing values."""
     features = rows(4000, 12, seed=1)
     labels = (np.nan_to_num(features[:, 0]) * np.nan_to_num(features[:, 3], nan=2.0) > 1.5).astype(int)
-    return xgb.train({"objective": "binary:logistic", "max_depth": 7, "eta": 0.3, "nthread": 1, "base_score": 0.3},
-                     xgb.DMatrix(features, labels, missing=np.nan), num_boost_round=60)
+    return xgb.train(
+        {"objective": "binary:logistic", "max_depth": 7, "eta": 0.3, "nthread": 1, "base_score": 0.3},
+        xgb.DMatrix(features, labels, missing=np.nan),
+        num_boost_round=60,
+    )
 
 
-def test_compiled_trees_score_like_xgboost_on_missing_values_and_exact_thresholds(booster: xgb.Booster) -> None:
+def test_compiled_trees_score_like_xgboost_on_missing_values_and_exact_thresholds(
+    booster: xgb.Booster,
+) -> None:
     features = rows(5000, 12, seed=2)
     # values exactly on split thresholds take the right branch in XGBoost (`x < threshold` is left)
     thresholds = booster.trees_to_dataframe().dropna(subset=["Split"])
@@ -57,17 +69,23 @@ def test_the_scorer_uses_the_compiled_trees_for_any_batch_size(booster: xgb.Boos
     assert scorer.compiled is not None
     for size in (1, 7, 8, 13, 1000):  # blocks of eight rows, and the rows left over
         features = rows(size, 12, seed=size)
-        assert np.max(np.abs(scorer.score(features) - booster.inplace_predict(features))) <= COMPILED_TOLERANCE
+        assert (
+            np.max(np.abs(scorer.score(features) - booster.inplace_predict(features))) <= COMPILED_TOLERANCE
+        )
     assert scorer.score(np.empty((0, 12), dtype=np.float32)).shape == (0,)
 
 
 def test_a_model_with_categorical_splits_is_scored_by_xgboost_itself() -> None:
     generator = np.random.default_rng(5)
-    frame = pd.DataFrame({"kind": pd.Categorical(generator.choice(["a", "b", "c"], 500)),
-                          "amount": generator.random(500)})
+    frame = pd.DataFrame(
+        {"kind": pd.Categorical(generator.choice(["a", "b", "c"], 500)), "amount": generator.random(500)}
+    )
     labels = (frame["kind"] == "b").astype(int)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
-                        xgb.DMatrix(frame, labels, enable_categorical=True), num_boost_round=5)
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "nthread": 1},
+        xgb.DMatrix(frame, labels, enable_categorical=True),
+        num_boost_round=5,
+    )
 
     with pytest.raises(ValueError, match="categorical"):
         CompiledForest(booster)
@@ -84,7 +102,9 @@ def test_reason_codes_are_xgboost_contributions_of_the_features_that_pushed_up(b
     for row, row_reasons in enumerate(reasons):
         top = [i for i in np.argsort(-contributions[row])[:3] if contributions[row, i] > 0]
         assert [r.feature for r in row_reasons] == [f"f{i}" for i in top]
-        assert [r.contribution for r in row_reasons] == pytest.approx([float(contributions[row, i]) for i in top])
+        assert [r.contribution for r in row_reasons] == pytest.approx(
+            [float(contributions[row, i]) for i in top]
+        )
 
 
 def test_compiled_approximate_contributions_equal_xgboosts(booster: xgb.Booster) -> None:
@@ -92,7 +112,9 @@ def test_compiled_approximate_contributions_equal_xgboosts(booster: xgb.Booster)
 
     compiled = CompiledForest(booster).contributions(features)
 
-    expected = booster.predict(xgb.DMatrix(features, missing=np.nan), pred_contribs=True, approx_contribs=True)
+    expected = booster.predict(
+        xgb.DMatrix(features, missing=np.nan), pred_contribs=True, approx_contribs=True
+    )
     assert compiled.shape == expected.shape == (2000, 13)
     np.testing.assert_allclose(compiled, expected, atol=1e-5)
     margins = booster.predict(xgb.DMatrix(features, missing=np.nan), output_margin=True)
@@ -100,16 +122,19 @@ def test_compiled_approximate_contributions_equal_xgboosts(booster: xgb.Booster)
 
 
 def test_fast_reason_codes_come_from_the_compiled_trees_and_match_xgboosts_approximation(
-        booster: xgb.Booster) -> None:
+    booster: xgb.Booster,
+) -> None:
     scorer = Scorer(artifact(booster, 12))
     features = rows(50, 12, seed=8)
 
     reasons = scorer.reasons(features, top_k=3, exact=False)
 
-    contributions = booster.predict(xgb.DMatrix(features, missing=np.nan), pred_contribs=True,
-                                    approx_contribs=True)[:, :-1]
+    contributions = booster.predict(
+        xgb.DMatrix(features, missing=np.nan), pred_contribs=True, approx_contribs=True
+    )[:, :-1]
     for row, row_reasons in enumerate(reasons):
         top = [i for i in np.argsort(-contributions[row])[:3] if contributions[row, i] > 1e-4]
-        assert [r.feature for r in row_reasons][:len(top)] == [f"f{i}" for i in top]
-        assert [r.contribution for r in row_reasons][:len(top)] == pytest.approx(
-            [float(contributions[row, i]) for i in top], abs=1e-5)
+        assert [r.feature for r in row_reasons][: len(top)] == [f"f{i}" for i in top]
+        assert [r.contribution for r in row_reasons][: len(top)] == pytest.approx(
+            [float(contributions[row, i]) for i in top], abs=1e-5
+        )

@@ -48,13 +48,21 @@ def test_env_example_sets_nothing_but_the_defaults(monkeypatch: pytest.MonkeyPat
     assert listed <= set(Settings.model_fields), listed - set(Settings.model_fields)
 
 
-@pytest.mark.parametrize(("variable", "value", "expected"), [
-    ("GATEWAY_RATE_LIMIT", "fast", "GATEWAY_RATE_LIMIT='fast': Value error, not a rate limit"),
-    ("GATEWAY_TRUSTED_PROXIES", "10.0.0.1, proxy.local", "GATEWAY_TRUSTED_PROXIES='10.0.0.1, proxy.local'"),
-    ("FRAUD_THRESHOLD", "1.5", "FRAUD_THRESHOLD='1.5': Input should be less than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("GATEWAY_RATE_LIMIT", "fast", "GATEWAY_RATE_LIMIT='fast': Value error, not a rate limit"),
+        (
+            "GATEWAY_TRUSTED_PROXIES",
+            "10.0.0.1, proxy.local",
+            "GATEWAY_TRUSTED_PROXIES='10.0.0.1, proxy.local'",
+        ),
+        ("FRAUD_THRESHOLD", "1.5", "FRAUD_THRESHOLD='1.5': Input should be less than or equal to 1"),
+    ],
+)
 def test_an_invalid_value_is_one_line_naming_the_variable(
-        monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
     monkeypatch.setenv(variable, value)
 
     with pytest.raises(ConfigurationError) as raised:

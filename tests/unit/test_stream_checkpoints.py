@@ -13,8 +13,12 @@ from fraudops_stream.state import MemoryCheckpoints, PartitionedState
 
 
 def history() -> pd.DataFrame:
-    frame = pd.concat([t.to_pandas() for t in simulate(SimulationConfig(transactions=3000, customers=300, seed=9))])
-    return frame[[c for c in frame.columns if c in TRANSACTION_FIELDS]].sort_values("event_time", kind="stable")
+    frame = pd.concat(
+        [t.to_pandas() for t in simulate(SimulationConfig(transactions=3000, customers=300, seed=9))]
+    )
+    return frame[[c for c in frame.columns if c in TRANSACTION_FIELDS]].sort_values(
+        "event_time", kind="stable"
+    )
 
 
 def advance(state: PartitionedState, part: pd.DataFrame, position: int) -> None:

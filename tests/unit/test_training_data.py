@@ -23,10 +23,14 @@ def history(rows: int = 2_000, frauds: int = 60) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     labels = np.zeros(rows, dtype=int)
     labels[rng.choice(rows, frauds, replace=False)] = 1
-    return pd.DataFrame({
-        "ts": pd.date_range("2026-08-01", periods=rows, freq="17min", tz="UTC").astype(str),
-        "card": [f"k{i % 90}" for i in range(rows)], "amt": rng.lognormal(3, 1, rows).round(2), "label": labels,
-    })
+    return pd.DataFrame(
+        {
+            "ts": pd.date_range("2026-08-01", periods=rows, freq="17min", tz="UTC").astype(str),
+            "card": [f"k{i % 90}" for i in range(rows)],
+            "amt": rng.lognormal(3, 1, rows).round(2),
+            "label": labels,
+        }
+    )
 
 
 MAPPING = "event_time=ts,card_id=card,amount=amt,is_fraud=label"
@@ -41,9 +45,14 @@ def test_the_mapping_renames_columns_and_a_card_can_be_the_entity(tmp_path: Path
 
 
 def test_a_missing_required_column_is_named_with_the_columns_found(tmp_path: Path) -> None:
-    with pytest.raises(RejectedInputError, match=r"required column\(s\) is_fraud not found in data.csv \(it has: ts, card, amt\)"):
-        load_history(write(tmp_path, history().drop(columns="label")), parse_column_mapping(
-            "event_time=ts,card_id=card,amount=amt"))
+    with pytest.raises(
+        RejectedInputError,
+        match=r"required column\(s\) is_fraud not found in data.csv \(it has: ts, card, amt\)",
+    ):
+        load_history(
+            write(tmp_path, history().drop(columns="label")),
+            parse_column_mapping("event_time=ts,card_id=card,amount=amt"),
+        )
 
 
 def test_unparsable_timestamps_are_counted_and_the_first_one_shown(tmp_path: Path) -> None:
@@ -85,7 +94,9 @@ def test_the_cost_rule_picks_the_threshold_with_the_lowest_expected_cost() -> No
 def test_the_precision_rule_keeps_the_lowest_threshold_reaching_the_target() -> None:
     labels = np.array([0, 0, 0, 1, 0, 1, 1])
     scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.8, 0.9])
-    assert choose_threshold(labels, scores, ThresholdRule("precision", target_precision=0.99)) == pytest.approx(0.8)
+    assert choose_threshold(
+        labels, scores, ThresholdRule("precision", target_precision=0.99)
+    ) == pytest.approx(0.8)
 
 
 def test_card_precision_counts_each_card_once_per_day() -> None:

@@ -65,10 +65,14 @@ def parse_column_mapping(text: str | None) -> dict[str, str]:
     allowed = set(TRANSACTION_FIELDS) | {"is_fraud", *OPTIONAL_LABEL_COLUMNS}
     for part in text.split(","):
         if "=" not in part:
-            raise RejectedInputError("--columns", f"{part!r} is not of the form ours=theirs (e.g. amount=amt)")
+            raise RejectedInputError(
+                "--columns", f"{part!r} is not of the form ours=theirs (e.g. amount=amt)"
+            )
         ours, theirs = (piece.strip() for piece in part.split("=", 1))
         if ours not in allowed:
-            raise RejectedInputError("--columns", f"unknown field {ours!r}; known fields: {', '.join(sorted(allowed))}")
+            raise RejectedInputError(
+                "--columns", f"unknown field {ours!r}; known fields: {', '.join(sorted(allowed))}"
+            )
         mapping[theirs] = ours
     return mapping
 
@@ -91,14 +95,22 @@ def load_history(path: Path, mapping: dict[str, str] | None = None) -> tuple[pd.
     missing = [name for name in REQUIRED if name not in frame.columns]
     if missing:
         raise RejectedInputError(
-            "--columns", f"required column(s) {', '.join(missing)} not found in {path.name} "
-            f"(it has: {', '.join(original_columns[:20])}); map them with --columns ours=theirs")
+            "--columns",
+            f"required column(s) {', '.join(missing)} not found in {path.name} "
+            f"(it has: {', '.join(original_columns[:20])}); map them with --columns ours=theirs",
+        )
     frame = _validated(frame, path.name)
     report = DataReport(
-        source=str(path), rows=len(frame), frauds=int(frame["is_fraud"].sum()),
-        start=frame["event_time"].iloc[0], end=frame["event_time"].iloc[-1],
-        columns_used=[c for c in frame.columns if c in set(TRANSACTION_FIELDS) | {"is_fraud", *OPTIONAL_LABEL_COLUMNS}],
-        skipped_families=_skipped_families(frame), fingerprint=_fingerprint(frame),
+        source=str(path),
+        rows=len(frame),
+        frauds=int(frame["is_fraud"].sum()),
+        start=frame["event_time"].iloc[0],
+        end=frame["event_time"].iloc[-1],
+        columns_used=[
+            c for c in frame.columns if c in set(TRANSACTION_FIELDS) | {"is_fraud", *OPTIONAL_LABEL_COLUMNS}
+        ],
+        skipped_families=_skipped_families(frame),
+        fingerprint=_fingerprint(frame),
     )
     return frame, report
 
@@ -109,8 +121,10 @@ def _validated(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     if bad_times.any():
         first = frame.loc[bad_times, "event_time"].iloc[0]
         raise RejectedInputError(
-            "event_time", f"{int(bad_times.sum())} row(s) of {name} have unparsable timestamps (first: {first!r}); "
-            "use ISO 8601 such as 2026-08-01T12:30:00Z")
+            "event_time",
+            f"{int(bad_times.sum())} row(s) of {name} have unparsable timestamps (first: {first!r}); "
+            "use ISO 8601 such as 2026-08-01T12:30:00Z",
+        )
     frame = frame.assign(event_time=times)
     labels = pd.to_numeric(frame["is_fraud"], errors="coerce")
     if labels.isna().any() or not labels.isin([0, 1]).all():
@@ -123,10 +137,14 @@ def _validated(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     frauds = int(frame["is_fraud"].sum())
     if frauds < MIN_FRAUDS:
         raise RejectedInputError(
-            "is_fraud", f"{name} has only {frauds} fraud label(s); at least {MIN_FRAUDS} are needed to train and "
-            "evaluate honestly")
+            "is_fraud",
+            f"{name} has only {frauds} fraud label(s); at least {MIN_FRAUDS} are needed to train and "
+            "evaluate honestly",
+        )
     if frame["customer_id"].isna().any():
-        raise RejectedInputError("customer_id", f"{int(frame['customer_id'].isna().sum())} row(s) have no entity id")
+        raise RejectedInputError(
+            "customer_id", f"{int(frame['customer_id'].isna().sum())} row(s) have no entity id"
+        )
     frame["customer_id"] = frame["customer_id"].astype(str)
     if "transaction_id" not in frame.columns:
         frame["transaction_id"] = [f"row-{i}" for i in range(len(frame))]

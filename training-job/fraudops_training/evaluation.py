@@ -23,10 +23,14 @@ class ThresholdRule:
 
     def describe(self) -> str:
         if self.kind == "precision":
-            return (f"lowest threshold whose validation precision reaches {self.target_precision:.0%} "
-                    "(most frauds caught at that precision)")
-        return (f"minimum expected cost on the validation window, with a missed fraud costing "
-                f"{self.cost_missed_fraud:g} and a false alert {self.cost_false_alert:g}")
+            return (
+                f"lowest threshold whose validation precision reaches {self.target_precision:.0%} "
+                "(most frauds caught at that precision)"
+            )
+        return (
+            f"minimum expected cost on the validation window, with a missed fraud costing "
+            f"{self.cost_missed_fraud:g} and a false alert {self.cost_false_alert:g}"
+        )
 
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray, rule: ThresholdRule) -> float:
@@ -84,7 +88,9 @@ def recall_at_fpr(labels: np.ndarray, scores: np.ndarray, max_fpr: float) -> flo
     return float(tpr[allowed].max()) if allowed.any() else 0.0
 
 
-def card_precision_at_k(days: pd.Series, cards: pd.Series, labels: np.ndarray, scores: np.ndarray, k: int) -> float:
+def card_precision_at_k(
+    days: pd.Series, cards: pd.Series, labels: np.ndarray, scores: np.ndarray, k: int
+) -> float:
     """Mean over days of the share of frauded cards among the day's k highest-scoring cards.
 
     A card counts once per day (its highest score, fraudulent if any of its transactions was):
@@ -99,8 +105,15 @@ def card_precision_at_k(days: pd.Series, cards: pd.Series, labels: np.ndarray, s
     return float(np.mean(precisions)) if precisions else 0.0
 
 
-def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float, rule: ThresholdRule, days: pd.Series,
-             cards: pd.Series, review_capacity: int = 100) -> Metrics:
+def evaluate(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    rule: ThresholdRule,
+    days: pd.Series,
+    cards: pd.Series,
+    review_capacity: int = 100,
+) -> Metrics:
     labels = labels.astype(np.int64)
     flagged = scores >= threshold
     tp = int((flagged & (labels == 1)).sum())
@@ -113,17 +126,25 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float, rule: Thr
     return Metrics(
         roc_auc=float(roc_auc_score(labels, scores)),
         average_precision=float(average_precision_score(labels, scores)),
-        precision=precision, recall=recall, f1=f1, threshold=float(threshold),
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        threshold=float(threshold),
         recall_at_fpr_0_1pct=recall_at_fpr(labels, scores, 0.001),
         recall_at_fpr_1pct=recall_at_fpr(labels, scores, 0.01),
         card_precision_at_k=card_precision_at_k(days, cards, labels, scores, review_capacity),
         review_capacity_k=review_capacity,
-        expected_cost=float(cost), expected_cost_per_1k=float(cost / len(labels) * 1000),
-        alerts=int(flagged.sum()), frauds=int(labels.sum()), transactions=len(labels),
+        expected_cost=float(cost),
+        expected_cost_per_1k=float(cost / len(labels) * 1000),
+        alerts=int(flagged.sum()),
+        frauds=int(labels.sum()),
+        transactions=len(labels),
     )
 
 
-def recall_by_pattern(patterns: pd.Series, labels: np.ndarray, scores: np.ndarray, threshold: float) -> pd.DataFrame:
+def recall_by_pattern(
+    patterns: pd.Series, labels: np.ndarray, scores: np.ndarray, threshold: float
+) -> pd.DataFrame:
     """Per fraud pattern: how many frauds, how many caught at the threshold, and the recall."""
     frauds = pd.DataFrame({"pattern": patterns.to_numpy(), "caught": scores >= threshold})[labels == 1]
     table = frauds.groupby("pattern").agg(frauds=("caught", "size"), caught=("caught", "sum"))

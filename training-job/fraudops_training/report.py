@@ -54,8 +54,13 @@ def _pr_roc(inputs: ReportInputs) -> str:
         pr.plot(c["recall"], c["precision"], label=f"{name} (AP {ap:.3f})", color=COLOURS.get(name))
         roc.plot(c["fpr"], c["tpr"], label=f"{name} (AUC {auc:.3f})", color=COLOURS.get(name))
     pr.set(xlabel="recall", ylabel="precision", title="Precision–recall (held-out window)", ylim=(0, 1.02))
-    roc.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC (log FPR)", xscale="log",
-            xlim=(1e-5, 1))
+    roc.set(
+        xlabel="false-positive rate",
+        ylabel="true-positive rate",
+        title="ROC (log FPR)",
+        xscale="log",
+        xlim=(1e-5, 1),
+    )
     for axis in (pr, roc):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8, loc="lower left" if axis is pr else "lower right")
@@ -69,7 +74,9 @@ def _score_distribution(inputs: ReportInputs) -> str:
     axis.hist(scores[inputs.labels == 0], bins=bins, alpha=0.6, label="legitimate", color="#4c9f70", log=True)
     axis.hist(scores[inputs.labels == 1], bins=bins, alpha=0.7, label="fraud", color="#c0392b", log=True)
     axis.axvline(inputs.threshold, color="black", linestyle="--", label=f"threshold {inputs.threshold:.3f}")
-    axis.set(xlabel="fraud probability", ylabel="transactions (log)", title="Score distribution (held-out window)")
+    axis.set(
+        xlabel="fraud probability", ylabel="transactions (log)", title="Score distribution (held-out window)"
+    )
     axis.legend(fontsize=8)
     return _png(figure)
 
@@ -90,7 +97,9 @@ def _per_pattern(inputs: ReportInputs) -> str | None:
     axis.barh(table.index, table["recall"], color="#8e44ad")
     for position, (recall, frauds) in enumerate(zip(table["recall"], table["frauds"], strict=True)):
         axis.text(1.02, position, f"{recall:.0%} of {frauds}", va="center", fontsize=8)
-    axis.set(xlim=(0, 1), xlabel="recall at the threshold", title="Recall per fraud pattern (held-out window)")
+    axis.set(
+        xlim=(0, 1), xlabel="recall at the threshold", title="Recall per fraud pattern (held-out window)"
+    )
     axis.spines[["right", "top"]].set_visible(False)
     return _png(figure)
 
@@ -102,8 +111,14 @@ def _optuna_history(inputs: ReportInputs) -> str:
     pruned = trials[trials["state"] == "PRUNED"]
     axis.scatter(complete["number"], complete["value"], s=18, label="completed trial", color=COLOURS["model"])
     if len(pruned):
-        axis.scatter(pruned["number"], np.full(len(pruned), complete["value"].min()), marker="x", s=18,
-                     color="#999", label="pruned / interrupted")
+        axis.scatter(
+            pruned["number"],
+            np.full(len(pruned), complete["value"].min()),
+            marker="x",
+            s=18,
+            color="#999",
+            label="pruned / interrupted",
+        )
     axis.plot(complete["number"], complete["value"].cummax(), color="black", label="best so far")
     axis.set(xlabel="trial", ylabel="validation average precision", title="Optuna search history")
     axis.grid(alpha=0.3)
@@ -127,9 +142,16 @@ def _fmt(value: Any) -> str:
 
 
 METRIC_COLUMNS = [
-    ("average_precision", "AP (PR-AUC)"), ("roc_auc", "ROC-AUC"), ("precision", "precision"), ("recall", "recall"),
-    ("f1", "F1"), ("recall_at_fpr_0_1pct", "recall @ 0.1% FPR"), ("recall_at_fpr_1pct", "recall @ 1% FPR"),
-    ("card_precision_at_k", "card precision@k/day"), ("expected_cost", "expected cost"), ("alerts", "alerts"),
+    ("average_precision", "AP (PR-AUC)"),
+    ("roc_auc", "ROC-AUC"),
+    ("precision", "precision"),
+    ("recall", "recall"),
+    ("f1", "F1"),
+    ("recall_at_fpr_0_1pct", "recall @ 0.1% FPR"),
+    ("recall_at_fpr_1pct", "recall @ 1% FPR"),
+    ("card_precision_at_k", "card precision@k/day"),
+    ("expected_cost", "expected cost"),
+    ("alerts", "alerts"),
     ("threshold", "threshold"),
 ]
 
@@ -137,18 +159,30 @@ METRIC_COLUMNS = [
 def write_report(folder: Path, inputs: ReportInputs) -> Path:
     """Write report.html and metrics.json into `folder`; returns the HTML path."""
     folder.mkdir(parents=True, exist_ok=True)
-    images = {"Precision–recall and ROC": _pr_roc(inputs), "Score distribution": _score_distribution(inputs),
-              "Feature importance": _importance(inputs), "Optuna history": _optuna_history(inputs)}
+    images = {
+        "Precision–recall and ROC": _pr_roc(inputs),
+        "Score distribution": _score_distribution(inputs),
+        "Feature importance": _importance(inputs),
+        "Optuna history": _optuna_history(inputs),
+    }
     pattern_png = _per_pattern(inputs)
     if pattern_png:
         images["Recall per fraud pattern"] = pattern_png
-    summary_rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in inputs.summary.items())
-    skipped = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in inputs.skipped_families.items())
-    figures = "".join(f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="data:image/png;base64,{png}">'
-                      for t, png in images.items())
+    summary_rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in inputs.summary.items()
+    )
+    skipped = "".join(
+        f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in inputs.skipped_families.items()
+    )
+    figures = "".join(
+        f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="data:image/png;base64,{png}">'
+        for t, png in images.items()
+    )
     pattern_table = ""
     if inputs.per_pattern is not None and not inputs.per_pattern.empty:
-        pattern_table = "<h2>Per-pattern recall</h2>" + inputs.per_pattern.to_html(float_format=lambda x: f"{x:.3f}")
+        pattern_table = "<h2>Per-pattern recall</h2>" + inputs.per_pattern.to_html(
+            float_format=lambda x: f"{x:.3f}"
+        )
     page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(inputs.title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ddd;padding:4px 8px;text-align:right}}
@@ -166,8 +200,12 @@ th{{background:#f5f5f5;text-align:left}}img{{max-width:100%;border:1px solid #ee
     path.write_text(page)
     document = {
         "summary": {k: (str(v) if not isinstance(v, int | float) else v) for k, v in inputs.summary.items()},
-        "threshold_rule": inputs.threshold_rule, "threshold": inputs.threshold, "metrics": inputs.metrics,
-        "per_pattern": None if inputs.per_pattern is None else inputs.per_pattern.reset_index().to_dict("records"),
+        "threshold_rule": inputs.threshold_rule,
+        "threshold": inputs.threshold,
+        "metrics": inputs.metrics,
+        "per_pattern": None
+        if inputs.per_pattern is None
+        else inputs.per_pattern.reset_index().to_dict("records"),
         "skipped_families": inputs.skipped_families,
     }
     (folder / "metrics.json").write_text(json.dumps(document, indent=2, default=float))

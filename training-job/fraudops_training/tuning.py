@@ -45,8 +45,13 @@ class Sample:
     weights: np.ndarray
 
     def dmatrix(self, feature_names: list[str]) -> xgb.DMatrix:
-        return xgb.DMatrix(self.features, label=self.labels, weight=self.weights, feature_names=feature_names,
-                           nthread=BASE_PARAMS["nthread"])
+        return xgb.DMatrix(
+            self.features,
+            label=self.labels,
+            weight=self.weights,
+            feature_names=feature_names,
+            nthread=BASE_PARAMS["nthread"],
+        )
 
 
 def negative_sample(features: np.ndarray, labels: np.ndarray, rate: float, seed: int) -> Sample:
@@ -96,15 +101,24 @@ class TuningResult:
     seconds: float
 
 
-def tune(train: Sample, valid_features: np.ndarray, valid_labels: np.ndarray, feature_names: list[str], *,
-         trials: int, timeout_s: float, seed: int,
-         on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None) -> TuningResult:
+def tune(
+    train: Sample,
+    valid_features: np.ndarray,
+    valid_labels: np.ndarray,
+    feature_names: list[str],
+    *,
+    trials: int,
+    timeout_s: float,
+    seed: int,
+    on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> TuningResult:
     """Search hyper-parameters by validation average precision; returns the best and its validation scores."""
     started = time.monotonic()
     deadline = started + timeout_s
     dtrain = train.dmatrix(feature_names)
-    dvalid = xgb.DMatrix(valid_features, label=valid_labels, feature_names=feature_names,
-                         nthread=BASE_PARAMS["nthread"])
+    dvalid = xgb.DMatrix(
+        valid_features, label=valid_labels, feature_names=feature_names, nthread=BASE_PARAMS["nthread"]
+    )
     # The per-round evaluation (early stopping, pruning) runs on every fraud and a weighted quarter of
     # the legitimate rows: the same expected AUC-PR at a quarter of the cost. Each finished trial is
     # still scored on the whole validation window.
@@ -117,8 +131,12 @@ def tune(train: Sample, valid_features: np.ndarray, valid_labels: np.ndarray, fe
         params = {**BASE_PARAMS, **suggest_params(trial), "seed": seed}
         stopper = _Deadline(deadline)
         booster = xgb.train(
-            params, dtrain, num_boost_round=MAX_ROUNDS, evals=[(deval, "validation")],
-            early_stopping_rounds=EARLY_STOPPING_ROUNDS, verbose_eval=False,
+            params,
+            dtrain,
+            num_boost_round=MAX_ROUNDS,
+            evals=[(deval, "validation")],
+            early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+            verbose_eval=False,
             callbacks=[XGBoostPruningCallback(trial, "validation-aucpr"), stopper],
         )
         if stopper.hit:
@@ -142,14 +160,24 @@ def tune(train: Sample, valid_features: np.ndarray, valid_labels: np.ndarray, fe
     study.optimize(objective, n_trials=trials, timeout=timeout_s, callbacks=callbacks, catch=())
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not completed:
-        raise RuntimeError(f"no Optuna trial completed within the {timeout_s:.0f} s budget; give it more time")
+        raise RuntimeError(
+            f"no Optuna trial completed within the {timeout_s:.0f} s budget; give it more time"
+        )
     return TuningResult(
-        study=study, best_params=study.best_params, best_rounds=int(study.best_trial.user_attrs["rounds"]),
-        best_validation_ap=float(study.best_value), validation_scores=best["scores"],
-        interrupted_trials=interrupted, seconds=time.monotonic() - started,
+        study=study,
+        best_params=study.best_params,
+        best_rounds=int(study.best_trial.user_attrs["rounds"]),
+        best_validation_ap=float(study.best_value),
+        validation_scores=best["scores"],
+        interrupted_trials=interrupted,
+        seconds=time.monotonic() - started,
     )
 
 
-def fit(sample: Sample, feature_names: list[str], params: dict[str, Any], rounds: int, seed: int) -> xgb.Booster:
+def fit(
+    sample: Sample, feature_names: list[str], params: dict[str, Any], rounds: int, seed: int
+) -> xgb.Booster:
     """Train the final booster with the chosen parameters and number of rounds."""
-    return xgb.train({**BASE_PARAMS, **params, "seed": seed}, sample.dmatrix(feature_names), num_boost_round=rounds)
+    return xgb.train(
+        {**BASE_PARAMS, **params, "seed": seed}, sample.dmatrix(feature_names), num_boost_round=rounds
+    )

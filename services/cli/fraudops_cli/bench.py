@@ -11,8 +11,9 @@ from rich.table import Table
 
 from fraudops.config import Settings, get_settings
 
-app = typer.Typer(help="Benchmarks: numbers as JSON and a markdown table (loadtest/results/).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Benchmarks: numbers as JSON and a markdown table (loadtest/results/).", no_args_is_help=True
+)
 console = Console(highlight=False)
 
 
@@ -27,8 +28,9 @@ def _show(measurement) -> None:  # type: ignore[no-untyped-def]
     for key, value in measurement.numbers.items():
         mark = {True: "[green]✓[/]", False: "[red]✗[/]"}.get(verdicts.get(key), "")
         shown = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
-        table.add_row(key, f"{shown} {measurement.units.get(key, '')}",
-                      f"{measurement.targets.get(key, '')} {mark}")
+        table.add_row(
+            key, f"{shown} {measurement.units.get(key, '')}", f"{measurement.targets.get(key, '')} {mark}"
+        )
     console.print(table)
     console.print(f"[dim]→ {path}[/]")
 
@@ -62,9 +64,15 @@ def _stack_and_model(what: str) -> tuple[Settings, str]:
 
 @app.command()
 def stream(
-    transactions: Annotated[int, typer.Option(min=1000, help="Pre-loaded transactions for the drain.")] = 300_000,
-    customers: Annotated[int, typer.Option(min=100, help="Customers in the drain (state held in memory).")] = 100_000,
-    rate: Annotated[int, typer.Option(min=100, help="Offered load for the latency run, transactions/s.")] = 2000,
+    transactions: Annotated[
+        int, typer.Option(min=1000, help="Pre-loaded transactions for the drain.")
+    ] = 300_000,
+    customers: Annotated[
+        int, typer.Option(min=100, help="Customers in the drain (state held in memory).")
+    ] = 100_000,
+    rate: Annotated[
+        int, typer.Option(min=100, help="Offered load for the latency run, transactions/s.")
+    ] = 2000,
     seconds: Annotated[int, typer.Option(min=5, help="Duration of the latency run.")] = 60,
 ) -> None:
     """One consumer: drain throughput and memory, then latency at a fixed offered load."""

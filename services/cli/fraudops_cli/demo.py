@@ -34,9 +34,11 @@ console = Console(highlight=False)
 PREDICTOR_PORT = 8081
 GATEWAY_PORT = 8000
 METRICS_PORT = 9102
-SAMPLE = ('{"customer_id": "C000000042", "amount": 1899.0, "merchant_category": "electronics", '
-          '"channel": "WEB", "transaction_type": "PURCHASE", "is_international": true, "country": "NG", '
-          '"device_id": "dev-new-1", "ip_address": "198.51.100.23"}')
+SAMPLE = (
+    '{"customer_id": "C000000042", "amount": 1899.0, "merchant_category": "electronics", '
+    '"channel": "WEB", "transaction_type": "PURCHASE", "is_international": true, "country": "NG", '
+    '"device_id": "dev-new-1", "ip_address": "198.51.100.23"}'
+)
 
 
 @dataclass
@@ -90,8 +92,11 @@ def _scrape(url: str) -> dict[str, Any]:
         for sample in family.samples:
             if sample.name == "fraudops_consumer_end_to_end_seconds_bucket":
                 samples["buckets"].append((float(sample.labels["le"]), sample.value))
-            elif sample.name in ("fraudops_consumer_records_total", "fraudops_consumer_alerts_total",
-                                 "fraudops_consumer_dead_lettered_total"):
+            elif sample.name in (
+                "fraudops_consumer_records_total",
+                "fraudops_consumer_alerts_total",
+                "fraudops_consumer_dead_lettered_total",
+            ):
                 samples[sample.name] = sample.value
             elif sample.name == "fraudops_consumer_lag_records":
                 samples["lag"] = samples.get("lag", 0) + sample.value
@@ -119,7 +124,9 @@ class RunProgress:
     """What this run's consumer has done: durable records (its group's committed offsets), the
     decisions on the simulated frauds, and the alerts raised since the run began."""
 
-    def __init__(self, settings: Settings, topic: str, group: str, partitions: int, started_at: datetime) -> None:
+    def __init__(
+        self, settings: Settings, topic: str, group: str, partitions: int, started_at: datetime
+    ) -> None:
         self.settings = settings
         self.topic, self.group, self.partitions = topic, group, partitions
         self.alerts_since = started_at
@@ -129,7 +136,9 @@ class RunProgress:
     def stored(self) -> int:
         from fraudops_stream.consumer import committed_records
 
-        return committed_records(self.settings.kafka_bootstrap_servers, self.group, self.topic, self.partitions)
+        return committed_records(
+            self.settings.kafka_bootstrap_servers, self.group, self.topic, self.partitions
+        )
 
     def frauds(self, truth: Truth) -> tuple[Counter[str], Counter[str], int]:
         """Caught and missed frauds by pattern, and alerts raised on legitimate transactions."""
@@ -140,17 +149,24 @@ class RunProgress:
         undecided = [transaction_id for transaction_id in frauds if transaction_id not in self.decided]
         with psycopg.connect(self.settings.db_url, connect_timeout=2) as conn:
             for transaction_id, created_at in conn.execute(
-                    "SELECT transaction_id, created_at FROM alerts WHERE created_at >= %s", (self.alerts_since,)):
+                "SELECT transaction_id, created_at FROM alerts WHERE created_at >= %s", (self.alerts_since,)
+            ):
                 self.alerted.add(transaction_id)
                 self.alerts_since = max(self.alerts_since, created_at)
-            self.decided.update(row[0] for row in conn.execute(
-                "SELECT transaction_id FROM decisions WHERE NOT shadow AND transaction_id = ANY(%s)", (undecided,)))
+            self.decided.update(
+                row[0]
+                for row in conn.execute(
+                    "SELECT transaction_id FROM decisions WHERE NOT shadow AND transaction_id = ANY(%s)",
+                    (undecided,),
+                )
+            )
         caught: Counter[str] = Counter()
         missed: Counter[str] = Counter()
         for transaction_id, pattern in frauds.items():
             if transaction_id in self.decided:
                 (caught if transaction_id in self.alerted else missed)[pattern] += 1
         return caught, missed, len(self.alerted - set(frauds))
+
 
 def _demo_topic(settings: Settings) -> tuple[str, str]:
     """A topic and consumer group for this run only (created now; the topic is deleted at the end)."""
@@ -167,13 +183,22 @@ def _demo_topic(settings: Settings) -> tuple[str, str]:
 def _delete_topic(settings: Settings, topic: str) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})  # alive until the futures end
+    admin = AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    )  # alive until the futures end
     for future in admin.delete_topics([topic], operation_timeout=30).values():
         future.result(timeout=30)
 
 
-def _view(truth: Truth, started: float, metrics: dict[str, Any], stored: int,
-          caught: Counter[str], missed: Counter[str], false_alerts: int) -> Group:
+def _view(
+    truth: Truth,
+    started: float,
+    metrics: dict[str, Any],
+    stored: int,
+    caught: Counter[str],
+    missed: Counter[str],
+    false_alerts: int,
+) -> Group:
     elapsed = max(time.monotonic() - started, 1e-6)
     summary = Table(box=None, show_header=False)
     summary.add_column(style="bold")
@@ -182,8 +207,10 @@ def _view(truth: Truth, started: float, metrics: dict[str, Any], stored: int,
     latency = " / ".join("–" if v is None else f"{v * 1000:,.0f}" for v in p.values())
     alerts = int(metrics.get("fraudops_consumer_alerts_total", 0))
     for label, value in [
-        ("produced", f"{truth.produced:,}"), ("stored (decided)", f"{stored:,}"),
-        ("consumer lag", f"{int(metrics.get('lag', 0)):,}"), ("throughput", f"{stored / elapsed:,.0f} tx/s"),
+        ("produced", f"{truth.produced:,}"),
+        ("stored (decided)", f"{stored:,}"),
+        ("consumer lag", f"{int(metrics.get('lag', 0)):,}"),
+        ("throughput", f"{stored / elapsed:,.0f} tx/s"),
         ("alerts", f"{alerts:,} ({false_alerts:,} on legitimate transactions)"),
         ("dead-lettered", f"{int(metrics.get('fraudops_consumer_dead_lettered_total', 0)):,}"),
         ("latency p50 / p95 / p99", f"{latency} ms (Kafka → stored decision)"),
@@ -194,22 +221,34 @@ def _view(truth: Truth, started: float, metrics: dict[str, Any], stored: int,
         patterns.add_column(column, justify="left" if column == "pattern" else "right")
     for pattern in sorted(set(caught) | set(missed)):
         total = caught[pattern] + missed[pattern]
-        patterns.add_row(pattern, str(caught[pattern]), str(missed[pattern]),
-                         f"{caught[pattern] / total:.0%}" if total else "–")
+        patterns.add_row(
+            pattern,
+            str(caught[pattern]),
+            str(missed[pattern]),
+            f"{caught[pattern] / total:.0%}" if total else "–",
+        )
     total_caught, total_missed = sum(caught.values()), sum(missed.values())
     if total_caught + total_missed:
-        patterns.add_row("[bold]all[/]", f"[bold]{total_caught}[/]", f"[bold]{total_missed}[/]",
-                         f"[bold]{total_caught / (total_caught + total_missed):.0%}[/]")
+        patterns.add_row(
+            "[bold]all[/]",
+            f"[bold]{total_caught}[/]",
+            f"[bold]{total_missed}[/]",
+            f"[bold]{total_caught / (total_caught + total_missed):.0%}[/]",
+        )
     return Group(summary, patterns)
 
 
 def demo(
     rate: Annotated[int, typer.Option(min=100, help="Simulated transactions per second.")] = 2000,
     duration: Annotated[int, typer.Option(min=5, help="Seconds of simulated traffic.")] = 60,
-    keep_running: Annotated[bool, typer.Option(help="Leave predictor, gateway and consumer running.")] = False,
+    keep_running: Annotated[
+        bool, typer.Option(help="Leave predictor, gateway and consumer running.")
+    ] = False,
     gateway_port: Annotated[int, typer.Option(min=1, max=65535)] = GATEWAY_PORT,
     predictor_port: Annotated[int, typer.Option(min=1, max=65535)] = PREDICTOR_PORT,
-    metrics_port: Annotated[int, typer.Option(min=1, max=65535, help="The consumer's metrics.")] = METRICS_PORT,
+    metrics_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="The consumer's metrics.")
+    ] = METRICS_PORT,
 ) -> None:
     """Run the whole pipeline locally and watch it work."""
     from fraudops_infra.processes import read_pid, stop_tree
@@ -229,13 +268,27 @@ def demo(
     started_at = datetime.now(UTC)
     topic, group = _demo_topic(settings)
     console.print(f"[green]✓[/] topic     {topic} (consumer group {group})")
-    env = {**os.environ, "MODEL_PATH": model_uri, "LOG_FORMAT": "json", "BATCH_SIZE": "2000",
-           "TRANSACTIONS_TOPIC": topic, "CONSUMER_GROUP": group}
+    env = {
+        **os.environ,
+        "MODEL_PATH": model_uri,
+        "LOG_FORMAT": "json",
+        "BATCH_SIZE": "2000",
+        "TRANSACTIONS_TOPIC": topic,
+        "CONSUMER_GROUP": group,
+    }
     python = sys.executable
     services = {
         "predictor": [python, "-m", "fraudops_cli.main", "serve", "predictor", "--port", str(predictor_port)],
         "gateway": [python, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(gateway_port)],
-        "consumer": [python, "-m", "fraudops_cli.main", "stream", "consume", "--metrics-port", str(metrics_port)],
+        "consumer": [
+            python,
+            "-m",
+            "fraudops_cli.main",
+            "stream",
+            "consume",
+            "--metrics-port",
+            str(metrics_port),
+        ],
     }
     for name in services:  # a previous demo's processes, if any, make way
         pid = read_pid(run_dir / f"{name}.pid")
@@ -245,25 +298,46 @@ def demo(
     progress = RunProgress(settings, topic, group, settings.transactions_partitions, started_at)
     try:
         with console.status("waiting for the predictor, the gateway and the consumer…"):
-            _wait_http(f"http://127.0.0.1:{predictor_port}/v2/health/ready", "predictor", 90,
-                       run_dir / "predictor.log")
-            _wait_http(f"http://127.0.0.1:{gateway_port}/health/ready", "gateway", 90, run_dir / "gateway.log")
+            _wait_http(
+                f"http://127.0.0.1:{predictor_port}/v2/health/ready",
+                "predictor",
+                90,
+                run_dir / "predictor.log",
+            )
+            _wait_http(
+                f"http://127.0.0.1:{gateway_port}/health/ready", "gateway", 90, run_dir / "gateway.log"
+            )
             _wait_http(f"http://127.0.0.1:{metrics_port}/metrics", "consumer", 90, run_dir / "consumer.log")
-        console.print(f"[green]✓[/] predictor http://127.0.0.1:{predictor_port}  gateway "
-                      f"http://127.0.0.1:{gateway_port}  consumer metrics http://127.0.0.1:{metrics_port}/metrics")
+        console.print(
+            f"[green]✓[/] predictor http://127.0.0.1:{predictor_port}  gateway "
+            f"http://127.0.0.1:{gateway_port}  consumer metrics http://127.0.0.1:{metrics_port}/metrics"
+        )
 
         truth = Truth()
         config = {**PRODUCER_DEFAULTS, "bootstrap.servers": settings.kafka_bootstrap_servers}
         check_broker(config, topic)
-        simulation = SimulationConfig(transactions=rate * duration, customers=max(rate * duration // 60, 1000),
-                                      days=30, seed=int(time.time()) % 10_000)
+        simulation = SimulationConfig(
+            transactions=rate * duration,
+            customers=max(rate * duration // 60, 1000),
+            days=30,
+            seed=int(time.time()) % 10_000,
+        )
 
         def produced(count: int) -> None:
             truth.produced = count
 
-        publisher = threading.Thread(target=publish, daemon=True, kwargs={
-            "tables": simulate(simulation), "config": config, "topic": topic,
-            "rate": rate, "on_progress": produced, "on_published": truth.add})
+        publisher = threading.Thread(
+            target=publish,
+            daemon=True,
+            kwargs={
+                "tables": simulate(simulation),
+                "config": config,
+                "topic": topic,
+                "rate": rate,
+                "on_progress": produced,
+                "on_published": truth.add,
+            },
+        )
         started = time.monotonic()
         publisher.start()
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -281,10 +355,16 @@ def demo(
         console.rule("final report")
         console.print(_view(truth, started, _scrape(metrics_url), progress.stored(), *progress.frauds(truth)))
         console.print("\nA synchronous decision from the gateway:")
-        console.print(f"  curl -s -X POST http://127.0.0.1:{gateway_port}/predict "
-                      f"-H 'Content-Type: application/json' -d '{SAMPLE}'", soft_wrap=True)
-        request = urllib.request.Request(f"http://127.0.0.1:{gateway_port}/predict", data=SAMPLE.encode(),
-                                         headers={"Content-Type": "application/json"})
+        console.print(
+            f"  curl -s -X POST http://127.0.0.1:{gateway_port}/predict "
+            f"-H 'Content-Type: application/json' -d '{SAMPLE}'",
+            soft_wrap=True,
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{gateway_port}/predict",
+            data=SAMPLE.encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=5) as response:
             console.print(f"  → {response.read().decode()}", soft_wrap=True)
     finally:
@@ -293,7 +373,11 @@ def demo(
                 stop_tree(pid)
                 (run_dir / f"{name}.pid").unlink(missing_ok=True)
             _delete_topic(settings, topic)
-            console.print(f"[dim]services stopped; logs in {run_dir}. PostgreSQL and Kafka keep running: "
-                          "`fraudops infra down` stops them.[/]")
+            console.print(
+                f"[dim]services stopped; logs in {run_dir}. PostgreSQL and Kafka keep running: "
+                "`fraudops infra down` stops them.[/]"
+            )
         else:
-            console.print(f"[dim]services keep running (pids in {run_dir}); `fraudops infra down` stops the infra.[/]")
+            console.print(
+                f"[dim]services keep running (pids in {run_dir}); `fraudops infra down` stops the infra.[/]"
+            )

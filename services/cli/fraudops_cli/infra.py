@@ -10,8 +10,9 @@ from rich.console import Console
 from fraudops.config import get_settings
 from fraudops_infra.stack import LocalStack
 
-app = typer.Typer(help="Local PostgreSQL and Kafka on loopback (installed and started on demand).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Local PostgreSQL and Kafka on loopback (installed and started on demand).", no_args_is_help=True
+)
 console = Console(highlight=False)
 
 
@@ -28,8 +29,13 @@ def up() -> None:
 
 @app.command()
 def down(
-    delete_data: Annotated[bool, typer.Option(help="Also delete the databases and Kafka's data (the "
-                                                   "PostgreSQL cluster may live outside the run folder).")] = False,
+    delete_data: Annotated[
+        bool,
+        typer.Option(
+            help="Also delete the databases and Kafka's data (the "
+            "PostgreSQL cluster may live outside the run folder)."
+        ),
+    ] = False,
 ) -> None:
     """Stop everything `infra up` started (its data stays, unless --delete-data)."""
     for name, outcome in LocalStack(get_settings()).down(delete_data):

@@ -15,8 +15,10 @@ def ensure_model(settings: Settings, console: Console) -> str:
     try:
         return str(load_artifact(settings.model_path).path)
     except ConfigurationError:
-        console.print(f"[yellow]no model at {settings.model_path}[/]: training one on simulated history "
-                      "(about 3 minutes)")
+        console.print(
+            f"[yellow]no model at {settings.model_path}[/]: training one on simulated history "
+            "(about 3 minutes)"
+        )
     from fraudops_simulator import SimulationConfig, simulate, write_tables
     from fraudops_training.pipeline import TrainingConfig, run_training
 

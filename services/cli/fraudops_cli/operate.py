@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="The Kubernetes operator: FraudModel rollouts and TrainingRun jobs.", no_args_is_help=True)
+app = typer.Typer(
+    help="The Kubernetes operator: FraudModel rollouts and TrainingRun jobs.", no_args_is_help=True
+)
 
 
 @app.callback()
@@ -16,10 +18,16 @@ def operator() -> None:
 
 @app.command()
 def run(
-    namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n",
-        help="Watch only this namespace (repeatable). Default: all namespaces.")] = None,
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--namespace", "-n", help="Watch only this namespace (repeatable). Default: all namespaces."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="Log every handler call.")] = False,
-    liveness: Annotated[str | None, typer.Option(help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz.")] = None,
+    liveness: Annotated[
+        str | None, typer.Option(help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz.")
+    ] = None,
 ) -> None:
     """Reconcile FraudModels and TrainingRuns against the current kubeconfig context (or in-cluster
     credentials) until interrupted. Tick and resync: FRAUDOPS_OPERATOR_TICK_S, FRAUDOPS_OPERATOR_RESYNC_S."""

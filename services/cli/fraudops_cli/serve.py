@@ -14,7 +14,9 @@ app = typer.Typer(help="Serve models: the KServe predictor and the /predict gate
 
 @app.command()
 def predictor(
-    model_uri: Annotated[str | None, typer.Option(help="Artifact folder or storage URI (default: MODEL_PATH).")] = None,
+    model_uri: Annotated[
+        str | None, typer.Option(help="Artifact folder or storage URI (default: MODEL_PATH).")
+    ] = None,
     name: Annotated[str, typer.Option(help="Model name in the KServe URL paths.")] = "card-fraud",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8081,
 ) -> None:

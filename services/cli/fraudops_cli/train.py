@@ -22,29 +22,109 @@ console = Console(stderr=True, highlight=False)
 
 
 def train(
-    data: Annotated[Path, typer.Option(envvar="FRAUDOPS_TRAIN_DATA", help="Labelled history: .csv or .parquet (e.g. from `fraudops simulate`).")],
-    columns: Annotated[str | None, typer.Option(envvar="FRAUDOPS_TRAIN_COLUMNS",
-        help="Column mapping ours=theirs, comma-separated, e.g. event_time=ts,customer_id=card,is_fraud=label")] = None,
-    output: Annotated[Path, typer.Option(envvar="FRAUDOPS_TRAIN_OUTPUT", help="Artifact root; the model lands in <output>/<name>/<version>.")] = Path(
-        "artifacts/models"),
-    name: Annotated[str, typer.Option(envvar="FRAUDOPS_TRAIN_NAME", help="Model name (registry key).")] = "card-fraud",
-    version: Annotated[str | None, typer.Option(envvar="FRAUDOPS_TRAIN_VERSION", help="Model version (default: a UTC timestamp).")] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_DATA",
+            help="Labelled history: .csv or .parquet (e.g. from `fraudops simulate`).",
+        ),
+    ],
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_COLUMNS",
+            help="Column mapping ours=theirs, comma-separated, e.g. event_time=ts,customer_id=card,is_fraud=label",
+        ),
+    ] = None,
+    output: Annotated[
+        Path,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_OUTPUT",
+            help="Artifact root; the model lands in <output>/<name>/<version>.",
+        ),
+    ] = Path("artifacts/models"),
+    name: Annotated[
+        str, typer.Option(envvar="FRAUDOPS_TRAIN_NAME", help="Model name (registry key).")
+    ] = "card-fraud",
+    version: Annotated[
+        str | None,
+        typer.Option(envvar="FRAUDOPS_TRAIN_VERSION", help="Model version (default: a UTC timestamp)."),
+    ] = None,
     trials: Annotated[int, typer.Option(envvar="FRAUDOPS_TRAIN_TRIALS", min=1, help="Optuna trials.")] = 30,
-    timeout: Annotated[float, typer.Option(envvar="FRAUDOPS_TRAIN_TIMEOUT", min=1, help="Wall-clock budget for tuning, seconds (interrupts).")] = 600,
-    seed: Annotated[int, typer.Option(envvar="FRAUDOPS_TRAIN_SEED", )] = 7,
-    train_end: Annotated[datetime | None, typer.Option(envvar="FRAUDOPS_TRAIN_TRAIN_END", help="Last event time used for training.")] = None,
-    test_start: Annotated[datetime | None, typer.Option(envvar="FRAUDOPS_TRAIN_TEST_START", help="Start of the held-out window (default: last 20%).")] = None,
-    test_end: Annotated[datetime | None, typer.Option(envvar="FRAUDOPS_TRAIN_TEST_END", help="End of the held-out window.")] = None,
-    label_delay_days: Annotated[float, typer.Option(envvar="FRAUDOPS_TRAIN_LABEL_DELAY_DAYS", min=0, help="Days until a label is known (gap between windows).")] = 7,
-    negative_sample_rate: Annotated[float, typer.Option(envvar="FRAUDOPS_TRAIN_NEGATIVE_SAMPLE_RATE", min=0.001, max=1, help="Share of legitimate rows kept.")] = 0.1,
-    threshold_rule: Annotated[str, typer.Option(envvar="FRAUDOPS_TRAIN_THRESHOLD_RULE", help="cost (minimum expected cost) or precision (target).")] = "cost",
-    cost_missed_fraud: Annotated[float, typer.Option(envvar="FRAUDOPS_TRAIN_COST_MISSED_FRAUD", min=0)] = 100.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_TIMEOUT", min=1, help="Wall-clock budget for tuning, seconds (interrupts)."
+        ),
+    ] = 600,
+    seed: Annotated[
+        int,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_SEED",
+        ),
+    ] = 7,
+    train_end: Annotated[
+        datetime | None,
+        typer.Option(envvar="FRAUDOPS_TRAIN_TRAIN_END", help="Last event time used for training."),
+    ] = None,
+    test_start: Annotated[
+        datetime | None,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_TEST_START", help="Start of the held-out window (default: last 20%)."
+        ),
+    ] = None,
+    test_end: Annotated[
+        datetime | None, typer.Option(envvar="FRAUDOPS_TRAIN_TEST_END", help="End of the held-out window.")
+    ] = None,
+    label_delay_days: Annotated[
+        float,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_LABEL_DELAY_DAYS",
+            min=0,
+            help="Days until a label is known (gap between windows).",
+        ),
+    ] = 7,
+    negative_sample_rate: Annotated[
+        float,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_NEGATIVE_SAMPLE_RATE",
+            min=0.001,
+            max=1,
+            help="Share of legitimate rows kept.",
+        ),
+    ] = 0.1,
+    threshold_rule: Annotated[
+        str,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_THRESHOLD_RULE", help="cost (minimum expected cost) or precision (target)."
+        ),
+    ] = "cost",
+    cost_missed_fraud: Annotated[
+        float, typer.Option(envvar="FRAUDOPS_TRAIN_COST_MISSED_FRAUD", min=0)
+    ] = 100.0,
     cost_false_alert: Annotated[float, typer.Option(envvar="FRAUDOPS_TRAIN_COST_FALSE_ALERT", min=0)] = 5.0,
-    target_precision: Annotated[float, typer.Option(envvar="FRAUDOPS_TRAIN_TARGET_PRECISION", min=0, max=1)] = 0.9,
-    review_capacity: Annotated[int, typer.Option(envvar="FRAUDOPS_TRAIN_REVIEW_CAPACITY", min=1, help="Cards an analyst team reviews per day (k).")] = 100,
-    register: Annotated[bool, typer.Option(envvar="FRAUDOPS_TRAIN_REGISTER", help="Record the version in the PostgreSQL model registry.")] = False,
-    result_file: Annotated[Path | None, typer.Option(envvar="FRAUDOPS_TRAIN_RESULT_FILE",
-        help="Write the machine-readable outcome here (the operator copies it into TrainingRun status).")] = None,
+    target_precision: Annotated[
+        float, typer.Option(envvar="FRAUDOPS_TRAIN_TARGET_PRECISION", min=0, max=1)
+    ] = 0.9,
+    review_capacity: Annotated[
+        int,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_REVIEW_CAPACITY", min=1, help="Cards an analyst team reviews per day (k)."
+        ),
+    ] = 100,
+    register: Annotated[
+        bool,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_REGISTER", help="Record the version in the PostgreSQL model registry."
+        ),
+    ] = False,
+    result_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_RESULT_FILE",
+            help="Write the machine-readable outcome here (the operator copies it into TrainingRun status).",
+        ),
+    ] = None,
 ) -> None:
     """Train, evaluate and package a model: artifact, HTML report, JSON metrics, holdout predictions.
 
@@ -69,11 +149,29 @@ def write_result(path: Path | None, result: dict[str, object]) -> None:
         termination_log.write_text(text[:4000])  # the kubelet keeps at most 4 KiB
 
 
-def _train(*, data: Path, columns: str | None, output: Path, name: str, version: str | None, trials: int,
-           timeout: float, seed: int, train_end: datetime | None, test_start: datetime | None,
-           test_end: datetime | None, label_delay_days: float, negative_sample_rate: float, threshold_rule: str,
-           cost_missed_fraud: float, cost_false_alert: float, target_precision: float, review_capacity: int,
-           register: bool, result_file: Path | None) -> None:
+def _train(
+    *,
+    data: Path,
+    columns: str | None,
+    output: Path,
+    name: str,
+    version: str | None,
+    trials: int,
+    timeout: float,
+    seed: int,
+    train_end: datetime | None,
+    test_start: datetime | None,
+    test_end: datetime | None,
+    label_delay_days: float,
+    negative_sample_rate: float,
+    threshold_rule: str,
+    cost_missed_fraud: float,
+    cost_false_alert: float,
+    target_precision: float,
+    review_capacity: int,
+    register: bool,
+    result_file: Path | None,
+) -> None:
     # Training libraries load in seconds: imported here so that other commands start fast.
     from fraudops_training.data import parse_column_mapping
     from fraudops_training.evaluation import ThresholdRule
@@ -82,9 +180,19 @@ def _train(*, data: Path, columns: str | None, output: Path, name: str, version:
     if threshold_rule not in ("cost", "precision"):
         raise typer.BadParameter("use cost or precision", param_hint="--threshold-rule")
     config = TrainingConfig(
-        data=data, columns=parse_column_mapping(columns), output_root=output, model_name=name, version=version,
-        trials=trials, timeout_s=timeout, seed=seed, train_end=_utc(train_end), test_start=_utc(test_start),
-        test_end=_utc(test_end), label_delay_days=label_delay_days, negative_sample_rate=negative_sample_rate,
+        data=data,
+        columns=parse_column_mapping(columns),
+        output_root=output,
+        model_name=name,
+        version=version,
+        trials=trials,
+        timeout_s=timeout,
+        seed=seed,
+        train_end=_utc(train_end),
+        test_start=_utc(test_start),
+        test_end=_utc(test_end),
+        label_delay_days=label_delay_days,
+        negative_sample_rate=negative_sample_rate,
         threshold_rule=ThresholdRule(threshold_rule, cost_missed_fraud, cost_false_alert, target_precision),
         review_capacity=review_capacity,
     )
@@ -108,9 +216,16 @@ def print_summary(result: TrainingResult) -> None:
     for column in ("AP", "ROC-AUC", "precision", "recall", "recall@1%FPR", "card P@k", "cost"):
         table.add_column(column, justify="right")
     for name, m in result.metrics.items():
-        table.add_row(name, f"{m['average_precision']:.3f}", f"{m['roc_auc']:.3f}", f"{m['precision']:.3f}",
-                      f"{m['recall']:.3f}", f"{m['recall_at_fpr_1pct']:.3f}", f"{m['card_precision_at_k']:.3f}",
-                      f"{m['expected_cost']:,.0f}")
+        table.add_row(
+            name,
+            f"{m['average_precision']:.3f}",
+            f"{m['roc_auc']:.3f}",
+            f"{m['precision']:.3f}",
+            f"{m['recall']:.3f}",
+            f"{m['recall_at_fpr_1pct']:.3f}",
+            f"{m['card_precision_at_k']:.3f}",
+            f"{m['expected_cost']:,.0f}",
+        )
     console.print(table)
     console.print(f"threshold {result.metadata.threshold:.4f} — {result.metadata.threshold_rule}")
     console.print(f"artifact  {result.artifact_dir}")

@@ -81,9 +81,9 @@ def save_artifact(folder: Path, booster: xgb.Booster, metadata: ModelMetadata) -
 def resolve_uri(uri: str, cache_dir: Path = Path(".cache/artifacts")) -> Path:
     """A local folder holding the artifact at `uri`, downloading remote ones into `cache_dir` once."""
     if uri.startswith("file://"):
-        return Path(uri[len("file://"):])
+        return Path(uri[len("file://") :])
     if uri.startswith("pvc://"):
-        return PVC_MOUNT / uri[len("pvc://"):].split("/", 1)[-1]
+        return PVC_MOUNT / uri[len("pvc://") :].split("/", 1)[-1]
     if "://" not in uri:
         return Path(uri)
     target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
@@ -104,12 +104,16 @@ def load_artifact(uri: str, nthread: int = 1) -> ModelArtifact:
     """Load and check an artifact: exactly one model file, metadata present, features of this version."""
     folder = resolve_uri(uri)
     if not folder.is_dir():
-        raise ConfigurationError(f"model artifact {uri!r} not found (looked in {folder}); train one with "
-                                 "`fraudops train` or set MODEL_PATH")
+        raise ConfigurationError(
+            f"model artifact {uri!r} not found (looked in {folder}); train one with "
+            "`fraudops train` or set MODEL_PATH"
+        )
     model_files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(BOOSTER_EXTENSIONS)]
     if len(model_files) != 1:
-        raise ConfigurationError(f"{folder} must hold exactly one model file ({', '.join(BOOSTER_EXTENSIONS)}); "
-                                 f"found {len(model_files)}: {[p.name for p in model_files]}")
+        raise ConfigurationError(
+            f"{folder} must hold exactly one model file ({', '.join(BOOSTER_EXTENSIONS)}); "
+            f"found {len(model_files)}: {[p.name for p in model_files]}"
+        )
     metadata_path = folder / METADATA_FILE
     if not metadata_path.exists():
         raise ConfigurationError(f"{folder} has no {METADATA_FILE}: it was not written by `fraudops train`")
@@ -117,6 +121,7 @@ def load_artifact(uri: str, nthread: int = 1) -> ModelArtifact:
     if metadata.feature_version != FEATURE_VERSION or list(metadata.feature_names) != list(FEATURE_NAMES):
         raise ConfigurationError(
             f"model {metadata.name}:{metadata.version} was trained on feature version {metadata.feature_version}; "
-            f"this build computes version {FEATURE_VERSION}: retrain it")
+            f"this build computes version {FEATURE_VERSION}: retrain it"
+        )
     booster = xgb.Booster(params={"nthread": nthread}, model_file=str(model_files[0]))
     return ModelArtifact(path=folder, metadata=metadata, booster=booster)

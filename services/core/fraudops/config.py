@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     )
     db_pool_min_size: int = Field(1, ge=0)
     db_pool_max_size: int = Field(8, ge=1)
-    kafka_bootstrap_servers: str = Field("127.0.0.1:19092", description="Kafka bootstrap servers, comma-separated.")
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:19092", description="Kafka bootstrap servers, comma-separated."
+    )
     transactions_topic: str = "transactions"
     alerts_topic: str = "fraud-alerts"
     dlq_topic: str = "transactions.dlq"
@@ -49,7 +51,9 @@ class Settings(BaseSettings):
 
     # --- scoring ------------------------------------------------------------------------
     fraud_threshold: float | None = Field(
-        None, ge=0.0, le=1.0,
+        None,
+        ge=0.0,
+        le=1.0,
         description="Score at or above which a decision is fraud, for every model. Unset (the default), each "
         "model's own threshold (chosen by its training rule and stored in the artifact) applies.",
     )
@@ -60,28 +64,41 @@ class Settings(BaseSettings):
     )
 
     routing_table_path: Path | None = Field(
-        None, description="Routing table (YAML) written by the operator; default: MODEL_PATH serves everything."
+        None,
+        description="Routing table (YAML) written by the operator; default: MODEL_PATH serves everything.",
     )
-    state_refresh_s: float = Field(5.0, gt=0,
-                                   description="Gateway: every this many seconds, re-read the stored states that changed.")
+    state_refresh_s: float = Field(
+        5.0, gt=0, description="Gateway: every this many seconds, re-read the stored states that changed."
+    )
 
     # --- gateway -----------------------------------------------------------------------------
     gateway_api_keys: str = Field("", description="Comma-separated API keys; empty turns authentication off.")
-    gateway_rate_limit: str = Field("2000/second", description="Per-client limit (limits syntax, e.g. 100/second).")
+    gateway_rate_limit: str = Field(
+        "2000/second", description="Per-client limit (limits syntax, e.g. 100/second)."
+    )
     gateway_trusted_proxies: str = Field(
-        "", description="Comma-separated addresses or networks (CIDR) of the proxies in front of the gateway. "
+        "",
+        description="Comma-separated addresses or networks (CIDR) of the proxies in front of the gateway. "
         "Only a request from one of them has its X-Forwarded-For read for the client's address (the "
-        "rate-limit identity without API keys); empty: the peer's own address, always.")
+        "rate-limit identity without API keys); empty: the peer's own address, always.",
+    )
     gateway_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
     gateway_max_batch: int = Field(1000, ge=1, description="Most transactions in one /predict/batch call.")
-    gateway_persist_queue: int = Field(10_000, ge=10, description="Decisions waiting for PostgreSQL (backpressure).")
+    gateway_persist_queue: int = Field(
+        10_000, ge=10, description="Decisions waiting for PostgreSQL (backpressure)."
+    )
     gateway_max_customers: int = Field(
-        500_000, ge=100, description="Customers whose state the gateway holds (~3.8 KB each); the least "
-        "recently seen are dropped beyond it and re-read from the state store when they come back.")
+        500_000,
+        ge=100,
+        description="Customers whose state the gateway holds (~3.8 KB each); the least "
+        "recently seen are dropped beyond it and re-read from the state store when they come back.",
+    )
 
     # --- local infrastructure (fraudops infra up) ----------------------------------------
     run_dir: Path = Field(Path(".run"), description="Databases, logs and pid files of local processes.")
-    cache_dir: Path = Field(Path(".cache"), description="Downloaded jars and built binaries, reused across runs.")
+    cache_dir: Path = Field(
+        Path(".cache"), description="Downloaded jars and built binaries, reused across runs."
+    )
     postgres_port: int = Field(55432, ge=1, le=65535)
     kafka_port: int = Field(19092, ge=1, le=65535)
     kafka_controller_port: int = Field(19093, ge=1, le=65535)
@@ -98,8 +115,10 @@ class Settings(BaseSettings):
         try:
             parse(value)
         except ValueError as exc:
-            raise ValueError("not a rate limit; write it as `amount/unit` or `amount per n units`, e.g. "
-                             "2000/second or 100 per 5 minutes") from exc
+            raise ValueError(
+                "not a rate limit; write it as `amount/unit` or `amount per n units`, e.g. "
+                "2000/second or 100 per 5 minutes"
+            ) from exc
         return value
 
     @field_validator("gateway_trusted_proxies")
@@ -110,8 +129,11 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         env_file = os.environ.get(ENV_FILE_VARIABLE)
@@ -129,7 +151,9 @@ def trusted_networks(addresses: str) -> tuple[ipaddress.IPv4Network | ipaddress.
         try:
             networks.append(ipaddress.ip_network(text, strict=False))
         except ValueError as exc:
-            raise ValueError(f"{text!r} is not an IP address or network (e.g. 10.0.0.7 or 10.0.0.0/8)") from exc
+            raise ValueError(
+                f"{text!r} is not an IP address or network (e.g. 10.0.0.7 or 10.0.0.0/8)"
+            ) from exc
     return tuple(networks)
 
 

@@ -39,7 +39,14 @@ Check = tuple[str, "re.Pattern[str] | str"]
 
 
 #: annotated-types constraint → the msgspec.Meta option (and the attribute) of the same meaning.
-_CONSTRAINTS = ((Gt, "gt"), (Ge, "ge"), (Lt, "lt"), (Le, "le"), (MinLen, "min_length"), (MaxLen, "max_length"))
+_CONSTRAINTS = (
+    (Gt, "gt"),
+    (Ge, "ge"),
+    (Lt, "lt"),
+    (Le, "le"),
+    (MinLen, "min_length"),
+    (MaxLen, "max_length"),
+)
 
 
 def _meta(metadata: list[Any]) -> msgspec.Meta | None:
@@ -60,7 +67,9 @@ def _fast_type(annotation: Any, metadata: list[Any], checks: list[re.Pattern[str
     String checks left for the whole batch are appended to `checks`."""
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        members = [_fast_type(arg, metadata, checks) for arg in typing.get_args(annotation) if arg is not type(None)]
+        members = [
+            _fast_type(arg, metadata, checks) for arg in typing.get_args(annotation) if arg is not type(None)
+        ]
         optional = type(None) in typing.get_args(annotation)
         inner = members[0] if len(members) == 1 else typing.Union[tuple(members)]  # noqa: UP007
         return inner | None if optional else inner
@@ -90,7 +99,9 @@ def _fast_type(annotation: Any, metadata: list[Any], checks: list[re.Pattern[str
 
 
 def _struct_from(model: type[Transaction]) -> tuple[type[msgspec.Struct], list[Check]]:
-    fields: list[tuple[Any, ...]] = []  # (name, type) or (name, type, default), as msgspec.defstruct takes them
+    fields: list[
+        tuple[Any, ...]
+    ] = []  # (name, type) or (name, type, default), as msgspec.defstruct takes them
     batch_checks: list[Check] = []
     for name, info in model.model_fields.items():
         checks: list[re.Pattern[str] | str] = []
@@ -100,8 +111,9 @@ def _struct_from(model: type[Transaction]) -> tuple[type[msgspec.Struct], list[C
             fields.append((name, kind))
         else:
             fields.append((name, kind, info.get_default(call_default_factory=False)))
-    struct = msgspec.defstruct("FastTransaction", fields, forbid_unknown_fields=True, omit_defaults=False,
-                               kw_only=True)
+    struct = msgspec.defstruct(
+        "FastTransaction", fields, forbid_unknown_fields=True, omit_defaults=False, kw_only=True
+    )
     return struct, batch_checks
 
 
@@ -123,8 +135,11 @@ def fast_decode(values: list[bytes]) -> tuple[list[int], list[dict[str, Any]], l
             slow.append(index)
             continue
         # Transaction's model validator, checked here too: anything it would refuse goes to pydantic.
-        if (record.latitude is None) is not (record.longitude is None) or record.customer_id is None \
-                or record.event_time.timestamp() > latest:
+        if (
+            (record.latitude is None) is not (record.longitude is None)
+            or record.customer_id is None
+            or record.event_time.timestamp() > latest
+        ):
             slow.append(index)
             continue
         accepted.append(index)

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
-DECISIONS = Counter("fraudops_decisions_total", "Decisions by variant and outcome (shadow decisions included).",
-                    ["source", "variant", "model_version", "outcome", "shadow"])
-FEEDBACK = Counter("fraudops_feedback_total",
-                   "Confirmed labels received, by the decision the model had made and the label.",
-                   ["model_version", "decision", "label"])
+DECISIONS = Counter(
+    "fraudops_decisions_total",
+    "Decisions by variant and outcome (shadow decisions included).",
+    ["source", "variant", "model_version", "outcome", "shadow"],
+)
+FEEDBACK = Counter(
+    "fraudops_feedback_total",
+    "Confirmed labels received, by the decision the model had made and the label.",
+    ["model_version", "decision", "label"],
+)

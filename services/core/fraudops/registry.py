@@ -33,8 +33,15 @@ def register(db_url: str, metadata: ModelMetadata, uri: str, status: str = "cand
                VALUES (%s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (name, version) DO UPDATE SET uri = EXCLUDED.uri, threshold = EXCLUDED.threshold,
                    metrics = EXCLUDED.metrics, feature_version = EXCLUDED.feature_version, updated_at = now()""",
-            (metadata.name, metadata.version, uri, status, metadata.threshold, metadata.feature_version,
-             Jsonb(metadata.metrics)),
+            (
+                metadata.name,
+                metadata.version,
+                uri,
+                status,
+                metadata.threshold,
+                metadata.feature_version,
+                Jsonb(metadata.metrics),
+            ),
         )
 
 

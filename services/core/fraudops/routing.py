@@ -37,7 +37,9 @@ class Variant(BaseModel):
 
     name: str = Field(..., pattern=r"^[a-z0-9-]+$", description="stable, canary, challenger, …")
     model_version: str
-    weight: float = Field(100.0, ge=0, le=100, description="Share of decisions in percent (ignored for shadow).")
+    weight: float = Field(
+        100.0, ge=0, le=100, description="Share of decisions in percent (ignored for shadow)."
+    )
     mode: VariantMode = VariantMode.SERVE
     model_uri: str | None = Field(None, description="Artifact to score in-process (embedded scoring).")
     endpoint: str | None = Field(None, description="KServe base URL to score over the V2 protocol instead.")
@@ -62,7 +64,9 @@ class RoutingTable(BaseModel):
         if not deciding:
             raise ValueError("the routing table needs at least one serve or ab variant")
         if len({v.mode for v in deciding}) > 1:
-            raise ValueError("deciding variants must all be `serve` (per transaction) or all `ab` (per customer)")
+            raise ValueError(
+                "deciding variants must all be `serve` (per transaction) or all `ab` (per customer)"
+            )
         total = sum(v.weight for v in deciding)
         if abs(total - 100.0) > 1e-6:
             raise ValueError(f"weights of deciding variants must sum to 100, not {total:g}")
@@ -94,8 +98,10 @@ class RoutingTable(BaseModel):
 
     @classmethod
     def single(cls, model_version: str, model_uri: str, model_name: str = "card-fraud") -> RoutingTable:
-        return cls(model_name=model_name, variants=[Variant(name="stable", model_version=model_version,
-                                                            model_uri=model_uri)])
+        return cls(
+            model_name=model_name,
+            variants=[Variant(name="stable", model_version=model_version, model_uri=model_uri)],
+        )
 
 
 def load_routing_table(path: Path) -> RoutingTable:

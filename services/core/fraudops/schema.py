@@ -111,7 +111,9 @@ class Transaction(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
-    transaction_id: _ID = Field(default_factory=new_transaction_id, description="Unique id; the idempotency key.")
+    transaction_id: _ID = Field(
+        default_factory=new_transaction_id, description="Unique id; the idempotency key."
+    )
     event_time: datetime = Field(
         default_factory=lambda: datetime.now(UTC),
         description="When the transaction happened (ISO 8601 with offset; naive times are taken as UTC).",
@@ -122,8 +124,9 @@ class Transaction(BaseModel):
     merchant_id: _ID | None = None
     merchant_category: MerchantCategory = MerchantCategory.OTHER
     terminal_id: _ID | None = Field(None, description="POS terminal or ATM.")
-    amount: float = Field(..., gt=0, le=MAX_AMOUNT, allow_inf_nan=False,
-                          description="Positive, finite amount in `currency`.")
+    amount: float = Field(
+        ..., gt=0, le=MAX_AMOUNT, allow_inf_nan=False, description="Positive, finite amount in `currency`."
+    )
     currency: str = Field("EUR", min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
     channel: Channel = Channel.POS
     transaction_type: TransactionType = TransactionType.PURCHASE
@@ -140,7 +143,9 @@ class Transaction(BaseModel):
     credential_change_at: datetime | None = Field(
         None, description="Last password / phone / e-mail change on the account known to the channel."
     )
-    account_opened_at: datetime | None = Field(None, description="When the account was opened (from the core system).")
+    account_opened_at: datetime | None = Field(
+        None, description="When the account was opened (from the core system)."
+    )
     hour_of_day: int | None = Field(
         None, ge=0, le=23, description="Local hour, when the client knows it better than event_time."
     )

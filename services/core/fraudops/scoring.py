@@ -52,14 +52,25 @@ class Reason:
 # can advance side by side (independent loads the CPU overlaps) while one tree stays in cache.
 # go_right is XGBoost's rule: `not x < threshold` for a number, the default direction for NaN.
 @nb.njit(cache=True, nogil=True, inline="always")
-def _step(x: np.float32, node: np.int32, child: np.ndarray, threshold: np.ndarray, missing_right: np.ndarray) -> int:
+def _step(
+    x: np.float32, node: np.int32, child: np.ndarray, threshold: np.ndarray, missing_right: np.ndarray
+) -> int:
     return child[node] + ((x >= threshold[node]) | ((x != x) & missing_right[node]))
 
 
 @nb.njit(cache=True, nogil=True)
-def _forest_probabilities(features: np.ndarray, roots: np.ndarray, depth: np.ndarray, child: np.ndarray,
-                          split_feature: np.ndarray, threshold: np.ndarray, missing_right: np.ndarray,
-                          leaf_value: np.ndarray, base_margin: np.float32, out: np.ndarray) -> None:
+def _forest_probabilities(
+    features: np.ndarray,
+    roots: np.ndarray,
+    depth: np.ndarray,
+    child: np.ndarray,
+    split_feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_right: np.ndarray,
+    leaf_value: np.ndarray,
+    base_margin: np.float32,
+    out: np.ndarray,
+) -> None:
     # XGBoost's own arithmetic: float32 comparisons, leaf values added to the base margin in float32
     # in tree order, then the logistic in float32. Eight rows walk each tree side by side (eight
     # independent chains of loads in registers); the rest one by one.
@@ -100,9 +111,17 @@ def _forest_probabilities(features: np.ndarray, roots: np.ndarray, depth: np.nda
 
 
 @nb.njit(cache=True, nogil=True)
-def _forest_contributions(features: np.ndarray, roots: np.ndarray, depth: np.ndarray, child: np.ndarray,
-                          split_feature: np.ndarray, threshold: np.ndarray, missing_right: np.ndarray,
-                          mean_value: np.ndarray, out: np.ndarray) -> None:
+def _forest_contributions(
+    features: np.ndarray,
+    roots: np.ndarray,
+    depth: np.ndarray,
+    child: np.ndarray,
+    split_feature: np.ndarray,
+    threshold: np.ndarray,
+    missing_right: np.ndarray,
+    mean_value: np.ndarray,
+    out: np.ndarray,
+) -> None:
     # XGBoost's CalculateContributionsApprox: along each row's path, the change of the node's mean
     # value (cover-weighted mean of its leaves) is credited to the feature split on; the root's mean
     # goes to the bias column (the last one). Steps from a leaf to itself credit nothing.
@@ -119,13 +138,17 @@ def _forest_contributions(features: np.ndarray, roots: np.ndarray, depth: np.nda
                 node = following
 
 
-def _mean_values(lefts: np.ndarray, rights: np.ndarray, values: np.ndarray, hessians: np.ndarray) -> np.ndarray:
+def _mean_values(
+    lefts: np.ndarray, rights: np.ndarray, values: np.ndarray, hessians: np.ndarray
+) -> np.ndarray:
     """Each node's cover-weighted mean of its leaves' values (XGBoost's FillNodeMeanValues, in float32)."""
     mean = values.astype(np.float32).copy()
     for node in range(len(lefts) - 1, -1, -1):  # children are numbered after their parent
         if lefts[node] >= 0:
             left, right = lefts[node], rights[node]
-            mean[node] = np.float32((mean[left] * hessians[left] + mean[right] * hessians[right]) / hessians[node])
+            mean[node] = np.float32(
+                (mean[left] * hessians[left] + mean[right] * hessians[right]) / hessians[node]
+            )
     return mean
 
 
@@ -159,7 +182,9 @@ class _Tree:
         leaf = lefts[order_array] < 0
         return cls(
             depth=max(levels),
-            child=np.where(leaf, np.arange(len(order)), new_number[np.maximum(lefts[order_array], 0)]).astype(np.int32),
+            child=np.where(leaf, np.arange(len(order)), new_number[np.maximum(lefts[order_array], 0)]).astype(
+                np.int32
+            ),
             split_feature=np.where(leaf, 0, np.asarray(tree["split_indices"], dtype=np.int32)[order_array]),
             threshold=np.where(leaf, np.float32(np.nan), conditions[order_array]).astype(np.float32),
             missing_right=~leaf & ~np.asarray(tree["default_left"], dtype=np.bool_)[order_array],
@@ -187,7 +212,9 @@ class CompiledForest:
         sizes = np.asarray([len(tree.child) for tree in laid_out], dtype=np.int32)
         self.roots = (np.cumsum(sizes) - sizes).astype(np.int32)
         self.depth = np.asarray([tree.depth for tree in laid_out], dtype=np.int32)
-        self.child = np.concatenate([tree.child + root for tree, root in zip(laid_out, self.roots, strict=True)])
+        self.child = np.concatenate(
+            [tree.child + root for tree, root in zip(laid_out, self.roots, strict=True)]
+        )
         self.split_feature = np.concatenate([tree.split_feature for tree in laid_out]).astype(np.int32)
         self.threshold = np.concatenate([tree.threshold for tree in laid_out])
         self.missing_right = np.concatenate([tree.missing_right for tree in laid_out])
@@ -206,16 +233,35 @@ class CompiledForest:
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         rows = self._rows(features)
         out = np.empty(len(rows), dtype=np.float32)
-        _forest_probabilities(rows, self.roots, self.depth, self.child, self.split_feature, self.threshold,
-                              self.missing_right, self.leaf_value, self.base_margin, out)
+        _forest_probabilities(
+            rows,
+            self.roots,
+            self.depth,
+            self.child,
+            self.split_feature,
+            self.threshold,
+            self.missing_right,
+            self.leaf_value,
+            self.base_margin,
+            out,
+        )
         return out
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """XGBoost's approximate contributions (`pred_contribs` with `approx_contribs`), bias column last."""
         rows = self._rows(features)
         out = np.zeros((len(rows), self.width + 1), dtype=np.float32)
-        _forest_contributions(rows, self.roots, self.depth, self.child, self.split_feature, self.threshold,
-                              self.missing_right, self.mean_value, out)
+        _forest_contributions(
+            rows,
+            self.roots,
+            self.depth,
+            self.child,
+            self.split_feature,
+            self.threshold,
+            self.missing_right,
+            self.mean_value,
+            out,
+        )
         out[:, -1] += self.base_margin
         return out
 
@@ -253,8 +299,10 @@ class Scorer:
         expected = self.booster.inplace_predict(probe, validate_features=False)
         difference = float(np.max(np.abs(forest.probabilities(probe) - expected)))
         if difference > COMPILED_TOLERANCE:
-            log.warning("compiled trees disagree with XGBoost; scoring with XGBoost itself",
-                        extra={"max_difference": difference})
+            log.warning(
+                "compiled trees disagree with XGBoost; scoring with XGBoost itself",
+                extra={"max_difference": difference},
+            )
             return None
         return forest
 
@@ -288,7 +336,9 @@ class Scorer:
         else:
             # nthread=1 here too: a DMatrix built with every core costs milliseconds for one row.
             matrix = xgb.DMatrix(features, missing=np.nan, nthread=1)
-            contributions = self.booster.predict(matrix, pred_contribs=True, approx_contribs=not exact)[:, :-1]
+            contributions = self.booster.predict(matrix, pred_contribs=True, approx_contribs=not exact)[
+                :, :-1
+            ]
         order = np.argsort(-contributions, axis=1)[:, :top_k]
         out = []
         for row, columns in enumerate(order):
@@ -298,6 +348,8 @@ class Scorer:
                 if contribution <= 0:
                     break
                 value = float(features[row, column])
-                reasons.append(Reason(self.feature_names[column], None if np.isnan(value) else value, contribution))
+                reasons.append(
+                    Reason(self.feature_names[column], None if np.isnan(value) else value, contribution)
+                )
             out.append(reasons)
         return out

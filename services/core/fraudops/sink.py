@@ -21,19 +21,64 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 TRANSACTION_COLUMNS = (
-    "transaction_id", "event_time", "customer_id", "account_id", "card_id", "merchant_id", "merchant_category",
-    "terminal_id", "amount", "currency", "channel", "transaction_type", "auth_result", "is_international",
-    "country", "latitude", "longitude", "device_id", "ip_address", "beneficiary_id", "credential_change_at",
-    "account_opened_at", "hour_of_day", "source", "kafka_partition", "kafka_offset",
+    "transaction_id",
+    "event_time",
+    "customer_id",
+    "account_id",
+    "card_id",
+    "merchant_id",
+    "merchant_category",
+    "terminal_id",
+    "amount",
+    "currency",
+    "channel",
+    "transaction_type",
+    "auth_result",
+    "is_international",
+    "country",
+    "latitude",
+    "longitude",
+    "device_id",
+    "ip_address",
+    "beneficiary_id",
+    "credential_change_at",
+    "account_opened_at",
+    "hour_of_day",
+    "source",
+    "kafka_partition",
+    "kafka_offset",
 )
 DECISION_COLUMNS = (
-    "transaction_id", "variant", "model_name", "model_version", "shadow", "score", "threshold", "is_fraud",
-    "reasons", "latency_ms", "source", "decided_at",
+    "transaction_id",
+    "variant",
+    "model_name",
+    "model_version",
+    "shadow",
+    "score",
+    "threshold",
+    "is_fraud",
+    "reasons",
+    "latency_ms",
+    "source",
+    "decided_at",
 )
-ALERT_COLUMNS = ("transaction_id", "customer_id", "score", "threshold", "model_version", "variant", "reasons",
-                 "created_at")
-_DEFAULTS = {"currency": "EUR", "merchant_category": "other", "channel": "POS", "transaction_type": "PURCHASE",
-             "is_international": False}
+ALERT_COLUMNS = (
+    "transaction_id",
+    "customer_id",
+    "score",
+    "threshold",
+    "model_version",
+    "variant",
+    "reasons",
+    "created_at",
+)
+_DEFAULTS = {
+    "currency": "EUR",
+    "merchant_category": "other",
+    "channel": "POS",
+    "transaction_type": "PURCHASE",
+    "is_international": False,
+}
 
 
 @dataclass(slots=True)
@@ -65,8 +110,16 @@ def _csv(columns: Sequence[str], data: Sequence[Sequence[Any]] | pa.Table) -> by
     if isinstance(data, pa.Table):
         table = data.select(list(columns))
     else:
-        table = pa.table({name: pa.array(values) for name, values in zip(columns, zip(*data, strict=True),
-                                                                         strict=True)}) if data else None
+        table = (
+            pa.table(
+                {
+                    name: pa.array(values)
+                    for name, values in zip(columns, zip(*data, strict=True), strict=True)
+                }
+            )
+            if data
+            else None
+        )
     if table is None or table.num_rows == 0:
         return b""
     buffer = io.BytesIO()
@@ -80,7 +133,9 @@ def _copy(conn: psycopg.Connection, table: str, columns: Sequence[str], payload:
             copy.write(payload)
 
 
-_STAGE_SQL = "CREATE TEMP TABLE IF NOT EXISTS stage_{table} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+_STAGE_SQL = (
+    "CREATE TEMP TABLE IF NOT EXISTS stage_{table} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
 
 
 def _copy_sql(table: str, columns: Sequence[str]) -> str:
@@ -96,8 +151,9 @@ _FIELDS = TRANSACTION_COLUMNS[:-3]
 _PICK = itemgetter(*_FIELDS)
 
 
-def transaction_row(record: Mapping[str, Any], source: str, partition: int | None = None,
-                    offset: int | None = None) -> tuple[Any, ...]:
+def transaction_row(
+    record: Mapping[str, Any], source: str, partition: int | None = None, offset: int | None = None
+) -> tuple[Any, ...]:
     """A Transaction-shaped dict (JSON-decoded or model_dump) as a row of TRANSACTION_COLUMNS."""
     try:
         values = _PICK(record)  # a complete model_dump: one C call
@@ -106,13 +162,16 @@ def transaction_row(record: Mapping[str, Any], source: str, partition: int | Non
     return (*values, source, partition, offset)
 
 
-def transactions_table(records: Sequence[Mapping[str, Any]], source: str, partitions: Sequence[int],
-                       offsets: Sequence[int]) -> pa.Table:
+def transactions_table(
+    records: Sequence[Mapping[str, Any]], source: str, partitions: Sequence[int], offsets: Sequence[int]
+) -> pa.Table:
     """Validated Transaction dicts (model_dump, mode json) as an Arrow table of TRANSACTION_COLUMNS."""
     table = pa.Table.from_pylist(list(records)).select(list(_FIELDS))
-    return table.append_column("source", pa.array([source] * len(records), pa.string())) \
-        .append_column("kafka_partition", pa.array(partitions, pa.int32())) \
+    return (
+        table.append_column("source", pa.array([source] * len(records), pa.string()))
+        .append_column("kafka_partition", pa.array(partitions, pa.int32()))
         .append_column("kafka_offset", pa.array(offsets, pa.int64()))
+    )
 
 
 DECISION_TABLE_NAMES = (*DECISION_COLUMNS, "customer_id")
@@ -120,23 +179,31 @@ DECISION_TABLE_NAMES = (*DECISION_COLUMNS, "customer_id")
 
 def decisions_table(decisions: Sequence[Decision]) -> pa.Table:
     """Decision objects as an Arrow table of DECISION_TABLE_NAMES."""
-    return pa.table({
-        "transaction_id": [d.transaction_id for d in decisions], "variant": [d.variant for d in decisions],
-        "model_name": [d.model_name for d in decisions], "model_version": [d.model_version for d in decisions],
-        "shadow": pa.array([d.shadow for d in decisions], pa.bool_()),
-        "score": pa.array([d.score for d in decisions], pa.float32()),
-        "threshold": pa.array([d.threshold for d in decisions], pa.float32()),
-        "is_fraud": pa.array([d.is_fraud for d in decisions], pa.bool_()),
-        "reasons": [reasons_json(d.reasons) for d in decisions],
-        "latency_ms": pa.array([d.latency_ms for d in decisions], pa.float32()),
-        "source": [d.source for d in decisions], "decided_at": [d.decided_at.isoformat() for d in decisions],
-        "customer_id": pa.array([d.customer_id for d in decisions], pa.string()),
-    })
+    return pa.table(
+        {
+            "transaction_id": [d.transaction_id for d in decisions],
+            "variant": [d.variant for d in decisions],
+            "model_name": [d.model_name for d in decisions],
+            "model_version": [d.model_version for d in decisions],
+            "shadow": pa.array([d.shadow for d in decisions], pa.bool_()),
+            "score": pa.array([d.score for d in decisions], pa.float32()),
+            "threshold": pa.array([d.threshold for d in decisions], pa.float32()),
+            "is_fraud": pa.array([d.is_fraud for d in decisions], pa.bool_()),
+            "reasons": [reasons_json(d.reasons) for d in decisions],
+            "latency_ms": pa.array([d.latency_ms for d in decisions], pa.float32()),
+            "source": [d.source for d in decisions],
+            "decided_at": [d.decided_at.isoformat() for d in decisions],
+            "customer_id": pa.array([d.customer_id for d in decisions], pa.string()),
+        }
+    )
 
 
-def write_batch(conn: psycopg.Connection, transactions: Sequence[tuple[Any, ...]] | pa.Table,
-                decisions: Sequence[Decision] | pa.Table,
-                alert_threshold_reached: Sequence[Decision] = ()) -> WriteResult:
+def write_batch(
+    conn: psycopg.Connection,
+    transactions: Sequence[tuple[Any, ...]] | pa.Table,
+    decisions: Sequence[Decision] | pa.Table,
+    alert_threshold_reached: Sequence[Decision] = (),
+) -> WriteResult:
     """Store transactions, their decisions and the alerts of deciding fraud decisions, idempotently.
 
     `transactions` are rows from `transaction_row` or a `transactions_table`; `decisions` are
@@ -147,15 +214,23 @@ def write_batch(conn: psycopg.Connection, transactions: Sequence[tuple[Any, ...]
     `conn` must be in autocommit mode (the transactions below are the commits); when this returns the
     batch is durable and the caller may commit its Kafka offsets.
     """
-    alerts = decisions_table(alert_threshold_reached).rename_columns(
-        [ALERT_NAMES.get(name, name) for name in DECISION_TABLE_NAMES]) if alert_threshold_reached else None
+    alerts = (
+        decisions_table(alert_threshold_reached).rename_columns(
+            [ALERT_NAMES.get(name, name) for name in DECISION_TABLE_NAMES]
+        )
+        if alert_threshold_reached
+        else None
+    )
     payloads = CsvPayloads(
         _csv(TRANSACTION_COLUMNS, transactions),
         _csv(DECISION_COLUMNS, decisions if isinstance(decisions, pa.Table) else decisions_table(decisions))
-        if len(decisions) else b"",
+        if len(decisions)
+        else b"",
         _csv(ALERT_COLUMNS, alerts) if alerts is not None else b"",
     )
-    return write_payloads(conn, payloads, WriteResult(len(transactions), len(decisions), len(alert_threshold_reached)))
+    return write_payloads(
+        conn, payloads, WriteResult(len(transactions), len(decisions), len(alert_threshold_reached))
+    )
 
 
 @dataclass(frozen=True)
@@ -167,14 +242,20 @@ class CsvPayloads:
     alerts: bytes
 
     def tables(self) -> list[tuple[str, Sequence[str], bytes]]:
-        return [("transactions", TRANSACTION_COLUMNS, self.transactions),
-                ("decisions", DECISION_COLUMNS, self.decisions), ("alerts", ALERT_COLUMNS, self.alerts)]
+        return [
+            ("transactions", TRANSACTION_COLUMNS, self.transactions),
+            ("decisions", DECISION_COLUMNS, self.decisions),
+            ("alerts", ALERT_COLUMNS, self.alerts),
+        ]
 
     @classmethod
     def join(cls, parts: Iterable[CsvPayloads]) -> CsvPayloads:
         parts = list(parts)
-        return cls(b"".join(p.transactions for p in parts), b"".join(p.decisions for p in parts),
-                   b"".join(p.alerts for p in parts))
+        return cls(
+            b"".join(p.transactions for p in parts),
+            b"".join(p.decisions for p in parts),
+            b"".join(p.alerts for p in parts),
+        )
 
 
 def write_payloads(conn: psycopg.Connection, payloads: CsvPayloads, rows: WriteResult) -> WriteResult:
@@ -215,7 +296,9 @@ async def write_payloads_async(conn: psycopg.AsyncConnection, payloads: CsvPaylo
                 await conn.execute(_insert_sql(table, columns))
 
 
-async def _copy_async(conn: psycopg.AsyncConnection, table: str, columns: Sequence[str], payload: bytes) -> None:
+async def _copy_async(
+    conn: psycopg.AsyncConnection, table: str, columns: Sequence[str], payload: bytes
+) -> None:
     if payload:
         async with conn.cursor().copy(_copy_sql(table, columns)) as copy:
             await copy.write(payload)
@@ -256,22 +339,44 @@ def reasons_json(reasons: list[dict[str, Any]] | None) -> str:
 def decision_row(decision: Decision) -> tuple[Any, ...]:
     """A decision as a row of DECISION_COLUMNS."""
     d = decision
-    return (d.transaction_id, d.variant, d.model_name, d.model_version, d.shadow, d.score, d.threshold, d.is_fraud,
-            reasons_json(d.reasons), d.latency_ms, d.source, d.decided_at)
+    return (
+        d.transaction_id,
+        d.variant,
+        d.model_name,
+        d.model_version,
+        d.shadow,
+        d.score,
+        d.threshold,
+        d.is_fraud,
+        reasons_json(d.reasons),
+        d.latency_ms,
+        d.source,
+        d.decided_at,
+    )
 
 
 def alert_row(decision: Decision) -> tuple[Any, ...]:
     """A deciding fraud decision as a row of ALERT_COLUMNS."""
     d = decision
-    return (d.transaction_id, d.customer_id, d.score, d.threshold, d.model_version, d.variant,
-            reasons_json(d.reasons), d.decided_at)
+    return (
+        d.transaction_id,
+        d.customer_id,
+        d.score,
+        d.threshold,
+        d.model_version,
+        d.variant,
+        reasons_json(d.reasons),
+        d.decided_at,
+    )
 
 
-def encode_rows(transactions: Sequence[tuple[Any, ...]], decisions: Sequence[Decision],
-                alerts: Sequence[Decision]) -> CsvPayloads:
+def encode_rows(
+    transactions: Sequence[tuple[Any, ...]], decisions: Sequence[Decision], alerts: Sequence[Decision]
+) -> CsvPayloads:
     """One small batch (a request's) as COPY-ready CSV, without Arrow."""
-    return CsvPayloads(csv_lines(transactions), csv_lines(map(decision_row, decisions)),
-                       csv_lines(map(alert_row, alerts)))
+    return CsvPayloads(
+        csv_lines(transactions), csv_lines(map(decision_row, decisions)), csv_lines(map(alert_row, alerts))
+    )
 
 
 #: Alerts reuse the decision columns; only the time column is named differently.

@@ -53,12 +53,15 @@ def save_customers(conn: psycopg.Connection, topic: str, rows: Iterable[tuple[st
     conn.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customer_state
                     (customer_id text, partition integer, state bytea) ON COMMIT DELETE ROWS""")
     count = 0
-    with conn.cursor().copy("COPY stage_customer_state (customer_id, partition, state) FROM STDIN (FORMAT BINARY)") \
-            as copy:
+    with conn.cursor().copy(
+        "COPY stage_customer_state (customer_id, partition, state) FROM STDIN (FORMAT BINARY)"
+    ) as copy:
         pending, size = [_COPY_HEADER], len(_COPY_HEADER)
         for customer_id, partition, state in rows:
             key = customer_id.encode()
-            pending.append(struct.pack(">hi", 3, len(key)) + key + struct.pack(">iii", 4, partition, len(state)))
+            pending.append(
+                struct.pack(">hi", 3, len(key)) + key + struct.pack(">iii", 4, partition, len(state))
+            )
             pending.append(state)
             size += len(state) + len(key) + 18
             count += 1
@@ -86,7 +89,9 @@ FRAUD_LABELS_SQL = """SELECT extract(epoch FROM f.label_known_at), t.customer_id
                       ORDER BY f.received_at"""
 
 
-def fetch_fraud_labels(conn: psycopg.Connection, after: datetime | None) -> tuple[LabelEvents, datetime | None]:
+def fetch_fraud_labels(
+    conn: psycopg.Connection, after: datetime | None
+) -> tuple[LabelEvents, datetime | None]:
     """Fraud labels received after `after`, joined to their transactions' keys; and the new cursor."""
     return fraud_label_events(conn.execute(FRAUD_LABELS_SQL, {"after": after}).fetchall(), after)
 

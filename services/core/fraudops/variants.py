@@ -28,8 +28,11 @@ from fraudops.scoring import Reason, Scorer
 from fraudops.sink import Decision, decisions_table, reasons_json
 
 log = logging.getLogger(__name__)
-SCORING_ERRORS = Counter("fraudops_scoring_errors_total", "Scoring calls of a variant that failed.",
-                         ["source", "variant", "model_version"])
+SCORING_ERRORS = Counter(
+    "fraudops_scoring_errors_total",
+    "Scoring calls of a variant that failed.",
+    ["source", "variant", "model_version"],
+)
 
 
 class VariantScorer(Protocol):
@@ -63,21 +66,34 @@ class RemoteScorer:
 
     def _infer(self, features: np.ndarray, reasons: bool = False, top_k: int = 3, exact: bool = True) -> dict:
         payload = np.ascontiguousarray(features, dtype=np.float32)
-        header = orjson.dumps({
-            "inputs": [{"name": "features", "shape": list(payload.shape), "datatype": "FP32",
-                        "parameters": {"binary_data_size": payload.nbytes}}],
-            "parameters": {"reasons": reasons, "top_k": top_k, "exact": exact},
-        })
+        header = orjson.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "features",
+                        "shape": list(payload.shape),
+                        "datatype": "FP32",
+                        "parameters": {"binary_data_size": payload.nbytes},
+                    }
+                ],
+                "parameters": {"reasons": reasons, "top_k": top_k, "exact": exact},
+            }
+        )
         try:
             response = self.client.post(
-                self.url, content=header + payload.tobytes(),
-                headers={"Content-Type": "application/octet-stream",
-                         "Inference-Header-Content-Length": str(len(header))},
+                self.url,
+                content=header + payload.tobytes(),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Inference-Header-Content-Length": str(len(header)),
+                },
             )
         except httpx.HTTPError as exc:
             raise RetryableError(f"model server {self.url} unreachable: {exc}") from exc
         if response.status_code >= 500:
-            raise RetryableError(f"model server {self.url} answered {response.status_code}: {response.text[:200]}")
+            raise RetryableError(
+                f"model server {self.url} answered {response.status_code}: {response.text[:200]}"
+            )
         response.raise_for_status()
         return _decode_v2_response(response)
 
@@ -97,8 +113,10 @@ class RemoteScorer:
         if len(features) == 0:
             return []
         body = self._infer(features, reasons=True, top_k=top_k, exact=exact)
-        return [[Reason(r["feature"], r["value"], r["contribution"]) for r in orjson.loads(row)]
-                for row in body["outputs"]["reasons"]]
+        return [
+            [Reason(r["feature"], r["value"], r["contribution"]) for r in orjson.loads(row)]
+            for row in body["outputs"]["reasons"]
+        ]
 
 
 def _decode_v2_response(response: httpx.Response) -> dict:
@@ -106,7 +124,7 @@ def _decode_v2_response(response: httpx.Response) -> dict:
     header_length = response.headers.get("inference-header-content-length")
     raw = response.content
     header = orjson.loads(raw[: int(header_length)] if header_length else raw)
-    tail = memoryview(raw)[int(header_length):] if header_length else memoryview(b"")
+    tail = memoryview(raw)[int(header_length) :] if header_length else memoryview(b"")
     outputs = {}
     for output in header["outputs"]:
         size = (output.get("parameters") or {}).get("binary_data_size")
@@ -118,7 +136,7 @@ def _decode_v2_response(response: httpx.Response) -> dict:
             items, position = [], 0
             while position < len(chunk):
                 (length,) = struct.unpack_from("<I", chunk, position)
-                items.append(bytes(chunk[position + 4: position + 4 + length]))
+                items.append(bytes(chunk[position + 4 : position + 4 + length]))
                 position += 4 + length
             outputs[output["name"]] = items
         else:
@@ -158,11 +176,20 @@ class VariantScores:
 
     def decision(self, i: int) -> Decision:
         return Decision(
-            transaction_id=self.transaction_ids[i], variant=self.variant, model_name=self.model_name,
-            model_version=self.model_version, shadow=self.shadow, score=float(self.scores[i]),
-            threshold=self.threshold, is_fraud=bool(self.flagged[i]), reasons=self.reasons.get(i, []),
-            latency_ms=self.latency_ms, source=self.source, decided_at=self.decided_at,
-            customer_id=self.customer_ids[i])
+            transaction_id=self.transaction_ids[i],
+            variant=self.variant,
+            model_name=self.model_name,
+            model_version=self.model_version,
+            shadow=self.shadow,
+            score=float(self.scores[i]),
+            threshold=self.threshold,
+            is_fraud=bool(self.flagged[i]),
+            reasons=self.reasons.get(i, []),
+            latency_ms=self.latency_ms,
+            source=self.source,
+            decided_at=self.decided_at,
+            customer_id=self.customer_ids[i],
+        )
 
     def decisions(self) -> list[Decision]:
         return [self.decision(i) for i in range(len(self.rows))]
@@ -170,21 +197,32 @@ class VariantScores:
     def table(self) -> pa.Table:
         """The rows as an Arrow table with the sink's decision columns (constants broadcast in C)."""
         count = len(self.rows)
-        reasons = [reasons_json(self.reasons.get(i)) for i in range(count)] if self.reasons else pa.repeat("[]", count)
+        reasons = (
+            [reasons_json(self.reasons.get(i)) for i in range(count)]
+            if self.reasons
+            else pa.repeat("[]", count)
+        )
 
         def constant(value: object, kind: pa.DataType) -> pa.Array:
             return pa.repeat(pa.scalar(value, kind), count)
 
-        return pa.table({
-            "transaction_id": pa.array(self.transaction_ids, pa.string()),
-            "variant": constant(self.variant, pa.string()), "model_name": constant(self.model_name, pa.string()),
-            "model_version": constant(self.model_version, pa.string()), "shadow": constant(self.shadow, pa.bool_()),
-            "score": pa.array(self.scores, pa.float32()), "threshold": constant(self.threshold, pa.float32()),
-            "is_fraud": pa.array(self.flagged, pa.bool_()), "reasons": pa.array(reasons, pa.string()),
-            "latency_ms": constant(self.latency_ms, pa.float32()), "source": constant(self.source, pa.string()),
-            "decided_at": constant(self.decided_at.isoformat(), pa.string()),
-            "customer_id": pa.array(self.customer_ids, pa.string()),
-        })
+        return pa.table(
+            {
+                "transaction_id": pa.array(self.transaction_ids, pa.string()),
+                "variant": constant(self.variant, pa.string()),
+                "model_name": constant(self.model_name, pa.string()),
+                "model_version": constant(self.model_version, pa.string()),
+                "shadow": constant(self.shadow, pa.bool_()),
+                "score": pa.array(self.scores, pa.float32()),
+                "threshold": constant(self.threshold, pa.float32()),
+                "is_fraud": pa.array(self.flagged, pa.bool_()),
+                "reasons": pa.array(reasons, pa.string()),
+                "latency_ms": constant(self.latency_ms, pa.float32()),
+                "source": constant(self.source, pa.string()),
+                "decided_at": constant(self.decided_at.isoformat(), pa.string()),
+                "customer_id": pa.array(self.customer_ids, pa.string()),
+            }
+        )
 
 
 @dataclass
@@ -212,7 +250,12 @@ class Decided:
 
     def alerts(self) -> list[Decision]:
         """Deciding decisions over their threshold (built as objects: they are few)."""
-        return [part.decision(int(i)) for part in self.parts if not part.shadow for i in np.flatnonzero(part.flagged)]
+        return [
+            part.decision(int(i))
+            for part in self.parts
+            if not part.shadow
+            for i in np.flatnonzero(part.flagged)
+        ]
 
     def table(self) -> pa.Table:
         """Every decision (deciding and shadow) as one Arrow table with the sink's decision columns."""
@@ -222,8 +265,15 @@ class Decided:
 class Decider:
     """Routes, scores and explains a batch of feature rows according to a routing table."""
 
-    def __init__(self, table: RoutingTable, scorers: dict[str, VariantScorer], source: str,
-                 threshold_override: float | None = None, reason_count: int = 3, exact_reasons: bool = True) -> None:
+    def __init__(
+        self,
+        table: RoutingTable,
+        scorers: dict[str, VariantScorer],
+        source: str,
+        threshold_override: float | None = None,
+        reason_count: int = 3,
+        exact_reasons: bool = True,
+    ) -> None:
         self.table = table
         self.scorers = scorers
         self.source = source
@@ -232,44 +282,75 @@ class Decider:
         self.exact_reasons = exact_reasons
 
     @classmethod
-    def from_table(cls, table: RoutingTable, source: str, threshold_override: float | None = None,
-                   exact_reasons: bool = True) -> Decider:
-        return cls(table, {v.name: build_scorer(v, table.model_name) for v in table.variants}, source,
-                   threshold_override, exact_reasons=exact_reasons)
+    def from_table(
+        cls,
+        table: RoutingTable,
+        source: str,
+        threshold_override: float | None = None,
+        exact_reasons: bool = True,
+    ) -> Decider:
+        return cls(
+            table,
+            {v.name: build_scorer(v, table.model_name) for v in table.variants},
+            source,
+            threshold_override,
+            exact_reasons=exact_reasons,
+        )
 
     def threshold(self, variant: str) -> float:
-        return self.threshold_override if self.threshold_override is not None else self.scorers[variant].threshold
+        return (
+            self.threshold_override
+            if self.threshold_override is not None
+            else self.scorers[variant].threshold
+        )
 
-    def decide(self, features: np.ndarray, transaction_ids: Sequence[str], customer_ids: Sequence[str | None],
-               explain_all: bool = False) -> Decided:
+    def decide(
+        self,
+        features: np.ndarray,
+        transaction_ids: Sequence[str],
+        customer_ids: Sequence[str | None],
+        explain_all: bool = False,
+    ) -> Decided:
         """Score every row with its deciding variant and with every shadow; explain the flagged ones."""
         started = time.perf_counter()
         now = datetime.now(UTC)
         deciding_variants = self.table.deciding
-        route = self.table.route(np.asarray(transaction_ids, dtype=object), np.asarray(customer_ids, dtype=object))
+        route = self.table.route(
+            np.asarray(transaction_ids, dtype=object), np.asarray(customer_ids, dtype=object)
+        )
         parts: list[VariantScores] = []
         for index, variant in enumerate(deciding_variants):
             rows = np.flatnonzero(route == index)
             if not len(rows):
                 continue
             try:
-                part = self._score(variant, features[rows], rows, transaction_ids, customer_ids, now, False,
-                                   explain_all)
+                part = self._score(
+                    variant, features[rows], rows, transaction_ids, customer_ids, now, False, explain_all
+                )
             except RetryableError:
                 self._count_error(variant)
                 if index == 0:
                     raise  # the stable variant itself is down: nothing safe to decide with
                 # A failing canary or challenger must not fail decisions: the stable variant decides
                 # its share, and the error counts against the variant (the rollout analysis reads it).
-                part = self._score(deciding_variants[0], features[rows], rows, transaction_ids, customer_ids,
-                                   now, False, explain_all)
+                part = self._score(
+                    deciding_variants[0],
+                    features[rows],
+                    rows,
+                    transaction_ids,
+                    customer_ids,
+                    now,
+                    False,
+                    explain_all,
+                )
             parts.append(part)
         shadows = []
         all_rows = np.arange(len(transaction_ids))
         for variant in self.table.shadows:
             try:
-                shadows.append(self._score(variant, features, all_rows, transaction_ids, customer_ids, now, True,
-                                           False))
+                shadows.append(
+                    self._score(variant, features, all_rows, transaction_ids, customer_ids, now, True, False)
+                )
             except RetryableError:
                 self._count_error(variant)  # a shadow never decides, so its failure costs no decision
         latency_ms = (time.perf_counter() - started) * 1000
@@ -282,8 +363,17 @@ class Decider:
         SCORING_ERRORS.labels(self.source, variant.name, version).inc()
         log.warning("scoring failed", extra={"variant": variant.name, "source": self.source})
 
-    def _score(self, variant: Variant, features: np.ndarray, rows: np.ndarray, transaction_ids: Sequence[str],
-               customer_ids: Sequence[str | None], now: datetime, shadow: bool, explain_all: bool) -> VariantScores:
+    def _score(
+        self,
+        variant: Variant,
+        features: np.ndarray,
+        rows: np.ndarray,
+        transaction_ids: Sequence[str],
+        customer_ids: Sequence[str | None],
+        now: datetime,
+        shadow: bool,
+        explain_all: bool,
+    ) -> VariantScores:
         scorer = self.scorers[variant.name]
         scores = scorer.score(features)
         threshold = self.threshold(variant.name)
@@ -292,12 +382,24 @@ class Decider:
         to_explain = np.arange(len(rows)) if explain_all else np.flatnonzero(flagged)
         if len(to_explain) and not shadow:
             explained = scorer.reasons(features[to_explain], self.reason_count, self.exact_reasons)
-            reasons = {int(i): [r.as_dict() for r in row] for i, row in zip(to_explain, explained, strict=True)}
+            reasons = {
+                int(i): [r.as_dict() for r in row] for i, row in zip(to_explain, explained, strict=True)
+            }
         everyone = len(rows) == len(transaction_ids)
         return VariantScores(
-            variant=variant.name, model_name=self.table.model_name, model_version=scorer.model_version,
-            shadow=shadow, threshold=threshold, source=self.source, decided_at=now, rows=rows,
-            transaction_ids=list(transaction_ids) if everyone else [transaction_ids[i] for i in rows.tolist()],
+            variant=variant.name,
+            model_name=self.table.model_name,
+            model_version=scorer.model_version,
+            shadow=shadow,
+            threshold=threshold,
+            source=self.source,
+            decided_at=now,
+            rows=rows,
+            transaction_ids=list(transaction_ids)
+            if everyone
+            else [transaction_ids[i] for i in rows.tolist()],
             customer_ids=list(customer_ids) if everyone else [customer_ids[i] for i in rows.tolist()],
-            scores=scores, flagged=flagged, reasons=reasons,
+            scores=scores,
+            flagged=flagged,
+            reasons=reasons,
         )

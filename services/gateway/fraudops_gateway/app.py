@@ -64,8 +64,12 @@ from fraudops_gateway.supervision import BackgroundHealth, run_every
 
 log = logging.getLogger(__name__)
 BACKGROUND_INTERVAL_S = 2.0
-API_KEY_SCHEME = {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                  "description": "One of the keys in GATEWAY_API_KEYS."}
+API_KEY_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "X-API-Key",
+    "description": "One of the keys in GATEWAY_API_KEYS.",
+}
 
 
 def _error(status: int, description: str) -> dict[int | str, dict[str, Any]]:
@@ -90,8 +94,12 @@ def _json_body(schema: str, examples: dict[str, Any] | None = None) -> dict[str,
 
 
 def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(model.__pydantic_serializer__.to_json(model), status_code=status, headers=headers,
-                    media_type="application/json")
+    return Response(
+        model.__pydantic_serializer__.to_json(model),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -102,8 +110,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     writer = DecisionWriter(pool, settings.gateway_persist_queue, health)
     decisions = Decisions(runtime, writer, settings.gateway_max_batch)
     every = min(BACKGROUND_INTERVAL_S, settings.state_refresh_s)
-    refreshes = (("routing-refresh", every, runtime.refresh_routing), ("label-poll", every, runtime.refresh_labels),
-                 ("state-poll", settings.state_refresh_s, runtime.refresh_state))
+    refreshes = (
+        ("routing-refresh", every, runtime.refresh_routing),
+        ("label-poll", every, runtime.refresh_labels),
+        ("state-poll", settings.state_refresh_s, runtime.refresh_state),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -111,8 +122,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await runtime.start()
         writer.start()
         stop = asyncio.Event()
-        refreshers = [asyncio.create_task(run_every(name, interval_s, step, health, stop), name=name)
-                      for name, interval_s, step in refreshes]
+        refreshers = [
+            asyncio.create_task(run_every(name, interval_s, step, health, stop), name=name)
+            for name, interval_s, step in refreshes
+        ]
         yield
         # uvicorn has answered every in-flight request by now (graceful shutdown)
         stop.set()
@@ -122,9 +135,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await pool.close()
 
     app = FastAPI(
-        title="fraudops gateway", version="1", lifespan=lifespan,
+        title="fraudops gateway",
+        version="1",
+        lifespan=lifespan,
         description="Synchronous fraud decisions for card and account transactions. Request bodies are "
-                    "validated strictly against this document; every error names the field and the rule.",
+        "validated strictly against this document; every error names the field and the rule.",
     )
     app.state.runtime = runtime
     app.state.writer = writer
@@ -152,24 +167,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.INTERNAL_ERRORS.inc()
         return _json(internal_error(), 500)
 
-    @app.post("/predict", response_model=PredictResponse, tags=["decisions"],
-              summary="Decide one transaction (full schema or the legacy minimal payload)",
-              responses={**GUARDED, **TOO_LARGE, **INVALID, **UNAVAILABLE},
-              openapi_extra=_json_body("PredictRequest", {
-                  "full": {"summary": "A card-not-present purchase", "value": FULL_EXAMPLE},
-                  "legacy": {"summary": "The old prototype's minimal payload", "value": LEGACY_EXAMPLE}}))
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        tags=["decisions"],
+        summary="Decide one transaction (full schema or the legacy minimal payload)",
+        responses={**GUARDED, **TOO_LARGE, **INVALID, **UNAVAILABLE},
+        openapi_extra=_json_body(
+            "PredictRequest",
+            {
+                "full": {"summary": "A card-not-present purchase", "value": FULL_EXAMPLE},
+                "legacy": {"summary": "The old prototype's minimal payload", "value": LEGACY_EXAMPLE},
+            },
+        ),
+    )
     async def predict(
         request: Request,
-        explain: Annotated[bool, Query(description="Reason codes even when the decision is not fraud.")] = False,
+        explain: Annotated[
+            bool, Query(description="Reason codes even when the decision is not fraud.")
+        ] = False,
     ) -> Response:
-        return _json(await decisions.predict(await request.body(), request.headers.get("content-type"), explain))
+        return _json(
+            await decisions.predict(await request.body(), request.headers.get("content-type"), explain)
+        )
 
-    @app.post("/predict/batch", response_model=BatchResponse, tags=["decisions"],
-              summary="Decide up to GATEWAY_MAX_BATCH transactions, in order",
-              responses={**GUARDED, **TOO_LARGE, **INVALID, **UNAVAILABLE},
-              openapi_extra=_json_body("BatchRequest", {
-                  "two": {"summary": "A full transaction and a legacy one",
-                          "value": {"transactions": [FULL_EXAMPLE, LEGACY_EXAMPLE]}}}))
+    @app.post(
+        "/predict/batch",
+        response_model=BatchResponse,
+        tags=["decisions"],
+        summary="Decide up to GATEWAY_MAX_BATCH transactions, in order",
+        responses={**GUARDED, **TOO_LARGE, **INVALID, **UNAVAILABLE},
+        openapi_extra=_json_body(
+            "BatchRequest",
+            {
+                "two": {
+                    "summary": "A full transaction and a legacy one",
+                    "value": {"transactions": [FULL_EXAMPLE, LEGACY_EXAMPLE]},
+                }
+            },
+        ),
+    )
     async def predict_batch(
         request: Request,
         explain: Annotated[bool, Query(description="Reason codes for every transaction.")] = False,
@@ -177,9 +214,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body = await request.body()
         return _json(await decisions.predict_batch(body, request.headers.get("content-type"), explain))
 
-    @app.get("/transactions/{transaction_id}", response_model=StoredDecision, tags=["decisions"],
-             summary="The stored decision of a transaction, its shadow scores and its confirmed label",
-             responses={**GUARDED, **NOT_FOUND, **INVALID, **UNAVAILABLE})
+    @app.get(
+        "/transactions/{transaction_id}",
+        response_model=StoredDecision,
+        tags=["decisions"],
+        summary="The stored decision of a transaction, its shadow scores and its confirmed label",
+        responses={**GUARDED, **NOT_FOUND, **INVALID, **UNAVAILABLE},
+    )
     async def stored_decision(
         transaction_id: Annotated[str, Path(min_length=1, max_length=64, pattern=TRANSACTION_ID_PATTERN)],
     ) -> StoredDecision:
@@ -187,56 +228,96 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if pending is not None:
             decision = pending.deciding
             return StoredDecision(
-                transaction_id=transaction_id, fraud_probability=decision.score, is_fraud=decision.is_fraud,
-                threshold=decision.threshold, model_name=decision.model_name,
-                model_version=decision.model_version, variant=decision.variant, reasons=decision.reasons,
-                latency_ms=decision.latency_ms, source=decision.source, decided_at=decision.decided_at,
-                shadow_scores=dict(pending.shadow_scores))
+                transaction_id=transaction_id,
+                fraud_probability=decision.score,
+                is_fraud=decision.is_fraud,
+                threshold=decision.threshold,
+                model_name=decision.model_name,
+                model_version=decision.model_version,
+                variant=decision.variant,
+                reasons=decision.reasons,
+                latency_ms=decision.latency_ms,
+                source=decision.source,
+                decided_at=decision.decided_at,
+                shadow_scores=dict(pending.shadow_scores),
+            )
         return await load_decision(pool, transaction_id)
 
-    @app.post("/feedback", response_model=FeedbackResponse, tags=["feedback"],
-              summary="Record a confirmed label (chargeback, analyst verdict) for a decided transaction",
-              responses={**GUARDED, **NOT_FOUND, **TOO_LARGE, **INVALID, **UNAVAILABLE},
-              openapi_extra=_json_body("FeedbackRequest", {
-                  "chargeback": {"summary": "A chargeback confirmed the fraud", "value": {
-                      "transaction_id": FULL_EXAMPLE["transaction_id"], "is_fraud": True,
-                      "label_known_at": "2026-12-05T09:30:00Z", "source": "chargeback"}}}))
+    @app.post(
+        "/feedback",
+        response_model=FeedbackResponse,
+        tags=["feedback"],
+        summary="Record a confirmed label (chargeback, analyst verdict) for a decided transaction",
+        responses={**GUARDED, **NOT_FOUND, **TOO_LARGE, **INVALID, **UNAVAILABLE},
+        openapi_extra=_json_body(
+            "FeedbackRequest",
+            {
+                "chargeback": {
+                    "summary": "A chargeback confirmed the fraud",
+                    "value": {
+                        "transaction_id": FULL_EXAMPLE["transaction_id"],
+                        "is_fraud": True,
+                        "label_known_at": "2026-12-05T09:30:00Z",
+                        "source": "chargeback",
+                    },
+                }
+            },
+        ),
+    )
     async def feedback(request: Request) -> FeedbackResponse:
-        payload: FeedbackRequest = parse_json_body(REQUEST_BODIES["FeedbackRequest"], await request.body(),
-                                                   request.headers.get("content-type"))
+        payload: FeedbackRequest = parse_json_body(
+            REQUEST_BODIES["FeedbackRequest"], await request.body(), request.headers.get("content-type")
+        )
         known_at = payload.label_known_at or datetime.now(UTC)
         known_at = known_at.replace(tzinfo=UTC) if known_at.tzinfo is None else known_at.astimezone(UTC)
         if payload.transaction_id in writer.pending:
             await _wait_until_stored(writer, payload.transaction_id)
         stored = await store_feedback(pool, payload, known_at)
-        return FeedbackResponse(transaction_id=payload.transaction_id, is_fraud=payload.is_fraud,
-                                label_known_at=known_at, stored=stored)
+        return FeedbackResponse(
+            transaction_id=payload.transaction_id,
+            is_fraud=payload.is_fraud,
+            label_known_at=known_at,
+            stored=stored,
+        )
 
     @app.get("/health/live", response_model=Health, tags=["operations"], summary="The process is up")
     async def live() -> Health:
         return Health(status="ok")
 
-    @app.get("/health/ready", response_model=Health, tags=["operations"],
-             summary="Models loaded, PostgreSQL reachable and no background task failing; `checks.routing` is "
-                     "the live routing table",
-             responses={503: {"model": Health, "description": "Not ready: `checks` says what is missing."}})
+    @app.get(
+        "/health/ready",
+        response_model=Health,
+        tags=["operations"],
+        summary="Models loaded, PostgreSQL reachable and no background task failing; `checks.routing` is "
+        "the live routing table",
+        responses={503: {"model": Health, "description": "Not ready: `checks` says what is missing."}},
+    )
     async def ready() -> Response:
         """From what the gateway already knows (the database as its background reads last found it)."""
-        checks = {"model": "loaded" if runtime.ready else "not loaded", "routing": runtime.routing_summary,
-                  **health.checks()}
+        checks = {
+            "model": "loaded" if runtime.ready else "not loaded",
+            "routing": runtime.routing_summary,
+            **health.checks(),
+        }
         ok = runtime.ready and health.ok
         return _json(Health(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503)
 
-    @app.get("/metrics", tags=["operations"], response_class=Response, summary="Prometheus metrics",
-             responses={200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}})
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        summary="Prometheus metrics",
+        responses={200: {"description": "Prometheus text format.", "content": {CONTENT_TYPE_LATEST: {}}}},
+    )
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
         """FastAPI's document plus the request bodies the routes validate themselves."""
         if app.openapi_schema is None:
-            document = get_openapi(title=app.title, version=app.version, description=app.description,
-                                   routes=app.routes)
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
             components = document.setdefault("components", {}).setdefault("schemas", {})
             for name, adapter in REQUEST_BODIES.items():
                 schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
@@ -274,9 +355,17 @@ def build_asgi(settings: Settings | None = None) -> Any:
     """What uvicorn serves: request metrics → guards (key, rate, body size) → the /predict fast path → FastAPI."""
     settings = settings or get_settings()
     app = create_app(settings)
-    routes = {route.path: route for route in app.routes if getattr(route, "path", None) in ("/predict",
-                                                                                           "/predict/batch")}
+    routes = {
+        route.path: route
+        for route in app.routes
+        if getattr(route, "path", None) in ("/predict", "/predict/batch")
+    }
     fast = DecisionEndpoints(app, app.state.decisions, routes)
-    guards = Guards(fast, api_keys(settings), settings.gateway_rate_limit, settings.gateway_max_body_bytes,
-                    trusted_networks(settings.gateway_trusted_proxies))
+    guards = Guards(
+        fast,
+        api_keys(settings),
+        settings.gateway_rate_limit,
+        settings.gateway_max_body_bytes,
+        trusted_networks(settings.gateway_trusted_proxies),
+    )
     return metrics.RequestMetrics(guards)

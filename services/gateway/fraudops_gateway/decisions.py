@@ -26,9 +26,14 @@ from fraudops_gateway.schemas import (
 
 def _answer(decision: Decision, elapsed_ms: float) -> PredictResponse:
     return PredictResponse(
-        transaction_id=decision.transaction_id, fraud_probability=decision.score, is_fraud=decision.is_fraud,
-        threshold=decision.threshold, model_version=decision.model_version, variant=decision.variant,
-        reasons=decision.reasons, prediction_time_ms=round(elapsed_ms, 3),
+        transaction_id=decision.transaction_id,
+        fraud_probability=decision.score,
+        is_fraud=decision.is_fraud,
+        threshold=decision.threshold,
+        model_version=decision.model_version,
+        variant=decision.variant,
+        reasons=decision.reasons,
+        prediction_time_ms=round(elapsed_ms, 3),
     )
 
 
@@ -59,7 +64,9 @@ class Decisions:
         scored, answers = await self.decide(transactions, explain)
         return BatchResponse(results=answers, prediction_time_ms=round(scored.elapsed_ms, 3))
 
-    async def decide(self, transactions: list[Transaction], explain: bool) -> tuple[Scored, list[PredictResponse]]:
+    async def decide(
+        self, transactions: list[Transaction], explain: bool
+    ) -> tuple[Scored, list[PredictResponse]]:
         """Score, observe and queue for storage; the answers come back in the order of `transactions`."""
         scored = await self.runtime.score(transactions, explain)
         decisions = scored.decided.all

@@ -42,8 +42,11 @@ def http_error(exc: FraudopsError | Refused) -> tuple[int, ErrorResponse, dict[s
     if isinstance(exc, RetryableError):
         retry_after_s = max(1, round(exc.delay_s))
         log.warning("answered 503: a dependency is unavailable", extra={"error": str(exc)})
-        return (503, ErrorResponse(error=f"temporarily unavailable; retry in {retry_after_s} s"),
-                {"Retry-After": str(retry_after_s)})
+        return (
+            503,
+            ErrorResponse(error=f"temporarily unavailable; retry in {retry_after_s} s"),
+            {"Retry-After": str(retry_after_s)},
+        )
     log.error("answered 500", exc_info=exc)
     metrics.INTERNAL_ERRORS.inc()
     return 500, internal_error(), {}
@@ -86,9 +89,15 @@ def parse_json_body(adapter: TypeAdapter[Any], body: bytes, content_type: str | 
     """The body validated against `adapter` straight from JSON, strictly; `Refused` (422) otherwise."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if not media_type.endswith(_JSON_TYPES):
-        raise Refused(422, invalid_request([FieldError(
-            field="body", reason="must be JSON, sent with Content-Type: application/json")]))
+        raise Refused(
+            422,
+            invalid_request(
+                [FieldError(field="body", reason="must be JSON, sent with Content-Type: application/json")]
+            ),
+        )
     try:
         return adapter.validate_json(body, strict=True)
     except ValidationError as exc:
-        raise Refused(422, invalid_request(field_errors(exc.errors(include_url=False, include_input=False)))) from exc
+        raise Refused(
+            422, invalid_request(field_errors(exc.errors(include_url=False, include_input=False)))
+        ) from exc

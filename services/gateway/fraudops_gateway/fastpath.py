@@ -41,7 +41,11 @@ class DecisionEndpoints:
         self.routes = routes  # FastAPI's route objects: request metrics label requests with their path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.handlers.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        handler = (
+            self.handlers.get(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
         if handler is None:
             await self.app(scope, receive, send)
             return
@@ -60,11 +64,18 @@ class DecisionEndpoints:
             metrics.INTERNAL_ERRORS.inc()
             status, answer = 500, internal_error()
         content = answer.__pydantic_serializer__.to_json(answer)
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
-            *((name.lower().encode(), value.encode()) for name, value in headers.items())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(content)).encode()),
+                    *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": content})
-
 
 
 def _content_type(scope: Scope) -> str | None:
@@ -90,8 +101,11 @@ def _explain_flag(query_string: bytes) -> bool:
     """The `explain` query parameter, read as FastAPI reads a bool (the last value wins)."""
     if b"explain" not in query_string:
         return False
-    values = [value for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-              if name == "explain"]
+    values = [
+        value
+        for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+        if name == "explain"
+    ]
     if not values:
         return False
     try:

@@ -63,12 +63,22 @@ def client_address(peer: str | None, forwarded_for: bytes | None, trusted_proxie
     return hops[0]  # every hop a trusted proxy: the first one is the client
 
 
-async def reply(send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def reply(
+    send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """An `ErrorResponse` body sent straight from ASGI."""
     body = orjson.dumps({"error": error, "errors": []})
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -101,13 +111,22 @@ class TokenBuckets:
 
     def _forget_full_buckets(self, now: float) -> None:
         """Drop clients whose bucket has refilled: forgetting them changes nothing."""
-        self._buckets = {client: (tokens, at) for client, (tokens, at) in self._buckets.items()
-                         if tokens + (now - at) * self.per_second < self.capacity}
+        self._buckets = {
+            client: (tokens, at)
+            for client, (tokens, at) in self._buckets.items()
+            if tokens + (now - at) * self.per_second < self.capacity
+        }
 
 
 class Guards:
-    def __init__(self, app: ASGIApp, api_keys: list[str], rate_limit: str, max_body_bytes: int,
-                 trusted_proxies: Networks = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_keys: list[str],
+        rate_limit: str,
+        max_body_bytes: int,
+        trusted_proxies: Networks = (),
+    ) -> None:
         self.app = app
         self.api_keys = [key.encode() for key in api_keys if key]
         self.trusted_proxies = trusted_proxies
@@ -123,13 +142,21 @@ class Guards:
         client = self._authenticate(headers, scope.get("client"))
         if client is None:
             metrics.REJECTED.labels("unauthenticated").inc()
-            await reply(send, 401, "missing or invalid API key (send it in the X-API-Key header)",
-                        [(b"www-authenticate", b"ApiKey")])
+            await reply(
+                send,
+                401,
+                "missing or invalid API key (send it in the X-API-Key header)",
+                [(b"www-authenticate", b"ApiKey")],
+            )
             return
         if not self.buckets.allow(client):
             metrics.REJECTED.labels("rate_limited").inc()
-            await reply(send, 429, f"rate limit of {self.buckets.description} exceeded for this client; "
-                                   "retry shortly", [(b"retry-after", b"1")])
+            await reply(
+                send,
+                429,
+                f"rate limit of {self.buckets.description} exceeded for this client; retry shortly",
+                [(b"retry-after", b"1")],
+            )
             return
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -157,7 +184,9 @@ class Guards:
     def _authenticate(self, headers: dict[bytes, bytes], peer: tuple[str, int] | None) -> str | None:
         """The rate-limit identity: the API key when keys are configured, else the client address."""
         if not self.api_keys:
-            return client_address(peer[0] if peer else None, headers.get(b"x-forwarded-for"), self.trusted_proxies)
+            return client_address(
+                peer[0] if peer else None, headers.get(b"x-forwarded-for"), self.trusted_proxies
+            )
         offered = headers.get(b"x-api-key", b"")
         for number, key in enumerate(self.api_keys):
             if hmac.compare_digest(offered, key):

@@ -15,26 +15,45 @@ LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05,
 SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
 
 REQUESTS = Counter("fraudops_gateway_requests_total", "HTTP requests.", ["route", "method", "status"])
-LATENCY = Histogram("fraudops_gateway_request_seconds", "HTTP request latency.", ["route"], buckets=LATENCY_BUCKETS)
-SCORES = Histogram("fraudops_score", "Fraud probabilities by variant.", ["source", "variant", "shadow"],
-                   buckets=SCORE_BUCKETS)
+LATENCY = Histogram(
+    "fraudops_gateway_request_seconds", "HTTP request latency.", ["route"], buckets=LATENCY_BUCKETS
+)
+SCORES = Histogram(
+    "fraudops_score",
+    "Fraud probabilities by variant.",
+    ["source", "variant", "shadow"],
+    buckets=SCORE_BUCKETS,
+)
 PERSIST_QUEUE = Gauge("fraudops_gateway_persist_queue", "Decisions answered but not yet stored.")
 PERSISTED = Counter("fraudops_gateway_persisted_total", "Transactions stored in PostgreSQL.")
-PERSIST_FAILED = Counter("fraudops_gateway_persist_failed_total",
-                         "Answered transactions PostgreSQL refused to store (each one is logged with the reason).")
-STATE_REFRESHED = Counter("fraudops_gateway_state_refreshed_total",
-                          "Customer states re-read because the stream consumer stored a newer one.")
-CUSTOMERS_DROPPED = Counter("fraudops_gateway_customers_dropped_total",
-                            "Customers whose state the gateway let go (GATEWAY_MAX_CUSTOMERS); re-read when they return.")
-STATE_REFUSED = Counter("fraudops_gateway_state_refused_total",
-                        "Stored customer states the gateway could not read (each one is logged); it scores those "
-                        "customers from what it holds.")
+PERSIST_FAILED = Counter(
+    "fraudops_gateway_persist_failed_total",
+    "Answered transactions PostgreSQL refused to store (each one is logged with the reason).",
+)
+STATE_REFRESHED = Counter(
+    "fraudops_gateway_state_refreshed_total",
+    "Customer states re-read because the stream consumer stored a newer one.",
+)
+CUSTOMERS_DROPPED = Counter(
+    "fraudops_gateway_customers_dropped_total",
+    "Customers whose state the gateway let go (GATEWAY_MAX_CUSTOMERS); re-read when they return.",
+)
+STATE_REFUSED = Counter(
+    "fraudops_gateway_state_refused_total",
+    "Stored customer states the gateway could not read (each one is logged); it scores those "
+    "customers from what it holds.",
+)
 REJECTED = Counter("fraudops_gateway_rejected_total", "Requests refused before scoring.", ["reason"])
-BACKGROUND_FAILURES = Counter("fraudops_gateway_background_failures_total",
-                              "Unexpected failures of a background task (logged with the traceback; the task "
-                              "restarts and the gateway is not ready until it recovers).", ["task"])
-INTERNAL_ERRORS = Counter("fraudops_gateway_internal_errors_total",
-                          "Requests answered 500 (logged with the traceback; the caller gets no detail).")
+BACKGROUND_FAILURES = Counter(
+    "fraudops_gateway_background_failures_total",
+    "Unexpected failures of a background task (logged with the traceback; the task "
+    "restarts and the gateway is not ready until it recovers).",
+    ["task"],
+)
+INTERNAL_ERRORS = Counter(
+    "fraudops_gateway_internal_errors_total",
+    "Requests answered 500 (logged with the traceback; the caller gets no detail).",
+)
 
 
 _DECISION_CHILDREN: dict[tuple[str, str, str, bool, bool], tuple[Any, Any]] = {}
@@ -49,7 +68,8 @@ def observe_decisions(decisions: list[Decision]) -> None:
             outcome = "fraud" if decision.is_fraud else "legitimate"
             children = _DECISION_CHILDREN[key] = (
                 DECISIONS.labels(decision.source, decision.variant, decision.model_version, outcome, shadow),
-                SCORES.labels(decision.source, decision.variant, shadow))
+                SCORES.labels(decision.source, decision.variant, shadow),
+            )
         children[0].inc()
         children[1].observe(decision.score)
 
@@ -97,6 +117,9 @@ class RequestMetrics:
         key = (path, method, status)
         children = self._children.get(key)
         if children is None:  # labels() costs a few µs; resolve each combination once
-            children = self._children[key] = (REQUESTS.labels(path, method, str(status)), LATENCY.labels(path))
+            children = self._children[key] = (
+                REQUESTS.labels(path, method, str(status)),
+                LATENCY.labels(path),
+            )
         children[0].inc()
         children[1].observe(seconds)

@@ -67,7 +67,9 @@ class DecisionWriter:
         self.pool = pool
         self.health = health
         self.queue: asyncio.Queue[PendingWrite] = asyncio.Queue(maxsize=capacity)
-        self.pending: dict[str, PendingDecision] = {}  # answered, not yet durable: GET /transactions sees them
+        self.pending: dict[
+            str, PendingDecision
+        ] = {}  # answered, not yet durable: GET /transactions sees them
         self._in_hand: list[PendingWrite] = []  # taken from the queue, not yet stored
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -97,8 +99,10 @@ class DecisionWriter:
             try:
                 await asyncio.wait_for(self._task, timeout=timeout_s)
             except TimeoutError:
-                log.error("could not store every answered decision before stopping",
-                          extra={"unstored_transactions": len(self.pending), "timeout_s": timeout_s})
+                log.error(
+                    "could not store every answered decision before stopping",
+                    extra={"unstored_transactions": len(self.pending), "timeout_s": timeout_s},
+                )
 
     async def _run(self) -> None:
         while self._in_hand or not (self._stopping.is_set() and self.queue.empty()):
@@ -108,7 +112,9 @@ class DecisionWriter:
                 except TimeoutError:
                     continue
                 if not self._stopping.is_set():
-                    await asyncio.sleep(FLUSH_INTERVAL_S)  # let a batch gather: one database transaction for many
+                    await asyncio.sleep(
+                        FLUSH_INTERVAL_S
+                    )  # let a batch gather: one database transaction for many
                 self._in_hand, rows = [first], first.rows
                 while rows < FLUSH_ROWS and not self.queue.empty():
                     item = self.queue.get_nowait()
@@ -124,15 +130,19 @@ class DecisionWriter:
         try:
             await self._retrying(batch)
         except (psycopg.Error, ValueError) as exc:  # refused, not unavailable: find the refused request(s)
-            log.warning("the database refused a batch of decisions; storing its requests one by one",
-                        extra={"error": str(exc)})
+            log.warning(
+                "the database refused a batch of decisions; storing its requests one by one",
+                extra={"error": str(exc)},
+            )
             for item in batch:
                 try:
                     await self._retrying([item])
                 except (psycopg.Error, ValueError) as refused:
                     ids = sorted({d.transaction_id for d in item.decisions})
-                    log.error("decision not stored: the database refused it",
-                              extra={"transaction_ids": ids, "error": str(refused)})
+                    log.error(
+                        "decision not stored: the database refused it",
+                        extra={"transaction_ids": ids, "error": str(refused)},
+                    )
                     metrics.PERSIST_FAILED.inc(item.rows)
                     self._forget(item.decisions)
 
@@ -141,13 +151,21 @@ class DecisionWriter:
         decisions = [d for item in batch for d in item.decisions]
         rows = sum(item.rows for item in batch)
         started = time.monotonic()
-        async for attempt in AsyncRetrying(retry=retry_if_exception_type(psycopg.OperationalError),
-                                           wait=wait_exponential(multiplier=0.1, max=5), reraise=True):
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(psycopg.OperationalError),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            reraise=True,
+        ):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
-                    log.warning("retrying decision write", extra={
-                        "attempt": attempt.retry_state.attempt_number, "rows": rows,
-                        "waiting_s": round(time.monotonic() - started, 1)})
+                    log.warning(
+                        "retrying decision write",
+                        extra={
+                            "attempt": attempt.retry_state.attempt_number,
+                            "rows": rows,
+                            "waiting_s": round(time.monotonic() - started, 1),
+                        },
+                    )
                 await self._write(payloads)
         self._forget(decisions)
         metrics.PERSISTED.inc(rows)

@@ -45,32 +45,66 @@ async def load_decision(pool: AsyncConnectionPool, transaction_id: str) -> Store
     deciding = [row for row in rows if not row[3]]
     if not deciding:
         raise NotFoundError(f"no decision stored for transaction {transaction_id!r}")
-    (variant, model_name, version, _, score, threshold, is_fraud, reasons, latency, source, decided_at,
-     label) = deciding[0]
+    (
+        variant,
+        model_name,
+        version,
+        _,
+        score,
+        threshold,
+        is_fraud,
+        reasons,
+        latency,
+        source,
+        decided_at,
+        label,
+    ) = deciding[0]
     return StoredDecision(
-        transaction_id=transaction_id, fraud_probability=score, is_fraud=is_fraud, threshold=threshold,
-        model_name=model_name, model_version=version, variant=variant, reasons=reasons, latency_ms=latency,
-        source=source, decided_at=decided_at, shadow_scores={row[0]: row[4] for row in rows if row[3]}, label=label)
+        transaction_id=transaction_id,
+        fraud_probability=score,
+        is_fraud=is_fraud,
+        threshold=threshold,
+        model_name=model_name,
+        model_version=version,
+        variant=variant,
+        reasons=reasons,
+        latency_ms=latency,
+        source=source,
+        decided_at=decided_at,
+        shadow_scores={row[0]: row[4] for row in rows if row[3]},
+        label=label,
+    )
 
 
 async def store_feedback(pool: AsyncConnectionPool, payload: FeedbackRequest, known_at: datetime) -> bool:
     """Store a confirmed label (idempotent: False when the same label is already stored)."""
     try:
         async with pool.connection(timeout=REQUEST_DB_WAIT_S) as conn, conn.transaction():
-            exists = await (await conn.execute("SELECT 1 FROM transactions WHERE transaction_id = %s",
-                                               (payload.transaction_id,))).fetchone()
+            exists = await (
+                await conn.execute(
+                    "SELECT 1 FROM transactions WHERE transaction_id = %s", (payload.transaction_id,)
+                )
+            ).fetchone()
             if exists is None:
-                raise NotFoundError(f"transaction {payload.transaction_id!r} is unknown; feedback needs a decided "
-                                    "transaction")
-            decision = await (await conn.execute(
-                "SELECT model_version, is_fraud FROM decisions WHERE transaction_id = %s AND NOT shadow",
-                (payload.transaction_id,))).fetchone()
-            cursor = await conn.execute(_STORE_LABEL_SQL, (payload.transaction_id, payload.is_fraud, known_at,
-                                                           payload.source))
+                raise NotFoundError(
+                    f"transaction {payload.transaction_id!r} is unknown; feedback needs a decided transaction"
+                )
+            decision = await (
+                await conn.execute(
+                    "SELECT model_version, is_fraud FROM decisions WHERE transaction_id = %s AND NOT shadow",
+                    (payload.transaction_id,),
+                )
+            ).fetchone()
+            cursor = await conn.execute(
+                _STORE_LABEL_SQL, (payload.transaction_id, payload.is_fraud, known_at, payload.source)
+            )
             stored = cursor.rowcount == 1
     except psycopg.OperationalError as exc:
         raise _unavailable(exc) from exc
     if stored and decision is not None:  # precision on labelled feedback, for the rollout analysis
-        FEEDBACK.labels(decision[0], "fraud" if decision[1] else "legitimate",
-                        "fraud" if payload.is_fraud else "legitimate").inc()
+        FEEDBACK.labels(
+            decision[0],
+            "fraud" if decision[1] else "legitimate",
+            "fraud" if payload.is_fraud else "legitimate",
+        ).inc()
     return stored

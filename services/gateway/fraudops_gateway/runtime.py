@@ -114,8 +114,10 @@ class GatewayRuntime:
             self.health.database_reachable = True
         except psycopg.Error as exc:
             self.health.database_reachable = False
-            log.warning("state store unreachable at start; scoring from local state until it is back",
-                        extra={"error": str(exc)})
+            log.warning(
+                "state store unreachable at start; scoring from local state until it is back",
+                extra={"error": str(exc)},
+            )
         # Everything loaded so far lives as long as the process: keep it out of the garbage
         # collector's full passes, which otherwise walk it every few thousand requests.
         gc.collect()
@@ -162,8 +164,9 @@ class GatewayRuntime:
         # Reason codes are XGBoost's approximate contributions (Saabas, pred_contribs with approx_contribs):
         # exact TreeSHAP costs ~12 ms a row on a 400-tree model, more than the whole p99 budget of a
         # request. The KServe predictor gives exact TreeSHAP on request.
-        decider = await asyncio.to_thread(Decider.from_table, table, "api", self.threshold_override,
-                                          exact_reasons=False)
+        decider = await asyncio.to_thread(
+            Decider.from_table, table, "api", self.threshold_override, exact_reasons=False
+        )
         self.decider = decider
         self.scores_remotely = any(isinstance(scorer, RemoteScorer) for scorer in decider.scorers.values())
         self.routing_identity = identity
@@ -216,8 +219,9 @@ class GatewayRuntime:
         if self._next_read is None:
             self._next_read = (set(), asyncio.get_running_loop().create_future())
             if self._reader is None or self._reader.done():
-                self._reader = asyncio.create_task(supervise("state-reads", self._read_queued, self.health),
-                                                   name="state-reads")
+                self._reader = asyncio.create_task(
+                    supervise("state-reads", self._read_queued, self.health), name="state-reads"
+                )
         customers, read = self._next_read
         customers.add(customer_id)
         self._loading[customer_id] = read
@@ -259,8 +263,10 @@ class GatewayRuntime:
             # Not read again until the consumer stores a new state: the customer scores from what this
             # gateway holds meanwhile.
             self._stored_at[customer_id] = updated_at
-            log.error("stored feature state unreadable; scoring the customer from local state",
-                      extra={"customer_id": customer_id, "error": str(exc)})
+            log.error(
+                "stored feature state unreadable; scoring the customer from local state",
+                extra={"customer_id": customer_id, "error": str(exc)},
+            )
             metrics.STATE_REFUSED.inc()
             return False
         return True
@@ -285,11 +291,15 @@ class GatewayRuntime:
         self._changes_since = now - STATE_POLL_OVERLAP
         if first_poll or not customers:  # at start nothing is held yet: this poll only sets the clock
             return 0
-        stale = [c for c, at in zip(customers, times, strict=True)
-                 if c in self._stored_at and (self._stored_at[c] is None or at > self._stored_at[c])
-                 and c not in self._loading]
+        stale = [
+            c
+            for c, at in zip(customers, times, strict=True)
+            if c in self._stored_at
+            and (self._stored_at[c] is None or at > self._stored_at[c])
+            and c not in self._loading
+        ]
         for start in range(0, len(stale), chunk):
-            self._import(await self._fetch_customers(stale[start:start + chunk]))
+            self._import(await self._fetch_customers(stale[start : start + chunk]))
         metrics.STATE_REFRESHED.inc(len(stale))
         return len(stale)
 
@@ -299,8 +309,9 @@ class GatewayRuntime:
             cursor = await connection.execute(statestore.FRAUD_LABELS_SQL, {"after": self._labels_cursor})
             rows = await cursor.fetchall()
         # Hashing the keys is NumPy work over every label at the first poll: off the loop.
-        events, self._labels_cursor = await asyncio.to_thread(statestore.fraud_label_events, rows,
-                                                              self._labels_cursor)
+        events, self._labels_cursor = await asyncio.to_thread(
+            statestore.fraud_label_events, rows, self._labels_cursor
+        )
         self.engine.add_fraud_labels(events)
         return len(events)
 
@@ -345,7 +356,12 @@ class GatewayRuntime:
         return Scored(transactions, decided, rows, (time.perf_counter() - started) * 1000)
 
     @staticmethod
-    def _decide_inline(decider: Decider, features: Any, transactions: Sequence[Transaction],
-                       explain: bool) -> Decided:
-        return decider.decide(features, [tx.transaction_id for tx in transactions],
-                              [tx.customer_id for tx in transactions], explain_all=explain)
+    def _decide_inline(
+        decider: Decider, features: Any, transactions: Sequence[Transaction], explain: bool
+    ) -> Decided:
+        return decider.decide(
+            features,
+            [tx.transaction_id for tx in transactions],
+            [tx.customer_id for tx in transactions],
+            explain_all=explain,
+        )

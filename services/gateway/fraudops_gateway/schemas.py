@@ -35,12 +35,19 @@ from fraudops.schema import MAX_AMOUNT, LegacyTransaction, Transaction
 TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
 # PostgreSQL keeps amounts as numeric(14, 2) with `amount > 0`: 0.004 would be stored as 0 and refused.
 _SMALLEST_AMOUNT = 0.01
-_AMOUNT = Field(..., ge=_SMALLEST_AMOUNT, le=MAX_AMOUNT, allow_inf_nan=False,
-                description="Positive, finite amount in `currency`, at least 0.01.")
+_AMOUNT = Field(
+    ...,
+    ge=_SMALLEST_AMOUNT,
+    le=MAX_AMOUNT,
+    allow_inf_nan=False,
+    description="Positive, finite amount in `currency`, at least 0.01.",
+)
 #: RFC 3339 date-time (the `date-time` of JSON Schema) whose year is 1970 to 2199 as written, with an offset
 #: of at most 15:59 either way: PostgreSQL refuses larger ones (real ones span -12:00 to +14:00).
-DATE_TIME_PATTERN = (r"^(19[7-9][0-9]|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
-                     r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-](0[0-9]|1[0-5]):[0-5][0-9])$")
+DATE_TIME_PATTERN = (
+    r"^(19[7-9][0-9]|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-](0[0-9]|1[0-5]):[0-5][0-9])$"
+)
 _DATE_TIME = re.compile(DATE_TIME_PATTERN)
 EVENT_TIME_FORMAT = "event-time"
 
@@ -50,21 +57,34 @@ def _rfc3339(value: Any) -> Any:
     if not isinstance(value, str):
         return value  # strict validation refuses it with its own message
     if _DATE_TIME.match(value) is None:
-        raise ValueError("must be an RFC 3339 date-time with a UTC offset of at most 15:59, e.g. "
-                         "2026-11-28T21:14:05Z, with a year (as written) from 1970 to 2199")
+        raise ValueError(
+            "must be an RFC 3339 date-time with a UTC offset of at most 15:59, e.g. "
+            "2026-11-28T21:14:05Z, with a year (as written) from 1970 to 2199"
+        )
     try:  # what the pattern admits, fromisoformat reads (t and z in upper case), in about a microsecond
         return datetime.fromisoformat(value.upper())
     except ValueError as exc:  # the shape is right, the date is not (February 30th)
         raise ValueError(f"not a date: {exc}") from None
 
 
-_RFC3339_DATE_TIME = Annotated[datetime, BeforeValidator(_rfc3339), WithJsonSchema(
-    {"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN})]
-_EVENT_TIME = Annotated[datetime, BeforeValidator(_rfc3339), WithJsonSchema(
-    {"type": "string", "format": EVENT_TIME_FORMAT,
-     "description": "When the transaction happened (`event-time`): an RFC 3339 date-time with a UTC offset of at "
-                    "most 15:59, e.g. 2026-11-28T21:14:05Z, its year (as written) from 1970, and at most one day "
-                    "after the gateway's clock. Default: when the gateway receives it."})]
+_RFC3339_DATE_TIME = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN}),
+]
+_EVENT_TIME = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": EVENT_TIME_FORMAT,
+            "description": "When the transaction happened (`event-time`): an RFC 3339 date-time with a UTC offset of at "
+            "most 15:59, e.g. 2026-11-28T21:14:05Z, its year (as written) from 1970, and at most one day "
+            "after the gateway's clock. Default: when the gateway receives it.",
+        }
+    ),
+]
 
 
 def _integral(value: Any) -> Any:
@@ -79,21 +99,29 @@ class TransactionRequest(Transaction):
     """A transaction as `/predict` accepts it: the platform schema, storable as it is."""
 
     # The schema's rule "latitude and longitude together", stated in JSON Schema too.
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}},
-        {"required": ["latitude", "longitude"],
-         "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}}},
-    ]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"latitude": {"type": "null"}, "longitude": {"type": "null"}}},
+                {
+                    "required": ["latitude", "longitude"],
+                    "properties": {"latitude": {"type": "number"}, "longitude": {"type": "number"}},
+                },
+            ]
+        }
+    )
 
     amount: float = _AMOUNT
     event_time: _EVENT_TIME = Field(default_factory=lambda: datetime.now(UTC))
     credential_change_at: _RFC3339_DATE_TIME | None = Field(
-        None, description="Last password / phone / e-mail change on the account known to the channel.")
+        None, description="Last password / phone / e-mail change on the account known to the channel."
+    )
     account_opened_at: _RFC3339_DATE_TIME | None = Field(None, description="When the account was opened.")
     # Free text otherwise: a NUL or an unpaired surrogate would be answered and then refused by PostgreSQL.
     ip_address: Annotated[str, Field(max_length=45, pattern=r"^[0-9A-Za-z.:%_/\-]+$")] | None = None
-    hour_of_day: _HOUR | None = Field(None, description="Local hour, when the client knows it better than "
-                                                        "event_time.")
+    hour_of_day: _HOUR | None = Field(
+        None, description="Local hour, when the client knows it better than event_time."
+    )
 
 
 class LegacyTransactionRequest(LegacyTransaction):
@@ -131,8 +159,13 @@ FULL_EXAMPLE = {
     "device_id": "dev-9a8b7c",
     "ip_address": "203.0.113.17",
 }
-LEGACY_EXAMPLE = {"amount": 250.0, "merchant_category": "electronics", "source": "WEB", "is_international": False,
-                  "hour_of_day": 23}
+LEGACY_EXAMPLE = {
+    "amount": 250.0,
+    "merchant_category": "electronics",
+    "source": "WEB",
+    "is_international": False,
+    "hour_of_day": 23,
+}
 
 
 def as_transaction(payload: Transaction | LegacyTransaction) -> Transaction:
@@ -147,8 +180,9 @@ def as_transaction(payload: Transaction | LegacyTransaction) -> Transaction:
 class ReasonCode(BaseModel):
     feature: str = Field(..., description="Feature name (see the model metadata).")
     value: float | None = Field(None, description="The feature's value for this transaction.")
-    contribution: float = Field(..., description="Push towards fraud, in log-odds (XGBoost's feature "
-                                                 "contributions).")
+    contribution: float = Field(
+        ..., description="Push towards fraud, in log-odds (XGBoost's feature contributions)."
+    )
 
 
 class PredictResponse(BaseModel):
@@ -158,15 +192,18 @@ class PredictResponse(BaseModel):
     threshold: float
     model_version: str
     variant: str = Field(..., description="The routed variant that decided (stable, canary, …).")
-    reasons: list[ReasonCode] = Field(default_factory=list,
-                                      description="Top contributions; given for fraud decisions or on request.")
+    reasons: list[ReasonCode] = Field(
+        default_factory=list, description="Top contributions; given for fraud decisions or on request."
+    )
     prediction_time_ms: float = Field(..., description="Features, routing and scoring, in the gateway.")
 
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    transactions: list[PredictRequest] = Field(..., min_length=1, description="At most GATEWAY_MAX_BATCH items.")
+    transactions: list[PredictRequest] = Field(
+        ..., min_length=1, description="At most GATEWAY_MAX_BATCH items."
+    )
 
 
 class BatchResponse(BaseModel):
@@ -179,8 +216,9 @@ class FeedbackRequest(BaseModel):
 
     transaction_id: Annotated[str, Field(min_length=1, max_length=64, pattern=TRANSACTION_ID_PATTERN)]
     is_fraud: bool = Field(..., description="Confirmed fraud (true) or confirmed legitimate (false).")
-    label_known_at: _RFC3339_DATE_TIME | None = Field(None, description="When the label became known "
-                                                                      "(default: now).")
+    label_known_at: _RFC3339_DATE_TIME | None = Field(
+        None, description="When the label became known (default: now)."
+    )
     source: Annotated[str, Field(max_length=32, pattern=r"^[a-z_]+$")] = "api"
 
 

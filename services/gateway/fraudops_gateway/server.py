@@ -21,9 +21,19 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     # keep-alive longer than the usual 60 s idle timeout of load balancers, so they close first.
     # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback peer as the
     # client's address; the guards read it themselves, only from GATEWAY_TRUSTED_PROXIES.
-    uvicorn.run(build_asgi(settings), host=host, port=port, loop="uvloop", http="httptools", access_log=False,
-                log_config=None, timeout_graceful_shutdown=30, timeout_keep_alive=75, backlog=2048,
-                proxy_headers=False)
+    uvicorn.run(
+        build_asgi(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=75,
+        backlog=2048,
+        proxy_headers=False,
+    )
 
 
 if __name__ == "__main__":

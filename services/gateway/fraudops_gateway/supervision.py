@@ -52,8 +52,10 @@ class BackgroundHealth:
 def _report_failure(task: str, failures: int, health: BackgroundHealth) -> float:
     """Log the exception being handled with its traceback, count it, mark the task failing; the backoff."""
     delay_s = min(RESTART_MAX_S, RESTART_BASE_S * 2 ** (failures - 1))
-    log.exception("background task failed; running it again after a pause",
-                  extra={"task": task, "failures_in_a_row": failures, "pause_s": delay_s})
+    log.exception(
+        "background task failed; running it again after a pause",
+        extra={"task": task, "failures_in_a_row": failures, "pause_s": delay_s},
+    )
     metrics.BACKGROUND_FAILURES.labels(task).inc()
     health.failed(task)
     return delay_s
@@ -76,8 +78,13 @@ async def supervise(task: str, run: Callable[[], Awaitable[None]], health: Backg
             return
 
 
-async def run_every(task: str, interval_s: float, step: Callable[[], Awaitable[object]], health: BackgroundHealth,
-                    stop: asyncio.Event) -> None:
+async def run_every(
+    task: str,
+    interval_s: float,
+    step: Callable[[], Awaitable[object]],
+    health: BackgroundHealth,
+    stop: asyncio.Event,
+) -> None:
     """`step()` every `interval_s` until `stop` is set; after an unexpected exception, again after a backoff."""
     failures, pause_s = 0, interval_s
     while not stop.is_set():

@@ -45,8 +45,11 @@ class TopicSpec:
 def platform_topics(settings: Settings) -> list[TopicSpec]:
     """The topics the platform needs: the transaction stream, alerts, and the dead-letter queue."""
     return [
-        TopicSpec(settings.transactions_topic, settings.transactions_partitions,
-                  {"retention.ms": str(7 * 24 * 3600 * 1000), "compression.type": "producer"}),
+        TopicSpec(
+            settings.transactions_topic,
+            settings.transactions_partitions,
+            {"retention.ms": str(7 * 24 * 3600 * 1000), "compression.type": "producer"},
+        ),
         TopicSpec(settings.alerts_topic, 3, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(settings.dlq_topic, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     ]
@@ -80,9 +83,17 @@ def resolve_jars(settings: Settings) -> Path:
     libs.mkdir(parents=True, exist_ok=True)
     with resources.as_file(resources.files("fraudops_infra") / "kafka-broker-pom.xml") as pom:
         run_checked(
-            ["mvn", "-q", "-B", "-f", str(pom), f"-Dkafka.version={settings.kafka_version}",
-             f"-Doutput.dir={libs}", f"-Dproject.build.directory={libs.parent / 'maven-target'}",
-             "dependency:copy-dependencies"],
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(pom),
+                f"-Dkafka.version={settings.kafka_version}",
+                f"-Doutput.dir={libs}",
+                f"-Dproject.build.directory={libs.parent / 'maven-target'}",
+                "dependency:copy-dependencies",
+            ],
             f"resolving Kafka {settings.kafka_version} from Maven Central",
         )
     if not any(libs.glob("kafka_2.13-*.jar")):
@@ -130,14 +141,35 @@ class LocalKafka:
         if not (self.data_dir / "meta.properties").exists():
             cluster_id = _cluster_id()
             run_checked(
-                ["java", "-cp", classpath, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(self.config_file)],
+                [
+                    "java",
+                    "-cp",
+                    classpath,
+                    STORAGE_TOOL,
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(self.config_file),
+                ],
                 "formatting Kafka KRaft storage",
             )
         with resources.as_file(resources.files("fraudops_infra") / "kafka-log4j2.properties") as log_config:
             start_detached(
-                ["java", f"-Xms{self.settings.kafka_heap}", f"-Xmx{self.settings.kafka_heap}", "-XX:+UseG1GC",
-                 "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true", f"-Dkafka.logs.dir={self.log_dir}",
-                 f"-Dlog4j2.configurationFile={log_config}", "-cp", classpath, BROKER_MAIN, str(self.config_file)],
+                [
+                    "java",
+                    f"-Xms{self.settings.kafka_heap}",
+                    f"-Xmx{self.settings.kafka_heap}",
+                    "-XX:+UseG1GC",
+                    "-XX:MaxGCPauseMillis=20",
+                    "-Djava.awt.headless=true",
+                    f"-Dkafka.logs.dir={self.log_dir}",
+                    f"-Dlog4j2.configurationFile={log_config}",
+                    "-cp",
+                    classpath,
+                    BROKER_MAIN,
+                    str(self.config_file),
+                ],
                 log_file=self.log_dir / "stdout.log",
                 pid_file=self.pid_file,
             )
@@ -165,8 +197,10 @@ class LocalKafka:
         if not wanted:
             return []
         futures = admin.create_topics(
-            [NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=1, config=spec.config)
-             for spec in wanted],
+            [
+                NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=1, config=spec.config)
+                for spec in wanted
+            ],
             operation_timeout=30,
         )
         for name, future in futures.items():
@@ -180,7 +214,11 @@ class LocalKafka:
     def topics(self) -> dict[str, int]:
         """Topic name → partition count (internal topics left out)."""
         metadata = self.admin().list_topics(timeout=5)
-        return {name: len(topic.partitions) for name, topic in metadata.topics.items() if not name.startswith("__")}
+        return {
+            name: len(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if not name.startswith("__")
+        }
 
     def _wait_ready(self) -> None:
         def broker_answers() -> bool:
@@ -191,7 +229,9 @@ class LocalKafka:
             except KafkaException:  # not ready yet: the next poll tries again
                 return False
 
-        wait_until(broker_answers, 90, "Kafka", self.log_dir / "server.log", alive=lambda: self.pid() is not None)
+        wait_until(
+            broker_answers, 90, "Kafka", self.log_dir / "server.log", alive=lambda: self.pid() is not None
+        )
 
     def _write_config(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

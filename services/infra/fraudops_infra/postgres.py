@@ -80,7 +80,9 @@ def ensure_installed() -> Path:
         apt_install(["postgresql", "postgresql-contrib"], "PostgreSQL")
         bin_dir = find_bin_dir()
     if bin_dir is None:
-        raise InfraError("PostgreSQL is not installed and `apt-get install postgresql` did not provide initdb")
+        raise InfraError(
+            "PostgreSQL is not installed and `apt-get install postgresql` did not provide initdb"
+        )
     return bin_dir
 
 
@@ -91,7 +93,9 @@ def _server_user() -> str | None:
     try:
         pwd.getpwnam("postgres")
     except KeyError as exc:
-        raise InfraError("running as root but there is no `postgres` user; reinstall the postgresql package") from exc
+        raise InfraError(
+            "running as root but there is no `postgres` user; reinstall the postgresql package"
+        ) from exc
     return "postgres"
 
 
@@ -111,7 +115,9 @@ def _server_user_reaches(folder: Path) -> bool:
     user = _server_user()
     if user is None:
         return True
-    return subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(folder)], check=False).returncode == 0
+    return (
+        subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(folder)], check=False).returncode == 0
+    )
 
 
 def _server_owned_root(run_dir: Path) -> Path:
@@ -147,7 +153,9 @@ class LocalPostgres:
             return False
         result = subprocess.run(
             _as_server_user([str(bin_dir / "pg_ctl"), "status", "-D", str(self.paths.data)]),
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return result.returncode == 0
 
@@ -159,10 +167,21 @@ class LocalPostgres:
         ensure_port_free(self.port, "POSTGRES_PORT")
         self._init_cluster(bin_dir)
         run_checked(
-            _as_server_user([
-                str(bin_dir / "pg_ctl"), "start", "-D", str(self.paths.data), "-l", str(self.paths.log),
-                "-o", f"-p {self.port} -k {self.paths.socket_dir}", "-w", "-t", "60",
-            ]),
+            _as_server_user(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "start",
+                    "-D",
+                    str(self.paths.data),
+                    "-l",
+                    str(self.paths.log),
+                    "-o",
+                    f"-p {self.port} -k {self.paths.socket_dir}",
+                    "-w",
+                    "-t",
+                    "60",
+                ]
+            ),
             "starting PostgreSQL",
         )
         wait_until(lambda: port_is_open(self.port), 30, "PostgreSQL", self.paths.log)
@@ -174,7 +193,9 @@ class LocalPostgres:
         if bin_dir is None or not self.is_running():
             return "not running"
         run_checked(
-            _as_server_user([str(bin_dir / "pg_ctl"), "stop", "-D", str(self.paths.data), "-m", "fast", "-w", "-t", "60"]),
+            _as_server_user(
+                [str(bin_dir / "pg_ctl"), "stop", "-D", str(self.paths.data), "-m", "fast", "-w", "-t", "60"]
+            ),
             "stopping PostgreSQL",
         )
         return "stopped"
@@ -216,10 +237,18 @@ class LocalPostgres:
             folder.mkdir(parents=True, exist_ok=True)
             _chown_to_server_user(folder)
         run_checked(
-            _as_server_user([
-                str(bin_dir / "initdb"), "-D", str(self.paths.data), "-U", DB_USER, "--auth=trust",
-                "--encoding=UTF8", "--locale=C",
-            ]),
+            _as_server_user(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.paths.data),
+                    "-U",
+                    DB_USER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ]
+            ),
             "initialising the PostgreSQL cluster",
         )
         conf = self.paths.data / "postgresql.conf"
@@ -228,8 +257,20 @@ class LocalPostgres:
             handle.write(f"\n# fraudops local settings\n{extra}\n")
 
     def _create_database(self, bin_dir: Path) -> None:
-        psql = [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", DB_USER, "-d", "postgres",
-                "-tAc"]
-        exists = run_checked([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"], "checking the database")
+        psql = [
+            str(bin_dir / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            DB_USER,
+            "-d",
+            "postgres",
+            "-tAc",
+        ]
+        exists = run_checked(
+            [*psql, f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'"], "checking the database"
+        )
         if exists.stdout.strip() != "1":
             run_checked([*psql, f"CREATE DATABASE {DB_NAME}"], "creating the database")

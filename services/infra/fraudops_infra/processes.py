@@ -55,14 +55,24 @@ def read_pid(pid_file: Path) -> int | None:
     return pid if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE else None
 
 
-def start_detached(argv: Sequence[str], log_file: Path, pid_file: Path, env: dict[str, str] | None = None,
-                   cwd: Path | None = None) -> int:
+def start_detached(
+    argv: Sequence[str],
+    log_file: Path,
+    pid_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
     """Start `argv` in its own session (it outlives the CLI), output to `log_file`, pid to `pid_file`."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
         proc = subprocess.Popen(
-            list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, env={**os.environ, **(env or {})}, cwd=cwd,
+            list(argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
     pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
@@ -89,8 +99,13 @@ def stop_tree(pid: int, timeout_s: float = 20.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str, log_file: Path | None = None,
-               alive: Callable[[], bool] | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    log_file: Path | None = None,
+    alive: Callable[[], bool] | None = None,
+) -> None:
     """Poll `check` until it is true; fail with the tail of `log_file` on timeout or early death."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -125,11 +140,21 @@ def run_checked(argv: Sequence[str], what: str, **kwargs: object) -> subprocess.
 def apt_install(packages: Sequence[str], why: str) -> None:
     """Install Debian packages (as root, or through sudo) — the one sanctioned way to get system parts."""
     if shutil.which("apt-get") is None:
-        raise InfraError(f"{why} is missing and this is not a Debian/Ubuntu system; install {' '.join(packages)}")
+        raise InfraError(
+            f"{why} is missing and this is not a Debian/Ubuntu system; install {' '.join(packages)}"
+        )
     prefix: list[str] = [] if os.geteuid() == 0 else ["sudo", "-n"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        run_checked([*prefix, "apt-get", "install", "-y", "-q", *packages], f"apt-get install {' '.join(packages)}", env=env)
+        run_checked(
+            [*prefix, "apt-get", "install", "-y", "-q", *packages],
+            f"apt-get install {' '.join(packages)}",
+            env=env,
+        )
     except InfraError:
         run_checked([*prefix, "apt-get", "update", "-q"], "apt-get update", env=env)
-        run_checked([*prefix, "apt-get", "install", "-y", "-q", *packages], f"apt-get install {' '.join(packages)}", env=env)
+        run_checked(
+            [*prefix, "apt-get", "install", "-y", "-q", *packages],
+            f"apt-get install {' '.join(packages)}",
+            env=env,
+        )

@@ -49,11 +49,15 @@ class LocalStack:
             topics = ", ".join(f"{name}({count})" for name, count in sorted(self.kafka.topics().items()))
         return [
             ComponentStatus(
-                "postgres", pg_running, self.postgres.url if pg_running else "-",
+                "postgres",
+                pg_running,
+                self.postgres.url if pg_running else "-",
                 f"data {self.postgres.paths.data}; log {self.postgres.paths.log}",
             ),
             ComponentStatus(
-                "kafka", kafka_pid is not None, self.kafka.bootstrap if kafka_pid else "-",
+                "kafka",
+                kafka_pid is not None,
+                self.kafka.bootstrap if kafka_pid else "-",
                 (f"pid {kafka_pid}; topics {topics or 'none'}; " if kafka_pid else "")
                 + f"log {self.kafka.log_dir / 'server.log'}",
             ),

@@ -25,10 +25,14 @@ class BinaryTensorDataPlane(DataPlane):
             return super().decode_inference_request(body, headers, model_name)
         json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
         if json_length is None:
-            raise InvalidInput(f"received binary inputs without the '{INFERENCE_CONTENT_LENGTH_HEADER}' header")
+            raise InvalidInput(
+                f"received binary inputs without the '{INFERENCE_CONTENT_LENGTH_HEADER}' header"
+            )
         if not json_length.isdigit() or int(json_length) > len(body):
-            raise InvalidInput(f"'{INFERENCE_CONTENT_LENGTH_HEADER}' must be the length of the JSON header in "
-                               f"bytes (at most the body's {len(body)}), got {json_length!r}")
+            raise InvalidInput(
+                f"'{INFERENCE_CONTENT_LENGTH_HEADER}' must be the length of the JSON header in "
+                f"bytes (at most the body's {len(body)}), got {json_length!r}"
+            )
         return decode_binary_request(body, int(json_length), model_name)
 
 
@@ -52,20 +56,30 @@ def _request(header: dict, body: bytes, json_length: int, model_name: str) -> In
     inputs, position = [], json_length
     for tensor in header.get("inputs", []):
         parameters = tensor.get("parameters") or None
-        infer_input = InferInput(name=tensor["name"], shape=tensor["shape"], datatype=tensor["datatype"],
-                                 parameters=parameters)
+        infer_input = InferInput(
+            name=tensor["name"], shape=tensor["shape"], datatype=tensor["datatype"], parameters=parameters
+        )
         if tensor.get("data") is not None:
             infer_input.data = tensor["data"]
         elif parameters and parameters.get("binary_data_size") is not None:
             end = position + int(parameters["binary_data_size"])
             if end > len(body):
-                raise InvalidInput(f"input {tensor['name']!r} declares more binary data than the request holds")
+                raise InvalidInput(
+                    f"input {tensor['name']!r} declares more binary data than the request holds"
+                )
             infer_input._raw_data = body[position:end]
             position = end
         else:
             raise InvalidInput(f"input {tensor['name']!r} has neither 'data' nor 'binary_data_size'")
         inputs.append(infer_input)
-    outputs = [RequestedOutput(name=output["name"], parameters=output.get("parameters"))
-               for output in header.get("outputs") or []]
-    return InferRequest(model_name=model_name, request_id=header.get("id"), parameters=header.get("parameters"),
-                        infer_inputs=inputs, request_outputs=outputs or None)
+    outputs = [
+        RequestedOutput(name=output["name"], parameters=output.get("parameters"))
+        for output in header.get("outputs") or []
+    ]
+    return InferRequest(
+        model_name=model_name,
+        request_id=header.get("id"),
+        parameters=header.get("parameters"),
+        infer_inputs=inputs,
+        request_outputs=outputs or None,
+    )

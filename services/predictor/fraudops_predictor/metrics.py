@@ -7,15 +7,29 @@ from prometheus_client import Counter, Gauge, Histogram
 
 SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
 
-MODEL_INFO = Gauge("fraudops_model_info", "The model version this predictor serves (value 1).", ["model", "version"])
-SCORES = Histogram("fraudops_predictor_score", "Fraud probabilities returned.", ["model", "version"],
-                   buckets=SCORE_BUCKETS)
-DECISIONS = Counter("fraudops_predictor_decisions_total", "Rows scored, by outcome at the model's threshold.",
-                    ["model", "version", "outcome"])
-BATCH_ROWS = Histogram("fraudops_predictor_batch_rows", "Rows per scoring call.", ["model"],
-                       buckets=(1, 10, 100, 500, 1000, 2000, 5000, 20000))
-SCORING_SECONDS = Histogram("fraudops_predictor_scoring_seconds", "Time in the booster per call.", ["model"],
-                            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5))
+MODEL_INFO = Gauge(
+    "fraudops_model_info", "The model version this predictor serves (value 1).", ["model", "version"]
+)
+SCORES = Histogram(
+    "fraudops_predictor_score", "Fraud probabilities returned.", ["model", "version"], buckets=SCORE_BUCKETS
+)
+DECISIONS = Counter(
+    "fraudops_predictor_decisions_total",
+    "Rows scored, by outcome at the model's threshold.",
+    ["model", "version", "outcome"],
+)
+BATCH_ROWS = Histogram(
+    "fraudops_predictor_batch_rows",
+    "Rows per scoring call.",
+    ["model"],
+    buckets=(1, 10, 100, 500, 1000, 2000, 5000, 20000),
+)
+SCORING_SECONDS = Histogram(
+    "fraudops_predictor_scoring_seconds",
+    "Time in the booster per call.",
+    ["model"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5),
+)
 
 
 def observe_batch(model: str, version: str, scores: np.ndarray, threshold: float, seconds: float) -> None:

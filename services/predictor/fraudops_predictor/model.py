@@ -94,11 +94,14 @@ class FraudPredictor(Model):
     def get_input_types(self) -> list[dict[str, Any]]:
         names = self._scorer.feature_names
         return [{"name": FEATURES_INPUT, "datatype": "FP32", "shape": [-1, len(names)]}] + [
-            {"name": name, "datatype": "FP32", "shape": [-1]} for name in names]
+            {"name": name, "datatype": "FP32", "shape": [-1]} for name in names
+        ]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [{"name": PROBABILITY_OUTPUT, "datatype": "FP32", "shape": [-1]},
-                {"name": REASONS_OUTPUT, "datatype": "BYTES", "shape": [-1]}]
+        return [
+            {"name": PROBABILITY_OUTPUT, "datatype": "FP32", "shape": [-1]},
+            {"name": REASONS_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+        ]
 
     # --- preprocess ------------------------------------------------------------------------------
 
@@ -110,7 +113,11 @@ class FraudPredictor(Model):
         if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
             raise InvalidInput('V1 requests need a JSON object with an "instances" list')
         parameters = InferenceParameters.parse(payload.get("parameters"))
-        return {"features": self._v1_features(payload["instances"]), "parameters": parameters, "request": None}
+        return {
+            "features": self._v1_features(payload["instances"]),
+            "parameters": parameters,
+            "request": None,
+        }
 
     def _v2_features(self, request: InferRequest) -> np.ndarray:
         names = self._scorer.feature_names
@@ -118,12 +125,16 @@ class FraudPredictor(Model):
         if FEATURES_INPUT in by_name:
             features = _as_float32(by_name[FEATURES_INPUT])
             if features.ndim != 2 or features.shape[1] != len(names):
-                raise InvalidInput(f'input "features" must have shape [n, {len(names)}], got {list(features.shape)}')
+                raise InvalidInput(
+                    f'input "features" must have shape [n, {len(names)}], got {list(features.shape)}'
+                )
             return features
         missing = [name for name in names if name not in by_name]
         if missing:
-            raise InvalidInput(f'send input "features" [n, {len(names)}] or one input per feature; missing '
-                               f"{len(missing)}, e.g. {missing[:3]}")
+            raise InvalidInput(
+                f'send input "features" [n, {len(names)}] or one input per feature; missing '
+                f"{len(missing)}, e.g. {missing[:3]}"
+            )
         columns = [_as_float32(by_name[name]).reshape(-1) for name in names]
         if len({len(column) for column in columns}) != 1:
             raise InvalidInput("every per-feature input must have the same number of rows")
@@ -146,7 +157,9 @@ class FraudPredictor(Model):
                 transactions = [Transaction.model_validate(row) for row in instances]
             except ValidationError as exc:
                 first = exc.errors()[0]
-                raise InvalidInput(f"invalid transaction: {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
+                raise InvalidInput(
+                    f"invalid transaction: {'.'.join(map(str, first['loc']))}: {first['msg']}"
+                ) from exc
             # No customer history here: a fresh engine per request (see the module docstring).
             return FeatureEngine().transform(encode_transactions(transactions))
         raise InvalidInput("instances must be all feature rows (lists) or all transactions (objects)")
@@ -156,40 +169,61 @@ class FraudPredictor(Model):
     async def predict(self, payload: dict, headers: dict[str, str] | None = None) -> dict:
         parameters: InferenceParameters = payload["parameters"]
         started = time.perf_counter()
-        scores, reasons = await asyncio.to_thread(self._score, payload["features"], parameters.reasons,
-                                                  parameters.top_k, parameters.exact)
-        metrics.observe_batch(self.name, self._scorer.model_version, scores, self._scorer.threshold,
-                              time.perf_counter() - started)
+        scores, reasons = await asyncio.to_thread(
+            self._score, payload["features"], parameters.reasons, parameters.top_k, parameters.exact
+        )
+        metrics.observe_batch(
+            self.name,
+            self._scorer.model_version,
+            scores,
+            self._scorer.threshold,
+            time.perf_counter() - started,
+        )
         return {**payload, "scores": scores, "reasons": reasons}
 
-    def _score(self, features: np.ndarray, want_reasons: bool, top_k: int,
-               exact: bool) -> tuple[np.ndarray, list | None]:
+    def _score(
+        self, features: np.ndarray, want_reasons: bool, top_k: int, exact: bool
+    ) -> tuple[np.ndarray, list | None]:
         scores = self._scorer.score(features)
         reasons = None
         if want_reasons:
-            reasons = [[reason.as_dict() for reason in row] for row in self._scorer.reasons(features, top_k, exact)]
+            reasons = [
+                [reason.as_dict() for reason in row] for row in self._scorer.reasons(features, top_k, exact)
+            ]
         return scores, reasons
 
     # --- postprocess -------------------------------------------------------------------------------
 
-    async def postprocess(self, result: dict, headers: dict[str, str] | None = None,
-                          response_headers: dict[str, str] | None = None) -> dict | InferResponse:
+    async def postprocess(
+        self,
+        result: dict,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> dict | InferResponse:
         scores, reasons, request = result["scores"], result["reasons"], result["request"]
         scorer = self._scorer
         if request is None:
-            body: dict[str, Any] = {"predictions": scores.tolist(), "model_version": scorer.model_version,
-                                    "threshold": scorer.threshold}
+            body: dict[str, Any] = {
+                "predictions": scores.tolist(),
+                "model_version": scorer.model_version,
+                "threshold": scorer.threshold,
+            }
             if reasons is not None:
                 body["reasons"] = reasons
             return body
         outputs = [InferOutput(name=PROBABILITY_OUTPUT, shape=[len(scores)], datatype="FP32", data=scores)]
         if reasons is not None:
             encoded = np.asarray([orjson.dumps(row) for row in reasons], dtype=np.object_)
-            outputs.append(InferOutput(name=REASONS_OUTPUT, shape=[len(reasons)], datatype="BYTES", data=encoded))
+            outputs.append(
+                InferOutput(name=REASONS_OUTPUT, shape=[len(reasons)], datatype="BYTES", data=encoded)
+            )
         return InferResponse(
-            model_name=self.name, infer_outputs=outputs, response_id=request.id or str(uuid.uuid4()),
+            model_name=self.name,
+            infer_outputs=outputs,
+            response_id=request.id or str(uuid.uuid4()),
             parameters={"model_version": scorer.model_version, "threshold": scorer.threshold},
-            use_binary_outputs=request.use_binary_outputs, requested_outputs=request.request_outputs,
+            use_binary_outputs=request.use_binary_outputs,
+            requested_outputs=request.request_outputs,
         )
 
 
@@ -197,5 +231,6 @@ def _as_float32(tensor: InferInput) -> np.ndarray:
     try:
         return np.asarray(tensor.as_numpy(), dtype=np.float32)
     except (TypeError, ValueError) as exc:  # strings, or data that does not fill the declared shape
-        raise InvalidInput(f'input "{tensor.name}" must hold FP32 numbers filling its shape {tensor.shape}: '
-                           f"{exc}") from exc
+        raise InvalidInput(
+            f'input "{tensor.name}" must hold FP32 numbers filling its shape {tensor.shape}: {exc}'
+        ) from exc

@@ -53,16 +53,25 @@ class ConsumerOptions:
 
 
 class StreamConsumer:
-    def __init__(self, settings: Settings, options: ConsumerOptions | None = None,
-                 checkpoints: StateCheckpoints | None = None, decider: Decider | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: ConsumerOptions | None = None,
+        checkpoints: StateCheckpoints | None = None,
+        decider: Decider | None = None,
+    ) -> None:
         self.settings = settings
         self.options = options or ConsumerOptions()
         self.topic = settings.transactions_topic
         self.state = PartitionedState(
-            FeatureEngine(), checkpoints or PostgresCheckpoints(settings.db_url, settings.consumer_group, self.topic))
+            FeatureEngine(),
+            checkpoints or PostgresCheckpoints(settings.db_url, settings.consumer_group, self.topic),
+        )
         threshold = settings.fraud_threshold  # None: each model's own threshold
         # Alerts carry approximate contributions: exact TreeSHAP per alert would cap the stream's throughput.
-        self.decider = decider or Decider.from_table(self._routing_table(), "stream", threshold, exact_reasons=False)
+        self.decider = decider or Decider.from_table(
+            self._routing_table(), "stream", threshold, exact_reasons=False
+        )
         self.replay_until: dict[int, int] = {}
         self.running = True
         self.processed = 0
@@ -81,27 +90,34 @@ class StreamConsumer:
         self._labels_cursor: datetime | None = None
         self._last_checkpoint = time.monotonic()
         self._last_label_poll = 0.0
-        self.consumer = Consumer({
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "group.id": settings.consumer_group,
-            "client.id": self.options.client_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-            # A database outage pauses the loop; stay in the group through it instead of rebalancing.
-            "max.poll.interval.ms": 600_000,
-            "session.timeout.ms": 15_000,
-            "fetch.min.bytes": 64 * 1024,
-            "fetch.wait.max.ms": 20,
-            # librdkafka's prefetch queue: 32 MB is ~100,000 records, plenty ahead of a 5,000-record batch.
-            "queued.max.messages.kbytes": 32 * 1024,
-            **self.options.extra_kafka,
-        })
-        self.producer = Producer({
-            "bootstrap.servers": settings.kafka_bootstrap_servers, "enable.idempotence": True,
-            "compression.type": "lz4", "linger.ms": 5, "client.id": f"{self.options.client_id}-out",
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "group.id": settings.consumer_group,
+                "client.id": self.options.client_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                # A database outage pauses the loop; stay in the group through it instead of rebalancing.
+                "max.poll.interval.ms": 600_000,
+                "session.timeout.ms": 15_000,
+                "fetch.min.bytes": 64 * 1024,
+                "fetch.wait.max.ms": 20,
+                # librdkafka's prefetch queue: 32 MB is ~100,000 records, plenty ahead of a 5,000-record batch.
+                "queued.max.messages.kbytes": 32 * 1024,
+                **self.options.extra_kafka,
+            }
+        )
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap_servers,
+                "enable.idempotence": True,
+                "compression.type": "lz4",
+                "linger.ms": 5,
+                "client.id": f"{self.options.client_id}-out",
+            }
+        )
 
     def _routing_table(self) -> RoutingTable:
         if self.settings.routing_table_path:
@@ -127,8 +143,14 @@ class StreamConsumer:
                 tp.offset = resume_at
                 if committed_offset is not None and committed_offset > resume_at:
                     self.replay_until[tp.partition] = committed_offset
-            log.info("partition assigned", extra={"partition": tp.partition, "start": tp.offset,
-                                                  "replay_until": self.replay_until.get(tp.partition)})
+            log.info(
+                "partition assigned",
+                extra={
+                    "partition": tp.partition,
+                    "start": tp.offset,
+                    "replay_until": self.replay_until.get(tp.partition),
+                },
+            )
         # Assign explicitly: the client would otherwise assign the list it passed in, ignoring the start
         # offsets set above, and the replay from the checkpoint would silently not happen.
         consumer.incremental_assign(partitions)
@@ -140,10 +162,14 @@ class StreamConsumer:
         for tp in partitions:
             try:
                 written = self.state.checkpoint(tp.partition)
-                log.info("partition revoked; state checkpointed", extra={"partition": tp.partition,
-                                                                           "customers": written})
+                log.info(
+                    "partition revoked; state checkpointed",
+                    extra={"partition": tp.partition, "customers": written},
+                )
             except psycopg.Error as exc:  # the next owner replays from the previous checkpoint instead
-                log.warning("checkpoint on revoke failed", extra={"partition": tp.partition, "error": str(exc)})
+                log.warning(
+                    "checkpoint on revoke failed", extra={"partition": tp.partition, "error": str(exc)}
+                )
             self.state.release(tp.partition)
             self.replay_until.pop(tp.partition, None)
 
@@ -169,17 +195,22 @@ class StreamConsumer:
             self.producer.list_topics(self.settings.alerts_topic, timeout=10)
         except KafkaException as exc:
             log.warning("alert producer not connected yet", extra={"error": str(exc)})
-        self.consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
+        self.consumer.subscribe(
+            [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
         last_record = time.monotonic()
         try:
             while self.running:
-                messages = self.consumer.consume(num_messages=self.options.batch_size,
-                                                 timeout=self.options.poll_timeout_s)
+                messages = self.consumer.consume(
+                    num_messages=self.options.batch_size, timeout=self.options.poll_timeout_s
+                )
                 if messages:
                     self.process(messages)
                     last_record = time.monotonic()
-                elif self.options.idle_exit_s is not None and time.monotonic() - last_record > self.options.idle_exit_s:
+                elif (
+                    self.options.idle_exit_s is not None
+                    and time.monotonic() - last_record > self.options.idle_exit_s
+                ):
                     break
                 self._housekeeping()
                 if self.options.max_batches is not None and self.batches >= self.options.max_batches:
@@ -204,7 +235,9 @@ class StreamConsumer:
             try:
                 self.state.checkpoint(partition)
             except psycopg.Error as exc:
-                log.warning("checkpoint at shutdown failed", extra={"partition": partition, "error": str(exc)})
+                log.warning(
+                    "checkpoint at shutdown failed", extra={"partition": partition, "error": str(exc)}
+                )
         self.state.position.clear()  # the revoke callback during close() has nothing left to do
         self.producer.flush(10)
         self.consumer.close()
@@ -220,7 +253,9 @@ class StreamConsumer:
             in_flight, self._in_flight = self._in_flight, None
             in_flight.result()
         if commit_sync and self._durable_offsets:
-            self._commit([TopicPartition(self.topic, p, o) for p, o in self._durable_offsets.items()], wait=True)
+            self._commit(
+                [TopicPartition(self.topic, p, o) for p, o in self._durable_offsets.items()], wait=True
+            )
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
@@ -267,7 +302,9 @@ class StreamConsumer:
             future.result()
         except Exception as exc:  # noqa: BLE001 - any failure: the customers count as changed again
             self.state.unsaved(snapshot)
-            log.warning("periodic checkpoint failed", extra={"partition": snapshot.partition, "error": str(exc)})
+            log.warning(
+                "periodic checkpoint failed", extra={"partition": snapshot.partition, "error": str(exc)}
+            )
 
     def _poll_labels(self) -> None:
         try:
@@ -302,7 +339,9 @@ class StreamConsumer:
             self._dead_letter(good_messages[reject.index], reject.reason, reject.field)
         valid = [good_messages[i] for i in indexes]
 
-        replay_mask = np.array([m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool)
+        replay_mask = np.array(
+            [m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool
+        )
         batch = encode_records(records)
         features = self.state.engine.transform(batch)
         featured = time.perf_counter()
@@ -318,17 +357,25 @@ class StreamConsumer:
         alerts: list[Decision] = []
         scored = time.perf_counter()
         if len(live):
-            decided = self.decider.decide(features[live], [records[i]["transaction_id"] for i in live],
-                                          [records[i]["customer_id"] for i in live])
+            decided = self.decider.decide(
+                features[live],
+                [records[i]["transaction_id"] for i in live],
+                [records[i]["customer_id"] for i in live],
+            )
             scored = time.perf_counter()
-            rows = transactions_table([records[i] for i in live], "stream", [valid[i].partition() for i in live],
-                                      [valid[i].offset() for i in live])
+            rows = transactions_table(
+                [records[i] for i in live],
+                "stream",
+                [valid[i].partition() for i in live],
+                [valid[i].offset() for i in live],
+            )
             decisions = decided.table()
             alerts = decided.alerts()
             metrics.observe_decisions(decided)
         for message in good_messages:
-            self.state.position[message.partition()] = max(self.state.position.get(message.partition(), 0),
-                                                           message.offset() + 1)
+            self.state.position[message.partition()] = max(
+                self.state.position.get(message.partition(), 0), message.offset() + 1
+            )
         for partition, until in list(self.replay_until.items()):
             if self.state.position.get(partition, 0) >= until:
                 del self.replay_until[partition]
@@ -342,11 +389,18 @@ class StreamConsumer:
         metrics.STAGE.labels("features").observe(featured - decoded)
         metrics.STAGE.labels("score").observe(scored - featured)
         self._drain()  # at most one batch in flight: backpressure when the database is slow or down
-        self._in_flight = self._writer.submit(self._finish, rows, decisions, alerts, self._offsets(good_messages),
-                                              [valid[i] for i in live])
+        self._in_flight = self._writer.submit(
+            self._finish, rows, decisions, alerts, self._offsets(good_messages), [valid[i] for i in live]
+        )
 
-    def _finish(self, rows: pa.Table | None, decisions: pa.Table | None, alerts: list[Decision],
-                offsets: list[TopicPartition], live: list[Message]) -> None:
+    def _finish(
+        self,
+        rows: pa.Table | None,
+        decisions: pa.Table | None,
+        alerts: list[Decision],
+        offsets: list[TopicPartition],
+        live: list[Message],
+    ) -> None:
         """On the writer thread: store, publish alerts, make the DLQ and alerts durable, commit offsets."""
         started = time.perf_counter()
         if rows is not None and decisions is not None:
@@ -379,39 +433,64 @@ class StreamConsumer:
                 return
             except psycopg.OperationalError as exc:
                 metrics.DB_RETRIES.inc()
-                log.warning("database unavailable; retrying the batch", extra={"error": str(exc)[:200],
-                                                                                "retry_in_s": delay})
+                log.warning(
+                    "database unavailable; retrying the batch",
+                    extra={"error": str(exc)[:200], "retry_in_s": delay},
+                )
                 if self._writer_db is not None:
                     self._writer_db.close()
                 self._writer_db = None
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 if not self.running:
-                    raise RetryableError("stopping while the database is down; offsets stay uncommitted") from exc
+                    raise RetryableError(
+                        "stopping while the database is down; offsets stay uncommitted"
+                    ) from exc
 
     def _publish_alerts(self, alerts: list[Decision]) -> None:
         for alert in alerts:
             # At-least-once, keyed by transaction id: a replay may repeat an alert; readers dedupe by key.
-            self.producer.produce(self.settings.alerts_topic, key=alert.transaction_id, value=orjson.dumps({
-                "transaction_id": alert.transaction_id, "customer_id": alert.customer_id, "score": alert.score,
-                "threshold": alert.threshold, "model_name": alert.model_name, "model_version": alert.model_version,
-                "variant": alert.variant, "reasons": alert.reasons, "decided_at": alert.decided_at.isoformat()}))
+            self.producer.produce(
+                self.settings.alerts_topic,
+                key=alert.transaction_id,
+                value=orjson.dumps(
+                    {
+                        "transaction_id": alert.transaction_id,
+                        "customer_id": alert.customer_id,
+                        "score": alert.score,
+                        "threshold": alert.threshold,
+                        "model_name": alert.model_name,
+                        "model_version": alert.model_version,
+                        "variant": alert.variant,
+                        "reasons": alert.reasons,
+                        "decided_at": alert.decided_at.isoformat(),
+                    }
+                ),
+            )
         metrics.ALERTS.inc(len(alerts))
 
     def _dead_letter(self, message: Message, reason: str, field_name: str) -> None:
         self.producer.produce(
-            self.settings.dlq_topic, key=message.key(), value=message.value(),
-            headers=[("dlq.reason", reason.encode()), ("dlq.field", field_name.encode()),
-                     ("dlq.topic", message.topic().encode()), ("dlq.partition", str(message.partition()).encode()),
-                     ("dlq.offset", str(message.offset()).encode()),
-                     ("dlq.time", datetime.now(UTC).isoformat().encode())],
+            self.settings.dlq_topic,
+            key=message.key(),
+            value=message.value(),
+            headers=[
+                ("dlq.reason", reason.encode()),
+                ("dlq.field", field_name.encode()),
+                ("dlq.topic", message.topic().encode()),
+                ("dlq.partition", str(message.partition()).encode()),
+                ("dlq.offset", str(message.offset()).encode()),
+                ("dlq.time", datetime.now(UTC).isoformat().encode()),
+            ],
         )
         self.producer.poll(0)
 
     def _offsets(self, messages: list[Message]) -> list[TopicPartition]:
         next_offsets: dict[int, int] = {}
         for message in messages:
-            next_offsets[message.partition()] = max(next_offsets.get(message.partition(), 0), message.offset() + 1)
+            next_offsets[message.partition()] = max(
+                next_offsets.get(message.partition(), 0), message.offset() + 1
+            )
         return [TopicPartition(self.topic, partition, offset) for partition, offset in next_offsets.items()]
 
     def _commit(self, offsets: list[TopicPartition], wait: bool = False) -> None:
@@ -422,7 +501,9 @@ class StreamConsumer:
         try:
             self.consumer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as exc:  # e.g. the partition moved during a long outage: its new owner replays
-            log.warning("offset commit failed; the records will be replayed idempotently", extra={"error": str(exc)})
+            log.warning(
+                "offset commit failed; the records will be replayed idempotently", extra={"error": str(exc)}
+            )
 
 
 def committed_records(bootstrap_servers: str, group: str, topic: str, partitions: int) -> int:
@@ -430,7 +511,9 @@ def committed_records(bootstrap_servers: str, group: str, topic: str, partitions
 
     Cheap to ask for while a consumer runs (unlike counting rows in PostgreSQL); it joins no group.
     """
-    reader = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+    reader = Consumer(
+        {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False}
+    )
     try:
         offsets = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     finally:

@@ -42,14 +42,22 @@ def decode_batch(values: list[bytes | None]) -> tuple[list[int], list[dict[str, 
     present = [index for index, value in enumerate(values) if value]
     fast_indexes, fast_records, slow = fast_decode([values[i] for i in present])  # type: ignore[misc]
     if not slow:
-        return [present[i] for i in fast_indexes], fast_records, [
-            Rejected(index, "record has no value", "record") for index, value in enumerate(values) if not value]
+        return (
+            [present[i] for i in fast_indexes],
+            fast_records,
+            [
+                Rejected(index, "record has no value", "record")
+                for index, value in enumerate(values)
+                if not value
+            ],
+        )
     slow_values: list[bytes | None] = [None] * len(values)
     for position in slow:
         slow_values[present[position]] = values[present[position]]
     slow_indexes, slow_records, rejects = _decode_with_pydantic(slow_values)
     rejects = [r for r in rejects if values[r.index]] + [
-        Rejected(index, "record has no value", "record") for index, value in enumerate(values) if not value]
+        Rejected(index, "record has no value", "record") for index, value in enumerate(values) if not value
+    ]
     by_index = dict(zip((present[i] for i in fast_indexes), fast_records, strict=True))
     by_index.update(zip(slow_indexes, slow_records, strict=True))
     order = sorted(by_index)
@@ -57,7 +65,9 @@ def decode_batch(values: list[bytes | None]) -> tuple[list[int], list[dict[str, 
     return order, [by_index[i] for i in order], rejects
 
 
-def _decode_with_pydantic(values: list[bytes | None]) -> tuple[list[int], list[dict[str, Any]], list[Rejected]]:
+def _decode_with_pydantic(
+    values: list[bytes | None],
+) -> tuple[list[int], list[dict[str, Any]], list[Rejected]]:
     rejects: list[Rejected] = []
     candidates = [index for index, value in enumerate(values) if value]
     models: list[Transaction] = []
@@ -89,8 +99,11 @@ def _decode_with_pydantic(values: list[bytes | None]) -> tuple[list[int], list[d
     indexes: list[int] = []
     kept: list[Transaction] = []
     for index, model in zip(candidates, models, strict=True):
-        missing = [name for name in _REQUIRED_IN_STREAM if name not in model.model_fields_set
-                   or getattr(model, name) is None]
+        missing = [
+            name
+            for name in _REQUIRED_IN_STREAM
+            if name not in model.model_fields_set or getattr(model, name) is None
+        ]
         if missing:
             rejects.append(Rejected(index, f"{missing[0]}: field required in stream records", missing[0]))
         else:

@@ -13,23 +13,59 @@ from fraudops.variants import Decided
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # Fine below 0.5 s, where the latency target lives, so quantiles read from it are within a few ms.
-E2E_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5,
-               0.75, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+E2E_BUCKETS = (
+    0.005,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.125,
+    0.15,
+    0.2,
+    0.25,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 
 RECORDS = Counter("fraudops_consumer_records_total", "Records consumed.")
-REPLAYED = Counter("fraudops_consumer_replayed_total", "Records replayed into the state only (already stored).")
+REPLAYED = Counter(
+    "fraudops_consumer_replayed_total", "Records replayed into the state only (already stored)."
+)
 ALERTS = Counter("fraudops_consumer_alerts_total", "Alerts published to the alerts topic.")
 DEAD_LETTERED = Counter("fraudops_consumer_dead_lettered_total", "Invalid records sent to the DLQ.")
-DB_RETRIES = Counter("fraudops_consumer_db_retries_total", "Batch writes retried while PostgreSQL was unavailable.")
-BATCH_SIZE = Histogram("fraudops_consumer_batch_records", "Records per batch.",
-                       buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000))
-STAGE = Histogram("fraudops_consumer_stage_seconds", "Time per batch in each stage.", ["stage"],
-                  buckets=STAGE_BUCKETS)
-END_TO_END = Histogram("fraudops_consumer_end_to_end_seconds",
-                       "From the record entering Kafka (its timestamp) to its decision being stored.",
-                       buckets=E2E_BUCKETS)
-LAG = Gauge("fraudops_consumer_lag_records", "Records behind the partition's end (what KEDA scales on).",
-            ["partition"])
+DB_RETRIES = Counter(
+    "fraudops_consumer_db_retries_total", "Batch writes retried while PostgreSQL was unavailable."
+)
+BATCH_SIZE = Histogram(
+    "fraudops_consumer_batch_records",
+    "Records per batch.",
+    buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000),
+)
+STAGE = Histogram(
+    "fraudops_consumer_stage_seconds", "Time per batch in each stage.", ["stage"], buckets=STAGE_BUCKETS
+)
+END_TO_END = Histogram(
+    "fraudops_consumer_end_to_end_seconds",
+    "From the record entering Kafka (its timestamp) to its decision being stored.",
+    buckets=E2E_BUCKETS,
+)
+LAG = Gauge(
+    "fraudops_consumer_lag_records",
+    "Records behind the partition's end (what KEDA scales on).",
+    ["partition"],
+)
 ASSIGNED = Gauge("fraudops_consumer_assigned_partitions", "Partitions this consumer owns.")
 
 
@@ -45,7 +81,9 @@ def observe_decisions(decided: Decided) -> None:
 def observe_end_to_end(messages: list[Message]) -> None:
     """Latency from each record's Kafka timestamp to now (its decision is stored), observed in bulk."""
     stamps = [m.timestamp() for m in messages]
-    milliseconds = np.fromiter((ms for kind, ms in stamps if kind != TIMESTAMP_NOT_AVAILABLE), dtype=np.float64)
+    milliseconds = np.fromiter(
+        (ms for kind, ms in stamps if kind != TIMESTAMP_NOT_AVAILABLE), dtype=np.float64
+    )
     if not len(milliseconds):
         return
     seconds = np.maximum(time.time() * 1000 - milliseconds, 0) / 1000

@@ -30,18 +30,28 @@ def create_pool(db_url: str, min_size: int = 1, max_size: int = 8, name: str = "
     return pool
 
 
-def async_pool(db_url: str, min_size: int = 1, max_size: int = 8, name: str = "fraudops") -> AsyncConnectionPool:
+def async_pool(
+    db_url: str, min_size: int = 1, max_size: int = 8, name: str = "fraudops"
+) -> AsyncConnectionPool:
     """An asyncio pool of autocommit connections, not yet open (`await pool.open()` on the event loop).
 
     Opened without waiting, a service starts while PostgreSQL is away and the pool connects when
     it is back; each `pool.connection(timeout=…)` says how long its caller can wait.
     """
-    return AsyncConnectionPool(db_url, min_size=min_size, max_size=max_size, name=name, open=False,
-                               kwargs=_connection_options(), reconnect_timeout=RECONNECT_TIMEOUT_S)
+    return AsyncConnectionPool(
+        db_url,
+        min_size=min_size,
+        max_size=max_size,
+        name=name,
+        open=False,
+        kwargs=_connection_options(),
+        reconnect_timeout=RECONNECT_TIMEOUT_S,
+    )
 
 
-async def create_async_pool(db_url: str, min_size: int = 1, max_size: int = 8,
-                            name: str = "fraudops") -> AsyncConnectionPool:
+async def create_async_pool(
+    db_url: str, min_size: int = 1, max_size: int = 8, name: str = "fraudops"
+) -> AsyncConnectionPool:
     """`async_pool`, opened and waited on so that a bad URL fails here, loudly."""
     pool = async_pool(db_url, min_size, max_size, name)
     await pool.open(wait=True, timeout=10)

@@ -16,7 +16,7 @@ def sqlalchemy_url(db_url: str) -> str:
     """alembic speaks SQLAlchemy URLs; we keep libpq URLs everywhere else and use the psycopg 3 driver."""
     for prefix in ("postgresql://", "postgres://"):
         if db_url.startswith(prefix):
-            return "postgresql+psycopg://" + db_url[len(prefix):]
+            return "postgresql+psycopg://" + db_url[len(prefix) :]
     return db_url
 
 

@@ -30,9 +30,26 @@ _AUTH_VALUES = [result.value for result in L.AUTH_CODES if result is not None]
 
 #: Transaction fields the encoder reads (all optional except event_time and amount).
 ENCODED_FIELDS = (
-    "transaction_id", "event_time", "customer_id", "merchant_id", "merchant_category", "terminal_id", "amount",
-    "channel", "transaction_type", "auth_result", "is_international", "country", "latitude", "longitude",
-    "device_id", "ip_address", "beneficiary_id", "credential_change_at", "account_opened_at", "hour_of_day",
+    "transaction_id",
+    "event_time",
+    "customer_id",
+    "merchant_id",
+    "merchant_category",
+    "terminal_id",
+    "amount",
+    "channel",
+    "transaction_type",
+    "auth_result",
+    "is_international",
+    "country",
+    "latitude",
+    "longitude",
+    "device_id",
+    "ip_address",
+    "beneficiary_id",
+    "credential_change_at",
+    "account_opened_at",
+    "hour_of_day",
 )
 
 
@@ -109,6 +126,7 @@ def _floats(values: Any, n: int) -> np.ndarray:
 
 def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
     """Encode column arrays (any missing optional column counts as all-missing)."""
+
     def column(name: str) -> np.ndarray:
         values = columns.get(name)
         return np.full(n, None, dtype=object) if values is None else np.asarray(values, dtype=object)
@@ -121,13 +139,17 @@ def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
     txf[:, L.TF_LAT] = _floats(columns.get("latitude"), n)
     txf[:, L.TF_LON] = _floats(columns.get("longitude"), n)
     txf[:, L.TF_HOUR] = _floats(columns.get("hour_of_day"), n)
-    for name, target in (("credential_change_at", L.TF_CRED_CHANGE), ("account_opened_at", L.TF_ACCOUNT_OPENED)):
+    for name, target in (
+        ("credential_change_at", L.TF_CRED_CHANGE),
+        ("account_opened_at", L.TF_ACCOUNT_OPENED),
+    ):
         txf[:, target] = np.nan if columns.get(name) is None else _seconds(columns[name])
 
     txi = np.zeros((n, L.N_TXI), dtype=np.int64)
     txi[:, L.TI_SLOT] = -1
-    txi[:, L.TI_CATEGORY] = _codes(column("merchant_category"), _CATEGORY_VALUES,
-                                   L.CATEGORY_CODES[MerchantCategory.OTHER])
+    txi[:, L.TI_CATEGORY] = _codes(
+        column("merchant_category"), _CATEGORY_VALUES, L.CATEGORY_CODES[MerchantCategory.OTHER]
+    )
     txi[:, L.TI_CHANNEL] = _codes(column("channel"), _CHANNEL_VALUES, L.CH_POS)
     txi[:, L.TI_TYPE] = _codes(column("transaction_type"), _TYPE_VALUES, L.TY_PURCHASE)
     auth = _codes(column("auth_result"), _AUTH_VALUES, -1)
@@ -141,10 +163,12 @@ def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
     txi[:, L.TI_MERCHANT] = merchants
     beneficiaries = stable_hash(column("beneficiary_id"))
     txi[:, L.TI_BENEFICIARY] = beneficiaries
-    txi[:, L.TI_G_MERCHANT:L.TI_G_BENEFICIARY + 1] = -1
+    txi[:, L.TI_G_MERCHANT : L.TI_G_BENEFICIARY + 1] = -1
 
     risk_keys = np.stack(
-        [merchants, stable_hash(column("terminal_id")), txi[:, L.TI_DEVICE], txi[:, L.TI_IP], beneficiaries], axis=1)
+        [merchants, stable_hash(column("terminal_id")), txi[:, L.TI_DEVICE], txi[:, L.TI_IP], beneficiaries],
+        axis=1,
+    )
     customers = column("customer_id")
     customers = np.where(pd.isna(customers), None, customers.astype(str)).astype(object)  # type: ignore[call-overload]
     return EncodedBatch(customer_ids=customers, txf=txf, txi=txi, risk_keys=risk_keys)
@@ -152,8 +176,11 @@ def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
 
 def encode_frame(frame: pd.DataFrame) -> EncodedBatch:
     """Encode a DataFrame whose columns follow the Transaction field names."""
-    columns = {name: frame[name] if name.endswith(("_time", "_at")) else frame[name].to_numpy()
-               for name in ENCODED_FIELDS if name in frame.columns}
+    columns = {
+        name: frame[name] if name.endswith(("_time", "_at")) else frame[name].to_numpy()
+        for name in ENCODED_FIELDS
+        if name in frame.columns
+    }
     return encode_columns(columns, len(frame))
 
 
@@ -220,6 +247,8 @@ class _RecordView:
         if name in _TIME_FIELDS and isinstance(value, str):
             return datetime.fromisoformat(value)
         return value
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CATEGORY_INDEX = {value: i for i, value in enumerate(_CATEGORY_VALUES)}
@@ -266,16 +295,34 @@ def _encode_small(transactions: Sequence[Transaction | _RecordView]) -> EncodedB
     txi = np.zeros((n, L.N_TXI), dtype=np.int64)
     risk_keys = np.empty((n, len(L.RISK_TABLES)), dtype=np.int64)
     other = L.CATEGORY_CODES[MerchantCategory.OTHER]
-    texts: list[str | None] = []  # every row's hashed keys, hashed in one call (new keys cost one pandas call, not one a row)
+    texts: list[
+        str | None
+    ] = []  # every row's hashed keys, hashed in one call (new keys cost one pandas call, not one a row)
     for tx in transactions:
-        texts.extend((tx.country, tx.device_id, tx.ip_address, _ip_prefix(tx.ip_address), tx.merchant_id,
-                      tx.beneficiary_id, tx.terminal_id))
+        texts.extend(
+            (
+                tx.country,
+                tx.device_id,
+                tx.ip_address,
+                _ip_prefix(tx.ip_address),
+                tx.merchant_id,
+                tx.beneficiary_id,
+                tx.terminal_id,
+            )
+        )
     hashed = _hashes(texts)
     for row, tx in enumerate(transactions):
-        txf[row] = (_epoch_seconds(tx.event_time), _number(tx.amount), float(bool(tx.is_international)),
-                    _number(tx.latitude), _number(tx.longitude), _number(tx.hour_of_day),
-                    _epoch_seconds(tx.credential_change_at), _epoch_seconds(tx.account_opened_at))
-        country, device, ip, prefix, merchant, beneficiary, terminal = hashed[row * 7:row * 7 + 7]
+        txf[row] = (
+            _epoch_seconds(tx.event_time),
+            _number(tx.amount),
+            float(bool(tx.is_international)),
+            _number(tx.latitude),
+            _number(tx.longitude),
+            _number(tx.hour_of_day),
+            _epoch_seconds(tx.credential_change_at),
+            _epoch_seconds(tx.account_opened_at),
+        )
+        country, device, ip, prefix, merchant, beneficiary, terminal = hashed[row * 7 : row * 7 + 7]
         codes = txi[row]
         codes[L.TI_SLOT] = -1
         codes[L.TI_CATEGORY] = _code(tx.merchant_category, _CATEGORY_INDEX, other)
@@ -288,7 +335,7 @@ def _encode_small(transactions: Sequence[Transaction | _RecordView]) -> EncodedB
         codes[L.TI_IP_PREFIX] = prefix
         codes[L.TI_MERCHANT] = merchant
         codes[L.TI_BENEFICIARY] = beneficiary
-        codes[L.TI_G_MERCHANT:L.TI_G_BENEFICIARY + 1] = -1
+        codes[L.TI_G_MERCHANT : L.TI_G_BENEFICIARY + 1] = -1
         risk_keys[row] = (merchant, terminal, device, ip, beneficiary)
     customers = np.empty(n, dtype=object)
     customers[:] = [None if tx.customer_id is None else str(tx.customer_id) for tx in transactions]

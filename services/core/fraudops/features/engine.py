@@ -51,8 +51,11 @@ class LabelEvents:
         parts = [part for part in parts if len(part)]
         if not parts:
             return cls.empty()
-        return cls(np.concatenate([p.known_at for p in parts]), np.concatenate([p.customer_ids for p in parts]),
-                   np.concatenate([p.risk_keys for p in parts]))
+        return cls(
+            np.concatenate([p.known_at for p in parts]),
+            np.concatenate([p.customer_ids for p in parts]),
+            np.concatenate([p.risk_keys for p in parts]),
+        )
 
     def take(self, index: np.ndarray | slice) -> LabelEvents:
         return LabelEvents(self.known_at[index], self.customer_ids[index], self.risk_keys[index])
@@ -125,13 +128,16 @@ class FeatureEngine:
         batch.txi[:, L.TI_SLOT] = self._customers.lookup(batch.customer_ids, create=True)
         self._grow_customers()
         for table, slot_map in enumerate(self._risk):
-            batch.txi[:, L.TI_G_MERCHANT + table] = slot_map.lookup(batch.risk_keys[:, table].tolist(), create=False)
+            batch.txi[:, L.TI_G_MERCHANT + table] = slot_map.lookup(
+                batch.risk_keys[:, table].tolist(), create=False
+            )
         labels = self._pending
         labf = labels.known_at.reshape(-1, 1)
         labi = self._label_slots(labels)
         out = np.empty((len(batch), N_FEATURES), dtype=np.float32)
-        applied = process_batch(batch.txf, batch.txi, self._floats, self._ints, labf, labi, self._risk_count,
-                                self._risk_time, out)
+        applied = process_batch(
+            batch.txf, batch.txi, self._floats, self._ints, labf, labi, self._risk_count, self._risk_time, out
+        )
         self._pending = labels.take(slice(applied, None))
         return out
 
@@ -157,7 +163,7 @@ class FeatureEngine:
             self.add_fraud_labels(labels_from_history(history, self.config))
         parts = []
         for start in range(0, len(history), chunk_rows):
-            parts.append(self.transform(encode_frame(history.iloc[start:start + chunk_rows])))
+            parts.append(self.transform(encode_frame(history.iloc[start : start + chunk_rows])))
         return np.concatenate(parts) if parts else np.empty((0, N_FEATURES), dtype=np.float32)
 
     # --- checkpoints ---------------------------------------------------------------------------------
@@ -168,8 +174,11 @@ class FeatureEngine:
         The global part (label-risk tables and labels not yet in effect) is shared by all customers:
         a per-partition checkpoint leaves it out, a whole-engine snapshot keeps it.
         """
-        ids = list(self._customers.slots) if customer_ids is None else [
-            c for c in customer_ids if c in self._customers.slots]
+        ids = (
+            list(self._customers.slots)
+            if customer_ids is None
+            else [c for c in customer_ids if c in self._customers.slots]
+        )
         rows = np.asarray([self._customers.slots[c] for c in ids], dtype=np.int64)
         arrays: dict[str, np.ndarray] = {
             "header": np.asarray([FEATURE_VERSION, L.N_FLOAT_STATE, L.N_INT_STATE], dtype=np.int64),
@@ -232,7 +241,9 @@ class FeatureEngine:
         for customer_id in customer_ids:
             slot = self._customers.slots.get(customer_id)
             if slot is not None:
-                rows.append((customer_id, _ROW_HEADER + self._floats[slot].tobytes() + self._ints[slot].tobytes()))
+                rows.append(
+                    (customer_id, _ROW_HEADER + self._floats[slot].tobytes() + self._ints[slot].tobytes())
+                )
         return rows
 
     def import_customers(self, rows: Iterable[tuple[str, bytes]]) -> int:
@@ -242,12 +253,13 @@ class FeatureEngine:
             if blob[: len(_ROW_HEADER)] != _ROW_HEADER or len(blob) != _ROW_BYTES:
                 raise ConfigurationError(
                     f"stored feature state of customer {customer_id!r} is from another feature version "
-                    f"(this engine is version {FEATURE_VERSION}): rebuild the state by replaying history")
+                    f"(this engine is version {FEATURE_VERSION}): rebuild the state by replaying history"
+                )
         slots = self._customers.lookup([customer_id for customer_id, _ in rows], create=True)
         self._grow_customers()
         float_bytes = L.N_FLOAT_STATE * 8
         for slot, (_, blob) in zip(slots, rows, strict=True):
-            body = memoryview(blob)[len(_ROW_HEADER):]
+            body = memoryview(blob)[len(_ROW_HEADER) :]
             self._floats[slot] = np.frombuffer(body[:float_bytes], dtype=np.float64)
             self._ints[slot] = np.frombuffer(body[float_bytes:], dtype=np.int64)
         return len(rows)
@@ -281,7 +293,9 @@ class FeatureEngine:
         if len(labels):
             labi[:, L.LI_SLOT] = self._customers.lookup(labels.customer_ids, create=False)
             for table, slot_map in enumerate(self._risk):
-                labi[:, L.LI_G_MERCHANT + table] = slot_map.lookup(labels.risk_keys[:, table].tolist(), create=False)
+                labi[:, L.LI_G_MERCHANT + table] = slot_map.lookup(
+                    labels.risk_keys[:, table].tolist(), create=False
+                )
         return labi
 
     def _grow_customers(self) -> None:
@@ -314,7 +328,9 @@ def labels_from_history(history: pd.DataFrame, config: FeatureConfig) -> LabelEv
     if "label_available_at" in frauds.columns:
         known = pd.to_datetime(frauds["label_available_at"], utc=True)
     else:
-        known = pd.to_datetime(frauds["event_time"], utc=True) + pd.to_timedelta(config.label_delay_s, unit="s")
+        known = pd.to_datetime(frauds["event_time"], utc=True) + pd.to_timedelta(
+            config.label_delay_s, unit="s"
+        )
     known_at = known.to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
 
     def keys(name: str) -> np.ndarray:
@@ -322,8 +338,19 @@ def labels_from_history(history: pd.DataFrame, config: FeatureConfig) -> LabelEv
             return np.zeros(len(frauds), dtype=np.int64)
         return stable_hash(frauds[name].to_numpy())
 
-    risk_keys = np.stack([keys("merchant_id"), keys("terminal_id"), keys("device_id"), keys("ip_address"),
-                          keys("beneficiary_id")], axis=1).astype(np.int64)
-    customers = frauds["customer_id"].astype(object).to_numpy() if "customer_id" in frauds.columns else np.full(
-        len(frauds), None, dtype=object)
+    risk_keys = np.stack(
+        [
+            keys("merchant_id"),
+            keys("terminal_id"),
+            keys("device_id"),
+            keys("ip_address"),
+            keys("beneficiary_id"),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    customers = (
+        frauds["customer_id"].astype(object).to_numpy()
+        if "customer_id" in frauds.columns
+        else np.full(len(frauds), None, dtype=object)
+    )
     return LabelEvents(known_at.astype(np.float64), customers, risk_keys)

@@ -72,8 +72,9 @@ def _set_find(ints: np.ndarray, row: int, ibase: int, k: int, key: int) -> int:
 
 
 @nb.njit(cache=True)
-def _set_touch(ints: np.ndarray, floats: np.ndarray, row: int, ibase: int, fbase: int, k: int, key: int,
-               now: float) -> None:
+def _set_touch(
+    ints: np.ndarray, floats: np.ndarray, row: int, ibase: int, fbase: int, k: int, key: int, now: float
+) -> None:
     """Record a use of `key`: bump it, or insert it in an empty entry or over the least recently used."""
     j = _set_find(ints, row, ibase, k, key)
     if j >= 0:
@@ -96,8 +97,9 @@ def _set_touch(ints: np.ndarray, floats: np.ndarray, row: int, ibase: int, fbase
 
 
 @nb.njit(cache=True)
-def _set_distinct_since(ints: np.ndarray, floats: np.ndarray, row: int, ibase: int, fbase: int, k: int,
-                        since: float) -> int:
+def _set_distinct_since(
+    ints: np.ndarray, floats: np.ndarray, row: int, ibase: int, fbase: int, k: int, since: float
+) -> int:
     count = 0
     for m in range(k):
         if ints[row, ibase + m] != 0 and floats[row, fbase + k + m] >= since:
@@ -119,12 +121,20 @@ def _add_decayed_event(count: float, last: float, at: float) -> tuple[float, flo
 
 
 @nb.njit(cache=True)
-def _apply_label(labf: np.ndarray, labi: np.ndarray, j: int, floats: np.ndarray, risk_count: np.ndarray,
-                 risk_time: np.ndarray) -> None:
+def _apply_label(
+    labf: np.ndarray,
+    labi: np.ndarray,
+    j: int,
+    floats: np.ndarray,
+    risk_count: np.ndarray,
+    risk_time: np.ndarray,
+) -> None:
     known_at = labf[j, 0]
     slot = labi[j, L.LI_SLOT]
     if slot >= 0:
-        c, t = _add_decayed_event(floats[slot, L.S_FRAUD_LABELS], floats[slot, L.S_FRAUD_LABEL_TIME], known_at)
+        c, t = _add_decayed_event(
+            floats[slot, L.S_FRAUD_LABELS], floats[slot, L.S_FRAUD_LABEL_TIME], known_at
+        )
         floats[slot, L.S_FRAUD_LABELS] = c
         floats[slot, L.S_FRAUD_LABEL_TIME] = t
     for table in range(risk_count.shape[0]):
@@ -146,8 +156,17 @@ def _risk_at(risk_count: np.ndarray, risk_time: np.ndarray, table: int, entity: 
 
 
 @nb.njit(cache=True)
-def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.ndarray, i: int,
-              risk_count: np.ndarray, risk_time: np.ndarray, out: np.ndarray) -> None:
+def _features(
+    F: np.ndarray,
+    I: np.ndarray,
+    row: int,
+    txf: np.ndarray,
+    txi: np.ndarray,
+    i: int,
+    risk_count: np.ndarray,
+    risk_time: np.ndarray,
+    out: np.ndarray,
+) -> None:
     o = out[i]
     now = txf[i, L.TF_TIME]
     amount = txf[i, L.TF_AMOUNT]
@@ -164,7 +183,9 @@ def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.n
     o[Feature.AMOUNT] = amount
     o[Feature.LOG_AMOUNT] = log_amount
     if n_prev >= 2.0:
-        o[Feature.AMOUNT_ZSCORE] = (log_amount - F[row, L.S_LOGAMT_MEAN]) / math.sqrt(F[row, L.S_LOGAMT_VAR] + 0.01)
+        o[Feature.AMOUNT_ZSCORE] = (log_amount - F[row, L.S_LOGAMT_MEAN]) / math.sqrt(
+            F[row, L.S_LOGAMT_VAR] + 0.01
+        )
     else:
         o[Feature.AMOUNT_ZSCORE] = NAN
     o[Feature.AMOUNT_TO_MEAN] = amount / F[row, L.S_AMT_MEAN] if has_history else NAN
@@ -253,22 +274,28 @@ def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.n
         o[Feature.NEW_DEVICE] = NAN
         o[Feature.DEVICE_AGE_DAYS] = NAN
     o[Feature.DISTINCT_DEVICES_7D] = _set_distinct_since(
-        I, F, row, L.I_SET_DEVICE, L.S_SET_DEVICE, L.SET_DEVICE_K, now - 7 * DAY)
+        I, F, row, L.I_SET_DEVICE, L.S_SET_DEVICE, L.SET_DEVICE_K, now - 7 * DAY
+    )
     ip = txi[i, L.TI_IP]
     if ip != 0:
         o[Feature.NEW_IP] = 1.0 if _set_find(I, row, L.I_SET_IP, L.SET_IP_K, ip) < 0 else 0.0
         prefix = txi[i, L.TI_IP_PREFIX]
-        o[Feature.NEW_IP_PREFIX] = 1.0 if _set_find(I, row, L.I_SET_IP_PREFIX, L.SET_IP_PREFIX_K, prefix) < 0 else 0.0
+        o[Feature.NEW_IP_PREFIX] = (
+            1.0 if _set_find(I, row, L.I_SET_IP_PREFIX, L.SET_IP_PREFIX_K, prefix) < 0 else 0.0
+        )
     else:
         o[Feature.NEW_IP] = NAN
         o[Feature.NEW_IP_PREFIX] = NAN
     country = txi[i, L.TI_COUNTRY]
     if country != 0:
-        o[Feature.NEW_COUNTRY] = 1.0 if _set_find(I, row, L.I_SET_COUNTRY, L.SET_COUNTRY_K, country) < 0 else 0.0
+        o[Feature.NEW_COUNTRY] = (
+            1.0 if _set_find(I, row, L.I_SET_COUNTRY, L.SET_COUNTRY_K, country) < 0 else 0.0
+        )
     else:
         o[Feature.NEW_COUNTRY] = NAN
     o[Feature.DISTINCT_COUNTRIES_30D] = _set_distinct_since(
-        I, F, row, L.I_SET_COUNTRY, L.S_SET_COUNTRY, L.SET_COUNTRY_K, now - 30 * DAY)
+        I, F, row, L.I_SET_COUNTRY, L.S_SET_COUNTRY, L.SET_COUNTRY_K, now - 30 * DAY
+    )
     counterparty = txi[i, L.TI_BENEFICIARY]
     if kind == L.TY_TRANSFER and counterparty != 0:
         j = _set_find(I, row, L.I_SET_BENEFICIARY, L.SET_BENEFICIARY_K, counterparty)
@@ -305,9 +332,12 @@ def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.n
     o[Feature.KM_FROM_HOME] = km_home
     o[Feature.KM_FROM_LAST] = km_last
     o[Feature.IMPLIED_SPEED_KMH] = speed
-    o[Feature.IMPOSSIBLE_TRAVEL] = NAN if math.isnan(speed) else (
-        1.0 if speed > IMPOSSIBLE_SPEED_KMH and km_last > 100.0 else 0.0)
-    o[Feature.HOME_DISTANCE_RATIO] = km_home / (F[row, L.S_HOME_DIST_MEAN] + 5.0) if not math.isnan(km_home) else NAN
+    o[Feature.IMPOSSIBLE_TRAVEL] = (
+        NAN if math.isnan(speed) else (1.0 if speed > IMPOSSIBLE_SPEED_KMH and km_last > 100.0 else 0.0)
+    )
+    o[Feature.HOME_DISTANCE_RATIO] = (
+        km_home / (F[row, L.S_HOME_DIST_MEAN] + 5.0) if not math.isnan(km_home) else NAN
+    )
     o[Feature.IS_INTERNATIONAL] = txf[i, L.TF_INTL]
     o[Feature.INTERNATIONAL_SHARE] = F[row, L.S_INTL_SHARE] if has_history else NAN
 
@@ -390,11 +420,13 @@ def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.n
     o[Feature.TRANSFERS_OUT_24H] = _decayed(F[row, L.S_XOUT_24H], elapsed, TAU_24H)
     o[Feature.TRANSFER_SUM_OUT_24H] = out_sum
     o[Feature.DISTINCT_BENEFICIARIES_7D] = _set_distinct_since(
-        I, F, row, L.I_SET_BENEFICIARY, L.S_SET_BENEFICIARY, L.SET_BENEFICIARY_K, now - 7 * DAY)
+        I, F, row, L.I_SET_BENEFICIARY, L.S_SET_BENEFICIARY, L.SET_BENEFICIARY_K, now - 7 * DAY
+    )
     o[Feature.DEPOSITS_IN_24H] = _decayed(F[row, L.S_DEP_24H], elapsed, TAU_24H)
     o[Feature.DEPOSIT_SUM_IN_24H] = in_sum
     o[Feature.DISTINCT_PAYERS_7D] = _set_distinct_since(
-        I, F, row, L.I_SET_PAYER, L.S_SET_PAYER, L.SET_PAYER_K, now - 7 * DAY)
+        I, F, row, L.I_SET_PAYER, L.S_SET_PAYER, L.SET_PAYER_K, now - 7 * DAY
+    )
     outgoing_now = amount if kind == L.TY_TRANSFER or kind == L.TY_WITHDRAWAL else 0.0
     o[Feature.PASS_THROUGH_RATIO_24H] = (out_sum + outgoing_now) / (in_sum + 1.0)
 
@@ -405,8 +437,9 @@ def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.n
     o[Feature.IP_FRAUD_LABELS] = _risk_at(risk_count, risk_time, 3, txi[i, L.TI_G_IP], now)
     o[Feature.BENEFICIARY_FRAUD_LABELS] = _risk_at(risk_count, risk_time, 4, txi[i, L.TI_G_BENEFICIARY], now)
     if F[row, L.S_FRAUD_LABEL_TIME] > 0.0:
-        o[Feature.CUSTOMER_FRAUD_LABELS] = _decayed(F[row, L.S_FRAUD_LABELS], now - F[row, L.S_FRAUD_LABEL_TIME],
-                                                    TAU_30D)
+        o[Feature.CUSTOMER_FRAUD_LABELS] = _decayed(
+            F[row, L.S_FRAUD_LABELS], now - F[row, L.S_FRAUD_LABEL_TIME], TAU_30D
+        )
     else:
         o[Feature.CUSTOMER_FRAUD_LABELS] = 0.0
 
@@ -415,8 +448,9 @@ def _features(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.n
 
 
 @nb.njit(cache=True)
-def _update(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.ndarray, i: int,
-            km_from_home: float) -> None:
+def _update(
+    F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.ndarray, i: int, km_from_home: float
+) -> None:
     now = txf[i, L.TF_TIME]
     amount = txf[i, L.TF_AMOUNT]
     log_amount = math.log1p(amount)
@@ -519,17 +553,23 @@ def _update(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.nda
 
     # sets of things the customer has used
     if txi[i, L.TI_MERCHANT] != 0:
-        _set_touch(I, F, row, L.I_SET_MERCHANT, L.S_SET_MERCHANT, L.SET_MERCHANT_K, txi[i, L.TI_MERCHANT], now)
+        _set_touch(
+            I, F, row, L.I_SET_MERCHANT, L.S_SET_MERCHANT, L.SET_MERCHANT_K, txi[i, L.TI_MERCHANT], now
+        )
     if txi[i, L.TI_DEVICE] != 0:
         _set_touch(I, F, row, L.I_SET_DEVICE, L.S_SET_DEVICE, L.SET_DEVICE_K, txi[i, L.TI_DEVICE], now)
     if txi[i, L.TI_IP] != 0:
         _set_touch(I, F, row, L.I_SET_IP, L.S_SET_IP, L.SET_IP_K, txi[i, L.TI_IP], now)
-        _set_touch(I, F, row, L.I_SET_IP_PREFIX, L.S_SET_IP_PREFIX, L.SET_IP_PREFIX_K, txi[i, L.TI_IP_PREFIX], now)
+        _set_touch(
+            I, F, row, L.I_SET_IP_PREFIX, L.S_SET_IP_PREFIX, L.SET_IP_PREFIX_K, txi[i, L.TI_IP_PREFIX], now
+        )
     if txi[i, L.TI_COUNTRY] != 0:
         _set_touch(I, F, row, L.I_SET_COUNTRY, L.S_SET_COUNTRY, L.SET_COUNTRY_K, txi[i, L.TI_COUNTRY], now)
     counterparty = txi[i, L.TI_BENEFICIARY]
     if counterparty != 0 and is_transfer:
-        _set_touch(I, F, row, L.I_SET_BENEFICIARY, L.S_SET_BENEFICIARY, L.SET_BENEFICIARY_K, counterparty, now)
+        _set_touch(
+            I, F, row, L.I_SET_BENEFICIARY, L.S_SET_BENEFICIARY, L.SET_BENEFICIARY_K, counterparty, now
+        )
     if counterparty != 0 and is_deposit:
         _set_touch(I, F, row, L.I_SET_PAYER, L.S_SET_PAYER, L.SET_PAYER_K, counterparty, now)
 
@@ -538,8 +578,17 @@ def _update(F: np.ndarray, I: np.ndarray, row: int, txf: np.ndarray, txi: np.nda
 
 
 @nb.njit(cache=True)
-def process_batch(txf: np.ndarray, txi: np.ndarray, floats: np.ndarray, ints: np.ndarray, labf: np.ndarray,
-                  labi: np.ndarray, risk_count: np.ndarray, risk_time: np.ndarray, out: np.ndarray) -> int:
+def process_batch(
+    txf: np.ndarray,
+    txi: np.ndarray,
+    floats: np.ndarray,
+    ints: np.ndarray,
+    labf: np.ndarray,
+    labi: np.ndarray,
+    risk_count: np.ndarray,
+    risk_time: np.ndarray,
+    out: np.ndarray,
+) -> int:
     """Features for each transaction in order, updating the state; returns how many labels were applied.
 
     Labels (sorted by the time they became known) are applied just before the first transaction

@@ -113,9 +113,26 @@ TF_TIME, TF_AMOUNT, TF_INTL, TF_LAT, TF_LON, TF_HOUR, TF_CRED_CHANGE, TF_ACCOUNT
 N_TXF = 8
 # int columns: the customer slot (-1 = anonymous), codes, string hashes (0 = missing), and the
 # slots of the entities in the label-risk tables (-1 = no label seen)
-(TI_SLOT, TI_CATEGORY, TI_CHANNEL, TI_TYPE, TI_AUTH, TI_WEEKDAY, TI_DAY_OF_MONTH,
- TI_COUNTRY, TI_DEVICE, TI_IP, TI_IP_PREFIX, TI_MERCHANT, TI_BENEFICIARY,
- TI_G_MERCHANT, TI_G_TERMINAL, TI_G_DEVICE, TI_G_IP, TI_G_BENEFICIARY) = range(18)
+(
+    TI_SLOT,
+    TI_CATEGORY,
+    TI_CHANNEL,
+    TI_TYPE,
+    TI_AUTH,
+    TI_WEEKDAY,
+    TI_DAY_OF_MONTH,
+    TI_COUNTRY,
+    TI_DEVICE,
+    TI_IP,
+    TI_IP_PREFIX,
+    TI_MERCHANT,
+    TI_BENEFICIARY,
+    TI_G_MERCHANT,
+    TI_G_TERMINAL,
+    TI_G_DEVICE,
+    TI_G_IP,
+    TI_G_BENEFICIARY,
+) = range(18)
 N_TXI = 18
 
 # --- fraud-label events: float column 0 is when the label became known --------------------------

@@ -135,15 +135,26 @@ N_FEATURES = len(FEATURE_NAMES)
 FEATURE_FAMILIES: dict[str, tuple[Feature, ...]] = {
     "amount": tuple(Feature(i) for i in range(Feature.AMOUNT, Feature.AMOUNT_IS_SMALL + 1)),
     "velocity": tuple(Feature(i) for i in range(Feature.COUNT_10M, Feature.DISTINCT_CATEGORIES_24H + 1)),
-    "time": tuple(Feature(i) for i in range(Feature.LOG_SECONDS_SINCE_LAST, Feature.LOG_SECONDS_SINCE_LAST_INTERNATIONAL + 1)),
+    "time": tuple(
+        Feature(i)
+        for i in range(Feature.LOG_SECONDS_SINCE_LAST, Feature.LOG_SECONDS_SINCE_LAST_INTERNATIONAL + 1)
+    ),
     "novelty": tuple(Feature(i) for i in range(Feature.NEW_MERCHANT, Feature.TYPE_SHARE + 1)),
     "geography": tuple(Feature(i) for i in range(Feature.HAS_LOCATION, Feature.INTERNATIONAL_SHARE + 1)),
     "calendar": tuple(Feature(i) for i in range(Feature.HOUR, Feature.NIGHT_SHARE + 1)),
-    "channel_type_category": tuple(Feature(i) for i in range(Feature.CHANNEL_MOBILE_APP, Feature.HIGH_RISK_SHARE + 1)),
+    "channel_type_category": tuple(
+        Feature(i) for i in range(Feature.CHANNEL_MOBILE_APP, Feature.HIGH_RISK_SHARE + 1)
+    ),
     "account": tuple(Feature(i) for i in range(Feature.ACCOUNT_AGE_DAYS, Feature.CREDENTIAL_CHANGED_24H + 1)),
-    "card_testing": tuple(Feature(i) for i in range(Feature.IS_DECLINED, Feature.AMOUNT_TO_LAST_DECLINED + 1)),
-    "transfers": tuple(Feature(i) for i in range(Feature.TRANSFERS_OUT_24H, Feature.PASS_THROUGH_RATIO_24H + 1)),
-    "label_risk": tuple(Feature(i) for i in range(Feature.MERCHANT_FRAUD_LABELS, Feature.CUSTOMER_FRAUD_LABELS + 1)),
+    "card_testing": tuple(
+        Feature(i) for i in range(Feature.IS_DECLINED, Feature.AMOUNT_TO_LAST_DECLINED + 1)
+    ),
+    "transfers": tuple(
+        Feature(i) for i in range(Feature.TRANSFERS_OUT_24H, Feature.PASS_THROUGH_RATIO_24H + 1)
+    ),
+    "label_risk": tuple(
+        Feature(i) for i in range(Feature.MERCHANT_FRAUD_LABELS, Feature.CUSTOMER_FRAUD_LABELS + 1)
+    ),
 }
 
 
