@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from fraudops.config import ENV_FILE_VARIABLE
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Settings in the tests, and in every process they start, come from the environment the tests give
+# them: a developer's own `.env` in the checkout is never read.
+os.environ[ENV_FILE_VARIABLE] = ""
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,12 @@
 # folder, for tests that need a real Kubernetes API server (see README.md).
 #
 #   bash hack/k8s/build.sh            # -> <repo>/.cache/k8s/bin/{etcd,kube-apiserver,kubectl,kube-controller-manager}
+#   K8S_NODE=1 bash hack/k8s/build.sh # + kubelet, kube-proxy, kube-scheduler, coredns (the node of `make e2e-cluster`)
 #   K8S_BIN_DIR=/some/dir bash hack/k8s/build.sh
 #
 # The versions are the ones pinned in hack/k8s/apiserver/go.mod and
-# hack/k8s/etcd/go.mod (single source of truth). A binary is skipped when it
+# hack/k8s/etcd/go.mod (single source of truth); hack/k8s/node/go.mod must require the same
+# k8s.io/kubernetes, and hack/k8s/coredns/go.mod pins CoreDNS. A binary is skipped when it
 # exists and the stamp recorded for it in $K8S_BIN_DIR/VERSIONS matches
 # (version + hash of its wrapper go.mod/go.sum), so a warm run costs ~nothing
 # and needs no network. Needs only `go` (>= the go line of the wrapper go.mod)
@@ -16,33 +18,12 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN_DIR="${K8S_BIN_DIR:-$ROOT/.cache/k8s/bin}"
-STAMPS="$BIN_DIR/VERSIONS"
 
-log() { printf 'k8s-bin: %s\n' "$*"; }
-die() { printf 'k8s-bin: ERROR: %s\n' "$*" >&2; exit 1; }
+LOG_PREFIX=k8s-bin
+# shellcheck source=../lib/gowrap.sh
+source "$HERE/../lib/gowrap.sh"
 
 command -v go >/dev/null 2>&1 || die "'go' not found on PATH (Go >= 1.26 is needed to build etcd/kube-apiserver/kubectl)"
-
-# Version of a module as required in a wrapper go.mod (no network needed).
-modver() { # <go.mod> <module path>
-    awk -v m="$2" '($1 == m) { print $2; exit } ($1 == "require" && $2 == m) { print $3; exit }' "$1"
-}
-# Stamp = version + short hash of the wrapper's go.mod and go.sum.
-stamp() { # <wrapper dir> <version>
-    printf '%s %s' "$2" "$(cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12)"
-}
-recorded() { # <binary name>
-    [ -f "$STAMPS" ] || return 0
-    awk -v n="$1" '($1 == n) { $1 = ""; sub(/^ /, ""); print; exit }' "$STAMPS"
-}
-up_to_date() { # <binary name> <stamp>
-    [ -x "$BIN_DIR/$1" ] && [ "$(recorded "$1")" = "$2" ]
-}
-record() { # <binary name> <stamp>
-    local tmp="$STAMPS.tmp.$$"
-    { [ -f "$STAMPS" ] && awk -v n="$1" '$1 != n' "$STAMPS"; printf '%s %s\n' "$1" "$2"; } >"$tmp"
-    mv -f "$tmp" "$STAMPS"
-}
 
 K8S_DIR="$HERE/apiserver"
 ETCD_DIR="$HERE/etcd"
@@ -53,12 +34,23 @@ ETCD_VERSION="$(modver "$ETCD_DIR/go.mod" go.etcd.io/etcd/server/v3)"
 K8S_STAMP="$(stamp "$K8S_DIR" "$K8S_VERSION")"
 ETCD_STAMP="$(stamp "$ETCD_DIR" "$ETCD_VERSION")"
 
-mkdir -p "$BIN_DIR"
-# Serialise concurrent runs (e.g. two test jobs starting at once).
-if command -v flock >/dev/null 2>&1; then
-    exec 9>"$BIN_DIR/.lock"
-    flock 9
+# The node's binaries come from a wrapper of their own, so that adding them leaves the stamp
+# (and so the cached build) of the API server's binaries alone.
+NODE_DIR="$HERE/node"
+COREDNS_DIR="$HERE/coredns"
+NODE_BINS=()
+if [ "${K8S_NODE:-0}" = "1" ]; then
+    NODE_VERSION="$(modver "$NODE_DIR/go.mod" k8s.io/kubernetes)"
+    [ "$NODE_VERSION" = "$K8S_VERSION" ] \
+        || die "$NODE_DIR/go.mod requires k8s.io/kubernetes ${NODE_VERSION:-?}, $K8S_DIR/go.mod $K8S_VERSION: make them equal"
+    NODE_STAMP="$(stamp "$NODE_DIR" "$NODE_VERSION")"
+    NODE_BINS=(kubelet kube-proxy kube-scheduler)
+    COREDNS_VERSION="$(modver "$COREDNS_DIR/go.mod" github.com/coredns/coredns)"
+    [ -n "$COREDNS_VERSION" ] || die "cannot read the github.com/coredns/coredns version from $COREDNS_DIR/go.mod"
+    COREDNS_STAMP="$(stamp "$COREDNS_DIR" "$COREDNS_VERSION")"
 fi
+
+lock_bin_dir
 
 K8S_BINS=(kube-apiserver kubectl)
 # kube-controller-manager (for namespace deletion / garbage collection in tests)
@@ -71,9 +63,17 @@ need_k8s=()
 for b in "${K8S_BINS[@]}"; do
     up_to_date "$b" "$K8S_STAMP" || need_k8s+=("$b")
 done
+need_node=()
+need_coredns=0
+if [ "${#NODE_BINS[@]}" -gt 0 ]; then
+    for b in "${NODE_BINS[@]}"; do
+        up_to_date "$b" "$NODE_STAMP" || need_node+=("$b")
+    done
+    up_to_date coredns "$COREDNS_STAMP" || need_coredns=1
+fi
 
-if [ "$need_etcd" = 0 ] && [ "${#need_k8s[@]}" = 0 ]; then
-    log "up to date in $BIN_DIR (etcd $ETCD_VERSION, kubernetes $K8S_VERSION)"
+if [ "$need_etcd" = 0 ] && [ "${#need_k8s[@]}" = 0 ] && [ "${#need_node[@]}" = 0 ] && [ "$need_coredns" = 0 ]; then
+    log "up to date in $BIN_DIR (etcd $ETCD_VERSION, kubernetes $K8S_VERSION${COREDNS_VERSION:+, coredns $COREDNS_VERSION})"
     exit 0
 fi
 
@@ -94,27 +94,43 @@ if [ "$need_etcd" = 1 ]; then
     log "etcd done in $((SECONDS - t0))s"
 fi
 
-if [ "${#need_k8s[@]}" -gt 0 ]; then
-    # Same version variables as kubernetes' hack/lib/version.sh sets, so that
-    # /version and `kubectl version` report the real release.
-    v="${K8S_VERSION#v}"
-    major="${v%%.*}"; rest="${v#*.}"; minor="${rest%%.*}"
-    ldflags="-s -w"
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
-        ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit="
-    done
-    pkgs=()
-    for b in "${need_k8s[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-    log "building ${need_k8s[*]} $K8S_VERSION (go $(go env GOVERSION); a cold build takes ~10 min on 2 cores) ..."
-    t0=$SECONDS
-    ( cd "$K8S_DIR" && go build "${GOFLAGS_BUILD[@]}" -ldflags "$ldflags" -o "$TMP_OUT/" "${pkgs[@]}" ) \
-        || die "building ${need_k8s[*]} $K8S_VERSION failed (go output above; wrapper module: $K8S_DIR)"
-    for b in "${need_k8s[@]}"; do
+# Same version variables as kubernetes' hack/lib/version.sh sets, so that
+# /version and `kubectl version` report the real release.
+v="${K8S_VERSION#v}"
+major="${v%%.*}"; rest="${v#*.}"; minor="${rest%%.*}"
+K8S_LDFLAGS="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    K8S_LDFLAGS+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    K8S_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.gitCommit="
+done
+
+build_k8s() { # <wrapper dir> <stamp> <binary>...
+    local dir="$1" stamp="$2"; shift 2
+    local pkgs=() b t0=$SECONDS
+    for b in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+    log "building $* $K8S_VERSION (go $(go env GOVERSION); cold: ~10 min on 2 cores for the API server's, ~6 min for the node's) ..."
+    ( cd "$dir" && go build "${GOFLAGS_BUILD[@]}" -ldflags "$K8S_LDFLAGS" -o "$TMP_OUT/" "${pkgs[@]}" ) \
+        || die "building $* $K8S_VERSION failed (go output above; wrapper module: $dir)"
+    for b in "$@"; do
         mv -f "$TMP_OUT/$b" "$BIN_DIR/$b"
-        record "$b" "$K8S_STAMP"
+        record "$b" "$stamp"
     done
-    log "${need_k8s[*]} done in $((SECONDS - t0))s"
+    log "$* done in $((SECONDS - t0))s"
+}
+
+if [ "${#need_k8s[@]}" -gt 0 ]; then build_k8s "$K8S_DIR" "$K8S_STAMP" "${need_k8s[@]}"; fi
+if [ "${#need_node[@]}" -gt 0 ]; then build_k8s "$NODE_DIR" "$NODE_STAMP" "${need_node[@]}"; fi
+
+if [ "$need_coredns" = 1 ]; then
+    log "building coredns $COREDNS_VERSION ..."
+    t0=$SECONDS
+    ( cd "$COREDNS_DIR" && go build "${GOFLAGS_BUILD[@]}" \
+        -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+        -o "$TMP_OUT/coredns" . ) \
+        || die "building coredns $COREDNS_VERSION failed (go output above; wrapper module: $COREDNS_DIR)"
+    mv -f "$TMP_OUT/coredns" "$BIN_DIR/coredns"
+    record coredns "$COREDNS_STAMP"
+    log "coredns done in $((SECONDS - t0))s"
 fi
 
 log "built into $BIN_DIR in $((SECONDS - START))s"

@@ -31,7 +31,7 @@ from fraudops.db import migrate
 from fraudops_bench.results import Measurement
 from fraudops_simulator import SimulationConfig, simulate
 from fraudops_simulator.kafka import PRODUCER_DEFAULTS, publish
-from fraudops_stream.consumer import committed_records
+from fraudops_stream.group import committed_records
 
 
 @dataclass

@@ -358,7 +358,8 @@ _STREAM = _obj(
             "Strimzi Kafka cluster name (label strimzi.io/cluster).", default="fraudops", max_length=63
         ),
         "bootstrapServers": _str(
-            "Kafka bootstrap servers (default: <kafkaCluster>-kafka-bootstrap:9092).", max_length=1024
+            "Kafka bootstrap servers (default: <kafkaCluster>-kafka-bootstrap.<namespace>.svc:9092).",
+            max_length=1024,
         ),
         "consumerGroup": _str("Consumer group of the scorers.", default="fraud-scorer", max_length=200),
         "minReplicas": _int("Fewest consumers KEDA keeps.", default=1, minimum=0, maximum=1000),

@@ -122,6 +122,25 @@ def volume_claim(uri: str) -> str | None:
 # --------------------------------------------------------------------------- children
 
 
+# The restricted Pod Security Standard, which the platform's namespace may enforce: non-root, no privilege
+# escalation, no capabilities, the runtime's seccomp profile, a read-only root filesystem whose only
+# scratch space is /tmp (the images keep HOME and every cache there).
+POD_SECURITY_CONTEXT = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "runAsGroup": 10001,
+    "fsGroup": 10001,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+SCRATCH_VOLUME = {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}
+SCRATCH_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+
+
 def labels(model: FraudModel, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": f"fraudops-{component}",
@@ -196,8 +215,12 @@ def desired_inference_service(model: FraudModel, version: ModelVersion) -> dict[
                             "periodSeconds": 10,
                         },
                         "resources": dict(model.predictor.resources),
+                        "securityContext": CONTAINER_SECURITY_CONTEXT,
+                        "volumeMounts": [SCRATCH_MOUNT],
                     }
                 ],
+                "securityContext": POD_SECURITY_CONTEXT,
+                "volumes": [SCRATCH_VOLUME],
             }
         },
     }
@@ -273,12 +296,17 @@ def desired_consumer_deployment(model: FraudModel, table: RoutingTable) -> dict[
                             },
                             "resources": dict(stream.resources),
                             "volumeMounts": [
-                                {"name": "routing", "mountPath": ROUTING_MOUNT, "readOnly": True}
+                                {"name": "routing", "mountPath": ROUTING_MOUNT, "readOnly": True},
+                                SCRATCH_MOUNT,
                             ],
-                            "securityContext": {"allowPrivilegeEscalation": False},
+                            "securityContext": CONTAINER_SECURITY_CONTEXT,
                         }
                     ],
-                    "volumes": [{"name": "routing", "configMap": {"name": f"{model.name}-routing"}}],
+                    "securityContext": POD_SECURITY_CONTEXT,
+                    "volumes": [
+                        {"name": "routing", "configMap": {"name": f"{model.name}-routing"}},
+                        SCRATCH_VOLUME,
+                    ],
                 },
             },
         },

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
+import prometheus_client
 from kubernetes.client.exceptions import ApiException
 
 from fraudops.tracing import traced
@@ -32,6 +33,7 @@ from fraudops_operator.desired import (
     volume_claim,
 )
 from fraudops_operator.kube import ConflictError, KindNotServedError, Kube, load_configuration
+from fraudops_operator.metrics import counted
 from fraudops_operator.resources import FraudModel, TrainingRun
 from fraudops_operator.rollout import (
     Phase,
@@ -81,14 +83,16 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.WARNING
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per PromQL query is noise
     memo.kube = Kube.from_environment()
+    # the rollout metrics and the process's own (CPU, memory, GC), for the ServiceMonitor
     if SETTINGS.metrics_port:
-        metrics.serve(SETTINGS.metrics_port)
+        prometheus_client.start_http_server(SETTINGS.metrics_port)
 
 
 # --------------------------------------------------------------------------- FraudModel
 
 
 @kopf.timer(crd.GROUP, crd.VERSION, "fraudmodels", interval=SETTINGS.tick_s)
+@counted("FraudModel")
 def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     assert namespace is not None  # FraudModels are namespaced
     attributes = {"k8s.namespace.name": namespace, "fraudops.fraudmodel": name}
@@ -99,18 +103,17 @@ def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_
 
 
 def _reconcile_fraud_model(name: str, namespace: str, memo: kopf.Memo) -> str | None:
-    """One tick; the rollout phase it leaves (None when the object is gone or its artifact unreadable)."""
+    """One tick; the rollout phase it leaves (None when the object is gone or blocked)."""
     kube: Kube = memo.kube
     body = kube.get("FraudModel", namespace, name)  # fresh: our last status write may not have arrived yet
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     model, status, now = FraudModel.from_body(body), body.get("status") or {}, datetime.now(UTC)
 
-    problem = _artifact_problem(kube, model)
-    if problem:
-        unreadable = Readiness(False, "ArtifactUnreadable", problem)
-        if _write_status(kube, body, _with_ready(status, model, unreadable, now)):
-            _warn_once(body, status, unreadable)
+    blocked = _blocked(kube, model)
+    if blocked is not None:  # nothing is applied for it: say why, once
+        if _write_status(kube, body, _with_ready(status, model, blocked, now)):
+            _warn_once(body, status, blocked)
         return None
 
     transition, verdict = _decide(model, status, now)
@@ -220,6 +223,18 @@ def _retire_inference_services(kube: Kube, model: FraudModel, keep: set[str]) ->
             kube.delete("InferenceService", model.namespace, isvc["metadata"]["name"])
 
 
+def _blocked(kube: Kube, model: FraudModel) -> Readiness | None:
+    """Why none of the model's children may be applied: an image outside the allow-list, an unreadable
+    artifact; None when they may."""
+    refusal = SETTINGS.image_policy.refusal(
+        {"predictor": model.predictor.image, "consumer": model.stream.image}
+    )
+    if refusal:
+        return Readiness(False, "ImageNotAllowed", refusal)
+    problem = _artifact_problem(kube, model)
+    return Readiness(False, "ArtifactUnreadable", problem) if problem else None
+
+
 def _artifact_problem(kube: Kube, model: FraudModel) -> str | None:
     """Why a version's artifact cannot be served (unsupported scheme, missing volume claim), or None."""
     for role, version in (("stable", model.stable), ("candidate", model.candidate)):
@@ -286,6 +301,7 @@ def _write_status(kube: Kube, body: dict[str, Any], new_status: dict[str, Any]) 
 
 
 @kopf.timer(crd.GROUP, crd.VERSION, "trainingruns", interval=SETTINGS.tick_s)
+@counted("TrainingRun")
 def reconcile_training_run(
     body: kopf.Body, name: str, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -300,22 +316,23 @@ def reconcile_training_run(
 
     job = kube.get("Job", namespace, job_name(run))
     if job is None:
-        missing = sorted(
-            c
-            for c in {volume_claim(run.data_uri), volume_claim(run.output_uri)}
-            if c and kube.get("PersistentVolumeClaim", namespace, c) is None
-        )
-        if missing:  # the pod would wait forever: say so instead
+        blocked = _job_blocked(kube, run)
+        if blocked is not None:  # no Job: it would be refused, or its pod would wait forever. Say so instead
+            reason, message = blocked
             conditions = set_condition(
                 status.get("conditions") or [],
                 "Succeeded",
                 "Unknown",
-                "VolumeMissing",
-                f"PersistentVolumeClaim {', '.join(missing)} not found",
+                reason,
+                message,
                 now,
                 run.ref.generation,
             )
-            _write_status(kube, fresh, {**status, "phase": "Pending", "conditions": conditions})
+            if (
+                _write_status(kube, fresh, {**status, "phase": "Pending", "conditions": conditions})
+                and reason == "ImageNotAllowed"
+            ):
+                _post(fresh, RolloutEvent("Warning", reason, message))
             return
         job = kube.apply(desired_training_job(run))
     pods = (
@@ -341,6 +358,19 @@ def reconcile_training_run(
     if _write_status(kube, fresh, new_status):
         for event in events:
             _post(fresh, event)
+
+
+def _job_blocked(kube: Kube, run: TrainingRun) -> tuple[str, str] | None:
+    """(reason, message) when the training Job must not be created yet, else None."""
+    refusal = SETTINGS.image_policy.refusal({"training": run.image})
+    if refusal:
+        return "ImageNotAllowed", refusal
+    missing = sorted(
+        c
+        for c in {volume_claim(run.data_uri), volume_claim(run.output_uri)}
+        if c and kube.get("PersistentVolumeClaim", run.ref.namespace, c) is None
+    )
+    return ("VolumeMissing", f"PersistentVolumeClaim {', '.join(missing)} not found") if missing else None
 
 
 def _hand_over(

@@ -1,4 +1,5 @@
-"""Run the operator standalone (one replica, no peering) against the current kubeconfig or in-cluster."""
+"""Run the operator against the current kubeconfig or in-cluster: standalone, or one of several replicas
+that agree through a Kopf peering object which of them acts."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ import logging
 from collections.abc import Sequence
 
 
-def run(namespaces: Sequence[str] = (), verbose: bool = False, liveness_endpoint: str | None = None) -> None:
-    """Watch FraudModels and TrainingRuns in `namespaces` (all namespaces if empty) until stopped."""
+def run(
+    namespaces: Sequence[str] = (),
+    verbose: bool = False,
+    liveness_endpoint: str | None = None,
+    peering: str | None = None,
+) -> None:
+    """Watch FraudModels and TrainingRuns in `namespaces` (all namespaces if empty) until stopped. With
+    `peering`, replicas sharing that (Cluster)KopfPeering object pause while another one acts."""
     import kopf
 
     import fraudops_operator.handlers  # noqa: F401 - registers the handlers with Kopf
@@ -20,7 +27,8 @@ def run(namespaces: Sequence[str] = (), verbose: bool = False, liveness_endpoint
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
-            standalone=True,  # the chart runs one replica; peering would need its own CRDs
+            standalone=peering is None,  # peering needs Kopf's peering CRDs (the chart installs them)
+            peering_name=peering,
             clusterwide=not namespaces,
             namespaces=list(namespaces),
             liveness_endpoint=liveness_endpoint,

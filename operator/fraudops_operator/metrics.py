@@ -1,14 +1,24 @@
-"""The operator's Prometheus metrics: each FraudModel's rollout phase and candidate weight, every phase
-change, and every analysis verdict with the numbers it judged (the operator dashboard and the
-FraudopsCanaryRolledBack alert read them)."""
+"""The operator's Prometheus metrics, served when FRAUDOPS_OPERATOR_METRICS_PORT is set: reconciles that ran,
+each FraudModel's rollout phase and candidate weight, every phase change, and every analysis verdict with the
+numbers it judged (the operator dashboard and the FraudopsCanaryRolledBack alert read them)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, start_http_server
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from prometheus_client import Counter, Gauge
 
 from fraudops_operator.analysis import Verdict
 from fraudops_operator.rollout import Phase, RolloutState
 
+RECONCILES = Counter(
+    "fraudops_operator_reconciles_total",
+    "Reconciles that ran to the end, by kind and namespace: one per object per tick. A flat line "
+    "means the operator is stuck; a test that checks that a tick changed nothing waits on it.",
+    ["kind", "namespace"],
+)
 PHASE = Gauge(
     "fraudops_rollout_phase",
     "1 for the phase each FraudModel's rollout is in, 0 for the others.",
@@ -60,5 +70,19 @@ def observe_verdict(namespace: str, fraudmodel: str, verdict: Verdict) -> None:
         ANALYSIS_VALUE.labels(namespace, fraudmodel, metric, variant).set(value)
 
 
-def serve(port: int) -> None:
-    start_http_server(port, addr="0.0.0.0")
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def counted(kind: str) -> Callable[[Handler], Handler]:
+    """Count each call of a reconcile handler that returns (one that raises did not reconcile)."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def reconcile(*args: Any, **kwargs: Any) -> Any:
+            result = handler(*args, **kwargs)
+            RECONCILES.labels(kind, kwargs.get("namespace") or "").inc()
+            return result
+
+        return reconcile  # type: ignore[return-value]
+
+    return wrap

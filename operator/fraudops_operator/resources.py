@@ -137,13 +137,17 @@ class StreamSpec:
     resources: Mapping[str, Any]
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any]) -> StreamSpec:
+    def from_spec(cls, spec: Mapping[str, Any], namespace: str) -> StreamSpec:
+        # The default names the Service with its namespace: KEDA's operator dials it from its own namespace,
+        # where the short name does not resolve (found on the e2e cluster: "lookup fraudops-kafka-bootstrap
+        # ... server misbehaving", and the ScaledObject never became Ready).
+        default_bootstrap = f"{spec['kafkaCluster']}-kafka-bootstrap.{namespace}.svc:9092"
         return cls(
             topic=spec["topic"],
             partitions=spec["partitions"],
             replication_factor=spec["replicationFactor"],
             kafka_cluster=spec["kafkaCluster"],
-            bootstrap_servers=spec.get("bootstrapServers") or f"{spec['kafkaCluster']}-kafka-bootstrap:9092",
+            bootstrap_servers=spec.get("bootstrapServers") or default_bootstrap,
             consumer_group=spec["consumerGroup"],
             min_replicas=spec["minReplicas"],
             max_replicas=spec["maxReplicas"],
@@ -221,7 +225,7 @@ class FraudModel:
             predictor=PredictorSpec(
                 predictor["image"], predictor["minReplicas"], predictor["maxReplicas"], predictor["resources"]
             ),
-            stream=StreamSpec.from_spec(spec["stream"]),
+            stream=StreamSpec.from_spec(spec["stream"], body["metadata"]["namespace"]),
         )
 
 

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from fraudops_operator.desired import MANAGED_BY, volume_claim
+from fraudops_operator.desired import (
+    CONTAINER_SECURITY_CONTEXT,
+    MANAGED_BY,
+    POD_SECURITY_CONTEXT,
+    SCRATCH_MOUNT,
+    SCRATCH_VOLUME,
+    volume_claim,
+)
 from fraudops_operator.resources import ModelVersion, TrainingRun
 from fraudops_operator.status import set_condition
 
@@ -87,9 +94,12 @@ def desired_training_job(run: TrainingRun) -> dict[str, Any]:
                             "volumeMounts": [
                                 {"name": "data", "mountPath": DATA_MOUNT, "readOnly": True},
                                 {"name": "output", "mountPath": OUTPUT_MOUNT},
+                                SCRATCH_MOUNT,
                             ],
+                            "securityContext": CONTAINER_SECURITY_CONTEXT,
                         }
                     ],
+                    "securityContext": POD_SECURITY_CONTEXT,
                     "volumes": [
                         {
                             "name": "data",
@@ -102,6 +112,7 @@ def desired_training_job(run: TrainingRun) -> dict[str, Any]:
                             "name": "output",
                             "persistentVolumeClaim": {"claimName": volume_claim(run.output_uri)},
                         },
+                        SCRATCH_VOLUME,
                     ],
                 },
             },

@@ -2,7 +2,9 @@
 
 Every endpoint: decisions (full and legacy payloads, batches), reason codes, stored decisions,
 feedback, validation errors, the body limit, health (including a database that refuses
-connections), metrics, and the per-customer state shared with the stream consumer.
+connections), metrics, and the per-customer state shared with the stream consumer; that the
+gateway reuses pooled connections, gives nothing internal away, and survives a stored state it
+cannot read.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from fraudops import statestore
 from fraudops.artifact import load_artifact
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
-from fraudops.features.spec import FEATURE_NAMES
+from fraudops.features.spec import FEATURE_NAMES, FEATURE_VERSION
 from fraudops.schema import TRANSACTION_FIELDS, Transaction
 from fraudops.scoring import Scorer
 from fraudops_infra.stack import LocalStack
@@ -169,6 +171,18 @@ def test_a_full_transaction_is_decided_and_its_decision_stored(
         transaction_id,
     )
     assert (float(amount), channel, customer) == (899.0, "WEB", "cust-000123")
+
+
+def test_a_zero_amount_card_verification_is_decided_and_stored(client: httpx.Client, database: str) -> None:
+    transaction_id = new_id()
+    response = client.post("/predict", json={**FULL, "transaction_id": transaction_id, "amount": 0})
+
+    assert response.status_code == 200, response.text
+    wait_until_stored(database, [transaction_id])
+    ((amount,),) = stored_rows(
+        database, "SELECT amount FROM transactions WHERE transaction_id = %s", transaction_id
+    )
+    assert float(amount) == 0.0
 
 
 def test_a_stored_decision_is_served_back_by_transaction_id(client: httpx.Client, database: str) -> None:
@@ -388,15 +402,30 @@ def _full(**changes: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "body", "field", "rule"),
     [
-        ("/predict", _full(amount=-12.5), "amount", "greater than or equal to 0.01"),
-        ("/predict", _full(amount=0), "amount", "greater than or equal to 0.01"),
+        ("/predict", _full(amount=-12.5), "amount", "never negative; a refund is transaction_type REFUND"),
+        ("/predict", _full(amount=0.001), "amount", "fraction of a cent"),
         ("/predict", _full(amount="12.50"), "amount", "valid number"),
         ("/predict", _full(channel="TELEPATHY"), "channel", "'MOBILE_APP', 'WEB', 'POS'"),
-        ("/predict", _full(event_time="yesterday"), "event_time", "valid datetime"),
-        ("/predict", _full(event_time="2026-13-01T00:00:00Z"), "event_time", "valid datetime"),
-        ("/predict", _full(event_time="2999-01-01T00:00:00Z"), "event_time", "more than a day in the future"),
-        ("/predict", _full(event_time="1969-07-20T20:17:40Z"), "event_time", "not be before 1970"),
-        ("/predict", _full(latitude=52.5), "latitude", "latitude and longitude must be given together"),
+        ("/predict", _full(event_time="yesterday"), "event_time", "must be an RFC 3339 date-time"),
+        ("/predict", _full(event_time="2026-13-01T00:00:00Z"), "event_time", "must be an RFC 3339 date-time"),
+        ("/predict", _full(event_time="2026-02-30T00:00:00Z"), "event_time", "day is out of range for month"),
+        ("/predict", _full(event_time="2026-11-28T21:14:05"), "event_time", "with a UTC offset"),
+        ("/predict", _full(event_time="2026-11-28T21:14:05-19:26"), "event_time", "offset of at most 15:59"),
+        ("/predict", _full(event_time="1700000000"), "event_time", "must be an RFC 3339 date-time"),
+        ("/predict", _full(event_time="2030-01-01T00:00:00Z"), "event_time", "more than a day in the future"),
+        (
+            "/predict",
+            _full(event_time="1969-07-20T20:17:40Z"),
+            "event_time",
+            "year (as written) from 1970 to 2199",
+        ),
+        (
+            "/predict",
+            _full(account_opened_at="2200-01-01T00:00:00Z"),
+            "account_opened_at",
+            "from 1970 to 2199",
+        ),
+        ("/predict", _full(latitude=52.5), "longitude", "latitude and longitude must be given together"),
         ("/predict", _full(ip_address="10.0.0.1\u0000"), "ip_address", "should match pattern"),
         ("/predict", _full(colour="red"), "colour", "Extra inputs are not permitted"),
         (
@@ -410,7 +439,7 @@ def _full(**changes: Any) -> dict[str, Any]:
             "/predict/batch",
             {"transactions": [LEGACY, {**LEGACY, "amount": -1}]},
             "transactions.1.amount",
-            "greater than or equal to 0.01",
+            "never negative",
         ),
         ("/predict/batch", {"transactions": []}, "transactions", "at least 1 item"),
         ("/feedback", {"transaction_id": "x", "is_fraud": "yes"}, "is_fraud", "valid boolean"),
@@ -521,7 +550,17 @@ def test_health_live_and_ready(client: httpx.Client) -> None:
         "model": "loaded",
         "routing": "stable:serve:100",
         "database": "reachable",
+        "background": "running",
     }
+
+
+def wait_for_readiness(client: httpx.Client, status: int, timeout_s: float = 30) -> httpx.Response:
+    """Until /health/ready answers `status` (it reports what the gateway's background reads last found)."""
+    deadline = time.monotonic() + timeout_s
+    while (response := client.get("/health/ready")).status_code != status:
+        assert time.monotonic() < deadline, f"/health/ready still {response.status_code}: {response.text}"
+        time.sleep(0.1)
+    return response
 
 
 def test_ready_is_503_while_the_database_refuses_connections_and_no_decision_is_lost(
@@ -534,24 +573,107 @@ def test_ready_is_503_while_the_database_refuses_connections_and_no_decision_is_
         conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
         try:
-            ready = client.get("/health/ready")
+            ready = wait_for_readiness(client, 503)
             live = client.get("/health/live")
             for _ in range(5):  # decisions go on, from the state the gateway holds; they wait in the queue
                 response = client.post("/predict", json=_full())
                 assert response.status_code == 200, response.text
                 decided.append(response.json()["transaction_id"])
-            time.sleep(1)
             waiting = [client.get(f"/transactions/{transaction_id}") for transaction_id in decided]
+            unknown = client.get(f"/transactions/{new_id()}")  # not pending: needs the database
             queue = metric_samples(client.get("/metrics").text)["fraudops_gateway_persist_queue"][0].value
         finally:
             conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
 
-    assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
-    assert ready.json()["checks"]["database"].startswith("unreachable")
+    assert ready.json()["status"] == "unavailable" and ready.json()["checks"]["database"] == "unreachable"
     assert live.status_code == 200, "alive, just not ready"
     assert all(r.status_code == 200 for r in waiting), "answered decisions are served while they wait"
+    assert unknown.status_code == 503 and unknown.headers["retry-after"] == "1"
+    for leak in (name, "FATAL", "connection", "127.0.0.1", "psycopg"):
+        assert leak not in ready.text and leak not in unknown.text, f"{leak!r} given away: {unknown.text}"
     assert queue >= 1, "the decisions wait in the queue while the database is away"
     wait_until_stored(database, decided)
+    wait_for_readiness(client, 200)
+
+
+def _sessions_settled(admin: str, name: str, timeout_s: float = 10) -> int:
+    """Sessions ever opened on database `name`, once PostgreSQL's statistics stop moving."""
+    deadline, seen = time.monotonic() + timeout_s, []
+    with psycopg.connect(admin, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            seen.append(
+                conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()[
+                    0
+                ]
+            )
+            if len(seen) >= 4 and len(set(seen[-4:])) == 1:
+                break
+            time.sleep(0.25)
+    return seen[-1]
+
+
+def test_probes_lookups_and_feedback_reuse_the_pools_connections(
+    client: httpx.Client, database: str, local_stack: LocalStack
+) -> None:
+    name = database.rsplit("/", 1)[1]
+    admin = local_stack.postgres.url.rsplit("/", 1)[0] + "/postgres"
+    decided = [client.post("/predict", json=_full()).json()["transaction_id"] for _ in range(5)]
+    wait_until_stored(database, decided)
+    before = _sessions_settled(admin, name)
+
+    probes = [client.get("/health/ready").status_code for _ in range(20)]
+    lookups = [client.get(f"/transactions/{transaction_id}").status_code for transaction_id in decided * 4]
+    labels = [
+        client.post("/feedback", json={"transaction_id": transaction_id, "is_fraud": False}).status_code
+        for transaction_id in decided
+    ]
+
+    assert set(probes) == set(lookups) == set(labels) == {200}
+    opened = _sessions_settled(admin, name) - before
+    assert opened < 8, f"{opened} new database sessions for 45 requests: connections are not pooled"
+
+
+def test_a_stored_state_the_gateway_cannot_read_is_reported_and_stalls_no_other_customer(
+    client: httpx.Client, served: Served, database: str, history: pd.DataFrame, scorer: Scorer
+) -> None:
+    unreadable, queued_behind = new_id("unreadable"), new_id("queued")
+    customer = history["customer_id"].value_counts().index[2]
+    payloads = transactions_of(history[history["customer_id"] == customer], "after-unreadable")
+    consumer = FeatureEngine()
+    consumer.transform(encode_transactions([Transaction.model_validate(p) for p in payloads[:-1]]))
+    with psycopg.connect(database) as conn:
+        statestore.save_customers(
+            conn,
+            "transactions",
+            [
+                (customer_id, 0, blob)
+                for customer_id, blob in consumer.export_customers([payloads[-1]["customer_id"]])
+            ],
+        )
+        conn.execute(
+            """INSERT INTO customer_feature_state (customer_id, topic, partition, feature_version, state)
+                        VALUES (%s, 'transactions', 0, %s, %s)""",
+            (unreadable, FEATURE_VERSION, b"not a state"),
+        )
+    expected = scorer.score(
+        consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
+    )
+    refused_before = _counter(client, "fraudops_gateway_state_refused_total")
+
+    with psycopg.connect(
+        database
+    ) as lock:  # hold the gateway's state read of `unreadable` until both are asked
+        lock.execute("LOCK TABLE customer_feature_state IN ACCESS EXCLUSIVE MODE")
+        first = client.post("/predict", json=_full(customer_id=unreadable))  # answered from local state
+        second = client.post("/predict", json=_full(customer_id=queued_behind))  # its read queued behind
+    answer = client.post("/predict", json=payloads[-1])  # a customer seen after the unreadable state
+
+    assert first.status_code == second.status_code == answer.status_code == 200
+    assert answer.json()["fraud_probability"] == pytest.approx(float(expected[0]), abs=1e-6), (
+        "the stored state of a customer seen later was read: the reads did not stall"
+    )
+    assert _counter(client, "fraudops_gateway_state_refused_total") == refused_before + 1
+    assert unreadable in served.log_tail(20_000)
     assert client.get("/health/ready").status_code == 200
 
 

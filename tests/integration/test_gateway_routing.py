@@ -7,6 +7,8 @@ variants are scored by the real KServe predictor over the V2 binary protocol.
 
 from __future__ import annotations
 
+import shutil
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -270,3 +272,48 @@ def test_a_variant_scored_remotely_through_kserve_v2_decides_like_the_artifact(
 def _remote_rows_scored(remote: Served) -> float:
     families = {f.name: f for f in text_string_to_metric_families(httpx.get(remote.url + "/metrics").text)}
     return sum(s.value for s in families["fraudops_predictor_decisions"].samples if s.name.endswith("_total"))
+
+
+def test_a_half_written_artifact_in_the_table_makes_the_gateway_not_ready_until_the_table_is_fixed(
+    client: httpx.Client, served: Served, table_path: Path, trained_artifact: Path, tmp_path: Path
+) -> None:
+    """Loading it raises what the refresh does not expect (here a TypeError from an empty metadata file):
+    reported with its traceback and counted, decisions go on with the current table, readiness says
+    which task fails, and the next good table is picked up."""
+    route(served, table_path, [variant("stable", trained_artifact)])
+    half_written = tmp_path / "half-written"
+    half_written.mkdir()
+    for model_file in trained_artifact.iterdir():
+        if model_file.suffix in (".json", ".ubj", ".bst"):
+            shutil.copy(model_file, half_written / model_file.name)
+    (half_written / "metadata.yaml").write_text("")
+    failures_before = _background_failures(served, "routing-refresh")
+
+    write_routing_table(table_path, [variant("stable", half_written)])
+    not_ready = _wait_for_ready_status(served, 503)
+    decided = client.post("/predict", json=legacy_payloads(1)[0])
+
+    assert not_ready.json()["checks"]["background"] == "failing: routing-refresh"
+    assert _background_failures(served, "routing-refresh") > failures_before
+    assert "Traceback" in served.log_tail(50_000) and "TypeError" in served.log_tail(50_000)
+    assert decided.status_code == 200 and decided.json()["variant"] == "stable", "decisions go on"
+    route(served, table_path, [variant("fixed", trained_artifact)])
+    assert _wait_for_ready_status(served, 200).json()["checks"]["routing"] == "fixed:serve:100"
+
+
+def _wait_for_ready_status(served: Served, status: int, timeout_s: float = 60) -> httpx.Response:
+    deadline = time.monotonic() + timeout_s
+    while (response := httpx.get(served.url + "/health/ready", timeout=10)).status_code != status:
+        assert time.monotonic() < deadline, f"/health/ready still {response.status_code}: {response.text}"
+        time.sleep(0.1)
+    return response
+
+
+def _background_failures(served: Served, task: str) -> float:
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(served.url + "/metrics").text)}
+    family = families.get("fraudops_gateway_background_failures")
+    return (
+        sum(s.value for s in family.samples if s.name.endswith("_total") and s.labels["task"] == task)
+        if family
+        else 0.0
+    )

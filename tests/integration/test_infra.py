@@ -1,4 +1,5 @@
-"""`fraudops infra up` twice, `status`, then `down`: no error, and nothing of ours left running."""
+"""`fraudops infra up` twice, `status`, then `down`: no error, and nothing of ours left running; and
+`infra up` from a checkout in a private folder (mode 700, as root's home is)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 
 from tests.conftest import REPO_ROOT
@@ -26,12 +30,14 @@ def ours(run_dir: str) -> list[str]:
     return found
 
 
-def test_up_twice_status_down_leaves_no_process_behind() -> None:
-    run_dir = REPO_ROOT / ".run" / f"infra-test-{os.getpid()}"
+def infra_cli(
+    run_dir: Path, postgres_port: int | None = None
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`fraudops infra <args…>` for a stack of its own under `run_dir`, on free ports."""
     env = {
         **os.environ,
         "RUN_DIR": str(run_dir),
-        "POSTGRES_PORT": str(free_port()),
+        "POSTGRES_PORT": str(postgres_port or free_port()),
         "KAFKA_PORT": str(free_port()),
         "KAFKA_CONTROLLER_PORT": str(free_port()),
         "KAFKA_HEAP": "512M",
@@ -46,6 +52,13 @@ def test_up_twice_status_down_leaves_no_process_behind() -> None:
             text=True,
             timeout=300,
         )
+
+    return cli
+
+
+def test_up_twice_status_down_leaves_no_process_behind() -> None:
+    run_dir = REPO_ROOT / ".run" / f"infra-test-{os.getpid()}"
+    cli = infra_cli(run_dir)
 
     try:
         first = cli("up")
@@ -66,3 +79,36 @@ def test_up_twice_status_down_leaves_no_process_behind() -> None:
     finally:
         cli("down")
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def test_a_checkout_in_a_private_folder_starts_postgresql(tmp_path: Path) -> None:
+    """As root the server runs as `postgres`, which cannot enter a mode-700 folder: its files go elsewhere."""
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    run_dir = private / "fraudops" / ".run"
+    port = free_port()
+    cli = infra_cli(run_dir, port)
+    tables: set[str] = set()
+    try:
+        up = cli("up")
+        cluster = (run_dir / "postgres").resolve()
+        status = cli("status")
+        if up.returncode == 0:
+            with psycopg.connect(f"postgresql://fraudops@127.0.0.1:{port}/fraudops") as conn:
+                tables = {
+                    row[0]
+                    for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                }
+    finally:
+        down = cli("down", "--delete-data")
+
+    assert up.returncode == 0, up.stderr + up.stdout
+    assert {"transactions", "decisions", "customer_feature_state"} <= tables, "the schema was migrated"
+    if os.geteuid() == 0:  # a regular user's server runs as that user: no folder is out of its reach
+        assert not cluster.is_relative_to(private), "the cluster's files are where `postgres` can reach them"
+    assert status.stdout.count("running") == 2 and str(cluster / "data") in status.stdout, status.stdout
+    assert down.returncode == 0, down.stderr
+    assert not cluster.exists() and not (run_dir / "postgres").is_symlink(), (
+        "--delete-data deletes the cluster"
+    )
+    assert ours(str(cluster)) == [] and ours(str(run_dir)) == []

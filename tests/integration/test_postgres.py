@@ -34,7 +34,7 @@ def _tables(url: str) -> set[str]:
 def test_migration_up_creates_every_table_and_down_removes_them(scratch_database: str) -> None:
     migrate.upgrade(scratch_database)
     assert _tables(scratch_database) == EXPECTED_TABLES
-    assert migrate.current_revision(scratch_database) == "0002"
+    assert migrate.current_revision(scratch_database) == "0003"
 
     migrate.downgrade(scratch_database, "base")
     assert _tables(scratch_database) == set()
@@ -108,10 +108,23 @@ def test_a_transaction_has_at_most_one_deciding_decision(db_url: str) -> None:
             conn.execute(insert, ("canary", False))
 
 
-def test_amount_must_be_positive(db_url: str) -> None:
-    with psycopg.connect(db_url, autocommit=True) as conn, pytest.raises(psycopg.errors.CheckViolation):
+def _insert_amount(db_url: str, transaction_id: str, amount: float) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute(
             """INSERT INTO transactions (transaction_id, event_time, merchant_category, amount, currency, channel,
                    transaction_type, is_international)
-               VALUES ('tx-negative', now(), 'fuel', -5, 'EUR', 'POS', 'PURCHASE', false)"""
+               VALUES (%s, now(), 'fuel', %s, 'EUR', 'POS', 'PURCHASE', false)""",
+            (transaction_id, amount),
         )
+
+
+def test_a_negative_amount_is_refused(db_url: str) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation):
+        _insert_amount(db_url, "tx-negative", -5)
+
+
+def test_a_zero_amount_is_stored(db_url: str) -> None:
+    _insert_amount(db_url, "tx-card-verification", 0)  # card-verification authorisations are $0.00
+    with psycopg.connect(db_url) as conn:
+        stored = conn.execute("SELECT amount FROM transactions WHERE transaction_id = 'tx-card-verification'")
+        assert stored.fetchone() == (0,)

@@ -257,6 +257,70 @@ def test_bad_requests_get_400_with_the_reason(url: str, path: str, body: dict, e
     assert expected in response.json()["error"]
 
 
+_ROW = [0.0] * len(FEATURE_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "expected"),
+    [
+        (
+            V2 + "/infer",
+            {
+                **_v2_json(np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32)),
+                "parameters": {"reasons": True, "top_k": "many"},
+            },
+            "parameter top_k",
+        ),
+        (
+            V2 + "/infer",
+            {
+                **_v2_json(np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32)),
+                "parameters": {"reasons": True, "top_k": 0},
+            },
+            "parameter top_k",
+        ),
+        (V1, {"instances": [_ROW], "parameters": {"reasons": True, "exact": "perhaps"}}, "parameter exact"),
+        (V1, {"instances": [_ROW], "parameters": {"reasons": "maybe"}}, "parameter reasons"),
+        (V1, {"instances": [_ROW], "parameters": [1, 2]}, '"parameters" must be an object'),
+    ],
+)
+def test_bad_parameters_get_400_not_500(url: str, path: str, body: dict, expected: str) -> None:
+    response = httpx.post(url + path, json=body)
+
+    assert response.status_code == 400, response.text
+    assert expected in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("header", "declared_length", "expected"),
+    [
+        (
+            b'{"inputs": [{"name": "features", "datatype": "FP32", "parameters": {"binary_data_size": 4}}]}',
+            None,
+            "malformed inference request: KeyError: 'shape'",
+        ),
+        (b'[{"name": "features"}]', None, 'an object with an "inputs" list'),
+        (b'{"inputs": ["features"]}', None, "malformed inference request"),
+        (b'{"inputs": []}', "fourteen", "must be the length of the JSON header"),
+        (b'{"inputs": []}', "99999", "must be the length of the JSON header"),
+    ],
+)
+def test_a_malformed_binary_request_gets_400_not_500(
+    url: str, header: bytes, declared_length: str | None, expected: str
+) -> None:
+    response = httpx.post(
+        url + V2 + "/infer",
+        content=header + b"\x00" * 4,
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Inference-Header-Content-Length": declared_length or str(len(header)),
+        },
+    )
+
+    assert response.status_code == 400, response.text
+    assert expected in response.json()["error"]
+
+
 def test_metrics_show_model_version_scores_decisions_and_kserve_latencies(url: str, scorer: Scorer) -> None:
     httpx.post(url + V2 + "/infer", json=_v2_json(np.zeros((3, len(FEATURE_NAMES)), dtype=np.float32)))
 

@@ -44,7 +44,25 @@ def test_the_report_states_the_threshold_rule_shows_its_plots_and_the_json_has_e
     assert "Decision threshold rule" in page and "minimum expected cost" in page
     assert page.count("data:image/png;base64,") >= 5  # PR/ROC, scores, importance, per-pattern, Optuna
     metrics = json.loads((report / "metrics.json").read_text())
-    assert set(metrics["metrics"]) == {"model", "untuned XGBoost", "amount-only logistic regression"}
+    assert set(metrics["metrics"]) == {
+        "model",
+        "untuned XGBoost",
+        "textbook XGBoost",
+        "amount-only logistic regression",
+    }
+    generalization = metrics["generalization"]
+    assert set(generalization) == {
+        "by month of the held-out window",
+        "by week of the held-out window",
+        "by customer tenure",
+        "calendar proxies",
+    }
+    assert sum(row["transactions"] for row in generalization["by month of the held-out window"]) == len(
+        pd.read_parquet(report / "holdout_predictions.parquet")
+    )
+    assert not [row["feature"] for row in generalization["calendar proxies"] if row["flagged"]], (
+        "no clock learned"
+    )
     for name, values in metrics["metrics"].items():
         assert set(values) >= REPORTED_METRICS, f"{name} lacks {REPORTED_METRICS - set(values)}"
     assert metrics["per_pattern"], "recall per fraud pattern is reported"
@@ -116,6 +134,42 @@ def test_a_csv_with_only_five_columns_trains_through_the_mapping_and_lists_skipp
     report = json.loads((result.artifact_dir / "report" / "metrics.json").read_text())
     assert report["skipped_families"] == skipped
     assert 0 < report["metrics"]["model"]["average_precision"] <= 1
+
+
+def test_extra_columns_train_into_the_artifact_with_their_codes_and_serving_refuses_what_it_cannot_pass(
+    simulated_history: Path, tmp_path: Path
+) -> None:
+    from fraudops.errors import ConfigurationError
+    from fraudops.extras import ExtraInputs
+
+    history = pd.read_parquet(simulated_history)
+    rng = np.random.default_rng(2)
+    # a bank's own columns: an MCC-like code in inconsistent case, and the customer's age
+    spelled = history["merchant_category"].where(
+        rng.random(len(history)) < 0.5, history["merchant_category"].str.title()
+    )
+    path = tmp_path / "with_extras.parquet"
+    history.assign(mcc=spelled, customer_age=rng.integers(18, 90, len(history))).to_parquet(path)
+    result = run_training(
+        TrainingConfig(
+            data=path,
+            output_root=tmp_path / "models",
+            trials=2,
+            timeout_s=90,
+            label_delay_days=5,
+            extra_numeric=("customer_age",),
+            extra_categorical=("mcc",),
+        )
+    )
+    with pytest.raises(ConfigurationError, match=r"takes extra inputs \(extra_customer_age, extra_mcc\)"):
+        load_artifact(str(result.artifact_dir))
+    artifact = load_artifact(str(result.artifact_dir), accept_extra_inputs=True)
+    extras = ExtraInputs.from_dict(artifact.metadata.extra_inputs)
+    assert artifact.metadata.feature_names[-2:] == ["extra_customer_age", "extra_mcc"]
+    assert artifact.booster.num_features() == len(artifact.metadata.feature_names)
+    assert "grocery" in extras.categorical["mcc"], "Grocery and grocery are one learned category"
+    encoded = extras.encode({"mcc": ["Grocery", " grocery", "never-seen"], "customer_age": [30, 30, 30]}, 3)
+    assert encoded[0, 1] == encoded[1, 1] != encoded[2, 1]
 
 
 def test_the_job_entrypoint_fails_with_a_clear_message_and_a_machine_readable_result(tmp_path: Path) -> None:

@@ -138,9 +138,13 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     return next((c for c in conditions if c["type"] == type_), {})
 
 
+# Reads too (the chart's RBAC test derives the operator's calls from them); metadata only, no bodies.
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
     "omitStages": ["RequestReceived"],
-    "rules": [{"level": "Metadata", "verbs": sorted(WRITE_VERBS)}, {"level": "None"}],
+    "rules": [
+        {"level": "Metadata", "verbs": sorted(WRITE_VERBS | {"get", "list", "watch"})},
+        {"level": "None"},
+    ],
 }

@@ -12,20 +12,23 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 from kopf.testing import KopfRunner
+from prometheus_client import REGISTRY
 
 from tests.conftest import REPO_ROOT
 from tests.k8s.apiserver import KubeApiServerError, LocalKubeApiServer
 from tests.k8s.cluster import AUDIT_POLICY, Cluster
 from tests.k8s.prometheus import LocalPrometheus, TrafficExporter
 
-# Read when Kopf imports the handlers (the timer interval is fixed at decoration): fast ticks for tests.
-os.environ.setdefault("FRAUDOPS_OPERATOR_TICK_S", "0.5")
+# Read when Kopf imports the handlers (the timer interval is fixed at decoration): fast ticks for tests,
+# whatever the environment says (a test that waits a number of ticks must know how long one is).
+TICK_S = 0.5
+os.environ["FRAUDOPS_OPERATOR_TICK_S"] = str(TICK_S)
 
 # The workplace's shared copy when it sits next to the repository, else the verbatim copy vendored
 # in third_party/ (so a clone anywhere, as CI makes, still tests against the real upstream CRDs).
@@ -114,6 +117,30 @@ class OperatorRunner:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @staticmethod
+    def reconciles(namespace: str, kind: str = "FraudModel") -> float:
+        """Reconciles of `kind` objects in `namespace` that ran to the end (the operator's own counter)."""
+        sample = REGISTRY.get_sample_value(
+            "fraudops_operator_reconciles_total", {"kind": kind, "namespace": namespace}
+        )
+        return sample or 0.0
+
+    def wait_for_reconciles(
+        self, namespace: str, count: int, kind: str = "FraudModel", timeout_s: float = 30
+    ) -> None:
+        """Until `count` more reconciles have run in `namespace` (so "nothing changed" means a tick ran)."""
+        wait_for_counter(
+            lambda: self.reconciles(namespace, kind), count, f"{count} reconciles in {namespace}", timeout_s
+        )
+
+
+def wait_for_counter(read: Callable[[], float], count: int, what: str, timeout_s: float = 30) -> None:
+    target = read() + count
+    deadline = time.monotonic() + timeout_s
+    while read() < target:
+        assert time.monotonic() < deadline, f"not {what} after {timeout_s} s"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -4,17 +4,26 @@ with the operator started the way a user starts it (`fraudops operator run`, as 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO_ROOT
 from tests.k8s.cluster import Cluster, condition
-from tests.k8s.conftest import OUR_CRDS, install_crds, start_server, upstream_crd_folders
+from tests.k8s.conftest import (
+    OUR_CRDS,
+    TICK_S,
+    install_crds,
+    start_server,
+    upstream_crd_folders,
+    wait_for_counter,
+)
 from tests.k8s.objects import CANDIDATE, fraud_model
 
 pytestmark = pytest.mark.k8s
@@ -42,14 +51,37 @@ def bare_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
+def metrics_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def reconciles(metrics_port: int, namespace: str) -> float:
+    """The operator process's own count of finished FraudModel reconciles in `namespace`."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    except httpx.TransportError:
+        return 0.0  # not serving yet
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "fraudops_operator_reconciles_total"
+        and sample.labels == {"kind": "FraudModel", "namespace": namespace}
+    )
+
+
+@pytest.fixture(scope="module")
 def operator_process(
-    bare_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+    bare_cluster: Cluster, metrics_port: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[subprocess.Popen]:
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     env = {
         **os.environ,
         "KUBECONFIG": str(bare_cluster.server.kubeconfig_path),
-        "FRAUDOPS_OPERATOR_TICK_S": "0.5",
+        "FRAUDOPS_OPERATOR_TICK_S": str(TICK_S),
+        "FRAUDOPS_OPERATOR_METRICS_PORT": str(metrics_port),
     }
     bare_cluster.create_namespace("fraud")
     with open(log, "wb") as out:
@@ -68,7 +100,7 @@ def operator_process(
 
 
 def test_missing_kserve_and_keda_are_a_condition_and_the_rollout_waits_for_them(
-    bare_cluster: Cluster, operator_process: subprocess.Popen
+    bare_cluster: Cluster, operator_process: subprocess.Popen, metrics_port: int
 ) -> None:
     cluster = bare_cluster
     cluster.apply(
@@ -91,7 +123,7 @@ def test_missing_kserve_and_keda_are_a_condition_and_the_rollout_waits_for_them(
         ("Deployment", "card-fraud-consumer"),
     ]:
         assert cluster.get(kind, "fraud", name) is not None, f"{kind} {name}"
-    time.sleep(2)
+    wait_for_counter(lambda: reconciles(metrics_port, "fraud"), 3, "3 more reconciles of the FraudModel")
     fm = cluster.must_get("FraudModel", "fraud", "card-fraud")
     assert (fm["status"]["phase"], fm["status"]["candidateWeight"]) == ("Stable", 0)
     assert operator_process.poll() is None, "the operator exited"

@@ -3,7 +3,6 @@ left alone when nothing changed, deleted with their owner, and clear conditions 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +107,9 @@ def test_applying_the_same_spec_twice_makes_no_write(
     manifest = fraud_model(namespace)
     cluster.apply(manifest)
     wait_ready(cluster, namespace)
-    time.sleep(1.5)  # let the tick after Ready find nothing to do
+    operator.wait_for_reconciles(
+        namespace, 2
+    )  # the tick that wrote Ready has ended; one more found nothing to do
 
     def versions() -> dict[str, str]:
         objects = [("FraudModel", "card-fraud"), *CHILDREN]
@@ -121,7 +122,7 @@ def test_applying_the_same_spec_twice_makes_no_write(
         "patch configmaps/card-fraud-routing" in writes_before
     )  # the audit log does see the operator's writes
     cluster.apply(manifest)
-    time.sleep(3)  # six ticks of the operator
+    operator.wait_for_reconciles(namespace, 3)
     assert versions() == before
     assert cluster.operator_writes(namespace) == writes_before, "the operator wrote although nothing changed"
 

@@ -253,7 +253,7 @@ def test_restarting_the_operator_mid_rollout_changes_nothing_and_resumes_the_ste
     steps = [{"weight": 10, "pause": "1s"}, {"weight": 40, "pause": "8s"}, {"weight": 70, "pause": "1s"}]
     cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"steps": steps}))
     cluster.wait_for(lambda: status(cluster, namespace).get("candidateWeight") == 40, "the canary at 40%")
-    time.sleep(1)  # the tick after the step change has applied its children
+    operator.wait_for_reconciles(namespace, 2)  # the tick after the step change has applied its children
 
     objects = [
         ("FraudModel", "card-fraud"),
@@ -272,7 +272,7 @@ def test_restarting_the_operator_mid_rollout_changes_nothing_and_resumes_the_ste
 
     before, rollout_before = versions(), status(cluster, namespace)["rollout"]
     operator.restart()
-    time.sleep(2)  # four ticks of the new operator, well inside the 8 s pause
+    operator.wait_for_reconciles(namespace, 3, timeout_s=6)  # ticks of the new operator, inside the 8 s pause
     assert versions() == before, "the restarted operator changed objects that were already right"
     assert status(cluster, namespace)["rollout"] == rollout_before
 

@@ -56,6 +56,40 @@ def test_invalid_setting_in_the_environment_is_reported_without_a_traceback() ->
     assert_one_line_error(result, "FRAUD_THRESHOLD")
 
 
+def test_a_malformed_rate_limit_stops_the_gateway_at_start_with_one_line() -> None:
+    result = run_cli("serve", "gateway", "--port", str(_free_port()), env={"GATEWAY_RATE_LIMIT": "lots"})
+    assert_one_line_error(result, "GATEWAY_RATE_LIMIT='lots'", "not a rate limit")
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"FRAUD_THRESHOLD": "high"}, "FRAUD_THRESHOLD='high'"),
+        ({"MODEL_PATH": "/nonexistent/model"}, "/nonexistent/model"),
+    ],
+)
+def test_the_predictor_container_entry_point_stops_with_one_line(env: dict[str, str], expected: str) -> None:
+    """`python -m fraudops_predictor`, as the InferenceService runs it, on a bad setting or a missing model.
+
+    (Importing KServe took 37 s on this 2-core machine under other builds, hence the longer timeout.)
+    """
+    result = subprocess.run(
+        [sys.executable, "-m", "fraudops_predictor", "--http_port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+    )
+    assert_one_line_error(result, expected)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @pytest.mark.parametrize("args", [("simulate", "--fraud-rate", "2"), ("simulate", "--output", "x.xlsx")])
 def test_simulate_rejects_bad_option_values(args: tuple[str, ...]) -> None:
     result = run_cli(*args)

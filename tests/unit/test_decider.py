@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
+from fraudops.decision import decisions_table
 from fraudops.errors import RetryableError
 from fraudops.routing import RoutingTable, Variant, VariantMode
 from fraudops.scoring import Reason
-from fraudops.sink import decisions_table
 from fraudops.variants import Decider
 
 

@@ -6,20 +6,23 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 
+from fraudops.features import layout as L
 from fraudops.features.encode import (
     SMALL_BATCH,
     EncodedBatch,
     _encode_small,
     _transaction_record,
+    encode_frame,
     encode_records,
     encode_records_columnar,
     encode_transactions,
     stable_hash,
     stable_hash_texts,
 )
-from fraudops.schema import Transaction
+from fraudops.schema import MerchantCategory, Transaction
 from fraudops_simulator import SimulationConfig, simulate
 from fraudops_simulator.kafka import encode_records as to_json
 
@@ -119,3 +122,24 @@ def test_small_batches_of_decoded_records_encode_like_pandas(simulated: list[Tra
     for batch in (records[:1], records[:73], records[73 : 73 + SMALL_RECORDS], partial):
         assert len(batch) <= SMALL_RECORDS
         assert_identical(encode_records(batch), encode_records_columnar(batch))
+
+
+@pytest.mark.parametrize("spelling", ["Electronics", " ELECTRONICS ", "electronics"])
+def test_any_case_or_padding_of_a_category_gets_the_same_code_in_training_and_serving(spelling: str) -> None:
+    """Training's columnar path and serving's row path both read `Electronics` as electronics, never OTHER."""
+    record = {
+        "transaction_id": "t1",
+        "event_time": "2026-08-01T10:00:00+00:00",
+        "customer_id": "c1",
+        "amount": 10.0,
+        "merchant_category": spelling,
+        "channel": "pos",
+        "transaction_type": "Purchase",
+    }
+    columnar = encode_records_columnar([record])
+    row_by_row = encode_records([record])
+    electronics = L.CATEGORY_CODES[MerchantCategory.ELECTRONICS]
+    assert columnar.txi[0, L.TI_CATEGORY] == row_by_row.txi[0, L.TI_CATEGORY] == electronics
+    assert columnar.txi[0, L.TI_CHANNEL] == row_by_row.txi[0, L.TI_CHANNEL] == L.CH_POS
+    frame = pd.DataFrame([record]).assign(event_time=pd.to_datetime(["2026-08-01T10:00:00Z"]))
+    assert encode_frame(frame).txi[0, L.TI_CATEGORY] == electronics

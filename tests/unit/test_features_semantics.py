@@ -141,28 +141,36 @@ def test_anonymous_transactions_get_features_but_leave_no_state() -> None:
     assert engine.customer_count == 0
 
 
-def test_a_snapshot_restores_exactly_the_same_future_features() -> None:
+def test_exported_customers_imported_into_a_fresh_engine_give_exactly_the_same_future_features() -> None:
     history = [tx(i * 7, amount=5.0 + i) for i in range(40)]
     follow_up = [tx(400 + i, amount=50.0 + i, device_id="phone-9") for i in range(5)]
     original = FeatureEngine()
     features(history, original)
     restored = FeatureEngine()
-    restored.restore(original.snapshot())
+    restored.import_customers(original.export_customers(["alice"]))
     assert np.array_equal(
         features(follow_up, original).to_numpy(), features(follow_up, restored).to_numpy(), equal_nan=True
     )
 
 
-def test_a_snapshot_of_another_feature_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_customer_row_of_another_feature_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = FeatureEngine()
     features([tx(0)], engine)
-    blob = engine.snapshot()
-    monkeypatch.setattr("fraudops.features.engine.FEATURE_VERSION", 999)
+    rows = engine.export_customers(["alice"])
+    monkeypatch.setattr("fraudops.features.engine._ROW_HEADER", b"FOPS" + bytes(12))
     with pytest.raises(ConfigurationError, match="rebuild the state"):
-        FeatureEngine().restore(blob)
+        FeatureEngine().import_customers(rows)
 
 
 def test_feature_enum_matches_the_columns_written() -> None:
     row = features([tx(0, amount=123.0)]).iloc[0]
     assert row.iloc[Feature.AMOUNT] == pytest.approx(123.0)
     assert row.iloc[Feature.HOUR] == 12
+
+
+def test_card_verifications_of_zero_amount_give_finite_features() -> None:
+    # $0.00 authorisations (a card-testing signal) after a history of only $0.00 ones.
+    rows = features([tx(i, amount=0.0) for i in range(3)] + [tx(5, amount=25.0)])
+    assert np.isfinite(rows.amount_to_mean.iloc[1:]).all() and np.isfinite(rows.amount_to_max.iloc[1:]).all()
+    assert rows.amount_to_mean.iloc[3] == pytest.approx(25.0 / 0.01)
+    assert (rows.amount_is_small.iloc[:3] == 1).all()

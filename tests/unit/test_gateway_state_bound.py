@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from fraudops.config import Settings
+from fraudops.db import async_pool
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
 from fraudops.routing import RoutingTable
@@ -19,6 +20,7 @@ from fraudops.schema import Transaction
 from fraudops.scoring import Reason
 from fraudops.variants import Decider
 from fraudops_gateway.runtime import GatewayRuntime
+from fraudops_gateway.supervision import BackgroundHealth
 
 
 class HalfScorer:
@@ -42,7 +44,10 @@ def transaction(customer: int, minute: int) -> Transaction:
 
 
 def test_beyond_the_bound_the_least_recent_customers_are_dropped_and_read_again_when_they_return() -> None:
-    runtime = GatewayRuntime(Settings(gateway_max_customers=100))
+    settings = Settings(gateway_max_customers=100)
+    runtime = GatewayRuntime(
+        settings, async_pool(settings.db_url), BackgroundHealth()
+    )  # the pool is never opened
     runtime.decider = Decider(RoutingTable.single("v1", "unused"), {"stable": HalfScorer()}, "api")
     reads: list[str] = []
 

@@ -140,7 +140,8 @@ def test_the_consumer_reads_the_mounted_table_and_leaves_its_replica_count_to_ke
     env = {e["name"]: e for e in container["env"]}
     assert env["DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "fraudops-db", "key": "url"}
     assert env["ROUTING_TABLE_PATH"]["value"] == "/etc/fraudops/routing/routing.yaml"
-    assert env["KAFKA_BOOTSTRAP_SERVERS"]["value"] == "fraudops-kafka-bootstrap:9092"
+    # Qualified with the namespace: KEDA's operator resolves it from another namespace.
+    assert env["KAFKA_BOOTSTRAP_SERVERS"]["value"] == "fraudops-kafka-bootstrap.fraud.svc:9092"
     assert container["command"] == ["fraudops", "stream", "consume", "--metrics-port", "9102"]
 
 
@@ -165,7 +166,7 @@ def test_keda_scales_the_consumer_on_the_groups_lag() -> None:
     [trigger] = scaled["spec"]["triggers"]
     assert trigger["type"] == "kafka"
     assert trigger["metadata"] == {
-        "bootstrapServers": "fraudops-kafka-bootstrap:9092",
+        "bootstrapServers": "fraudops-kafka-bootstrap.fraud.svc:9092",  # KEDA dials it from its own namespace
         "consumerGroup": "fraud-scorer",
         "topic": "transactions",
         "lagThreshold": "5000",

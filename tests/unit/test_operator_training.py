@@ -39,7 +39,9 @@ def test_the_job_runs_fraudops_train_configured_by_environment() -> None:
     assert env["FRAUDOPS_TRAIN_LABEL_DELAY_DAYS"] == "7"
     assert job["spec"]["backoffLimit"] == 0
     claims = {
-        v["name"]: v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"]["volumes"]
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in job["spec"]["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
     }
     assert claims == {"data": "datasets", "output": "models"}
 

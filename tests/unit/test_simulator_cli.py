@@ -50,7 +50,17 @@ def assert_one_line_error(code: int, stderr: str, *expected: str) -> None:
 def test_simulate_writes_the_file_and_summarises_it(monkeypatch, capsys, tmp_path: Path) -> None:
     output = tmp_path / "history.parquet"
     code, stderr = run_cli(
-        monkeypatch, capsys, "-n", "4000", "--fraud-rate", "0.02", "-o", str(output), *PAST
+        monkeypatch,
+        capsys,
+        "-n",
+        "4000",
+        "--fraud-rate",
+        "0.02",
+        "--difficulty",
+        "easy",
+        "-o",
+        str(output),
+        *PAST,
     )
     assert code == 0
     assert pq.read_metadata(output).num_rows == 4000
@@ -61,7 +71,17 @@ def test_simulate_writes_the_file_and_summarises_it(monkeypatch, capsys, tmp_pat
 def test_patterns_option_limits_fraud_to_the_named_patterns(monkeypatch, capsys, tmp_path: Path) -> None:
     output = tmp_path / "two.parquet"
     code, _ = run_cli(
-        monkeypatch, capsys, "-n", "4000", "--patterns", "card_testing,app_scam", "-o", str(output), *PAST
+        monkeypatch,
+        capsys,
+        "-n",
+        "4000",
+        "--patterns",
+        "card_testing,app_scam",
+        "--difficulty",
+        "easy",
+        "-o",
+        str(output),
+        *PAST,
     )
     assert code == 0
     patterns = set(pq.read_table(output, columns=["fraud_pattern"]).column(0).drop_null().to_pylist())

@@ -13,7 +13,9 @@ from fraudops_simulator import SimulationConfig, simulate
 from fraudops_simulator.geography import haversine_km
 
 TWO_DAYS = pd.Timedelta(days=2)
-CONFIG = SimulationConfig(transactions=60_000, fraud_rate=0.03, seed=5, start=date(2026, 3, 1), days=60)
+CONFIG = SimulationConfig(
+    transactions=60_000, fraud_rate=0.03, seed=5, start=date(2026, 3, 1), days=60, difficulty="easy"
+)  # the patterns as written: truthful labels
 
 
 @pytest.fixture(scope="module")

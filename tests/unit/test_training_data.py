@@ -55,19 +55,70 @@ def test_a_missing_required_column_is_named_with_the_columns_found(tmp_path: Pat
         )
 
 
-def test_unparsable_timestamps_are_counted_and_the_first_one_shown(tmp_path: Path) -> None:
+def test_unparsable_timestamps_are_dropped_counted_and_the_first_one_named(tmp_path: Path) -> None:
     frame = history()
     frame.loc[[5, 9], "ts"] = "last tuesday"
-    with pytest.raises(RejectedInputError, match=r"2 row.* unparsable timestamps .*'last tuesday'") as error:
-        load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
-    assert error.value.field == "event_time"
+    loaded, report = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
+    assert len(loaded) == 1_998 and report.rows_read == 2_000
+    [dropped] = report.dropped
+    assert dropped.count == 2 and "event_time could not be parsed" in dropped.reason
+    assert dropped.examples[0] == "row 6: event_time='last tuesday'"
 
 
-def test_a_label_that_is_not_zero_or_one_is_refused(tmp_path: Path) -> None:
+def test_a_label_that_is_not_zero_or_one_drops_its_row(tmp_path: Path) -> None:
     frame = history()
     frame.loc[3, "label"] = 2
-    with pytest.raises(RejectedInputError, match="labels must be 0 or 1; found 2"):
+    loaded, report = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
+    assert len(loaded) == 1_999
+    assert (
+        "is_fraud label is not 0 or 1" in report.dropped[0].reason
+        and "is_fraud=2" in report.dropped[0].examples[0]
+    )
+
+
+def test_more_unusable_rows_than_allowed_refuse_the_file_naming_each_reason(tmp_path: Path) -> None:
+    frame = history()
+    frame.loc[:30, "ts"] = "soon"
+    frame.loc[40:45, "amt"] = -5.0
+    with pytest.raises(
+        RejectedInputError,
+        match=r"37 of 2,000 rows .* more than the allowed 1.00%.*event_time"
+        r".*amount is missing, negative",
+    ):
         load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
+    loaded, report = load_history(
+        write(tmp_path, frame), parse_column_mapping(MAPPING), max_dropped_share=0.05
+    )
+    assert len(loaded) == 2_000 - 37 and sum(d.count for d in report.dropped) == 37
+
+
+def test_zero_amounts_are_accepted(tmp_path: Path) -> None:
+    frame = history()
+    frame.loc[[1, 2, 3], "amt"] = 0.0
+    loaded, report = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
+    assert len(loaded) == 2_000 and not report.dropped
+    assert (loaded["amount"] == 0.0).sum() == 3
+
+
+def test_numeric_ids_stay_numeric_and_string_ids_stay_strings(tmp_path: Path) -> None:
+    frame = history().assign(tx=np.arange(2_000) + 10_000_000)
+    loaded, _ = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING + ",transaction_id=tx"))
+    assert (
+        pd.api.types.is_integer_dtype(loaded["transaction_id"])
+        and loaded["transaction_id"].min() == 10_000_000
+    )
+    named = history().assign(tx=[f"t{i}" for i in range(2_000)])
+    loaded, _ = load_history(write(tmp_path, named), parse_column_mapping(MAPPING + ",transaction_id=tx"))
+    assert set(loaded["transaction_id"].astype(str)) == {f"t{i}" for i in range(2_000)}
+
+
+def test_time_zone_offsets_are_honoured_and_naive_times_are_utc(tmp_path: Path) -> None:
+    frame = history()
+    frame["ts"] = "2026-08-01T12:00:00"
+    frame.loc[0, "ts"] = "2026-08-01T12:00:00+02:00"
+    loaded, _ = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
+    assert loaded["event_time"].iloc[0] == pd.Timestamp("2026-08-01T10:00:00Z")
+    assert (loaded["event_time"].iloc[1:] == pd.Timestamp("2026-08-01T12:00:00Z")).all()
 
 
 def test_too_few_frauds_to_train_is_refused(tmp_path: Path) -> None:
@@ -106,3 +157,25 @@ def test_card_precision_counts_each_card_once_per_day() -> None:
     scores = np.array([0.9, 0.8, 0.7, 0.1, 0.9, 0.2])
     # day 1: top-2 cards are a (fraud) and b → 1/2; day 2: a (legit) and b (fraud) → 1/2
     assert card_precision_at_k(days, cards, labels, scores, k=2) == pytest.approx(0.5)
+
+
+def test_zero_amounts_are_trained_on_and_amounts_are_taken_in_cents(tmp_path: Path) -> None:
+    frame = history()
+    frame.loc[[4, 8], "amt"] = 0.0  # card verifications
+    frame.loc[12, "amt"] = 12.345
+    loaded, _ = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
+    assert (loaded["amount"] == 0).sum() == 2
+    assert 12.35 in set(loaded["amount"]) or 12.34 in set(loaded["amount"])
+    assert (np.rint(loaded["amount"] * 100) / 100 == loaded["amount"]).all()
+
+
+def test_a_negative_amount_drops_its_row_saying_how_to_send_a_refund(tmp_path: Path) -> None:
+    # Training data is loaded robustly (unusable rows dropped, counted and named); the reason for a
+    # negative amount says how the platform takes a refund, as the stream and the gateway do.
+    frame = history()
+    frame.loc[7, "amt"] = -3.0
+    loaded, report = load_history(write(tmp_path, frame), parse_column_mapping(MAPPING))
+    assert len(loaded) == len(frame) - 1
+    [dropped] = report.dropped
+    assert dropped.count == 1 and "REFUND with a positive amount" in dropped.reason
+    assert dropped.examples[0] == "row 8: amount=-3.0"

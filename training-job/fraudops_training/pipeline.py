@@ -1,5 +1,5 @@
-"""The training run, end to end: data → point-in-time features → time windows → Optuna → final model →
-threshold → held-out evaluation against baselines → artifact, report and registry entry."""
+"""The training run, end to end: data → time windows → point-in-time features → Optuna → final model →
+threshold → held-out evaluation against baselines and across time → artifact, report and registry entry."""
 
 from __future__ import annotations
 
@@ -19,17 +19,29 @@ import pandas as pd
 import xgboost as xgb
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sklearn.linear_model import LogisticRegression
 
 from fraudops.artifact import ModelMetadata, save_artifact
 from fraudops.drift import build_reference, write_reference
 from fraudops.errors import RejectedInputError
+from fraudops.extras import ExtraInputs
 from fraudops.features.engine import FeatureEngine
-from fraudops.features.spec import DAY, FEATURE_NAMES, FEATURE_VERSION, FeatureConfig
-from fraudops_training.data import DataReport, load_history
+from fraudops.features.spec import DAY, FEATURE_NAMES, FEATURE_VERSION, Feature, FeatureConfig
+from fraudops.schema import TRANSACTION_FIELDS
+from fraudops_training.baselines import (
+    AMOUNT_ONLY,
+    TEXTBOOK,
+    UNTUNED,
+    amount_only_scores,
+    textbook_scores,
+    untuned_scores,
+)
+from fraudops_training.data import MAX_DROPPED_SHARE, DataReport, load_history
 from fraudops_training.evaluation import ThresholdRule, choose_threshold, evaluate, recall_by_pattern
+from fraudops_training.generalization import by_month, by_tenure, calendar_proxies, tenure_days
 from fraudops_training.report import ReportInputs, write_report
-from fraudops_training.tuning import Sample, fit, negative_sample, tune
+from fraudops_training.textbook import textbook_features
+from fraudops_training.tuning import Sample, fit, tune
+from fraudops_training.windows import WindowBounds, sampled, split_windows
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +61,11 @@ class TrainingConfig:
     test_end: datetime | None = None
     label_delay_days: float = 7.0
     validation_days: float | None = None
+    burn_in_days: float | None = None  # default: min(30 days, a quarter of the history)
+    max_dropped_share: float = MAX_DROPPED_SHARE
     negative_sample_rate: float = 0.1
+    extra_numeric: tuple[str, ...] = ()  # source columns used as model inputs as they are
+    extra_categorical: tuple[str, ...] = ()  # source columns used as learned category codes
     threshold_rule: ThresholdRule = field(default_factory=ThresholdRule)
     review_capacity: int = 100
 
@@ -78,103 +94,85 @@ class TrainingResult:
         }
 
 
-@dataclass
-class Windows:
-    """Row masks for the time-aware split; each later window is separated by the label-delay gap."""
+class _Rows:
+    """The replayed features of the rows some window needs, addressed by masks over the whole history."""
 
-    inner_train: np.ndarray
-    validation: np.ndarray
-    train: np.ndarray
-    test: np.ndarray
-    describe: dict[str, str]
+    def __init__(self, features: np.ndarray, kept: np.ndarray) -> None:
+        self.features = features
+        self._index = np.cumsum(kept) - 1
 
-
-def split_windows(times: pd.Series, config: TrainingConfig) -> Windows:
-    start, end = times.iloc[0], times.iloc[-1]
-    span = end - start
-    gap = pd.Timedelta(days=config.label_delay_days)
-    test_start = pd.Timestamp(config.test_start) if config.test_start else start + span * 0.8
-    test_end = pd.Timestamp(config.test_end) if config.test_end else end + pd.Timedelta(seconds=1)
-    # A model that goes live at test_start only knows the labels of transactions before test_start - gap.
-    train_end = (
-        min(pd.Timestamp(config.train_end), test_start - gap) if config.train_end else test_start - gap
-    )
-    validation_length = (
-        pd.Timedelta(days=config.validation_days) if config.validation_days else ((train_end - start) * 0.2)
-    )
-    validation_start = train_end - validation_length
-    inner_train_end = validation_start - gap
-    if inner_train_end <= start or validation_start >= train_end or test_start >= test_end:
-        raise RejectedInputError(
-            "--test-start",
-            f"the data ({start:%Y-%m-%d} to {end:%Y-%m-%d}) is too short for train / "
-            f"{config.label_delay_days:g}-day gap / validation / gap / test windows; give more history or "
-            "explicit --train-end/--test-start/--test-end",
-        )
-    masks = Windows(
-        inner_train=(times < inner_train_end).to_numpy(),
-        validation=((times >= validation_start) & (times < train_end)).to_numpy(),
-        train=(times < train_end).to_numpy(),
-        test=((times >= test_start) & (times < test_end)).to_numpy(),
-        describe={
-            "tuning: train": f"{start:%Y-%m-%d} → {inner_train_end:%Y-%m-%d %H:%M}",
-            "tuning: validation": f"{validation_start:%Y-%m-%d %H:%M} → {train_end:%Y-%m-%d %H:%M}",
-            "final model: train": f"{start:%Y-%m-%d} → {train_end:%Y-%m-%d %H:%M}",
-            "held-out test": f"{test_start:%Y-%m-%d %H:%M} → {test_end:%Y-%m-%d %H:%M}",
-            "label-delay gap": f"{config.label_delay_days:g} days before validation and before test",
-        },
-    )
-    for name in ("inner_train", "validation", "test"):
-        labels_present = getattr(masks, name).sum()
-        if labels_present == 0:
-            raise RejectedInputError("--test-start", f"the {name.replace('_', ' ')} window is empty")
-    return masks
+    def __getitem__(self, mask: np.ndarray) -> np.ndarray:
+        return self.features[self._index[mask]]
 
 
-def _amount_baseline(features: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> LogisticRegression:
-    model = LogisticRegression(max_iter=500)
-    model.fit(np.log1p(features[:, [0]]), labels, sample_weight=weights)  # column 0 is AMOUNT
-    return model
-
-
-def _baseline_scores(kind: str, train: Sample, features_out: np.ndarray, seed: int) -> np.ndarray:
-    if kind == "amount-only logistic regression":
-        model = _amount_baseline(train.features, train.labels, train.weights)
-        return model.predict_proba(np.log1p(features_out[:, [0]]))[:, 1]
-    booster = fit(train, list(FEATURE_NAMES), {"max_depth": 6, "eta": 0.3}, rounds=100, seed=seed)
-    return booster.predict(xgb.DMatrix(features_out, feature_names=list(FEATURE_NAMES)))
+def _sample(features: np.ndarray, labels: np.ndarray, rate: float) -> Sample:
+    """Rows already drawn by `windows.sampled`: legitimate ones weigh 1/rate, frauds 1."""
+    return Sample(features, labels, np.where(labels == 1, 1.0, 1.0 / rate).astype(np.float32))
 
 
 def run_training(config: TrainingConfig, console: Console | None = None) -> TrainingResult:
     console = console or Console(stderr=True)
     started = time.monotonic()
     version = config.version or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    feature_config = FeatureConfig(label_delay_s=config.label_delay_days * DAY)
+    try:
+        feature_config = FeatureConfig(label_delay_s=config.label_delay_days * DAY)
+    except ValueError as exc:
+        raise RejectedInputError("--label-delay-days", str(exc)) from exc
 
     with console.status("loading data…"):
-        history, data_report = load_history(config.data, config.columns)
+        history, data_report = load_history(config.data, config.columns, config.max_dropped_share)
     console.print(
         f"[green]✓[/] data: {data_report.rows:,} transactions, {data_report.frauds:,} frauds "
         f"({data_report.fraud_rate:.2%}), {data_report.start:%Y-%m-%d} → {data_report.end:%Y-%m-%d}"
     )
+    for dropped in data_report.dropped:
+        console.print(f"  [yellow]dropped[/] {dropped.describe()}")
     for family, why in data_report.skipped_families.items():
         console.print(f"  [yellow]skipped[/] feature family {family}: {why}")
 
+    labels = history["is_fraud"].to_numpy(dtype=np.int8)
+    windows = split_windows(
+        history["event_time"],
+        WindowBounds(
+            config.label_delay_days,
+            config.burn_in_days,
+            config.validation_days,
+            config.train_end,
+            config.test_start,
+            config.test_end,
+        ),
+    )
+    uniform = np.random.default_rng(config.seed).random(len(history))
+    rate = config.negative_sample_rate
+    inner_rows = sampled(windows.inner_train, labels, uniform, rate)
+    train_rows = sampled(windows.train, labels, uniform, rate)
+    kept = inner_rows | train_rows | windows.validation | windows.test
+
+    extras = _extra_inputs(history, config, windows.train)
     t0 = time.monotonic()
     with console.status("computing point-in-time features (replaying history)…"):
-        features = FeatureEngine(feature_config).replay(history)
-    labels = history["is_fraud"].to_numpy(dtype=np.int8)
+        features = FeatureEngine(feature_config, entity_table=True).replay(history, keep=kept)
+        if extras:
+            kept_rows = history.loc[kept]
+            features = np.hstack(
+                [
+                    features,
+                    extras.encode(
+                        {c: kept_rows[c].to_numpy() for c in _extra_columns(extras)}, len(kept_rows)
+                    ),
+                ]
+            )
+        rows = _Rows(features, kept)
+        textbook = textbook_features(history, config.label_delay_days)
     console.print(
-        f"[green]✓[/] features: {features.shape[1]} per transaction, "
-        f"{len(features) / (time.monotonic() - t0):,.0f} transactions/s"
+        f"[green]✓[/] features: {rows.features.shape[1]} per transaction, "
+        f"{len(history) / (time.monotonic() - t0):,.0f} transactions/s replayed, "
+        f"{int(kept.sum()):,} rows kept for training and evaluation"
     )
 
-    windows = split_windows(history["event_time"], config)
-    inner = negative_sample(
-        features[windows.inner_train], labels[windows.inner_train], config.negative_sample_rate, config.seed
-    )
-    valid_x, valid_y = features[windows.validation], labels[windows.validation]
-
+    names = [*FEATURE_NAMES, *extras.names]
+    inner = _sample(rows[inner_rows], labels[inner_rows], rate)
+    valid_x, valid_y = rows[windows.validation], labels[windows.validation]
     with Progress(
         TextColumn("[bold]optuna[/]"),
         BarColumn(),
@@ -193,7 +191,7 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
             inner,
             valid_x,
             valid_y,
-            list(FEATURE_NAMES),
+            names,
             trials=config.trials,
             timeout_s=config.timeout_s,
             seed=config.seed,
@@ -208,25 +206,33 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     rule = config.threshold_rule
     threshold = choose_threshold(valid_y, tuning.validation_scores, rule)
     with console.status("training the final model and the baselines…"):
-        full = negative_sample(
-            features[windows.train], labels[windows.train], config.negative_sample_rate, config.seed
-        )
-        booster = fit(full, list(FEATURE_NAMES), tuning.best_params, tuning.best_rounds, config.seed)
-        test_x, test_y = features[windows.test], labels[windows.test]
-        test_scores = {"model": booster.predict(xgb.DMatrix(test_x, feature_names=list(FEATURE_NAMES)))}
+        full = _sample(rows[train_rows], labels[train_rows], rate)
+        booster = fit(full, names, tuning.best_params, tuning.best_rounds, config.seed)
+        test_x, test_y = rows[windows.test], labels[windows.test]
+        test_scores = {"model": booster.predict(xgb.DMatrix(test_x, feature_names=names))}
         thresholds = {"model": threshold}
-        for baseline in ("untuned XGBoost", "amount-only logistic regression"):
-            thresholds[baseline] = choose_threshold(
-                valid_y, _baseline_scores(baseline, inner, valid_x, config.seed), rule
-            )
-            test_scores[baseline] = _baseline_scores(baseline, full, test_x, config.seed)
+        baselines = {
+            TEXTBOOK: lambda train, scored: textbook_scores(train, scored, config.seed),
+            UNTUNED: lambda train, scored: untuned_scores(train, names, scored, config.seed),
+            AMOUNT_ONLY: amount_only_scores,
+        }
+        inputs = {
+            TEXTBOOK: lambda mask: textbook[mask],
+            UNTUNED: lambda mask: rows[mask],
+            AMOUNT_ONLY: lambda mask: rows[mask][:, [Feature.AMOUNT]],
+        }
+        for name, scores_of in baselines.items():
+
+            def sample_of(mask: np.ndarray, name: str = name) -> Sample:
+                return _sample(inputs[name](mask), labels[mask], rate)
+
+            validation_scores = scores_of(sample_of(inner_rows), inputs[name](windows.validation))
+            thresholds[name] = choose_threshold(valid_y, validation_scores, rule)
+            test_scores[name] = scores_of(sample_of(train_rows), inputs[name](windows.test))
 
     test_rows = history.loc[windows.test]
-    cards = (
-        test_rows["card_id"].fillna(test_rows["customer_id"])
-        if "card_id" in test_rows
-        else test_rows["customer_id"]
-    )
+    customers = test_rows["customer_id"].astype(object)
+    cards = test_rows["card_id"].astype(object).fillna(customers) if "card_id" in test_rows else customers
     days = test_rows["event_time"].dt.floor("D")
     metrics = {
         name: evaluate(test_y, scores, thresholds[name], rule, days, cards, config.review_capacity).as_dict()
@@ -235,57 +241,82 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     per_pattern = None
     if "fraud_pattern" in test_rows and test_rows["fraud_pattern"].notna().any():
         per_pattern = recall_by_pattern(
-            test_rows["fraud_pattern"].fillna("unlabelled"), test_y, test_scores["model"], threshold
+            test_rows["fraud_pattern"].astype(object).fillna("unlabelled"),
+            test_y,
+            test_scores["model"],
+            threshold,
         )
         metrics["model"]["recall_by_pattern"] = per_pattern["recall"].round(4).to_dict()
+
+    importance = pd.Series(booster.get_score(importance_type="total_gain"), dtype=float)
+    generalization = {
+        "by month of the held-out window": by_month(test_rows["event_time"], test_y, test_scores["model"]),
+        # a held-out window of a few weeks spans one or two months: weeks show the decay too
+        "by week of the held-out window": by_month(
+            test_rows["event_time"], test_y, test_scores["model"], "%G-W%V"
+        ),
+        "by customer tenure": by_tenure(tenure_days(history)[windows.test], test_y, test_scores["model"]),
+        "calendar proxies": calendar_proxies(names, full.features, test_x, importance, seed=config.seed),
+    }
+    proxies = generalization["calendar proxies"]
+    flagged = proxies.loc[proxies["flagged"], "feature"].tolist()
+    if flagged:
+        console.print(
+            f"  [yellow]calendar proxies[/]: {', '.join(flagged)} tell the training period from the test "
+            "period by their values alone; expect drift"
+        )
 
     artifact_dir = config.output_root / config.model_name / version
     metadata = ModelMetadata(
         name=config.model_name,
         version=version,
-        feature_names=list(FEATURE_NAMES),
+        feature_names=names,
         feature_version=FEATURE_VERSION,
         threshold=float(threshold),
         threshold_rule=rule.describe(),
         created_at=datetime.now(UTC).isoformat(),
         metrics={k: v for k, v in metrics["model"].items() if not isinstance(v, dict)},
         feature_config=feature_config.as_dict(),
+        extra_inputs=extras.as_dict() if extras else {},
         training={
             "data": data_report.source,
             "data_fingerprint": data_report.fingerprint,
             "rows": data_report.rows,
+            "rows_read": data_report.rows_read,
+            "rows_dropped": {d.reason: d.count for d in data_report.dropped},
             "frauds": data_report.frauds,
             "windows": windows.describe,
+            "burn_in_days": windows.burn_in_days,
             "best_params": tuning.best_params,
             "rounds": tuning.best_rounds,
             "trials": len(tuning.study.trials),
             "negative_sample_rate": config.negative_sample_rate,
             "skipped_families": data_report.skipped_families,
+            "calendar_proxies": flagged,
         },
-        libraries={
-            name: package_version(name) for name in ("xgboost", "optuna", "scikit-learn", "numpy", "numba")
-        }
-        | {"python": platform.python_version()},
+        # xgboost by its module: the installed distribution is `xgboost-cpu` (same library, no CUDA).
+        libraries={name: package_version(name) for name in ("optuna", "scikit-learn", "numpy", "numba")}
+        | {"xgboost": xgb.__version__, "python": platform.python_version()},
     )
     save_artifact(artifact_dir, booster, metadata)
-    # What serving compares live features with (feature drift): the training window's distribution.
-    write_reference(build_reference(features[windows.train], FEATURE_NAMES), artifact_dir)
+    # What serving compares live features with (feature drift): the training window's distribution, from
+    # its uniform draw (every row with uniform < rate is kept; the kept frauds beyond those would bias it).
+    write_reference(build_reference(rows[windows.train & (uniform < rate)], names), artifact_dir)
     report_dir = artifact_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     holdout = pd.DataFrame(
         {
             "transaction_id": test_rows["transaction_id"].to_numpy(),
             "event_time": test_rows["event_time"].to_numpy(),
-            "customer_id": test_rows["customer_id"].to_numpy(),
+            "customer_id": customers.to_numpy(),
             "score": test_scores["model"],
             "label": test_y,
         }
     )
     if "fraud_pattern" in test_rows:
-        holdout["fraud_pattern"] = test_rows["fraud_pattern"].to_numpy()
+        holdout["fraud_pattern"] = test_rows["fraud_pattern"].astype(object).to_numpy()
     holdout.to_parquet(report_dir / "holdout_predictions.parquet", index=False)
     tuning.study.trials_dataframe().to_csv(report_dir / "optuna_trials.csv", index=False)
-    importance = pd.Series(booster.get_score(importance_type="total_gain"), dtype=float)
     report_path = write_report(
         report_dir,
         ReportInputs(
@@ -299,7 +330,7 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
                 "data fingerprint": data_report.fingerprint,
                 **windows.describe,
                 "Optuna trials": len(tuning.study.trials),
-                "features": f"{len(FEATURE_NAMES)} (definition version {FEATURE_VERSION})",
+                "features": f"{len(names)} (definition version {FEATURE_VERSION})",
             },
             metrics=metrics,
             threshold_rule=rule.describe(),
@@ -310,6 +341,8 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
             per_pattern=per_pattern,
             study=tuning.study,
             skipped_families=data_report.skipped_families,
+            generalization=generalization,
+            dropped=[d.describe() for d in data_report.dropped],
         ),
     )
     _point_latest(config.output_root, artifact_dir)
@@ -320,6 +353,30 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
         json.dumps(result.as_dict(), indent=2, default=float)
     )
     return result
+
+
+def _extra_columns(extras: ExtraInputs) -> list[str]:
+    return [*extras.numeric, *extras.categorical]
+
+
+def _extra_inputs(history: pd.DataFrame, config: TrainingConfig, train: np.ndarray) -> ExtraInputs:
+    """The extra columns, checked against the data, with category codes learned on the training rows only."""
+    named = [*config.extra_numeric, *config.extra_categorical]
+    missing = [name for name in named if name not in history.columns]
+    if missing:
+        raise RejectedInputError(
+            "--extra-numeric/--extra-categorical",
+            f"column(s) {', '.join(missing)} not in the data (it has: "
+            f"{', '.join(map(str, history.columns[:25]))})",
+        )
+    builtin = [name for name in named if name in TRANSACTION_FIELDS]
+    if builtin:
+        raise RejectedInputError(
+            "--extra-numeric/--extra-categorical",
+            f"{', '.join(builtin)} already feed the built-in features; extra inputs are for "
+            "columns the platform does not know",
+        )
+    return ExtraInputs.learn(history.loc[train], config.extra_numeric, config.extra_categorical)
 
 
 def _point_latest(root: Path, artifact_dir: Path) -> None:

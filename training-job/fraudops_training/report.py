@@ -6,7 +6,7 @@ import base64
 import html
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,12 @@ import pandas as pd
 
 from fraudops_training.evaluation import curves
 
-COLOURS = {"model": "#1f5fa8", "untuned XGBoost": "#e39b2d", "amount-only logistic regression": "#9a9a9a"}
+COLOURS = {
+    "model": "#1f5fa8",
+    "untuned XGBoost": "#e39b2d",
+    "textbook XGBoost": "#2e8b57",
+    "amount-only logistic regression": "#9a9a9a",
+}
 
 
 @dataclass
@@ -36,6 +41,8 @@ class ReportInputs:
     per_pattern: pd.DataFrame | None
     study: optuna.Study
     skipped_families: dict[str, str]
+    generalization: dict[str, pd.DataFrame] = field(default_factory=dict)  # title -> table
+    dropped: list[str] = field(default_factory=list)  # rows left out of the data, by reason
 
 
 def _png(figure: plt.Figure) -> str:
@@ -178,6 +185,11 @@ def write_report(folder: Path, inputs: ReportInputs) -> Path:
         f'<h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="data:image/png;base64,{png}">'
         for t, png in images.items()
     )
+    generalization = "".join(
+        f"<h2>Generalization: {html.escape(title)}</h2>" + table.to_html(float_format=lambda x: f"{x:.3f}")
+        for title, table in inputs.generalization.items()
+    )
+    dropped = "".join(f"<li>{html.escape(line)}</li>" for line in inputs.dropped) or "<li>none</li>"
     pattern_table = ""
     if inputs.per_pattern is not None and not inputs.per_pattern.empty:
         pattern_table = "<h2>Per-pattern recall</h2>" + inputs.per_pattern.to_html(
@@ -194,6 +206,8 @@ th{{background:#f5f5f5;text-align:left}}img{{max-width:100%;border:1px solid #ee
 <b>{inputs.threshold:.4f}</b> (picked on the validation window; the held-out window below was never seen by tuning).</p>
 <h2>Held-out window: the model against its baselines</h2>
 {_table(inputs.metrics, METRIC_COLUMNS)}
+<h2>Rows left out of the data</h2><ul>{dropped}</ul>
+{generalization}
 <h2>Feature families skipped for lack of input columns</h2><ul>{skipped or "<li>none: every family had its inputs</li>"}</ul>
 {pattern_table}{figures}</body></html>"""
     path = folder / "report.html"
@@ -207,6 +221,11 @@ th{{background:#f5f5f5;text-align:left}}img{{max-width:100%;border:1px solid #ee
         if inputs.per_pattern is None
         else inputs.per_pattern.reset_index().to_dict("records"),
         "skipped_families": inputs.skipped_families,
+        "dropped": inputs.dropped,
+        "generalization": {
+            title: json.loads(table.reset_index().to_json(orient="records"))
+            for title, table in inputs.generalization.items()
+        },
     }
     (folder / "metrics.json").write_text(json.dumps(document, indent=2, default=float))
     return path

@@ -134,7 +134,7 @@ class RunProgress:
         self.decided: set[str] = set()
 
     def stored(self) -> int:
-        from fraudops_stream.consumer import committed_records
+        from fraudops_stream.group import committed_records
 
         return committed_records(
             self.settings.kafka_bootstrap_servers, self.group, self.topic, self.partitions

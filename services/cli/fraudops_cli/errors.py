@@ -8,6 +8,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from fraudops.config import describe_invalid_settings
 from fraudops.errors import FraudopsError
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -21,18 +22,6 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     """Print `message` as the one error line and return the Exit to raise."""
     error_line(message)
     return typer.Exit(code)
-
-
-def describe_validation_error(exc: ValidationError, env_style: bool = False) -> str:
-    """`field: reason` for each problem; settings errors name the environment variable."""
-    parts = []
-    for problem in exc.errors():
-        field = ".".join(str(part) for part in problem["loc"]) or "value"
-        if env_style:
-            field = field.upper()
-        value = f"={problem['input']}" if env_style and not isinstance(problem["input"], dict) else ""
-        parts.append(f"{field}{value}: {problem['msg']}")
-    return "; ".join(parts)
 
 
 def run_app(app: typer.Typer) -> None:
@@ -54,9 +43,7 @@ def run_app(app: typer.Typer) -> None:
         sys.exit(getattr(exc, "exit_code", 2))
     except ValidationError as exc:
         # Settings are the only pydantic model validated outside a command's own handling.
-        error_line(
-            f"invalid setting {describe_validation_error(exc, env_style=True)}; fix the environment or .env"
-        )
+        error_line(describe_invalid_settings(exc))
         sys.exit(1)
     except FraudopsError as exc:
         error_line(str(exc))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 
@@ -26,9 +28,17 @@ def up() -> None:
 
 
 @app.command()
-def down() -> None:
-    """Stop everything `infra up` started (data stays in the run folder)."""
-    for name, outcome in LocalStack(get_settings()).down():
+def down(
+    delete_data: Annotated[
+        bool,
+        typer.Option(
+            help="Also delete the databases and Kafka's data (the "
+            "PostgreSQL cluster may live outside the run folder)."
+        ),
+    ] = False,
+) -> None:
+    """Stop everything `infra up` started (its data stays, unless --delete-data)."""
+    for name, outcome in LocalStack(get_settings()).down(delete_data):
         console.print(f"[green]✓[/] {name:<9} {outcome}")
 
 
@@ -36,6 +46,33 @@ def down() -> None:
 def status() -> None:
     """What runs where."""
     _print_status(LocalStack(get_settings()))
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the schema of the PostgreSQL at DB_URL (any server, not only the local one) to the latest
+    revision. The platform chart's migration Job runs this."""
+    from fraudops.db import migrate as schema
+
+    settings = get_settings()
+    schema.upgrade(settings.db_url)
+    console.print(f"[green]✓[/] schema at revision {schema.current_revision(settings.db_url)}")
+
+
+@app.command()
+def topics(
+    replication_factor: Annotated[int, typer.Option(min=1, help="Replicas of each new topic.")] = 1,
+) -> None:
+    """Create the platform topics missing on KAFKA_BOOTSTRAP_SERVERS (clusters whose Kafka is not run by
+    Strimzi, which creates them from KafkaTopic objects)."""
+    from confluent_kafka.admin import AdminClient
+
+    from fraudops_infra.kafka import create_platform_topics
+
+    settings = get_settings()
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 5000})
+    created = create_platform_topics(admin, settings, replication_factor)
+    console.print(f"[green]✓[/] topics created: {', '.join(created) or 'none (all exist)'}")
 
 
 def _print_status(stack: LocalStack) -> None:

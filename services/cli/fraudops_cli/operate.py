@@ -28,9 +28,13 @@ def run(
     liveness: Annotated[
         str | None, typer.Option(help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz.")
     ] = None,
+    peering: Annotated[
+        str | None,
+        typer.Option(help="Kopf peering object shared by replicas (only one acts); default: standalone."),
+    ] = None,
 ) -> None:
     """Reconcile FraudModels and TrainingRuns against the current kubeconfig context (or in-cluster
     credentials) until interrupted. Tick and resync: FRAUDOPS_OPERATOR_TICK_S, FRAUDOPS_OPERATOR_RESYNC_S."""
     from fraudops_operator.main import run as run_operator
 
-    run_operator(namespaces=namespace or [], verbose=verbose, liveness_endpoint=liveness)
+    run_operator(namespaces=namespace or [], verbose=verbose, liveness_endpoint=liveness, peering=peering)

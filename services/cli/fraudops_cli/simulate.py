@@ -63,6 +63,13 @@ def simulate(
         str | None,
         typer.Option(help=f"Only these fraud patterns, comma-separated: {', '.join(PATTERN_NAMES)}."),
     ] = None,
+    difficulty: Annotated[
+        str,
+        typer.Option(
+            help="easy (every fraud labelled, on time, unlike its victim) | realistic | hard: "
+            "imitation, label noise, late labels, drift."
+        ),
+    ] = "realistic",
     rate: Annotated[
         float, typer.Option(min=0, help="--kafka: messages per second (0 = as fast as possible).")
     ] = 0.0,
@@ -90,7 +97,7 @@ def simulate(
     if transactions is None:
         transactions = 100_000 if duration is None else int(max(1.0, rate or _UNLIMITED_RATE_PLAN) * duration)
     config = _config(
-        transactions, customers, days, start.date(), seed, fraud_rate, label_delay_days, patterns
+        transactions, customers, days, start.date(), seed, fraud_rate, label_delay_days, patterns, difficulty
     )
     if kafka:
         _to_kafka(config, rate, duration, labels_output)
@@ -123,6 +130,7 @@ def _config(
     fraud_rate: float,
     label_delay_days: float,
     patterns: str | None,
+    difficulty: str = "realistic",
 ) -> SimulationConfig:
     # the schema rejects event times more than a day ahead, so a simulated span must be over by then
     latest_start = (datetime.now(UTC) + timedelta(days=1)).date() - timedelta(days=days)
@@ -143,6 +151,7 @@ def _config(
             seed=seed,
             fraud_rate=fraud_rate,
             label_delay_days=label_delay_days,
+            difficulty=difficulty,
             patterns=chosen,
         )
     except SimulationParameterError as exc:

@@ -93,6 +93,37 @@ def train(
             help="Share of legitimate rows kept.",
         ),
     ] = 0.1,
+    burn_in_days: Annotated[
+        float | None,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_BURN_IN_DAYS",
+            min=0,
+            help="Days at the start that warm the state up and are not trained on (default: min(30, a quarter of the history)).",
+        ),
+    ] = None,
+    extra_numeric: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_EXTRA_NUMERIC",
+            help="Comma-separated source columns to use as numeric model inputs (e.g. customer_age).",
+        ),
+    ] = None,
+    extra_categorical: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_EXTRA_CATEGORICAL",
+            help="Comma-separated source columns to use as categories with learned codes (e.g. mcc,pos_entry_mode).",
+        ),
+    ] = None,
+    max_dropped_share: Annotated[
+        float,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_MAX_DROPPED_SHARE",
+            min=0,
+            max=1,
+            help="Share of unusable rows (bad time, no id, bad label or amount) dropped and reported before the file is refused.",
+        ),
+    ] = 0.01,
     threshold_rule: Annotated[
         str,
         typer.Option(
@@ -164,6 +195,10 @@ def _train(
     test_end: datetime | None,
     label_delay_days: float,
     negative_sample_rate: float,
+    burn_in_days: float | None,
+    extra_numeric: str | None,
+    extra_categorical: str | None,
+    max_dropped_share: float,
     threshold_rule: str,
     cost_missed_fraud: float,
     cost_false_alert: float,
@@ -193,6 +228,10 @@ def _train(
         test_end=_utc(test_end),
         label_delay_days=label_delay_days,
         negative_sample_rate=negative_sample_rate,
+        burn_in_days=burn_in_days,
+        max_dropped_share=max_dropped_share,
+        extra_numeric=_names(extra_numeric),
+        extra_categorical=_names(extra_categorical),
         threshold_rule=ThresholdRule(threshold_rule, cost_missed_fraud, cost_false_alert, target_precision),
         review_capacity=review_capacity,
     )
@@ -208,6 +247,10 @@ def _train(
 
 def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else (value.replace(tzinfo=UTC) if value.tzinfo is None else value)
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
 
 
 def print_summary(result: TrainingResult) -> None:

@@ -23,6 +23,7 @@ import xgboost as xgb
 import yaml
 
 from fraudops.errors import ConfigurationError
+from fraudops.extras import ExtraInputs
 from fraudops.features.spec import FEATURE_NAMES, FEATURE_VERSION
 
 MODEL_FILE = "model.ubj"
@@ -44,6 +45,8 @@ class ModelMetadata:
     feature_config: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=dict)
+    #: columns beyond the built-in features (`fraudops.extras.ExtraInputs.as_dict`); empty for most models
+    extra_inputs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -100,8 +103,13 @@ def resolve_uri(uri: str, cache_dir: Path = Path(".cache/artifacts")) -> Path:
     return target
 
 
-def load_artifact(uri: str, nthread: int = 1) -> ModelArtifact:
-    """Load and check an artifact: exactly one model file, metadata present, features of this version."""
+def load_artifact(uri: str, nthread: int = 1, accept_extra_inputs: bool = False) -> ModelArtifact:
+    """Load and check an artifact: exactly one model file, metadata present, features of this version.
+
+    A model trained with extra inputs needs a caller that passes them (`accept_extra_inputs`): the
+    serving paths do not pass extra fields yet, and must refuse such a model rather than score it
+    with columns missing.
+    """
     folder = resolve_uri(uri)
     if not folder.is_dir():
         raise ConfigurationError(
@@ -118,10 +126,19 @@ def load_artifact(uri: str, nthread: int = 1) -> ModelArtifact:
     if not metadata_path.exists():
         raise ConfigurationError(f"{folder} has no {METADATA_FILE}: it was not written by `fraudops train`")
     metadata = ModelMetadata(**yaml.safe_load(metadata_path.read_text()))
-    if metadata.feature_version != FEATURE_VERSION or list(metadata.feature_names) != list(FEATURE_NAMES):
+    extras = ExtraInputs.from_dict(metadata.extra_inputs)
+    if metadata.feature_version != FEATURE_VERSION or list(metadata.feature_names) != [
+        *FEATURE_NAMES,
+        *extras.names,
+    ]:
         raise ConfigurationError(
             f"model {metadata.name}:{metadata.version} was trained on feature version {metadata.feature_version}; "
             f"this build computes version {FEATURE_VERSION}: retrain it"
+        )
+    if extras and not accept_extra_inputs:
+        raise ConfigurationError(
+            f"model {metadata.name}:{metadata.version} takes extra inputs ({', '.join(extras.names)}), which this "
+            "serving path does not pass yet; serve a model trained without --extra-numeric/--extra-categorical"
         )
     booster = xgb.Booster(params={"nthread": nthread}, model_file=str(model_files[0]))
     return ModelArtifact(path=folder, metadata=metadata, booster=booster)

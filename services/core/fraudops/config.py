@@ -1,13 +1,31 @@
-"""Settings from the environment (and an optional `.env` file), with local defaults."""
+"""Settings from the environment (and an optional `.env` file), with local defaults.
+
+Every value is checked when the settings are read, so a bad one stops a process at start with one
+line naming the variable (`load_settings`), never later in a request or a background task.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from limits import parse
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from fraudops.errors import ConfigurationError
+
+#: Names the settings file to read instead of `.env` in the working directory; set but empty, none is
+#: read. The test suite sets it empty, so a developer's own `.env` never changes what the tests check.
+ENV_FILE_VARIABLE = "FRAUDOPS_ENV_FILE"
 
 
 class Settings(BaseSettings):
@@ -32,11 +50,11 @@ class Settings(BaseSettings):
     consumer_group: str = "fraud-scorer"
 
     # --- scoring ------------------------------------------------------------------------
-    fraud_threshold: float = Field(
-        0.2,
+    fraud_threshold: float | None = Field(
+        None,
         ge=0.0,
         le=1.0,
-        description="Score at or above which a decision is fraud. When not set in the environment, each "
+        description="Score at or above which a decision is fraud, for every model. Unset (the default), each "
         "model's own threshold (chosen by its training rule and stored in the artifact) applies.",
     )
     batch_size: int = Field(100, ge=1, description="Records per consumer batch / rows per scoring call.")
@@ -57,6 +75,12 @@ class Settings(BaseSettings):
     gateway_api_keys: str = Field("", description="Comma-separated API keys; empty turns authentication off.")
     gateway_rate_limit: str = Field(
         "2000/second", description="Per-client limit (limits syntax, e.g. 100/second)."
+    )
+    gateway_trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses or networks (CIDR) of the proxies in front of the gateway. "
+        "Only a request from one of them has its X-Forwarded-For read for the client's address (the "
+        "rate-limit identity without API keys); empty: the peer's own address, always.",
     )
     gateway_max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
     gateway_max_batch: int = Field(1000, ge=1, description="Most transactions in one /predict/batch call.")
@@ -85,8 +109,74 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
+    @field_validator("gateway_rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(
+                "not a rate limit; write it as `amount/unit` or `amount per n units`, e.g. "
+                "2000/second or 100 per 5 minutes"
+            ) from exc
+        return value
+
+    @field_validator("gateway_trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        trusted_networks(value)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env_file = os.environ.get(ENV_FILE_VARIABLE)
+        if env_file is not None:
+            dotenv_settings = DotEnvSettingsSource(settings_cls, env_file=env_file or None)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+
+def trusted_networks(addresses: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """GATEWAY_TRUSTED_PROXIES as networks (a single address is a network of one)."""
+    networks = []
+    for text in (part.strip() for part in addresses.split(",")):
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError as exc:
+            raise ValueError(
+                f"{text!r} is not an IP address or network (e.g. 10.0.0.7 or 10.0.0.0/8)"
+            ) from exc
+    return tuple(networks)
+
+
+def describe_invalid_settings(exc: ValidationError) -> str:
+    """One line naming each bad variable, its value and the rule it broke."""
+    problems = []
+    for problem in exc.errors(include_url=False):
+        variable = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
+        value = problem.get("input")
+        shown = "" if isinstance(value, dict) else f"={value!r}" if isinstance(value, str) else f"={value}"
+        problems.append(f"{variable}{shown}: {problem['msg']}")
+    return "invalid setting " + "; ".join(problems) + " (fix the environment or the .env file)"
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; `ConfigurationError` with one line if a value is invalid."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigurationError(describe_invalid_settings(exc)) from None
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once (`ConfigurationError` naming the variable if one is invalid)."""
+    return load_settings()

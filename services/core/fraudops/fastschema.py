@@ -18,14 +18,18 @@ from enum import Enum
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic.fields import FieldInfo
 
-from fraudops.schema import Transaction
+from fraudops.schema import CENT_TOLERANCE, EARLIEST_EVENT_TIME, FUTURE_TOLERANCE_S, LATEST_TIME, Transaction
 
 #: Fields a stream record must carry itself (the API may default them; a stream may not).
 STREAM_REQUIRED = ("transaction_id", "event_time", "customer_id")
-_FUTURE_TOLERANCE_S = 86_400
+_EARLIEST, _LATEST = EARLIEST_EVENT_TIME, LATEST_TIME  # the window of the other times
+_EARLIEST_S = EARLIEST_EVENT_TIME.timestamp()
+#: A key followed by white space before its colon: such records take pydantic's path (see `fast_decode`).
+_SPACED_KEY = re.compile(rb'"\s+:')
 
 
 #: A pattern that is one character class with a length (`^[A-Z]{2}$`, `^[A-Za-z0-9_.:\-]+$`) is not
@@ -98,65 +102,114 @@ def _fast_type(annotation: Any, metadata: list[Any], checks: list[re.Pattern[str
     return Annotated[annotation, meta] if meta is not None else annotation
 
 
-def _struct_from(model: type[Transaction]) -> tuple[type[msgspec.Struct], list[Check]]:
-    fields = []
+def _struct_from(model: type[Transaction]) -> tuple[type[msgspec.Struct], list[Check], dict[str, Any]]:
+    """The struct, the string checks left for the whole batch, and every field's JSON default in order.
+
+    Optional fields default to UNSET, so a decoded record tells which keys it carried: that count,
+    against the keys in the raw bytes, finds a duplicated key without a second parse.
+    """
+    fields: list[Any] = []
     batch_checks: list[Check] = []
+    template: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         checks: list[re.Pattern[str] | str] = []
         kind = _fast_type(info.annotation, list(info.metadata), checks)
         batch_checks.extend((name, check) for check in checks)
         if name in STREAM_REQUIRED or info.is_required():
             fields.append((name, kind))
+            template[name] = None  # always present; the placeholder only keeps the field order
         else:
-            fields.append((name, kind, info.get_default(call_default_factory=False)))
-    struct = msgspec.defstruct(
-        "FastTransaction", fields, forbid_unknown_fields=True, omit_defaults=False, kw_only=True
-    )
-    return struct, batch_checks
+            fields.append((name, kind | msgspec.UnsetType, msgspec.UNSET))
+            template[name] = msgspec.to_builtins(info.get_default(call_default_factory=False))
+    struct = msgspec.defstruct("FastTransaction", fields, forbid_unknown_fields=True, kw_only=True)
+    return struct, batch_checks, template
 
 
-FastTransaction, _BATCH_CHECKS = _struct_from(Transaction)
+FastTransaction, _BATCH_CHECKS, _TEMPLATE = _struct_from(Transaction)
 _decoder = msgspec.json.Decoder(FastTransaction)
 
 
 def fast_decode(values: list[bytes]) -> tuple[list[int], list[dict[str, Any]], list[int]]:
-    """(indexes decoded on the fast path, their records as JSON-ready dicts, indexes left for pydantic)."""
+    """(indexes decoded on the fast path, their records as JSON-ready dicts, indexes left for pydantic).
+
+    Besides the struct's own constraints, the rules of `Transaction` that msgspec cannot state are
+    checked here, batch-wide where they can be: times in their windows, coordinates together, amounts
+    never negative and in whole cents (rounded to them), string characters, no duplicated key.
+    """
     accepted: list[int] = []
     structs = []
     slow: list[int] = []
-    latest = time.time() + _FUTURE_TOLERANCE_S
+    latest = time.time() + FUTURE_TOLERANCE_S
     decode = _decoder.decode
+    unset = msgspec.UNSET
     for index, value in enumerate(values):
         try:
-            record = decode(value)
+            record: Any = decode(value)  # a FastTransaction (built at import time: mypy sees a bare Struct)
         except (msgspec.ValidationError, msgspec.DecodeError):
             slow.append(index)
             continue
-        # Transaction's model validator, checked here too: anything it would refuse goes to pydantic.
+        stamp = record.event_time.timestamp()
+        opened, changed = record.account_opened_at, record.credential_change_at
         if (
-            (record.latitude is None) is not (record.longitude is None)
+            (record.latitude in (None, unset)) is not (record.longitude in (None, unset))
             or record.customer_id is None
-            or record.event_time.timestamp() > latest
+            or stamp > latest
+            or stamp < _EARLIEST_S
+            or (opened.__class__ is datetime and not _EARLIEST <= opened < _LATEST)
+            or (changed.__class__ is datetime and not _EARLIEST <= changed < _LATEST)
         ):
             slow.append(index)
             continue
         accepted.append(index)
         structs.append(record)
-    refused = _failing_batch_checks(structs)
+    refused = _failing_batch_checks(structs) | _unstorable_amounts(structs)
+    present = msgspec.to_builtins(structs)
+    # A key given twice decodes silently (the last wins): the keys in the bytes outnumber those decoded.
+    # White space before a colon hides a key from that count, so those records take pydantic's path too.
+    refused.update(
+        i
+        for i, (record, index) in enumerate(zip(present, accepted, strict=True))
+        if values[index].count(b'":') != len(record)
+    )
+    if _SPACED_KEY.search(b"".join([values[index] for index in accepted])):
+        refused.update(i for i, index in enumerate(accepted) if _SPACED_KEY.search(values[index]))
     if refused:
         slow = sorted([*slow, *(accepted[i] for i in refused)])
         accepted = [index for i, index in enumerate(accepted) if i not in refused]
-        structs = [record for i, record in enumerate(structs) if i not in refused]
-    return accepted, msgspec.to_builtins(structs), slow
+        present = [record for i, record in enumerate(present) if i not in refused]
+    template, complete = _TEMPLATE, len(_TEMPLATE)
+    # Records that name every field (most producers, the simulator) need no defaults filled in.
+    return (
+        accepted,
+        [record if len(record) == complete else {**template, **record} for record in present],
+        slow,
+    )
+
+
+def _unstorable_amounts(structs: list[Any]) -> set[int]:
+    """Positions of records whose amount is negative or not a whole number of cents; the others are rounded.
+
+    The same rule and the same numbers as the schema's (`rint(a * 100) / 100` is the double nearest
+    to the cents, as `round` is), in one vector operation instead of a Python call per record.
+    """
+    if not structs:
+        return set()
+    amounts = np.fromiter((record.amount for record in structs), dtype=np.float64, count=len(structs))
+    cents = amounts * 100
+    whole = np.rint(cents)
+    rounded = whole / 100
+    for i in np.flatnonzero(rounded != amounts).tolist():
+        structs[i].amount = float(rounded[i])
+    return set(np.flatnonzero((np.abs(cents - whole) > CENT_TOLERANCE) | (amounts < 0)).tolist())
 
 
 def _failing_batch_checks(structs: list[Any]) -> set[int]:
-    """Positions of the records whose strings fail a check left for the whole batch."""
+    """Positions of the records whose strings fail a check left for the whole batch (absent ones pass)."""
     refused: set[int] = set()
     for name, check in _BATCH_CHECKS:
         values = [getattr(record, name) for record in structs]
         if check == _STRIPPED:
-            refused.update(i for i, v in enumerate(values) if v is not None and (not v or v != v.strip()))
-        elif check.search("".join(v for v in values if v is not None)):  # type: ignore[union-attr]
-            refused.update(i for i, v in enumerate(values) if v is not None and check.search(v))  # type: ignore[union-attr]
+            refused.update(i for i, v in enumerate(values) if type(v) is str and (not v or v != v.strip()))
+        elif check.search("".join([v for v in values if type(v) is str])):  # type: ignore[union-attr]
+            refused.update(i for i, v in enumerate(values) if type(v) is str and check.search(v))  # type: ignore[union-attr]
     return refused

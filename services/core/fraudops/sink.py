@@ -15,10 +15,19 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-import orjson
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
+from fraudops.decision import (
+    ALERT_COLUMNS,
+    ALERT_FIELDS,
+    DECISION_COLUMNS,
+    Decision,
+    alert_row,
+    decision_row,
+    decisions_table,
+)
 
 TRANSACTION_COLUMNS = (
     "transaction_id",
@@ -48,30 +57,6 @@ TRANSACTION_COLUMNS = (
     "kafka_partition",
     "kafka_offset",
 )
-DECISION_COLUMNS = (
-    "transaction_id",
-    "variant",
-    "model_name",
-    "model_version",
-    "shadow",
-    "score",
-    "threshold",
-    "is_fraud",
-    "reasons",
-    "latency_ms",
-    "source",
-    "decided_at",
-)
-ALERT_COLUMNS = (
-    "transaction_id",
-    "customer_id",
-    "score",
-    "threshold",
-    "model_version",
-    "variant",
-    "reasons",
-    "created_at",
-)
 _DEFAULTS = {
     "currency": "EUR",
     "merchant_category": "other",
@@ -79,23 +64,6 @@ _DEFAULTS = {
     "transaction_type": "PURCHASE",
     "is_international": False,
 }
-
-
-@dataclass(slots=True)
-class Decision:
-    transaction_id: str
-    variant: str
-    model_name: str
-    model_version: str
-    shadow: bool
-    score: float
-    threshold: float
-    is_fraud: bool
-    reasons: list[dict[str, Any]]
-    latency_ms: float | None
-    source: str
-    decided_at: datetime
-    customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,30 +142,6 @@ def transactions_table(
     )
 
 
-DECISION_TABLE_NAMES = (*DECISION_COLUMNS, "customer_id")
-
-
-def decisions_table(decisions: Sequence[Decision]) -> pa.Table:
-    """Decision objects as an Arrow table of DECISION_TABLE_NAMES."""
-    return pa.table(
-        {
-            "transaction_id": [d.transaction_id for d in decisions],
-            "variant": [d.variant for d in decisions],
-            "model_name": [d.model_name for d in decisions],
-            "model_version": [d.model_version for d in decisions],
-            "shadow": pa.array([d.shadow for d in decisions], pa.bool_()),
-            "score": pa.array([d.score for d in decisions], pa.float32()),
-            "threshold": pa.array([d.threshold for d in decisions], pa.float32()),
-            "is_fraud": pa.array([d.is_fraud for d in decisions], pa.bool_()),
-            "reasons": [reasons_json(d.reasons) for d in decisions],
-            "latency_ms": pa.array([d.latency_ms for d in decisions], pa.float32()),
-            "source": [d.source for d in decisions],
-            "decided_at": [d.decided_at.isoformat() for d in decisions],
-            "customer_id": pa.array([d.customer_id for d in decisions], pa.string()),
-        }
-    )
-
-
 def write_batch(
     conn: psycopg.Connection,
     transactions: Sequence[tuple[Any, ...]] | pa.Table,
@@ -215,9 +159,9 @@ def write_batch(
     batch is durable and the caller may commit its Kafka offsets.
     """
     alerts = (
-        decisions_table(alert_threshold_reached).rename_columns(
-            [ALERT_NAMES.get(name, name) for name in DECISION_TABLE_NAMES]
-        )
+        decisions_table(alert_threshold_reached)
+        .select(list(ALERT_FIELDS))
+        .rename_columns(list(ALERT_COLUMNS))
         if alert_threshold_reached
         else None
     )
@@ -331,45 +275,6 @@ def csv_lines(rows: Iterable[Sequence[Any]]) -> bytes:
     return "".join([",".join(map(_csv_field, row)) + "\n" for row in rows]).encode()
 
 
-def reasons_json(reasons: list[dict[str, Any]] | None) -> str:
-    """A decision's reason codes as the JSON text the `reasons` columns hold."""
-    return orjson.dumps(reasons).decode() if reasons else "[]"
-
-
-def decision_row(decision: Decision) -> tuple[Any, ...]:
-    """A decision as a row of DECISION_COLUMNS."""
-    d = decision
-    return (
-        d.transaction_id,
-        d.variant,
-        d.model_name,
-        d.model_version,
-        d.shadow,
-        d.score,
-        d.threshold,
-        d.is_fraud,
-        reasons_json(d.reasons),
-        d.latency_ms,
-        d.source,
-        d.decided_at,
-    )
-
-
-def alert_row(decision: Decision) -> tuple[Any, ...]:
-    """A deciding fraud decision as a row of ALERT_COLUMNS."""
-    d = decision
-    return (
-        d.transaction_id,
-        d.customer_id,
-        d.score,
-        d.threshold,
-        d.model_version,
-        d.variant,
-        reasons_json(d.reasons),
-        d.decided_at,
-    )
-
-
 def encode_rows(
     transactions: Sequence[tuple[Any, ...]], decisions: Sequence[Decision], alerts: Sequence[Decision]
 ) -> CsvPayloads:
@@ -377,7 +282,3 @@ def encode_rows(
     return CsvPayloads(
         csv_lines(transactions), csv_lines(map(decision_row, decisions)), csv_lines(map(alert_row, alerts))
     )
-
-
-#: Alerts reuse the decision columns; only the time column is named differently.
-ALERT_NAMES = {"decided_at": "created_at"}

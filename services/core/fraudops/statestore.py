@@ -17,15 +17,10 @@ from fraudops.features.encode import stable_hash
 from fraudops.features.engine import LabelEvents
 from fraudops.features.spec import FEATURE_VERSION
 
-#: Customers' stored states and when they were stored (parameters: customer ids, FEATURE_VERSION);
-#: the gateway runs the same query on its async connection.
+#: Customers' stored states and when they were stored (parameters: customer ids, FEATURE_VERSION),
+#: as the gateway reads them.
 LOAD_CUSTOMERS_SQL = """SELECT customer_id, state, updated_at FROM customer_feature_state
                         WHERE customer_id = ANY(%s) AND feature_version = %s"""
-
-
-def load_customers(conn: psycopg.Connection, customer_ids: Sequence[str]) -> list[tuple[str, bytes]]:
-    rows = conn.execute(LOAD_CUSTOMERS_SQL, (list(customer_ids), FEATURE_VERSION)).fetchall()
-    return [(customer_id, bytes(state)) for customer_id, state, _ in rows]
 
 
 def load_partition(conn: psycopg.Connection, topic: str, partition: int) -> list[tuple[str, bytes]]:
@@ -80,18 +75,24 @@ def save_customers(conn: psycopg.Connection, topic: str, rows: Iterable[tuple[st
     return count
 
 
+#: Fraud labels received after a cursor (`after`: a `received_at`, or None for all), with their
+#: transactions' keys, in the order received.
+FRAUD_LABELS_SQL = """SELECT extract(epoch FROM f.label_known_at), t.customer_id, t.merchant_id, t.terminal_id,
+                             t.device_id, t.ip_address, t.beneficiary_id, f.received_at
+                      FROM feedback_labels f JOIN transactions t USING (transaction_id)
+                      WHERE f.is_fraud AND (%(after)s::timestamptz IS NULL OR f.received_at > %(after)s)
+                      ORDER BY f.received_at"""
+
+
 def fetch_fraud_labels(
     conn: psycopg.Connection, after: datetime | None
 ) -> tuple[LabelEvents, datetime | None]:
     """Fraud labels received after `after`, joined to their transactions' keys; and the new cursor."""
-    rows = conn.execute(
-        """SELECT extract(epoch FROM f.label_known_at), t.customer_id, t.merchant_id, t.terminal_id, t.device_id,
-                  t.ip_address, t.beneficiary_id, f.received_at
-           FROM feedback_labels f JOIN transactions t USING (transaction_id)
-           WHERE f.is_fraud AND (%(after)s::timestamptz IS NULL OR f.received_at > %(after)s)
-           ORDER BY f.received_at""",
-        {"after": after},
-    ).fetchall()
+    return fraud_label_events(conn.execute(FRAUD_LABELS_SQL, {"after": after}).fetchall(), after)
+
+
+def fraud_label_events(rows: Sequence[tuple], after: datetime | None) -> tuple[LabelEvents, datetime | None]:
+    """The rows of FRAUD_LABELS_SQL as label events, and the cursor for the next read."""
     if not rows:
         return LabelEvents.empty(), after
     columns = list(zip(*rows, strict=True))

@@ -23,11 +23,11 @@ from opentelemetry import propagate
 from prometheus_client import Counter
 
 from fraudops.artifact import load_artifact
+from fraudops.decision import CELL, DECISION_SCHEMA, Decision, decisions_table, reasons_json
 from fraudops.errors import RetryableError
 from fraudops.monitoring import MonitorSet
 from fraudops.routing import RoutingTable, Variant
 from fraudops.scoring import Reason, Scorer
-from fraudops.sink import Decision, decisions_table, reasons_json
 from fraudops.tracing import tracing_enabled
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,11 @@ SCORING_ERRORS = Counter(
 
 
 class VariantScorer(Protocol):
-    model_version: str
-    threshold: float
+    @property
+    def model_version(self) -> str: ...
+
+    @property
+    def threshold(self) -> float: ...
 
     def score(self, features: np.ndarray) -> np.ndarray: ...
 
@@ -194,34 +197,30 @@ class VariantScores:
         return [self.decision(i) for i in range(len(self.rows))]
 
     def table(self) -> pa.Table:
-        """The rows as an Arrow table with the sink's decision columns (constants broadcast in C)."""
+        """The rows as an Arrow table of DECISION_SCHEMA: per-row columns from the arrays, the fields that
+        are one value for the whole part broadcast in C."""
         count = len(self.rows)
         reasons = (
             [reasons_json(self.reasons.get(i)) for i in range(count)]
             if self.reasons
             else pa.repeat("[]", count)
         )
-
-        def constant(value: object, kind: pa.DataType) -> pa.Array:
-            return pa.repeat(pa.scalar(value, kind), count)
-
-        return pa.table(
-            {
-                "transaction_id": pa.array(self.transaction_ids, pa.string()),
-                "variant": constant(self.variant, pa.string()),
-                "model_name": constant(self.model_name, pa.string()),
-                "model_version": constant(self.model_version, pa.string()),
-                "shadow": constant(self.shadow, pa.bool_()),
-                "score": pa.array(self.scores, pa.float32()),
-                "threshold": constant(self.threshold, pa.float32()),
-                "is_fraud": pa.array(self.flagged, pa.bool_()),
-                "reasons": pa.array(reasons, pa.string()),
-                "latency_ms": constant(self.latency_ms, pa.float32()),
-                "source": constant(self.source, pa.string()),
-                "decided_at": constant(self.decided_at.isoformat(), pa.string()),
-                "customer_id": pa.array(self.customer_ids, pa.string()),
-            }
-        )
+        per_row = {
+            "transaction_id": self.transaction_ids,
+            "customer_id": self.customer_ids,
+            "score": self.scores,
+            "is_fraud": self.flagged,
+            "reasons": reasons,
+        }
+        columns = []
+        for column in DECISION_SCHEMA:
+            if column.name in per_row:
+                columns.append(pa.array(per_row[column.name], column.type))
+            else:
+                value = getattr(self, column.name)
+                cell = CELL.get(column.name)
+                columns.append(pa.repeat(pa.scalar(cell(value) if cell else value, column.type), count))
+        return pa.table(columns, schema=DECISION_SCHEMA)
 
 
 @dataclass
@@ -250,7 +249,10 @@ class Decided:
     def alerts(self) -> list[Decision]:
         """Deciding decisions over their threshold (built as objects: they are few)."""
         return [
-            part.decision(i) for part in self.parts if not part.shadow for i in np.flatnonzero(part.flagged)
+            part.decision(int(i))
+            for part in self.parts
+            if not part.shadow
+            for i in np.flatnonzero(part.flagged)
         ]
 
     def table(self) -> pa.Table:
@@ -276,9 +278,8 @@ class Decider:
         self.threshold_override = threshold_override
         self.reason_count = reason_count
         self.exact_reasons = exact_reasons
-        self.monitors = MonitorSet(
-            source
-        )  # scores, alerts and feature drift per variant (fraudops.monitoring)
+        # Scores, alerts and feature drift per variant (fraudops.monitoring).
+        self.monitors = MonitorSet(source)
 
     @classmethod
     def from_table(

@@ -4,6 +4,11 @@ Life of a request: request metrics → guards (key, rate, body size) → strict 
 naming field and rule) → features from the customer's state → routing → scoring and reason codes
 → answer; the decision is queued for PostgreSQL and written within milliseconds, off the
 response path. `build_asgi` puts the /predict fast path (fastpath.py) in front of FastAPI.
+
+Every database access of the gateway goes through one connection pool, opened at start without
+waiting for PostgreSQL. Background work runs supervised (supervision.py); `/health/ready` reports
+what it found, with no database round trip of its own. An error's detail goes to the log; the
+caller gets the status and a message that gives nothing internal away.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import psycopg
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -25,16 +29,23 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from fraudops.config import Settings, get_settings
-from fraudops.errors import ConfigurationError, FraudopsError, NotFoundError, RetryableError
-from fraudops.metrics import FEEDBACK
-from fraudops.monitoring import observe_feedback_delay
+from fraudops.config import Settings, get_settings, trusted_networks
+from fraudops.db import async_pool
+from fraudops.errors import FraudopsError
 from fraudops_gateway import metrics
 from fraudops_gateway.decisions import Decisions
-from fraudops_gateway.errors import Refused, field_errors, http_error, invalid_request, parse_json_body
+from fraudops_gateway.errors import (
+    Refused,
+    field_errors,
+    http_error,
+    internal_error,
+    invalid_request,
+    parse_json_body,
+)
 from fraudops_gateway.fastpath import DecisionEndpoints
-from fraudops_gateway.guards import Guards
+from fraudops_gateway.guards import OPEN_PATHS, Guards
 from fraudops_gateway.persistence import DecisionWriter
+from fraudops_gateway.records import as_stored, load_decision, store_feedback
 from fraudops_gateway.runtime import GatewayRuntime
 from fraudops_gateway.schemas import (
     FULL_EXAMPLE,
@@ -49,9 +60,16 @@ from fraudops_gateway.schemas import (
     PredictResponse,
     StoredDecision,
 )
+from fraudops_gateway.supervision import BackgroundHealth, run_every
 
 log = logging.getLogger(__name__)
 BACKGROUND_INTERVAL_S = 2.0
+API_KEY_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "X-API-Key",
+    "description": "One of the keys in GATEWAY_API_KEYS.",
+}
 
 
 def _error(status: int, description: str) -> dict[int | str, dict[str, Any]]:
@@ -86,39 +104,35 @@ def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    runtime = GatewayRuntime(settings)
-    writer = DecisionWriter(settings.db_url, settings.gateway_persist_queue)
+    pool = async_pool(settings.db_url, settings.db_pool_min_size, settings.db_pool_max_size, name="gateway")
+    health = BackgroundHealth()
+    runtime = GatewayRuntime(settings, pool, health)
+    writer = DecisionWriter(pool, settings.gateway_persist_queue, health)
     decisions = Decisions(runtime, writer, settings.gateway_max_batch)
-
-    async def refresh(stop: asyncio.Event) -> None:
-        """Every few seconds: a new routing table, newly confirmed fraud labels, changed customer states."""
-        next_state_poll = time.monotonic() + settings.state_refresh_s
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    stop.wait(), timeout=min(BACKGROUND_INTERVAL_S, settings.state_refresh_s)
-                )
-            try:
-                await runtime.reload_routing_if_changed()
-                await runtime.poll_labels()
-                if time.monotonic() >= next_state_poll:
-                    next_state_poll = time.monotonic() + settings.state_refresh_s
-                    await runtime.poll_changed_state()
-            except (ConfigurationError, RetryableError, psycopg.Error) as exc:
-                log.warning("background refresh failed; keeping the current state", extra={"error": str(exc)})
+    every = min(BACKGROUND_INTERVAL_S, settings.state_refresh_s)
+    refreshes = (
+        ("routing-refresh", every, runtime.refresh_routing),
+        ("label-poll", every, runtime.refresh_labels),
+        ("state-poll", settings.state_refresh_s, runtime.refresh_state),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await pool.open(wait=False)  # the gateway starts while PostgreSQL is away (and scores meanwhile)
         await runtime.start()
         writer.start()
         stop = asyncio.Event()
-        refresher = asyncio.create_task(refresh(stop))
+        refreshers = [
+            asyncio.create_task(run_every(name, interval_s, step, health, stop), name=name)
+            for name, interval_s, step in refreshes
+        ]
         yield
         # uvicorn has answered every in-flight request by now (graceful shutdown)
         stop.set()
-        await refresher
+        await asyncio.gather(*refreshers)
         await writer.drain_and_stop()  # every answered decision is stored before we exit
         await runtime.stop()
+        await pool.close()
 
     app = FastAPI(
         title="fraudops gateway",
@@ -130,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.writer = writer
     app.state.decisions = decisions
+    app.state.health = health
 
     @app.exception_handler(RequestValidationError)
     async def invalid_input(request: Request, exc: RequestValidationError) -> Response:
@@ -145,6 +160,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def starlette_error(request: Request, exc: HTTPException) -> Response:
         """Starlette's own errors (unknown route, wrong method) in the same shape as ours."""
         return _json(ErrorResponse(error=str(exc.detail)), exc.status_code, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        """A bug: 500 in our shape, nothing internal in it. (Starlette re-raises it: uvicorn logs the traceback.)"""
+        metrics.INTERNAL_ERRORS.inc()
+        return _json(internal_error(), 500)
 
     @app.post(
         "/predict",
@@ -205,22 +226,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> StoredDecision:
         pending = writer.pending.get(transaction_id)
         if pending is not None:
-            decision = pending.deciding
-            return StoredDecision(
-                transaction_id=transaction_id,
-                fraud_probability=decision.score,
-                is_fraud=decision.is_fraud,
-                threshold=decision.threshold,
-                model_name=decision.model_name,
-                model_version=decision.model_version,
-                variant=decision.variant,
-                reasons=decision.reasons,
-                latency_ms=decision.latency_ms,
-                source=decision.source,
-                decided_at=decision.decided_at,
-                shadow_scores=dict(pending.shadow_scores),
-            )
-        return await asyncio.to_thread(_load_decision, settings.db_url, transaction_id)
+            return as_stored(pending.deciding, dict(pending.shadow_scores), None)
+        return await load_decision(pool, transaction_id)
 
     @app.post(
         "/feedback",
@@ -251,7 +258,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         known_at = known_at.replace(tzinfo=UTC) if known_at.tzinfo is None else known_at.astimezone(UTC)
         if payload.transaction_id in writer.pending:
             await _wait_until_stored(writer, payload.transaction_id)
-        stored = await asyncio.to_thread(_store_feedback, settings.db_url, payload, known_at)
+        stored = await store_feedback(pool, payload, known_at)
         return FeedbackResponse(
             transaction_id=payload.transaction_id,
             is_fraud=payload.is_fraud,
@@ -267,17 +274,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/health/ready",
         response_model=Health,
         tags=["operations"],
-        summary="Models loaded and PostgreSQL reachable; `checks.routing` is the live routing table",
+        summary="Models loaded, PostgreSQL reachable and no background task failing; `checks.routing` is "
+        "the live routing table",
         responses={503: {"model": Health, "description": "Not ready: `checks` says what is missing."}},
     )
     async def ready() -> Response:
-        checks = {"model": "loaded" if runtime.ready else "not loaded", "routing": runtime.routing_summary}
-        try:
-            await asyncio.wait_for(asyncio.to_thread(_ping, settings.db_url), timeout=3)
-            checks["database"] = "reachable"
-        except (psycopg.Error, TimeoutError) as exc:
-            checks["database"] = f"unreachable: {str(exc).strip()[:160]}"
-        ok = runtime.ready and checks["database"] == "reachable"
+        """From what the gateway already knows (the database as its background reads last found it)."""
+        checks = {
+            "model": "loaded" if runtime.ready else "not loaded",
+            "routing": runtime.routing_summary,
+            **health.checks(),
+        }
+        ok = runtime.ready and health.ok
         return _json(Health(status="ok" if ok else "unavailable", checks=checks), 200 if ok else 503)
 
     @app.get(
@@ -301,6 +309,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
                 components.update(schema.pop("$defs", {}))
                 components[name] = schema
+            if api_keys(settings):
+                _require_api_key(document)
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -314,90 +324,17 @@ async def _wait_until_stored(writer: DecisionWriter, transaction_id: str, timeou
         await asyncio.sleep(0.01)
 
 
-def _ping(db_url: str) -> None:
-    with psycopg.connect(db_url, connect_timeout=2) as conn:
-        conn.execute("SELECT 1")
+def api_keys(settings: Settings) -> list[str]:
+    return [key.strip() for key in settings.gateway_api_keys.split(",") if key.strip()]
 
 
-def _load_decision(db_url: str, transaction_id: str) -> StoredDecision:
-    try:
-        with psycopg.connect(db_url, connect_timeout=2) as conn:
-            rows = conn.execute(
-                """SELECT d.variant, d.model_name, d.model_version, d.shadow, d.score, d.threshold, d.is_fraud,
-                          d.reasons, d.latency_ms, d.source, d.decided_at, f.is_fraud
-                   FROM decisions d LEFT JOIN feedback_labels f USING (transaction_id)
-                   WHERE d.transaction_id = %s""",
-                (transaction_id,),
-            ).fetchall()
-    except psycopg.OperationalError as exc:
-        raise RetryableError(f"database unavailable: {exc}") from exc
-    deciding = [row for row in rows if not row[3]]
-    if not deciding:
-        raise NotFoundError(f"no decision stored for transaction {transaction_id!r}")
-    (
-        variant,
-        model_name,
-        version,
-        _,
-        score,
-        threshold,
-        is_fraud,
-        reasons,
-        latency,
-        source,
-        decided_at,
-        label,
-    ) = deciding[0]
-    return StoredDecision(
-        transaction_id=transaction_id,
-        fraud_probability=score,
-        is_fraud=is_fraud,
-        threshold=threshold,
-        model_name=model_name,
-        model_version=version,
-        variant=variant,
-        reasons=reasons,
-        latency_ms=latency,
-        source=source,
-        decided_at=decided_at,
-        shadow_scores={row[0]: row[4] for row in rows if row[3]},
-        label=label,
-    )
-
-
-def _store_feedback(db_url: str, payload: FeedbackRequest, known_at: datetime) -> bool:
-    try:
-        with psycopg.connect(db_url, connect_timeout=2) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM transactions WHERE transaction_id = %s", (payload.transaction_id,)
-            ).fetchone()
-            decision = conn.execute(
-                "SELECT model_version, is_fraud, decided_at FROM decisions WHERE transaction_id = %s AND NOT shadow",
-                (payload.transaction_id,),
-            ).fetchone()
-            if exists is None:
-                raise NotFoundError(
-                    f"transaction {payload.transaction_id!r} is unknown; feedback needs a decided transaction"
-                )
-            cursor = conn.execute(
-                """INSERT INTO feedback_labels (transaction_id, is_fraud, label_known_at, source)
-                   VALUES (%s, %s, %s, %s)
-                   ON CONFLICT (transaction_id) DO UPDATE SET is_fraud = EXCLUDED.is_fraud,
-                       label_known_at = EXCLUDED.label_known_at, source = EXCLUDED.source, received_at = now()
-                   WHERE feedback_labels.is_fraud IS DISTINCT FROM EXCLUDED.is_fraud""",
-                (payload.transaction_id, payload.is_fraud, known_at, payload.source),
-            )
-            stored = cursor.rowcount == 1
-            if stored and decision is not None:  # precision on labelled feedback, for the rollout analysis
-                FEEDBACK.labels(
-                    decision[0],
-                    "fraud" if decision[1] else "legitimate",
-                    "fraud" if payload.is_fraud else "legitimate",
-                ).inc()
-                observe_feedback_delay(decision[0], decision[1], (known_at - decision[2]).total_seconds())
-            return stored
-    except psycopg.OperationalError as exc:
-        raise RetryableError(f"database unavailable: {exc}") from exc
+def _require_api_key(document: dict[str, Any]) -> None:
+    """State in the document that every guarded operation needs a key (when GATEWAY_API_KEYS is set)."""
+    document["components"]["securitySchemes"] = {"ApiKey": API_KEY_SCHEME}
+    for path, operations in document["paths"].items():
+        if not path.startswith(OPEN_PATHS):
+            for operation in operations.values():
+                operation["security"] = [{"ApiKey": []}]
 
 
 def build_asgi(settings: Settings | None = None) -> Any:
@@ -410,7 +347,11 @@ def build_asgi(settings: Settings | None = None) -> Any:
         if getattr(route, "path", None) in ("/predict", "/predict/batch")
     }
     fast = DecisionEndpoints(app, app.state.decisions, routes)
-    keys = [key.strip() for key in settings.gateway_api_keys.split(",") if key.strip()]
-    return metrics.RequestMetrics(
-        Guards(fast, keys, settings.gateway_rate_limit, settings.gateway_max_body_bytes)
+    guards = Guards(
+        fast,
+        api_keys(settings),
+        settings.gateway_rate_limit,
+        settings.gateway_max_body_bytes,
+        trusted_networks(settings.gateway_trusted_proxies),
     )
+    return metrics.RequestMetrics(guards)

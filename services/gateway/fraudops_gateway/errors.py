@@ -1,7 +1,12 @@
-"""Errors as HTTP answers: the one place that maps fraudops' exception tree and bad input to statuses."""
+"""Errors as HTTP answers: the one place that maps fraudops' exception tree and bad input to statuses.
+
+A 4xx says what was wrong with the request. A 5xx says only what the caller can do (retry, or
+report it): the error's own text names hosts, databases and internals, so it goes to the log.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -11,6 +16,7 @@ from fraudops.schema import Transaction
 from fraudops_gateway import metrics
 from fraudops_gateway.schemas import ErrorResponse, FieldError
 
+log = logging.getLogger(__name__)
 INVALID_REQUEST = "invalid request"
 _JSON_TYPES = ("application/json", "+json")
 
@@ -34,8 +40,21 @@ def http_error(exc: FraudopsError | Refused) -> tuple[int, ErrorResponse, dict[s
     if isinstance(exc, NotFoundError):
         return 404, ErrorResponse(error=str(exc)), {}
     if isinstance(exc, RetryableError):
-        return 503, ErrorResponse(error=str(exc)), {"Retry-After": str(max(1, round(exc.delay_s)))}
-    return 500, ErrorResponse(error=f"{type(exc).__name__}: {exc}"), {}
+        retry_after_s = max(1, round(exc.delay_s))
+        log.warning("answered 503: a dependency is unavailable", extra={"error": str(exc)})
+        return (
+            503,
+            ErrorResponse(error=f"temporarily unavailable; retry in {retry_after_s} s"),
+            {"Retry-After": str(retry_after_s)},
+        )
+    log.error("answered 500", exc_info=exc)
+    metrics.INTERNAL_ERRORS.inc()
+    return 500, internal_error(), {}
+
+
+def internal_error() -> ErrorResponse:
+    """The body of every 500: the log has the traceback, the caller gets nothing internal."""
+    return ErrorResponse(error="internal error; it has been logged")
 
 
 def invalid_request(errors: list[FieldError]) -> ErrorResponse:

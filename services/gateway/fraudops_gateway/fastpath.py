@@ -10,6 +10,7 @@ the integration tests and the schemathesis run go through this one.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -17,8 +18,9 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fraudops.errors import FraudopsError
+from fraudops_gateway import metrics
 from fraudops_gateway.decisions import Decisions
-from fraudops_gateway.errors import Refused, http_error, invalid_request
+from fraudops_gateway.errors import Refused, http_error, internal_error, invalid_request
 from fraudops_gateway.schemas import ErrorResponse, FieldError
 
 Scope = MutableMapping[str, Any]
@@ -26,6 +28,7 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+log = logging.getLogger(__name__)
 _FLAG = TypeAdapter(bool)
 
 
@@ -56,6 +59,10 @@ class DecisionEndpoints:
             answer, status = await handler(body, content_type, explain), 200
         except (Refused, FraudopsError) as exc:
             status, answer, headers = http_error(exc)
+        except Exception:
+            log.exception("answered 500: unexpected error deciding a request", extra={"path": scope["path"]})
+            metrics.INTERNAL_ERRORS.inc()
+            status, answer = 500, internal_error()
         content = answer.__pydantic_serializer__.to_json(answer)
         await send(
             {

@@ -4,11 +4,18 @@ Pure ASGI middleware (no per-request task or response wrapping), so the guards a
 A body whose declared length is over the limit is refused before it is read; a chunked one when
 it grows past the limit (`receive` raises `Refused`, which both the fast path and FastAPI's
 handlers answer with 413).
+
+When API keys are configured every operation but health, metrics and the docs needs one, and the
+key is the rate-limit identity. Without keys the identity is the client's address: the peer's own,
+unless the peer is a trusted proxy (GATEWAY_TRUSTED_PROXIES) — only then is X-Forwarded-For read,
+from the right, up to the first address that is not a trusted proxy. (Any client can write that
+header: trusted blindly, each request could name a new "client" and never be limited.)
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -26,6 +33,34 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS = ("/health/", "/metrics", "/docs", "/openapi.json", "/redoc")
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _trusted(address: str, trusted_proxies: Networks) -> bool:
+    parsed = _address(address)
+    return parsed is not None and any(parsed in network for network in trusted_proxies)
+
+
+def client_address(peer: str | None, forwarded_for: bytes | None, trusted_proxies: Networks) -> str:
+    """The address a request is limited by: the peer, or (from a trusted proxy) who the proxies forwarded for."""
+    if peer is None:
+        return "unknown"
+    if not forwarded_for or not trusted_proxies or not _trusted(peer, trusted_proxies):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.decode("latin-1").split(",")]
+    for hop in reversed(hops):  # appended by each proxy in turn: the nearest is last
+        if _address(hop) is None:
+            return peer  # a hop that is no address: the header cannot be trusted past it
+        if not _trusted(hop, trusted_proxies):
+            return hop
+    return hops[0]  # every hop a trusted proxy: the first one is the client
 
 
 async def reply(
@@ -84,9 +119,17 @@ class TokenBuckets:
 
 
 class Guards:
-    def __init__(self, app: ASGIApp, api_keys: list[str], rate_limit: str, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_keys: list[str],
+        rate_limit: str,
+        max_body_bytes: int,
+        trusted_proxies: Networks = (),
+    ) -> None:
         self.app = app
         self.api_keys = [key.encode() for key in api_keys if key]
+        self.trusted_proxies = trusted_proxies
         self.buckets = TokenBuckets(rate_limit)
         self.max_body_bytes = max_body_bytes
         self.too_large = f"request body exceeds the limit of {max_body_bytes} bytes"
@@ -141,8 +184,9 @@ class Guards:
     def _authenticate(self, headers: dict[bytes, bytes], peer: tuple[str, int] | None) -> str | None:
         """The rate-limit identity: the API key when keys are configured, else the client address."""
         if not self.api_keys:
-            forwarded = headers.get(b"x-forwarded-for", b"").split(b",")[0].strip().decode(errors="replace")
-            return forwarded or (peer[0] if peer else "unknown")
+            return client_address(
+                peer[0] if peer else None, headers.get(b"x-forwarded-for"), self.trusted_proxies
+            )
         offered = headers.get(b"x-api-key", b"")
         for number, key in enumerate(self.api_keys):
             if hmac.compare_digest(offered, key):

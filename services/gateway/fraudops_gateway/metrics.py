@@ -9,8 +9,8 @@ from typing import Any
 from opentelemetry import trace
 from prometheus_client import Counter, Gauge, Histogram
 
+from fraudops.decision import Decision
 from fraudops.metrics import DECISIONS
-from fraudops.sink import Decision
 from fraudops_gateway.tracing import finish_request_span, request_span
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -33,7 +33,22 @@ CUSTOMERS_DROPPED = Counter(
     "fraudops_gateway_customers_dropped_total",
     "Customers whose state the gateway let go (GATEWAY_MAX_CUSTOMERS); re-read when they return.",
 )
+STATE_REFUSED = Counter(
+    "fraudops_gateway_state_refused_total",
+    "Stored customer states the gateway could not read (each one is logged); it scores those "
+    "customers from what it holds.",
+)
 REJECTED = Counter("fraudops_gateway_rejected_total", "Requests refused before scoring.", ["reason"])
+BACKGROUND_FAILURES = Counter(
+    "fraudops_gateway_background_failures_total",
+    "Unexpected failures of a background task (logged with the traceback; the task "
+    "restarts and the gateway is not ready until it recovers).",
+    ["task"],
+)
+INTERNAL_ERRORS = Counter(
+    "fraudops_gateway_internal_errors_total",
+    "Requests answered 500 (logged with the traceback; the caller gets no detail).",
+)
 
 
 _DECISION_CHILDREN: dict[tuple[str, str, str, bool, bool], Any] = {}

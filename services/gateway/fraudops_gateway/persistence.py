@@ -11,7 +11,9 @@ anything. On shutdown the queue is drained before the process exits.
 A row PostgreSQL refuses outright (a constraint, an encoding) is not retried forever and does not
 stop the writer: the batch is split into its requests, the others are stored, and each refused
 transaction is logged with the database's reason and counted. Request validation is meant to make
-that impossible; the metric says whether it does.
+that impossible; the metric says whether it does. Anything else that goes wrong while writing is a
+bug: the writer runs under `supervise` (reported, not ready, restarted with backoff) and starts
+again with the batch it held, so nothing answered is dropped.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from typing import Any
 
 import psycopg
 from opentelemetry.trace import SpanContext
+from psycopg_pool import AsyncConnectionPool
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from fraudops.errors import RetryableError
 from fraudops.sink import CsvPayloads, Decision, encode_rows, write_payloads_async
 from fraudops_gateway import metrics
+from fraudops_gateway.supervision import BackgroundHealth, supervise
 from fraudops_gateway.tracing import current_context, write_spans
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,9 @@ FLUSH_ROWS = 500
 # under 1% of a core at 500 requests/s. SIGTERM drains the queue; a kill -9 loses what it holds.
 FLUSH_INTERVAL_S = 0.1
 DRAIN_TIMEOUT_S = 60.0
+#: A flush waits this long for a pooled connection before it counts as "database unavailable" (retried).
+POOL_WAIT_S = 5.0
+TASK = "decision-writer"
 
 
 @dataclass
@@ -59,18 +66,18 @@ class PendingDecision:
 
 
 class DecisionWriter:
-    def __init__(self, db_url: str, capacity: int) -> None:
-        self.db_url = db_url
+    def __init__(self, pool: AsyncConnectionPool, capacity: int, health: BackgroundHealth) -> None:
+        self.pool = pool
+        self.health = health
         self.queue: asyncio.Queue[PendingWrite] = asyncio.Queue(maxsize=capacity)
-        self.pending: dict[
-            str, PendingDecision
-        ] = {}  # answered, not yet durable: GET /transactions sees them
-        self._conn: psycopg.AsyncConnection | None = None
+        # Answered, not yet durable: GET /transactions sees them.
+        self.pending: dict[str, PendingDecision] = {}
+        self._in_hand: list[PendingWrite] = []  # taken from the queue, not yet stored
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="decision-writer")
+        self._task = asyncio.create_task(supervise(TASK, self._run, self.health), name=TASK)
 
     async def submit(self, rows: list[tuple[Any, ...]], decisions: list[Decision]) -> None:
         """Queue one request's decisions; returns once they are queued (waits while the queue is full)."""
@@ -98,23 +105,24 @@ class DecisionWriter:
                     "could not store every answered decision before stopping",
                     extra={"unstored_transactions": len(self.pending), "timeout_s": timeout_s},
                 )
-        if self._conn is not None:
-            await self._conn.close()
 
     async def _run(self) -> None:
-        while not (self._stopping.is_set() and self.queue.empty()):
-            try:
-                first = await asyncio.wait_for(self.queue.get(), timeout=0.2)
-            except TimeoutError:
-                continue
-            if not self._stopping.is_set():
-                await asyncio.sleep(FLUSH_INTERVAL_S)  # let a batch gather: one database transaction for many
-            batch, rows = [first], first.rows
-            while rows < FLUSH_ROWS and not self.queue.empty():
-                item = self.queue.get_nowait()
-                batch.append(item)
-                rows += item.rows
-            await self._write_with_retries(batch)
+        while self._in_hand or not (self._stopping.is_set() and self.queue.empty()):
+            if not self._in_hand:  # else: a batch a failed run left behind, written first
+                try:
+                    first = await asyncio.wait_for(self.queue.get(), timeout=0.2)
+                except TimeoutError:
+                    continue
+                if not self._stopping.is_set():  # let a batch gather: one database transaction for many
+                    await asyncio.sleep(FLUSH_INTERVAL_S)
+                self._in_hand, rows = [first], first.rows
+                while rows < FLUSH_ROWS and not self.queue.empty():
+                    item = self.queue.get_nowait()
+                    self._in_hand.append(item)
+                    rows += item.rows
+            await self._write_with_retries(self._in_hand)
+            self._in_hand = []
+            self.health.recovered(TASK)
             metrics.PERSIST_QUEUE.set(self.queue.qsize())
 
     async def _write_with_retries(self, batch: Sequence[PendingWrite]) -> None:
@@ -170,13 +178,6 @@ class DecisionWriter:
             self.pending.pop(decision.transaction_id, None)
 
     async def _write(self, payloads: CsvPayloads) -> None:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await psycopg.AsyncConnection.connect(
-                self.db_url, connect_timeout=3, autocommit=True
-            )
-        try:
-            await write_payloads_async(self._conn, payloads)
-        except psycopg.OperationalError:
-            await self._conn.close()
-            self._conn = None
-            raise
+        # A connection broken meanwhile raises OperationalError (retried); the pool replaces it.
+        async with self.pool.connection(timeout=POOL_WAIT_S) as conn:
+            await write_payloads_async(conn, payloads)

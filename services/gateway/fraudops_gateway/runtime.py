@@ -5,8 +5,8 @@ microseconds (fast encode, compiled kernel, compiled trees), less than handing t
 thread and back, and the event loop being the only thread that touches the feature engine keeps
 each customer's state moving in request order without locks. Nothing on the loop blocks: the
 state store is read with async psycopg, a remote KServe variant is called from worker threads,
-and label polling has a thread of its own. A /predict/batch call is decided in one piece (~10 µs
-a transaction), so its transactions keep their order too.
+and label polling turns the rows it reads into events on a worker thread. A /predict/batch call
+is decided in one piece (~10 µs a transaction), so its transactions keep their order too.
 
 A customer's state comes from the store the stream consumer writes and is advanced by the
 transactions the gateway itself scores in between. The first request of a customer waits for its
@@ -14,7 +14,8 @@ stored state (one coalesced read for every customer first seen meanwhile); after
 poll every STATE_REFRESH_S lists the stored states that changed and re-reads only those of
 customers the gateway holds, so a steady request never waits for the database and an unchanged
 store costs one small query per poll instead of a read per customer. While the store is
-unreachable the gateway scores from the state it holds and retries later.
+unreachable the gateway scores from the state it holds and retries later. Every database access
+goes through the gateway's one connection pool; the background reads run under `supervise`.
 """
 
 from __future__ import annotations
@@ -24,19 +25,20 @@ import gc
 import itertools
 import logging
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from fraudops import statestore
 from fraudops.config import Settings
+from fraudops.errors import ConfigurationError, RetryableError
 from fraudops.features.encode import SMALL_BATCH, encode_transactions
-from fraudops.features.engine import FeatureEngine, LabelEvents
+from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import FEATURE_VERSION
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.schema import Transaction
@@ -44,6 +46,7 @@ from fraudops.sink import transaction_row
 from fraudops.tracing import traced
 from fraudops.variants import Decided, Decider, RemoteScorer
 from fraudops_gateway import metrics
+from fraudops_gateway.supervision import BackgroundHealth, supervise
 from fraudops_gateway.tracing import TRACER
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,8 @@ log = logging.getLogger(__name__)
 STORE_RETRY_S = 2.0
 #: The longest a request waits for its customers' stored state.
 STATE_READ_WAIT_S = 0.5
+#: The longest a background read waits for a pooled connection.
+POOL_WAIT_S = 2.0
 #: A state stored by a database transaction that began this long before a poll, and committed after
 #: it, is still found by the next poll (the polls overlap by this much).
 STATE_POLL_OVERLAP = timedelta(seconds=60)
@@ -81,15 +86,15 @@ def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
 
 
 class GatewayRuntime:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool, health: BackgroundHealth) -> None:
         self.settings = settings
+        self.pool = pool
+        self.health = health
         self.engine = FeatureEngine()
         self.decider: Decider | None = None
         self.scores_remotely = False
         self.routing_identity: tuple[int, int, int] | None = None
-        self.threshold_override = (
-            settings.fraud_threshold if "fraud_threshold" in settings.model_fields_set else None
-        )
+        self.threshold_override = settings.fraud_threshold  # None: each model's own threshold
         # customer → time of the stored state last imported (None: nothing stored when it was read),
         # in order of last use: the least recently seen customers are dropped beyond the bound.
         self._stored_at: dict[str, datetime | None] = {}
@@ -97,12 +102,8 @@ class GatewayRuntime:
         self._loading: dict[str, asyncio.Future[None]] = {}
         self._next_read: tuple[set[str], asyncio.Future[None]] | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._reads: psycopg.AsyncConnection | None = None
         self._store_down_until = 0.0
-        # Label polling (every few seconds) uses the synchronous store API on its own thread.
-        self._labels_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labels")
-        self._labels_db: psycopg.Connection | None = None
-        self._labels_cursor = None
+        self._labels_cursor: datetime | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -110,9 +111,11 @@ class GatewayRuntime:
         """Load the routing table (and its models), then warm every code path a request takes."""
         await self.reload_routing()
         self._warm_up()
-        try:  # open the state store's connection now rather than on the first request; start the poll clock
+        try:  # start the poll clock (and find out whether the database is there)
             await self.poll_changed_state()
+            self.health.database_reachable = True
         except psycopg.Error as exc:
+            self.health.database_reachable = False
             log.warning(
                 "state store unreachable at start; scoring from local state until it is back",
                 extra={"error": str(exc)},
@@ -123,10 +126,9 @@ class GatewayRuntime:
         gc.freeze()
 
     async def stop(self) -> None:
-        if self._reads is not None:
-            await self._reads.close()
-        await asyncio.get_running_loop().run_in_executor(self._labels_thread, self._close_labels_db)
-        self._labels_thread.shutdown(wait=True)
+        """Let a state read in flight finish (it holds a pooled connection)."""
+        if self._reader is not None:
+            await asyncio.wait([self._reader], timeout=POOL_WAIT_S + STORE_RETRY_S)
 
     @property
     def ready(self) -> bool:
@@ -219,7 +221,9 @@ class GatewayRuntime:
         if self._next_read is None:
             self._next_read = (set(), asyncio.get_running_loop().create_future())
             if self._reader is None or self._reader.done():
-                self._reader = asyncio.create_task(self._read_queued(), name="state-reads")
+                self._reader = asyncio.create_task(
+                    supervise("state-reads", self._read_queued, self.health), name="state-reads"
+                )
         customers, read = self._next_read
         customers.add(customer_id)
         self._loading[customer_id] = read
@@ -231,11 +235,13 @@ class GatewayRuntime:
             self._next_read = None
             try:
                 rows = await self._fetch_customers(sorted(customers))
+                self.health.database_reachable = True
                 self._import(rows)
                 for customer_id in customers:
                     self._stored_at.setdefault(customer_id, None)
             except psycopg.Error as exc:
                 self._store_down_until = time.monotonic() + STORE_RETRY_S
+                self.health.database_reachable = False
                 log.warning("state store unreadable; scoring from local state", extra={"error": str(exc)})
             finally:
                 for customer_id in customers:
@@ -243,35 +249,46 @@ class GatewayRuntime:
                 read.set_result(None)
 
     def _import(self, rows: list[tuple[str, bytes, datetime]]) -> None:
-        self.engine.import_customers([(customer_id, state) for customer_id, state, _ in rows])  # on the loop
+        """Load stored states into the engine (on the loop); a state it cannot read is reported and skipped."""
+        try:
+            self.engine.import_customers([(customer_id, state) for customer_id, state, _ in rows])
+        except ConfigurationError:  # checked before anything is loaded: find the state(s) it refused
+            rows = [row for row in rows if self._importable(row)]
         for customer_id, _, updated_at in rows:
             self._stored_at[customer_id] = updated_at
 
-    async def _connection(self) -> psycopg.AsyncConnection:
-        if self._reads is None or self._reads.closed or self._reads.broken:
-            self._reads = await psycopg.AsyncConnection.connect(
-                self.settings.db_url, autocommit=True, connect_timeout=2
+    def _importable(self, row: tuple[str, bytes, datetime]) -> bool:
+        customer_id, state, updated_at = row
+        try:
+            self.engine.import_customers([(customer_id, state)])
+        except ConfigurationError as exc:
+            # Not read again until the consumer stores a new state: the customer scores from what this
+            # gateway holds meanwhile.
+            self._stored_at[customer_id] = updated_at
+            log.error(
+                "stored feature state unreadable; scoring the customer from local state",
+                extra={"customer_id": customer_id, "error": str(exc)},
             )
-        return self._reads
+            metrics.STATE_REFUSED.inc()
+            return False
+        return True
 
     async def _fetch_customers(self, customer_ids: list[str]) -> list[tuple[str, bytes, datetime]]:
-        """`statestore.load_customers` with each state's time, on the event loop (async psycopg)."""
-        connection = await self._connection()
-        cursor = await connection.execute(statestore.LOAD_CUSTOMERS_SQL, (customer_ids, FEATURE_VERSION))
-        return [
-            (customer_id, bytes(state), updated_at)
-            for customer_id, state, updated_at in await cursor.fetchall()
-        ]
+        """Customers' stored states with each state's time, on the event loop (a pooled async connection)."""
+        async with self.pool.connection(timeout=POOL_WAIT_S) as connection:
+            cursor = await connection.execute(statestore.LOAD_CUSTOMERS_SQL, (customer_ids, FEATURE_VERSION))
+            rows = await cursor.fetchall()
+        return [(customer_id, bytes(state), updated_at) for customer_id, state, updated_at in rows]
 
     async def poll_changed_state(self, chunk: int = 2000) -> int:
         """Re-read the stored states that changed since the last poll, of customers this gateway holds.
 
         Returns how many customers' states were replaced.
         """
-        connection = await self._connection()
         since = self._changes_since or datetime.fromtimestamp(0).astimezone()
-        cursor = await connection.execute(_CHANGED_SQL, (since, FEATURE_VERSION))
-        now, customers, times = await cursor.fetchone()  # type: ignore[misc]
+        async with self.pool.connection(timeout=POOL_WAIT_S) as connection:
+            cursor = await connection.execute(_CHANGED_SQL, (since, FEATURE_VERSION))
+            now, customers, times = await cursor.fetchone()  # type: ignore[misc]
         first_poll = self._changes_since is None
         self._changes_since = now - STATE_POLL_OVERLAP
         if first_poll or not customers:  # at start nothing is held yet: this poll only sets the clock
@@ -290,19 +307,39 @@ class GatewayRuntime:
 
     async def poll_labels(self) -> int:
         """Feed newly confirmed fraud labels into the label-risk features; returns how many."""
-        events = await asyncio.get_running_loop().run_in_executor(self._labels_thread, self._read_labels)
+        async with self.pool.connection(timeout=POOL_WAIT_S) as connection:
+            cursor = await connection.execute(statestore.FRAUD_LABELS_SQL, {"after": self._labels_cursor})
+            rows = await cursor.fetchall()
+        # Hashing the keys is NumPy work over every label at the first poll: off the loop.
+        events, self._labels_cursor = await asyncio.to_thread(
+            statestore.fraud_label_events, rows, self._labels_cursor
+        )
         self.engine.add_fraud_labels(events)
         return len(events)
 
-    def _read_labels(self) -> LabelEvents:
-        if self._labels_db is None or self._labels_db.closed or self._labels_db.broken:
-            self._labels_db = psycopg.connect(self.settings.db_url, autocommit=True, connect_timeout=2)
-        events, self._labels_cursor = statestore.fetch_fraud_labels(self._labels_db, self._labels_cursor)
-        return events
+    # --- background refreshes (each runs under `run_every`; the failures they expect end here) ----
 
-    def _close_labels_db(self) -> None:
-        if self._labels_db is not None:
-            self._labels_db.close()
+    async def refresh_routing(self) -> None:
+        """A new routing table when the operator wrote one; one that cannot be used leaves the current one."""
+        try:
+            await self.reload_routing_if_changed()
+        except (ConfigurationError, RetryableError) as exc:
+            log.warning("routing table not reloaded; keeping the current one", extra={"error": str(exc)})
+
+    async def refresh_labels(self) -> None:
+        await self._read_store("newly confirmed labels", self.poll_labels)
+
+    async def refresh_state(self) -> None:
+        await self._read_store("changed customer states", self.poll_changed_state)
+
+    async def _read_store(self, what: str, read: Callable[[], Awaitable[int]]) -> None:
+        try:
+            await read()
+        except psycopg.Error as exc:
+            self.health.database_reachable = False
+            log.warning("could not read %s; keeping the current state", what, extra={"error": str(exc)})
+        else:
+            self.health.database_reachable = True
 
     # --- scoring -------------------------------------------------------------------------------
 

@@ -2,33 +2,80 @@
 
 Request bodies are validated by pydantic's JSON validator in strict mode: exactly the JSON types
 the OpenAPI document states (no "12" for a number, no 0 for a date-time), so the document is the
-contract. The transaction bodies are `fraudops.schema` types narrowed by what the platform can
-store: an amount of at least one cent, and an IP address made of address characters.
+contract. The transaction bodies are `fraudops.schema` types, whose rules are what the platform can
+store (amounts in whole cents, zero included; IP addresses in address characters).
+
+Every time the API reads is RFC 3339 text with a UTC offset whose year, as written, is from 1970
+to 2199: the document states it as a pattern and the server refuses any other text (pydantic
+alone would also take "1700000000" or a time without an offset). The event time is also at most a
+day ahead of the gateway's clock, a bound that moves with the clock and so has no JSON Schema
+keyword: the document gives it its own format, `event-time`, described in words.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    WithJsonSchema,
+)
 
-from fraudops.errors import RejectedInputError
-from fraudops.schema import MAX_AMOUNT, LegacyTransaction, Transaction
+from fraudops.schema import LegacyTransaction, Transaction
 
 #: A transaction id as the schema allows it (path parameters are checked the same way).
 TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
-# PostgreSQL keeps amounts as numeric(14, 2) with `amount > 0`: 0.004 would be stored as 0 and refused.
-_SMALLEST_AMOUNT = 0.01
-_AMOUNT = Field(
-    ...,
-    ge=_SMALLEST_AMOUNT,
-    le=MAX_AMOUNT,
-    allow_inf_nan=False,
-    description="Positive, finite amount in `currency`, at least 0.01.",
+#: RFC 3339 date-time (the `date-time` of JSON Schema) whose year is 1970 to 2199 as written, with an offset
+#: of at most 15:59 either way: PostgreSQL refuses larger ones (real ones span -12:00 to +14:00).
+DATE_TIME_PATTERN = (
+    r"^(19[7-9][0-9]|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]"
+    r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-](0[0-9]|1[0-5]):[0-5][0-9])$"
 )
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+_DATE_TIME = re.compile(DATE_TIME_PATTERN)
+EVENT_TIME_FORMAT = "event-time"
+
+
+def _rfc3339(value: Any) -> Any:
+    """Date-time text the document allows, parsed (strict validation takes no text once a validator ran)."""
+    if not isinstance(value, str):
+        return value  # strict validation refuses it with its own message
+    if _DATE_TIME.match(value) is None:
+        raise ValueError(
+            "must be an RFC 3339 date-time with a UTC offset of at most 15:59, e.g. "
+            "2026-11-28T21:14:05Z, with a year (as written) from 1970 to 2199"
+        )
+    try:  # what the pattern admits, fromisoformat reads (t and z in upper case), in about a microsecond
+        return datetime.fromisoformat(value.upper())
+    except ValueError as exc:  # the shape is right, the date is not (February 30th)
+        raise ValueError(f"not a date: {exc}") from None
+
+
+_RFC3339_DATE_TIME = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN}),
+]
+_EVENT_TIME = Annotated[
+    datetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": EVENT_TIME_FORMAT,
+            "description": "When the transaction happened (`event-time`): an RFC 3339 date-time with a UTC offset of at "
+            "most 15:59, e.g. 2026-11-28T21:14:05Z, its year (as written) from 1970, and at most one day "
+            "after the gateway's clock. Default: when the gateway receives it.",
+        }
+    ),
+]
 
 
 def _integral(value: Any) -> Any:
@@ -55,18 +102,19 @@ class TransactionRequest(Transaction):
         }
     )
 
-    amount: float = _AMOUNT
-    # Free text otherwise: a NUL or an unpaired surrogate would be answered and then refused by PostgreSQL.
-    ip_address: Annotated[str, Field(max_length=45, pattern=r"^[0-9A-Za-z.:%_/\-]+$")] | None = None
+    event_time: _EVENT_TIME = Field(default_factory=lambda: datetime.now(UTC))
+    credential_change_at: _RFC3339_DATE_TIME | None = Field(
+        None, description="Last password / phone / e-mail change on the account known to the channel."
+    )
+    account_opened_at: _RFC3339_DATE_TIME | None = Field(None, description="When the account was opened.")
     hour_of_day: _HOUR | None = Field(
         None, description="Local hour, when the client knows it better than event_time."
     )
 
 
 class LegacyTransactionRequest(LegacyTransaction):
-    """The old prototype's minimal payload, with the same amount rule."""
+    """The old prototype's minimal payload."""
 
-    amount: float = _AMOUNT
     hour_of_day: _HOUR
 
 
@@ -108,19 +156,12 @@ LEGACY_EXAMPLE = {
 
 
 def as_transaction(payload: Transaction | LegacyTransaction) -> Transaction:
-    """The payload as a platform `Transaction`, after the rules JSON Schema cannot state.
+    """The payload as a platform `Transaction` (the legacy payload normalised).
 
-    Feature encoding works on nanosecond timestamps (years 1678–2261), so times are held to a
-    window around now; the schema itself already refuses event times more than a day ahead.
+    Feature encoding works on nanosecond timestamps (years 1678–2261): the years allowed above
+    keep every time inside, and the schema itself refuses event times more than a day ahead.
     """
-    transaction = payload.to_transaction() if isinstance(payload, LegacyTransaction) else payload
-    if transaction.event_time < _EARLIEST:
-        raise RejectedInputError("event_time", "must not be before 1970-01-01T00:00:00Z")
-    for name in ("credential_change_at", "account_opened_at"):
-        value = getattr(transaction, name)
-        if value is not None and not _EARLIEST <= value < _LATEST:
-            raise RejectedInputError(name, "must be between 1970-01-01 and 2200-01-01")
-    return transaction
+    return payload.to_transaction() if isinstance(payload, LegacyTransaction) else payload
 
 
 class ReasonCode(BaseModel):
@@ -162,7 +203,9 @@ class FeedbackRequest(BaseModel):
 
     transaction_id: Annotated[str, Field(min_length=1, max_length=64, pattern=TRANSACTION_ID_PATTERN)]
     is_fraud: bool = Field(..., description="Confirmed fraud (true) or confirmed legitimate (false).")
-    label_known_at: datetime | None = Field(None, description="When the label became known (default: now).")
+    label_known_at: _RFC3339_DATE_TIME | None = Field(
+        None, description="When the label became known (default: now)."
+    )
     source: Annotated[str, Field(max_length=32, pattern=r"^[a-z_]+$")] = "api"
 
 

@@ -7,6 +7,7 @@ import sys
 import uvicorn
 
 from fraudops.config import get_settings
+from fraudops.errors import ConfigurationError
 from fraudops.logs import configure_logging
 from fraudops.tracing import configure_tracing
 from fraudops_gateway.app import build_asgi
@@ -19,7 +20,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     # The event loop shares the GIL with the decision writer's thread (a few ms of CPU per flush).
     # Python hands the GIL over every 5 ms by default; every 0.5 ms bounds how long a request waits.
     sys.setswitchinterval(0.0005)
-    # keep-alive longer than the usual 60 s idle timeout of load balancers, so they close first
+    # keep-alive longer than the usual 60 s idle timeout of load balancers, so they close first.
+    # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback peer as the
+    # client's address; the guards read it themselves, only from GATEWAY_TRUSTED_PROXIES.
     uvicorn.run(
         build_asgi(settings),
         host=host,
@@ -31,8 +34,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
         timeout_graceful_shutdown=30,
         timeout_keep_alive=75,
         backlog=2048,
+        proxy_headers=False,
     )
 
 
 if __name__ == "__main__":
-    serve()
+    try:
+        serve()
+    except ConfigurationError as exc:  # a bad setting: one line, as the CLI says it
+        sys.exit(f"error: {exc}")

@@ -55,6 +55,33 @@ def platform_topics(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+def create_platform_topics(admin: AdminClient, settings: Settings, replication_factor: int = 1) -> list[str]:
+    """Create the platform topics that the broker behind `admin` lacks; returns the names created."""
+    existing = admin.list_topics(timeout=10).topics
+    wanted = [spec for spec in platform_topics(settings) if spec.name not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                spec.name,
+                num_partitions=spec.partitions,
+                replication_factor=replication_factor,
+                config=spec.config,
+            )
+            for spec in wanted
+        ],
+        operation_timeout=30,
+    )
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise InfraError(f"creating Kafka topic {name!r} failed: {exc}") from exc
+    return [spec.name for spec in wanted]
+
+
 def _java_major() -> int | None:
     java = shutil.which("java")
     if java is None:
@@ -191,25 +218,7 @@ class LocalKafka:
 
     def create_topics(self) -> list[str]:
         """Create the platform topics that do not exist yet; returns the names created."""
-        admin = self.admin()
-        existing = admin.list_topics(timeout=10).topics
-        wanted = [spec for spec in platform_topics(self.settings) if spec.name not in existing]
-        if not wanted:
-            return []
-        futures = admin.create_topics(
-            [
-                NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=1, config=spec.config)
-                for spec in wanted
-            ],
-            operation_timeout=30,
-        )
-        for name, future in futures.items():
-            try:
-                future.result()
-            except KafkaException as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise InfraError(f"creating Kafka topic {name!r} failed: {exc}") from exc
-        return [spec.name for spec in wanted]
+        return create_platform_topics(self.admin(), self.settings)
 
     def topics(self) -> dict[str, int]:
         """Topic name → partition count (internal topics left out)."""

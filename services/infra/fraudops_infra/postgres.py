@@ -4,11 +4,18 @@ Installed from Debian packages when missing. PostgreSQL refuses to run as root, 
 are root the server runs as the `postgres` system user the package creates. Authentication is
 `trust` on loopback only: this cluster is a local development and test fixture; clusters get
 their DB_URL (with credentials) from a Kubernetes Secret.
+
+The cluster's files live in the run folder (`<run>/postgres`) when the server's user can reach
+it. A checkout in a private folder — root's home (mode 700), any `mktemp -d` — is out of the
+`postgres` user's reach, so there the files go to a folder of that user's own
+(`~postgres/fraudops/<id>`) and `<run>/postgres` is a symbolic link to it: status, logs and
+`infra down --delete-data` find them through the link.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -103,13 +110,38 @@ def _chown_to_server_user(path: Path) -> None:
         shutil.chown(path, user=user, group=user)
 
 
+def _server_user_reaches(folder: Path) -> bool:
+    """Whether the server's user can open `folder` (every folder above it must let that user through)."""
+    user = _server_user()
+    if user is None:
+        return True
+    return (
+        subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(folder)], check=False).returncode == 0
+    )
+
+
+def _server_owned_root(run_dir: Path) -> Path:
+    """A folder of the server user's own for the cluster of this run folder (one per run folder)."""
+    user = _server_user()
+    assert user is not None, "only needed when the server runs as another user"
+    run_id = hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
+    return Path(pwd.getpwnam(user).pw_dir) / "fraudops" / run_id
+
+
+def cluster_root(run_dir: Path) -> Path:
+    """Where the cluster's files are: `<run>/postgres`, or where that link points."""
+    link = run_dir.resolve() / "postgres"
+    return link.resolve() if link.is_symlink() else link
+
+
 class LocalPostgres:
     """The lifecycle of the private cluster: install, init, start, create the database, stop."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.port = settings.postgres_port
-        self.paths = PostgresPaths(settings.run_dir.resolve() / "postgres")
+        self.run_dir = settings.run_dir.resolve()
+        self.paths = PostgresPaths(cluster_root(self.run_dir))
 
     @property
     def url(self) -> str:
@@ -168,9 +200,39 @@ class LocalPostgres:
         )
         return "stopped"
 
+    def delete_data(self) -> str:
+        """Stop the cluster and delete its files (also where `<run>/postgres` points); returns what was done."""
+        self.down()
+        link = self.run_dir / "postgres"
+        if not link.is_symlink() and not link.exists():
+            return "no data"
+        if link.is_symlink():
+            shutil.rmtree(self.paths.root, ignore_errors=True)
+            link.unlink()
+        else:
+            shutil.rmtree(link)
+        return f"deleted {self.paths.root}"
+
+    def _place_cluster(self) -> None:
+        """Keep the files in the run folder if the server's user can reach it, else in a folder of its own."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        link = self.run_dir / "postgres"
+        if link.is_symlink() or _server_user_reaches(self.run_dir):
+            return
+        root = _server_owned_root(self.run_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        for folder in (root.parent, root):
+            _chown_to_server_user(folder)
+        (root / "run-folder").write_text(f"{self.run_dir}\n")  # whose cluster this is, for a human
+        if link.exists():  # left by an attempt the server could not use (no cluster in it: checked above)
+            shutil.rmtree(link)
+        link.symlink_to(root, target_is_directory=True)
+        self.paths = PostgresPaths(root)
+
     def _init_cluster(self, bin_dir: Path) -> None:
         if (self.paths.data / "PG_VERSION").exists():
             return
+        self._place_cluster()
         for folder in (self.paths.root, self.paths.socket_dir):
             folder.mkdir(parents=True, exist_ok=True)
             _chown_to_server_user(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 
 from fraudops.config import Settings
@@ -32,8 +33,13 @@ class LocalStack:
         steps.append(("kafka", self.kafka.up()))
         return steps
 
-    def down(self) -> list[tuple[str, str]]:
-        return [("kafka", self.kafka.down()), ("postgres", self.postgres.down())]
+    def down(self, delete_data: bool = False) -> list[tuple[str, str]]:
+        """Stop both; with `delete_data`, also delete their data (the PostgreSQL cluster wherever it lives)."""
+        steps = [("kafka", self.kafka.down()), ("postgres", self.postgres.down())]
+        if delete_data:
+            shutil.rmtree(self.kafka.root, ignore_errors=True)
+            steps += [("kafka", f"deleted {self.kafka.root}"), ("postgres", self.postgres.delete_data())]
+        return steps
 
     def status(self) -> list[ComponentStatus]:
         pg_running = self.postgres.is_running()

@@ -28,15 +28,31 @@ class BinaryTensorDataPlane(DataPlane):
             raise InvalidInput(
                 f"received binary inputs without the '{INFERENCE_CONTENT_LENGTH_HEADER}' header"
             )
+        if not json_length.isdigit() or int(json_length) > len(body):
+            raise InvalidInput(
+                f"'{INFERENCE_CONTENT_LENGTH_HEADER}' must be the length of the JSON header in "
+                f"bytes (at most the body's {len(body)}), got {json_length!r}"
+            )
         return decode_binary_request(body, int(json_length), model_name)
 
 
 def decode_binary_request(body: bytes, json_length: int, model_name: str) -> InferRequest:
-    """What `InferRequest.from_bytes` builds, with binary tensors left as bytes."""
+    """What `InferRequest.from_bytes` builds, with binary tensors left as bytes (`InvalidInput` if malformed)."""
     try:
         header = orjson.loads(body[:json_length])
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"unrecognised request format: {exc}") from exc
+    if not isinstance(header, dict) or not isinstance(header.get("inputs", []), list):
+        raise InvalidInput('the JSON header must be an object with an "inputs" list')
+    try:
+        return _request(header, body, json_length, model_name)
+    except InvalidInput:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a field missing or of the wrong type
+        raise InvalidInput(f"malformed inference request: {type(exc).__name__}: {exc}") from exc
+
+
+def _request(header: dict, body: bytes, json_length: int, model_name: str) -> InferRequest:
     inputs, position = [], json_length
     for tensor in header.get("inputs", []):
         parameters = tensor.get("parameters") or None

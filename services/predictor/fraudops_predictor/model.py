@@ -5,9 +5,11 @@ feature order) or raw transactions (objects in the fraudops schema; scored witho
 history — the gateway and the consumer hold the history and send feature rows).
 Inputs, V2 (`/v2/models/<name>/infer`): one FP32 tensor `features` [n, F], or one FP32 tensor per
 feature named as in the model metadata. Set the request parameter `reasons: true` for TreeSHAP
-reason codes (`top_k`, default 3).
+reason codes (`top_k`, default 3; `exact: false` for XGBoost's fast approximation).
 
-Scoring runs on a worker thread (XGBoost releases the GIL), never on the event loop.
+Scoring runs on a worker thread (XGBoost releases the GIL), never on the event loop. A request
+KServe cannot serve as asked is 400 with the reason (`InvalidInput`), including bad parameters;
+while no model is loaded it is 503 (`ModelNotReady`); never a 500 for what the caller sent.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 import numpy as np
 import orjson
 from kserve import InferInput, InferOutput, InferRequest, InferResponse, Model
-from kserve.errors import InvalidInput
-from pydantic import ValidationError
+from kserve.errors import InvalidInput, ModelNotReady
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fraudops.artifact import load_artifact
 from fraudops.features.encode import encode_transactions
@@ -34,6 +36,28 @@ from fraudops_predictor import metrics
 FEATURES_INPUT = "features"
 PROBABILITY_OUTPUT = "fraud_probability"
 REASONS_OUTPUT = "reasons"
+
+
+class InferenceParameters(BaseModel):
+    """The request parameters this model reads (others, such as KServe's own, pass untouched)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    reasons: bool = False
+    top_k: int = Field(3, ge=1, le=1000)
+    exact: bool = True  # False: XGBoost's fast approximate contributions
+
+    @classmethod
+    def parse(cls, parameters: Any) -> InferenceParameters:
+        if parameters is None:
+            return cls()
+        if not isinstance(parameters, dict):
+            raise InvalidInput('"parameters" must be an object')
+        try:
+            return cls.model_validate(parameters)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise InvalidInput(f"parameter {'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
 
 
 class FraudPredictor(Model):
@@ -65,7 +89,7 @@ class FraudPredictor(Model):
     @property
     def _scorer(self) -> Scorer:
         if self.scorer is None:
-            raise InvalidInput("model is not loaded")
+            raise ModelNotReady(self.name, "no model is loaded yet")
         return self.scorer
 
     def get_input_types(self) -> list[dict[str, Any]]:
@@ -85,16 +109,14 @@ class FraudPredictor(Model):
     async def preprocess(self, payload: dict | InferRequest, headers: dict[str, str] | None = None) -> dict:
         """Feature matrix and request parameters; `request` keeps the V2 request for the response."""
         if isinstance(payload, InferRequest):
-            return {
-                "features": self._v2_features(payload),
-                "parameters": dict(payload.parameters or {}),
-                "request": payload,
-            }
+            parameters = InferenceParameters.parse(payload.parameters)
+            return {"features": self._v2_features(payload), "parameters": parameters, "request": payload}
         if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
             raise InvalidInput('V1 requests need a JSON object with an "instances" list')
+        parameters = InferenceParameters.parse(payload.get("parameters"))
         return {
             "features": self._v1_features(payload["instances"]),
-            "parameters": dict(payload.get("parameters") or {}),
+            "parameters": parameters,
             "request": None,
         }
 
@@ -146,10 +168,7 @@ class FraudPredictor(Model):
     # --- predict ---------------------------------------------------------------------------------
 
     async def predict(self, payload: dict, headers: dict[str, str] | None = None) -> dict:
-        parameters = payload["parameters"]
-        want_reasons = bool(parameters.get("reasons", False))
-        top_k = int(parameters.get("top_k", 3))
-        exact = bool(parameters.get("exact", True))  # False: XGBoost's fast approximate contributions
+        parameters: InferenceParameters = payload["parameters"]
         started = time.perf_counter()
         attributes = {
             "fraudops.model.name": self.name,
@@ -160,7 +179,7 @@ class FraudPredictor(Model):
         # traceparent); the headers are the fallback where that instrumentation is absent.
         with traced(f"score {self.name}", __name__, headers=headers, attributes=attributes):
             scores, reasons = await asyncio.to_thread(
-                self._score, payload["features"], want_reasons, top_k, exact
+                self._score, payload["features"], parameters.reasons, parameters.top_k, parameters.exact
             )
         metrics.observe_batch(
             self.name,

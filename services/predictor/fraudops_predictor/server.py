@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
 
 from kserve import ModelServer
 
 from fraudops.config import get_settings
+from fraudops.errors import ConfigurationError
 from fraudops.logs import configure_logging
 from fraudops.tracing import configure_tracing
 from fraudops_predictor.dataplane import BinaryTensorDataPlane
@@ -38,9 +40,12 @@ def main() -> None:
     parser.add_argument("--model_dir", default=os.environ.get("STORAGE_URI") and "/mnt/models")
     parser.add_argument("--http_port", type=int, default=int(os.environ.get("HTTP_PORT", "8080")))
     args, _ = parser.parse_known_args()
-    settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    serve(args.model_dir or settings.model_path, args.model_name, args.http_port)
+    try:
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        serve(args.model_dir or settings.model_path, args.model_name, args.http_port)
+    except ConfigurationError as exc:  # a bad setting or artifact: one line, as the CLI says it
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

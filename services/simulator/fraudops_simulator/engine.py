@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from fraudops_simulator.arrow import IdTables, id_tables, to_table, transaction_ids
 from fraudops_simulator.background import background_days, day_weights, salary_customers
+from fraudops_simulator.difficulty import FALSE_CHARGEBACK
 from fraudops_simulator.pacing import Pacer
 from fraudops_simulator.params import DAY_S, SimulationConfig, label_delays_s
 from fraudops_simulator.patterns import PATTERN_NAMES, plan_episodes
@@ -54,6 +55,9 @@ def plan_run(config: SimulationConfig) -> RunPlan:
     episodes = take_rows(episodes, order)
 
     weights = np.array([day_weights(world, day).sum() for day in range(config.days)])
+    growth = config.hardness.volume_growth
+    if growth > 0.0:  # drift: the bank grows, so later months carry more legit traffic
+        weights = weights * (1.0 + growth * np.arange(config.days) / max(config.days - 1, 1))
     salaries = np.array([len(salary_customers(world, day)) for day in range(config.days)], dtype=np.int64)
     legit_total = max(0, config.transactions - n_rows(episodes) - int(salaries.sum()))
     if weights.sum() > 0:
@@ -75,7 +79,7 @@ def simulate(config: SimulationConfig, plan: RunPlan | None = None) -> Iterator[
         n_merchants=world.merchants.n,
         n_terminals=world.n_terminals,
         opened_s=world.customers.opened_s,
-        pattern_names=PATTERN_NAMES,
+        pattern_names=(*PATTERN_NAMES, FALSE_CHARGEBACK),
     )
     pacer = Pacer(world.customers.n)
     episode_t = episodes["t"]
@@ -114,5 +118,13 @@ def _finish(config: SimulationConfig, rows: Rows, tables: IdTables, chunk_index:
     missing = np.isnan(rows["label_at"])
     if missing.any():
         rows = dict(rows)
-        rows["label_at"] = np.where(missing, rows["t"] + label_delays_s(config, rng, n), rows["label_at"])
+        rows["label_at"] = np.where(
+            missing, rows["t"] + label_delays_s(config, rng, n, noisy=True), rows["label_at"]
+        )
+    rate = config.hardness.false_chargeback_rate
+    if rate > 0.0:  # legit rows the customer disputes anyway ("friendly fraud"): labelled fraud, are not
+        disputed = (rows["pattern"] < 0) & (rows["is_fraud"] == 0) & (rng.random(n) < rate)
+        rows = dict(rows)
+        rows["is_fraud"] = np.where(disputed, 1, rows["is_fraud"]).astype(np.int8)
+        rows["pattern"] = np.where(disputed, len(PATTERN_NAMES), rows["pattern"]).astype(np.int8)
     return to_table(rows, start_us=config.start_us, tables=tables, ids=ids)

@@ -17,4 +17,5 @@ PATTERN_NAMES: tuple[str, ...] = (
     "shared_device",
     "app_scam",
     "bust_out",
+    "rogue_terminal",
 )

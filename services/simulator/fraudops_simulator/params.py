@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 
+from fraudops_simulator.difficulty import DIFFICULTIES, HARDER_PATTERNS, Difficulty
 from fraudops_simulator.names import PATTERN_NAMES
 
 #: Seconds in a day; the simulation clock counts seconds since `start`.
@@ -35,6 +36,7 @@ class SimulationConfig:
     label_delay_days: float = 7.0
     patterns: tuple[str, ...] | None = None  # None = every pattern
     rows_per_chunk: int = 100_000
+    difficulty: str = "realistic"  # easy | realistic | hard: see difficulty.py
 
     def __post_init__(self) -> None:
         if self.transactions < 1 or self.transactions > 2_000_000_000:
@@ -54,6 +56,11 @@ class SimulationConfig:
             )
         if not 0 <= self.seed < 2**63:
             raise SimulationParameterError("--seed", "--seed must be a non-negative integer below 2**63")
+        if self.difficulty not in DIFFICULTIES:
+            raise SimulationParameterError(
+                "--difficulty",
+                f"--difficulty must be one of {', '.join(DIFFICULTIES)} (got {self.difficulty!r})",
+            )
         if self.patterns is not None:
             unknown = sorted(set(self.patterns) - set(PATTERN_NAMES))
             if unknown or not self.patterns:
@@ -61,6 +68,16 @@ class SimulationConfig:
                     "--patterns",
                     f"unknown pattern(s) {', '.join(unknown) or '(none given)'}; choose from: {', '.join(PATTERN_NAMES)}",
                 )
+
+    @property
+    def hardness(self) -> Difficulty:
+        return DIFFICULTIES[self.difficulty]
+
+    def includes(self, pattern: str) -> bool:
+        """Whether this run draws episodes of `pattern` (the harder patterns need a harder setting)."""
+        if pattern in HARDER_PATTERNS and self.difficulty == "easy":
+            return False
+        return self.patterns is None or pattern in self.patterns
 
     @property
     def n_customers(self) -> int:
@@ -83,13 +100,23 @@ class SimulationConfig:
         return int(self.start_datetime.timestamp()) * 1_000_000
 
 
-def label_delays_s(config: SimulationConfig, rng: np.random.Generator, n: int) -> np.ndarray:
+def label_delays_s(
+    config: SimulationConfig, rng: np.random.Generator, n: int, *, noisy: bool = False
+) -> np.ndarray:
     """How long until a transaction's label is known: log-normal, mean `label_delay_days`, within 1–60 days.
 
     Fraud labels arrive with the chargeback or the customer's report; a legit row is taken as
     confirmed legit after a delay from the *same* distribution, so when a label arrives says
     nothing about what it is (label timing must not leak the label into features or splits).
+    With `noisy`, a share of the delays (the difficulty's `late_label_share`) is 3–6 times longer: the
+    report that comes after the next statement, or after the customer's holiday. The extra draws are
+    only made when that share is non-zero, so the `easy` setting draws exactly what it always did.
     """
     sigma = 0.6
     mu = np.log(config.label_delay_days) - sigma**2 / 2
-    return np.clip(rng.lognormal(mu, sigma, n), 1.0, 60.0) * DAY_S
+    delays = rng.lognormal(mu, sigma, n)
+    late_share = config.hardness.late_label_share if noisy else 0.0
+    if late_share > 0.0:
+        late = rng.random(n) < late_share
+        delays = np.where(late, delays * rng.uniform(3.0, 6.0, n), delays)
+    return np.clip(delays, 1.0, 60.0) * DAY_S

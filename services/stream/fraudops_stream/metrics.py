@@ -48,6 +48,14 @@ DEAD_LETTERED = Counter("fraudops_consumer_dead_lettered_total", "Invalid record
 DB_RETRIES = Counter(
     "fraudops_consumer_db_retries_total", "Batch writes retried while PostgreSQL was unavailable."
 )
+DELIVERY_RETRIES = Counter(
+    "fraudops_consumer_delivery_retries_total",
+    "Rounds of alerts or dead letters produced again after a failed delivery.",
+)
+SCORING_RETRIES = Counter(
+    "fraudops_consumer_scoring_retries_total",
+    "Batches whose scoring was retried while the deciding variant was unavailable.",
+)
 BATCH_SIZE = Histogram(
     "fraudops_consumer_batch_records",
     "Records per batch.",

@@ -5,6 +5,12 @@ state moves with that partition. A checkpoint of partition p is (next offset N, 
 p as of offset N), written in one PostgreSQL transaction. Restoring p loads that and replays the
 records from N up to the group's committed offset in state-only mode, so the state is exact.
 
+A checkpoint only ever holds the effects of records at or before its offset, and only of records
+that are stored: a partition is checkpointed only "at rest", when every record its state has seen
+is written (stored, its alerts and dead letters delivered). A batch that failed on its way to
+PostgreSQL leaves its partitions ahead of what is stored, and they are not checkpointed; the next
+owner replays them from the previous checkpoint.
+
 Behind `StateCheckpoints`, the durable store (PostgreSQL) and an in-memory one for unit tests.
 """
 
@@ -15,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Protocol
 
-import psycopg
+from psycopg_pool import ConnectionPool
 
 from fraudops import statestore
 from fraudops.features.engine import FeatureEngine
@@ -50,13 +56,13 @@ class StateCheckpoints(Protocol):
 class PostgresCheckpoints:
     """Checkpoints in `feature_checkpoints` (offset) and `customer_feature_state` (customers)."""
 
-    def __init__(self, db_url: str, group: str, topic: str) -> None:
-        self.db_url = db_url
+    def __init__(self, pool: ConnectionPool, group: str, topic: str) -> None:
+        self.pool = pool
         self.group = group
         self.topic = topic
 
     def save(self, partition: int, next_offset: int, customers: list[tuple[str, bytes]]) -> None:
-        with psycopg.connect(self.db_url, connect_timeout=3) as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             statestore.save_customers(conn, self.topic, ((c, partition, blob) for c, blob in customers))
             conn.execute(
                 """INSERT INTO feature_checkpoints (consumer_group, topic, partition, next_offset, feature_version,
@@ -67,7 +73,7 @@ class PostgresCheckpoints:
             )
 
     def load(self, partition: int) -> Checkpoint | None:
-        with psycopg.connect(self.db_url, connect_timeout=3) as conn:
+        with self.pool.connection() as conn:
             row = conn.execute(
                 """SELECT next_offset FROM feature_checkpoints
                    WHERE consumer_group = %s AND topic = %s AND partition = %s AND feature_version = %s""",
@@ -103,15 +109,34 @@ class PartitionedState:
         # the others' stored rows are still their state as of the new checkpoint's offset.
         self.dirty: dict[int, set[str]] = defaultdict(set)
         self.position: dict[int, int] = {}  # next offset whose record is not yet in the state
+        self.stored: dict[int, int] = {}  # next offset whose record is not yet written (stored, delivered)
 
     def touch(self, partition: int, customer_ids: list[str]) -> None:
         """These customers of `partition` were just advanced by its records."""
         self.customers[partition].update(customer_ids)
         self.dirty[partition].update(customer_ids)
 
+    def advanced(self, partition: int, next_offset: int) -> None:
+        """The partition's records before `next_offset` are in the state."""
+        self.position[partition] = max(self.position.get(partition, 0), next_offset)
+
+    def written(self, offsets: dict[int, int]) -> None:
+        """The records before these offsets are written (partitions that left meanwhile are ignored)."""
+        for partition, next_offset in offsets.items():
+            if partition in self.position:
+                self.stored[partition] = max(self.stored.get(partition, 0), next_offset)
+
+    def at_rest(self, partition: int) -> bool:
+        """Every record the partition's state has seen is written: its state may be checkpointed."""
+        return partition in self.position and self.stored.get(partition) == self.position[partition]
+
     def snapshot(self, partition: int) -> Snapshot:
-        """The partition's changed customers at its current position (the caller makes sure every
-        record before that position is stored)."""
+        """The partition's changed customers at its current position, which must be at rest."""
+        if not self.at_rest(partition):
+            raise ValueError(
+                f"partition {partition}'s state is ahead of its written records "
+                f"({self.position.get(partition)} > {self.stored.get(partition)}): not checkpointed"
+            )
         taken, self.dirty[partition] = self.dirty[partition], set()
         return Snapshot(partition, self.position[partition], self.engine.export_customers(taken), taken)
 
@@ -124,10 +149,11 @@ class PartitionedState:
         if snapshot.partition in self.position:
             self.dirty[snapshot.partition] |= snapshot.taken
 
-    def checkpoint(self, partition: int) -> int:
-        """Write partition's state at its current position; returns the number of customers written."""
-        if partition not in self.position:
-            return 0
+    def checkpoint(self, partition: int) -> int | None:
+        """Write partition's state at its current position; returns the number of customers written,
+        or None when the state is ahead of the written records (see the module docstring)."""
+        if not self.at_rest(partition):
+            return None
         snapshot = self.snapshot(partition)
         try:
             self.save(snapshot)
@@ -143,7 +169,7 @@ class PartitionedState:
             return None
         self.engine.import_customers(checkpoint.customers)
         self.customers[partition] = {customer_id for customer_id, _ in checkpoint.customers}
-        self.position[partition] = checkpoint.next_offset
+        self.position[partition] = self.stored[partition] = checkpoint.next_offset
         return checkpoint.next_offset
 
     def release(self, partition: int) -> None:
@@ -151,3 +177,4 @@ class PartitionedState:
         self.engine.forget(self.customers.pop(partition, set()))
         self.dirty.pop(partition, None)
         self.position.pop(partition, None)
+        self.stored.pop(partition, None)

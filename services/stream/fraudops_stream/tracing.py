@@ -50,6 +50,7 @@ class BatchTrace:
         self.topic, self.group = topic, group
         self._records = records
         self._by_offset = {(r.message.partition(), r.message.offset()): r for r in records}
+        self._by_transaction: dict[str, _Record] = {}
         started = time.time_ns()
         # Stage times come from time.perf_counter(); spans want wall-clock nanoseconds.
         self._wall_offset_ns = started - time.perf_counter_ns()
@@ -100,6 +101,7 @@ class BatchTrace:
             record = self._by_offset.get((message.partition(), message.offset()))
             if record is not None and record.span is not None:
                 record.transaction_id = transaction_id
+                self._by_transaction[transaction_id] = record
                 record.span.set_attribute(tracing.TRANSACTION_ID, transaction_id)
 
     def stage(
@@ -142,7 +144,7 @@ class BatchTrace:
 
     def alert_headers(self, transaction_id: str, topic: str) -> list[tuple[str, bytes]] | None:
         """A producer span for the alert of a sampled transaction, and the headers carrying it."""
-        record = next((r for r in self._decoded() if r.transaction_id == transaction_id), None)
+        record = self._by_transaction.get(transaction_id)
         if record is None:
             return None
         span = self._tracer.start_span(
@@ -165,4 +167,4 @@ class BatchTrace:
         self._batch.end(end_time=ended)
 
     def _decoded(self) -> list[_Record]:
-        return [r for r in self._records if r.transaction_id is not None]
+        return list(self._by_transaction.values())

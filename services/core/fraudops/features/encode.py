@@ -101,9 +101,23 @@ def _ip_prefix(ip: Any) -> Any:
     return text.rsplit(".", 1)[0]
 
 
+def _normalised(value: Any) -> str:
+    """How a categorical value is compared: trimmed and case-folded, as the API's enums accept it."""
+    return str(value).strip().casefold()
+
+
 def _codes(values: np.ndarray, categories: list[str], unknown: int) -> np.ndarray:
-    codes = pd.Categorical(values, categories=categories).codes
-    return np.where(codes < 0, unknown, codes).astype(np.int64)
+    """Codes of the canonical spellings at C speed; other spellings (`Electronics `) by their normal form.
+
+    Training reads whatever a bank's export holds, while the API accepts any letter case: both must
+    give `electronics` the same code, never OTHER on one side only.
+    """
+    codes = pd.Categorical(values, categories=categories).codes.astype(np.int64)
+    odd = (codes < 0) & ~pd.isna(values)
+    if odd.any():
+        folded = {_normalised(category): i for i, category in enumerate(categories)}
+        codes[odd] = [folded.get(_normalised(value), -1) for value in values[odd]]
+    return np.where(codes < 0, unknown, codes)
 
 
 def _seconds(values: Any) -> np.ndarray:
@@ -113,7 +127,7 @@ def _seconds(values: Any) -> np.ndarray:
         series = pd.to_datetime(series, utc=True, format="ISO8601")
     elif series.dt.tz is None:
         series = series.dt.tz_localize("UTC")
-    nanos = series.dt.tz_convert("UTC").dt.as_unit("ns").array.asi8.astype(np.float64)
+    nanos = series.dt.tz_convert("UTC").dt.as_unit("ns").array.asi8.astype(np.float64)  # type: ignore[attr-defined]
     nanos[series.isna().to_numpy()] = np.nan
     return nanos / 1e9
 
@@ -160,18 +174,26 @@ def encode_columns(columns: Mapping[str, Any], n: int) -> EncodedBatch:
     txi[:, L.TI_IP] = stable_hash(ips)
     txi[:, L.TI_IP_PREFIX] = stable_hash(np.array([_ip_prefix(ip) for ip in ips], dtype=object))
     merchants = stable_hash(column("merchant_id"))
-    txi[:, L.TI_MERCHANT] = merchants
+    terminals = stable_hash(column("terminal_id"))
+    txi[:, L.TI_MERCHANT] = _place(merchants, terminals)
     beneficiaries = stable_hash(column("beneficiary_id"))
     txi[:, L.TI_BENEFICIARY] = beneficiaries
-    txi[:, L.TI_G_MERCHANT : L.TI_G_BENEFICIARY + 1] = -1
+    txi[:, L.TI_G_MERCHANT : L.TI_E_BENEFICIARY + 1] = -1
 
-    risk_keys = np.stack(
-        [merchants, stable_hash(column("terminal_id")), txi[:, L.TI_DEVICE], txi[:, L.TI_IP], beneficiaries],
-        axis=1,
-    )
+    risk_keys = np.stack([merchants, terminals, txi[:, L.TI_DEVICE], txi[:, L.TI_IP], beneficiaries], axis=1)
     customers = column("customer_id")
-    customers = np.where(pd.isna(customers), None, customers.astype(str)).astype(object)
+    customers = np.where(pd.isna(customers), None, customers.astype(str)).astype(object)  # type: ignore[call-overload]
+    txi[:, L.TI_CUSTOMER_HASH] = stable_hash(customers)
     return EncodedBatch(customer_ids=customers, txf=txf, txi=txi, risk_keys=risk_keys)
+
+
+def _place(merchants: np.ndarray, terminals: np.ndarray) -> np.ndarray:
+    """Where the customer paid, for their own novelty features: the merchant, else the terminal.
+
+    An export with terminals but no merchant ids (the common five-column history) still shows a
+    customer at a terminal they never used before.
+    """
+    return np.where(merchants != 0, merchants, terminals)
 
 
 def encode_frame(frame: pd.DataFrame) -> EncodedBatch:
@@ -198,6 +220,7 @@ def encode_records(records: Sequence[Mapping[str, Any]]) -> EncodedBatch:
 
 def encode_records_columnar(records: Sequence[Mapping[str, Any]]) -> EncodedBatch:
     """`encode_records` column by column (pandas), whatever the batch size."""
+    columns: dict[str, Sequence[Any]]
     try:
         # Complete records (what the decoders produce): pick and transpose in C, not field by field.
         transposed = zip(*map(_PICK_ENCODED, records), strict=True)
@@ -254,6 +277,10 @@ _CATEGORY_INDEX = {value: i for i, value in enumerate(_CATEGORY_VALUES)}
 _CHANNEL_INDEX = {value: i for i, value in enumerate(_CHANNEL_VALUES)}
 _TYPE_INDEX = {value: i for i, value in enumerate(_TYPE_VALUES)}
 _AUTH_INDEX = {value: i for i, value in enumerate(_AUTH_VALUES)}
+#: normal form -> canonical spelling, for every categorical value the encoder knows
+_FOLDED = {
+    _normalised(value): value for value in (*_CATEGORY_VALUES, *_CHANNEL_VALUES, *_TYPE_VALUES, *_AUTH_VALUES)
+}
 _HASH_CACHE: dict[str, int] = {}
 _HASH_CACHE_SIZE = 100_000
 
@@ -285,16 +312,23 @@ def _number(value: Any) -> float:
 
 
 def _code(value: Any, index: dict[str, int], unknown: int) -> int:
-    return unknown if value is None else index.get(str(value), unknown)
+    if value is None:
+        return unknown
+    code = index.get(str(value))
+    if code is None:
+        code = index.get(_FOLDED.get(_normalised(value), ""), unknown)
+    return code
 
 
-def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -> EncodedBatch:
+def _encode_small(transactions: Sequence[Transaction | _RecordView]) -> EncodedBatch:
     n = len(transactions)
     txf = np.empty((n, L.N_TXF), dtype=np.float64)
     txi = np.zeros((n, L.N_TXI), dtype=np.int64)
     risk_keys = np.empty((n, len(L.RISK_TABLES)), dtype=np.int64)
     other = L.CATEGORY_CODES[MerchantCategory.OTHER]
-    texts = []  # every row's hashed keys, hashed in one call (new keys cost one pandas call, not one a row)
+    texts: list[
+        str | None
+    ] = []  # every row's hashed keys, hashed in one call (new keys cost one pandas call, not one a row)
     for tx in transactions:
         texts.extend(
             (
@@ -305,6 +339,7 @@ def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -
                 tx.merchant_id,
                 tx.beneficiary_id,
                 tx.terminal_id,
+                None if tx.customer_id is None else str(tx.customer_id),
             )
         )
     hashed = _hashes(texts)
@@ -319,7 +354,7 @@ def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -
             _epoch_seconds(tx.credential_change_at),
             _epoch_seconds(tx.account_opened_at),
         )
-        country, device, ip, prefix, merchant, beneficiary, terminal = hashed[row * 7 : row * 7 + 7]
+        country, device, ip, prefix, merchant, beneficiary, terminal, customer = hashed[row * 8 : row * 8 + 8]
         codes = txi[row]
         codes[L.TI_SLOT] = -1
         codes[L.TI_CATEGORY] = _code(tx.merchant_category, _CATEGORY_INDEX, other)
@@ -330,9 +365,10 @@ def _encode_small(transactions: Sequence[Transaction] | Sequence[_RecordView]) -
         codes[L.TI_DEVICE] = device
         codes[L.TI_IP] = ip
         codes[L.TI_IP_PREFIX] = prefix
-        codes[L.TI_MERCHANT] = merchant
+        codes[L.TI_MERCHANT] = merchant if merchant != 0 else terminal
         codes[L.TI_BENEFICIARY] = beneficiary
-        codes[L.TI_G_MERCHANT : L.TI_G_BENEFICIARY + 1] = -1
+        codes[L.TI_G_MERCHANT : L.TI_E_BENEFICIARY + 1] = -1
+        codes[L.TI_CUSTOMER_HASH] = customer
         risk_keys[row] = (merchant, terminal, device, ip, beneficiary)
     customers = np.empty(n, dtype=object)
     customers[:] = [None if tx.customer_id is None else str(tx.customer_id) for tx in transactions]

@@ -1,19 +1,25 @@
 """The feature engine: per-customer state, label-risk tables and the kernel behind one small API.
 
-    engine = FeatureEngine()
+    engine = FeatureEngine()                               # online services (entity table: see below)
+    engine = FeatureEngine(entity_table=True)              # training and the entity-state component
     features = engine.transform(encode_records(batch))   # features, then the state moves on
     engine.add_fraud_labels(labels)                        # applied when their known-at time passes
-    blob = engine.snapshot(customer_ids)                   # checkpoint; FeatureEngine.restore(blob)
+    rows = engine.export_customers(customer_ids)           # checkpoint rows; engine.import_customers(rows)
 
 The same engine object serves the stream consumer (micro-batches), the gateway (batches of one)
 and training (`replay` of a whole history), so there is exactly one feature definition.
+
+The entity table (per merchant, terminal, device, IP and beneficiary: counts, label-delayed fraud
+rates, distinct customers) needs every transaction of an entity, which one customer-partitioned
+consumer does not see: it lives in the entity-state component (docs/entity-features.md). An engine
+made with `entity_table=True` holds it in-process (training's replay, the component itself); one
+without it reports the entity features as unknown (NaN) until the published table is attached.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,6 +27,8 @@ import pandas as pd
 from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
 from fraudops.features.encode import EncodedBatch, encode_frame, stable_hash
+from fraudops.features.entities import EntityTable
+from fraudops.features.entity_kernel import ENTITY_FIRST
 from fraudops.features.kernel import process_batch
 from fraudops.features.spec import FEATURE_VERSION, N_FEATURES, FeatureConfig
 
@@ -38,6 +46,13 @@ class LabelEvents:
     known_at: np.ndarray  # float64 epoch seconds
     customer_ids: np.ndarray  # object
     risk_keys: np.ndarray  # int64 [n, 5]: merchant, terminal, device, ip, beneficiary hashes
+    #: when the labelled transaction happened (the entity table counts a fraud on that day);
+    #: unknown ones count on the day the label became known
+    event_times: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def __post_init__(self) -> None:
+        if len(self.event_times) != len(self.known_at):
+            self.event_times = np.asarray(self.known_at, dtype=np.float64).copy()
 
     def __len__(self) -> int:
         return len(self.known_at)
@@ -55,10 +70,13 @@ class LabelEvents:
             np.concatenate([p.known_at for p in parts]),
             np.concatenate([p.customer_ids for p in parts]),
             np.concatenate([p.risk_keys for p in parts]),
+            np.concatenate([p.event_times for p in parts]),
         )
 
     def take(self, index: np.ndarray | slice) -> LabelEvents:
-        return LabelEvents(self.known_at[index], self.customer_ids[index], self.risk_keys[index])
+        return LabelEvents(
+            self.known_at[index], self.customer_ids[index], self.risk_keys[index], self.event_times[index]
+        )
 
 
 class _SlotMap:
@@ -103,8 +121,10 @@ class _SlotMap:
 class FeatureEngine:
     """Online feature state for a set of customers plus the label-risk tables."""
 
-    def __init__(self, config: FeatureConfig | None = None) -> None:
+    def __init__(self, config: FeatureConfig | None = None, entity_table: bool = False) -> None:
         self.config = config or FeatureConfig()
+        self.entities: EntityTable | None = EntityTable() if entity_table else None
+        self._scratch: EntityTable | None = None
         self._customers = _SlotMap()
         self._floats = np.zeros((_INITIAL_CAPACITY, L.N_FLOAT_STATE))
         self._ints = np.zeros((_INITIAL_CAPACITY, L.N_INT_STATE), dtype=np.int64)
@@ -119,10 +139,6 @@ class FeatureEngine:
     def customer_count(self) -> int:
         return len(self._customers)
 
-    @property
-    def pending_label_count(self) -> int:
-        return len(self._pending)
-
     def transform(self, batch: EncodedBatch) -> np.ndarray:
         """Features (float32, [n, N_FEATURES]) of each transaction in order; then the state includes them."""
         batch.txi[:, L.TI_SLOT] = self._customers.lookup(batch.customer_ids, create=True)
@@ -132,13 +148,37 @@ class FeatureEngine:
                 batch.risk_keys[:, table].tolist(), create=False
             )
         labels = self._pending
-        labf = labels.known_at.reshape(-1, 1)
+        labf = (
+            np.stack([labels.known_at, labels.event_times], axis=1) if len(labels) else np.empty((0, L.N_LF))
+        )
+        entities = self.entities if self.entities is not None else self._scratch_entities()
+        if self.entities is not None:
+            batch.txi[:, L.TI_E_MERCHANT : L.TI_E_BENEFICIARY + 1] = entities.rows(batch.risk_keys)
         labi = self._label_slots(labels)
+        entities.reserve_queue(len(batch) + len(labels))
         out = np.empty((len(batch), N_FEATURES), dtype=np.float32)
-        applied = process_batch(
-            batch.txf, batch.txi, self._floats, self._ints, labf, labi, self._risk_count, self._risk_time, out
+        applied, entities.queued, entities.epoch = process_batch(
+            batch.txf,
+            batch.txi,
+            self._floats,
+            self._ints,
+            labf,
+            labi,
+            self._risk_count,
+            self._risk_time,
+            entities.floats,
+            entities.ints,
+            entities.queue_f,
+            entities.queue_i,
+            entities.queued,
+            entities.epoch,
+            self.config.entity_epoch_s,
+            self.config.label_delay_s,
+            out,
         )
         self._pending = labels.take(slice(applied, None))
+        if self.entities is None:
+            out[:, ENTITY_FIRST:] = np.nan  # no entity table attached: unknown, never a made-up zero
         return out
 
     def add_fraud_labels(self, labels: LabelEvents) -> None:
@@ -153,85 +193,23 @@ class FeatureEngine:
 
     # --- the offline API ---------------------------------------------------------------------------
 
-    def replay(self, history: pd.DataFrame, chunk_rows: int = 250_000) -> np.ndarray:
+    def replay(
+        self, history: pd.DataFrame, chunk_rows: int = 250_000, keep: np.ndarray | None = None
+    ) -> np.ndarray:
         """Features of a whole history in event-time order (the caller sorts it), with its fraud labels.
 
         Labels come from `is_fraud` with `label_available_at` (or event time + the configured label
         delay when that column is absent), so each label only affects what happened after it was known.
+        With `keep` (a row mask), every row still passes through the state but only the kept rows'
+        features are returned: ten million rows of features would not fit in memory, a sample does.
         """
         if "is_fraud" in history.columns:
             self.add_fraud_labels(labels_from_history(history, self.config))
         parts = []
         for start in range(0, len(history), chunk_rows):
-            parts.append(self.transform(encode_frame(history.iloc[start : start + chunk_rows])))
+            features = self.transform(encode_frame(history.iloc[start : start + chunk_rows]))
+            parts.append(features if keep is None else features[keep[start : start + chunk_rows]])
         return np.concatenate(parts) if parts else np.empty((0, N_FEATURES), dtype=np.float32)
-
-    # --- checkpoints ---------------------------------------------------------------------------------
-
-    def snapshot(self, customer_ids: Iterable[str] | None = None, include_global: bool = True) -> bytes:
-        """Serialise the state of some customers (default: all) and, optionally, the global part.
-
-        The global part (label-risk tables and labels not yet in effect) is shared by all customers:
-        a per-partition checkpoint leaves it out, a whole-engine snapshot keeps it.
-        """
-        ids = (
-            list(self._customers.slots)
-            if customer_ids is None
-            else [c for c in customer_ids if c in self._customers.slots]
-        )
-        rows = np.asarray([self._customers.slots[c] for c in ids], dtype=np.int64)
-        arrays: dict[str, np.ndarray] = {
-            "header": np.asarray([FEATURE_VERSION, L.N_FLOAT_STATE, L.N_INT_STATE], dtype=np.int64),
-            "customer_ids": np.asarray(ids, dtype=str),
-            "floats": self._floats[rows],
-            "ints": self._ints[rows],
-        }
-        if include_global:
-            for table, slot_map in enumerate(self._risk):
-                arrays[f"risk_keys_{table}"] = np.asarray(list(slot_map.slots), dtype=np.int64)
-                arrays[f"risk_count_{table}"] = self._risk_count[table, : len(slot_map)]
-                arrays[f"risk_time_{table}"] = self._risk_time[table, : len(slot_map)]
-            arrays["pending_known_at"] = self._pending.known_at
-            arrays["pending_customers"] = np.asarray([c or "" for c in self._pending.customer_ids], dtype=str)
-            arrays["pending_keys"] = self._pending.risk_keys
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        return buffer.getvalue()
-
-    def restore(self, blob: bytes) -> int:
-        """Load a snapshot into this engine (customers replace any held under the same id); returns count."""
-        with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-            version, n_floats, n_ints = (int(x) for x in data["header"])
-            if (version, n_floats, n_ints) != (FEATURE_VERSION, L.N_FLOAT_STATE, L.N_INT_STATE):
-                raise ConfigurationError(
-                    f"feature state snapshot is version {version} ({n_floats}/{n_ints} columns); this engine is "
-                    f"version {FEATURE_VERSION}: rebuild the state by replaying history"
-                )
-            ids = data["customer_ids"].tolist()
-            slots = self._customers.lookup(ids, create=True)
-            self._grow_customers()
-            self._floats[slots] = data["floats"]
-            self._ints[slots] = data["ints"]
-            if "pending_known_at" in data:
-                self._restore_global(data)
-        return len(ids)
-
-    def _restore_global(self, data: np.lib.npyio.NpzFile) -> None:
-        for table, slot_map in enumerate(self._risk):
-            mine = slot_map.lookup(data[f"risk_keys_{table}"].tolist(), create=True)
-            self._grow_risk()
-            count, when = data[f"risk_count_{table}"], data[f"risk_time_{table}"]
-            # the tables are global: where both sides know an entity, the more recent knowledge wins
-            newer = when >= self._risk_time[table, mine]
-            self._risk_count[table, mine[newer]] = count[newer]
-            self._risk_time[table, mine[newer]] = when[newer]
-        theirs = LabelEvents(
-            data["pending_known_at"],
-            np.asarray([c or None for c in data["pending_customers"].tolist()], dtype=object),
-            data["pending_keys"],
-        )
-        if not len(self._pending):
-            self.add_fraud_labels(theirs)
 
     # --- per-customer rows (the state store shared by the consumer and the gateway) -------------------
 
@@ -264,9 +242,6 @@ class FeatureEngine:
             self._ints[slot] = np.frombuffer(body[float_bytes:], dtype=np.int64)
         return len(rows)
 
-    def knows(self, customer_id: str) -> bool:
-        return customer_id in self._customers.slots
-
     def forget(self, customer_ids: Iterable[str]) -> None:
         """Drop customers' state (their partition moved elsewhere, or the gateway's bound evicted them).
 
@@ -288,6 +263,14 @@ class FeatureEngine:
 
     # --- internals -------------------------------------------------------------------------------
 
+    def _scratch_entities(self) -> EntityTable:
+        """Without an entity table the kernel still queues events: into this one, emptied every call."""
+        if self._scratch is None:
+            self._scratch = EntityTable()
+        self._scratch.queued = 0
+        self._scratch.epoch = -np.inf
+        return self._scratch
+
     def _label_slots(self, labels: LabelEvents) -> np.ndarray:
         labi = np.full((len(labels), L.N_LI), -1, dtype=np.int64)
         if len(labels):
@@ -296,6 +279,8 @@ class FeatureEngine:
                 labi[:, L.LI_G_MERCHANT + table] = slot_map.lookup(
                     labels.risk_keys[:, table].tolist(), create=False
                 )
+            if self.entities is not None:
+                labi[:, L.LI_E_MERCHANT : L.LI_E_BENEFICIARY + 1] = self.entities.rows(labels.risk_keys)
         return labi
 
     def _grow_customers(self) -> None:
@@ -353,4 +338,7 @@ def labels_from_history(history: pd.DataFrame, config: FeatureConfig) -> LabelEv
         if "customer_id" in frauds.columns
         else np.full(len(frauds), None, dtype=object)
     )
-    return LabelEvents(known_at.astype(np.float64), customers, risk_keys)
+    event_times = (
+        pd.to_datetime(frauds["event_time"], utc=True).to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+    )
+    return LabelEvents(known_at.astype(np.float64), customers, risk_keys, event_times.astype(np.float64))

@@ -13,7 +13,8 @@ import numba as nb
 import numpy as np
 
 from fraudops.features import layout as L
-from fraudops.features.spec import DAY, HOUR, MINUTE, Feature
+from fraudops.features.entity_kernel import ENTITY_FIRST, N_ENTITY_TABLES, close_epoch, entity_features
+from fraudops.features.spec import DAY, ENTITY_FEATURES_PER_TABLE, FIRST_SEEN_CAP_DAYS, HOUR, MINUTE, Feature
 
 TAU_1H = HOUR
 TAU_24H = DAY
@@ -22,6 +23,7 @@ TAU_30D = 30 * DAY
 IMPOSSIBLE_SPEED_KMH = 900.0
 EARTH_RADIUS_KM = 6371.0088
 NAN = np.nan
+CENT = 0.01  # the smallest amount above zero
 
 
 @nb.njit(cache=True, inline="always")
@@ -129,7 +131,7 @@ def _apply_label(
     risk_count: np.ndarray,
     risk_time: np.ndarray,
 ) -> None:
-    known_at = labf[j, 0]
+    known_at = labf[j, L.LF_KNOWN_AT]
     slot = labi[j, L.LI_SLOT]
     if slot >= 0:
         c, t = _add_decayed_event(
@@ -188,8 +190,10 @@ def _features(
         )
     else:
         o[Feature.AMOUNT_ZSCORE] = NAN
-    o[Feature.AMOUNT_TO_MEAN] = amount / F[row, L.S_AMT_MEAN] if has_history else NAN
-    o[Feature.AMOUNT_TO_MAX] = amount / F[row, L.S_AMT_MAX] if has_history else NAN
+    # Past amounts may all be zero (card verifications): the ratios then compare with one cent, which
+    # changes nothing for a history of real amounts (every mean and maximum of those is at least a cent).
+    o[Feature.AMOUNT_TO_MEAN] = amount / max(F[row, L.S_AMT_MEAN], CENT) if has_history else NAN
+    o[Feature.AMOUNT_TO_MAX] = amount / max(F[row, L.S_AMT_MAX], CENT) if has_history else NAN
     whole = round(amount)
     o[Feature.AMOUNT_IS_ROUND] = 1.0 if abs(amount - whole) < 0.005 and whole % 50 == 0 else 0.0
     o[Feature.AMOUNT_IS_SMALL] = 1.0 if amount < 2.0 else 0.0
@@ -238,8 +242,12 @@ def _features(
     o[Feature.SUM_24H] = s24
     count_30d = _decayed(F[row, L.S_DC30], elapsed, TAU_30D)
     sum_30d = _decayed(F[row, L.S_DS30], elapsed, TAU_30D)
-    o[Feature.COUNT_7D] = _decayed(F[row, L.S_DC7], elapsed, TAU_7D)
-    o[Feature.SUM_7D] = _decayed(F[row, L.S_DS7], elapsed, TAU_7D)
+    count_7d = _decayed(F[row, L.S_DC7], elapsed, TAU_7D)
+    sum_7d = _decayed(F[row, L.S_DS7], elapsed, TAU_7D)
+    o[Feature.COUNT_7D] = count_7d
+    o[Feature.SUM_7D] = sum_7d
+    o[Feature.AMOUNT_TO_AVG_7D] = amount * count_7d / sum_7d if sum_7d > 0.0 else NAN
+    o[Feature.AMOUNT_TO_AVG_30D] = amount * count_30d / sum_30d if sum_30d > 0.0 else NAN
     o[Feature.COUNT_30D] = count_30d
     o[Feature.SUM_30D] = sum_30d
     o[Feature.BURST_RATIO_1H] = c1h / max(count_30d / (30.0 * 24.0), 1.0 / 24.0)
@@ -269,7 +277,9 @@ def _features(
     if device != 0:
         j = _set_find(I, row, L.I_SET_DEVICE, L.SET_DEVICE_K, device)
         o[Feature.NEW_DEVICE] = 1.0 if j < 0 else 0.0
-        o[Feature.DEVICE_AGE_DAYS] = (now - F[row, L.S_SET_DEVICE + j]) / DAY if j >= 0 else 0.0
+        o[Feature.DEVICE_AGE_DAYS] = (
+            min((now - F[row, L.S_SET_DEVICE + j]) / DAY, FIRST_SEEN_CAP_DAYS) if j >= 0 else 0.0
+        )
     else:
         o[Feature.NEW_DEVICE] = NAN
         o[Feature.DEVICE_AGE_DAYS] = NAN
@@ -300,7 +310,9 @@ def _features(
     if kind == L.TY_TRANSFER and counterparty != 0:
         j = _set_find(I, row, L.I_SET_BENEFICIARY, L.SET_BENEFICIARY_K, counterparty)
         o[Feature.NEW_BENEFICIARY] = 1.0 if j < 0 else 0.0
-        o[Feature.BENEFICIARY_AGE_DAYS] = (now - F[row, L.S_SET_BENEFICIARY + j]) / DAY if j >= 0 else 0.0
+        o[Feature.BENEFICIARY_AGE_DAYS] = (
+            min((now - F[row, L.S_SET_BENEFICIARY + j]) / DAY, FIRST_SEEN_CAP_DAYS) if j >= 0 else 0.0
+        )
     else:
         o[Feature.NEW_BENEFICIARY] = NAN
         o[Feature.BENEFICIARY_AGE_DAYS] = NAN
@@ -354,7 +366,6 @@ def _features(
     o[Feature.HOUR_COS] = math.cos(angle)
     o[Feature.IS_NIGHT] = 1.0 if hour < 6.0 else 0.0
     o[Feature.IS_WEEKEND] = 1.0 if weekday >= 5 else 0.0
-    o[Feature.DAY_OF_MONTH] = day_of_month
     o[Feature.IS_PAYDAY_WINDOW] = 1.0 if day_of_month >= 25 or day_of_month == 1 else 0.0
     mean_sin = F[row, L.S_HOUR_SIN]
     mean_cos = F[row, L.S_HOUR_COS]
@@ -380,15 +391,15 @@ def _features(
     o[Feature.HIGH_RISK_SHARE] = F[row, L.S_HIGHRISK_SHARE] if has_history else NAN
 
     # account
+    # The account's real age when the data has it; never "since first seen", which in a history that
+    # starts on a fixed date is a clock. How long we have seen the customer is capped instead.
     opened = txf[i, L.TF_ACCOUNT_OPENED]
-    if math.isnan(opened):
-        if F[row, L.S_ACCOUNT_OPENED] > 0.0:
-            opened = F[row, L.S_ACCOUNT_OPENED]
-        elif has_history:
-            opened = F[row, L.S_FIRST_SEEN]
-        else:
-            opened = now
-    o[Feature.ACCOUNT_AGE_DAYS] = max(now - opened, 0.0) / DAY
+    if math.isnan(opened) and F[row, L.S_ACCOUNT_OPENED] > 0.0:
+        opened = F[row, L.S_ACCOUNT_OPENED]
+    o[Feature.ACCOUNT_AGE_DAYS] = NAN if math.isnan(opened) else max(now - opened, 0.0) / DAY
+    o[Feature.DAYS_SINCE_FIRST_SEEN] = (
+        min(max(now - F[row, L.S_FIRST_SEEN], 0.0) / DAY, FIRST_SEEN_CAP_DAYS) if has_history else 0.0
+    )
     o[Feature.LOG_TX_TOTAL] = math.log1p(n_prev)
     o[Feature.IS_FIRST_TRANSACTION] = 0.0 if has_history else 1.0
     credential_change = txf[i, L.TF_CRED_CHANGE]
@@ -587,22 +598,39 @@ def process_batch(
     labi: np.ndarray,
     risk_count: np.ndarray,
     risk_time: np.ndarray,
+    entity_f: np.ndarray,
+    entity_i: np.ndarray,
+    qf: np.ndarray,
+    qi: np.ndarray,
+    queued: int,
+    epoch: float,
+    epoch_s: float,
+    label_delay_s: float,
     out: np.ndarray,
-) -> int:
-    """Features for each transaction in order, updating the state; returns how many labels were applied.
+) -> tuple[int, int, float]:
+    """Features for each transaction in order, updating the state.
 
     Labels (sorted by the time they became known) are applied just before the first transaction
     that happens after them; the ones known after the last transaction are left for the next call.
-    Anonymous transactions (slot -1) get features from an empty history and update nothing.
+    Anonymous transactions (slot -1) get features from an empty history and update no customer.
+
+    Entity events (transactions, and labels once applied) wait in the queue `qf`/`qi` until their
+    epoch closes: the first transaction of a later epoch applies them to the entity table, then
+    reads the table as of its epoch's start. Returns (labels applied, events queued, current epoch).
     """
     scratch_f = np.zeros((1, floats.shape[1]))
     scratch_i = np.zeros((1, ints.shape[1]), dtype=np.int64)
     applied = 0
     for i in range(txf.shape[0]):
         now = txf[i, L.TF_TIME]
-        while applied < labf.shape[0] and labf[applied, 0] < now:
+        while applied < labf.shape[0] and labf[applied, L.LF_KNOWN_AT] < now:
             _apply_label(labf, labi, applied, floats, risk_count, risk_time)
+            queued = _queue_label(labf, labi, applied, qf, qi, queued)
             applied += 1
+        this_epoch = math.floor(now / epoch_s)
+        if this_epoch > epoch:
+            queued = close_epoch(entity_f, entity_i, qf, qi, queued, this_epoch * epoch_s, label_delay_s)
+            epoch = this_epoch
         slot = txi[i, L.TI_SLOT]
         if slot >= 0:
             _features(floats, ints, slot, txf, txi, i, risk_count, risk_time, out)
@@ -611,4 +639,40 @@ def process_batch(
             scratch_f[0, :] = 0.0
             scratch_i[0, :] = 0
             _features(scratch_f, scratch_i, 0, txf, txi, i, risk_count, risk_time, out)
-    return applied
+        as_of = max(epoch, this_epoch) * epoch_s
+        for table in range(N_ENTITY_TABLES):
+            entity_features(
+                entity_f,
+                entity_i,
+                txi[i, L.TI_E_MERCHANT + table],
+                as_of,
+                label_delay_s,
+                out[i],
+                ENTITY_FIRST + ENTITY_FEATURES_PER_TABLE * table,
+            )
+        qf[queued, L.QF_TIME] = now
+        qf[queued, L.QF_FRAUD_TIME] = NAN
+        for table in range(N_ENTITY_TABLES):
+            qi[queued, L.QI_ENTITY + table] = txi[i, L.TI_E_MERCHANT + table]
+        qi[queued, L.QI_CUSTOMER] = txi[i, L.TI_CUSTOMER_HASH]
+        queued += 1
+    return applied, queued, epoch
+
+
+@nb.njit(cache=True)
+def _queue_label(
+    labf: np.ndarray, labi: np.ndarray, j: int, qf: np.ndarray, qi: np.ndarray, queued: int
+) -> int:
+    """Queue a label's entity part for the next epoch close (if it names any entity)."""
+    named = False
+    for table in range(N_ENTITY_TABLES):
+        if labi[j, L.LI_E_MERCHANT + table] >= 0:
+            named = True
+    if not named:
+        return queued
+    qf[queued, L.QF_TIME] = labf[j, L.LF_KNOWN_AT]
+    qf[queued, L.QF_FRAUD_TIME] = labf[j, L.LF_EVENT_TIME]
+    for table in range(N_ENTITY_TABLES):
+        qi[queued, L.QI_ENTITY + table] = labi[j, L.LI_E_MERCHANT + table]
+    qi[queued, L.QI_CUSTOMER] = 0
+    return queued + 1

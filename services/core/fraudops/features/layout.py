@@ -107,12 +107,45 @@ S_SET_PAYER = _floats.take(3 * SET_PAYER_K)
 N_FLOAT_STATE = _floats.width
 N_INT_STATE = _ints.width
 
+# --- per-entity state (one row per merchant, terminal, device, IP or beneficiary) -----------------
+# Decayed transaction counts, then the label-delayed part: a ring of the last ENTITY_DAYS days
+# (transactions, known frauds, and a 64-bit bitmap of the customers seen that day), and the days
+# that are old enough for their labels to be known folded into decayed "matured" totals.
+ENTITY_DAYS = 10
+_entity_floats = _Columns()
+_entity_ints = _Columns()
+E_SEEN = _entity_floats.take()  # 1 once the entity had an event
+E_TX_1D = _entity_floats.take()
+E_TX_7D = _entity_floats.take()
+E_TX_30D = _entity_floats.take()
+E_TX_TIME = _entity_floats.take()  # when the decayed counts were last brought up to date
+E_MATURED_TX = _entity_floats.take()  # decayed (tau = 30 days) from each folded day's end
+E_MATURED_FRAUD = _entity_floats.take()
+E_MATURED_TIME = _entity_floats.take()  # the end of the last folded day
+E_LAST_DAY = _entity_floats.take()  # the newest day in the ring (days since the epoch)
+E_FOLDED_DAY = _entity_floats.take()  # days up to this one are in the matured totals
+E_RING_TX = _entity_floats.take(ENTITY_DAYS)
+E_RING_FRAUD = _entity_floats.take(ENTITY_DAYS)
+EI_RING_CUSTOMERS = _entity_ints.take(ENTITY_DAYS)
+N_ENTITY_FLOAT = _entity_floats.width
+N_ENTITY_INT = _entity_ints.width
+
+# --- entity events waiting for the epoch to close: transactions and fraud labels in arrival order ------
+# float columns: when (transaction time or label known-at), the labelled transaction's time (NaN for
+# a transaction); int columns: the entity rows of the five tables (-1 = none), the customer's hash.
+QF_TIME, QF_FRAUD_TIME = range(2)
+N_QF = 2
+QI_ENTITY = 0
+QI_CUSTOMER = 5
+N_QI = 6
+
 # --- an encoded batch of transactions -----------------------------------------------------------
 # float columns
 TF_TIME, TF_AMOUNT, TF_INTL, TF_LAT, TF_LON, TF_HOUR, TF_CRED_CHANGE, TF_ACCOUNT_OPENED = range(8)
 N_TXF = 8
 # int columns: the customer slot (-1 = anonymous), codes, string hashes (0 = missing), and the
 # slots of the entities in the label-risk tables (-1 = no label seen)
+# and the rows of the five entities in the entity table (-1 = none), and the customer's hash
 (
     TI_SLOT,
     TI_CATEGORY,
@@ -132,12 +165,32 @@ N_TXF = 8
     TI_G_DEVICE,
     TI_G_IP,
     TI_G_BENEFICIARY,
-) = range(18)
-N_TXI = 18
+    TI_E_MERCHANT,
+    TI_E_TERMINAL,
+    TI_E_DEVICE,
+    TI_E_IP,
+    TI_E_BENEFICIARY,
+    TI_CUSTOMER_HASH,
+) = range(24)
+N_TXI = 24
 
-# --- fraud-label events: float column 0 is when the label became known --------------------------
-LI_SLOT, LI_G_MERCHANT, LI_G_TERMINAL, LI_G_DEVICE, LI_G_IP, LI_G_BENEFICIARY = range(6)
-N_LI = 6
+# --- fraud-label events: float column 0 is when the label became known, 1 the transaction's time -------
+LF_KNOWN_AT, LF_EVENT_TIME = range(2)
+N_LF = 2
+(
+    LI_SLOT,
+    LI_G_MERCHANT,
+    LI_G_TERMINAL,
+    LI_G_DEVICE,
+    LI_G_IP,
+    LI_G_BENEFICIARY,
+    LI_E_MERCHANT,
+    LI_E_TERMINAL,
+    LI_E_DEVICE,
+    LI_E_IP,
+    LI_E_BENEFICIARY,
+) = range(11)
+N_LI = 11
 #: label-risk tables, in the order of the TI_G_* / LI_G_* columns
 RISK_TABLES = ("merchant", "terminal", "device", "ip", "beneficiary")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fraudops_simulator.merchants import MEDIAN_AMOUNT
 from fraudops_simulator.names import PATTERN_NAMES
 from fraudops_simulator.params import SimulationConfig, label_delays_s
 from fraudops_simulator.patterns import accounts, card_online, card_present
@@ -50,6 +51,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("shared_device", 0.05, 4, 12, accounts.shared_device),
     Pattern("app_scam", 0.06, 1, 4, accounts.app_scam),
     Pattern("bust_out", 0.06, 5, 15, accounts.bust_out),
+    Pattern("rogue_terminal", 0.08, 6, 30, card_present.rogue_terminal),
 )
 if tuple(p.name for p in PATTERNS) != PATTERN_NAMES:  # names.py must list them in code order
     raise ImportError("fraudops_simulator.names.PATTERN_NAMES is out of step with PATTERNS")
@@ -59,7 +61,7 @@ _MAX_FAILURES = 30  # consecutive episodes without a victim before a pattern giv
 
 def fraud_budgets(config: SimulationConfig) -> dict[str, int]:
     """Fraud rows per selected pattern: the fraud budget split by share (largest remainder)."""
-    selected = [p for p in PATTERNS if config.patterns is None or p.name in config.patterns]
+    selected = [p for p in PATTERNS if config.includes(p.name)]
     total = round(config.transactions * config.fraud_rate)
     shares = np.array([p.share for p in selected])
     exact = total * shares / shares.sum()
@@ -75,9 +77,12 @@ def plan_episodes(world: World, config: SimulationConfig, rng: np.random.Generat
     expected_episodes = int(sum(budgets[name] / mean_size[name] for name in budgets))
     kit = Kit(world, rng, build_ring(world, rng, expected_episodes))
     episodes = _Episodes()
+    emerging = config.hardness.emerging_pattern
     for code, pattern in enumerate(PATTERNS):
         if pattern.name in budgets:
+            kit.not_before_s = config.span_s / 2 if pattern.name == emerging else 0.0
             _draw_episodes(kit, code, pattern, budgets[pattern.name], episodes)
+    kit.not_before_s = 0.0
     scale = config.transactions / 1_000_000
     for generate, per_million in LOOKALIKES:
         expected = per_million * scale
@@ -119,10 +124,43 @@ class _Episodes:
             )
         last_fraud_s = np.full(len(self.codes), -np.inf)
         np.maximum.at(last_fraud_s, episode[fraud], rows["t"][fraud])
-        reported_s = last_fraud_s + label_delays_s(config, rng, len(self.codes))
+        reported_s = last_fraud_s + label_delays_s(config, rng, len(self.codes), noisy=True)
         rows["pattern"] = np.where(fraud, np.array(self.codes, dtype=np.int8)[episode], -1).astype(np.int8)
         rows["label_at"] = np.where(fraud, reported_s[episode], np.nan)
+        hardness = config.hardness
+        if hardness.imitation_share > 0.0:
+            _imitate_victims(world, rows, episode, fraud, last_fraud_s, hardness.imitation_share, rng)
+        if hardness.unreported_share > 0.0:
+            # never reported: the rows keep their pattern (the truth) but carry the label 0
+            unreported = (rng.random(len(self.codes)) < hardness.unreported_share)[episode] & fraud
+            rows["is_fraud"] = np.where(unreported, 0, rows["is_fraud"]).astype(np.int8)
+            rows["label_at"] = np.where(unreported, np.nan, rows["label_at"])
         return rows
+
+
+def _imitate_victims(
+    world: World,
+    rows: Rows,
+    episode: np.ndarray,
+    fraud: np.ndarray,
+    last_fraud_s: np.ndarray,
+    share: float,
+    rng: np.random.Generator,
+) -> None:
+    """Redraw the fraud amounts of some episodes around what the victim usually spends in that category.
+
+    The share grows with time (half of `share` at the start, one and a half at the end): fraudsters
+    learn which amounts pass unnoticed.
+    """
+    span = world.config.span_s
+    chance = share * (0.5 + np.clip(last_fraud_s / span, 0.0, 1.0))
+    imitating = (rng.random(len(last_fraud_s)) < chance)[episode] & fraud
+    customer = rows["customer"][imitating]
+    category = rows["category"][imitating].astype(np.int64)
+    typical = MEDIAN_AMOUNT[category] * np.exp(0.8 * world.customers.amount_log_scale[customer])
+    rows["amount"][imitating] = np.maximum(
+        np.round(typical * rng.lognormal(0.0, 0.35, len(customer)), 2), 1.0
+    )
 
 
 def _draw_episodes(kit: Kit, code: int, pattern: Pattern, budget: int, episodes: _Episodes) -> None:

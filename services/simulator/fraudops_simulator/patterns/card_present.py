@@ -271,3 +271,50 @@ def amount_anomaly(kit: Kit, n_fraud: int) -> list[Part] | None:
         customer, t, amount, device=kit.fraud_device(), ip=kit.fraud_ip(city, n_fraud), city=city, fraud=True,
         merchant=m.risky_choice(kit.rng, m.online([category]), n_fraud), card=card,
     )]  # fmt: skip
+
+
+def rogue_terminal(kit: Kit, n_fraud: int) -> list[Part] | None:
+    """A colluding merchant's terminal charges cloned cards of the city's residents for two to four weeks.
+
+    Each victim is charged once or twice, at the kind of amount they spend there anyway, in shop
+    hours, in their own city: alone, every charge looks ordinary. What gives it away is the terminal:
+    customers it never served before, and a fraud rate that the delayed labels reveal.
+    """
+    c, m, span = kit.world.customers, kit.world.merchants, kit.world.config.span_s
+    duration = kit.rng.uniform(14, 28) * DAY_S
+    earliest = max(kit.not_before_s, 2 * DAY_S)
+    if span - duration - DAY_S <= earliest:
+        return None
+    t0 = float(kit.rng.uniform(earliest, span - duration - DAY_S))
+    city = int(kit.rng.choice(c.home_city))
+    shops = m.in_city(city, [CAT["RETAIL"], CAT["ELECTRONICS"], CAT["RESTAURANT"], CAT["FUEL"]])
+    if len(shops) == 0:
+        return None
+    merchant = int(m.risky_choice(kit.rng, shops)[0])
+    terminal = int(m.pick_terminal(np.array([merchant]), kit.rng.random(1))[0])
+    category = int(m.category[merchant])
+    parts, made = [], 0
+    for customer in kit.rng.permutation(np.flatnonzero(c.home_city == city)):
+        if made == n_fraud:
+            break
+        customer = int(customer)
+        t = kit.at_local_hour(customer, float(kit.rng.uniform(t0, t0 + duration)), 9.0, 21.0)
+        k = min(n_fraud - made, 2 if kit.rng.random() < 0.3 else 1)
+        times = t + np.concatenate([[0.0], kit.rng.uniform(3600.0, 2 * DAY_S, k - 1)])
+        if (
+            times[0] < DAY_S
+            or times[-1] > span - DAY_S
+            or c.opened_s[customer] > times[0] - 30 * DAY_S
+            or c.closed_s[customer] < times[-1] + DAY_S
+            or kit.world.is_busy(customer, times[0] - DAY_S, times[-1] + DAY_S)
+            or kit.world.trips.is_away(customer, times[0] - DAY_S, times[-1] + DAY_S)
+        ):
+            continue
+        amount = np.round(kit.typical_amount(customer, category) * kit.rng.lognormal(0.0, 0.3, k), 2)
+        parts.append(
+            kit.at_merchants(customer, times, merchant, np.maximum(amount, 1.0), card=kit.card(customer), fraud=True,
+                             terminal=terminal)
+        )  # fmt: skip
+        kit.world.mark_busy(customer, float(times[0]) - DAY_S, float(times[-1]) + DAY_S)
+        made += k
+    return parts if made == n_fraud else None

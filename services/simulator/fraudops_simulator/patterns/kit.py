@@ -70,6 +70,8 @@ class Kit:
     world: World
     rng: np.random.Generator
     ring: Ring
+    #: episodes start no earlier than this (the emerging pattern of a harder run starts at mid-history)
+    not_before_s: float = 0.0
 
     # --- who and when ---------------------------------------------------------------------------
     def victim(
@@ -92,7 +94,7 @@ class Kit:
         c, span = self.world.customers, self.world.config.span_s
         for _ in range(attempts):
             customer = int(self.rng.choice(pool) if pool is not None else self.rng.integers(c.n))
-            lo = max(earliest_s, c.opened_s[customer] + min_account_age_days * DAY_S)
+            lo = max(earliest_s, self.not_before_s, c.opened_s[customer] + min_account_age_days * DAY_S)
             hi = span - duration_s - DAY_S
             if hi <= lo:
                 continue

@@ -1,0 +1,424 @@
+"""Support for the stream tests (no tests here): topics, records, consumers and predictors as real processes.
+
+Consumers run as `python -m fraudops_cli.main stream consume`, predictors as `… serve predictor`,
+exactly as an operator starts them, each logging to a file. Every process a test starts is tracked
+here, and the fixture that owns them checks that none outlives its test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+import yaml
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from fraudops.artifact import load_artifact
+from fraudops.features.encode import encode_records
+from fraudops.features.engine import FeatureEngine
+from fraudops.scoring import Scorer
+from fraudops_stream.decode import decode_batch
+from tests.conftest import REPO_ROOT
+from tests.integration.conftest import free_port
+
+MODEL_NAME = "card-fraud"
+
+
+@dataclass
+class StreamSetup:
+    env: dict[str, str]
+    topic: str
+    alerts: str
+    dlq: str
+    group: str
+    db_url: str
+    bootstrap: str
+    logs: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def consumer(
+        self, name: str, checkpoint_s: float = 2.0, metrics_port: int = 0, **env: str
+    ) -> subprocess.Popen:
+        """`fraudops stream consume` as a process of its own, logging to `<logs>/<name>.log`."""
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fraudops_cli.main",
+                "stream",
+                "consume",
+                "--metrics-port",
+                str(metrics_port),
+                "--checkpoint-interval",
+                str(checkpoint_s),
+            ],
+            env={**self.env, **env},
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def leftovers(self) -> list[int]:
+        """Processes started here that still run; they are stopped (the test fails on them)."""
+        alive = [proc for proc in self.processes if proc.poll() is None]
+        for proc in alive:
+            proc.kill()
+            proc.wait(timeout=30)
+        return [proc.pid for proc in alive]
+
+
+def new_setup(
+    bootstrap: str, db_url: str, artifact: Path, logs: Path, partitions: int = 6, **env: str
+) -> StreamSetup:
+    """Fresh topics and a fresh consumer group for one test, against a migrated database."""
+    suffix = uuid.uuid4().hex[:8]
+    topic, alerts, dlq = f"tx-{suffix}", f"alerts-{suffix}", f"dlq-{suffix}"
+    create_topics(bootstrap, [(topic, partitions), (alerts, 1), (dlq, 1)])
+    environment = {
+        **os.environ,
+        "DB_URL": db_url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "TRANSACTIONS_TOPIC": topic,
+        "ALERTS_TOPIC": alerts,
+        "DLQ_TOPIC": dlq,
+        "CONSUMER_GROUP": f"g-{suffix}",
+        "MODEL_PATH": str(artifact),
+        "BATCH_SIZE": "1000",
+        "LOG_FORMAT": "json",
+        **env,
+    }
+    return StreamSetup(environment, topic, alerts, dlq, f"g-{suffix}", db_url, bootstrap, logs)
+
+
+def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [
+            NewTopic(name, partitions, 1, config={"max.message.bytes": str(8 * 2**20)})
+            for name, partitions in topics
+        ]
+    )
+    for future in futures.values():
+        future.result(timeout=60)
+
+
+def simulated_records(transactions: int, seed: int) -> list[tuple[str, bytes]]:
+    """(customer key, JSON value) in event-time order, from the real simulator."""
+    from fraudops_simulator import SimulationConfig, simulate
+    from fraudops_simulator.kafka import encode_records as encode_json
+
+    records = []
+    # At least 50 customers: the simulator fails on a handful (its trips table can be empty).
+    for table in simulate(
+        SimulationConfig(transactions=transactions, customers=max(transactions // 50, 50), days=20, seed=seed)
+    ):
+        keys = table.column("customer_id").to_pylist()
+        records.extend(zip(keys, encode_json(table), strict=True))
+    return records
+
+
+def producer(bootstrap: str) -> Producer:
+    """A plain producer, as any client of the platform would use (large records allowed)."""
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "enable.idempotence": True,
+            "message.max.bytes": 8 * 2**20,
+        }
+    )
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[str | None, bytes | None]]) -> None:
+    out = producer(bootstrap)
+    for key, value in records:
+        while True:
+            try:
+                out.produce(topic, value, key)
+                break
+            except BufferError:
+                out.poll(0.05)
+    assert out.flush(120) == 0
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list:
+    """Every record of `topic` from the beginning (until `expected` are read or the time is up)."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"read-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    reader.subscribe([topic])
+    messages = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            messages += [m for m in reader.consume(num_messages=1000, timeout=1.0) if m.error() is None]
+    finally:
+        reader.close()
+    return messages
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{uuid.uuid4().hex[:6]}"})
+    try:
+        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        reader.close()
+
+
+def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            tp.partition: tp.offset
+            for tp in reader.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        }
+    finally:
+        reader.close()
+
+
+def wait_until_caught_up(setup: StreamSetup, timeout_s: float, procs: Iterable[subprocess.Popen]) -> None:
+    """Until the group's committed offsets reach the end of every partition (zero lag)."""
+    wait_for(
+        lambda: (
+            committed(setup.bootstrap, setup.group, setup.topic) == end_offsets(setup.bootstrap, setup.topic)
+        ),
+        timeout_s,
+        "the group's committed offsets to reach the partitions' ends",
+        procs,
+    )
+
+
+def stored_count(db_url: str) -> int:
+    with psycopg.connect(db_url, connect_timeout=3) as conn:
+        return int(conn.execute("SELECT count(*) FROM transactions WHERE source = 'stream'").fetchone()[0])
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, procs: Iterable[subprocess.Popen] = ()
+) -> None:
+    """Poll `condition` until it holds; fail on timeout or when a process that must keep running exits."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        for proc in procs:
+            assert proc.poll() is None, f"a process exited with {proc.returncode} while waiting for {what}"
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
+        time.sleep(0.5)
+
+
+def wait_for_count(db_url: str, expected: int, timeout_s: float, procs: Iterable[subprocess.Popen]) -> int:
+    counts = [0]
+
+    def reached() -> bool:
+        counts[0] = stored_count(db_url)
+        return counts[0] >= expected
+
+    wait_for(reached, timeout_s, f"{expected} stored transactions (have {counts[0]})", procs)
+    return counts[0]
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 90) -> int:
+    """SIGTERM and wait for the process to finish its batch and exit; returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=timeout_s)
+
+
+def metric(url: str, name: str) -> float:
+    """The sum of a metric's samples on a Prometheus endpoint."""
+    text = httpx.get(url, timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+# --- the predictor (remote scoring) -------------------------------------------------------------------
+
+
+@dataclass
+class Predictor:
+    """`fraudops serve predictor` on a fixed port, so it can be killed and started again at the same address."""
+
+    artifact: Path
+    log: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 180) -> None:
+        with open(self.log, "ab") as output:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fraudops_cli.main",
+                    "serve",
+                    "predictor",
+                    "--model-uri",
+                    str(self.artifact),
+                    "--name",
+                    MODEL_NAME,
+                    "--port",
+                    str(self.port),
+                ],
+                env={**os.environ, "LOG_FORMAT": "json"},
+                cwd=REPO_ROOT,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        process = self.process
+
+        def ready() -> bool:
+            assert process.poll() is None, f"the predictor exited:\n{self.log.read_text()[-3000:]}"
+            try:
+                return httpx.get(f"{self.endpoint}/v2/health/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout_s, "the predictor to be ready")
+
+    def kill(self) -> None:
+        """kill -9: no goodbye."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def remote_routing_table(path: Path, endpoint: str) -> Path:
+    """A routing table whose stable variant is scored by the predictor at `endpoint` (KServe V2)."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model_name": MODEL_NAME,
+                "salt": "tests",
+                "variants": [
+                    {"name": "stable", "model_version": "test-v1", "weight": 100, "endpoint": endpoint}
+                ],
+            }
+        )
+    )
+    return path
+
+
+# --- the reference: an uninterrupted offline pass -----------------------------------------------------
+
+
+def reference_run(values: Iterable[bytes | None], artifact: Path) -> tuple[dict[str, float], FeatureEngine]:
+    """The uninterrupted offline pass over the records in order: scores per transaction id, and the engine."""
+    engine = FeatureEngine()
+    scorer = Scorer(load_artifact(str(artifact)))
+    scores: dict[str, float] = {}
+    chunk: list[bytes | None] = []
+
+    def flush() -> None:
+        _, decoded, _ = decode_batch(chunk)
+        if decoded:
+            features = engine.transform(encode_records(decoded))
+            for record, score in zip(decoded, scorer.score(features), strict=True):
+                scores[record["transaction_id"]] = float(score)
+        chunk.clear()
+
+    for value in values:
+        chunk.append(value)
+        if len(chunk) == 5000:
+            flush()
+    flush()
+    return scores, engine
+
+
+@dataclass
+class Comparison:
+    expected: int
+    stored: int
+    duplicates: int
+    missing: list[str]
+    unexpected: list[str]
+    score_mismatches: list[str]
+    state_mismatches: list[str]
+    states: int
+
+
+def compare_with_reference(
+    db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str
+) -> Comparison:
+    """The stored decisions and checkpointed states against the uninterrupted offline pass, value for value."""
+    expected, engine = reference_run(values, artifact)
+    with psycopg.connect(db_url) as conn:
+        stored = dict(
+            conn.execute(
+                "SELECT transaction_id, score FROM decisions WHERE NOT shadow AND source = 'stream'"
+            ).fetchall()
+        )
+        duplicates = conn.execute(
+            "SELECT count(*) - count(DISTINCT transaction_id) FROM transactions"
+        ).fetchone()[0]
+        states = dict(
+            conn.execute(
+                "SELECT customer_id, state FROM customer_feature_state WHERE topic = %s", (topic,)
+            ).fetchall()
+        )
+    reference_rows = dict(engine.export_customers(states))
+    return Comparison(
+        expected=len(expected),
+        stored=len(stored),
+        duplicates=int(duplicates),
+        missing=sorted(set(expected) - set(stored)),
+        unexpected=sorted(set(stored) - set(expected)),
+        score_mismatches=[
+            tx for tx, score in expected.items() if tx in stored and abs(stored[tx] - score) > 1e-6
+        ],
+        state_mismatches=[c for c, blob in states.items() if bytes(blob) != reference_rows.get(c)],
+        states=len(states),
+    )
+
+
+def assert_matches_reference(db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str) -> None:
+    result = compare_with_reference(db_url, values, artifact, topic)
+    assert result.duplicates == 0
+    assert not result.missing and not result.unexpected, (
+        f"every valid record stored exactly once: {len(result.missing)} missing, {len(result.unexpected)} unexpected"
+    )
+    assert not result.score_mismatches, (
+        f"{len(result.score_mismatches)} scores differ from the uninterrupted run"
+    )
+    assert result.states, "the consumer checkpointed customer state"
+    assert not result.state_mismatches, f"{len(result.state_mismatches)} checkpointed customer states differ"

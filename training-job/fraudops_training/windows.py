@@ -1,0 +1,100 @@
+"""The time-aware split: burn-in, tuning train / validation, final train, held-out test, with label-delay gaps.
+
+    |-- burn-in --|-- tuning train --| gap |-- validation --| gap |-- held-out test --|
+                  |------------- final train -------------|
+
+The burn-in lets the state warm up without being trained on: in a history that starts on a fixed
+date every customer, terminal and device is "new" at first, and a model trained on those rows
+learns the history's start, not fraud. Rows of the burn-in still pass through the feature replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from fraudops.errors import RejectedInputError
+from fraudops.features.spec import FIRST_SEEN_CAP_DAYS
+
+#: Without an explicit burn-in, it is the first-seen cap or a quarter of the history, whichever is shorter.
+DEFAULT_BURN_IN_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class WindowBounds:
+    label_delay_days: float
+    burn_in_days: float | None = None
+    validation_days: float | None = None
+    train_end: datetime | None = None
+    test_start: datetime | None = None
+    test_end: datetime | None = None
+
+
+@dataclass
+class Windows:
+    """Row masks for the time-aware split; each later window is separated by the label-delay gap."""
+
+    inner_train: np.ndarray
+    validation: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+    burn_in_days: float
+    describe: dict[str, str]
+
+
+def split_windows(times: pd.Series, bounds: WindowBounds) -> Windows:
+    first, end = times.iloc[0], times.iloc[-1]
+    span = end - first
+    burn_in_days = (
+        bounds.burn_in_days
+        if bounds.burn_in_days is not None
+        else min(FIRST_SEEN_CAP_DAYS, DEFAULT_BURN_IN_SHARE * span / pd.Timedelta(days=1))
+    )
+    start = first + pd.Timedelta(days=burn_in_days)
+    gap = pd.Timedelta(days=bounds.label_delay_days)
+    test_start = pd.Timestamp(bounds.test_start) if bounds.test_start else first + span * 0.8
+    test_end = pd.Timestamp(bounds.test_end) if bounds.test_end else end + pd.Timedelta(seconds=1)
+    # A model that goes live at test_start only knows the labels of transactions before test_start - gap.
+    train_end = (
+        min(pd.Timestamp(bounds.train_end), test_start - gap) if bounds.train_end else test_start - gap
+    )
+    validation_length = (
+        pd.Timedelta(days=bounds.validation_days) if bounds.validation_days else ((train_end - start) * 0.2)
+    )
+    validation_start = train_end - validation_length
+    inner_train_end = validation_start - gap
+    if inner_train_end <= start or validation_start >= train_end or test_start >= test_end:
+        raise RejectedInputError(
+            "--test-start",
+            f"the data ({first:%Y-%m-%d} to {end:%Y-%m-%d}) is too short for a {burn_in_days:g}-day "
+            f"burn-in / train / {bounds.label_delay_days:g}-day gap / validation / gap / test windows; give more "
+            "history, a shorter --burn-in-days or explicit --train-end/--test-start/--test-end",
+        )
+    after_burn_in = (times >= start).to_numpy()
+    masks = Windows(
+        inner_train=after_burn_in & (times < inner_train_end).to_numpy(),
+        validation=((times >= validation_start) & (times < train_end)).to_numpy(),
+        train=after_burn_in & (times < train_end).to_numpy(),
+        test=((times >= test_start) & (times < test_end)).to_numpy(),
+        burn_in_days=float(burn_in_days),
+        describe={
+            "burn-in (replayed, not trained on)": f"{first:%Y-%m-%d} → {start:%Y-%m-%d %H:%M}",
+            "tuning: train": f"{start:%Y-%m-%d %H:%M} → {inner_train_end:%Y-%m-%d %H:%M}",
+            "tuning: validation": f"{validation_start:%Y-%m-%d %H:%M} → {train_end:%Y-%m-%d %H:%M}",
+            "final model: train": f"{start:%Y-%m-%d %H:%M} → {train_end:%Y-%m-%d %H:%M}",
+            "held-out test": f"{test_start:%Y-%m-%d %H:%M} → {test_end:%Y-%m-%d %H:%M}",
+            "label-delay gap": f"{bounds.label_delay_days:g} days before validation and before test",
+        },
+    )
+    for name in ("inner_train", "validation", "test"):
+        if getattr(masks, name).sum() == 0:
+            raise RejectedInputError("--test-start", f"the {name.replace('_', ' ')} window is empty")
+    return masks
+
+
+def sampled(window: np.ndarray, labels: np.ndarray, uniform: np.ndarray, rate: float) -> np.ndarray:
+    """Rows of a window kept for training: every fraud and a `rate` share of the legitimate rows."""
+    return window & ((labels == 1) | (uniform < rate))
