@@ -18,21 +18,14 @@ import pytest
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, labels_from_history
 from fraudops.features.spec import FEATURE_NAMES, FeatureConfig
-from fraudops_simulator import SimulationConfig, simulate
-from fraudops_simulator.kafka import encode_records as to_json
+from fraudops_simulator import SimulationConfig
 from fraudops_stream.decode import decode_batch
+from tests.unit.histories import history_and_values
 
 
 @pytest.fixture(scope="module")
 def history() -> tuple[pd.DataFrame, list[bytes]]:
-    tables = list(simulate(SimulationConfig(transactions=30_000, customers=600, days=40, seed=21)))
-    frame = pd.concat([table.to_pandas() for table in tables], ignore_index=True)
-    frame = frame.sort_values(["event_time", "transaction_id"], kind="stable").reset_index(drop=True)
-    values = {}
-    for table in tables:
-        for transaction_id, value in zip(table.column("transaction_id").to_pylist(), to_json(table), strict=True):
-            values[transaction_id] = value
-    return frame, [values[t] for t in frame["transaction_id"]]
+    return history_and_values(SimulationConfig(transactions=30_000, customers=600, days=40, seed=21))
 
 
 def offline(frame: pd.DataFrame) -> np.ndarray:

@@ -25,24 +25,19 @@ import pytest
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, labels_from_history
 from fraudops.features.spec import FEATURE_NAMES, N_FEATURES, FeatureConfig
-from fraudops_simulator import SimulationConfig, simulate
-from fraudops_simulator.kafka import encode_records as to_json
+from fraudops_simulator import SimulationConfig
 from fraudops_stream.decode import decode_batch
 from fraudops_stream.state import MemoryCheckpoints, PartitionedState
+from tests.unit.histories import history_and_values
 
 PARTITIONS = 4
 
 
 @pytest.fixture(scope="module")
 def history() -> tuple[pd.DataFrame, list[bytes]]:
-    tables = list(simulate(SimulationConfig(transactions=20_000, customers=400, days=40, seed=5)))
-    frame = pd.concat([table.to_pandas() for table in tables], ignore_index=True)
-    frame = frame.sort_values(["event_time", "transaction_id"], kind="stable").reset_index(drop=True)
-    values = {}
-    for table in tables:
-        for transaction_id, value in zip(table.column("transaction_id").to_pylist(), to_json(table), strict=True):
-            values[transaction_id] = value
-    return frame, [values[t] for t in frame["transaction_id"]]
+    # Many labels, known soon: hand-overs and replays meet customers with labels applied.
+    return history_and_values(SimulationConfig(transactions=20_000, customers=400, days=40, seed=5, fraud_rate=0.05,
+                                               label_delay_days=2))
 
 
 @dataclass(eq=False)
@@ -237,16 +232,17 @@ def test_hand_overs_between_members_on_a_labelled_history_change_no_feature(
     assert_equals_offline(frame, group)
 
 
-def test_a_killed_member_s_partitions_replayed_from_an_old_checkpoint_change_no_feature(
+def test_a_killed_member_s_partitions_replayed_from_old_checkpoints_change_no_feature(
         history: tuple[pd.DataFrame, list[bytes]]) -> None:
-    # Replays span days of records: customers first seen in a replay already have labels known.
+    # Replays span days of records: customers first seen here in a replay have labels already applied
+    # by the member replaying them (to the label-risk tables, while it held no row for them).
     frame, values = history
     group = run(frame, values, seed=3, script={
-        0.1: checkpoint, 0.2: join([1, 3]), 0.3: checkpoint,
-        0.45: kill(1, 0),      # into the running member: from the 0.3 checkpoint, replayed to the commit
-        0.5: checkpoint, 0.55: join([2]),
-        0.8: kill(2, None),    # into a new member
-        0.85: kill(0, None),   # the last one too
+        0.05: join([3]),
+        0.3: kill(0, 3),       # partitions 0-2, never checkpointed, replayed from offset 0 into the running one
+        0.4: checkpoint, 0.5: join([1, 2]), 0.6: checkpoint,
+        0.75: kill(1, 0),      # into the running member: from the 0.6 checkpoint, replayed to the commit
+        0.85: kill(0, None),   # the last one, into a new member
     })
     assert group.labelled_restores >= 4
     assert_equals_offline(frame, group)

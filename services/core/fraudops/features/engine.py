@@ -7,6 +7,14 @@
 
 The same engine object serves the stream consumer (micro-batches), the gateway (batches of one)
 and training (`replay` of a whole history), so there is exactly one feature definition.
+
+Each label counts once for its customer, however the customer's row arrives: a row imported from a
+checkpoint (written by another engine, which applied the labels it knew by then) or a customer seen
+here for the first time gets the label part of its row rebuilt from the labels *this* engine has
+applied; the labels still pending here reach it when they fall due. So a restart, a partition
+moving between consumers, or a replay neither counts a label twice nor misses one, and needs no
+label watermark in the checkpoint. (The label-risk tables are global: every engine applies every
+label it is given to them once.)
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import pandas as pd
 from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
 from fraudops.features.encode import EncodedBatch, encode_frame, stable_hash
-from fraudops.features.kernel import process_batch
+from fraudops.features.kernel import process_batch, relabel_customers
 from fraudops.features.spec import FEATURE_VERSION, N_FEATURES, FeatureConfig
 
 _INITIAL_CAPACITY = 1024
@@ -108,6 +116,9 @@ class FeatureEngine:
         self._risk_count = np.zeros((len(L.RISK_TABLES), _INITIAL_CAPACITY))
         self._risk_time = np.zeros((len(L.RISK_TABLES), _INITIAL_CAPACITY))
         self._pending = LabelEvents.empty()
+        # Per customer, the known-at times of the labels applied here, in the order applied (see the module
+        # docstring): what a customer's row is rebuilt from when it arrives.
+        self._applied: dict[str, list[float]] = {}
 
     # --- the online API --------------------------------------------------------------------------
 
@@ -117,8 +128,11 @@ class FeatureEngine:
 
     def transform(self, batch: EncodedBatch) -> np.ndarray:
         """Features (float32, [n, N_FEATURES]) of each transaction in order; then the state includes them."""
+        arriving = self._arriving(batch.customer_ids)
         batch.txi[:, L.TI_SLOT] = self._customers.lookup(batch.customer_ids, create=True)
         self._grow_customers()
+        if arriving:
+            self._relabel(arriving)
         for table, slot_map in enumerate(self._risk):
             batch.txi[:, L.TI_G_MERCHANT + table] = slot_map.lookup(batch.risk_keys[:, table].tolist(), create=False)
         labels = self._pending
@@ -127,6 +141,7 @@ class FeatureEngine:
         out = np.empty((len(batch), N_FEATURES), dtype=np.float32)
         applied = process_batch(batch.txf, batch.txi, self._floats, self._ints, labf, labi, self._risk_count,
                                 self._risk_time, out)
+        self._remember_applied(labels.take(slice(0, applied)))
         self._pending = labels.take(slice(applied, None))
         return out
 
@@ -167,7 +182,10 @@ class FeatureEngine:
         return rows
 
     def import_customers(self, rows: Iterable[tuple[str, bytes]]) -> int:
-        """Load rows written by `export_customers` (replacing what this engine holds for those customers)."""
+        """Load rows written by `export_customers` (replacing what this engine holds for those customers).
+
+        The label part of each row is rebuilt from the labels this engine has applied (module docstring).
+        """
         rows = list(rows)
         for customer_id, blob in rows:
             if blob[: len(_ROW_HEADER)] != _ROW_HEADER or len(blob) != _ROW_BYTES:
@@ -181,6 +199,7 @@ class FeatureEngine:
             body = memoryview(blob)[len(_ROW_HEADER):]
             self._floats[slot] = np.frombuffer(body[:float_bytes], dtype=np.float64)
             self._ints[slot] = np.frombuffer(body[float_bytes:], dtype=np.int64)
+        self._relabel([customer_id for customer_id, _ in rows])
         return len(rows)
 
     def forget(self, customer_ids: Iterable[str]) -> None:
@@ -203,6 +222,29 @@ class FeatureEngine:
         return self._floats[slot].copy(), self._ints[slot].copy()
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _arriving(self, customer_ids: np.ndarray) -> list[str]:
+        """Customers of a batch without a row here yet to whom labels were already applied."""
+        applied = self._applied
+        if not applied:
+            return []
+        slots = self._customers.slots
+        return [c for c in set(customer_ids.tolist()) if c in applied and c not in slots]
+
+    def _remember_applied(self, labels: LabelEvents) -> None:
+        for customer_id, known_at in zip(labels.customer_ids.tolist(), labels.known_at.tolist(), strict=True):
+            if customer_id:
+                self._applied.setdefault(customer_id, []).append(known_at)
+
+    def _relabel(self, customer_ids: list[str]) -> None:
+        """These customers' rows get, as their label part, exactly the labels applied here so far."""
+        applied = self._applied
+        owners = [c for c in customer_ids for _ in applied.get(c, ())]
+        labf = np.asarray([t for c in customer_ids for t in applied.get(c, ())], dtype=np.float64).reshape(-1, 1)
+        labi = np.full((len(labf), L.N_LI), -1, dtype=np.int64)  # risk slots -1: the tables have them
+        labi[:, L.LI_SLOT] = self._customers.lookup(owners, create=False)
+        relabel_customers(self._customers.lookup(customer_ids, create=False), labf, labi, self._floats,
+                          self._risk_count, self._risk_time)
 
     def _label_slots(self, labels: LabelEvents) -> np.ndarray:
         labi = np.full((len(labels), L.N_LI), -1, dtype=np.int64)
