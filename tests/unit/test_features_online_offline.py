@@ -65,17 +65,17 @@ def online(
         parts.append(engine.transform(encode_records(records)))
         if restarts and rng.random() < 0.1:  # a restart: labels first (the first poll), then the state
             fresh = FeatureEngine()
-            # the restored entity table counted the labels the old engine applied; the rest it has not
-            taken = delivered - engine.pending_labels
+            # the restored entity table counted the labels the old engine applied (the kernel applies a
+            # label before the first transaction after its known-at time); the rest it has not
+            taken = int(np.searchsorted(labels.known_at[:delivered], times[end - 1], side="left"))
             fresh.add_fraud_labels(labels.take(slice(0, taken)), entity_table_has_them=True)
             fresh.add_fraud_labels(labels.take(slice(taken, delivered)))
             fresh.import_customers(engine.export_customers(customers))
             # the entity-state component restarts from its own snapshot: rows, open epoch and its queue
             assert engine.entities is not None
             fresh.entities = EntityTable.from_arrays(engine.entities.arrays())
-            labelled_restarts += (
-                delivered > 0
-            )  # each delivered label is known before this batch's last record
+            # each delivered label is known before this batch's last record
+            labelled_restarts += delivered > 0
             engine = fresh
         start = end
     return np.concatenate(parts), labelled_restarts

@@ -205,11 +205,6 @@ class FeatureEngine:
             out[:, ENTITY_FIRST:] = np.nan  # no entity table attached: unknown, never a made-up zero
         return out
 
-    @property
-    def pending_labels(self) -> int:
-        """Labels given to this engine that have not taken effect yet (their known-at time is ahead)."""
-        return len(self._pending)
-
     def add_fraud_labels(self, labels: LabelEvents, *, entity_table_has_them: bool = False) -> None:
         """Queue confirmed frauds; each takes effect for transactions after its known-at time.
 
