@@ -55,7 +55,7 @@ test-images: $(INSTALLED) k8s-bin ## build the images, run each one locked down 
 test-packaging: $(INSTALLED) tools scanners ## skaffold's own checks of skaffold.yaml, hadolint and checkov
 	$(VENV)/bin/pytest -m packaging tests/packaging
 
-dashboards: $(INSTALLED) ## regenerate the Grafana dashboards' JSON (monitoring/dashboards) from monitoring/fraudops_monitoring
+dashboards: $(INSTALLED) ## regenerate the Grafana dashboards' JSON (charts/fraudops/files/dashboards) from monitoring/fraudops_monitoring
 	$(PY) -m fraudops_monitoring
 
 crds: $(INSTALLED) ## regenerate manifests/crds and the operator chart's crds/ from operator/fraudops_operator/crd.py

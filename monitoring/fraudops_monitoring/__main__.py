@@ -1,4 +1,5 @@
-"""`python -m fraudops_monitoring [FOLDER]`: write every dashboard's JSON (default: monitoring/dashboards)."""
+"""`python -m fraudops_monitoring [FOLDER]`: write every dashboard's JSON (default: the platform chart's
+files/dashboards, which it ships as ConfigMaps for the Grafana sidecar)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from fraudops_monitoring.dashboards import DASHBOARDS
 from fraudops_monitoring.grafana import to_json
 
-DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / "dashboards"
+DEFAULT_FOLDER = Path(__file__).resolve().parents[2] / "charts" / "fraudops" / "files" / "dashboards"
 
 
 def write_dashboards(folder: Path = DEFAULT_FOLDER) -> list[Path]:

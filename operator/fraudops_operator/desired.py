@@ -7,11 +7,14 @@
     KafkaTopic       <model>-<topic>     Strimzi, the transactions topic
 
 Each is a complete object for server-side apply; all are owned by the FraudModel (deleting it deletes them).
+The consumer and the predictors trace like the operator does: its OTLP exporter and sampler settings
+(`tracing_settings`) reach their containers, each with its own service name.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -29,6 +32,15 @@ VERSION_LABEL = "fraudops.io/model-version"
 MANAGED_BY = "fraudops-operator"
 # What KServe's storage initializer can download (pvc:// is mounted instead of downloaded).
 STORAGE_SCHEMES = ("s3", "gs", "pvc", "http", "https", "hdfs", "webhdfs", "hf")
+#: The operator's OpenTelemetry settings its workloads inherit (the service name is each workload's own).
+TRACING_VARIABLES = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_SDK_DISABLED",
+)
 
 
 def inference_service_name(model: FraudModel, version: str) -> str:
@@ -166,7 +178,22 @@ def _threshold_env(model: FraudModel) -> list[dict[str, str]]:
     return [] if model.threshold is None else [{"name": "FRAUD_THRESHOLD", "value": str(model.threshold)}]
 
 
-def desired_inference_service(model: FraudModel, version: ModelVersion) -> dict[str, Any]:
+def tracing_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The tracing variables of `environ` (the operator's) that its workloads inherit."""
+    return {name: environ[name] for name in TRACING_VARIABLES if environ.get(name)}
+
+
+def _tracing_env(tracing: Mapping[str, str], service: str) -> list[dict[str, str]]:
+    if not tracing:
+        return []
+    return [{"name": k, "value": v} for k, v in tracing.items()] + [
+        {"name": "OTEL_SERVICE_NAME", "value": service}
+    ]
+
+
+def desired_inference_service(
+    model: FraudModel, version: ModelVersion, tracing: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The InferenceService that serves one model version (KServe v1beta1, Standard mode)."""
     metadata = _metadata(
         model,
@@ -207,6 +234,7 @@ def desired_inference_service(model: FraudModel, version: ModelVersion) -> dict[
                             {"name": "STORAGE_URI", "value": version.model_uri},
                             {"name": "LOG_FORMAT", "value": "json"},
                             *_threshold_env(model),
+                            *_tracing_env(tracing or {}, "fraudops-predictor"),
                         ],
                         "ports": [{"containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
                         "readinessProbe": {
@@ -236,7 +264,9 @@ def desired_routing_config_map(model: FraudModel, table: RoutingTable) -> dict[s
     }
 
 
-def desired_consumer_deployment(model: FraudModel, table: RoutingTable) -> dict[str, Any]:
+def desired_consumer_deployment(
+    model: FraudModel, table: RoutingTable, tracing: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     stream = model.stream
     selector = {"app.kubernetes.io/name": "fraudops-consumer", "app.kubernetes.io/instance": model.name}
     env = [
@@ -254,6 +284,7 @@ def desired_consumer_deployment(model: FraudModel, table: RoutingTable) -> dict[
         {"name": "BATCH_SIZE", "value": str(stream.batch_size)},
         {"name": "LOG_FORMAT", "value": "json"},
         *_threshold_env(model),
+        *_tracing_env(tracing or {}, "fraudops-stream"),
     ]
     return {
         "apiVersion": "apps/v1",
@@ -359,15 +390,20 @@ def desired_kafka_topic(model: FraudModel) -> dict[str, Any]:
     }
 
 
-def desired_children(model: FraudModel, state: RolloutState) -> list[dict[str, Any]]:
-    """Every child, in apply order: a version's InferenceService exists before the table routes to it."""
+def desired_children(
+    model: FraudModel, state: RolloutState, tracing: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """Every child, in apply order: a version's InferenceService exists before the table routes to it.
+    `tracing`: the OpenTelemetry variables the workloads inherit (`tracing_settings`)."""
     table = routing_table(model, state)
     children = [desired_kafka_topic(model)]
-    children += [desired_inference_service(model, version) for version in served_versions(model, state)]
+    children += [
+        desired_inference_service(model, version, tracing) for version in served_versions(model, state)
+    ]
     if table is not None:
         children += [
             desired_routing_config_map(model, table),
-            desired_consumer_deployment(model, table),
+            desired_consumer_deployment(model, table, tracing),
             desired_scaled_object(model),
         ]
     return children

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -30,6 +31,7 @@ from fraudops_operator.desired import (
     fingerprint,
     inference_service_name,
     storage_problem,
+    tracing_settings,
     volume_claim,
 )
 from fraudops_operator.kube import ConflictError, KindNotServedError, Kube, load_configuration
@@ -184,7 +186,7 @@ def _analyse(model: FraudModel) -> Verdict:
 
 def _apply_children(kube: Kube, memo: kopf.Memo, model: FraudModel, state: RolloutState) -> Readiness:
     """Server-side apply every child, unless exactly these were applied recently; then retire old versions."""
-    children = desired_children(model, state)
+    children = desired_children(model, state, tracing_settings(os.environ))
     applied = ", ".join(f"{c['kind']} {c['metadata']['name']}" for c in children)
     key = fingerprint(children)
     last = memo.get("applied")

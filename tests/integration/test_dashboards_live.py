@@ -2,7 +2,7 @@
 
 The real predictor, gateway and stream consumer run on loopback with real PostgreSQL and Kafka and a
 model trained with its drift reference; a real Prometheus (Debian's) scrapes the three (jobs named
-as the chart's monitors name them) and evaluates monitoring/rules. Traffic: simulated transactions
+as the chart's monitors name them) and evaluates the chart's alert rules. Traffic: simulated transactions
 through Kafka (a few invalid ones for the DLQ), /predict calls (a few invalid), a V2 call to the
 predictor, and labels on /feedback in two rounds (so their counters increase between scrapes).
 
@@ -41,7 +41,7 @@ from tests.integration.test_gateway_support import MODEL_NAME, base_env, gateway
 from tests.prometheus import LocalPrometheus
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
-RULES = REPO_ROOT / "monitoring" / "rules" / "fraudops.rules.yaml"
+RULES = REPO_ROOT / "charts" / "fraudops" / "files" / "rules" / "fraudops.rules.yaml"
 # What Grafana puts in for "All" and for the rate window of a dashboard showing the last hour or so: a
 # window that still holds the traffic sent when the fixture started.
 GRAFANA_VARIABLES = {"$__rate_interval": "10m", "$model_version": ".*", "$variant": ".*"}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 RULES = Path(__file__).resolve().parents[2] / "monitoring" / "rules"
-RULES_FILE = RULES / "fraudops.rules.yaml"
+RULES_FILE = RULES.parents[1] / "charts" / "fraudops" / "files" / "rules" / "fraudops.rules.yaml"
 TESTS_FILE = RULES / "fraudops.rules.test.yaml"
 
 

@@ -19,6 +19,7 @@ from fraudops_operator.desired import (
     routing_table,
     served_versions,
     storage_problem,
+    tracing_settings,
     volume_claim,
 )
 from fraudops_operator.resources import FraudModel
@@ -201,3 +202,43 @@ def test_artifact_uris_kserve_cannot_read_are_named() -> None:
     assert problem is not None and "ftp://" in problem
     assert volume_claim("pvc://models/card-fraud/v1") == "models"
     assert volume_claim("s3://models/x") is None
+
+
+def workload_env(children: list[dict[str, Any]], kind: str) -> list[dict[str, str]]:
+    """The environment of the first container of every child of `kind` (InferenceService or Deployment)."""
+    specs = [
+        c["spec"]["predictor"] if kind == "InferenceService" else c["spec"]["template"]["spec"]
+        for c in children
+        if c["kind"] == kind
+    ]
+    assert specs, f"no {kind}"
+    return [{e["name"]: e.get("value") for e in spec["containers"][0]["env"]} for spec in specs]
+
+
+def test_the_consumer_and_the_predictors_trace_with_the_operators_exporter_under_their_own_names() -> None:
+    model = fraud_model()
+    operator_env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.01",
+        "OTEL_SERVICE_NAME": "fraudops-operator",
+        "HOME": "/home/operator",
+    }
+    children = desired_children(model, in_rollout(model), tracing_settings(operator_env))
+
+    for kind, service in (("Deployment", "fraudops-stream"), ("InferenceService", "fraudops-predictor")):
+        for env in workload_env(children, kind):
+            assert {k: v for k, v in env.items() if k.startswith("OTEL_")} == {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector.observability:4318",
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": "0.01",
+                "OTEL_SERVICE_NAME": service,
+            }, kind
+
+
+def test_without_an_exporter_the_workloads_get_no_tracing_variables() -> None:
+    model = fraud_model()
+    children = desired_children(model, in_rollout(model), tracing_settings({"HOME": "/home/operator"}))
+    for kind in ("Deployment", "InferenceService"):
+        for env in workload_env(children, kind):
+            assert env and not [name for name in env if name.startswith("OTEL_")], kind

@@ -73,6 +73,10 @@ capabilities:
   value: {{ .root.Values.observability.otlpEndpoint | quote }}
 - name: OTEL_EXPORTER_OTLP_PROTOCOL
   value: {{ .root.Values.observability.otlpProtocol | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .root.Values.observability.sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .root.Values.observability.samplerRatio | quote }}
 - name: OTEL_SERVICE_NAME
   value: fraudops-{{ .component }}
 - name: OTEL_RESOURCE_ATTRIBUTES
