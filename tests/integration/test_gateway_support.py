@@ -59,7 +59,12 @@ class Served:
         return code in (0, -signal.SIGTERM)
 
 
-def wait_until_ready(served: Served, path: str, timeout_s: float = 120) -> None:
+#: A server that has not answered by then is broken, not slow: a KServe predictor's imports alone take
+#: over two minutes when the two shared cores run at a load average of 20.
+READY_TIMEOUT_S = 300
+
+
+def wait_until_ready(served: Served, path: str, timeout_s: float = READY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if served.process.poll() is not None:
