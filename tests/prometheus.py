@@ -110,6 +110,12 @@ class LocalPrometheus:
         with urllib.request.urlopen(f"{self.url}/api/v1/alerts", timeout=5) as response:
             return list(orjson.loads(response.read())["data"]["alerts"])
 
+    def rules(self) -> list[dict[str, Any]]:
+        """Every rule of every group, with its health and last evaluation."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/rules", timeout=5) as response:
+            groups = orjson.loads(response.read())["data"]["groups"]
+        return [rule for group in groups for rule in group["rules"]]
+
     def stop(self) -> None:
         if self._process is not None:
             self._process.terminate()

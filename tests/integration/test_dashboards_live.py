@@ -267,21 +267,32 @@ def amount_psi(live: Live) -> float:
     return float(series[0]["value"][1]) if series else math.nan
 
 
+def amount_drift_alerts(live: Live, state: str | None = None) -> list[dict[str, Any]]:
+    """FraudopsFeatureDrift alerts for amount in Prometheus now (pending or firing, or only `state`)."""
+    return [
+        a
+        for a in live.prometheus.alerts()
+        if a["labels"]["alertname"] == "FraudopsFeatureDrift"
+        and a["labels"].get("feature") == "amount"
+        and (state is None or a["state"] == state)
+    ]
+
+
 def test_tripled_amounts_make_the_feature_drift_alert_fire(live: Live) -> None:
     before = amount_psi(live)
     assert before < 0.25, f"amount already drifted before the injection: PSI {before}"
+    # Not before: the rule has been evaluated over the normal traffic without a word about amount.
+    [rule] = [r for r in live.prometheus.rules() if r.get("name") == "FraudopsFeatureDrift"]
+    assert rule["health"] == "ok" and not rule["lastEvaluation"].startswith("0001"), rule
+    assert amount_drift_alerts(live) == [], "the drift alert for amount was raised before any drift"
     produce(live.bootstrap, live.topic, simulated(4000, seed=9, amount_scale=3.0))
 
-    def amount_alert() -> list[dict[str, Any]]:
-        return [
-            a
-            for a in live.prometheus.alerts()
-            if a["labels"]["alertname"] == "FraudopsFeatureDrift"
-            and a["labels"].get("feature") == "amount"
-            and a["state"] == "firing"
-        ]
-
     # The rule waits 5 minutes (`for: 5m`) before firing: the drift must last, not blip.
-    (alert, *_) = wait_for("FraudopsFeatureDrift firing for amount", amount_alert, timeout_s=600, every_s=5)
+    (alert, *_) = wait_for(
+        "FraudopsFeatureDrift firing for amount",
+        lambda: amount_drift_alerts(live, "firing"),
+        timeout_s=600,
+        every_s=5,
+    )
     assert float(alert["value"]) > 0.25
     assert amount_psi(live) > 0.25
