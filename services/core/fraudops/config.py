@@ -87,6 +87,18 @@ class Settings(BaseSettings):
     gateway_persist_queue: int = Field(
         10_000, ge=10, description="Decisions waiting for PostgreSQL (backpressure)."
     )
+    feedback_label_delay_s: float = Field(
+        7 * 86_400,
+        ge=0,
+        description="Gateway: how long fraud labels take to arrive; precision and recall are read over "
+        "decisions at least this old (fraudops.feedback_quality).",
+    )
+    feedback_cohort_s: float = Field(
+        86_400, gt=0, description="Gateway: the span of decision times judged by precision and recall."
+    )
+    feedback_quality_interval_s: float = Field(
+        300, gt=0, description="Gateway: every this many seconds, recount precision and recall on feedback."
+    )
     gateway_max_customers: int = Field(
         500_000,
         ge=100,

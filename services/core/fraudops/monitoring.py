@@ -4,7 +4,9 @@ What a rollout and an on-call person judge a model by: the live score distributi
 (`fraudops_score`), drift of every feature against the training distribution
 (`fraudops_feature_psi`, see `fraudops.drift`), alert rates (`fraudops_alerts_total`; fraud rates come
 from `fraudops_decisions_total`), and, as labels arrive, precision and recall on feedback
-(`fraudops_feedback_total`) and the time from a decision to its label (`fraudops_feedback_delay_seconds`).
+(`fraudops_feedback_total`, by label arrival; `fraudops_feedback_cohort_*`, over the matured cohort
+of `fraudops.feedback_quality`) and the time from a decision to its label
+(`fraudops_feedback_delay_seconds`).
 Labels arrive days late (chargebacks), so precision and recall are read over windows of label arrival
 at least as long as the label delay (the model dashboard uses a day for precision and the alert rules
 six hours with a minimum count).
@@ -15,6 +17,7 @@ Metrics are updated in bulk per batch: one `observe` per decision costs microsec
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +26,7 @@ import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
 from fraudops.drift import DriftMonitor, ReferenceHistograms, read_reference
+from fraudops.feedback_quality import CohortQuality
 
 SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
 _DAY_S = 86_400
@@ -63,6 +67,35 @@ FEEDBACK_DELAY = Histogram(
     ["model_version", "decision"],
     buckets=FEEDBACK_DELAY_BUCKETS,
 )
+
+FEEDBACK_COHORT_PRECISION = Gauge(
+    "fraudops_feedback_cohort_precision",
+    "Share of flagged decisions labelled fraud, over the matured cohort (decisions one label delay old; "
+    "NaN without a flag).",
+    ["model_version"],
+)
+FEEDBACK_COHORT_RECALL = Gauge(
+    "fraudops_feedback_cohort_recall",
+    "Share of labelled frauds the model flagged, over the matured cohort (NaN without a labelled fraud).",
+    ["model_version"],
+)
+FEEDBACK_COHORT_DECISIONS = Gauge(
+    "fraudops_feedback_cohort_decisions",
+    "Acting decisions in the matured cohort, by whether a label arrived.",
+    ["model_version", "labelled"],
+)
+
+
+def publish_cohort_qualities(qualities: Sequence[CohortQuality]) -> None:
+    """Set the cohort gauges of every model version with decisions in the cohort."""
+    for quality in qualities:
+        version = quality.model_version
+        FEEDBACK_COHORT_PRECISION.labels(version).set(
+            math.nan if quality.precision is None else quality.precision
+        )
+        FEEDBACK_COHORT_RECALL.labels(version).set(math.nan if quality.recall is None else quality.recall)
+        FEEDBACK_COHORT_DECISIONS.labels(version, "true").set(quality.labelled)
+        FEEDBACK_COHORT_DECISIONS.labels(version, "false").set(quality.decisions - quality.labelled)
 
 
 def observe_many(histogram: Any, values: np.ndarray) -> None:

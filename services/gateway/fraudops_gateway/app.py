@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
@@ -45,7 +46,7 @@ from fraudops_gateway.errors import (
 from fraudops_gateway.fastpath import DecisionEndpoints
 from fraudops_gateway.guards import OPEN_PATHS, Guards
 from fraudops_gateway.persistence import DecisionWriter
-from fraudops_gateway.records import as_stored, load_decision, store_feedback
+from fraudops_gateway.records import as_stored, load_decision, publish_feedback_quality, store_feedback
 from fraudops_gateway.runtime import GatewayRuntime
 from fraudops_gateway.schemas import (
     FULL_EXAMPLE,
@@ -114,6 +115,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ("routing-refresh", every, runtime.refresh_routing),
         ("label-poll", every, runtime.refresh_labels),
         ("state-poll", settings.state_refresh_s, runtime.refresh_state),
+        (
+            "feedback-quality",
+            settings.feedback_quality_interval_s,
+            functools.partial(
+                publish_feedback_quality,
+                pool,
+                timedelta(seconds=settings.feedback_label_delay_s),
+                timedelta(seconds=settings.feedback_cohort_s),
+            ),
+        ),
     )
 
     @contextlib.asynccontextmanager

@@ -1,4 +1,5 @@
-"""What the API reads and writes in PostgreSQL itself: stored decisions and feedback labels, on the pool.
+"""What the API reads and writes in PostgreSQL itself: stored decisions and feedback labels, on the pool,
+and the precision and recall that labelled feedback gives (published every few minutes).
 
 A caller waits at most REQUEST_DB_WAIT_S for a pooled connection; a database that is away is a
 `RetryableError` (503 with Retry-After) whose detail goes to the log, not to the caller.
@@ -7,15 +8,16 @@ A caller waits at most REQUEST_DB_WAIT_S for a pooled connection; a database tha
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from fraudops.decision import DECISION_COLUMNS, Decision, decision_from_row
 from fraudops.errors import NotFoundError, RetryableError
+from fraudops.feedback_quality import COHORT_SQL, CohortQuality, cohort_parameters, cohort_qualities
 from fraudops.metrics import FEEDBACK
-from fraudops.monitoring import observe_feedback_delay
+from fraudops.monitoring import observe_feedback_delay, publish_cohort_qualities
 from fraudops_gateway.schemas import FeedbackRequest, StoredDecision
 
 log = logging.getLogger(__name__)
@@ -96,3 +98,15 @@ async def store_feedback(pool: AsyncConnectionPool, payload: FeedbackRequest, kn
         ).inc()
         observe_feedback_delay(decision[0], decision[1], (known_at - decision[2]).total_seconds())
     return stored
+
+
+async def publish_feedback_quality(
+    pool: AsyncConnectionPool, label_delay: timedelta, cohort: timedelta, now: datetime | None = None
+) -> list[CohortQuality]:
+    """Count the matured cohort's precision and recall per model version and publish them as gauges."""
+    parameters = cohort_parameters(now or datetime.now(UTC), label_delay, cohort)
+    async with pool.connection(timeout=REQUEST_DB_WAIT_S) as conn:
+        rows = await (await conn.execute(COHORT_SQL, parameters)).fetchall()
+    qualities = cohort_qualities(rows)
+    publish_cohort_qualities(qualities)
+    return qualities
