@@ -44,7 +44,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 RULES = REPO_ROOT / "charts" / "fraudops" / "files" / "rules" / "fraudops.rules.yaml"
 # What Grafana puts in for "All" and for the rate window of a dashboard showing the last hour or so: a
 # window that still holds the traffic sent when the fixture started.
-GRAFANA_VARIABLES = {"$__rate_interval": "10m", "$model_version": ".*", "$variant": ".*"}
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "10m",
+    "$model_version": ".*",
+    "$variant": ".*",
+    "$fraudmodel": ".*",
+}
 
 
 @dataclass

@@ -1,0 +1,89 @@
+"""Every panel of the operator dashboard against live metrics: the operator (in this process) takes a
+canary through analysis to a rollback on the real API server, a real Prometheus scrapes the operator's
+metrics endpoint, and each panel's query must return data using only metric names the operator exports."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import orjson
+import prometheus_client
+import pytest
+
+from fraudops_monitoring.dashboards import rollouts
+from fraudops_monitoring.grafana import panels_of, to_json
+from tests.integration.test_dashboards_live import exported_names, filled, names_in, wait_for
+from tests.k8s.cluster import Cluster
+from tests.k8s.conftest import OperatorRunner
+from tests.k8s.objects import CANDIDATE, fast_analysis, fraud_model
+from tests.k8s.prometheus import LocalPrometheus, TrafficExporter
+from tests.k8s.test_rollout import send, wait_phase
+from tests.prometheus import free_port
+
+pytestmark = pytest.mark.k8s
+
+
+@dataclass
+class OperatorMetrics:
+    url: str  # the operator's /metrics endpoint, without the path
+    prometheus: LocalPrometheus  # scraping it
+
+
+@pytest.fixture(scope="module")
+def operator_metrics() -> Iterator[OperatorMetrics]:
+    """The operator's metrics served as its Deployment serves them, scraped by a Prometheus of its own."""
+    port = free_port()
+    server, thread = prometheus_client.start_http_server(port, addr="127.0.0.1")
+    scraper = LocalPrometheus({"fraudops-operator": [f"127.0.0.1:{port}"]}).start()
+    try:
+        yield OperatorMetrics(f"http://127.0.0.1:{port}", scraper)
+    finally:
+        scraper.stop()
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def test_every_operator_panel_returns_data_after_a_rollback(
+    cluster: Cluster,
+    operator: OperatorRunner,
+    prometheus: LocalPrometheus,
+    traffic: TrafficExporter,
+    namespace: str,
+    operator_metrics: OperatorMetrics,
+) -> None:
+    send(traffic, namespace, "stable", "2026-11-01", decisions_per_s=200)
+    send(traffic, namespace, "canary", "2026-11-28", decisions_per_s=200, error_rate=0.05)
+    steps = [{"weight": 10, "pause": "1s"}, {"weight": 30, "analysis": True}]
+    cluster.apply(
+        fraud_model(
+            namespace,
+            candidate=CANDIDATE,
+            rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)},
+        )
+    )
+    wait_phase(cluster, namespace, "RolledBack")
+
+    document = orjson.loads(to_json(rollouts()))
+    exported = exported_names({"fraudops-operator": operator_metrics.url})
+    scraped = operator_metrics.prometheus
+    unknown, missing = [], []
+    for panel in panels_of(document):
+        for query in panel["targets"]:
+            expr = filled(query["expr"])
+            unknown += [f"{panel['title']}: {name}" for name in names_in(expr) if name not in exported]
+
+            def answered(promql: str = expr) -> bool:
+                return any(not math.isnan(float(s["value"][1])) for s in scraped.query(promql))
+
+            try:
+                wait_for(expr, answered, timeout_s=60)
+            except AssertionError:
+                missing.append(f"{panel['title']}: {expr}")
+    assert unknown == [], "metric names the operator does not export"
+    assert missing == [], "queries without data"
+    rolled_back = scraped.query(
+        f'increase(fraudops_rollout_transitions_total{{namespace="{namespace}",phase="RolledBack"}}[1h])'
+    )
+    assert rolled_back and float(rolled_back[0]["value"][1]) > 0
