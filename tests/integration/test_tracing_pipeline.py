@@ -34,7 +34,7 @@ from tests.integration.test_gateway_support import (
     write_routing_table,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]  # the first test pays for training
 ARTIFACTS = REPO_ROOT / ".run" / "test-artifacts"
 
 
