@@ -83,7 +83,9 @@ def test_every_operator_panel_returns_data_after_a_rollback(
                 missing.append(f"{panel['title']}: {expr}")
     assert unknown == [], "metric names the operator does not export"
     assert missing == [], "queries without data"
-    rolled_back = scraped.query(
-        f'increase(fraudops_rollout_transitions_total{{namespace="{namespace}",phase="RolledBack"}}[1h])'
-    )
-    assert rolled_back and float(rolled_back[0]["value"][1]) > 0
+    # And what they show is this rollout: its FraudModel in phase RolledBack, its candidate at weight 0.
+    here = f'namespace="{namespace}",fraudmodel="card-fraud"'
+    assert scraped.query(f'fraudops_rollout_phase{{{here},phase="RolledBack"}} == 1')
+    assert [float(s["value"][1]) for s in scraped.query(f"fraudops_rollout_candidate_weight{{{here}}}")] == [
+        0.0
+    ]
