@@ -80,9 +80,13 @@ def running_jaeger(folder: Path) -> Iterator[str]:
 
 
 def overhead(
-    drain_transactions: int = 200_000, stream_rate: int = 2000, gateway_rate: int = 500, seconds: int = 60
+    model: str,
+    drain_transactions: int = 200_000,
+    stream_rate: int = 2000,
+    gateway_rate: int = 500,
+    seconds: int = 60,
 ) -> Measurement:
-    """Every mode in turn (each in its own process), against one Jaeger."""
+    """Every mode in turn (each in its own process, scoring with the artifact at `model`), against one Jaeger."""
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as folder, running_jaeger(Path(folder)) as endpoint:
         for mode, variables in MODES.items():
@@ -97,6 +101,7 @@ def overhead(
                     "fraudops_bench.tracing",
                     mode,
                     str(output),
+                    model,
                     str(drain_transactions),
                     str(stream_rate),
                     str(gateway_rate),

@@ -32,6 +32,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
+from fraudops.features.spec import N_FEATURES
 from fraudops_infra.stack import LocalStack
 from fraudops_monitoring.dashboards import model, platform_overview
 from fraudops_monitoring.grafana import panels_of, to_json
@@ -159,7 +160,7 @@ def live(
                 bootstrap, topic, [*simulated(3000, seed=3), (None, b"{not json"), ("c", b'{"amount": -1}')]
             )
             send_gateway_traffic(served.url, simulated(700, seed=4))
-            rows = [[0.0] * 96] * 4
+            rows = [[0.0] * N_FEATURES] * 4
             assert (
                 httpx.post(
                     f"{predictor.url}/v1/models/{MODEL_NAME}:predict", json={"instances": rows}, timeout=30
