@@ -232,7 +232,9 @@ def kafka_security_problem(settings: Settings) -> str | None:
             "set it to SSL or SASL_SSL"
         )
     if bool(settings.kafka_ssl_certificate_pem) != has_key:
-        return "KAFKA_SSL_CERTIFICATE_PEM and KAFKA_SSL_KEY_PEM go together (a client certificate and its key)"
+        return (
+            "KAFKA_SSL_CERTIFICATE_PEM and KAFKA_SSL_KEY_PEM go together (a client certificate and its key)"
+        )
     return None
 
 
