@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fraudops.artifact import load_artifact
 from fraudops.features.encode import encode_records
-from fraudops.features.engine import FeatureEngine
+from fraudops.features.engine import FeatureEngine, LabelEvents
 from fraudops.scoring import Scorer
 from fraudops_stream.decode import decode_batch
 from tests.conftest import REPO_ROOT
@@ -214,6 +214,23 @@ def wait_until_caught_up(setup: StreamSetup, timeout_s: float, procs: Iterable[s
     )
 
 
+def finish_after_joining(
+    setup: StreamSetup,
+    joiner: str,
+    consumers: list[subprocess.Popen],
+    rest: Iterable[tuple[str, bytes]],
+    total: int,
+) -> None:
+    """Once consumer `joiner` has its partitions (and their state): produce the rest of the records and
+    wait until the group has stored all `total` and caught up."""
+    wait_for(
+        lambda: "partition assigned" in setup.log(joiner), 180, f"consumer {joiner}'s partitions", consumers
+    )
+    produce(setup.bootstrap, setup.topic, rest)
+    assert wait_for_count(setup.db_url, total, 240, consumers) == total
+    wait_until_caught_up(setup, 120, consumers)
+
+
 def stored_count(db_url: str) -> int:
     with psycopg.connect(db_url, connect_timeout=3) as conn:
         return int(conn.execute("SELECT count(*) FROM transactions WHERE source = 'stream'").fetchone()[0])
@@ -342,9 +359,14 @@ def remote_routing_table(path: Path, endpoint: str) -> Path:
 # --- the reference: an uninterrupted offline pass -----------------------------------------------------
 
 
-def reference_run(values: Iterable[bytes | None], artifact: Path) -> tuple[dict[str, float], FeatureEngine]:
-    """The uninterrupted offline pass over the records in order: scores per transaction id, and the engine."""
+def reference_run(
+    values: Iterable[bytes | None], artifact: Path, labels: LabelEvents | None = None
+) -> tuple[dict[str, float], FeatureEngine]:
+    """The uninterrupted offline pass over the records in order, with these fraud labels merged in by
+    the time they became known: scores per transaction id, and the engine."""
     engine = FeatureEngine()
+    if labels is not None:
+        engine.add_fraud_labels(labels)
     scorer = Scorer(load_artifact(str(artifact)))
     scores: dict[str, float] = {}
     chunk: list[bytes | None] = []
@@ -378,10 +400,10 @@ class Comparison:
 
 
 def compare_with_reference(
-    db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str
+    db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str, labels: LabelEvents | None = None
 ) -> Comparison:
     """The stored decisions and checkpointed states against the uninterrupted offline pass, value for value."""
-    expected, engine = reference_run(values, artifact)
+    expected, engine = reference_run(values, artifact, labels)
     with psycopg.connect(db_url) as conn:
         stored = dict(
             conn.execute(
@@ -411,8 +433,10 @@ def compare_with_reference(
     )
 
 
-def assert_matches_reference(db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str) -> None:
-    result = compare_with_reference(db_url, values, artifact, topic)
+def assert_matches_reference(
+    db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str, labels: LabelEvents | None = None
+) -> None:
+    result = compare_with_reference(db_url, values, artifact, topic, labels)
     assert result.duplicates == 0
     assert not result.missing and not result.unexpected, (
         f"every valid record stored exactly once: {len(result.missing)} missing, {len(result.unexpected)} unexpected"

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import orjson
+import psycopg
 import pytest
 
+from fraudops import statestore
 from fraudops.db import migrate
 from fraudops_infra.stack import LocalStack
 from tests.integration.streaming import (
     StreamSetup,
     assert_matches_reference,
+    finish_after_joining,
     new_setup,
     produce,
     read_topic,
@@ -124,15 +130,7 @@ def test_two_consumers_share_the_partitions_and_a_rebalance_moves_state_exactly(
     try:
         assert wait_for_count(stream_setup.db_url, 25_000, 180, [first]) == 25_000
         second = stream_setup.consumer("b")  # joins: partitions (and their state) move
-        wait_for(
-            lambda: "partition assigned" in stream_setup.log("b"),
-            180,
-            "the second consumer's partitions",
-            [first, second],
-        )
-        produce(stream_setup.bootstrap, stream_setup.topic, records[25_000:])
-        assert wait_for_count(stream_setup.db_url, len(records), 240, [first, second]) == len(records)
-        wait_until_caught_up(stream_setup, 120, [first, second])
+        finish_after_joining(stream_setup, "b", [first, second], records[25_000:], len(records))
     finally:
         if second is not None:
             stop(second)
@@ -144,3 +142,60 @@ def test_two_consumers_share_the_partitions_and_a_rebalance_moves_state_exactly(
     )
     assert "partition assigned" in second_log, "and gave them to the second"
     assert_matches_reference(stream_setup.db_url, values(records), trained_artifact, stream_setup.topic)
+
+
+def test_a_restart_and_a_rebalance_after_fraud_labels_count_each_label_once(
+    stream_setup: StreamSetup, trained_artifact: Path, tmp_path: Path
+) -> None:
+    # Labels confirmed between two phases of the history, known at an instant between them: every
+    # consumer applies them at its first record after it, however the partitions lie, so the stream's
+    # result is exact. Then a clean restart (a fresh consumer restores rows that hold the labels and
+    # reads every label) and a rebalance (a second fresh consumer takes partitions over).
+    records = simulated_records(40_000, seed=19)
+    times = [orjson.loads(value)["event_time"] for _, value in records]
+    assert times == sorted(times)
+    first_phase = 10_000
+    while times[first_phase] == times[first_phase - 1]:
+        first_phase += 1
+    before, after = (datetime.fromisoformat(times[i]).timestamp() for i in (first_phase - 1, first_phase))
+    known_at = datetime.fromtimestamp(round((before + after) / 2, 6), tz=UTC)
+    rng = np.random.default_rng(19)
+    labelled = [
+        orjson.loads(records[i][1])["transaction_id"] for i in rng.choice(first_phase, 400, replace=False)
+    ]
+
+    first = stream_setup.consumer("first")
+    produce(stream_setup.bootstrap, stream_setup.topic, records[:first_phase])
+    assert wait_for_count(stream_setup.db_url, first_phase, 180, [first]) == first_phase
+    with psycopg.connect(stream_setup.db_url) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO feedback_labels (transaction_id, is_fraud, label_known_at, source) VALUES (%s, true, %s, 'test')",
+            [(transaction_id, known_at) for transaction_id in labelled],
+        )
+    wait_for(
+        lambda: '"labels": 400' in stream_setup.log("first"), 60, "the consumer to read the labels", [first]
+    )
+    produce(stream_setup.bootstrap, stream_setup.topic, records[first_phase:20_000])
+    assert wait_for_count(stream_setup.db_url, 20_000, 180, [first]) == 20_000
+    wait_until_caught_up(stream_setup, 120, [first])
+    assert stop(first) == 0  # checkpoints every partition: its customers' rows hold the labels
+
+    # Waiting before it starts: its first batch comes with its first call, and must already see the labels.
+    produce(stream_setup.bootstrap, stream_setup.topic, records[20_000:30_000])
+    second = stream_setup.consumer("second")
+    third = None
+    try:
+        assert wait_for_count(stream_setup.db_url, 30_000, 180, [second]) == 30_000
+        third = stream_setup.consumer("third")  # joins: partitions (and their state) move to it
+        finish_after_joining(stream_setup, "third", [second, third], records[30_000:], len(records))
+    finally:
+        if third is not None:
+            stop(third)
+        stop(second)
+    assert "state checkpointed" in stream_setup.log("second"), "the rebalance moved state from the second"
+    with psycopg.connect(stream_setup.db_url) as conn:
+        labels, _ = statestore.fetch_fraud_labels(conn, None)
+    assert len(labels) == 400
+    assert_matches_reference(
+        stream_setup.db_url, values(records), trained_artifact, stream_setup.topic, labels
+    )

@@ -3,10 +3,12 @@
 Offline = training's path: the whole history as a DataFrame through `FeatureEngine.replay`.
 Online = the stream's and the gateway's path: JSON records decoded and validated like Kafka records,
 fed in micro-batches of random sizes (some of one transaction, like the gateway), with fraud labels
-arriving as they become known; and, separately, with every customer's state moved into a brand-new
-engine along the way through `export_customers` / `import_customers`, the path a checkpoint takes,
-and the entity table restarted from its own snapshot (what the entity-state component keeps). Both
-sides hold the entity table (what training replays and the entity-state component keeps).
+arriving as they become known; and with restarts along the way: a brand-new engine reads every label
+known so far (a fresh consumer's first label poll) and takes every customer's state back through
+`export_customers` / `import_customers`, the path a checkpoint takes, and the entity table restarted
+from its own snapshot (what the entity-state component keeps). Both sides hold the entity table
+(what training replays and the entity-state component keeps). The stream's own restarts and
+hand-overs between consumers are in `test_stream_labelled_restarts.py`.
 """
 
 from __future__ import annotations
@@ -19,39 +21,35 @@ from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, labels_from_history
 from fraudops.features.entities import EntityTable
 from fraudops.features.spec import FEATURE_NAMES, FeatureConfig
-from fraudops_simulator import SimulationConfig, simulate
-from fraudops_simulator.kafka import encode_records as to_json
+from fraudops_simulator import SimulationConfig
 from fraudops_stream.decode import decode_batch
+from tests.unit.histories import history_and_values
 
 
 @pytest.fixture(scope="module")
 def history() -> tuple[pd.DataFrame, list[bytes]]:
-    tables = list(simulate(SimulationConfig(transactions=30_000, customers=600, days=40, seed=21)))
-    frame = pd.concat([table.to_pandas() for table in tables], ignore_index=True)
-    frame = frame.sort_values(["event_time", "transaction_id"], kind="stable").reset_index(drop=True)
-    values = {}
-    for table in tables:
-        for transaction_id, value in zip(
-            table.column("transaction_id").to_pylist(), to_json(table), strict=True
-        ):
-            values[transaction_id] = value
-    return frame, [values[t] for t in frame["transaction_id"]]
+    return history_and_values(SimulationConfig(transactions=30_000, customers=600, days=40, seed=21))
 
 
 def offline(frame: pd.DataFrame) -> np.ndarray:
     return FeatureEngine(entity_table=True).replay(frame)
 
 
-def online(frame: pd.DataFrame, values: list[bytes], seed: int, restarts: bool = False) -> np.ndarray:
-    """Micro-batches of 1–700 records, labels delivered once known; with `restarts`, every customer moved
-    into a fresh engine every few batches (histories without labels: see `test_…_moves_every_customer…`)."""
+def online(
+    frame: pd.DataFrame, values: list[bytes], seed: int, restarts: bool = False
+) -> tuple[np.ndarray, int]:
+    """Micro-batches of 1–700 records, labels delivered once known; with `restarts`, every few batches a
+    restart: a fresh engine is given every label known so far, then every customer's state. Returns the
+    features and how many restarts happened while customers held applied labels."""
     rng = np.random.default_rng(seed)
     labels = labels_from_history(frame, FeatureConfig())
     order = np.argsort(labels.known_at, kind="stable")
     labels = labels.take(order)
     times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
+    customers = frame["customer_id"].unique().tolist()
     engine = FeatureEngine(entity_table=True)
     delivered = 0
+    labelled_restarts = 0
     parts = []
     start = 0
     while start < len(values):
@@ -65,15 +63,22 @@ def online(frame: pd.DataFrame, values: list[bytes], seed: int, restarts: bool =
         indexes, records, rejects = decode_batch(values[start:end])
         assert not rejects and len(indexes) == end - start
         parts.append(engine.transform(encode_records(records)))
-        if restarts and rng.random() < 0.1:  # a rebalance or a restart: the customers move to a fresh engine
+        if restarts and rng.random() < 0.1:  # a restart: labels first (the first poll), then the state
             fresh = FeatureEngine()
-            fresh.import_customers(engine.export_customers(frame["customer_id"].unique().tolist()))
+            # the restored entity table counted the labels the old engine applied (the kernel applies a
+            # label before the first transaction after its known-at time); the rest it has not
+            taken = int(np.searchsorted(labels.known_at[:delivered], times[end - 1], side="left"))
+            fresh.add_fraud_labels(labels.take(slice(0, taken)), entity_table_has_them=True)
+            fresh.add_fraud_labels(labels.take(slice(taken, delivered)))
+            fresh.import_customers(engine.export_customers(customers))
             # the entity-state component restarts from its own snapshot: rows, open epoch and its queue
             assert engine.entities is not None
             fresh.entities = EntityTable.from_arrays(engine.entities.arrays())
+            # each delivered label is known before this batch's last record
+            labelled_restarts += delivered > 0
             engine = fresh
         start = end
-    return np.concatenate(parts)
+    return np.concatenate(parts), labelled_restarts
 
 
 def test_online_replay_equals_the_offline_batch_value_for_value(
@@ -81,7 +86,7 @@ def test_online_replay_equals_the_offline_batch_value_for_value(
 ) -> None:
     frame, values = history
     batch = offline(frame)
-    streamed = online(frame, values, seed=1)
+    streamed, _ = online(frame, values, seed=1)
     assert batch.shape == (len(frame), len(FEATURE_NAMES))
     differences = ~((batch == streamed) | (np.isnan(batch) & np.isnan(streamed)))
     assert not differences.any(), (
@@ -90,17 +95,18 @@ def test_online_replay_equals_the_offline_batch_value_for_value(
     )
 
 
-def test_a_restart_that_moves_every_customer_to_a_fresh_engine_changes_no_feature(
-    history: tuple[pd.DataFrame, list[bytes]],
-) -> None:
-    # Without labels: the label-risk tables are global and are rebuilt after a restart from the stored
-    # labels, not moved with the customers (see the lead's note on labels and restarts).
+def test_restarts_on_a_labelled_history_change_no_feature(history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    # A restored customer's state already holds the labels applied before the checkpoint, and the fresh
+    # engine is given every label again: each must still count once (it was counted twice).
     frame, values = history
-    unlabelled = frame.assign(is_fraud=0)
-    batch = offline(unlabelled)
-    streamed = online(unlabelled, values, seed=3, restarts=True)
+    batch = offline(frame)
+    streamed, labelled_restarts = online(frame, values, seed=3, restarts=True)
+    assert labelled_restarts >= 5, "restarts happened after labels had taken effect"
     differences = ~((batch == streamed) | (np.isnan(batch) & np.isnan(streamed)))
-    assert not differences.any(), f"{int(differences.sum())} values differ after moving the customers"
+    assert not differences.any(), (
+        f"{int(differences.sum())} values differ after restarts, first in feature "
+        f"{FEATURE_NAMES[int(np.argwhere(differences)[0][1])]!r}"
+    )
 
 
 def test_label_risk_features_are_used_so_the_equality_covers_them(

@@ -142,7 +142,8 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def _plausible_event_time(value: datetime) -> datetime:
+def plausible_event_time(value: datetime) -> datetime:
+    """An event time from 1970 to one day after this clock (naive times are UTC)."""
     value = _utc(value)
     if value < EARLIEST_EVENT_TIME:
         raise PydanticCustomError("event_time_too_early", "event_time is before 1970-01-01")
@@ -187,7 +188,7 @@ class Transaction(BaseModel):
     transaction_id: _ID = Field(
         default_factory=new_transaction_id, description="Unique id; the idempotency key."
     )
-    event_time: Annotated[datetime, AfterValidator(_plausible_event_time)] = Field(
+    event_time: Annotated[datetime, AfterValidator(plausible_event_time)] = Field(
         default_factory=lambda: datetime.now(UTC),
         description="When the transaction happened (ISO 8601 with offset; naive times are taken as UTC), "
         "from 1970 to a day ahead.",

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,7 +30,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from fraudops.schema import LegacyTransaction, Transaction
+from fraudops.schema import LegacyTransaction, Transaction, plausible_event_time
 
 #: A transaction id as the schema allows it (path parameters are checked the same way).
 TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
@@ -66,6 +67,7 @@ _RFC3339_DATE_TIME = Annotated[
 _EVENT_TIME = Annotated[
     datetime,
     BeforeValidator(_rfc3339),
+    AfterValidator(plausible_event_time),
     WithJsonSchema(
         {
             "type": "string",

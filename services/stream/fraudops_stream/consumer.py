@@ -9,6 +9,11 @@ crash at any point neither loses nor duplicates a stored transaction.
 
 State is checkpointed by the `CheckpointScheduler`, only for partitions at rest (every record the
 state has seen is written), so a checkpoint never holds the effects of a record that is not stored.
+
+Fraud labels are read from PostgreSQL before the first record (every label so far: the label-risk
+tables are global and in no checkpoint, and the first batch's features must already see them), then
+every `label_poll_interval_s`. A restored customer's row counts each label once: the engine rebuilds
+the label part of every row it imports from the labels it has applied (`fraudops.features.engine`).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ from fraudops_stream.writer import Batch, BatchWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: What an unavailable dependency raises: waited out while running, the reason to stop quietly when asked to.
+_UNAVAILABLE = (RetryableError, KafkaException, psycopg.OperationalError)
 
 
 @dataclass
@@ -204,11 +211,13 @@ class StreamConsumer:
             self.publisher.check_topics([self.settings.alerts_topic, self.settings.dlq_topic])
             if self.decider is None:
                 self.decider = self._waiting_out("connecting to the model servers", self._connect_decider)
+            self._waiting_out("reading fraud labels", self._read_labels)
+            self._last_label_poll = time.monotonic()
             self.consumer.subscribe(
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             self._loop()
-        except RetryableError as exc:
+        except _UNAVAILABLE as exc:
             if self.running:
                 raise
             log.info("stopped while a dependency was unavailable", extra={"error": str(exc)})
@@ -284,12 +293,17 @@ class StreamConsumer:
 
     def _poll_labels(self) -> None:
         try:
-            with self.pool.connection(timeout=2) as conn:
-                events, self._labels_cursor = statestore.fetch_fraud_labels(conn, self._labels_cursor)
-        except psycopg.Error as exc:
+            self._read_labels()
+        except psycopg.Error as exc:  # the next poll reads them: the cursor did not move
             log.warning("could not read fraud labels", extra={"error": str(exc)})
-            return
+
+    def _read_labels(self) -> None:
+        """Hand the fraud labels received since the last read to the engine."""
+        with self.pool.connection(timeout=2) as conn:
+            events, self._labels_cursor = statestore.fetch_fraud_labels(conn, self._labels_cursor)
         self.state.engine.add_fraud_labels(events)
+        if len(events):
+            log.info("fraud labels read", extra={"labels": len(events)})
 
     def _waiting_out(self, what: str, call: Callable[[], T], on_wait: Callable[[], None] | None = None) -> T:
         """`call()`, retried with a growing pause while a dependency is unavailable, until it succeeds or
@@ -305,7 +319,7 @@ class StreamConsumer:
                 on_wait()
 
         retrying = Retrying(
-            retry=retry_if_exception_type((RetryableError, KafkaException, psycopg.OperationalError)),
+            retry=retry_if_exception_type(_UNAVAILABLE),
             stop=lambda _: not self.running,
             before_sleep=report,
             reraise=True,

@@ -11,6 +11,11 @@ is written (stored, its alerts and dead letters delivered). A batch that failed 
 PostgreSQL leaves its partitions ahead of what is stored, and they are not checkpointed; the next
 owner replays them from the previous checkpoint.
 
+Fraud labels are not partitioned: every consumer reads them all. What labels wrote into a customer's
+row is rebuilt when the row is restored, from the labels the restoring engine has applied (see
+`fraudops.features.engine`), so the checkpoint needs no label watermark and a label applied by the
+previous owner is not counted again by the next one.
+
 Behind `StateCheckpoints`, the durable store (PostgreSQL) and an in-memory one for unit tests.
 """
 

@@ -14,12 +14,19 @@ rates, distinct customers) needs every transaction of an entity, which one custo
 consumer does not see: it lives in the entity-state component (docs/entity-features.md). An engine
 made with `entity_table=True` holds it in-process (training's replay, the component itself); one
 without it reports the entity features as unknown (NaN) until the published table is attached.
+Each label counts once for its customer, however the customer's row arrives: a row imported from a
+checkpoint (written by another engine, which applied the labels it knew by then) or a customer seen
+here for the first time gets the label part of its row rebuilt from the labels *this* engine has
+applied; the labels still pending here reach it when they fall due. So a restart, a partition
+moving between consumers, or a replay neither counts a label twice nor misses one, and needs no
+label watermark in the checkpoint. (The label-risk tables are global: every engine applies every
+label it is given to them once.)
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -29,7 +36,7 @@ from fraudops.features import layout as L
 from fraudops.features.encode import EncodedBatch, encode_frame, stable_hash
 from fraudops.features.entities import EntityTable
 from fraudops.features.entity_kernel import ENTITY_FIRST
-from fraudops.features.kernel import process_batch
+from fraudops.features.kernel import process_batch, relabel_customers
 from fraudops.features.spec import FEATURE_VERSION, N_FEATURES, FeatureConfig
 
 _INITIAL_CAPACITY = 1024
@@ -49,10 +56,15 @@ class LabelEvents:
     #: when the labelled transaction happened (the entity table counts a fraud on that day);
     #: unknown ones count on the day the label became known
     event_times: np.ndarray = field(default_factory=lambda: np.empty(0))
+    #: whether the entity table still has to count it (false for labels an entity table restored from a
+    #: snapshot has already counted: the entity-state component keeps its own label position)
+    to_entities: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
 
     def __post_init__(self) -> None:
         if len(self.event_times) != len(self.known_at):
             self.event_times = np.asarray(self.known_at, dtype=np.float64).copy()
+        if len(self.to_entities) != len(self.known_at):
+            self.to_entities = np.ones(len(self.known_at), dtype=bool)
 
     def __len__(self) -> int:
         return len(self.known_at)
@@ -71,11 +83,16 @@ class LabelEvents:
             np.concatenate([p.customer_ids for p in parts]),
             np.concatenate([p.risk_keys for p in parts]),
             np.concatenate([p.event_times for p in parts]),
+            np.concatenate([p.to_entities for p in parts]),
         )
 
     def take(self, index: np.ndarray | slice) -> LabelEvents:
         return LabelEvents(
-            self.known_at[index], self.customer_ids[index], self.risk_keys[index], self.event_times[index]
+            self.known_at[index],
+            self.customer_ids[index],
+            self.risk_keys[index],
+            self.event_times[index],
+            self.to_entities[index],
         )
 
 
@@ -132,6 +149,9 @@ class FeatureEngine:
         self._risk_count = np.zeros((len(L.RISK_TABLES), _INITIAL_CAPACITY))
         self._risk_time = np.zeros((len(L.RISK_TABLES), _INITIAL_CAPACITY))
         self._pending = LabelEvents.empty()
+        # Per customer, the (known-at, event) times of the labels applied here, in the order applied (see the module
+        # docstring): what a customer's row is rebuilt from when it arrives.
+        self._applied: dict[str, list[tuple[float, float]]] = {}
 
     # --- the online API --------------------------------------------------------------------------
 
@@ -141,8 +161,11 @@ class FeatureEngine:
 
     def transform(self, batch: EncodedBatch) -> np.ndarray:
         """Features (float32, [n, N_FEATURES]) of each transaction in order; then the state includes them."""
+        arriving = self._arriving(batch.customer_ids)
         batch.txi[:, L.TI_SLOT] = self._customers.lookup(batch.customer_ids, create=True)
         self._grow_customers()
+        if arriving:
+            self._relabel(arriving)
         for table, slot_map in enumerate(self._risk):
             batch.txi[:, L.TI_G_MERCHANT + table] = slot_map.lookup(
                 batch.risk_keys[:, table].tolist(), create=False
@@ -176,15 +199,22 @@ class FeatureEngine:
             self.config.label_delay_s,
             out,
         )
+        self._remember_applied(labels.take(slice(0, applied)))
         self._pending = labels.take(slice(applied, None))
         if self.entities is None:
             out[:, ENTITY_FIRST:] = np.nan  # no entity table attached: unknown, never a made-up zero
         return out
 
-    def add_fraud_labels(self, labels: LabelEvents) -> None:
-        """Queue confirmed frauds; each takes effect for transactions after its known-at time."""
+    def add_fraud_labels(self, labels: LabelEvents, *, entity_table_has_them: bool = False) -> None:
+        """Queue confirmed frauds; each takes effect for transactions after its known-at time.
+
+        `entity_table_has_them`: the attached entity table, restored from its snapshot, has already counted
+        these (a restarted engine is given every label again for its customers' rows and the label-risk
+        tables, which it rebuilds; the entity table must not count them twice)."""
         if not len(labels):
             return
+        if entity_table_has_them:
+            labels = replace(labels, to_entities=np.zeros(len(labels), dtype=bool))
         for table, slot_map in enumerate(self._risk):
             slot_map.lookup(labels.risk_keys[:, table].tolist(), create=True)
         self._grow_risk()
@@ -225,7 +255,10 @@ class FeatureEngine:
         return rows
 
     def import_customers(self, rows: Iterable[tuple[str, bytes]]) -> int:
-        """Load rows written by `export_customers` (replacing what this engine holds for those customers)."""
+        """Load rows written by `export_customers` (replacing what this engine holds for those customers).
+
+        The label part of each row is rebuilt from the labels this engine has applied (module docstring).
+        """
         rows = list(rows)
         for customer_id, blob in rows:
             if blob[: len(_ROW_HEADER)] != _ROW_HEADER or len(blob) != _ROW_BYTES:
@@ -240,6 +273,7 @@ class FeatureEngine:
             body = memoryview(blob)[len(_ROW_HEADER) :]
             self._floats[slot] = np.frombuffer(body[:float_bytes], dtype=np.float64)
             self._ints[slot] = np.frombuffer(body[float_bytes:], dtype=np.int64)
+        self._relabel([customer_id for customer_id, _ in rows])
         return len(rows)
 
     def forget(self, customer_ids: Iterable[str]) -> None:
@@ -271,6 +305,39 @@ class FeatureEngine:
         self._scratch.epoch = -np.inf
         return self._scratch
 
+    def _arriving(self, customer_ids: np.ndarray) -> list[str]:
+        """Customers of a batch without a row here yet to whom labels were already applied."""
+        applied = self._applied
+        if not applied:
+            return []
+        slots = self._customers.slots
+        return [c for c in set(customer_ids.tolist()) if c in applied and c not in slots]
+
+    def _remember_applied(self, labels: LabelEvents) -> None:
+        for customer_id, known_at, event_time in zip(
+            labels.customer_ids.tolist(), labels.known_at.tolist(), labels.event_times.tolist(), strict=True
+        ):
+            if customer_id:
+                self._applied.setdefault(customer_id, []).append((known_at, event_time))
+
+    def _relabel(self, customer_ids: list[str]) -> None:
+        """These customers' rows get, as their label part, exactly the labels applied here so far."""
+        applied = self._applied
+        owners = [c for c in customer_ids for _ in applied.get(c, ())]
+        labf = np.asarray(
+            [times for c in customer_ids for times in applied.get(c, ())], dtype=np.float64
+        ).reshape(-1, L.N_LF)  # columns LF_KNOWN_AT, LF_EVENT_TIME, as _remember_applied keeps them
+        labi = np.full((len(labf), L.N_LI), -1, dtype=np.int64)  # risk slots -1: the tables have them
+        labi[:, L.LI_SLOT] = self._customers.lookup(owners, create=False)
+        relabel_customers(
+            self._customers.lookup(customer_ids, create=False),
+            labf,
+            labi,
+            self._floats,
+            self._risk_count,
+            self._risk_time,
+        )
+
     def _label_slots(self, labels: LabelEvents) -> np.ndarray:
         labi = np.full((len(labels), L.N_LI), -1, dtype=np.int64)
         if len(labels):
@@ -281,6 +348,7 @@ class FeatureEngine:
                 )
             if self.entities is not None:
                 labi[:, L.LI_E_MERCHANT : L.LI_E_BENEFICIARY + 1] = self.entities.rows(labels.risk_keys)
+                labi[~labels.to_entities, L.LI_E_MERCHANT : L.LI_E_BENEFICIARY + 1] = -1
         return labi
 
     def _grow_customers(self) -> None:

@@ -147,6 +147,27 @@ def _apply_label(
             risk_time[table, entity] = t
 
 
+@nb.njit(cache=True)
+def relabel_customers(
+    slots: np.ndarray,
+    labf: np.ndarray,
+    labi: np.ndarray,
+    floats: np.ndarray,
+    risk_count: np.ndarray,
+    risk_time: np.ndarray,
+) -> None:
+    """Clear what labels wrote into these customers' rows, then apply these labels (in order) again.
+
+    The labels' risk-table slots are -1: the risk tables counted them when they were first applied.
+    Clears exactly the columns `_apply_label` writes into a customer's row; keep the two together.
+    """
+    for s in slots:
+        floats[s, L.S_FRAUD_LABELS] = 0.0
+        floats[s, L.S_FRAUD_LABEL_TIME] = 0.0
+    for j in range(labf.shape[0]):
+        _apply_label(labf, labi, j, floats, risk_count, risk_time)
+
+
 @nb.njit(cache=True, inline="always")
 def _risk_at(risk_count: np.ndarray, risk_time: np.ndarray, table: int, entity: int, now: float) -> float:
     if entity < 0 or risk_time[table, entity] <= 0.0:
