@@ -67,7 +67,13 @@ def platform_topics(settings: Settings) -> list[TopicSpec]:
 
 def create_platform_topics(admin: AdminClient, settings: Settings, replication_factor: int = 1) -> list[str]:
     """Create the platform topics that the broker behind `admin` lacks; returns the names created."""
-    existing = admin.list_topics(timeout=10).topics
+    try:
+        existing = admin.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        admin.poll(0)  # a refused login raises here (KafkaAuthenticationError), clearer than "cannot reach"
+        raise InfraError(
+            f"cannot list the topics on Kafka at {settings.kafka_bootstrap_servers}: {exc.args[0].str()}"
+        ) from exc
     wanted = [spec for spec in platform_topics(settings) if spec.name not in existing]
     if not wanted:
         return []
@@ -241,7 +247,8 @@ class LocalKafka:
         upsert = UserScramCredentialUpsertion(
             name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS), password.encode()
         )
-        futures = self.admin().alter_user_scram_credentials([upsert], request_timeout=30)
+        admin = self.admin()  # must outlive the futures: a collected client cancels its requests
+        futures = admin.alter_user_scram_credentials([upsert], request_timeout=30)
         for future in futures.values():
             try:
                 future.result()
