@@ -105,6 +105,8 @@ def test_a_wrong_password_stops_the_consumer_at_once_naming_the_setting_and_noth
     try:
         code = consumer.wait(timeout=120)
     except subprocess.TimeoutExpired:
+        consumer.kill()  # what the consumer did before a refused login stopped it: wait forever
+        consumer.wait(timeout=30)
         pytest.fail(f"the consumer kept running with a refused password: {stream_setup.log('wrong')[-2000:]}")
     elapsed = time.monotonic() - started
 
