@@ -14,7 +14,7 @@ INSTALLED  := $(VENV)/.installed
 .PHONY: help demo test test-unit test-integration test-k8s test-images test-packaging chaos scanners crds bench lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus tools images cluster cluster-down clean e2e e2e-deps e2e-bin e2e-cluster e2e-controllers-bin e2e-controllers e2e-down e2e-status
 
 help: ## list the verbs
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
 $(INSTALLED): requirements.lock requirements-dev.lock pyproject.toml
 	@command -v python3 >/dev/null || { echo "error: python3 (3.11+) is required"; exit 1; }

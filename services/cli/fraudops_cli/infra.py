@@ -67,10 +67,11 @@ def topics(
     Strimzi, which creates them from KafkaTopic objects)."""
     from confluent_kafka.admin import AdminClient
 
+    from fraudops.kafka import client_config
     from fraudops_infra.kafka import create_platform_topics
 
     settings = get_settings()
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 5000})
+    admin = AdminClient(client_config(settings, **{"socket.timeout.ms": 5000}))
     created = create_platform_topics(admin, settings, replication_factor)
     console.print(f"[green]✓[/] topics created: {', '.join(created) or 'none (all exist)'}")
 
