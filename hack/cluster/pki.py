@@ -109,6 +109,32 @@ def serving_certificate(layout: NodeLayout, name: str, dns_names: tuple[str, ...
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
+def certificates_with_own_ca(ca_name: str, dns_names: tuple[str, ...]) -> dict[str, bytes]:
+    """A fresh CA named `ca_name` and a server-and-client certificate for `dns_names` signed by it, as
+    the PEM entries of a cert-controller secret (ca.crt, ca.key, tls.crt, tls.key).
+
+    For a controller that keeps such a secret itself (KEDA's certificate rotator): it finds the secret
+    valid and keeps it, instead of writing its own and exiting so that its pod restarts. The CA is its
+    own (its key sits in the secret), never the cluster CA. The rotator checks the CA by the name
+    `ca_name`, so the CA carries it as a DNS name too."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
+    ca_cert = (
+        _builder(subject, subject, ca_key, ca=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(ca_name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    spec = CertSpec(ca_name, dns_names[0], dns_names=dns_names, server=True, client=True)
+    return {
+        "ca.crt": ca_cert.public_bytes(serialization.Encoding.PEM),
+        "ca.key": _key_pem(ca_key),
+        "tls.crt": _leaf(spec, key, ca_cert, ca_key).public_bytes(serialization.Encoding.PEM),
+        "tls.key": _key_pem(key),
+    }
+
+
 def _write_ca(folder: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"fraudops-e2e-{name}")])
