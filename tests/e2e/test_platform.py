@@ -21,6 +21,7 @@ from tests.e2e.platform import (
     STABLE_VERSION,
     pods,
     produce,
+    psql,
     restarts,
     stored_decisions,
 )
@@ -97,6 +98,12 @@ def test_a_fraud_model_scores_a_simulated_stream_into_postgresql(platform: Kube)
             timeout_s=600,
         )
         total, distinct = stored_decisions(kube)
-        numbers.update(produced=RECORDS, stored=total - stored_before)
+        fraud, unalerted = psql(
+            kube,
+            "select count(*), count(*) filter (where a.transaction_id is null) from decisions d "
+            "left join alerts a using (transaction_id) where d.is_fraud and not d.shadow",
+        ).split("|")
+        numbers.update(produced=RECORDS, stored=total - stored_before, fraud_decisions=int(fraud))
         assert distinct == total, "a transaction was stored twice"
         assert total - stored_before == RECORDS
+        assert int(unalerted) == 0, f"{unalerted} of {fraud} fraud decisions have no stored alert"
