@@ -133,7 +133,13 @@ def stored_decisions(kube: Kube) -> tuple[int, int]:
 def seed_pod_job(kube: Kube, name: str, command: list[str], *, with_volumes: bool = False) -> dict[str, Any]:
     """A Job running `command` in the seed Job's container (image, env, security context of the chart)."""
     seed = kube.get("-n", NAMESPACE, "job", "fraudops-seed")["spec"]["template"]["spec"]
-    container = {**seed["containers"][0], "name": name, "command": command, "args": []}
+    container = {
+        **seed["containers"][0],
+        "name": name,
+        "command": command,
+        "args": [],
+        "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+    }
     container["env"] = [e for e in container.get("env", []) if e["name"] != "FRAUDOPS_SEED"] + [
         {"name": "KAFKA_BOOTSTRAP_SERVERS", "value": "fraudops-kafka-bootstrap:9092"}
     ]

@@ -32,14 +32,6 @@ pytestmark = pytest.mark.e2e
 RECORDS = 2000
 
 
-def test_every_platform_pod_runs_restricted_without_restarts(platform: Kube) -> None:
-    for namespace in (NAMESPACE, OPERATOR_NAMESPACE):
-        for pod in pods(platform, namespace):
-            name = pod["metadata"]["name"]
-            assert restarts(pod) == 0, f"{namespace}/{name} restarted {restarts(pod)} times"
-            assert pod["status"]["phase"] in ("Running", "Succeeded"), f"{namespace}/{name}: {pod['status']}"
-
-
 def fraud_model() -> dict[str, Any]:
     return {
         "apiVersion": "fraudops.io/v1alpha1",
@@ -59,6 +51,13 @@ def fraud_model() -> dict[str, Any]:
                 "maxReplicas": 3,
                 "lagThreshold": 1000,
                 "databaseSecret": {"name": "fraudops-db", "key": "url"},
+                # three consumers and two predictors (a canary) fit the node's two cores
+                "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
+            },
+            "predictor": {
+                "minReplicas": 1,
+                "maxReplicas": 1,
+                "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
             },
         },
     }
@@ -107,3 +106,15 @@ def test_a_fraud_model_scores_a_simulated_stream_into_postgresql(platform: Kube)
         assert distinct == total, "a transaction was stored twice"
         assert total - stored_before == RECORDS
         assert int(unalerted) == 0, f"{unalerted} of {fraud} fraud decisions have no stored alert"
+
+
+def test_every_platform_pod_runs_restricted_without_restarts(platform: Kube) -> None:
+    """After the FraudModel exists: the gateway's pods wait for its routing ConfigMap until then."""
+    platform.kubectl(
+        "-n", NAMESPACE, "rollout", "status", "deployment/fraudops-gateway", "--timeout=300s", timeout_s=330
+    )
+    for namespace in (NAMESPACE, OPERATOR_NAMESPACE):
+        for pod in pods(platform, namespace):
+            name = pod["metadata"]["name"]
+            assert restarts(pod) == 0, f"{namespace}/{name} restarted {restarts(pod)} times"
+            assert pod["status"]["phase"] in ("Running", "Succeeded"), f"{namespace}/{name}: {pod['status']}"

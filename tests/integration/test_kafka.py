@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 import uuid
 
@@ -16,6 +13,7 @@ from fraudops.config import Settings
 from fraudops.errors import InfraError
 from fraudops_infra.kafka import wait_for_broker
 from tests.integration.conftest import free_port
+from tests.integration.tcp_forward import forward_later
 
 pytestmark = pytest.mark.integration
 
@@ -108,40 +106,11 @@ def test_committed_group_offsets_resume_where_the_group_stopped(kafka_bootstrap:
     assert sum(tp.offset for tp in committed) == 80
 
 
-def _forward_later(port: int, target: str, after_s: float) -> threading.Timer:
-    """After `after_s`, accept one connection after another on `port` and pipe each to `target`: a
-    broker address that starts answering later (as a broker starting with a Helm release does)."""
-
-    def pipe(a: socket.socket, b: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := a.recv(65536):
-                b.sendall(data)
-        for s in (a, b):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def serve() -> None:
-        host, target_port = target.rsplit(":", 1)
-        listener = socket.create_server(("127.0.0.1", port))
-        listener.settimeout(30)
-        with contextlib.suppress(TimeoutError), listener:
-            while True:
-                client, _ = listener.accept()
-                upstream = socket.create_connection((host, int(target_port)))
-                for a, b in ((client, upstream), (upstream, client)):
-                    threading.Thread(target=pipe, args=(a, b), daemon=True).start()
-
-    timer = threading.Timer(after_s, serve)
-    timer.daemon = True
-    timer.start()
-    return timer
-
-
 def test_topics_waits_for_a_broker_that_answers_later(kafka_bootstrap: str) -> None:
     """`fraudops infra topics --wait-s` (the chart's topics Job) waits for the broker instead of failing,
     so its pod is not restarted while the broker starts."""
     port = free_port()
-    _forward_later(port, kafka_bootstrap, after_s=3)
+    forward_later(port, kafka_bootstrap, after_s=3)
     started = time.monotonic()
     wait_for_broker(AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "socket.timeout.ms": 2000}), 60)
     assert time.monotonic() - started >= 3

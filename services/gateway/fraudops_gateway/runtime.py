@@ -106,9 +106,21 @@ class GatewayRuntime:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the routing table (and its models), then warm every code path a request takes."""
-        await self.reload_routing()
-        self._warm_up()
+        """Load the routing table (and its models; warming every code path a request takes), then start
+        the poll clock.
+
+        A remote variant's model server that does not answer yet is no reason to exit: in a cluster it
+        starts together with the gateway (the operator writes the routing table and creates the
+        InferenceService at once), and exiting only gets the pod restarted. The gateway starts not
+        ready instead (`/health/ready` says so) and the routing refresh loads the table once it answers.
+        """
+        try:
+            await self.reload_routing()
+        except RetryableError as exc:
+            log.warning(
+                "routing table not loaded: a model server does not answer yet; not ready until it does",
+                extra={"error": str(exc)},
+            )
         try:  # start the poll clock (and find out whether the database is there)
             await self.poll_changed_state()
             self.health.database_reachable = True
@@ -167,13 +179,18 @@ class GatewayRuntime:
         decider = await asyncio.to_thread(
             Decider.from_table, table, "api", self.threshold_override, exact_reasons=False
         )
+        first = self.decider is None
         self.decider = decider
         self.scores_remotely = any(isinstance(scorer, RemoteScorer) for scorer in decider.scorers.values())
         self.routing_identity = identity
+        if first:
+            self._warm_up()
         log.info("routing table loaded", extra={"variants": self.routing_summary})
 
     async def reload_routing_if_changed(self) -> bool:
-        if _file_identity(self.settings.routing_table_path) in (None, self.routing_identity):
+        """Reload when the operator wrote a new table, or while none could be loaded yet."""
+        identity = _file_identity(self.settings.routing_table_path)
+        if identity is None or (self.decider is not None and identity == self.routing_identity):
             return False
         await self.reload_routing()
         return True
@@ -343,7 +360,8 @@ class GatewayRuntime:
 
     async def score(self, transactions: list[Transaction], explain: bool) -> Scored:
         decider = self.decider
-        assert decider is not None, "start() loads the routing table first"
+        if decider is None:  # a model server did not answer yet (see `start`): the caller may retry
+            raise RetryableError("no model loaded yet: the model server is starting")
         started = time.perf_counter()
         customer_ids = [tx.customer_id for tx in transactions]
         await self._refresh_state(customer_ids)
