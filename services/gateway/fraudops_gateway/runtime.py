@@ -75,6 +75,23 @@ def initial_routing_table(settings: Settings) -> RoutingTable:
     return RoutingTable.single(model_version="local", model_uri=settings.model_path)
 
 
+def warm_up(decider: Decider) -> None:
+    """Compile and run every code path a request takes (JIT kernels, the first booster calls, reason
+    codes) before the first table is used, so that none of it lands on a client's request.
+
+    It runs on an engine of its own: the kernels are compiled once per process, and the runtime's engine
+    (touched only by the event loop) is left alone."""
+    engine = FeatureEngine()
+    one = [Transaction(transaction_id="warm-up", amount=42.0)]
+    many = [Transaction(transaction_id=f"warm-up-{i}", amount=1.0 + i) for i in range(SMALL_BATCH + 1)]
+    for transactions, explain in ((one, True), (many, False)):
+        features = engine.transform(encode_transactions(transactions))
+        ids = [tx.transaction_id for tx in transactions]
+        decider.decide(features, ids, [tx.customer_id for tx in transactions], explain_all=explain)
+    for transaction in one + many:
+        transaction_row(transaction.model_dump(mode="json"), "api")
+
+
 def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
     """Changes whenever the file is rewritten or swapped (a ConfigMap update swaps a symlink)."""
     if path is None or not path.exists():
@@ -151,22 +168,6 @@ class GatewayRuntime:
             return "not loaded"
         return ", ".join(f"{v.name}:{v.mode}:{v.weight:g}" for v in self.decider.table.variants)
 
-    def _warm_up(self) -> None:
-        """JIT-compiled kernels, the first booster calls and reason codes must not land on a client's request.
-
-        Anonymous transactions read no customer state and write none, so the warm-up leaves the
-        engine as it was (apart from label events that were due anyway).
-        """
-        assert self.decider is not None
-        one = [Transaction(transaction_id="warm-up", amount=42.0)]
-        features = self.engine.transform(encode_transactions(one))
-        self._decide_inline(self.decider, features, one, explain=True)
-        many = [Transaction(transaction_id=f"warm-up-{i}", amount=1.0 + i) for i in range(SMALL_BATCH + 1)]
-        features = self.engine.transform(encode_transactions(many))
-        self._decide_inline(self.decider, features, many, explain=False)
-        for transaction in one + many:
-            transaction_row(transaction.model_dump(mode="json"), "api")
-
     # --- routing -------------------------------------------------------------------------------------
 
     async def reload_routing(self) -> None:
@@ -179,12 +180,13 @@ class GatewayRuntime:
         decider = await asyncio.to_thread(
             Decider.from_table, table, "api", self.threshold_override, exact_reasons=False
         )
-        first = self.decider is None
+        if self.decider is None:
+            # Off the loop, so that /health/live and the background polls go on meanwhile: under a
+            # small CPU share the compilation takes minutes, longer than a liveness probe waits.
+            await asyncio.to_thread(warm_up, decider)
         self.decider = decider
         self.scores_remotely = any(isinstance(scorer, RemoteScorer) for scorer in decider.scorers.values())
         self.routing_identity = identity
-        if first:
-            self._warm_up()
         log.info("routing table loaded", extra={"variants": self.routing_summary})
 
     async def reload_routing_if_changed(self) -> bool:
