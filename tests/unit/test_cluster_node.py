@@ -251,3 +251,8 @@ def test_keda_gets_a_certificate_secret_its_rotator_keeps(layout: NodeLayout) ->
     usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(usages) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc > dt.timedelta(days=90)  # its lookahead
+
+
+def test_the_pods_weigh_one_busy_host_process_per_cpu_of_the_node() -> None:
+    assert cgroups.node_cpu_shares(2) == 2048
+    assert cgroups.node_cpu_shares(1) == 1024
