@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fraudops_gateway.schemas import FULL_EXAMPLE
 from tests.e2e.kube import Kube
 from tests.e2e.platform import (
     MODEL,
@@ -92,6 +93,10 @@ def fraud_model(kube: Kube) -> dict[str, Any]:
     return found
 
 
+def patch_fraud_model(kube: Kube, kind: str, patch: Any) -> None:
+    kube.kubectl("-n", NAMESPACE, "patch", "fraudmodel", MODEL, f"--type={kind}", "-p", json.dumps(patch))
+
+
 def rollout_status(kube: Kube) -> tuple[str, int, str]:
     rollout = fraud_model(kube).get("status", {}).get("rollout", {})
     return rollout.get("phase", ""), int(rollout.get("step", 0)), rollout.get("candidateVersion", "")
@@ -129,18 +134,9 @@ def port_forward(platform: Kube) -> Iterator[str]:
 def test_the_gateway_answers_predict_through_kubectl_port_forward(port_forward: str) -> None:
     with REPORT.step("gateway /predict through kubectl port-forward") as numbers:
         transaction = {
+            **FULL_EXAMPLE,
             "transaction_id": f"e2e-{int(time.time() * 1000)}",
             "event_time": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "customer_id": "cust-e2e-1",
-            "card_id": "card-e2e-1",
-            "merchant_id": "m-04411",
-            "merchant_category": "electronics",
-            "amount": 899.0,
-            "currency": "EUR",
-            "channel": "WEB",
-            "transaction_type": "PURCHASE",
-            "is_international": False,
-            "country": "DE",
         }
         response = httpx.post(f"{port_forward}/predict", json=transaction, timeout=30)
         assert response.status_code == 200, response.text
@@ -276,16 +272,7 @@ def test_a_training_run_makes_a_candidate_that_the_canary_promotes(platform: Kub
     kube = platform
     version = "2026-12-01"
     with REPORT.step("TrainingRun: Job trains, version becomes the candidate") as numbers:
-        kube.kubectl(
-            "-n",
-            NAMESPACE,
-            "patch",
-            "fraudmodel",
-            MODEL,
-            "--type=merge",
-            "-p",
-            '{"spec":{"rollout":' + json.dumps(canary_rollout(max_score_psi=0.5)) + "}}",
-        )
+        patch_fraud_model(kube, "merge", {"spec": {"rollout": canary_rollout(max_score_psi=0.5)}})
         steady_traffic(kube, "steady", 1500)
         train_candidate(kube, version, TRAINING_DATA, numbers)
     with REPORT.step("canary 10 → 30 → 60 → promoted on Prometheus metrics") as numbers:
@@ -305,27 +292,14 @@ def test_a_training_run_makes_a_candidate_that_the_canary_promotes(platform: Kub
         assert steps == sorted(steps), f"the canary went back a step: {timeline.changes}"
         numbers["event"] = (events(kube, "Promoted") or [""])[-1]
         # What the Promoted event asks for: the spec says the candidate is now the stable version.
-        kube.kubectl(
-            "-n",
-            NAMESPACE,
-            "patch",
-            "fraudmodel",
-            MODEL,
-            "--type=json",
-            "-p",
-            json.dumps(
-                [
-                    {
-                        "op": "replace",
-                        "path": "/spec/stable",
-                        "value": {
-                            "version": version,
-                            "modelUri": f"pvc://fraudops-models/models/{MODEL}/{version}",
-                        },
-                    },
-                    {"op": "remove", "path": "/spec/candidate"},
-                ]
-            ),
+        stable = {"version": version, "modelUri": f"pvc://fraudops-models/models/{MODEL}/{version}"}
+        patch_fraud_model(
+            kube,
+            "json",
+            [
+                {"op": "replace", "path": "/spec/stable", "value": stable},
+                {"op": "remove", "path": "/spec/candidate"},
+            ],
         )
         kube.wait_for("the rollout to settle", lambda: rollout_status(kube)[0] == "Stable", timeout_s=300)
 
