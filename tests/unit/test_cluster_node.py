@@ -238,6 +238,8 @@ def test_keda_gets_a_certificate_secret_its_rotator_keeps(layout: NodeLayout) ->
     assert secret["metadata"] == {"name": "kedaorg-certs", "namespace": "keda"}
     data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
     assert set(data) == {"ca.crt", "ca.key", "tls.crt", "tls.key"}
+    # The rotator reads the CA key with Go's x509.ParsePKCS1PrivateKey: PKCS #1 RSA, nothing else.
+    assert data["ca.key"].startswith(b"-----BEGIN RSA PRIVATE KEY-----")
     ca = x509.load_pem_x509_certificate(data["ca.crt"])
     leaf = x509.load_pem_x509_certificate(data["tls.crt"])
     store = Store([ca])

@@ -75,13 +75,10 @@ def initial_routing_table(settings: Settings) -> RoutingTable:
     return RoutingTable.single(model_version="local", model_uri=settings.model_path)
 
 
-def warm_up(decider: Decider) -> None:
-    """Compile and run every code path a request takes (JIT kernels, the first booster calls, reason
-    codes) before the first table is used, so that none of it lands on a client's request.
-
-    It runs on an engine of its own: the kernels are compiled once per process, and the runtime's engine
-    (touched only by the event loop) is left alone."""
-    engine = FeatureEngine()
+def warm_up(decider: Decider, engine: FeatureEngine) -> None:
+    """Run every code path a request takes (JIT kernels, the first booster calls, reason codes), so that
+    none of it lands on a client's request. Anonymous transactions read no customer state and write
+    none, so the engine is left as it was (apart from label events that were due anyway)."""
     one = [Transaction(transaction_id="warm-up", amount=42.0)]
     many = [Transaction(transaction_id=f"warm-up-{i}", amount=1.0 + i) for i in range(SMALL_BATCH + 1)]
     for transactions, explain in ((one, True), (many, False)):
@@ -181,9 +178,12 @@ class GatewayRuntime:
             Decider.from_table, table, "api", self.threshold_override, exact_reasons=False
         )
         if self.decider is None:
-            # Off the loop, so that /health/live and the background polls go on meanwhile: under a
-            # small CPU share the compilation takes minutes, longer than a liveness probe waits.
-            await asyncio.to_thread(warm_up, decider)
+            # The slow part (compiling the kernels, once per process) off the loop on an engine of its
+            # own, so that /health/live and the background polls go on: under a small CPU share it takes
+            # minutes, longer than a liveness probe waits. Then, quickly, on the loop and the runtime's
+            # own engine, where requests will run.
+            await asyncio.to_thread(warm_up, decider, FeatureEngine())
+            warm_up(decider, self.engine)
         self.decider = decider
         self.scores_remotely = any(isinstance(scorer, RemoteScorer) for scorer in decider.scorers.values())
         self.routing_identity = identity
