@@ -153,16 +153,18 @@ def test_keda_scales_the_consumer_on_lag_and_back_without_losing_a_record(platfo
     kube = platform
     records = BURST_RATE * BURST_SECONDS
     with REPORT.step("KEDA: consumer 1 → 3 on lag and back to 1, every record stored once") as numbers:
-        assert consumer_replicas(kube) == 1
+        # The 2,000 records of test_platform may have scaled it up already: the HPA takes 5 minutes down.
+        kube.wait_for(f"{CONSUMER} to run 1 replica", lambda: consumer_replicas(kube) == 1, timeout_s=900)
         stored_before, _ = stored_decisions(kube)
         with Sampler(lambda: consumer_replicas(kube)) as replicas:
+            # A count, not a duration: a producer slower than the rate still sends every record.
             produce(
                 kube,
                 "burst",
+                "--transactions",
+                str(records),
                 "--rate",
                 str(BURST_RATE),
-                "--duration",
-                str(BURST_SECONDS),
                 "--seed",
                 "11",
                 timeout_s=BURST_SECONDS + 600,
