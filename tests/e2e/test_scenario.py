@@ -102,6 +102,12 @@ def rollout_status(kube: Kube) -> tuple[str, int, str]:
     return rollout.get("phase", ""), int(rollout.get("step", 0)), rollout.get("candidateVersion", "")
 
 
+def rollout_finished(kube: Kube, version: str) -> bool:
+    """The rollout of `version` (not an earlier one) promoted, rolled back or aborted."""
+    phase, _, candidate = rollout_status(kube)
+    return candidate == version and phase in ("Promoted", "RolledBack", "Aborted")
+
+
 @pytest.fixture
 def port_forward(platform: Kube) -> Iterator[str]:
     """`kubectl port-forward svc/fraudops-gateway :80`: the local base URL, until the test ends."""
@@ -283,9 +289,7 @@ def test_a_training_run_makes_a_candidate_that_the_canary_promotes(platform: Kub
             Sampler(lambda: analysis_condition(kube)) as verdicts,
         ):
             kube.wait_for(
-                "the canary to be promoted",
-                lambda: rollout_status(kube)[0] in ("Promoted", "RolledBack", "Aborted"),
-                timeout_s=1200,
+                "the canary to be promoted", lambda: rollout_finished(kube, version), timeout_s=1200
             )
         numbers.update(rollout_timeline=timeline.changes, analyses=verdicts.changes)
         phase, _, candidate = rollout_status(kube)
@@ -334,9 +338,7 @@ def test_a_candidate_that_scores_far_from_stable_rolls_back_by_itself(platform: 
     with REPORT.step("bad candidate rolled back by the analysis, Event says why") as numbers:
         with Sampler(lambda: rollout_status(kube)) as timeline:
             kube.wait_for(
-                "the bad candidate to be rolled back",
-                lambda: rollout_status(kube)[0] in ("Promoted", "RolledBack", "Aborted"),
-                timeout_s=1200,
+                "the bad candidate to be rolled back", lambda: rollout_finished(kube, version), timeout_s=1200
             )
         numbers["rollout_timeline"] = timeline.changes
         phase, _, candidate = rollout_status(kube)
