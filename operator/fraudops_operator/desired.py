@@ -177,7 +177,14 @@ def desired_inference_service(model: FraudModel, version: ModelVersion) -> dict[
         annotations={
             # "Standard" is KServe ≥ 0.16's name for raw Deployments (no Knative); "RawDeployment" is deprecated.
             "serving.kserve.io/deploymentMode": "Standard",
-            "serving.kserve.io/enable-prometheus-scraping": "true",
+            # The predictor serves /metrics on its own port. KServe's "enable-prometheus-scraping" would
+            # annotate the pods with port 9091 (its queue-proxy default) and no prometheus.io/scrape, so
+            # Prometheus never scraped them and the rollout analysis had no latency or score data. KServe
+            # copies these annotations to the predictor pods.
+            "serving.kserve.io/enable-prometheus-scraping": "false",
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(PREDICTOR_PORT),
+            "prometheus.io/path": "/metrics",
         },
     )
     metadata["labels"][VERSION_LABEL] = version.version

@@ -280,3 +280,17 @@ def test_a_tls_listener_adds_the_cluster_ca_to_the_consumer_and_keda() -> None:
         "secretTargetRef"
     ]
     assert desired_scaled_object(model)["spec"]["triggers"][0]["metadata"]["tls"] == "enable"
+
+
+def test_the_predictor_pods_ask_prometheus_to_scrape_the_predictors_own_port() -> None:
+    """KServe copies these annotations to the predictor pods. Its own `enable-prometheus-scraping` would
+    point at port 9091 with no `prometheus.io/scrape`: the rollout analysis then had no latency or score
+    data (seen on the e2e cluster)."""
+    model = fraud_model()
+    assert model.candidate is not None
+    annotations = desired_inference_service(model, model.candidate)["metadata"]["annotations"]
+    [container] = desired_inference_service(model, model.candidate)["spec"]["predictor"]["containers"]
+    assert annotations["serving.kserve.io/enable-prometheus-scraping"] == "false"
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
+    assert annotations["prometheus.io/path"] == "/metrics"

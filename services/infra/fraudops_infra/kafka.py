@@ -25,6 +25,7 @@ from confluent_kafka.admin import (
     ScramMechanism,
     UserScramCredentialUpsertion,
 )
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from fraudops.config import Settings
 from fraudops.errors import InfraError
@@ -63,6 +64,24 @@ def platform_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.alerts_topic, 3, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(settings.dlq_topic, 1, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
     ]
+
+
+def wait_for_broker(admin: AdminClient, deadline_s: float) -> None:
+    """Return once the broker behind `admin` answers a metadata request; InfraError after `deadline_s`.
+
+    For a Job started with the broker it needs (a Helm release): waiting here, instead of failing and
+    being restarted by the kubelet until the broker is up, keeps the pod at zero restarts."""
+    try:
+        for attempt in Retrying(
+            stop=stop_after_delay(deadline_s),
+            wait=wait_exponential(multiplier=0.5, max=5),
+            retry=retry_if_exception_type(KafkaException),
+            reraise=True,
+        ):
+            with attempt:
+                admin.list_topics(timeout=5)
+    except KafkaException as exc:
+        raise InfraError(f"no Kafka broker answered within {deadline_s:.0f} s: {exc}") from exc
 
 
 def create_platform_topics(admin: AdminClient, settings: Settings, replication_factor: int = 1) -> list[str]:
