@@ -11,7 +11,7 @@ FRAUDOPS   := $(VENV)/bin/fraudops
 UV_VERSION := 0.13.9
 INSTALLED  := $(VENV)/.installed
 
-.PHONY: help demo test test-unit test-integration test-k8s test-images test-packaging chaos scanners crds dashboards bench loadtest lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus jaeger chromium tools images cluster cluster-down clean e2e e2e-ci e2e-deps e2e-bin e2e-cluster e2e-controllers-bin e2e-controllers e2e-down e2e-status
+.PHONY: help demo test test-unit test-integration test-k8s test-images test-packaging chaos test-live scanners crds dashboards bench loadtest lint fmt install lock infra-up infra-down infra-status k8s-bin prometheus jaeger chromium tools images cluster cluster-down clean e2e e2e-ci e2e-deps e2e-bin e2e-cluster e2e-controllers-bin e2e-controllers e2e-down e2e-status
 
 help: ## list the verbs
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -41,13 +41,16 @@ test-unit: $(INSTALLED) prometheus ## the fast tests only (promtool checks the a
 	$(VENV)/bin/pytest tests/unit
 
 test-integration: $(INSTALLED) prometheus jaeger chromium ## tests against real PostgreSQL and Kafka (and Prometheus, Jaeger, Chromium)
-	$(VENV)/bin/pytest -m "not images" tests/integration
+	$(VENV)/bin/pytest -m "not images and not live" tests/integration
 
 test-k8s: $(INSTALLED) k8s-bin prometheus tools ## the operator and both charts against a real kube-apiserver and Prometheus
 	$(VENV)/bin/pytest -m k8s tests/k8s
 
 chaos: $(INSTALLED) ## the fault-injection suite: the stack under load, broken on a schedule (~10-15 min; table in loadtest/results/chaos.md)
 	$(VENV)/bin/pytest -m chaos tests/chaos --timeout 2700
+
+test-live: $(INSTALLED) prometheus ## every Grafana panel's query and the drift alert against the live services and a real Prometheus (slow: ~15-35 min, not in make test)
+	$(VENV)/bin/pytest -m live tests/integration
 
 test-images: $(INSTALLED) k8s-bin ## build the images, run each one locked down against the real services (starts dockerd)
 	bash hack/images/dockerd.sh run -- bash -c 'bash hack/images/build.sh && $(VENV)/bin/pytest -m images tests/integration'

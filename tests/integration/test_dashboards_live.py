@@ -41,7 +41,7 @@ from tests.integration.conftest import free_port
 from tests.integration.test_gateway_support import MODEL_NAME, base_env, gateway, migrated_database, serving
 from tests.prometheus import LocalPrometheus
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.live, pytest.mark.timeout(1800)]
 RULES = REPO_ROOT / "charts" / "fraudops" / "files" / "rules" / "fraudops.rules.yaml"
 # What Grafana puts in for "All" and for the rate window of a dashboard showing the last hour or so: a
 # window that still holds the traffic sent when the fixture started.
