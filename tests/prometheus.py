@@ -110,6 +110,12 @@ class LocalPrometheus:
         with urllib.request.urlopen(f"{self.url}/api/v1/alerts", timeout=5) as response:
             return list(orjson.loads(response.read())["data"]["alerts"])
 
+    def scrape_errors(self) -> dict[str, str]:
+        """{scrape URL: last error} of every target whose last scrape failed or has not happened yet."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5) as response:
+            active = orjson.loads(response.read())["data"]["activeTargets"]
+        return {t["scrapeUrl"]: t["lastError"] or t["health"] for t in active if t["health"] != "up"}
+
     def rules(self) -> list[dict[str, Any]]:
         """Every rule of every group, with its health and last evaluation."""
         with urllib.request.urlopen(f"{self.url}/api/v1/rules", timeout=5) as response:

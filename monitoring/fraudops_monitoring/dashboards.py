@@ -322,6 +322,23 @@ def model() -> dashboard.Dashboard:
         )
         .with_panel(
             time_series(
+                "Precision and recall over the matured cohort",
+                "Decisions one label delay old, per version and variant (a canary beside the stable "
+                "model): a decision without a label by now counts as legitimate. Recounted every "
+                "FEEDBACK_QUALITY_INTERVAL_S.",
+                "percentunit",
+                query(
+                    f"max by (model_version, variant) (fraudops_feedback_cohort_precision{{{MODEL}}})",
+                    "precision {{variant}} {{model_version}}",
+                ),
+                query(
+                    f"max by (model_version, variant) (fraudops_feedback_cohort_recall{{{MODEL}}})",
+                    "recall {{variant}} {{model_version}}",
+                ),
+            )
+        )
+        .with_panel(
+            time_series(
                 "Alert to feedback",
                 "Time from a decision to its confirmed label.",
                 "s",

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,21 +84,25 @@ def simulated(transactions: int, seed: int, amount_scale: float = 1.0) -> list[t
     return records
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[str | None, bytes]]) -> None:
+def produce(bootstrap: str, topic: str, records: Sequence[tuple[str | None, bytes]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     for key, value in records:
         producer.produce(topic, value, key)
     assert producer.flush(60) == 0
 
 
-def wait_for(what: str, check: Any, timeout_s: float = 180, every_s: float = 1.0) -> Any:
+def wait_for(
+    what: str, check: Any, timeout_s: float = 180, every_s: float = 1.0, on_timeout: Any = None
+) -> Any:
+    """`check()`'s first truthy answer, polled until `timeout_s`; `on_timeout()` explains a failure."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = check()
         if found:
             return found
         time.sleep(every_s)
-    raise AssertionError(f"{what} not seen within {timeout_s:.0f} s")
+    explanation = f": {on_timeout()}" if on_timeout is not None else ""
+    raise AssertionError(f"{what} not seen within {timeout_s:.0f} s{explanation}")
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +123,15 @@ def live(
     with (
         migrated_database(local_stack, "live") as database,
         serving(command, base_env(), folder / "predictor.log", "/v2/health/ready") as predictor,
-        gateway(database, trained_artifact, folder / "gateway.log") as served,
+        gateway(
+            database,
+            trained_artifact,
+            folder / "gateway.log",
+            # The matured cohort is the last hour (labels arrive at once here), recounted every 2 s.
+            feedback_label_delay_s="0",
+            feedback_cohort_s="3600",
+            feedback_quality_interval_s="2",
+        ) as served,
     ):
         env = base_env(
             DB_URL=database,
@@ -156,6 +168,12 @@ def live(
             {job: [url.removeprefix("http://")] for job, url in targets.items()}, rule_files=[RULES]
         ).start()
         try:
+            wait_for(
+                "every target scraped",
+                lambda: not prometheus.scrape_errors(),
+                timeout_s=120,
+                on_timeout=prometheus.scrape_errors,
+            )
             produce(
                 bootstrap, topic, [*simulated(3000, seed=3), (None, b"{not json"), ("c", b'{"amount": -1}')]
             )
@@ -247,25 +265,36 @@ def filled(expr: str) -> str:
     return expr
 
 
+def unanswered(prometheus: LocalPrometheus, queries: list[tuple[str, str]], timeout_s: float) -> list[str]:
+    """The queries still without a sample after polling all of them together until `timeout_s` (one
+    deadline for the dashboard: a panel without data costs the test once, not once per panel)."""
+
+    def answered(query: str) -> bool:
+        return any(not math.isnan(float(s["value"][1])) for s in prometheus.query(query))
+
+    waiting = list(queries)
+    deadline = time.monotonic() + timeout_s
+    while waiting and time.monotonic() < deadline:
+        waiting = [(title, expr) for title, expr in waiting if not answered(expr)]
+        if waiting:
+            time.sleep(2)
+    return [f"{title}: {expr}" for title, expr in waiting]
+
+
 @pytest.mark.parametrize("build", [platform_overview, model], ids=["overview", "model"])
 def test_every_panel_query_returns_data_and_uses_only_exported_metrics(live: Live, build: Any) -> None:
     document = orjson.loads(to_json(build()))
     exported = exported_names(live.targets)
-    missing_data, unknown = [], []
-    for panel in panels_of(document):
-        for target in panel["targets"]:
-            expr = filled(target["expr"])
-            unknown += [f"{panel['title']}: {name}" for name in names_in(expr) if name not in exported]
-
-            def answered(query: str = expr) -> bool:
-                return any(not math.isnan(float(s["value"][1])) for s in live.prometheus.query(query))
-
-            try:
-                wait_for(expr, answered, timeout_s=90)
-            except AssertionError:
-                missing_data.append(f"{panel['title']}: {expr}")
+    queries = [
+        (panel["title"], filled(target["expr"]))
+        for panel in panels_of(document)
+        for target in panel["targets"]
+    ]
+    unknown = [
+        f"{title}: {name}" for title, expr in queries for name in names_in(expr) if name not in exported
+    ]
     assert unknown == [], "metric names no service exports"
-    assert missing_data == [], "queries without data"
+    assert unanswered(live.prometheus, queries, timeout_s=120) == [], "queries without data"
 
 
 def amount_psi(live: Live) -> float:

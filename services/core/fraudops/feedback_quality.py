@@ -1,4 +1,5 @@
-"""Precision and recall on labelled feedback, per model version, over a cohort old enough for its labels.
+"""Precision and recall on labelled feedback, per model version and variant, over a cohort old enough for
+its labels.
 
 Fraud labels arrive days after the decision (chargebacks, analyst verdicts). Judged on the decisions of
 the last hour, every flag still looks unconfirmed and every missed fraud looks caught; so the quality of
@@ -19,9 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-#: The acting decisions of one cohort per model version: how many, flagged, labelled fraud, and both.
+#: The acting decisions of one cohort per model version and variant: how many, flagged, labelled fraud,
+#: both, and labelled at all.
 COHORT_SQL = """
 SELECT d.model_version,
+       d.variant,
        count(*),
        count(*) FILTER (WHERE d.is_fraud),
        count(*) FILTER (WHERE f.is_fraud),
@@ -30,15 +33,16 @@ SELECT d.model_version,
   FROM decisions d
   LEFT JOIN feedback_labels f ON f.transaction_id = d.transaction_id AND f.label_known_at < %(now)s
  WHERE NOT d.shadow AND d.decided_at >= %(start)s AND d.decided_at < %(end)s
- GROUP BY d.model_version
+ GROUP BY d.model_version, d.variant
 """
 
 
 @dataclass(frozen=True)
 class CohortQuality:
-    """What the labels say about one model version's decisions in a matured cohort."""
+    """What the labels say about one model version's decisions, as one variant, in a matured cohort."""
 
     model_version: str
+    variant: str  # stable | canary | challenger: during a canary the same cohort holds both sides
     decisions: int
     flagged: int
     fraud: int  # labelled fraud
@@ -71,6 +75,6 @@ def cohort_parameters(now: datetime, label_delay: timedelta, cohort: timedelta) 
     return {"now": now, "start": start, "end": end}
 
 
-def cohort_qualities(rows: Iterable[tuple[str, int, int, int, int, int]]) -> list[CohortQuality]:
+def cohort_qualities(rows: Iterable[tuple[str, str, int, int, int, int, int]]) -> list[CohortQuality]:
     """The rows of COHORT_SQL."""
-    return [CohortQuality(str(row[0]), *(int(n) for n in row[1:])) for row in rows]
+    return [CohortQuality(str(row[0]), str(row[1]), *(int(n) for n in row[2:])) for row in rows]

@@ -72,30 +72,30 @@ FEEDBACK_COHORT_PRECISION = Gauge(
     "fraudops_feedback_cohort_precision",
     "Share of flagged decisions labelled fraud, over the matured cohort (decisions one label delay old; "
     "NaN without a flag).",
-    ["model_version"],
+    ["model_version", "variant"],
 )
 FEEDBACK_COHORT_RECALL = Gauge(
     "fraudops_feedback_cohort_recall",
     "Share of labelled frauds the model flagged, over the matured cohort (NaN without a labelled fraud).",
-    ["model_version"],
+    ["model_version", "variant"],
 )
 FEEDBACK_COHORT_DECISIONS = Gauge(
     "fraudops_feedback_cohort_decisions",
     "Acting decisions in the matured cohort, by whether a label arrived.",
-    ["model_version", "labelled"],
+    ["model_version", "variant", "labelled"],
 )
 
 
 def publish_cohort_qualities(qualities: Sequence[CohortQuality]) -> None:
-    """Set the cohort gauges of every model version with decisions in the cohort."""
+    """Set the cohort gauges of every model version and variant with decisions in the cohort."""
     for quality in qualities:
-        version = quality.model_version
-        FEEDBACK_COHORT_PRECISION.labels(version).set(
+        labels = (quality.model_version, quality.variant)
+        FEEDBACK_COHORT_PRECISION.labels(*labels).set(
             math.nan if quality.precision is None else quality.precision
         )
-        FEEDBACK_COHORT_RECALL.labels(version).set(math.nan if quality.recall is None else quality.recall)
-        FEEDBACK_COHORT_DECISIONS.labels(version, "true").set(quality.labelled)
-        FEEDBACK_COHORT_DECISIONS.labels(version, "false").set(quality.decisions - quality.labelled)
+        FEEDBACK_COHORT_RECALL.labels(*labels).set(math.nan if quality.recall is None else quality.recall)
+        FEEDBACK_COHORT_DECISIONS.labels(*labels, "true").set(quality.labelled)
+        FEEDBACK_COHORT_DECISIONS.labels(*labels, "false").set(quality.decisions - quality.labelled)
 
 
 def observe_many(histogram: Any, values: np.ndarray) -> None:

@@ -103,7 +103,7 @@ async def store_feedback(pool: AsyncConnectionPool, payload: FeedbackRequest, kn
 async def publish_feedback_quality(
     pool: AsyncConnectionPool, label_delay: timedelta, cohort: timedelta, now: datetime | None = None
 ) -> list[CohortQuality]:
-    """Count the matured cohort's precision and recall per model version and publish them as gauges."""
+    """Count the matured cohort's precision and recall per model version and variant and publish them as gauges."""
     parameters = cohort_parameters(now or datetime.now(UTC), label_delay, cohort)
     async with pool.connection(timeout=REQUEST_DB_WAIT_S) as conn:
         rows = await (await conn.execute(COHORT_SQL, parameters)).fetchall()
