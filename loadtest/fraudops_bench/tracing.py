@@ -116,11 +116,15 @@ def overhead(
     numbers = {
         f"{name} ({mode})": value for mode, measured in results.items() for name, value in measured.items()
     }
-    units = {key: ("tx/s" if "per_second" in key else "ms") for key in numbers}
+    units = {
+        key: ("req/s" if "requests_per_second" in key else "tx/s" if "per_second" in key else "ms")
+        for key in numbers
+    }
     return Measurement(
         name="tracing_overhead",
-        description="stream drain throughput, stream end-to-end p99 and gateway /predict p99 with tracing off, "
-        "sampling 1% and 100% (OTLP/HTTP export to Jaeger on the same machine)",
+        description="stream drain throughput, stream end-to-end p99, gateway /predict throughput, p99 and "
+        "CPU per request with tracing off, sampling 1% and 100% (OTLP/HTTP export to Jaeger on the same "
+        "machine)",
         numbers=numbers,
         units=units,
         details={
@@ -150,7 +154,12 @@ def _one_mode(
             {
                 "stream_drain_per_second": drained.numbers["transactions_per_second"],
                 "stream_p99_ms": latency.numbers["p99_ms"],
+                "gateway_requests_per_second": served.numbers["requests_per_second"],
                 "gateway_p99_ms": served.numbers["p99_ms"],
+                # What the spans cost the gateway even while it keeps up: CPU per answered request.
+                "gateway_cpu_ms_per_request": 10
+                * served.details["gateway_cpu_percent_of_one_core"]
+                / served.numbers["requests_per_second"],
             }
         )
     )
