@@ -153,6 +153,8 @@ def live(
                     "consume",
                     "--metrics-port",
                     str(consumer_port),
+                    "--checkpoint-interval",
+                    "5",
                 ],
                 env=env,
                 cwd=REPO_ROOT,
@@ -174,24 +176,56 @@ def live(
                 timeout_s=120,
                 on_timeout=prometheus.scrape_errors,
             )
-            produce(
-                bootstrap, topic, [*simulated(3000, seed=3), (None, b"{not json"), ("c", b'{"amount": -1}')]
+            # Two rounds of traffic, the second after Prometheus has seen the series of the first: a
+            # counter first scraped with all its increments already in it shows no increase, so its
+            # rate() is 0 and a ratio of two of them has no value (a fast consumer decides a whole
+            # round between two scrapes).
+            rounds = [(1000, 300), (2000, 400)]
+            for number, (transactions, requests) in enumerate(rounds):
+                produce(bootstrap, topic, simulated(transactions, seed=3 + 2 * number))
+                send_gateway_traffic(served.url, simulated(requests, seed=4 + 2 * number))
+                score_on_the_predictor(predictor.url)
+                expected = sum(t + r for t, r in rounds[: number + 1])
+                wait_for("the consumer storing every valid record", lambda n=expected: stored(database) >= n)
+                if number == 0:
+                    wait_for(
+                        "Prometheus seeing fraud decisions of the stream and the gateway",
+                        lambda: len(prometheus.query(FRAUD_DECISIONS_BY_SOURCE)) == 2,
+                    )
+            produce(bootstrap, topic, [(None, b"{not json"), ("c", b'{"amount": -1}')])  # for the DLQ
+            # The consumer reports its lag when a checkpoint round starts (every --checkpoint-interval).
+            wait_for(
+                "the consumer's lag and dead letters scraped",
+                lambda: (
+                    prometheus.query("fraudops_consumer_lag_records")
+                    and prometheus.query("fraudops_consumer_dead_lettered_total > 0")
+                ),
+                timeout_s=120,
             )
-            send_gateway_traffic(served.url, simulated(700, seed=4))
-            rows = [[0.0] * N_FEATURES] * 4
-            assert (
-                httpx.post(
-                    f"{predictor.url}/v1/models/{MODEL_NAME}:predict", json={"instances": rows}, timeout=30
-                ).status_code
-                == 200
-            )
-            wait_for("the consumer storing every valid record", lambda: stored(database) >= 3000 + 700)
             send_feedback(served.url, database, prometheus)
             yield Live(prometheus, targets, served.url, database, topic, bootstrap)
         finally:
             prometheus.stop()
             consumer.terminate()
             consumer.wait(timeout=60)
+
+
+FRAUD_DECISIONS_BY_SOURCE = 'sum by (source) (fraudops_decisions_total{outcome="fraud",shadow="false"})'
+
+
+def score_on_the_predictor(url: str) -> None:
+    """A KServe V1 and a V2 (Open Inference Protocol) call with feature rows."""
+    rows = [[0.0] * N_FEATURES] * 4
+    v1 = httpx.post(f"{url}/v1/models/{MODEL_NAME}:predict", json={"instances": rows}, timeout=30)
+    assert v1.status_code == 200, v1.text
+    features = {
+        "name": "features",
+        "shape": [4, N_FEATURES],
+        "datatype": "FP32",
+        "data": [0.0] * (4 * N_FEATURES),
+    }
+    v2 = httpx.post(f"{url}/v2/models/{MODEL_NAME}/infer", json={"inputs": [features]}, timeout=30)
+    assert v2.status_code == 200, v2.text
 
 
 def stored(database: str) -> int:
@@ -293,8 +327,8 @@ def test_every_panel_query_returns_data_and_uses_only_exported_metrics(live: Liv
     unknown = [
         f"{title}: {name}" for title, expr in queries for name in names_in(expr) if name not in exported
     ]
-    assert unknown == [], "metric names no service exports"
-    assert unanswered(live.prometheus, queries, timeout_s=120) == [], "queries without data"
+    missing_data = unanswered(live.prometheus, queries, timeout_s=120)
+    assert (unknown, missing_data) == ([], []), "metric names no service exports, queries without data"
 
 
 def amount_psi(live: Live) -> float:
