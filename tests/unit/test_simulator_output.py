@@ -102,3 +102,12 @@ def test_customers_mostly_live_in_the_issuing_country_and_some_abroad(history: p
     home_country = card_present.groupby("customer_id")["country"].agg(lambda s: s.mode().iloc[0])
     share_de = (home_country == "DE").mean()
     assert 0.8 < share_de < 0.99
+
+
+def test_a_world_too_small_for_any_trip_still_simulates() -> None:
+    """33 customers over 10 days plan no trip: placing rows and settling journeys indexed an empty trip
+    table (IndexError) before `of_trip`."""
+    config = SimulationConfig(transactions=1000, customers=33, days=10, seed=3, fraud_rate=0.05)
+    frame = run(config)
+    assert len(frame) == 1000
+    assert frame["customer_id"].nunique() <= 33

@@ -22,6 +22,14 @@ TRANSIENT_DEVICE_BASE = 1 << 40
 _KEY_SHIFT = 34
 
 
+def of_trip(values: np.ndarray, trip: np.ndarray) -> np.ndarray:
+    """`values` of each row's trip; rows on no trip (-1) get a filler their caller masks out. A small
+    world (a few dozen customers over a few days) may plan no trip at all: nothing to index then."""
+    if not len(values):
+        return np.zeros(len(trip), dtype=values.dtype)
+    return values[np.clip(trip, 0, None)]
+
+
 @dataclass(frozen=True)
 class Place:
     """Where each of a batch of (customer, time) pairs is: home, on a journey, or away."""
@@ -91,7 +99,7 @@ class World:
         c = self.customers
         trip, phase = self.trips.find(customer, t)
         away = phase == AWAY
-        city = np.where(away, self.trips.city[np.clip(trip, 0, None)], c.home_city[customer])
+        city = np.where(away, of_trip(self.trips.city, trip), c.home_city[customer])
         return Place(
             city=city,
             lat=np.where(away, CITIES.lat[city], c.lat[customer]),
@@ -105,10 +113,9 @@ class World:
     def settle_journeys(self, customer: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Times moved out of journeys: nobody pays by card in a plane, so such rows happen on arrival."""
         trip, phase = self.trips.find(customer, t)
-        safe = np.clip(trip, 0, None)
         after = rng.uniform(600.0, 3 * 3600.0, len(t))
-        t = np.where(phase == OUTBOUND, self.trips.arrive_s[safe] + after, t)
-        return np.where(phase == RETURN, self.trips.back_s[safe] + after, t)
+        t = np.where(phase == OUTBOUND, of_trip(self.trips.arrive_s, trip) + after, t)
+        return np.where(phase == RETURN, of_trip(self.trips.back_s, trip) + after, t)
 
     def phone(self, customer: np.ndarray, t: np.ndarray) -> np.ndarray:
         """The customer's phone at time t (a new one after the purchase date)."""
