@@ -192,6 +192,14 @@ class Stack:
     def stop_watching(self) -> None:
         self._watching.set()
 
+    def terminate(self) -> None:
+        """Kill whatever of the run still runs, however the run ended: a failed run leaves no process."""
+        self.stop_watching()
+        for process in [*self.consumers, self.gateway, self.predictor]:
+            if process.pid is not None and process.alive():
+                process.planned_exit = True
+                kill_tree(process.pid)
+
     # --- faults ---------------------------------------------------------------------------------------
 
     def kill_consumer(self, at: float) -> None:
@@ -249,8 +257,17 @@ class Stack:
         return plan + others
 
 
+@pytest.fixture()
+def system(stack: LocalStack, trained_artifact: Path, tmp_path: Path) -> Iterator[Stack]:
+    processes = Stack(stack, trained_artifact, tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.terminate()
+
+
 def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
-    stack: LocalStack, trained_artifact: Path, tmp_path: Path
+    stack: LocalStack, system: Stack, trained_artifact: Path
 ) -> None:
     began = time.monotonic()
     records = simulated_records(TRANSACTIONS, seed=2026)
@@ -259,7 +276,6 @@ def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
     valid_ids = {
         orjson.loads(value)["transaction_id"] for kind, _, value, _ in plan if kind in ("valid", "hot key")
     }
-    system = Stack(stack, trained_artifact, tmp_path)
     system.start()
     load = Load(stack.kafka.bootstrap, stack.settings.transactions_topic, plan, RATE_PER_S)
     probe = GatewayProbe(f"http://127.0.0.1:{system.gateway_port}", rate_per_s=20)

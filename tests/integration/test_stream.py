@@ -8,6 +8,7 @@ checkpointed customer state must equal its state byte for byte.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,8 +19,11 @@ import psycopg
 import pytest
 
 from fraudops import statestore
+from fraudops.config import Settings
 from fraudops.db import migrate
 from fraudops_infra.stack import LocalStack
+from fraudops_stream.consumer import ConsumerOptions, StreamConsumer
+from fraudops_stream.writer import Batch
 from tests.integration.streaming import (
     StreamSetup,
     assert_matches_reference,
@@ -141,6 +145,65 @@ def test_two_consumers_share_the_partitions_and_a_rebalance_moves_state_exactly(
         "the rebalance took partitions from the first"
     )
     assert "partition assigned" in second_log, "and gave them to the second"
+    assert_matches_reference(stream_setup.db_url, values(records), trained_artifact, stream_setup.topic)
+
+
+def test_a_rebalance_while_a_batch_is_being_written_completes_and_loses_nothing(
+    stream_setup: StreamSetup, trained_artifact: Path
+) -> None:
+    # Found by the chaos suite: the batch writer committed its batch's offsets through the Kafka consumer
+    # while the consumer's thread, in the rebalance callback, waited for that very batch to be written;
+    # neither moved, and the joining consumer got no partition until max.poll.interval (600 s).
+    # The first consumer runs in this process so that one batch can be held in its writer until the
+    # rebalance callback waits for it; the joining one is a real `fraudops stream consume` process.
+    records = simulated_records(12_000, seed=23)
+    settings = Settings(
+        db_url=stream_setup.db_url,
+        kafka_bootstrap_servers=stream_setup.bootstrap,
+        transactions_topic=stream_setup.topic,
+        alerts_topic=stream_setup.alerts,
+        dlq_topic=stream_setup.dlq,
+        consumer_group=stream_setup.group,
+        model_path=str(trained_artifact),
+    )
+    # No checkpoint round while the batch is held: a round waits for the batch, and the loop would stop
+    # polling before the rebalance could reach it.
+    first = StreamConsumer(settings, ConsumerOptions(batch_size=1000, checkpoint_interval_s=3600))
+    hold_next, holding, revoking = threading.Event(), threading.Event(), threading.Event()
+    write, on_revoke = first.writer.write, first._on_revoke
+
+    def write_once_the_rebalance_waits(batch: Batch) -> None:
+        if hold_next.is_set():
+            hold_next.clear()
+            holding.set()
+            revoking.wait(timeout=300)
+        write(batch)
+
+    def revoke(consumer: object, partitions: list) -> None:
+        revoking.set()
+        on_revoke(consumer, partitions)  # type: ignore[arg-type]
+
+    first.writer.write = write_once_the_rebalance_waits  # type: ignore[method-assign]
+    first._on_revoke = revoke  # type: ignore[method-assign]
+    running = threading.Thread(target=first.run, name="first-consumer", daemon=True)
+    running.start()
+    second = None
+    try:
+        produce(stream_setup.bootstrap, stream_setup.topic, records[:6_000])
+        assert wait_for_count(stream_setup.db_url, 6_000, 180, []) == 6_000
+        hold_next.set()
+        produce(stream_setup.bootstrap, stream_setup.topic, records[6_000:6_001])  # one record: one batch
+        wait_for(holding.is_set, 60, "the first consumer's writer to hold a batch")
+        second = stream_setup.consumer("b")  # joins: the first consumer's rebalance callback waits for it
+        wait_for(revoking.is_set, 120, "the rebalance to reach the first consumer", [second])
+        finish_after_joining(stream_setup, "b", [second], records[6_001:], len(records))
+        assert running.is_alive(), "the first consumer kept running"
+    finally:
+        if second is not None:
+            stop(second)
+        first.stop()
+        running.join(timeout=120)
+    assert not running.is_alive(), "the first consumer stopped when asked"
     assert_matches_reference(stream_setup.db_url, values(records), trained_artifact, stream_setup.topic)
 
 

@@ -4,7 +4,8 @@ For each batch, on the consumer's thread: decode + validate (bad records become 
 their reason) → online features from per-customer state → route and score (embedded or KServe,
 shadows too; an outage of the deciding variant is waited out, consuming nothing new). Then, on the
 writer's thread (`BatchWriter`), while the next batch is prepared: store → publish alerts and dead
-letters → confirm their delivery → commit offsets. The sink is idempotent on transaction id, so a
+letters → confirm their delivery; then, back on the consumer's thread, commit the batch's offsets (only
+this thread touches the Kafka consumer). The sink is idempotent on transaction id, so a
 crash at any point neither loses nor duplicates a stored transaction.
 
 State is checkpointed by the `CheckpointScheduler`, only for partitions at rest (every record the
@@ -21,6 +22,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -141,7 +143,6 @@ class StreamConsumer:
         self.writer = BatchWriter(
             self.pool,
             self.publisher,
-            self._commit,
             settings.alerts_topic,
             settings.dlq_topic,
             stopping=lambda: not self.running,
@@ -208,8 +209,9 @@ class StreamConsumer:
     def run(self) -> None:
         if self.options.metrics_port:
             metrics.serve(self.options.metrics_port)
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            signal.signal(signal.SIGTERM, self._stop)
+            signal.signal(signal.SIGINT, self._stop)
         # The loop and the batch writer share the GIL; handed over every 5 ms (the default), a writer
         # step waits behind the next batch's decoding often enough to double a batch's store time.
         sys.setswitchinterval(0.0005)
@@ -261,6 +263,10 @@ class StreamConsumer:
 
     def _stop(self, signum: int, frame: Any) -> None:
         log.info("stop requested: finishing the batch in hand", extra={"signal": signum})
+        self.stop()
+
+    def stop(self) -> None:
+        """End `run()` cleanly, as SIGTERM does: the batch in hand is finished, the state checkpointed."""
         self.running = False
 
     def shutdown(self) -> None:
@@ -281,16 +287,21 @@ class StreamConsumer:
         self.pool.close()
 
     def _drain(self, commit_sync: bool = False) -> None:
-        """Wait until the batch in flight is written (stored, delivered, committed asynchronously)."""
+        """Wait until the batch in flight is written (stored, delivered), then commit its offsets:
+        asynchronously while streaming; with `commit_sync`, every written offset, synchronously."""
         if self._in_flight is not None:
             (in_flight, batch), self._in_flight = self._in_flight, None
             in_flight.result()
             self.state.written(batch.offsets)
             self._durable_offsets.update(batch.offsets)
+            if not commit_sync:
+                self._commit(batch.offsets)
         if commit_sync and self._durable_offsets:
             self._commit(self._durable_offsets, wait=True)
 
     def _housekeeping(self) -> None:
+        if self._in_flight is not None and self._in_flight[0].done():
+            self._drain()  # commit a written batch now, not when the next one comes (lag would show it)
         if self.scheduler.tick(self._drain):
             report_lag(self.consumer, self.state.position)
         now = time.monotonic()

@@ -1,13 +1,15 @@
-"""The batch writer: store → publish → confirm deliveries → commit, for one consumed batch at a time.
+"""The batch writer: store → publish → confirm deliveries, for one consumed batch at a time.
 
     store     transactions, decisions and alerts in PostgreSQL (idempotent; waits out an outage);
               a batch PostgreSQL refuses is split in halves until the refused records are alone,
               and those are dead-lettered with PostgreSQL's reason: no record can stop a partition
     publish   the batch's dead letters and the alerts of the stored decisions
     confirm   every one delivered (`Publisher`), or produced again until it is
-    commit    the batch's offsets, only now
 
-It runs on a thread of its own while the consumer featurises and scores the next batch.
+It runs on a thread of its own while the consumer featurises and scores the next batch. It never
+touches the Kafka consumer: the consumer commits the batch's offsets on its own thread once `write`
+has returned. (Committing from here deadlocked: a commit waited for the consumer's thread while that
+thread, inside a rebalance callback, waited for this batch to be written.)
 """
 
 from __future__ import annotations
@@ -118,13 +120,12 @@ def store_isolating(
 
 
 class BatchWriter:
-    """Makes one batch durable end to end, then commits its offsets (see the module docstring)."""
+    """Makes one batch durable end to end, so that its offsets may be committed (see the module docstring)."""
 
     def __init__(
         self,
         pool: ConnectionPool,
         publisher: Publisher,
-        commit: Callable[[dict[int, int]], None],
         alerts_topic: str,
         dlq_topic: str,
         stopping: Callable[[], bool],
@@ -132,14 +133,13 @@ class BatchWriter:
     ) -> None:
         self.pool = pool
         self.publisher = publisher
-        self.commit = commit
         self.alerts_topic = alerts_topic
         self.dlq_topic = dlq_topic
         self.stopping = stopping
         self.max_wait_s = max_wait_s
 
     def write(self, batch: Batch) -> None:
-        """Store, publish, confirm, commit. RetryableError when stopping before the batch is durable."""
+        """Store, publish, confirm. RetryableError when stopping before the batch is durable."""
         try:
             self._write_batch(batch)
         finally:
@@ -178,7 +178,6 @@ class BatchWriter:
         outgoing += [self._alert(a, batch.trace) for a in alerts]
         self.publisher.publish(outgoing, self.stopping)
         metrics.ALERTS.inc(len(alerts))
-        self.commit(batch.offsets)
         metrics.STAGE.labels("store").observe(time.perf_counter() - started)
         metrics.observe_end_to_end(batch.messages)
 
