@@ -113,7 +113,8 @@ e2e-controllers: $(INSTALLED) e2e-controllers-bin ## install KServe and KEDA int
 
 e2e: $(INSTALLED) e2e-cluster e2e-controllers tools ## node up, KServe + KEDA, the platform's images and charts, tests/e2e; then down, proving nothing is left
 	@status=0; bash hack/images/dockerd.sh run -- bash -c \
-		'bash hack/images/build.sh && $(VENV)/bin/pytest -m e2e tests/e2e --ignore=tests/e2e/test_teardown.py $(E2E_PYTEST_ARGS)' \
+		'IMAGE_TAG=$$($(PY) -m hack.cluster image-tag) bash hack/images/build.sh \
+		 && $(VENV)/bin/pytest -m e2e tests/e2e --ignore=tests/e2e/test_teardown.py $(E2E_PYTEST_ARGS)' \
 		|| status=$$?; \
 	$(VENV)/bin/pytest -m e2e tests/e2e/test_teardown.py || status=$$((status ? status : 1)); \
 	test -d .run/cluster && $(PY) -m hack.cluster down; exit $$status
