@@ -1,4 +1,5 @@
-"""`python -m hack.cluster up|down|status`: the single-node cluster of `make e2e-cluster` / `make e2e-down`."""
+"""`python -m hack.cluster up|down|status|controllers|image-tag`: the single-node cluster of
+`make e2e-cluster` / `make e2e-down`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hack.cluster import node, operators, processes, teardown
+from hack.cluster import images, node, operators, processes, teardown
 from hack.cluster.config import daemons
 from hack.cluster.layout import NodeLayout
 from hack.cluster.timings import Timings
@@ -22,8 +23,13 @@ def main(argv: list[str] | None = None) -> int:
         "controllers", help="install KServe and KEDA (built from their Go modules) into the running node"
     )
     sub.add_parser("status", help="which daemons run, and whether anything of a node is on the machine")
+    sub.add_parser("image-tag", help="the Docker tag this checkout's e2e images are built under")
     args = parser.parse_args(argv)
     layout = NodeLayout()
+
+    if args.command == "image-tag":
+        print(images.checkout_image_tag(layout.repo))
+        return 0
 
     if args.command == "up":
         print(f"cluster {layout.name}: bringing the node up")

@@ -254,35 +254,40 @@ def import_images(layout: NodeLayout, specs: Sequence[ImageSpec]) -> None:
         import_archive(layout, oci_archive(spec))
 
 
-def import_from_docker(layout: NodeLayout, references: Sequence[str]) -> None:
-    """`docker save | ctr images import` for images built by Docker (the platform's)."""
+def checkout_image_tag(repo: Path) -> str:
+    """The Docker tag `make e2e` builds the platform's images under: one per checkout. Every other build
+    (`make images`, `make test`, another checkout's) writes the released tag, and Docker's tags are
+    machine-wide: one such build between this run's build and its import replaced the image under it."""
+    return "e2e-" + hashlib.sha256(str(repo.resolve()).encode()).hexdigest()[:12]
+
+
+def import_from_docker(layout: NodeLayout, built_as: Mapping[str, str]) -> None:
+    """`docker save | ctr images import` for images built by Docker (the platform's), each then named in
+    the node's containerd as the pods ask for it: `built_as` maps that name to the Docker reference that
+    was built (the node's containerd is this checkout's own, so the released name is safe there)."""
     if shutil.which("docker") is None:
         raise RuntimeError("docker is not installed: the platform's images are built with Docker")
-    present = set(
-        _run(
-            ["ctr", "--address", str(layout.containerd_socket), "--namespace", "k8s.io", "images", "ls", "-q"]
-        ).split()
-    )
+    ctr = ["ctr", "--address", str(layout.containerd_socket), "--namespace", "k8s.io"]
+    present = set(_run([*ctr, "images", "ls", "-q"]).split())
     # The CRI names each image also by its config digest, which is Docker's image id: an image whose name
     # and id are both there is the same image, and is not imported again (a re-import costs minutes).
-    references = [
-        ref
-        for ref in references
-        if not {ref, _run(["docker", "image", "inspect", "--format", "{{.Id}}", ref]).strip()} <= present
+    missing = [
+        built
+        for built in built_as.values()
+        if not {built, _run(["docker", "image", "inspect", "--format", "{{.Id}}", built]).strip()} <= present
     ]
-    if not references:
-        return
-    save = subprocess.Popen(["docker", "save", *references], stdout=subprocess.PIPE)
-    assert save.stdout is not None
-    imported = subprocess.run(
-        ["ctr", "--address", str(layout.containerd_socket), "--namespace", "k8s.io", "images", "import", "-"],
-        stdin=save.stdout,
-        capture_output=True,
-        text=True,
-    )
-    save.stdout.close()
-    if save.wait() != 0 or imported.returncode != 0:
-        raise RuntimeError(f"importing {', '.join(references)} failed: {imported.stderr.strip()}")
+    if missing:
+        save = subprocess.Popen(["docker", "save", *missing], stdout=subprocess.PIPE)
+        assert save.stdout is not None
+        imported = subprocess.run(
+            [*ctr, "images", "import", "-"], stdin=save.stdout, capture_output=True, text=True
+        )
+        save.stdout.close()
+        if save.wait() != 0 or imported.returncode != 0:
+            raise RuntimeError(f"importing {', '.join(missing)} failed: {imported.stderr.strip()}")
+    for name, built in built_as.items():
+        if name != built:
+            _run([*ctr, "images", "tag", "--force", built, name])
 
 
 def _run(command: list[str]) -> str:

@@ -52,10 +52,9 @@ run)
     shift
     [ "${1:-}" = "--" ] && shift
     state="$("$0" start)"
-    status=0
-    "$@" || status=$?
-    if [ "$state" = started ]; then "$0" stop; fi
-    exit "$status"
+    # Stopped on any way out, an interrupt or a CI timeout's SIGTERM included.
+    if [ "$state" = started ]; then trap '"$0" stop' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; fi
+    "$@"
     ;;
 *)
     echo "usage: $0 start|stop|run -- CMD..." >&2

@@ -85,6 +85,7 @@ def quality(
                 trials=trials,
                 timeout_s=timeout_s,
                 seed=seed,
+                entity_features=True,  # what the features can do (served only where the component runs)
             ),
             "five": TrainingConfig(
                 data=five_path,
@@ -94,6 +95,7 @@ def quality(
                 trials=trials,
                 timeout_s=timeout_s,
                 seed=seed,
+                entity_features=True,  # what the features can do (served only where the component runs)
             ),
         }
         minutes = {}

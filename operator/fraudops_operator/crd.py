@@ -404,6 +404,18 @@ _STREAM = _obj(
         "topic": _str(
             "Transactions topic.", default="transactions", pattern=r"^[a-zA-Z0-9._-]+$", max_length=200
         ),
+        "alertsTopic": _str(
+            "Topic the consumer publishes alerts to (it must exist: the consumer refuses to start without it).",
+            default="fraud-alerts",
+            pattern=r"^[a-zA-Z0-9._-]+$",
+            max_length=200,
+        ),
+        "dlqTopic": _str(
+            "Dead-letter topic for records the consumer refuses (it must exist, as the alerts topic).",
+            default="transactions.dlq",
+            pattern=r"^[a-zA-Z0-9._-]+$",
+            max_length=200,
+        ),
         "partitions": _int(
             "Partitions of the topic (upper bound of useful consumers).", default=6, minimum=1, maximum=1000
         ),

@@ -287,6 +287,8 @@ def desired_consumer_deployment(
         },
         {"name": "KAFKA_BOOTSTRAP_SERVERS", "value": stream.bootstrap_servers},
         {"name": "TRANSACTIONS_TOPIC", "value": stream.topic},
+        {"name": "ALERTS_TOPIC", "value": stream.alerts_topic},
+        {"name": "DLQ_TOPIC", "value": stream.dlq_topic},
         {"name": "TRANSACTIONS_PARTITIONS", "value": str(stream.partitions)},
         {"name": "CONSUMER_GROUP", "value": stream.consumer_group},
         {"name": "ROUTING_TABLE_PATH", "value": f"{ROUTING_MOUNT}/{ROUTING_KEY}"},

@@ -211,18 +211,28 @@ def _apply_children(kube: Kube, memo: kopf.Memo, model: FraudModel, state: Rollo
         memo.pop("applied", None)
         reason = "DependencyMissing" if missing else "ApplyRejected"
         return Readiness(False, reason, "; ".join(missing + rejected))
-    _retire_inference_services(
-        kube, model, {c["metadata"]["name"] for c in children if c["kind"] == "InferenceService"}
-    )
+    _retire_children(kube, model, children)
     memo["applied"] = (key, time.monotonic())
     return Readiness(True, "Reconciled", f"applied {applied}")
 
 
-def _retire_inference_services(kube: Kube, model: FraudModel, keep: set[str]) -> None:
-    for isvc in kube.list_objects("InferenceService", model.namespace, f"{MODEL_LABEL}={model.name}"):
-        owners = {ref.get("uid") for ref in isvc["metadata"].get("ownerReferences", [])}
-        if model.ref.uid in owners and isvc["metadata"]["name"] not in keep:
-            kube.delete("InferenceService", model.namespace, isvc["metadata"]["name"])
+#: Children that come and go while the model lives: old versions' InferenceServices, and KEDA's broker
+#: login once `spec.stream.authentication` is removed. (The others live as long as the model.)
+_TRANSIENT_KINDS = ("InferenceService", "TriggerAuthentication")
+
+
+def _retire_children(kube: Kube, model: FraudModel, children: list[dict[str, Any]]) -> None:
+    """Delete the model's own children of the transient kinds that it no longer wants."""
+    for kind in _TRANSIENT_KINDS:
+        keep = {c["metadata"]["name"] for c in children if c["kind"] == kind}
+        try:
+            owned = kube.list_objects(kind, model.namespace, f"{MODEL_LABEL}={model.name}")
+        except KindNotServedError:
+            continue  # nothing of that kind can exist (e.g. KEDA not installed)
+        for obj in owned:
+            owners = {ref.get("uid") for ref in obj["metadata"].get("ownerReferences", [])}
+            if model.ref.uid in owners and obj["metadata"]["name"] not in keep:
+                kube.delete(kind, model.namespace, obj["metadata"]["name"])
 
 
 def _blocked(kube: Kube, model: FraudModel) -> Readiness | None:

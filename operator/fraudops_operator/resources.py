@@ -155,6 +155,8 @@ class KafkaAuthentication:
 @dataclass(frozen=True)
 class StreamSpec:
     topic: str
+    alerts_topic: str
+    dlq_topic: str
     partitions: int
     replication_factor: int
     kafka_cluster: str
@@ -178,6 +180,8 @@ class StreamSpec:
         default_bootstrap = f"{spec['kafkaCluster']}-kafka-bootstrap.{namespace}.svc:9092"
         return cls(
             topic=spec["topic"],
+            alerts_topic=spec["alertsTopic"],
+            dlq_topic=spec["dlqTopic"],
             partitions=spec["partitions"],
             replication_factor=spec["replicationFactor"],
             kafka_cluster=spec["kafkaCluster"],

@@ -20,7 +20,7 @@ from tests.e2e.report import REPORT
 NAMESPACE = "fraud"
 OPERATOR_NAMESPACE = "fraudops-system"
 PLATFORM_IMAGES = ("fraudops", "predictor", "kafka", "postgres")
-IMAGE_TAG = "0.1.0"
+RELEASED_TAG = "0.1.0"  # the charts' appVersion and the CRDs' default images: what the pods ask for
 MODEL = "card-fraud"
 STABLE_VERSION = "2026-11-01"
 STRIMZI_CRDS = REPO_ROOT / "third_party" / "upstream-crds" / "strimzi"
@@ -47,8 +47,13 @@ def installed(kube: Kube, release: str, namespace: str) -> bool:
 def install(kube: Kube) -> None:
     """Images imported, the operator chart and the platform chart installed, the seed model trained."""
     with REPORT.step("images imported into the node"):
+        built_tag = images.checkout_image_tag(kube.layout.repo)
         images.import_from_docker(
-            kube.layout, [f"ghcr.io/fraudops/{name}:{IMAGE_TAG}" for name in PLATFORM_IMAGES]
+            kube.layout,
+            {
+                f"ghcr.io/fraudops/{name}:{RELEASED_TAG}": f"ghcr.io/fraudops/{name}:{built_tag}"
+                for name in PLATFORM_IMAGES
+            },
         )
     with REPORT.step("helm install (operator, platform), seed model trained, every pod Ready"):
         # Strimzi's CRDs without its operator: the FraudModel's KafkaTopic is accepted (a user's Strimzi

@@ -30,6 +30,10 @@ from tests.e2e.report import REPORT
 pytestmark = pytest.mark.e2e
 
 RECORDS = 2000
+# The stream (`fraudops simulate`, seed 7) is 1.9% fraud; the seed model's cost threshold (a missed fraud
+# costs 20 false alerts) flags a few times that (7.7% when scored outside the cluster). A model served
+# features it was not trained on flagged 87% here once (the entity features: tests/integration/test_training.py).
+MAX_FRAUD_SHARE = 0.2
 
 
 def fraud_model() -> dict[str, Any]:
@@ -105,6 +109,7 @@ def test_a_fraud_model_scores_a_simulated_stream_into_postgresql(platform: Kube)
         numbers.update(produced=RECORDS, stored=total - stored_before, fraud_decisions=int(fraud))
         assert distinct == total, "a transaction was stored twice"
         assert total - stored_before == RECORDS
+        assert int(fraud) <= MAX_FRAUD_SHARE * total, f"{fraud} of {total} decisions are fraud: implausible"
         assert int(unalerted) == 0, f"{unalerted} of {fraud} fraud decisions have no stored alert"
 
 

@@ -93,6 +93,14 @@ def test_finding_0_two_hundred_valid_records_around_sixteen_malformed_ones_are_a
     first.wait(timeout=30)
     second = setup.consumer("second")
     try:
+        # Its partition first: the first consumer may have stored everything before the crash, and a
+        # consumer stopped while it still starts up ends by the signal itself (nothing to finish).
+        wait_for(
+            lambda: "partition assigned" in setup.log("second"),
+            120,
+            "the second consumer's partition",
+            [second],
+        )
         assert wait_for_count(setup.db_url, 200, 240, [second]) == 200
         wait_until_caught_up(setup, 120, [second])
     finally:

@@ -104,10 +104,14 @@ def test_the_charts_consumer_user_may_do_exactly_what_the_consumer_does(
     needed = {
         ("topic", env["TRANSACTIONS_TOPIC"]["value"], "Read"),
         ("group", env["CONSUMER_GROUP"]["value"], "Read"),
-        # The operator leaves the alerts and dead-letter topics at the consumer's defaults.
-        ("topic", defaults["alerts_topic"].default, "Write"),
-        ("topic", defaults["dlq_topic"].default, "Write"),
+        ("topic", env["ALERTS_TOPIC"]["value"], "Write"),
+        ("topic", env["DLQ_TOPIC"]["value"], "Write"),
     }
+    # The FraudModel's topic defaults are the consumer's own (what the chart's topics Job creates).
+    assert (env["ALERTS_TOPIC"]["value"], env["DLQ_TOPIC"]["value"]) == (
+        defaults["alerts_topic"].default,
+        defaults["dlq_topic"].default,
+    )
 
     acls = chart_kafka_user(namespace)["spec"]["authorization"]["acls"]
     granted = {
@@ -119,3 +123,23 @@ def test_the_charts_consumer_user_may_do_exactly_what_the_consumer_does(
 
     assert needed <= granted, needed - granted
     assert {operation for _, _, operation in granted} <= {"Describe", "Read", "Write"}, "nothing more"
+
+
+def test_removing_the_authentication_retires_kedas_broker_login(
+    cluster: Cluster, operator: OperatorRunner, namespace: str, password: str
+) -> None:
+    authentication = {"type": "scram-sha-512", "kafkaUser": USER}
+    cluster.apply(fraud_model(namespace, stream={"authentication": authentication}))
+    ready(cluster, namespace)
+    assert cluster.get("TriggerAuthentication", namespace, "card-fraud-consumer") is not None
+
+    cluster.apply(fraud_model(namespace))  # the same manifest without the login: apply drops the field
+
+    cluster.wait_for(
+        lambda: cluster.get("TriggerAuthentication", namespace, "card-fraud-consumer") is None,
+        "the TriggerAuthentication deleted once no stream logs in with it",
+    )
+    env = consumer_env(cluster, namespace)
+    assert not [name for name in env if name.startswith(("KAFKA_SASL", "KAFKA_SECURITY"))]
+    [trigger] = cluster.must_get("ScaledObject", namespace, "card-fraud-consumer")["spec"]["triggers"]
+    assert "authenticationRef" not in trigger

@@ -18,7 +18,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hack.cluster import cgroups, network, pki, pod_discovery, teardown, volume_provisioner
 from hack.cluster.config import config_files, daemons, pod_targets_file
-from hack.cluster.images import ImageFile, ImageSpec, oci_archive
+from hack.cluster.images import ImageFile, ImageSpec, checkout_image_tag, oci_archive
 from hack.cluster.layout import NodeLayout, cidr_address
 
 
@@ -111,6 +111,15 @@ def test_oci_archive_is_a_consistent_image_layout(tmp_path: Path) -> None:
         assert tar.extractfile(members["bin/tool"]).read() == b"\x7fELF pretend"  # type: ignore[union-attr]
     assert members["bin/alias"].issym() and members["bin/alias"].linkname == "tool"
     assert oci_archive(spec) == archive, "the same inputs must give the same bytes (and digests)"
+
+
+def test_each_checkout_builds_its_e2e_images_under_a_tag_of_its_own(tmp_path: Path) -> None:
+    # `make images` and `make test` of any checkout write the released tag (0.1.0): an e2e run building
+    # under that tag had its image replaced between build and import by another checkout's build.
+    one, other = tmp_path / "one", tmp_path / "other"
+    assert checkout_image_tag(one) == checkout_image_tag(one)
+    assert checkout_image_tag(one) != checkout_image_tag(other)
+    assert checkout_image_tag(one).startswith("e2e-") and "0.1.0" not in checkout_image_tag(one)
 
 
 def test_mounts_under_lists_the_deepest_first_and_reads_escaped_paths() -> None:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from fraudops.config import Settings
 from fraudops.routing import VariantMode, load_routing_table
 from fraudops_operator import crd
 from fraudops_operator.desired import (
@@ -252,6 +253,20 @@ def consumer_env(model: FraudModel) -> dict[str, dict[str, Any]]:
     assert table is not None
     [container] = desired_consumer_deployment(model, table)["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e for e in container["env"]}
+
+
+def test_the_consumer_publishes_to_the_alerts_and_dead_letter_topics_the_model_names() -> None:
+    defaults = consumer_env(fraud_model(candidate=None))
+    named = consumer_env(
+        fraud_model(candidate=None, stream={"alertsTopic": "bank-alerts", "dlqTopic": "bank-tx.dlq"})
+    )
+
+    # Unset, they are the consumer's own defaults (what the chart's topics Job and KafkaUser ACLs name).
+    assert (defaults["ALERTS_TOPIC"]["value"], defaults["DLQ_TOPIC"]["value"]) == (
+        Settings.model_fields["alerts_topic"].default,
+        Settings.model_fields["dlq_topic"].default,
+    )
+    assert (named["ALERTS_TOPIC"]["value"], named["DLQ_TOPIC"]["value"]) == ("bank-alerts", "bank-tx.dlq")
 
 
 def test_without_authentication_the_consumer_and_keda_get_no_credentials() -> None:

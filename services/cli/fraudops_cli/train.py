@@ -143,6 +143,14 @@ def train(
             envvar="FRAUDOPS_TRAIN_REVIEW_CAPACITY", min=1, help="Cards an analyst team reviews per day (k)."
         ),
     ] = 100,
+    entity_features: Annotated[
+        bool,
+        typer.Option(
+            envvar="FRAUDOPS_TRAIN_ENTITY_FEATURES",
+            help="Train on the entity-risk features (merchant, terminal, device, IP, beneficiary). Only for "
+            "models served where the entity-state component runs: without it the scorers see them as unknown.",
+        ),
+    ] = False,
     register: Annotated[
         bool,
         typer.Option(
@@ -204,6 +212,7 @@ def _train(
     cost_false_alert: float,
     target_precision: float,
     review_capacity: int,
+    entity_features: bool,
     register: bool,
     result_file: Path | None,
 ) -> None:
@@ -234,6 +243,7 @@ def _train(
         extra_categorical=_names(extra_categorical),
         threshold_rule=ThresholdRule(threshold_rule, cost_missed_fraud, cost_false_alert, target_precision),
         review_capacity=review_capacity,
+        entity_features=entity_features,
     )
     result = run_training(config, console)
     if register:
