@@ -350,3 +350,19 @@ def test_the_predictor_pods_ask_prometheus_to_scrape_the_predictors_own_port() -
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
     assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_an_object_stored_under_the_crd_before_the_topic_fields_gets_the_default_topics() -> None:
+    """Helm never upgrades `crds/`: after an upgrade the API server neither defaults nor stores the new
+    fields, and reading them raised KeyError on every reconcile."""
+    spec = crd.apply_defaults(crd.FRAUD_MODEL_SPEC, {"stable": STABLE})
+    for field in ("alertsTopic", "dlqTopic"):
+        del spec["stream"][field]
+    body = {
+        "apiVersion": crd.API_VERSION,
+        "kind": "FraudModel",
+        "metadata": {"name": "card-fraud", "namespace": "fraud", "uid": "u1", "generation": 1},
+        "spec": spec,
+    }
+    stream = FraudModel.from_body(body).stream
+    assert (stream.alerts_topic, stream.dlq_topic) == (Settings().alerts_topic, Settings().dlq_topic)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from confluent_kafka import Message
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -67,3 +68,35 @@ def test_each_record_keeps_its_trace_and_every_score_span_leads_to_the_one_scori
     assert all(span.links[0].context.span_id == batch_span.context.span_id for span in processes)
     assert len(batch_span.links) == 3
     assert batch_span.kind == trace.SpanKind.CONSUMER
+
+
+MALFORMED_HEADERS = [
+    [("traceparent", b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-zz")],  # 55 bytes, flags not hex
+    [
+        ("traceparent", b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"),
+        ("tracestate", b"\xff\xfe"),
+    ],  # not UTF-8
+    [("traceparent", b"\xff" * 55)],
+    [("traceparent", b"00-zzzz")],
+]
+
+
+def test_a_record_whose_trace_headers_are_malformed_is_processed_untraced_or_fresh_never_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tracing, "tracing_enabled", lambda: True)
+    messages = [
+        Message(topic="transactions", partition=0, offset=offset, key=b"C1", headers=headers)
+        for offset, headers in enumerate(MALFORMED_HEADERS)
+    ]
+    for message in messages:
+        tracing.context_from_kafka_headers(message.headers())  # raised ValueError / UnicodeDecodeError before
+    assert [tracing.sampled_traceparent(m.headers()) is not None for m in messages] == [
+        False,
+        True,
+        False,
+        False,
+    ]
+    batch = BatchTrace.start(messages, "transactions", "group")
+    assert batch is not None  # the one well-formed sampled traceparent is traced, the rest are not
+    batch.end()

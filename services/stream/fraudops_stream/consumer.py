@@ -359,6 +359,19 @@ class StreamConsumer:
         started = time.perf_counter()
         good = [m for m in messages if m.error() is None]
         trace = BatchTrace.start(good, self.topic, self.settings.consumer_group)
+        try:
+            batch = self._prepare(messages, good, trace, started)
+            self._drain()  # at most one batch in flight: backpressure when the database is slow or down
+        except BaseException:
+            if trace is not None:
+                trace.end()  # the batch will be consumed again; the spans of this attempt still go out
+            raise
+        self._in_flight = (self._writer_thread.submit(self.writer.write, batch), batch)
+
+    def _prepare(
+        self, messages: list[Message], good: list[Message], trace: BatchTrace | None, started: float
+    ) -> Batch:
+        """Decode, feature and score a batch: what the writer then stores and publishes."""
         for message in messages:
             if message.error() is not None:
                 log.warning("consumer error", extra={"error": str(message.error())})
@@ -368,12 +381,12 @@ class StreamConsumer:
             dead_letter(good[r.index], r.reason, r.field, self.settings.dlq_topic) for r in rejects
         ]
         valid = [good[i] for i in indexes]
-        if trace is not None:
-            trace.name_transactions(valid, [record["transaction_id"] for record in records])
-
         replay_mask = np.array(
             [m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool
         )
+        live = np.flatnonzero(~replay_mask)
+        if trace is not None:  # a replayed record rebuilds state only: no scoring or write spans for it
+            trace.name_transactions([valid[i] for i in live], [records[i]["transaction_id"] for i in live])
         features = self.state.engine.transform(encode_records(records))
         featured = time.perf_counter()
         if trace is not None:
@@ -392,7 +405,6 @@ class StreamConsumer:
                 del self.replay_until[partition]
 
         batch = Batch(offsets, dead_letters=dead_letters, trace=trace)
-        live = np.flatnonzero(~replay_mask)
         scored = time.perf_counter()
         if len(live):
             with trace.scoring() if trace is not None else nullcontext():
@@ -421,8 +433,7 @@ class StreamConsumer:
         metrics.STAGE.labels("decode").observe(decoded - started)
         metrics.STAGE.labels("features").observe(featured - decoded)
         metrics.STAGE.labels("score").observe(scored - featured)
-        self._drain()  # at most one batch in flight: backpressure when the database is slow or down
-        self._in_flight = (self._writer_thread.submit(self.writer.write, batch), batch)
+        return batch
 
     def _decide(self, features: np.ndarray, transaction_ids: list[str], customer_ids: list[str]) -> Decided:
         """Score the batch; while the deciding variant is down, wait (consuming nothing new: the lag grows
@@ -432,6 +443,8 @@ class StreamConsumer:
 
         def stalled() -> None:
             metrics.SCORING_RETRIES.inc()
+            if self._in_flight is not None and self._in_flight[0].done():
+                self._drain()  # the batch before is written: commit it now, not after the outage
             report_lag(self.consumer, self.state.position, cached=False)
 
         return self._waiting_out(

@@ -104,7 +104,7 @@ class BatchTrace:
         return cls(records, topic, group, len(messages)) if records else None
 
     def name_transactions(self, messages: Sequence[Message], transaction_ids: Sequence[str]) -> None:
-        """Which transaction each decoded message carries (spans get `fraudops.transaction_id`)."""
+        """Which transaction each message scored and stored carries (spans get `fraudops.transaction_id`)."""
         for message, transaction_id in zip(messages, transaction_ids, strict=True):
             record = self._by_offset.get((message.partition(), message.offset()))
             if record is not None and record.span is not None:
