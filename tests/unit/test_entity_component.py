@@ -29,7 +29,7 @@ PARTITIONS = 3
 
 @pytest.fixture(scope="module")
 def history() -> tuple[pd.DataFrame, list[bytes]]:
-    return history_and_values(SimulationConfig(transactions=20_000, customers=500, days=35, seed=5))
+    return history_and_values(SimulationConfig(transactions=10_000, customers=300, days=30, seed=5))
 
 
 @pytest.fixture(scope="module")

@@ -78,6 +78,7 @@ class EntityState:
         target = math.floor(watermark / self.config.entity_epoch_s)
         if target <= self.table.epoch:
             return []
+        self.table.order_queue()
         waiting = self.table.queued_epochs(self.config.entity_epoch_s)
         # a late event is applied at the next close, with the events of the epoch the table stands at
         closes = np.unique(np.maximum(waiting + 1, self.table.epoch + 1))

@@ -82,27 +82,31 @@ class EntityTable:
         """The distinct epochs of the events waiting in the queue, ascending."""
         return np.unique(np.floor(self.queue_f[: self.queued, L.QF_TIME] / epoch_s))
 
-    def close_until(self, epoch: float, config: FeatureConfig) -> np.ndarray:
-        """Apply every queued event before `epoch`'s start; returns the rows that changed.
+    def order_queue(self) -> None:
+        """Put the queue in the order training's replay applies events (before `close_until`).
 
         The replay queues events in event-time order, a fraud label after the transactions of its
-        known-at instant and labels known at the same instant by their transactions' times: the
-        queue is put in that order first, so events gathered from many partitions in whatever order
-        they arrived leave the table exactly as the replay does.
+        known-at instant and labels known at the same instant by their transactions' times; events
+        gathered from many partitions in whatever order they arrived, put in that order, leave the
+        table exactly as the replay does.
         """
         queued = self.queued
         qf, qi = self.queue_f[:queued], self.queue_i[:queued]
         is_label = ~np.isnan(qf[:, L.QF_FRAUD_TIME])
         order = np.lexsort((np.where(is_label, qf[:, L.QF_FRAUD_TIME], 0.0), is_label, qf[:, L.QF_TIME]))
         self.queue_f[:queued], self.queue_i[:queued] = qf[order], qi[order]
+
+    def close_until(self, epoch: float, config: FeatureConfig) -> np.ndarray:
+        """Apply the queued events before `epoch`'s start (queue ordered); returns the rows that changed."""
         start = epoch * config.entity_epoch_s
-        due = self.queue_f[:queued, L.QF_TIME] < start
-        changed = self.queue_i[:queued, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)][due]
+        due = int(np.searchsorted(self.queue_f[: self.queued, L.QF_TIME], start, side="left"))
+        changed = self.queue_i[:due, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)]
+        changed = np.unique(changed[changed >= 0])
         self.queued = close_epoch(
-            self.floats, self.ints, self.queue_f, self.queue_i, queued, start, config.label_delay_s
+            self.floats, self.ints, self.queue_f, self.queue_i, self.queued, start, config.label_delay_s
         )
         self.epoch = max(self.epoch, epoch)
-        return np.unique(changed[changed >= 0])
+        return changed
 
     def export_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(salted keys, float rows, int rows) of these rows: what a mirror needs to update them."""
