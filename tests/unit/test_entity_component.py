@@ -72,7 +72,9 @@ def run_component(frame: pd.DataFrame, seed: int, restarts: bool) -> list[Entity
         deltas += state.close(watermark)
         if restarts and rng.random() < 0.05:  # from its snapshot: table, open epoch's events, offsets
             state = EntityState(config, EntityTable.from_arrays(state.table.arrays()), state.offsets)
-            for p in range(PARTITIONS):  # what it knew of each partition's newest time is rebuilt by reading on
+            for p in range(
+                PARTITIONS
+            ):  # what it knew of each partition's newest time is rebuilt by reading on
                 if position[p] > 0:
                     state.newest[p] = float(frame["event_time"].iloc[rows_of[p][position[p] - 1]].timestamp())
     assert state.late_events == 0
@@ -150,7 +152,9 @@ def test_a_consumer_whose_partitions_run_apart_still_reads_each_transaction_at_i
             horizon = times[rows_of[lead][min(position[lead], len(rows_of[lead]) - 1)]] + (
                 2400 if partition == lead else 0
             )
-            end = position[partition] + int(np.searchsorted(times[rows[position[partition] :]], horizon, "right"))
+            end = position[partition] + int(
+                np.searchsorted(times[rows[position[partition] :]], horizon, "right")
+            )
             end = max(end, min(position[partition] + 1, len(rows)))
             if end <= position[partition]:
                 continue

@@ -42,3 +42,29 @@ def consume(
         idle_exit_s=idle_exit,
     )
     StreamConsumer(settings, options).run()
+
+
+@app.command()
+def entities(
+    metrics_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Serve /metrics on this port (0: off).")
+    ] = 9103,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after this many seconds without records.")
+    ] = None,
+    snapshot_every: Annotated[
+        int, typer.Option(min=1, help="Epochs between full snapshots of the entity table.")
+    ] = 60,
+) -> None:
+    """Run the entity-state component: every partition in, the entity table published per epoch (PostgreSQL)."""
+    from fraudops.lean import without_training_libraries
+
+    without_training_libraries()
+    from fraudops_stream.entity_component import EntityComponentOptions, EntityStateComponent
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    options = EntityComponentOptions(
+        metrics_port=metrics_port or None, idle_exit_s=idle_exit, snapshot_every_epochs=snapshot_every
+    )
+    EntityStateComponent(settings, options).run()

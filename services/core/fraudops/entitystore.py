@@ -48,7 +48,7 @@ class ComponentPosition:
 
 def _to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
 
 
@@ -61,7 +61,9 @@ def table_from_snapshot(body: bytes) -> EntityTable:
     return EntityTable.from_arrays(_from_bytes(body))
 
 
-def publish(conn: psycopg.Connection, topic: str, deltas: list[EntityDelta], position: ComponentPosition) -> None:
+def publish(
+    conn: psycopg.Connection, topic: str, deltas: list[EntityDelta], position: ComponentPosition
+) -> None:
     """Write the closed epochs' deltas and the component's new position in one transaction."""
     with conn.transaction():
         with conn.cursor() as cursor:
@@ -87,7 +89,9 @@ def publish(conn: psycopg.Connection, topic: str, deltas: list[EntityDelta], pos
         )
 
 
-def save_snapshot(conn: psycopg.Connection, topic: str, epoch: int, table: EntityTable, keep: int = 3) -> None:
+def save_snapshot(
+    conn: psycopg.Connection, topic: str, epoch: int, table: EntityTable, keep: int = 3
+) -> None:
     """Store the whole table as of `epoch`; keep the newest `keep` snapshots (and epoch 0's empty table
     while nothing newer than it is older than every kept one), and the deltas the kept ones need."""
     arrays = table.arrays()
@@ -106,14 +110,20 @@ def save_snapshot(conn: psycopg.Connection, topic: str, epoch: int, table: Entit
             (topic, keep),
         ).fetchone()
         if oldest is not None and oldest[0] is not None:
-            conn.execute("DELETE FROM entity_table_snapshots WHERE topic = %s AND epoch < %s", (topic, oldest[0]))
-            conn.execute("DELETE FROM entity_table_deltas WHERE topic = %s AND epoch <= %s", (topic, oldest[0]))
+            conn.execute(
+                "DELETE FROM entity_table_snapshots WHERE topic = %s AND epoch < %s", (topic, oldest[0])
+            )
+            conn.execute(
+                "DELETE FROM entity_table_deltas WHERE topic = %s AND epoch <= %s", (topic, oldest[0])
+            )
 
 
 def ensure_started(conn: psycopg.Connection, topic: str) -> None:
     """The empty table as the snapshot of epoch 0: the base of every mirror until newer ones exist."""
     with conn.transaction():
-        exists = conn.execute("SELECT 1 FROM entity_table_snapshots WHERE topic = %s LIMIT 1", (topic,)).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM entity_table_snapshots WHERE topic = %s LIMIT 1", (topic,)
+        ).fetchone()
         if exists is None:
             save_snapshot(conn, topic, 0, EntityTable())
 

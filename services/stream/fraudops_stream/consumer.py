@@ -33,12 +33,14 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from fraudops import statestore
+from fraudops import entitystore, statestore
 from fraudops.config import Settings
 from fraudops.db import pool_from_settings
 from fraudops.errors import RetryableError
+from fraudops.features import layout as L
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine
+from fraudops.features.entity_mirror import EntityMirror, epoch_segments
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import transactions_table
 from fraudops.variants import Decided, Decider
@@ -54,6 +56,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: What an unavailable dependency raises: waited out while running, the reason to stop quietly when asked to.
 _UNAVAILABLE = (RetryableError, KafkaException, psycopg.OperationalError)
+#: epochs of published entity-table deltas a consumer can undo: how far apart (in event time) the records
+#: of one batch may be — its partitions' paces — before the batch is cut (30 min at 60-s epochs)
+ENTITY_UNDO_EPOCHS = 30
+ENTITY_POLL_S = 0.05  # how often a consumer waiting for the entity-state component looks again
 
 
 @dataclass
@@ -100,6 +106,7 @@ class StreamConsumer:
         self._durable_offsets: dict[int, int] = {}  # next offset per partition whose records are written
         self._labels_cursor: datetime | None = None
         self._last_label_poll = 0.0
+        self.entity_mirror: EntityMirror | None = None  # the published entity table (settings.entity_table)
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap_servers,
@@ -345,7 +352,7 @@ class StreamConsumer:
         replay_mask = np.array(
             [m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool
         )
-        features = self.state.engine.transform(encode_records(records))
+        features = self._features(records)
         featured = time.perf_counter()
         touched: dict[int, list[str]] = {}
         for message, record in zip(valid, records, strict=True):
@@ -391,6 +398,53 @@ class StreamConsumer:
         metrics.STAGE.labels("score").observe(scored - featured)
         self._drain()  # at most one batch in flight: backpressure when the database is slow or down
         self._in_flight = (self._writer_thread.submit(self.writer.write, batch), batch)
+
+    def _features(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """Features of the batch; with the entity table, each run of records reads it at its own epochs."""
+        engine = self.state.engine
+        batch = encode_records(records)
+        if not self.settings.entity_table or not len(records):
+            return engine.transform(batch)
+        times = batch.txf[:, L.TF_TIME]
+        runs = epoch_segments(times, engine.config, ENTITY_UNDO_EPOCHS)
+        parts = []
+        for run in runs:
+            epoch_s = engine.config.entity_epoch_s
+            self._entity_table_at(int(times[run].min() // epoch_s), int(times[run].max() // epoch_s))
+            parts.append(engine.transform(batch if len(runs) == 1 else encode_records(records[run])))
+        return np.concatenate(parts)
+
+    def _entity_table_at(self, oldest: int, newest: int) -> None:
+        """Bring the mirror to epoch `newest`, readable back to `oldest`: wait for the entity-state component
+        to publish it (consuming nothing new: the lag grows and shows it), then apply its deltas."""
+        mirror = self.entity_mirror
+        if mirror is not None and mirror.oldest_readable_epoch <= oldest and mirror.epoch >= newest:
+            return
+        waited = time.perf_counter()
+        while not self._waiting_out("reading the entity table", lambda: self._mirror_to(oldest, newest)):
+            if not self.running:
+                raise RetryableError("stopped while waiting for the entity-state component")
+            if time.perf_counter() - waited > 5.0:
+                log.info("waiting for the entity-state component", extra={"epoch": newest})
+                waited = time.perf_counter()
+            time.sleep(ENTITY_POLL_S)
+        metrics.ENTITY_WAIT.inc(time.perf_counter() - waited)
+
+    def _mirror_to(self, oldest: int, newest: int) -> bool:
+        """One try: False while the component has not published `newest` yet."""
+        with self.pool.connection() as conn:
+            published = entitystore.published_epoch(conn, self.topic)
+            if published is None or published < newest:
+                return False
+            mirror = self.entity_mirror
+            if mirror is None or oldest < mirror.oldest_readable_epoch:
+                mirror = entitystore.load_mirror(conn, self.topic, oldest, ENTITY_UNDO_EPOCHS)
+                assert mirror is not None, "a published epoch has a snapshot at or before it"
+                self.entity_mirror = mirror
+                self.state.engine.attach_entities(mirror)
+            entitystore.advance_mirror(conn, self.topic, mirror, newest)
+        metrics.ENTITY_STALE_READS.set(mirror.stale_reads)
+        return True
 
     def _decide(self, features: np.ndarray, transaction_ids: list[str], customer_ids: list[str]) -> Decided:
         """Score the batch; while the deciding variant is down, wait (consuming nothing new: the lag grows

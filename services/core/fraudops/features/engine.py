@@ -37,8 +37,8 @@ from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
 from fraudops.features.encode import EncodedBatch, encode_frame, stable_hash
 from fraudops.features.entities import EntityTable
-from fraudops.features.entity_mirror import EntityMirror
 from fraudops.features.entity_kernel import ENTITY_FIRST
+from fraudops.features.entity_mirror import EntityMirror
 from fraudops.features.kernel import process_batch, relabel_customers
 from fraudops.features.spec import FEATURE_VERSION, N_FEATURES, FeatureConfig
 

@@ -263,5 +263,11 @@ def read_entity_features(
         as_of = epochs[i] * epoch_s
         for table in range(N_ENTITY_TABLES):
             entity_features(
-                EF, EI, rows[i, table], as_of, label_delay_s, out[i], ENTITY_FIRST + ENTITY_FEATURES_PER_TABLE * table
+                EF,
+                EI,
+                rows[i, table],
+                as_of,
+                label_delay_s,
+                out[i],
+                ENTITY_FIRST + ENTITY_FEATURES_PER_TABLE * table,
             )
