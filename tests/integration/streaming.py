@@ -72,6 +72,19 @@ class StreamSetup:
         self.processes.append(proc)
         return proc
 
+    def entity_state(self, name: str) -> subprocess.Popen:
+        """`fraudops stream entities` (the entity-state component) as a process of its own."""
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fraudops_cli.main", "stream", "entities", "--metrics-port", "0"],
+            env=self.env,
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(proc)
+        return proc
+
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -360,11 +373,15 @@ def remote_routing_table(path: Path, endpoint: str) -> Path:
 
 
 def reference_run(
-    values: Iterable[bytes | None], artifact: Path, labels: LabelEvents | None = None
+    values: Iterable[bytes | None],
+    artifact: Path,
+    labels: LabelEvents | None = None,
+    entity_table: bool = False,
 ) -> tuple[dict[str, float], FeatureEngine]:
     """The uninterrupted offline pass over the records in order, with these fraud labels merged in by
-    the time they became known: scores per transaction id, and the engine."""
-    engine = FeatureEngine()
+    the time they became known (and with `entity_table`, the entity table training's replay keeps):
+    scores per transaction id, and the engine."""
+    engine = FeatureEngine(entity_table=entity_table)
     if labels is not None:
         engine.add_fraud_labels(labels)
     scorer = Scorer(load_artifact(str(artifact)))
@@ -400,10 +417,15 @@ class Comparison:
 
 
 def compare_with_reference(
-    db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str, labels: LabelEvents | None = None
+    db_url: str,
+    values: Iterable[bytes | None],
+    artifact: Path,
+    topic: str,
+    labels: LabelEvents | None = None,
+    entity_table: bool = False,
 ) -> Comparison:
     """The stored decisions and checkpointed states against the uninterrupted offline pass, value for value."""
-    expected, engine = reference_run(values, artifact, labels)
+    expected, engine = reference_run(values, artifact, labels, entity_table)
     with psycopg.connect(db_url) as conn:
         stored = dict(
             conn.execute(
@@ -434,9 +456,14 @@ def compare_with_reference(
 
 
 def assert_matches_reference(
-    db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str, labels: LabelEvents | None = None
+    db_url: str,
+    values: Iterable[bytes | None],
+    artifact: Path,
+    topic: str,
+    labels: LabelEvents | None = None,
+    entity_table: bool = False,
 ) -> None:
-    result = compare_with_reference(db_url, values, artifact, topic, labels)
+    result = compare_with_reference(db_url, values, artifact, topic, labels, entity_table)
     assert result.duplicates == 0
     assert not result.missing and not result.unexpected, (
         f"every valid record stored exactly once: {len(result.missing)} missing, {len(result.unexpected)} unexpected"

@@ -178,14 +178,24 @@ def load_mirror(
         ).fetchone()
         if row is None:
             return None
-    base_epoch, body = row
-    mirror = EntityMirror(table_from_snapshot(bytes(body)), int(base_epoch), keep_epochs)
+    mirror = mirror_from_snapshot(row, keep_epochs)
     advance_mirror(conn, topic, mirror, epoch)
     return mirror
 
 
 def advance_mirror(conn: psycopg.Connection, topic: str, mirror: EntityMirror, epoch: int) -> None:
     """Apply the published deltas up to `epoch` (which the component must have published)."""
-    for delta_epoch, body in conn.execute(DELTAS_SQL, (topic, mirror.epoch, epoch)).fetchall():
+    apply_deltas(mirror, conn.execute(DELTAS_SQL, (topic, mirror.epoch, epoch)).fetchall(), epoch)
+
+
+def mirror_from_snapshot(row: tuple[int, bytes], keep_epochs: int = 30) -> EntityMirror:
+    """A mirror from a row of SNAPSHOT_SQL (epoch, body)."""
+    base_epoch, body = row
+    return EntityMirror(table_from_snapshot(bytes(body)), int(base_epoch), keep_epochs)
+
+
+def apply_deltas(mirror: EntityMirror, rows: list[tuple[int, bytes]], epoch: int) -> None:
+    """Apply rows of DELTAS_SQL (epoch, body) up to `epoch`; the mirror then stands at `epoch`."""
+    for delta_epoch, body in rows:
         mirror.apply(EntityDelta.from_bytes(int(delta_epoch), bytes(body)))
     mirror.advance(epoch)

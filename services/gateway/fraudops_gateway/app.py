@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ("routing-refresh", every, runtime.refresh_routing),
         ("label-poll", every, runtime.refresh_labels),
         ("state-poll", settings.state_refresh_s, runtime.refresh_state),
+        ("entity-table-poll", every, runtime.refresh_entities),
     )
 
     @contextlib.asynccontextmanager

@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from fraudops import statestore
+from fraudops import entitystore, statestore
 from fraudops.config import Settings
 from fraudops.errors import ConfigurationError, RetryableError
 from fraudops.features.encode import SMALL_BATCH, encode_transactions
@@ -329,6 +329,47 @@ class GatewayRuntime:
 
     async def refresh_state(self) -> None:
         await self._read_store("changed customer states", self.poll_changed_state)
+
+    async def refresh_entities(self) -> None:
+        if self.settings.entity_table:
+            await self._read_store("the published entity table", self.poll_entity_table)
+
+    async def poll_entity_table(self) -> int:
+        """Bring the entity mirror to the newest epoch the entity-state component published; returns it.
+
+        The first read builds the mirror (snapshot + deltas) off the loop; later ones apply the new deltas
+        on the loop, between two requests (a request reads the mirror while it scores)."""
+        topic = self.settings.transactions_topic
+        async with self.pool.connection(timeout=POOL_WAIT_S) as connection:
+            row = await (
+                await connection.execute(entitystore.PUBLISHED_EPOCH_SQL, (topic, FEATURE_VERSION))
+            ).fetchone()
+            if row is None:
+                return -1
+            published = int(row[0])
+            mirror = self.engine.entity_mirror
+            if mirror is not None and published <= mirror.epoch:
+                return published
+            if mirror is None:
+                snapshot = await (
+                    await connection.execute(entitystore.SNAPSHOT_SQL, (topic, published))
+                ).fetchone()
+                if snapshot is None:
+                    return -1
+                after = int(snapshot[0])
+            else:
+                after = mirror.epoch
+            deltas = await (
+                await connection.execute(entitystore.DELTAS_SQL, (topic, after, published))
+            ).fetchall()
+        if mirror is None:
+            fresh = await asyncio.to_thread(entitystore.mirror_from_snapshot, snapshot)
+            await asyncio.to_thread(entitystore.apply_deltas, fresh, deltas, published)
+            self.engine.attach_entities(fresh)
+            log.info("entity table attached", extra={"epoch": published, "entities": len(fresh.table)})
+        else:
+            entitystore.apply_deltas(mirror, deltas, published)
+        return published
 
     async def _read_store(self, what: str, read: Callable[[], Awaitable[int]]) -> None:
         try:

@@ -38,6 +38,7 @@ from fraudops_stream.entity_state import EntityState
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _UNAVAILABLE = (RetryableError, KafkaException, psycopg.OperationalError)
+PROGRESS_LOG_S = 10.0  # at most one "entity epoch published" line this often
 
 
 @dataclass
@@ -75,6 +76,7 @@ class EntityStateComponent:
         self.caught_up_since: dict[int, float] = {}
         self._last_snapshot_epoch: int | None = None
         self._last_label_poll = -math.inf
+        self._last_progress_log = -math.inf
         self.consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap_servers,
@@ -171,7 +173,6 @@ class EntityStateComponent:
             late_before = self.state.late_events
             self.state.take_transactions(partition, part[-1].offset() + 1, encode_records(records))
             metrics.ENTITY_LATE_EVENTS.inc(self.state.late_events - late_before)
-            self.caught_up_since.pop(partition, None)
 
     def _read_labels(self) -> None:
         self._last_label_poll = time.monotonic()
@@ -182,14 +183,20 @@ class EntityStateComponent:
             log.info("fraud labels read", extra={"labels": len(events)})
 
     def idle_partitions(self) -> set[int]:
-        """Partitions caught up with their log for at least `idle_after_s` (they hold no record back)."""
+        """Partitions caught up with their log for at least `idle_after_s` (they hold no record back).
+
+        Checked against the newest end offset every round: a partition that was empty and has just
+        been written to is not idle, even before its first record is fetched."""
         now = time.monotonic()
         for partition in self.partitions:
-            if partition in self.caught_up_since:
-                continue
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=5)
+            tp = TopicPartition(self.topic, partition)
+            _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0:  # not fetched yet: ask the broker
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=5)
             if self.state.offsets.get(partition, 0) >= high:
-                self.caught_up_since[partition] = now
+                self.caught_up_since.setdefault(partition, now)
+            else:
+                self.caught_up_since.pop(partition, None)
         return {p for p, since in self.caught_up_since.items() if now - since >= self.options.idle_after_s}
 
     def publish_due(self) -> None:
@@ -216,7 +223,12 @@ class EntityStateComponent:
             self._last_snapshot_epoch = epoch
         metrics.ENTITY_EPOCH.set(epoch)
         metrics.ENTITY_ROWS.set(len(table))
-        log.debug("entity epoch published", extra={"epoch": epoch, "deltas": len(deltas)})
+        if time.monotonic() - self._last_progress_log >= PROGRESS_LOG_S:
+            self._last_progress_log = time.monotonic()
+            log.info(
+                "entity epoch published",
+                extra={"epoch": epoch, "entities": len(table), "late_events": self.state.late_events},
+            )
 
     def _waiting_out(self, what: str, call: Callable[[], T]) -> T:
         """`call()`, retried with a growing pause while a dependency is unavailable, until asked to stop."""
