@@ -188,6 +188,12 @@ def advance_mirror(conn: psycopg.Connection, topic: str, mirror: EntityMirror, e
     apply_deltas(mirror, conn.execute(DELTAS_SQL, (topic, mirror.epoch, epoch)).fetchall(), epoch)
 
 
+def read_deltas(conn: psycopg.Connection, topic: str, after: int, upto: int) -> list[EntityDelta]:
+    """The published deltas after epoch `after` up to `upto`, in order."""
+    rows = conn.execute(DELTAS_SQL, (topic, after, upto)).fetchall()
+    return [EntityDelta.from_bytes(int(epoch), bytes(body)) for epoch, body in rows]
+
+
 def mirror_from_snapshot(row: tuple[int, bytes], keep_epochs: int = 30) -> EntityMirror:
     """A mirror from a row of SNAPSHOT_SQL (epoch, body)."""
     base_epoch, body = row

@@ -111,6 +111,8 @@ class GatewayRuntime:
         self._warm_up()
         try:  # start the poll clock (and find out whether the database is there)
             await self.poll_changed_state()
+            if self.settings.entity_table:  # the first requests already read the published entity table
+                await self.poll_entity_table()
             self.health.database_reachable = True
         except psycopg.Error as exc:
             self.health.database_reachable = False

@@ -40,7 +40,7 @@ from fraudops.errors import RetryableError
 from fraudops.features import layout as L
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine
-from fraudops.features.entity_mirror import EntityMirror, epoch_segments
+from fraudops.features.entity_mirror import EntityDelta, EntityMirror, epoch_segments
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import transactions_table
 from fraudops.variants import Decided, Decider
@@ -405,46 +405,55 @@ class StreamConsumer:
         batch = encode_records(records)
         if not self.settings.entity_table or not len(records):
             return engine.transform(batch)
-        times = batch.txf[:, L.TF_TIME]
-        runs = epoch_segments(times, engine.config, ENTITY_UNDO_EPOCHS)
+        epochs = np.floor(batch.txf[:, L.TF_TIME] / engine.config.entity_epoch_s).astype(np.int64)
+        deltas = self._entity_deltas(int(epochs.min()), int(epochs.max()))
+        mirror = self.entity_mirror
+        assert mirror is not None
+        runs = epoch_segments(batch.txf[:, L.TF_TIME], engine.config, ENTITY_UNDO_EPOCHS)
         parts = []
         for run in runs:
-            epoch_s = engine.config.entity_epoch_s
-            self._entity_table_at(int(times[run].min() // epoch_s), int(times[run].max() // epoch_s))
+            newest = int(epochs[run].max())
+            while deltas and deltas[0].epoch <= newest:
+                mirror.apply(deltas.pop(0))
+            mirror.advance(newest)
             parts.append(engine.transform(batch if len(runs) == 1 else encode_records(records[run])))
+        metrics.ENTITY_STALE_READS.set(mirror.stale_reads)
         return np.concatenate(parts)
 
-    def _entity_table_at(self, oldest: int, newest: int) -> None:
-        """Bring the mirror to epoch `newest`, readable back to `oldest`: wait for the entity-state component
-        to publish it (consuming nothing new: the lag grows and shows it), then apply its deltas."""
-        mirror = self.entity_mirror
-        if mirror is not None and mirror.oldest_readable_epoch <= oldest and mirror.epoch >= newest:
-            return
+    def _entity_deltas(self, oldest: int, newest: int) -> list[EntityDelta]:
+        """The published deltas the mirror needs to reach `newest`, once the entity-state component has
+        published it (waited for, consuming nothing new: the lag grows and shows it); the mirror is
+        (re)built when it cannot read back to `oldest`."""
         waited = time.perf_counter()
-        while not self._waiting_out("reading the entity table", lambda: self._mirror_to(oldest, newest)):
+        logged = waited
+        while True:
+            deltas = self._waiting_out("reading the entity table", lambda: self._deltas_up_to(oldest, newest))
+            if deltas is not None:
+                break
             if not self.running:
                 raise RetryableError("stopped while waiting for the entity-state component")
-            if time.perf_counter() - waited > 5.0:
+            if time.perf_counter() - logged > 5.0:
                 log.info("waiting for the entity-state component", extra={"epoch": newest})
-                waited = time.perf_counter()
+                logged = time.perf_counter()
             time.sleep(ENTITY_POLL_S)
         metrics.ENTITY_WAIT.inc(time.perf_counter() - waited)
+        return deltas
 
-    def _mirror_to(self, oldest: int, newest: int) -> bool:
-        """One try: False while the component has not published `newest` yet."""
+    def _deltas_up_to(self, oldest: int, newest: int) -> list[EntityDelta] | None:
+        """One try: None while the component has not published `newest` yet."""
         with self.pool.connection() as conn:
             published = entitystore.published_epoch(conn, self.topic)
             if published is None or published < newest:
-                return False
+                return None
             mirror = self.entity_mirror
             if mirror is None or oldest < mirror.oldest_readable_epoch:
                 mirror = entitystore.load_mirror(conn, self.topic, oldest, ENTITY_UNDO_EPOCHS)
                 assert mirror is not None, "a published epoch has a snapshot at or before it"
                 self.entity_mirror = mirror
                 self.state.engine.attach_entities(mirror)
-            entitystore.advance_mirror(conn, self.topic, mirror, newest)
-        metrics.ENTITY_STALE_READS.set(mirror.stale_reads)
-        return True
+            if mirror.epoch >= newest:
+                return []
+            return entitystore.read_deltas(conn, self.topic, mirror.epoch, newest)
 
     def _decide(self, features: np.ndarray, transaction_ids: list[str], customer_ids: list[str]) -> Decided:
         """Score the batch; while the deciding variant is down, wait (consuming nothing new: the lag grows
