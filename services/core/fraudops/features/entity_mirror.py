@@ -11,7 +11,6 @@ transaction is read at the start of its own epoch, as the offline replay reads i
 
 from __future__ import annotations
 
-import io
 from collections import deque
 from dataclasses import dataclass
 
@@ -36,19 +35,31 @@ class EntityDelta:
     ints: np.ndarray  # [n, N_ENTITY_INT]
 
     def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        np.savez(buffer, layout=_LAYOUT, keys=self.keys, floats=self.floats, ints=self.ints)
-        return buffer.getvalue()
+        """Layout widths and row count, then the keys, float rows and int rows as raw little-endian arrays
+        (a consumer applies one delta per epoch of a batch: no per-array header to parse)."""
+        header = np.asarray([*_LAYOUT, len(self.keys)], dtype="<i8").tobytes()
+        return (
+            header
+            + np.ascontiguousarray(self.keys, dtype="<i8").tobytes()
+            + np.ascontiguousarray(self.floats, dtype="<f8").tobytes()
+            + np.ascontiguousarray(self.ints, dtype="<i8").tobytes()
+        )
 
     @classmethod
     def from_bytes(cls, epoch: int, body: bytes) -> EntityDelta:
-        with np.load(io.BytesIO(body)) as data:
-            if data["layout"].tolist() != _LAYOUT.tolist():
-                raise ConfigurationError(
-                    f"the published entity rows of epoch {epoch} have another layout: "
-                    "restart the entity-state component from a replay of history"
-                )
-            return cls(epoch, data["keys"], data["floats"], data["ints"])
+        width_f, width_i, rows = np.frombuffer(body, dtype="<i8", count=3).tolist()
+        if [width_f, width_i] != _LAYOUT.tolist():
+            raise ConfigurationError(
+                f"the published entity rows of epoch {epoch} have another layout: "
+                "restart the entity-state component from a replay of history"
+            )
+        offset = 24
+        keys = np.frombuffer(body, dtype="<i8", count=rows, offset=offset)
+        offset += 8 * rows
+        floats = np.frombuffer(body, dtype="<f8", count=rows * width_f, offset=offset).reshape(rows, width_f)
+        offset += 8 * rows * width_f
+        ints = np.frombuffer(body, dtype="<i8", count=rows * width_i, offset=offset).reshape(rows, width_i)
+        return cls(epoch, keys, floats, ints)
 
 
 @dataclass(frozen=True)
