@@ -51,7 +51,18 @@ def create(layout: NodeLayout) -> None:
             # A new cpuset starts with no CPUs and no memory nodes: nothing could run in it.
             for knob in ("cpuset.cpus", "cpuset.mems"):
                 (root / knob).write_text((hierarchy / knob).read_text())
+        if (root / "cpu.shares").exists():
+            (root / "cpu.shares").write_text(str(node_cpu_shares()))
     daemons_group(layout).mkdir(exist_ok=True)
+
+
+def node_cpu_shares(cpus: int | None = None) -> int:
+    """The CPU weight of the pods' tree: as much as one busy host process per CPU the node offers.
+
+    Left at the default (1024), every pod together weighs as much as one busy host process, so on a
+    machine shared with builds (a load of 20-35 here) the pods got a few percent of a core: predictors
+    took minutes to start and probes with a second's timeout failed."""
+    return 1024 * (cpus or os.cpu_count() or 1)
 
 
 def daemons_group(layout: NodeLayout) -> Path:

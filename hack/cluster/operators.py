@@ -7,7 +7,8 @@
   that CA. The kube-rbac-proxy sidecar of KServe's default overlay is left out (its image is not
   built here; the metrics port stays on the pod's loopback).
 * KEDA v2.20.2: operator, metrics API server (registered through the aggregation layer) and admission
-  webhooks; KEDA's operator makes and rotates its own certificates, as upstream.
+  webhooks; KEDA's operator rotates its own certificates, as upstream, from a valid secret made here
+  (see `keda_objects`).
 
 The `*_objects` functions are pure (rendered manifests in, objects to apply out).
 """
@@ -36,6 +37,9 @@ KSERVE_WEBHOOK_SERVICE = "kserve-webhook-server-service"
 KSERVE_WEBHOOK_SECRET = "kserve-webhook-server-cert"
 KEDA_NAMESPACE = "keda"
 KEDA_VERSION = "v2.20.2"
+KEDA_CERTIFICATES_SECRET = "kedaorg-certs"  # cmd/operator: --cert-secret-name's default
+KEDA_CA_NAME = "KEDA"  # cmd/operator: the CAName its rotator checks the CA by
+KEDA_SERVICES = ("keda-operator", "keda-metrics-apiserver", "keda-admission-webhooks")
 # Deployment name -> (binary in .cache/k8s/bin, path in the image, image reference)
 KEDA_PARTS = {
     "keda-operator": ("keda-operator", "/keda", f"fraudops.local/keda:{KEDA_VERSION}"),
@@ -139,9 +143,23 @@ def kserve_objects(
     return objects
 
 
-def keda_objects(rendered: list[Obj]) -> list[Obj]:
-    """KEDA's default overlay with the images built here."""
+def keda_objects(rendered: list[Obj], certificates: dict[str, bytes]) -> list[Obj]:
+    """KEDA's default overlay with the images built here, and its certificate secret filled in.
+
+    Upstream, the operator finds the secret missing, writes one and exits so that its pod restarts with
+    it, while the metrics API server and the webhooks fail until it is there: three restarts on every
+    fresh install. Given a valid secret, the operator's rotator keeps it (and still injects its CA into
+    the APIService and the webhook configuration, and rotates it before it expires)."""
     objects = copy.deepcopy(rendered)
+    objects.insert(  # before the Deployments (same apply)
+        0,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": KEDA_CERTIFICATES_SECRET, "namespace": KEDA_NAMESPACE},
+            "data": {name: _b64(pem) for name, pem in certificates.items()},
+        },
+    )
     deployments = _deployments(objects)
     for name, (_binary, _path, image) in KEDA_PARTS.items():
         for container in deployments[name]["spec"]["template"]["spec"]["containers"]:
@@ -208,7 +226,19 @@ def kserve_install_objects(layout: NodeLayout) -> list[Obj]:
 
 def keda_install_objects(layout: NodeLayout) -> list[Obj]:
     source = module_dir(layout, "keda", "github.com/kedacore/keda/v2")
-    return keda_objects(render(layout, source / "config" / "default"))
+    # The names KEDA's operator gives its certificate (pkg/certificates: each Service, short to FQDN).
+    dns_names = tuple(
+        f"{service}{suffix}"
+        for service in KEDA_SERVICES
+        for suffix in (
+            "",
+            f".{KEDA_NAMESPACE}",
+            f".{KEDA_NAMESPACE}.svc",
+            f".{KEDA_NAMESPACE}.svc.{layout.cluster_domain}",
+        )
+    )
+    certificates = pki.certificates_with_own_ca(KEDA_CA_NAME, dns_names)
+    return keda_objects(render(layout, source / "config" / "default"), certificates)
 
 
 # Applied first (later objects need them), and last (nothing may be checked by a webhook before its

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hack.cluster.layout import NodeLayout
@@ -109,6 +109,34 @@ def serving_certificate(layout: NodeLayout, name: str, dns_names: tuple[str, ...
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
+def certificates_with_own_ca(ca_name: str, dns_names: tuple[str, ...]) -> dict[str, bytes]:
+    """A fresh CA named `ca_name` and a server-and-client certificate for `dns_names` signed by it, as
+    the PEM entries of a cert-controller secret (ca.crt, ca.key, tls.crt, tls.key).
+
+    For a controller that keeps such a secret itself (KEDA's certificate rotator): it finds the secret
+    valid and keeps it, instead of writing its own and exiting so that its pod restarts. The CA is its
+    own (its key sits in the secret), never the cluster CA. The rotator checks the CA by the name
+    `ca_name`, so the CA carries it as a DNS name too, and it reads the CA key as PKCS #1 RSA only
+    (`x509.ParsePKCS1PrivateKey`), so these keys are RSA."""
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
+    ca_cert = (
+        _builder(subject, subject, ca_key, ca=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(ca_name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    spec = CertSpec(ca_name, dns_names[0], dns_names=dns_names, server=True, client=True)
+    pkcs1 = serialization.PrivateFormat.TraditionalOpenSSL
+    return {
+        "ca.crt": ca_cert.public_bytes(serialization.Encoding.PEM),
+        "ca.key": ca_key.private_bytes(serialization.Encoding.PEM, pkcs1, serialization.NoEncryption()),
+        "tls.crt": _leaf(spec, key, ca_cert, ca_key).public_bytes(serialization.Encoding.PEM),
+        "tls.key": key.private_bytes(serialization.Encoding.PEM, pkcs1, serialization.NoEncryption()),
+    }
+
+
 def _write_ca(folder: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"fraudops-e2e-{name}")])
@@ -122,11 +150,14 @@ def _write_ca(folder: Path, name: str) -> tuple[x509.Certificate, ec.EllipticCur
     return cert, key
 
 
+PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
 def _leaf(
     spec: CertSpec,
-    key: ec.EllipticCurvePrivateKey,
+    key: PrivateKey,
     ca_cert: x509.Certificate,
-    ca_key: ec.EllipticCurvePrivateKey,
+    ca_key: PrivateKey,
 ) -> x509.Certificate:
     attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in spec.organizations]
     attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, spec.common_name))
@@ -147,9 +178,7 @@ def _leaf(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def _builder(
-    subject: x509.Name, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, ca: bool
-) -> x509.CertificateBuilder:
+def _builder(subject: x509.Name, issuer: x509.Name, key: PrivateKey, ca: bool) -> x509.CertificateBuilder:
     """What every certificate here has: names, key, validity (from five minutes ago, for clock skew),
     basic constraints and key usage."""
     now = dt.datetime.now(dt.UTC)

@@ -1,5 +1,6 @@
 # Helpers for building binaries from Go wrapper modules into a stamped cache folder (sourced by
-# hack/k8s/build.sh and hack/cluster/controllers/build.sh). The caller sets BIN_DIR and LOG_PREFIX.
+# hack/k8s/build.sh, hack/tools/build.sh and hack/cluster/controllers/build.sh). The caller sets BIN_DIR
+# and LOG_PREFIX.
 #
 # A binary is skipped when it exists and the stamp recorded for it in $BIN_DIR/VERSIONS matches
 # (version + hash of its wrapper go.mod/go.sum), so a warm run costs ~nothing and needs no network.

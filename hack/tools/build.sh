@@ -6,17 +6,16 @@
 #
 # Each tool has a wrapper module next to this script (helm/, skaffold/) whose go.mod pins the release and
 # whose go.sum pins every dependency. A binary is rebuilt only when the hash of its wrapper's go.mod and
-# go.sum differs from the stamp recorded in $TOOLS_BIN_DIR/VERSIONS, so a warm run costs nothing and needs
-# no network. Cold: helm about 3-4 min, skaffold about 8-10 min on two idle cores (longer when shared).
+# go.sum differs from the stamp recorded in $TOOLS_BIN_DIR/VERSIONS (the helpers of hack/lib/gowrap.sh),
+# so a warm run costs nothing and needs no network. Cold: helm about 3-4 min, skaffold about 8-10 min on two idle cores (longer when shared).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 BIN_DIR="${TOOLS_BIN_DIR:-$ROOT/.cache/tools/bin}"
-STAMPS="$BIN_DIR/VERSIONS"
-
-log() { printf 'tools: %s\n' "$*"; }
-die() { printf 'tools: ERROR: %s\n' "$*" >&2; exit 1; }
+LOG_PREFIX=tools
+# shellcheck source=../lib/gowrap.sh
+source "$HERE/../lib/gowrap.sh"
 
 command -v go >/dev/null 2>&1 || die "'go' not found on PATH (Go >= 1.26 builds helm and skaffold)"
 
@@ -26,22 +25,7 @@ declare -A COMMAND=([helm]=helm.sh/helm/v3/cmd/helm [skaffold]=github.com/Google
 declare -A VERSION_VAR=([helm]=helm.sh/helm/v3/internal/version.version
                         [skaffold]=github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version)
 
-modver() { # <go.mod> <module path>: the version the wrapper requires
-    awk -v m="$2" '($1 == m) { print $2; exit } ($1 == "require" && $2 == m) { print $3; exit }' "$1"
-}
-stamp() { # <wrapper dir> <version>
-    printf '%s %s' "$2" "$(cat "$1/go.mod" "$1/go.sum" | sha256sum | cut -c1-12)"
-}
-recorded() { [ -f "$STAMPS" ] && awk -v n="$1" '($1 == n) { $1 = ""; sub(/^ /, ""); print; exit }' "$STAMPS"; }
-record() {
-    local tmp="$STAMPS.tmp.$$"
-    { [ -f "$STAMPS" ] && awk -v n="$1" '$1 != n' "$STAMPS"; printf '%s %s\n' "$1" "$2"; } >"$tmp"
-    mv -f "$tmp" "$STAMPS"
-}
-
-mkdir -p "$BIN_DIR"
-exec 9>"$BIN_DIR/.lock"
-flock 9  # concurrent runs (two test jobs) wait for each other
+lock_bin_dir  # concurrent runs (two test jobs) wait for each other
 
 tools=("$@")
 [ "${#tools[@]}" -gt 0 ] || tools=(helm skaffold)
@@ -52,7 +36,7 @@ for tool in "${tools[@]}"; do
     version="$(modver "$wrapper/go.mod" "${MODULE[$tool]}")"
     [ -n "$version" ] || die "cannot read the ${MODULE[$tool]} version from $wrapper/go.mod"
     want="$(stamp "$wrapper" "$version")"
-    if [ -x "$BIN_DIR/$tool" ] && [ "$(recorded "$tool" || true)" = "$want" ]; then
+    if up_to_date "$tool" "$want"; then
         log "$tool $version up to date in $BIN_DIR"
         continue
     fi

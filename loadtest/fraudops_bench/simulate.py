@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from fraudops.config import Settings
+from fraudops.kafka import client_config
 from fraudops_bench.results import Measurement
 from fraudops_simulator import SimulationConfig, simulate, write_tables
 from fraudops_simulator.kafka import PRODUCER_DEFAULTS, check_broker, publish
@@ -30,7 +31,7 @@ def to_file(transactions: int = 1_000_000) -> Measurement:
 
 
 def to_kafka(settings: Settings, transactions: int = 500_000) -> Measurement:
-    config = {**PRODUCER_DEFAULTS, "bootstrap.servers": settings.kafka_bootstrap_servers}
+    config = client_config(settings, **PRODUCER_DEFAULTS)
     check_broker(config, settings.transactions_topic)
     report = publish(
         simulate(SimulationConfig(transactions=transactions, seed=3)),

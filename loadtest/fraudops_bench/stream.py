@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fraudops.config import Settings
 from fraudops.db import migrate
+from fraudops.kafka import client_config
 from fraudops_bench.results import Measurement
 from fraudops_simulator import SimulationConfig, simulate
 from fraudops_simulator.kafka import PRODUCER_DEFAULTS, publish
@@ -46,7 +47,7 @@ class Lane:
     def create(cls, settings: Settings, partitions: int = 6) -> Lane:
         suffix = uuid.uuid4().hex[:8]
         topic = f"bench-{suffix}"
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+        admin = AdminClient(client_config(settings))
         for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
             future.result(timeout=30)
         base = settings.db_url.rsplit("/", 1)[0]
@@ -61,7 +62,9 @@ class Lane:
         base = self.db_url.rsplit("/", 1)[0]
         with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {self.db_url.rsplit('/', 1)[1]} WITH (FORCE)")
-        AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap_servers}).delete_topics([self.topic])
+        admin = AdminClient(client_config(self.settings))  # alive until the deletion is sent
+        for future in admin.delete_topics([self.topic]).values():
+            future.result(timeout=30)
 
     def stored(self) -> int:
         with psycopg.connect(self.db_url) as conn:
@@ -70,9 +73,7 @@ class Lane:
     def committed(self, partitions: int = 6) -> int:
         """Records the consumer stored durably (a count(*) over the growing table while the run goes
         on would take PostgreSQL CPU from it)."""
-        return committed_records(
-            self.settings.kafka_bootstrap_servers, f"g-{self.topic}", self.topic, partitions
-        )
+        return committed_records(client_config(self.settings), f"g-{self.topic}", self.topic, partitions)
 
     def consumer(self, model_path: str, batch_size: int, metrics_port: int, log: Path) -> subprocess.Popen:
         env = {
@@ -105,7 +106,7 @@ class Lane:
         )
 
     def publish(self, transactions: int, customers: int, rate: float = 0.0, seed: int = 5) -> float:
-        config = {**PRODUCER_DEFAULTS, "bootstrap.servers": self.settings.kafka_bootstrap_servers}
+        config = client_config(self.settings, **PRODUCER_DEFAULTS)
         report = publish(
             simulate(SimulationConfig(transactions=transactions, customers=customers, days=30, seed=seed)),
             config=config,

@@ -335,6 +335,60 @@ _ROLLOUT = _obj(
     ],
 )
 
+# Names of Kubernetes objects (Secrets, KafkaUsers): DNS-1123 subdomains.
+OBJECT_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+def _secret_key_ref(description: str, default_key: str) -> dict[str, Any]:
+    return _obj(
+        description,
+        {
+            "name": _str("Secret name.", pattern=OBJECT_NAME_PATTERN, max_length=253),
+            "key": _str(
+                "Key in the Secret.", default=default_key, pattern=r"^[-._a-zA-Z0-9]+$", max_length=253
+            ),
+        },
+        required=["name"],
+    )
+
+
+_KAFKA_AUTHENTICATION = _obj(
+    "How the consumer (and KEDA, reading the group's lag) log in to the broker; absent: the listener takes "
+    "no credentials. The operator gives the consumer KAFKA_SECURITY_PROTOCOL and KAFKA_SASL_* (the password "
+    "by secretKeyRef, never its value) and creates a KEDA TriggerAuthentication <model>-consumer for the "
+    "ScaledObject. The KafkaUser's ACLs must allow Read on the topic and the group, and Write on the alerts "
+    "and dead-letter topics (the fraudops chart's `fraudops-consumer` user does).",
+    {
+        "type": _str(
+            "SASL mechanism: scram-sha-512, what a Strimzi KafkaUser with `authentication.type: "
+            "scram-sha-512` logs in with (and the listener's `authentication.type`).",
+            enum=["scram-sha-512"],
+        ),
+        "kafkaUser": _str(
+            "The Strimzi KafkaUser the consumer logs in as (its name is the SASL user name).",
+            pattern=OBJECT_NAME_PATTERN,
+            max_length=253,
+        ),
+        "passwordSecret": _secret_key_ref(
+            "Secret holding the password (default: the one Strimzi's user operator writes, named like "
+            "the KafkaUser, key `password`).",
+            "password",
+        ),
+        "tls": _obj(
+            "The listener uses TLS (SASL_SSL); absent: SASL_PLAINTEXT.",
+            {
+                "caSecret": _secret_key_ref(
+                    "Secret with the CA certificate that signed the brokers' (Strimzi: "
+                    "<kafkaCluster>-cluster-ca-cert, key ca.crt).",
+                    "ca.crt",
+                )
+            },
+            required=["caSecret"],
+        ),
+    },
+    required=["type", "kafkaUser"],
+)
+
 _STREAM = _obj(
     "The Kafka stream this model scores, and its KEDA-scaled consumer.",
     {
@@ -372,6 +426,7 @@ _STREAM = _obj(
             },
             defaulted=True,
         ),
+        "authentication": _KAFKA_AUTHENTICATION,
         "resources": _resources(
             "Consumer container resources.",
             {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},

@@ -4,6 +4,7 @@
     ConfigMap        <model>-routing     the routing table (key routing.yaml), also in status.routing
     Deployment       <model>-consumer    `fraudops stream consume`, reading the routing table
     ScaledObject     <model>-consumer    KEDA, on the consumer group's lag
+    TriggerAuthentication <model>-consumer  KEDA's broker login (only with spec.stream.authentication)
     KafkaTopic       <model>-<topic>     Strimzi, the transactions topic
 
 Each is a complete object for server-side apply; all are owned by the FraudModel (deleting it deletes them).
@@ -17,13 +18,14 @@ from typing import Any
 import yaml
 
 from fraudops.routing import RoutingTable, Variant, VariantMode
-from fraudops_operator.resources import FraudModel, ModelVersion, Strategy
+from fraudops_operator.resources import FraudModel, KafkaAuthentication, ModelVersion, Strategy
 from fraudops_operator.rollout import Phase, RolloutState, candidate_weight, current_step
 
 ROUTING_KEY = "routing.yaml"
 ROUTING_MOUNT = "/etc/fraudops/routing"
 PREDICTOR_PORT = 8080
 CONSUMER_METRICS_PORT = 9102
+CONSUMER_CONTAINER = "consumer"
 MODEL_LABEL = "fraudops.io/model"
 VERSION_LABEL = "fraudops.io/model-version"
 MANAGED_BY = "fraudops-operator"
@@ -175,7 +177,14 @@ def desired_inference_service(model: FraudModel, version: ModelVersion) -> dict[
         annotations={
             # "Standard" is KServe ≥ 0.16's name for raw Deployments (no Knative); "RawDeployment" is deprecated.
             "serving.kserve.io/deploymentMode": "Standard",
-            "serving.kserve.io/enable-prometheus-scraping": "true",
+            # The predictor serves /metrics on its own port. KServe's "enable-prometheus-scraping" would
+            # annotate the pods with port 9091 (its queue-proxy default) and no prometheus.io/scrape, so
+            # Prometheus never scraped them and the rollout analysis had no latency or score data. KServe
+            # copies these annotations to the predictor pods.
+            "serving.kserve.io/enable-prometheus-scraping": "false",
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(PREDICTOR_PORT),
+            "prometheus.io/path": "/metrics",
         },
     )
     metadata["labels"][VERSION_LABEL] = version.version
@@ -254,6 +263,7 @@ def desired_consumer_deployment(model: FraudModel, table: RoutingTable) -> dict[
         {"name": "BATCH_SIZE", "value": str(stream.batch_size)},
         {"name": "LOG_FORMAT", "value": "json"},
         *_threshold_env(model),
+        *kafka_authentication_env(stream.authentication),
     ]
     return {
         "apiVersion": "apps/v1",
@@ -277,7 +287,7 @@ def desired_consumer_deployment(model: FraudModel, table: RoutingTable) -> dict[
                     "terminationGracePeriodSeconds": 60,
                     "containers": [
                         {
-                            "name": "consumer",
+                            "name": CONSUMER_CONTAINER,
                             "image": stream.image,
                             "command": [
                                 "fraudops",
@@ -313,8 +323,66 @@ def desired_consumer_deployment(model: FraudModel, table: RoutingTable) -> dict[
     }
 
 
+def kafka_authentication_env(authentication: KafkaAuthentication | None) -> list[dict[str, Any]]:
+    """The consumer's broker login (fraudops.kafka reads it): secrets by reference, never by value."""
+    if authentication is None:
+        return []
+    env: list[dict[str, Any]] = [
+        {"name": "KAFKA_SECURITY_PROTOCOL", "value": authentication.security_protocol},
+        {"name": "KAFKA_SASL_MECHANISM", "value": "SCRAM-SHA-512"},
+        {"name": "KAFKA_SASL_USERNAME", "value": authentication.kafka_user},
+        _secret_env("KAFKA_SASL_PASSWORD", authentication.password.name, authentication.password.key),
+    ]
+    if authentication.ca is not None:
+        env.append(_secret_env("KAFKA_SSL_CA_PEM", authentication.ca.name, authentication.ca.key))
+    return env
+
+
+def _secret_env(variable: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def desired_trigger_authentication(model: FraudModel) -> dict[str, Any] | None:
+    """KEDA's login for the lag checks: the consumer's own (user name from its container's environment,
+    password and CA from the same Secrets), so the two can never disagree."""
+    authentication = model.stream.authentication
+    if authentication is None:
+        return None
+    secrets = [
+        {"parameter": "password", "name": authentication.password.name, "key": authentication.password.key}
+    ]
+    if authentication.ca is not None:
+        secrets.append({"parameter": "ca", "name": authentication.ca.name, "key": authentication.ca.key})
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": _metadata(model, f"{model.name}-consumer", "consumer"),
+        "spec": {
+            "env": [
+                {"parameter": "username", "name": "KAFKA_SASL_USERNAME", "containerName": CONSUMER_CONTAINER}
+            ],
+            "secretTargetRef": secrets,
+        },
+    }
+
+
 def desired_scaled_object(model: FraudModel) -> dict[str, Any]:
     stream = model.stream
+    trigger: dict[str, Any] = {
+        "type": "kafka",
+        "metadata": {
+            "bootstrapServers": stream.bootstrap_servers,
+            "consumerGroup": stream.consumer_group,
+            "topic": stream.topic,
+            "lagThreshold": str(stream.lag_threshold),
+            "offsetResetPolicy": "earliest",
+        },
+    }
+    if stream.authentication is not None:
+        # KEDA 2.x reads `sasl` and `tls` from the trigger's metadata, the secrets from the TriggerAuthentication.
+        trigger["metadata"]["sasl"] = "scram_sha512"
+        trigger["metadata"]["tls"] = "enable" if stream.authentication.ca is not None else "disable"
+        trigger["authenticationRef"] = {"name": f"{model.name}-consumer"}
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -325,18 +393,7 @@ def desired_scaled_object(model: FraudModel) -> dict[str, Any]:
             "maxReplicaCount": stream.max_replicas,  # ≤ partitions: the CRD's CEL rule
             "pollingInterval": 15,
             "cooldownPeriod": 120,
-            "triggers": [
-                {
-                    "type": "kafka",
-                    "metadata": {
-                        "bootstrapServers": stream.bootstrap_servers,
-                        "consumerGroup": stream.consumer_group,
-                        "topic": stream.topic,
-                        "lagThreshold": str(stream.lag_threshold),
-                        "offsetResetPolicy": "earliest",
-                    },
-                }
-            ],
+            "triggers": [trigger],
         },
     }
 
@@ -365,11 +422,11 @@ def desired_children(model: FraudModel, state: RolloutState) -> list[dict[str, A
     children = [desired_kafka_topic(model)]
     children += [desired_inference_service(model, version) for version in served_versions(model, state)]
     if table is not None:
-        children += [
-            desired_routing_config_map(model, table),
-            desired_consumer_deployment(model, table),
-            desired_scaled_object(model),
-        ]
+        children += [desired_routing_config_map(model, table), desired_consumer_deployment(model, table)]
+        trigger_authentication = desired_trigger_authentication(model)
+        if trigger_authentication is not None:  # before the ScaledObject that refers to it
+            children.append(trigger_authentication)
+        children.append(desired_scaled_object(model))
     return children
 
 

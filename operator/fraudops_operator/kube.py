@@ -48,6 +48,7 @@ KINDS = {
         Kind("batch/v1", "Job", "jobs", "Kubernetes"),
         Kind("serving.kserve.io/v1beta1", "InferenceService", "inferenceservices", "KServe 0.20"),
         Kind("keda.sh/v1alpha1", "ScaledObject", "scaledobjects", "KEDA 2.x"),
+        Kind("keda.sh/v1alpha1", "TriggerAuthentication", "triggerauthentications", "KEDA 2.x"),
         Kind("kafka.strimzi.io/v1", "KafkaTopic", "kafkatopics", "Strimzi 1.x"),
         Kind("fraudops.io/v1alpha1", "FraudModel", "fraudmodels", "the fraudops chart"),
         Kind("fraudops.io/v1alpha1", "TrainingRun", "trainingruns", "the fraudops chart"),

@@ -118,6 +118,39 @@ class PredictorSpec:
 
 
 @dataclass(frozen=True)
+class SecretKey:
+    name: str
+    key: str
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], default_key: str) -> SecretKey:
+        return cls(spec["name"], spec.get("key") or default_key)
+
+
+@dataclass(frozen=True)
+class KafkaAuthentication:
+    """The consumer's broker login: a Strimzi KafkaUser's SCRAM-SHA-512 credentials, over TLS if `ca` is set."""
+
+    kafka_user: str
+    password: SecretKey
+    ca: SecretKey | None
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | None) -> KafkaAuthentication | None:
+        if not spec:
+            return None
+        user = spec["kafkaUser"]
+        # Strimzi's user operator writes the password to a Secret named like the KafkaUser.
+        password = SecretKey.from_spec(spec.get("passwordSecret") or {"name": user}, "password")
+        tls = spec.get("tls")
+        return cls(user, password, SecretKey.from_spec(tls["caSecret"], "ca.crt") if tls else None)
+
+    @property
+    def security_protocol(self) -> str:
+        return "SASL_SSL" if self.ca is not None else "SASL_PLAINTEXT"
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     topic: str
     partitions: int
@@ -133,6 +166,7 @@ class StreamSpec:
     database_secret_name: str
     database_secret_key: str
     resources: Mapping[str, Any]
+    authentication: KafkaAuthentication | None = None
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], namespace: str) -> StreamSpec:
@@ -155,6 +189,7 @@ class StreamSpec:
             database_secret_name=spec["databaseSecret"]["name"],
             database_secret_key=spec["databaseSecret"]["key"],
             resources=spec["resources"],
+            authentication=KafkaAuthentication.from_spec(spec.get("authentication")),
         )
 
 

@@ -6,64 +6,16 @@ Nothing here starts or skips: without a running cluster every test fails, naming
 
 from __future__ import annotations
 
-import json
 import secrets
-import subprocess
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
 from hack.cluster.layout import NodeLayout
 from hack.cluster.node import is_up
-
-
-@dataclass(frozen=True)
-class Kube:
-    """The e2e cluster, driven through kubectl (what a user would type)."""
-
-    layout: NodeLayout
-
-    def kubectl(
-        self, *args: str, stdin: str | None = None, check: bool = True, timeout_s: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        command = [
-            str(self.layout.bin_dir / "kubectl"),
-            "--kubeconfig",
-            str(self.layout.admin_kubeconfig),
-            *args,
-        ]
-        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout_s)
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"kubectl {' '.join(args)} failed (exit {result.returncode}):\n{result.stderr}{result.stdout}"
-            )
-        return result
-
-    def apply(self, *objects: dict[str, Any], namespace: str | None = None) -> None:
-        ns = ["-n", namespace] if namespace else []
-        self.kubectl(
-            *ns,
-            "apply",
-            "--server-side",
-            "-f",
-            "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}),
-        )
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
-
-    def wait_for(self, what: str, condition: Callable[[], bool], timeout_s: float = 180) -> float:
-        """Poll `condition` until true; return the seconds it took. Fails with `what` on timeout."""
-        started = time.monotonic()
-        while not condition():
-            if time.monotonic() - started > timeout_s:
-                raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-            time.sleep(0.5)
-        return time.monotonic() - started
+from tests.e2e import platform as platform_
+from tests.e2e.kube import Kube
+from tests.e2e.report import REPORT, collect_artifacts
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +48,19 @@ def namespace(kube: Kube) -> Iterator[str]:
     )
     yield name
     kube.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="session")
+def platform(kube: Kube) -> Iterator[Kube]:
+    """Both charts installed and the seed model trained (once per run); at the end of the run, the
+    cluster's objects, events and every pod's logs under artifacts/e2e."""
+    platform_.install(kube)
+    yield kube
+    collect_artifacts(kube)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REPORT.steps:
+        terminalreporter.section("e2e report (artifacts/e2e/report.json)")
+        for line in REPORT.lines():
+            terminalreporter.write_line(line)

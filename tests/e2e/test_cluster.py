@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from hack.cluster.layout import BUSYBOX_IMAGE
-from tests.e2e.conftest import Kube
+from tests.e2e.kube import Kube
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from hack.cluster import processes, teardown
-from tests.e2e.conftest import Kube
+from tests.e2e.kube import Kube
 
 pytestmark = pytest.mark.e2e
 

@@ -36,6 +36,7 @@ def stack_settings() -> Settings:
         postgres_port=free_port(),
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
+        kafka_scram_port=free_port(),  # a SASL/SCRAM-SHA-512 listener too (tests/integration/test_kafka_scram.py)
         kafka_heap="512M",
     )
 

@@ -26,6 +26,8 @@ from fraudops.features.engine import FeatureEngine
 from fraudops.schema import TRANSACTION_FIELDS
 from fraudops.scoring import Scorer
 from fraudops_infra.stack import LocalStack
+from tests.integration.conftest import free_port
+from tests.integration.tcp_forward import forward_later
 from tests.integration.test_gateway import transactions_of
 from tests.integration.test_gateway_support import (
     Served,
@@ -321,3 +323,26 @@ def _background_failures(served: Served, task: str) -> float:
         if family
         else 0.0
     )
+
+
+def test_a_gateway_whose_model_server_answers_later_starts_not_ready_and_then_serves(
+    database: str, trained_artifact: Path, remote: Served, tmp_path: Path
+) -> None:
+    """The operator writes the routing table and creates the InferenceService at once, so in a cluster
+    the gateway often starts before its predictor answers. It starts anyway (exiting only gets its pod
+    restarted), not ready and answering 503, and serves once the predictor answers."""
+    port = free_port()
+    table = tmp_path / "routing.yaml"
+    write_routing_table(table, [variant("stable", endpoint=f"http://127.0.0.1:{port}")])
+    log = tmp_path / "gateway.log"
+    with gateway(database, trained_artifact, log, routing_table_path=str(table)) as served:
+        not_ready = httpx.get(served.url + "/health/ready", timeout=10)
+        early = httpx.post(served.url + "/predict", json=legacy_payloads(1)[0], timeout=30)
+        assert not_ready.status_code == 503 and not_ready.json()["checks"]["routing"] == "not loaded"
+        assert early.status_code == 503, early.text
+
+        forward_later(port, remote.url.removeprefix("http://"), after_s=0)
+        wait_for_routing(served.url, "stable:serve:100", timeout_s=60)
+        decided = httpx.post(served.url + "/predict", json=legacy_payloads(1)[0], timeout=30)
+        assert decided.status_code == 200 and decided.json()["variant"] == "stable", decided.text
+        assert served.stop(), served.log_tail()

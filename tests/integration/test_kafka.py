@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -9,6 +10,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fraudops.config import Settings
+from fraudops.errors import InfraError
+from fraudops_infra.kafka import wait_for_broker
+from tests.integration.conftest import free_port
+from tests.integration.tcp_forward import forward_later
 
 pytestmark = pytest.mark.integration
 
@@ -99,3 +104,21 @@ def test_committed_group_offsets_resume_where_the_group_stopped(kafka_bootstrap:
     committed = consumer.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
     consumer.close()
     assert sum(tp.offset for tp in committed) == 80
+
+
+def test_topics_waits_for_a_broker_that_answers_later(kafka_bootstrap: str) -> None:
+    """`fraudops infra topics --wait-s` (the chart's topics Job) waits for the broker instead of failing,
+    so its pod is not restarted while the broker starts."""
+    port = free_port()
+    forward_later(port, kafka_bootstrap, after_s=3)
+    started = time.monotonic()
+    wait_for_broker(AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "socket.timeout.ms": 2000}), 60)
+    assert time.monotonic() - started >= 3
+
+
+def test_topics_gives_up_with_a_clear_error_when_no_broker_answers() -> None:
+    port = free_port()
+    started = time.monotonic()
+    with pytest.raises(InfraError, match="no Kafka broker answered within 3 s"):
+        wait_for_broker(AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "socket.timeout.ms": 1000}), 3)
+    assert 3 <= time.monotonic() - started < 20

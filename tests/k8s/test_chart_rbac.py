@@ -66,6 +66,7 @@ OPERATOR_CALLS = [
     *applied("batch", "jobs"),
     *applied("serving.kserve.io", "inferenceservices"),
     *applied("keda.sh", "scaledobjects"),
+    *applied("keda.sh", "triggerauthentications"),
     *applied("kafka.strimzi.io", "kafkatopics"),
 ]
 
@@ -169,7 +170,10 @@ def test_the_call_list_covers_every_call_in_the_audit_log_of_a_real_reconciliati
     request it sent, as the API server's audit log recorded it, must be one the list above names."""
     for claim in ("datasets", "models"):
         cluster.apply(volume_claim(namespace, claim))
-    cluster.apply(fraud_model(namespace))
+    # With broker credentials: the TriggerAuthentication is applied too.
+    cluster.apply(
+        fraud_model(namespace, stream={"authentication": {"type": "scram-sha-512", "kafkaUser": "u"}})
+    )
     cluster.apply(training_run(namespace, "rbac-run"))
     cluster.wait_for(
         lambda: (
@@ -185,6 +189,7 @@ def test_the_call_list_covers_every_call_in_the_audit_log_of_a_real_reconciliati
     assert {
         ("update", "fraudops.io", "fraudmodels", "status", True),
         ("patch", "batch", "jobs", "", True),
+        ("patch", "keda.sh", "triggerauthentications", "", True),
     } <= made, "the audit log shows no reconciliation"
     assert sorted(made - listed) == []
 

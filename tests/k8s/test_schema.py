@@ -47,6 +47,22 @@ pytestmark = pytest.mark.k8s
             "rollout.promote and rollout.abort cannot both be true",
         ),
         ({"stable": {"version": "V1", "modelUri": "s3://m/v1"}}, "spec.stable.version in body should match"),
+        (
+            {"stream": {"authentication": {"type": "plain", "kafkaUser": "fraudops-consumer"}}},
+            'spec.stream.authentication.type: Unsupported value: "plain": supported values: "scram-sha-512"',
+        ),
+        (
+            {"stream": {"authentication": {"type": "scram-sha-512"}}},
+            "spec.stream.authentication.kafkaUser: Required value",
+        ),
+        (
+            {"stream": {"authentication": {"type": "scram-sha-512", "kafkaUser": "Fraud_Consumer"}}},
+            "spec.stream.authentication.kafkaUser in body should match",
+        ),
+        (
+            {"stream": {"authentication": {"type": "scram-sha-512", "kafkaUser": "u", "tls": {}}}},
+            "spec.stream.authentication.tls.caSecret: Required value",
+        ),
     ],
     ids=[
         "weight-over-100",
@@ -59,6 +75,10 @@ pytestmark = pytest.mark.k8s
         "candidate-equals-stable",
         "promote-and-abort",
         "version-not-a-label",
+        "kafka-authentication-unknown-type",
+        "kafka-authentication-without-user",
+        "kafka-authentication-user-not-a-name",
+        "kafka-tls-without-ca",
     ],
 )
 def test_an_invalid_fraud_model_is_rejected_with_the_schemas_message(

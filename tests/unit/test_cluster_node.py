@@ -3,6 +3,8 @@ verify, its image archives are well-formed OCI layouts, and teardown reads mount
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import hashlib
 import io
 import json
@@ -203,3 +205,56 @@ def test_a_pending_claim_of_the_local_class_gets_a_host_path_volume_bound_to_it(
     assert spec["claimRef"] == {"namespace": "fraud", "name": "models", "uid": "uid-models"}
     assert spec["hostPath"]["path"] == str(tmp_path / "pvc-uid-models")
     assert spec["capacity"] == {"storage": "1Gi"}
+
+
+def test_keda_gets_a_certificate_secret_its_rotator_keeps(layout: NodeLayout) -> None:
+    """KEDA's rotator (open-policy-agent/cert-controller) keeps a secret whose CA verifies as `KEDA` and
+    whose certificate verifies, for server and client use, as each KEDA Service; otherwise it writes its
+    own and exits, and every KEDA pod restarts once on a fresh install."""
+    from cryptography.x509 import DNSName
+    from cryptography.x509.verification import PolicyBuilder, Store
+
+    from hack.cluster import operators
+
+    names = (
+        "keda-operator",
+        "keda-metrics-apiserver.keda.svc",
+        "keda-admission-webhooks.keda.svc.cluster.local",
+    )
+    rendered = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {"template": {"spec": {"containers": [{"name": name}]}}},
+        }
+        for name in operators.KEDA_PARTS
+    ]
+    secret = next(
+        o
+        for o in operators.keda_objects(rendered, pki.certificates_with_own_ca(operators.KEDA_CA_NAME, names))
+        if o["kind"] == "Secret"
+    )
+    assert secret["metadata"] == {"name": "kedaorg-certs", "namespace": "keda"}
+    data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    assert set(data) == {"ca.crt", "ca.key", "tls.crt", "tls.key"}
+    # The rotator reads the CA key with Go's x509.ParsePKCS1PrivateKey: PKCS #1 RSA, nothing else.
+    assert data["ca.key"].startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    ca = x509.load_pem_x509_certificate(data["ca.crt"])
+    leaf = x509.load_pem_x509_certificate(data["tls.crt"])
+    store = Store([ca])
+    # Go verifies the self-signed CA as a leaf named KEDA (the webpki policy here refuses a CA as leaf).
+    ca.verify_directly_issued_by(ca)
+    assert ca.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        DNSName
+    ) == ["KEDA"]
+    for name in names:
+        PolicyBuilder().store(store).build_server_verifier(DNSName(name)).verify(leaf, [])
+    usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(usages) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc > dt.timedelta(days=90)  # its lookahead
+
+
+def test_the_pods_weigh_one_busy_host_process_per_cpu_of_the_node() -> None:
+    assert cgroups.node_cpu_shares(2) == 2048
+    assert cgroups.node_cpu_shares(1) == 1024

@@ -201,3 +201,96 @@ def test_artifact_uris_kserve_cannot_read_are_named() -> None:
     assert problem is not None and "ftp://" in problem
     assert volume_claim("pvc://models/card-fraud/v1") == "models"
     assert volume_claim("s3://models/x") is None
+
+
+SCRAM_USER = {"type": "scram-sha-512", "kafkaUser": "fraudops-consumer"}
+
+
+def consumer_env(model: FraudModel) -> dict[str, dict[str, Any]]:
+    table = routing_table(model, next_state(model, None, T0).state)
+    assert table is not None
+    [container] = desired_consumer_deployment(model, table)["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_without_authentication_the_consumer_and_keda_get_no_credentials() -> None:
+    model = fraud_model(candidate=None)
+    assert not [name for name in consumer_env(model) if name.startswith(("KAFKA_SASL", "KAFKA_SECURITY"))]
+    assert "authenticationRef" not in desired_scaled_object(model)["spec"]["triggers"][0]
+    assert "TriggerAuthentication" not in {
+        c["kind"] for c in desired_children(model, RolloutState(Phase.STABLE))
+    }
+
+
+def test_a_kafka_user_logs_the_consumer_in_with_the_password_from_its_secret_by_reference() -> None:
+    env = consumer_env(fraud_model(candidate=None, stream={"authentication": SCRAM_USER}))
+
+    assert env["KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_PLAINTEXT"
+    assert env["KAFKA_SASL_MECHANISM"]["value"] == "SCRAM-SHA-512"
+    assert env["KAFKA_SASL_USERNAME"]["value"] == "fraudops-consumer"
+    # Strimzi's user operator writes the password to a Secret named like the KafkaUser.
+    assert env["KAFKA_SASL_PASSWORD"] == {
+        "name": "KAFKA_SASL_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "fraudops-consumer", "key": "password"}},
+    }
+
+
+def test_keda_logs_in_as_the_consumer_through_a_trigger_authentication() -> None:
+    model = fraud_model(candidate=None, stream={"authentication": SCRAM_USER})
+    children = desired_children(model, RolloutState(Phase.STABLE))
+    kinds = [c["kind"] for c in children]
+    [auth] = [c for c in children if c["kind"] == "TriggerAuthentication"]
+    [trigger] = desired_scaled_object(model)["spec"]["triggers"]
+
+    assert kinds.index("TriggerAuthentication") < kinds.index("ScaledObject"), "it exists before it is named"
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    assert (trigger["metadata"]["sasl"], trigger["metadata"]["tls"]) == ("scram_sha512", "disable")
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "password", "name": "fraudops-consumer", "key": "password"}
+    ]
+    [username] = auth["spec"]["env"]
+    assert (
+        consumer_env(model)[username["name"]]["value"] == "fraudops-consumer"
+        and username["parameter"] == "username"
+    )
+
+
+def test_a_tls_listener_adds_the_cluster_ca_to_the_consumer_and_keda() -> None:
+    authentication = {
+        **SCRAM_USER,
+        "passwordSecret": {"name": "rotated-password", "key": "pw"},
+        "tls": {"caSecret": {"name": "fraudops-cluster-ca-cert"}},
+    }
+    model = fraud_model(candidate=None, stream={"authentication": authentication})
+    env = consumer_env(model)
+    [auth] = [
+        c for c in desired_children(model, RolloutState(Phase.STABLE)) if c["kind"] == "TriggerAuthentication"
+    ]
+
+    assert env["KAFKA_SECURITY_PROTOCOL"]["value"] == "SASL_SSL"
+    assert env["KAFKA_SSL_CA_PEM"]["valueFrom"]["secretKeyRef"] == {
+        "name": "fraudops-cluster-ca-cert",
+        "key": "ca.crt",
+    }
+    assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "rotated-password",
+        "key": "pw",
+    }
+    assert {"parameter": "ca", "name": "fraudops-cluster-ca-cert", "key": "ca.crt"} in auth["spec"][
+        "secretTargetRef"
+    ]
+    assert desired_scaled_object(model)["spec"]["triggers"][0]["metadata"]["tls"] == "enable"
+
+
+def test_the_predictor_pods_ask_prometheus_to_scrape_the_predictors_own_port() -> None:
+    """KServe copies these annotations to the predictor pods. Its own `enable-prometheus-scraping` would
+    point at port 9091 with no `prometheus.io/scrape`: the rollout analysis then had no latency or score
+    data (seen on the e2e cluster)."""
+    model = fraud_model()
+    assert model.candidate is not None
+    annotations = desired_inference_service(model, model.candidate)["metadata"]["annotations"]
+    [container] = desired_inference_service(model, model.candidate)["spec"]["predictor"]["containers"]
+    assert annotations["serving.kserve.io/enable-prometheus-scraping"] == "false"
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
+    assert annotations["prometheus.io/path"] == "/metrics"

@@ -55,7 +55,8 @@ one that creates the object is also authorised as `create`.
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# Children, by server-side apply: routing table, consumer, its autoscaler, its topic, training Job.
+# Children, by server-side apply: routing table, consumer, its autoscaler (and the autoscaler's broker
+# login, which names a Secret but never reads it), its topic, training Job.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [create, patch]
@@ -63,7 +64,7 @@ one that creates the object is also authorised as `create`.
   resources: [deployments]
   verbs: [create, patch]
 - apiGroups: [keda.sh]
-  resources: [scaledobjects]
+  resources: [scaledobjects, triggerauthentications]
   verbs: [create, patch]
 - apiGroups: [kafka.strimzi.io]
   resources: [kafkatopics]

@@ -134,11 +134,10 @@ class RunProgress:
         self.decided: set[str] = set()
 
     def stored(self) -> int:
+        from fraudops.kafka import client_config
         from fraudops_stream.group import committed_records
 
-        return committed_records(
-            self.settings.kafka_bootstrap_servers, self.group, self.topic, self.partitions
-        )
+        return committed_records(client_config(self.settings), self.group, self.topic, self.partitions)
 
     def frauds(self, truth: Truth) -> tuple[Counter[str], Counter[str], int]:
         """Caught and missed frauds by pattern, and alerts raised on legitimate transactions."""
@@ -172,9 +171,11 @@ def _demo_topic(settings: Settings) -> tuple[str, str]:
     """A topic and consumer group for this run only (created now; the topic is deleted at the end)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    from fraudops.kafka import client_config
+
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     topic, group = f"{settings.transactions_topic}-demo-{stamp}", f"{settings.consumer_group}-demo-{stamp}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    admin = AdminClient(client_config(settings))  # alive until the futures end
     for future in admin.create_topics([NewTopic(topic, settings.transactions_partitions, 1)]).values():
         future.result(timeout=30)
     return topic, group
@@ -183,9 +184,9 @@ def _demo_topic(settings: Settings) -> tuple[str, str]:
 def _delete_topic(settings: Settings, topic: str) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers}
-    )  # alive until the futures end
+    from fraudops.kafka import client_config
+
+    admin = AdminClient(client_config(settings))  # alive until the futures end
     for future in admin.delete_topics([topic], operation_timeout=30).values():
         future.result(timeout=30)
 
@@ -251,6 +252,7 @@ def demo(
     ] = METRICS_PORT,
 ) -> None:
     """Run the whole pipeline locally and watch it work."""
+    from fraudops.kafka import client_config
     from fraudops_infra.processes import read_pid, stop_tree
     from fraudops_infra.stack import LocalStack
     from fraudops_simulator import SimulationConfig, simulate
@@ -314,7 +316,7 @@ def demo(
         )
 
         truth = Truth()
-        config = {**PRODUCER_DEFAULTS, "bootstrap.servers": settings.kafka_bootstrap_servers}
+        config = client_config(settings, **PRODUCER_DEFAULTS)
         check_broker(config, topic)
         simulation = SimulationConfig(
             transactions=rate * duration,

@@ -62,15 +62,21 @@ def migrate() -> None:
 @app.command()
 def topics(
     replication_factor: Annotated[int, typer.Option(min=1, help="Replicas of each new topic.")] = 1,
+    wait_s: Annotated[
+        float, typer.Option(min=0, help="Wait up to this many seconds for the broker to answer first.")
+    ] = 0,
 ) -> None:
     """Create the platform topics missing on KAFKA_BOOTSTRAP_SERVERS (clusters whose Kafka is not run by
     Strimzi, which creates them from KafkaTopic objects)."""
     from confluent_kafka.admin import AdminClient
 
-    from fraudops_infra.kafka import create_platform_topics
+    from fraudops.kafka import client_config
+    from fraudops_infra.kafka import create_platform_topics, wait_for_broker
 
     settings = get_settings()
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.timeout.ms": 5000})
+    admin = AdminClient(client_config(settings, **{"socket.timeout.ms": 5000}))
+    if wait_s:
+        wait_for_broker(admin, wait_s)
     created = create_platform_topics(admin, settings, replication_factor)
     console.print(f"[green]✓[/] topics created: {', '.join(created) or 'none (all exist)'}")
 

@@ -191,12 +191,13 @@ def _to_file(config: SimulationConfig, output: Path) -> None:
 def _to_kafka(
     config: SimulationConfig, rate: float, duration: float | None, labels_output: Path | None
 ) -> None:
+    from fraudops.kafka import client_config
     from fraudops_simulator import plan_run
     from fraudops_simulator import simulate as simulate_tables
     from fraudops_simulator.kafka import check_broker, publish
 
     settings = get_settings()
-    producer_config: dict[str, object] = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    producer_config = client_config(settings)
     partitions = check_broker(producer_config, settings.transactions_topic, timeout_s=3.0)
     with console.status("planning customers, merchants and fraud episodes…"):
         plan = plan_run(config)

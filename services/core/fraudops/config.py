@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from limits import parse
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -48,6 +48,30 @@ class Settings(BaseSettings):
     dlq_topic: str = "transactions.dlq"
     transactions_partitions: int = Field(6, ge=1)
     consumer_group: str = "fraud-scorer"
+
+    # --- Kafka security (every client: consumer, producers, admin, simulator; fraudops.kafka) -------
+    # On a cluster the operator sets these from the FraudModel's spec.stream.authentication and tls, the
+    # secrets from Kubernetes Secrets (a Strimzi KafkaUser's `password`, the cluster CA's `ca.crt`).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the broker: TLS (SSL), SASL, both, or neither."
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512",
+        description="SASL mechanism (SASL_* protocols); Strimzi's `scram-sha-512` KafkaUsers use the default.",
+    )
+    kafka_sasl_username: str = Field("", description="SASL user (a Strimzi KafkaUser's name).")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password; never logged.")
+    kafka_ssl_ca_pem: str = Field(
+        "",
+        description="PEM certificate(s) of the CA that signed the broker's certificate (SSL, SASL_SSL); "
+        "empty: the system's CAs.",
+    )
+    kafka_ssl_certificate_pem: str = Field(
+        "", description="Client certificate, PEM, for mutual TLS (a Strimzi `tls` KafkaUser's user.crt)."
+    )
+    kafka_ssl_key_pem: SecretStr = Field(
+        SecretStr(""), description="The client certificate's private key, PEM (user.key); never logged."
+    )
 
     # --- scoring ------------------------------------------------------------------------
     fraud_threshold: float | None = Field(
@@ -109,6 +133,13 @@ class Settings(BaseSettings):
     postgres_port: int = Field(55432, ge=1, le=65535)
     kafka_port: int = Field(19092, ge=1, le=65535)
     kafka_controller_port: int = Field(19093, ge=1, le=65535)
+    kafka_scram_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Local broker: also listen with SASL/SCRAM-SHA-512 on this port (users are added with "
+        "`LocalKafka.add_scram_user`); unset: no SASL listener.",
+    )
     kafka_version: str = "4.1.1"
     kafka_heap: str = "1G"
 
@@ -133,6 +164,18 @@ class Settings(BaseSettings):
     def _proxies_parse(cls, value: str) -> str:
         trusted_networks(value)
         return value
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Settings:
+        problem = kafka_security_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -164,11 +207,52 @@ def trusted_networks(addresses: str) -> tuple[ipaddress.IPv4Network | ipaddress.
     return tuple(networks)
 
 
+def kafka_security_problem(settings: Settings) -> str | None:
+    """Why the Kafka security settings cannot work together, or None. A credential that the protocol would
+    ignore is refused too: it means the protocol was forgotten, and the client would connect without it."""
+    protocol = settings.kafka_security_protocol
+    sasl, tls = protocol.startswith("SASL_"), protocol in ("SSL", "SASL_SSL")
+    has_password = bool(settings.kafka_sasl_password.get_secret_value())
+    if sasl and not (settings.kafka_sasl_username and has_password):
+        return (
+            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD "
+            "(a Strimzi KafkaUser's name, and the `password` of its Secret)"
+        )
+    if not sasl and (settings.kafka_sasl_username or has_password):
+        return (
+            f"KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL={protocol} "
+            "sends no credentials: set it to SASL_PLAINTEXT or SASL_SSL"
+        )
+    has_key = bool(settings.kafka_ssl_key_pem.get_secret_value())
+    ssl_set = [
+        name
+        for name, value in (
+            ("KAFKA_SSL_CA_PEM", settings.kafka_ssl_ca_pem),
+            ("KAFKA_SSL_CERTIFICATE_PEM", settings.kafka_ssl_certificate_pem),
+            ("KAFKA_SSL_KEY_PEM", has_key),
+        )
+        if value
+    ]
+    if ssl_set and not tls:
+        return (
+            f"{' and '.join(ssl_set)} set but KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS: "
+            "set it to SSL or SASL_SSL"
+        )
+    if bool(settings.kafka_ssl_certificate_pem) != has_key:
+        return (
+            "KAFKA_SSL_CERTIFICATE_PEM and KAFKA_SSL_KEY_PEM go together (a client certificate and its key)"
+        )
+    return None
+
+
 def describe_invalid_settings(exc: ValidationError) -> str:
     """One line naming each bad variable, its value and the rule it broke."""
     problems = []
     for problem in exc.errors(include_url=False):
-        variable = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
+        variable = "_".join(str(part) for part in problem["loc"]).upper()
+        if not variable:  # a rule over several variables: its message names them
+            problems.append(problem["msg"].removeprefix("Value error, "))
+            continue
         value = problem.get("input")
         shown = "" if isinstance(value, dict) else f"={value!r}" if isinstance(value, str) else f"={value}"
         problems.append(f"{variable}{shown}: {problem['msg']}")

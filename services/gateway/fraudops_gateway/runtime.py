@@ -75,6 +75,20 @@ def initial_routing_table(settings: Settings) -> RoutingTable:
     return RoutingTable.single(model_version="local", model_uri=settings.model_path)
 
 
+def warm_up(decider: Decider, engine: FeatureEngine) -> None:
+    """Run every code path a request takes (JIT kernels, the first booster calls, reason codes), so that
+    none of it lands on a client's request. Anonymous transactions read no customer state and write
+    none, so the engine is left as it was (apart from label events that were due anyway)."""
+    one = [Transaction(transaction_id="warm-up", amount=42.0)]
+    many = [Transaction(transaction_id=f"warm-up-{i}", amount=1.0 + i) for i in range(SMALL_BATCH + 1)]
+    for transactions, explain in ((one, True), (many, False)):
+        features = engine.transform(encode_transactions(transactions))
+        ids = [tx.transaction_id for tx in transactions]
+        decider.decide(features, ids, [tx.customer_id for tx in transactions], explain_all=explain)
+    for transaction in one + many:
+        transaction_row(transaction.model_dump(mode="json"), "api")
+
+
 def _file_identity(path: Path | None) -> tuple[int, int, int] | None:
     """Changes whenever the file is rewritten or swapped (a ConfigMap update swaps a symlink)."""
     if path is None or not path.exists():
@@ -106,9 +120,21 @@ class GatewayRuntime:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the routing table (and its models), then warm every code path a request takes."""
-        await self.reload_routing()
-        self._warm_up()
+        """Load the routing table (and its models; warming every code path a request takes), then start
+        the poll clock.
+
+        A remote variant's model server that does not answer yet is no reason to exit: in a cluster it
+        starts together with the gateway (the operator writes the routing table and creates the
+        InferenceService at once), and exiting only gets the pod restarted. The gateway starts not
+        ready instead (`/health/ready` says so) and the routing refresh loads the table once it answers.
+        """
+        try:
+            await self.reload_routing()
+        except RetryableError as exc:
+            log.warning(
+                "routing table not loaded: a model server does not answer yet; not ready until it does",
+                extra={"error": str(exc)},
+            )
         try:  # start the poll clock (and find out whether the database is there)
             await self.poll_changed_state()
             if self.settings.entity_table:  # the first requests already read the published entity table
@@ -141,22 +167,6 @@ class GatewayRuntime:
             return "not loaded"
         return ", ".join(f"{v.name}:{v.mode}:{v.weight:g}" for v in self.decider.table.variants)
 
-    def _warm_up(self) -> None:
-        """JIT-compiled kernels, the first booster calls and reason codes must not land on a client's request.
-
-        Anonymous transactions read no customer state and write none, so the warm-up leaves the
-        engine as it was (apart from label events that were due anyway).
-        """
-        assert self.decider is not None
-        one = [Transaction(transaction_id="warm-up", amount=42.0)]
-        features = self.engine.transform(encode_transactions(one))
-        self._decide_inline(self.decider, features, one, explain=True)
-        many = [Transaction(transaction_id=f"warm-up-{i}", amount=1.0 + i) for i in range(SMALL_BATCH + 1)]
-        features = self.engine.transform(encode_transactions(many))
-        self._decide_inline(self.decider, features, many, explain=False)
-        for transaction in one + many:
-            transaction_row(transaction.model_dump(mode="json"), "api")
-
     # --- routing -------------------------------------------------------------------------------------
 
     async def reload_routing(self) -> None:
@@ -169,13 +179,22 @@ class GatewayRuntime:
         decider = await asyncio.to_thread(
             Decider.from_table, table, "api", self.threshold_override, exact_reasons=False
         )
+        if self.decider is None:
+            # The slow part (compiling the kernels, once per process) off the loop on an engine of its
+            # own, so that /health/live and the background polls go on: under a small CPU share it takes
+            # minutes, longer than a liveness probe waits. Then, quickly, on the loop and the runtime's
+            # own engine, where requests will run.
+            await asyncio.to_thread(warm_up, decider, FeatureEngine())
+            warm_up(decider, self.engine)
         self.decider = decider
         self.scores_remotely = any(isinstance(scorer, RemoteScorer) for scorer in decider.scorers.values())
         self.routing_identity = identity
         log.info("routing table loaded", extra={"variants": self.routing_summary})
 
     async def reload_routing_if_changed(self) -> bool:
-        if _file_identity(self.settings.routing_table_path) in (None, self.routing_identity):
+        """Reload when the operator wrote a new table, or while none could be loaded yet."""
+        identity = _file_identity(self.settings.routing_table_path)
+        if identity is None or (self.decider is not None and identity == self.routing_identity):
             return False
         await self.reload_routing()
         return True
@@ -386,7 +405,8 @@ class GatewayRuntime:
 
     async def score(self, transactions: list[Transaction], explain: bool) -> Scored:
         decider = self.decider
-        assert decider is not None, "start() loads the routing table first"
+        if decider is None:  # a model server did not answer yet (see `start`): the caller may retry
+            raise RetryableError("no model loaded yet: the model server is starting")
         started = time.perf_counter()
         customer_ids = [tx.customer_id for tx in transactions]
         await self._refresh_state(customer_ids)

@@ -1,7 +1,9 @@
 """A single-node KRaft Kafka broker (broker + controller in one JVM) on loopback.
 
 The broker's jars come from Maven Central (`org.apache.kafka:kafka_2.13` and its runtime
-dependencies), resolved once by Maven into the cache folder and reused.
+dependencies), resolved once by Maven into the cache folder and reused. With KAFKA_SCRAM_PORT set it
+also listens with SASL/SCRAM-SHA-512 there, as a Strimzi listener with `authentication: scram-sha-512`
+does; its users are added like Strimzi's user operator adds a KafkaUser's (`add_scram_user`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from importlib import resources
 from pathlib import Path
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    NewTopic,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from fraudops.config import Settings
 from fraudops.errors import InfraError
@@ -33,6 +42,8 @@ from fraudops_infra.processes import (
 
 BROKER_MAIN = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
+SCRAM_LISTENER = "SCRAM"
+SCRAM_ITERATIONS = 4096  # Strimzi's user operator uses the same count
 
 
 @dataclass(frozen=True)
@@ -55,9 +66,33 @@ def platform_topics(settings: Settings) -> list[TopicSpec]:
     ]
 
 
+def wait_for_broker(admin: AdminClient, deadline_s: float) -> None:
+    """Return once the broker behind `admin` answers a metadata request; InfraError after `deadline_s`.
+
+    For a Job started with the broker it needs (a Helm release): waiting here, instead of failing and
+    being restarted by the kubelet until the broker is up, keeps the pod at zero restarts."""
+    try:
+        for attempt in Retrying(
+            stop=stop_after_delay(deadline_s),
+            wait=wait_exponential(multiplier=0.5, max=5),
+            retry=retry_if_exception_type(KafkaException),
+            reraise=True,
+        ):
+            with attempt:
+                admin.list_topics(timeout=5)
+    except KafkaException as exc:
+        raise InfraError(f"no Kafka broker answered within {deadline_s:.0f} s: {exc}") from exc
+
+
 def create_platform_topics(admin: AdminClient, settings: Settings, replication_factor: int = 1) -> list[str]:
     """Create the platform topics that the broker behind `admin` lacks; returns the names created."""
-    existing = admin.list_topics(timeout=10).topics
+    try:
+        existing = admin.list_topics(timeout=10).topics
+    except KafkaException as exc:
+        admin.poll(0)  # a refused login raises here (KafkaAuthenticationError), clearer than "cannot reach"
+        raise InfraError(
+            f"cannot list the topics on Kafka at {settings.kafka_bootstrap_servers}: {exc.args[0].str()}"
+        ) from exc
     wanted = [spec for spec in platform_topics(settings) if spec.name not in existing]
     if not wanted:
         return []
@@ -162,6 +197,8 @@ class LocalKafka:
             return "already running"
         ensure_port_free(self.settings.kafka_port, "KAFKA_PORT")
         ensure_port_free(self.settings.kafka_controller_port, "KAFKA_CONTROLLER_PORT")
+        if self.settings.kafka_scram_port is not None:
+            ensure_port_free(self.settings.kafka_scram_port, "KAFKA_SCRAM_PORT")
         libs = resolve_jars(self.settings)
         self._write_config()
         classpath = f"{libs}/*"
@@ -213,8 +250,29 @@ class LocalKafka:
         self.pid_file.unlink(missing_ok=True)
         return "stopped"
 
+    @property
+    def scram_bootstrap(self) -> str:
+        """The SASL/SCRAM-SHA-512 listener (KAFKA_SCRAM_PORT)."""
+        if self.settings.kafka_scram_port is None:
+            raise InfraError("the local broker has no SCRAM listener: set KAFKA_SCRAM_PORT before it starts")
+        return f"127.0.0.1:{self.settings.kafka_scram_port}"
+
     def admin(self) -> AdminClient:
+        """An admin client on the broker's own listener (plaintext, loopback only)."""
         return AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": 5000})
+
+    def add_scram_user(self, name: str, password: str) -> None:
+        """Create (or reset the password of) a SCRAM-SHA-512 user of the SCRAM listener."""
+        upsert = UserScramCredentialUpsertion(
+            name, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS), password.encode()
+        )
+        admin = self.admin()  # must outlive the futures: a collected client cancels its requests
+        futures = admin.alter_user_scram_credentials([upsert], request_timeout=30)
+        for future in futures.values():
+            try:
+                future.result()
+            except KafkaException as exc:
+                raise InfraError(f"adding the SCRAM user {name!r} to the local broker failed: {exc}") from exc
 
     def create_topics(self) -> list[str]:
         """Create the platform topics that do not exist yet; returns the names created."""
@@ -270,4 +328,24 @@ class LocalKafka:
             "log.retention.hours": "168",
             "message.max.bytes": str(8 * 1024 * 1024),
         }
+        if self.settings.kafka_scram_port is not None:
+            properties |= _scram_listener(properties, self.settings.kafka_scram_port)
         self.config_file.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+
+
+def _scram_listener(properties: dict[str, str], port: int) -> dict[str, str]:
+    """The properties that add a SASL_PLAINTEXT listener taking SCRAM-SHA-512 only (the broker's own traffic
+    stays on its plaintext listener, so no broker credentials are needed)."""
+    address = f"{SCRAM_LISTENER}://127.0.0.1:{port}"
+    prefix = f"listener.name.{SCRAM_LISTENER.lower()}"
+    return {
+        "listeners": f"{properties['listeners']},{address}",
+        "advertised.listeners": f"{properties['advertised.listeners']},{address}",
+        "listener.security.protocol.map": (
+            f"{properties['listener.security.protocol.map']},{SCRAM_LISTENER}:SASL_PLAINTEXT"
+        ),
+        f"{prefix}.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        f"{prefix}.scram-sha-512.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+    }

@@ -65,6 +65,7 @@ def check_broker(config: dict[str, object], topic: str, timeout_s: float = 5.0) 
     try:
         metadata = probe.list_topics(timeout=timeout_s)
     except KafkaException as exc:
+        probe.poll(0)  # a refused login raises here (KafkaAuthenticationError), clearer than "cannot reach"
         raise KafkaUnavailableError(
             f"cannot reach Kafka at {servers} — start it with `fraudops infra up` or set KAFKA_BOOTSTRAP_SERVERS"
         ) from exc

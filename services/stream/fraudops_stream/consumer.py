@@ -41,6 +41,7 @@ from fraudops.features import layout as L
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.entity_mirror import EntityDelta, EntityMirror, epoch_segments
+from fraudops.kafka import client_config
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import transactions_table
 from fraudops.variants import Decided, Decider
@@ -108,34 +109,38 @@ class StreamConsumer:
         self._last_label_poll = 0.0
         self.entity_mirror: EntityMirror | None = None  # the published entity table (settings.entity_table)
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "group.id": settings.consumer_group,
-                "client.id": self.options.client_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "cooperative-sticky",
-                # An outage (database, model server) pauses the loop; stay in the group through it.
-                "max.poll.interval.ms": 600_000,
-                "session.timeout.ms": 15_000,
-                "fetch.min.bytes": 64 * 1024,
-                "fetch.wait.max.ms": 20,
-                # librdkafka's prefetch queue: 32 MB is ~100,000 records, plenty ahead of a 5,000-record batch.
-                "queued.max.messages.kbytes": 32 * 1024,
-                **self.options.extra_kafka,
-            }
+            client_config(
+                settings,
+                **{
+                    "group.id": settings.consumer_group,
+                    "client.id": self.options.client_id,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    "partition.assignment.strategy": "cooperative-sticky",
+                    # An outage (database, model server) pauses the loop; stay in the group through it.
+                    "max.poll.interval.ms": 600_000,
+                    "session.timeout.ms": 15_000,
+                    "fetch.min.bytes": 64 * 1024,
+                    "fetch.wait.max.ms": 20,
+                    # librdkafka's prefetch queue: 32 MB is ~100,000 records, plenty ahead of a 5,000-record batch.
+                    "queued.max.messages.kbytes": 32 * 1024,
+                    **self.options.extra_kafka,
+                },
+            )
         )
         self.producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "enable.idempotence": True,
-                "compression.type": "lz4",
-                "linger.ms": 5,
-                "client.id": f"{self.options.client_id}-out",
-                # A dead letter carries the refused record whole (up to the broker's limit; beyond, truncated).
-                "message.max.bytes": 8 * 1024 * 1024,
-            }
+            client_config(
+                settings,
+                **{
+                    "enable.idempotence": True,
+                    "compression.type": "lz4",
+                    "linger.ms": 5,
+                    "client.id": f"{self.options.client_id}-out",
+                    # A dead letter carries the refused record whole (up to the broker's limit; beyond, truncated).
+                    "message.max.bytes": 8 * 1024 * 1024,
+                },
+            )
         )
         self.publisher = Publisher(self.producer, self.options.max_retry_wait_s)
         self.writer = BatchWriter(

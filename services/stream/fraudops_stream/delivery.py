@@ -83,6 +83,7 @@ class Publisher:
         try:
             known = self.producer.list_topics(timeout=timeout_s).topics
         except KafkaException as exc:
+            self.producer.poll(0)  # a refused login raises here (KafkaAuthenticationError): no point waiting
             log.warning("broker not reachable yet; topics not checked", extra={"error": str(exc)})
             return
         missing = [topic for topic in topics if topic not in known]

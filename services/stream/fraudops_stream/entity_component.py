@@ -31,6 +31,7 @@ from fraudops.config import Settings
 from fraudops.errors import RetryableError
 from fraudops.features.encode import encode_records
 from fraudops.features.spec import FeatureConfig
+from fraudops.kafka import client_config
 from fraudops_stream import metrics
 from fraudops_stream.decode import decode_batch
 from fraudops_stream.entity_state import EntityState
@@ -78,15 +79,17 @@ class EntityStateComponent:
         self._last_label_poll = -math.inf
         self._last_progress_log = -math.inf
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "group.id": f"{settings.consumer_group}-entity-state",  # never joined: partitions are assigned
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "fetch.min.bytes": 64 * 1024,
-                "fetch.wait.max.ms": 50,
-                **self.options.extra_kafka,
-            }
+            client_config(
+                settings,
+                **{
+                    "group.id": f"{settings.consumer_group}-entity-state",  # never joined: partitions are assigned
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "fetch.min.bytes": 64 * 1024,
+                    "fetch.wait.max.ms": 50,
+                    **self.options.extra_kafka,
+                },
+            )
         )
 
     # --- life ------------------------------------------------------------------------------------------

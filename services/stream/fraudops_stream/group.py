@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from fraudops_stream import metrics
 
 
-def committed_records(bootstrap_servers: str, group: str, topic: str, partitions: int) -> int:
+def committed_records(config: Mapping[str, Any], group: str, topic: str, partitions: int) -> int:
     """Records whose offsets `group` committed on `topic`: stored durably (offsets move only after that).
 
     Cheap to ask for while a consumer runs (unlike counting rows in PostgreSQL); it joins no group.
+    `config` is the platform's client configuration (`fraudops.kafka.client_config`).
     """
-    reader = Consumer(
-        {"bootstrap.servers": bootstrap_servers, "group.id": group, "enable.auto.commit": False}
-    )
+    reader = Consumer({**config, "group.id": group, "enable.auto.commit": False})
     try:
         offsets = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     finally:
