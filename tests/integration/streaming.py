@@ -72,11 +72,11 @@ class StreamSetup:
         self.processes.append(proc)
         return proc
 
-    def entity_state(self, name: str) -> subprocess.Popen:
+    def entity_state(self, name: str, *args: str) -> subprocess.Popen:
         """`fraudops stream entities` (the entity-state component) as a process of its own."""
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fraudops_cli.main", "stream", "entities", "--metrics-port", "0"],
+            [sys.executable, "-m", "fraudops_cli.main", "stream", "entities", "--metrics-port", "0", *args],
             env=self.env,
             cwd=REPO_ROOT,
             stdout=log,

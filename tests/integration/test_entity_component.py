@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import numpy as np
 import orjson
 import psycopg
@@ -19,9 +20,11 @@ from fraudops import entitystore, statestore
 from fraudops.db import migrate
 from fraudops.features.spec import FeatureConfig
 from fraudops_infra.stack import LocalStack
+from tests.integration.conftest import free_port
 from tests.integration.streaming import (
     StreamSetup,
     assert_matches_reference,
+    metric,
     new_setup,
     produce,
     reference_run,
@@ -73,8 +76,13 @@ def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_
     rng = np.random.default_rng(23)
     labelled = rng.choice(first_phase, 300, replace=False)
 
-    component = stream_setup.entity_state("entities-1")
-    consumer = stream_setup.consumer("consumer")
+    # The 20-day history arrives at once: the consumer can be days of event time behind the component,
+    # so the component keeps (and prunes past) more than a day of deltas; few epochs between snapshots
+    # make it prune along the way.
+    component_args = ("--retain-epochs", str(40 * 1440), "--snapshot-every", "60")
+    component = stream_setup.entity_state("entities-1", *component_args)
+    consumer_metrics = free_port()
+    consumer = stream_setup.consumer("consumer", metrics_port=consumer_metrics)
     try:
         produce(stream_setup.bootstrap, stream_setup.topic, records[:first_phase])
         assert wait_for_count(stream_setup.db_url, first_phase, 240, [component, consumer]) == first_phase
@@ -101,15 +109,18 @@ def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_
         component.send_signal(signal.SIGKILL)  # no warning: it resumes from what it published
         component.wait(timeout=30)
 
-        component = stream_setup.entity_state("entities-2")
+        component = stream_setup.entity_state("entities-2", *component_args)
         produce(stream_setup.bootstrap, stream_setup.topic, records[first_phase:])
         assert wait_for_count(stream_setup.db_url, len(records), 240, [component, consumer]) == len(records)
         wait_until_caught_up(stream_setup, 120, [consumer])
+        metrics_url = f"http://127.0.0.1:{consumer_metrics}/metrics"
+        assert "fraudops_consumer_entity_stale_reads_total" in httpx.get(metrics_url, timeout=5).text
+        stale_reads = metric(metrics_url, "fraudops_consumer_entity_stale_reads_total")
     finally:
         stop(consumer)
         stop(component)
     assert "entity table restored" in stream_setup.log("entities-2")
-
+    assert stale_reads == 0, "every record read the entity table at its own epoch"
     with psycopg.connect(stream_setup.db_url) as conn:
         labels, _ = statestore.fetch_fraud_labels(conn, None)
     assert len(labels) == 300

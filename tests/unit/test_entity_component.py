@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fraudops.features import layout as L
 from fraudops.features.encode import encode_frame, encode_records, stable_hash
 from fraudops.features.engine import FeatureEngine, labels_from_history
 from fraudops.features.entities import EntityTable
 from fraudops.features.entity_kernel import ENTITY_FIRST
-from fraudops.features.entity_mirror import EntityDelta, EntityMirror, epoch_segments
+from fraudops.features.entity_mirror import EntityDelta, EntityMirror, read_in_epoch_order
 from fraudops.features.spec import FEATURE_NAMES, FeatureConfig
 from fraudops_simulator import SimulationConfig
 from fraudops_stream.decode import decode_batch
@@ -87,6 +88,20 @@ def mirror_up_to(mirror: EntityMirror, deltas: list[EntityDelta], epoch: int) ->
     mirror.advance(epoch)
 
 
+def stream_batch(
+    engine: FeatureEngine, mirror: EntityMirror, deltas: list[EntityDelta], values: list[bytes]
+) -> np.ndarray:
+    """Features of one batch as the stream consumer computes them: the customer part from its engine,
+    the entity part from the mirror, brought up to the batch's newest epoch and read in epoch order."""
+    _, records, _ = decode_batch(values)
+    batch = encode_records(records)
+    features = engine.transform(batch)
+    times = batch.txf[:, L.TF_TIME]
+    mirror_up_to(mirror, deltas, int(times.max() // FeatureConfig().entity_epoch_s))
+    read_in_epoch_order(mirror, times, batch.risk_keys, FeatureConfig(), features)
+    return features
+
+
 def assert_equal(expected: np.ndarray, actual: np.ndarray) -> None:
     differences = ~((expected == actual) | (np.isnan(expected) & np.isnan(actual)))
     assert not differences.any(), (
@@ -106,8 +121,7 @@ def test_a_scorer_reading_the_published_table_equals_the_replay_value_for_value(
     labels = labels.take(np.argsort(labels.known_at, kind="stable"))
     times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
     engine = FeatureEngine()
-    mirror = EntityMirror(EntityTable(), 0)
-    engine.attach_entities(mirror)
+    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
     rng = np.random.default_rng(8)
     parts, delivered, start = [], 0, 0
     while start < len(values):
@@ -116,11 +130,8 @@ def test_a_scorer_reading_the_published_table_equals_the_replay_value_for_value(
         if known > delivered:
             engine.add_fraud_labels(labels.take(slice(delivered, known)))
             delivered = known
-        _, records, _ = decode_batch(values[start:end])
-        # as the stream consumer does: a batch spanning more epochs than the mirror can undo is cut
-        for run in epoch_segments(times[start:end], config, mirror.keep_epochs):
-            mirror_up_to(mirror, deltas, int(times[start:end][run].max() // config.entity_epoch_s))
-            parts.append(engine.transform(encode_records(records[run])))
+        parts.append(stream_batch(engine, mirror, deltas, values[start:end]))
+        mirror.forget_before(int(times[end - 1] // config.entity_epoch_s))
         start = end
     streamed = np.concatenate(parts)
     assert np.isfinite(streamed[:, ENTITY_FIRST:]).any(axis=0).sum() >= 20, "entity features must be in use"
@@ -128,41 +139,68 @@ def test_a_scorer_reading_the_published_table_equals_the_replay_value_for_value(
     assert_equal(offline, streamed)
 
 
+@pytest.mark.parametrize("apart_days", [0.03, 3.0], ids=["40-minutes", "3-days"])
 def test_a_consumer_whose_partitions_run_apart_still_reads_each_transaction_at_its_own_epoch(
-    history: tuple[pd.DataFrame, list[bytes]], offline: np.ndarray
+    history: tuple[pd.DataFrame, list[bytes]], offline: np.ndarray, apart_days: float
 ) -> None:
-    # The mirror moves with the newest record read; records of a partition lagging by up to an hour are
-    # read through the before-images of the deltas since their epoch.
+    # One batch holds a chunk of the leading partition and then chunks of partitions lagging behind it
+    # (as Kafka hands a consumer whole fetches of each partition); the next batch goes back again. The
+    # mirror moves back and forth through its history; it forgets only what no partition can still read.
     frame, values = history
     deltas = run_component(frame, seed=4, restarts=False)
     config = FeatureConfig()
     times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
     partitions = partition_of(frame)
-    mirror = EntityMirror(EntityTable(), 0, keep_epochs=120)
+    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
     engine = FeatureEngine()
-    engine.attach_entities(mirror)
     streamed = np.full(offline.shape, -1.0, dtype=np.float32)
     position = dict.fromkeys(range(PARTITIONS), 0)
+    newest_epoch: dict[int, int] = {}
     rows_of = {p: np.flatnonzero(partitions == p) for p in range(PARTITIONS)}
     lead = 0
     while any(position[p] < len(rows_of[p]) for p in range(PARTITIONS)):
-        # partition `lead` runs up to 40 minutes ahead of the others before the next takes the lead
-        for partition in range(PARTITIONS):
+        # partition `lead` runs `apart_days` ahead of the others, then the next one takes the lead
+        chunks = []
+        for partition in [lead, *(p for p in range(PARTITIONS) if p != lead)]:
             rows = rows_of[partition]
-            horizon = times[rows_of[lead][min(position[lead], len(rows_of[lead]) - 1)]] + (
-                2400 if partition == lead else 0
+            if position[partition] >= len(rows):
+                continue
+            lead_rows = rows_of[lead]
+            horizon = times[lead_rows[min(position[lead], len(lead_rows) - 1)]] + (
+                apart_days * 86400 if partition == lead else 0
             )
             end = position[partition] + int(
                 np.searchsorted(times[rows[position[partition] :]], horizon, "right")
             )
-            end = max(end, min(position[partition] + 1, len(rows)))
-            if end <= position[partition]:
-                continue
-            chunk = rows[position[partition] : end]
-            _, records, _ = decode_batch([values[i] for i in chunk])
-            mirror_up_to(mirror, deltas, int(times[chunk].max() // config.entity_epoch_s))
-            streamed[chunk] = engine.transform(encode_records(records))
+            end = max(end, position[partition] + 1)
+            chunks.append(rows[position[partition] : end])
             position[partition] = end
+            newest_epoch[partition] = int(times[rows[end - 1]] // config.entity_epoch_s)
+        batch = np.concatenate(chunks)
+        streamed[batch] = stream_batch(engine, mirror, deltas, [values[i] for i in batch])
+        mirror.forget_before(min(newest_epoch.values()))
         lead = (lead + 1) % PARTITIONS
     assert mirror.stale_reads == 0
     assert_equal(offline[:, ENTITY_FIRST:], streamed[:, ENTITY_FIRST:])
+
+
+def test_a_mirror_moves_back_and_forth_through_its_history(history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    frame, _ = history
+    deltas = run_component(frame, seed=6, restarts=False)
+    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
+    middle = deltas[len(deltas) // 2].epoch
+    mirror_up_to(mirror, list(deltas), middle)
+    at_middle = (
+        mirror.table.floats[: len(mirror.table)].copy(),
+        mirror.table.ints[: len(mirror.table)].copy(),
+    )
+    mirror_up_to(mirror, [d for d in deltas if d.epoch > middle], deltas[-1].epoch)
+    mirror.move_to(middle)
+    assert mirror.epoch == middle
+    n = len(at_middle[0])
+    assert np.array_equal(mirror.table.floats[:n], at_middle[0])
+    assert np.array_equal(mirror.table.ints[:n], at_middle[1])
+    assert not mirror.table.floats[n : len(mirror.table)].any(), "entities first seen later are empty again"
+    mirror.forget_before(middle)
+    mirror.move_to(0)
+    assert mirror.epoch == mirror.oldest_readable_epoch == middle, "it cannot go back before what it forgot"

@@ -54,7 +54,15 @@ def entities(
     ] = None,
     snapshot_every: Annotated[
         int, typer.Option(min=1, help="Epochs between full snapshots of the entity table.")
-    ] = 60,
+    ] = 240,
+    retain_epochs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Epochs of published deltas kept behind the newest: how far (in event time) a stream "
+            "consumer may fall behind the component and still read every record at its own epoch.",
+        ),
+    ] = 1440,
 ) -> None:
     """Run the entity-state component: every partition in, the entity table published per epoch (PostgreSQL)."""
     from fraudops.lean import without_training_libraries
@@ -65,6 +73,9 @@ def entities(
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     options = EntityComponentOptions(
-        metrics_port=metrics_port or None, idle_exit_s=idle_exit, snapshot_every_epochs=snapshot_every
+        metrics_port=metrics_port or None,
+        idle_exit_s=idle_exit,
+        snapshot_every_epochs=snapshot_every,
+        retain_epochs=retain_epochs,
     )
     EntityStateComponent(settings, options).run()

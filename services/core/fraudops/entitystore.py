@@ -3,7 +3,8 @@
 Per topic, three tables (migration 0004):
 - `entity_table_deltas`: for every epoch the component closes, the rows that changed (`EntityDelta`);
 - `entity_table_snapshots`: the whole table now and then (a mirror's or a restart's starting point;
-  epoch 0 is the empty table, so every epoch has a snapshot at or before it until pruned);
+  epoch 0 is the empty table, so every epoch has a snapshot at or before it until pruned); snapshots
+  and deltas are kept for a retention window behind the newest epoch (`save_snapshot`);
 - `entity_component_state`: the epoch published, the component's next offset per partition, its
   label cursor and the events it holds for the open epoch — written in the same transaction as the
   deltas, so a restarted component resumes from exactly the state its offsets reflect and counts no
@@ -90,10 +91,11 @@ def publish(
 
 
 def save_snapshot(
-    conn: psycopg.Connection, topic: str, epoch: int, table: EntityTable, keep: int = 3
+    conn: psycopg.Connection, topic: str, epoch: int, table: EntityTable, retain_epochs: int = 1440
 ) -> None:
-    """Store the whole table as of `epoch`; keep the newest `keep` snapshots (and epoch 0's empty table
-    while nothing newer than it is older than every kept one), and the deltas the kept ones need."""
+    """Store the whole table as of `epoch`. Everything after `epoch - retain_epochs` stays readable: the
+    newest snapshot at or before that epoch (the retention's base), every newer one, and the deltas after
+    the base; older snapshots and deltas are dropped."""
     arrays = table.arrays()
     arrays["entity_queue_f"] = np.empty((0, L.N_QF))  # the open epoch's events live in the position
     arrays["entity_queue_i"] = np.empty((0, L.N_QI), dtype=np.int64)
@@ -104,18 +106,15 @@ def save_snapshot(
                ON CONFLICT (topic, epoch) DO UPDATE SET body = EXCLUDED.body""",
             (topic, epoch, _to_bytes(arrays)),
         )
-        oldest = conn.execute(
-            """SELECT min(epoch) FROM (SELECT epoch FROM entity_table_snapshots WHERE topic = %s
-                                       ORDER BY epoch DESC LIMIT %s) newest""",
-            (topic, keep),
+        base = conn.execute(
+            "SELECT max(epoch) FROM entity_table_snapshots WHERE topic = %s AND epoch <= %s",
+            (topic, epoch - retain_epochs),
         ).fetchone()
-        if oldest is not None and oldest[0] is not None:
+        if base is not None and base[0] is not None:
             conn.execute(
-                "DELETE FROM entity_table_snapshots WHERE topic = %s AND epoch < %s", (topic, oldest[0])
+                "DELETE FROM entity_table_snapshots WHERE topic = %s AND epoch < %s", (topic, base[0])
             )
-            conn.execute(
-                "DELETE FROM entity_table_deltas WHERE topic = %s AND epoch <= %s", (topic, oldest[0])
-            )
+            conn.execute("DELETE FROM entity_table_deltas WHERE topic = %s AND epoch <= %s", (topic, base[0]))
 
 
 def ensure_started(conn: psycopg.Connection, topic: str) -> None:
@@ -164,9 +163,10 @@ def published_epoch(conn: psycopg.Connection, topic: str) -> int | None:
 
 
 def load_mirror(
-    conn: psycopg.Connection, topic: str, epoch: int | None = None, keep_epochs: int = 30
+    conn: psycopg.Connection, topic: str, epoch: int | None = None, keep_epochs: int | None = 120
 ) -> EntityMirror | None:
-    """A mirror standing at `epoch` (default: the newest published), from the newest snapshot at or before it."""
+    """A mirror standing at `epoch` (default: the newest published), from the newest snapshot at or before it
+    (pruned past it: the oldest snapshot there is, and reads before that one are counted as stale)."""
     if epoch is None:
         epoch = published_epoch(conn, topic)
         if epoch is None:
@@ -185,7 +185,7 @@ def load_mirror(
 
 def advance_mirror(conn: psycopg.Connection, topic: str, mirror: EntityMirror, epoch: int) -> None:
     """Apply the published deltas up to `epoch` (which the component must have published)."""
-    apply_deltas(mirror, conn.execute(DELTAS_SQL, (topic, mirror.epoch, epoch)).fetchall(), epoch)
+    apply_deltas(mirror, conn.execute(DELTAS_SQL, (topic, mirror.newest_epoch, epoch)).fetchall(), epoch)
 
 
 def read_deltas(conn: psycopg.Connection, topic: str, after: int, upto: int) -> list[EntityDelta]:
@@ -194,7 +194,14 @@ def read_deltas(conn: psycopg.Connection, topic: str, after: int, upto: int) -> 
     return [EntityDelta.from_bytes(int(epoch), bytes(body)) for epoch, body in rows]
 
 
-def mirror_from_snapshot(row: tuple[int, bytes], keep_epochs: int = 30) -> EntityMirror:
+def deltas_kept_after(conn: psycopg.Connection, topic: str, epoch: int) -> bool:
+    """Whether every published delta after `epoch` is still there (pruning drops the deltas up to the
+    oldest snapshot kept; a mirror standing before it must be rebuilt from a snapshot)."""
+    row = conn.execute("SELECT min(epoch) FROM entity_table_snapshots WHERE topic = %s", (topic,)).fetchone()
+    return row is None or row[0] is None or int(row[0]) <= epoch
+
+
+def mirror_from_snapshot(row: tuple[int, bytes], keep_epochs: int | None = 120) -> EntityMirror:
     """A mirror from a row of SNAPSHOT_SQL (epoch, body)."""
     base_epoch, body = row
     return EntityMirror(table_from_snapshot(bytes(body)), int(base_epoch), keep_epochs)

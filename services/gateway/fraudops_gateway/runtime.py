@@ -369,7 +369,7 @@ class GatewayRuntime:
                 return -1
             published = int(row[0])
             mirror = self.engine.entity_mirror
-            if mirror is not None and published <= mirror.epoch:
+            if mirror is not None and published <= mirror.newest_epoch:
                 return published
             if mirror is None:
                 snapshot = await (
@@ -379,7 +379,7 @@ class GatewayRuntime:
                     return -1
                 after = int(snapshot[0])
             else:
-                after = mirror.epoch
+                after = mirror.newest_epoch
             deltas = await (
                 await connection.execute(entitystore.DELTAS_SQL, (topic, after, published))
             ).fetchall()

@@ -40,7 +40,7 @@ from fraudops.errors import RetryableError
 from fraudops.features import layout as L
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine
-from fraudops.features.entity_mirror import EntityDelta, EntityMirror, epoch_segments
+from fraudops.features.entity_mirror import EntityMirror, read_in_epoch_order
 from fraudops.kafka import client_config
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import transactions_table
@@ -57,9 +57,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: What an unavailable dependency raises: waited out while running, the reason to stop quietly when asked to.
 _UNAVAILABLE = (RetryableError, KafkaException, psycopg.OperationalError)
-#: epochs of published entity-table deltas a consumer can undo: how far apart (in event time) the records
-#: of one batch may be — its partitions' paces — before the batch is cut (30 min at 60-s epochs)
-ENTITY_UNDO_EPOCHS = 30
+#: rows of entity-table changes a consumer's mirror keeps to move back to its slowest partition's epoch
+#: (~620 bytes a row: ~125 MB); a partition further behind than that makes the mirror rebuild from a snapshot
+ENTITY_HISTORY_ROWS = 200_000
 ENTITY_POLL_S = 0.05  # how often a consumer waiting for the entity-state component looks again
 
 
@@ -108,6 +108,8 @@ class StreamConsumer:
         self._labels_cursor: datetime | None = None
         self._last_label_poll = 0.0
         self.entity_mirror: EntityMirror | None = None  # the published entity table (settings.entity_table)
+        #: per partition, the newest epoch read from the entity table (its next records read no older one)
+        self._entity_epochs: dict[int, int] = {}
         self.consumer = Consumer(
             client_config(
                 settings,
@@ -207,6 +209,7 @@ class StreamConsumer:
         self.state.release(partition)
         self.replay_until.pop(partition, None)
         self._durable_offsets.pop(partition, None)  # never commit for a partition another consumer owns
+        self._entity_epochs.pop(partition, None)
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -357,7 +360,7 @@ class StreamConsumer:
         replay_mask = np.array(
             [m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool
         )
-        features = self._features(records)
+        features = self._features(records, [m.partition() for m in valid])
         featured = time.perf_counter()
         touched: dict[int, list[str]] = {}
         for message, record in zip(valid, records, strict=True):
@@ -404,36 +407,33 @@ class StreamConsumer:
         self._drain()  # at most one batch in flight: backpressure when the database is slow or down
         self._in_flight = (self._writer_thread.submit(self.writer.write, batch), batch)
 
-    def _features(self, records: list[dict[str, Any]]) -> np.ndarray:
-        """Features of the batch; with the entity table, each run of records reads it at its own epochs."""
+    def _features(self, records: list[dict[str, Any]], partitions: list[int]) -> np.ndarray:
+        """Features of the batch; with the entity table, each record reads it at its own epoch's start."""
         engine = self.state.engine
         batch = encode_records(records)
+        features = engine.transform(batch)  # entity features unknown here: read from the mirror below
         if not self.settings.entity_table or not len(records):
-            return engine.transform(batch)
-        epochs = np.floor(batch.txf[:, L.TF_TIME] / engine.config.entity_epoch_s).astype(np.int64)
-        deltas = self._entity_deltas(int(epochs.min()), int(epochs.max()))
-        mirror = self.entity_mirror
-        assert mirror is not None
-        runs = epoch_segments(batch.txf[:, L.TF_TIME], engine.config, ENTITY_UNDO_EPOCHS)
-        parts = []
-        for run in runs:
-            newest = int(epochs[run].max())
-            while deltas and deltas[0].epoch <= newest:
-                mirror.apply(deltas.pop(0))
-            mirror.advance(newest)
-            parts.append(engine.transform(batch if len(runs) == 1 else encode_records(records[run])))
-        metrics.ENTITY_STALE_READS.set(mirror.stale_reads)
-        return np.concatenate(parts)
+            return features
+        times = batch.txf[:, L.TF_TIME]
+        epochs = np.floor(times / engine.config.entity_epoch_s).astype(np.int64)
+        mirror = self._entity_mirror(int(epochs.min()), int(epochs.max()))
+        stale_before = mirror.stale_reads
+        read_in_epoch_order(mirror, times, batch.risk_keys, engine.config, features)
+        metrics.ENTITY_STALE_READS.inc(mirror.stale_reads - stale_before)
+        for partition, epoch in zip(partitions, epochs.tolist(), strict=True):
+            self._entity_epochs[partition] = max(self._entity_epochs.get(partition, epoch), epoch)
+        # a partition's records come in event-time order: none of them reads older than its newest so far
+        mirror.forget_before(min(self._entity_epochs.values()))
+        return features
 
-    def _entity_deltas(self, oldest: int, newest: int) -> list[EntityDelta]:
-        """The published deltas the mirror needs to reach `newest`, once the entity-state component has
-        published it (waited for, consuming nothing new: the lag grows and shows it); the mirror is
-        (re)built when it cannot read back to `oldest`."""
+    def _entity_mirror(self, oldest: int, newest: int) -> EntityMirror:
+        """The mirror holding the published table from `oldest` to `newest`, once the entity-state
+        component has published `newest` (waited for, consuming nothing new: the lag grows and shows it)."""
         waited = time.perf_counter()
         logged = waited
         while True:
-            deltas = self._waiting_out("reading the entity table", lambda: self._deltas_up_to(oldest, newest))
-            if deltas is not None:
+            mirror = self._waiting_out("reading the entity table", lambda: self._mirror_up_to(oldest, newest))
+            if mirror is not None:
                 break
             if not self.running:
                 raise RetryableError("stopped while waiting for the entity-state component")
@@ -442,23 +442,41 @@ class StreamConsumer:
                 logged = time.perf_counter()
             time.sleep(ENTITY_POLL_S)
         metrics.ENTITY_WAIT.inc(time.perf_counter() - waited)
-        return deltas
+        return mirror
 
-    def _deltas_up_to(self, oldest: int, newest: int) -> list[EntityDelta] | None:
-        """One try: None while the component has not published `newest` yet."""
+    def _mirror_up_to(self, oldest: int, newest: int) -> EntityMirror | None:
+        """One try: None while the component has not published `newest` yet. The mirror is rebuilt from a
+        snapshot when its history does not reach back to `oldest` (a partition further behind than it
+        keeps) or when the deltas it needs next were pruned."""
         with self.pool.connection() as conn:
             published = entitystore.published_epoch(conn, self.topic)
             if published is None or published < newest:
                 return None
             mirror = self.entity_mirror
             if mirror is None or oldest < mirror.oldest_readable_epoch:
-                mirror = entitystore.load_mirror(conn, self.topic, oldest, ENTITY_UNDO_EPOCHS)
-                assert mirror is not None, "a published epoch has a snapshot at or before it"
-                self.entity_mirror = mirror
-                self.state.engine.attach_entities(mirror)
-            if mirror.epoch >= newest:
-                return []
-            return entitystore.read_deltas(conn, self.topic, mirror.epoch, newest)
+                mirror = self._rebuilt_mirror(conn, oldest)
+            deltas = entitystore.read_deltas(conn, self.topic, mirror.newest_epoch, newest)
+            # checked after the read: a prune between the two only costs a needless rebuild
+            if not entitystore.deltas_kept_after(conn, self.topic, mirror.newest_epoch):
+                mirror = self._rebuilt_mirror(conn, oldest)
+                deltas = entitystore.read_deltas(conn, self.topic, mirror.newest_epoch, newest)
+            for delta in deltas:
+                mirror.apply(delta)
+            mirror.advance(newest)
+            return mirror
+
+    def _rebuilt_mirror(self, conn: psycopg.Connection, oldest: int) -> EntityMirror:
+        mirror = entitystore.load_mirror(conn, self.topic, oldest, keep_epochs=None)
+        assert mirror is not None, "a published epoch has a snapshot at or before it"
+        mirror.max_history_rows = ENTITY_HISTORY_ROWS
+        if mirror.oldest_readable_epoch > oldest:
+            log.warning(
+                "entity table: no snapshot reaches back to a partition's epoch; its reads come from a newer table",
+                extra={"epoch": oldest, "oldest_snapshot": mirror.oldest_readable_epoch},
+            )
+        log.info("entity mirror built", extra={"epoch": mirror.epoch, "entities": len(mirror.table)})
+        self.entity_mirror = mirror
+        return mirror
 
     def _decide(self, features: np.ndarray, transaction_ids: list[str], customer_ids: list[str]) -> Decided:
         """Score the batch; while the deciding variant is down, wait (consuming nothing new: the lag grows

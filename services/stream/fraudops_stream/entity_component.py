@@ -49,7 +49,9 @@ class EntityComponentOptions:
     #: a partition caught up with its log for this long no longer holds the watermark back
     idle_after_s: float = 2.0
     label_poll_interval_s: float = 5.0
-    snapshot_every_epochs: int = 60
+    snapshot_every_epochs: int = 240
+    #: published deltas kept behind the newest epoch (a day at 60-s epochs): how far a consumer may lag
+    retain_epochs: int = 1440
     idle_exit_s: float | None = None  # stop after this long without records (tests, benchmarks)
     max_retry_wait_s: float = 5.0
     metrics_port: int | None = None
@@ -222,7 +224,7 @@ class EntityStateComponent:
             self._last_snapshot_epoch is None
             or epoch - self._last_snapshot_epoch >= self.options.snapshot_every_epochs
         ):
-            entitystore.save_snapshot(self.conn, self.topic, epoch, table)
+            entitystore.save_snapshot(self.conn, self.topic, epoch, table, self.options.retain_epochs)
             self._last_snapshot_epoch = epoch
         metrics.ENTITY_EPOCH.set(epoch)
         metrics.ENTITY_ROWS.set(len(table))

@@ -79,9 +79,9 @@ ENTITY_WAIT = Counter(
     "fraudops_consumer_entity_wait_seconds_total",
     "Time spent waiting for the entity-state component to publish a record's epoch.",
 )
-ENTITY_STALE_READS = Gauge(
-    "fraudops_consumer_entity_stale_reads",
-    "Entity reads at an epoch older than the mirror's undo history (read from a newer table).",
+ENTITY_STALE_READS = Counter(
+    "fraudops_consumer_entity_stale_reads_total",
+    "Entity reads at an epoch older than the mirror's history reaches (read from a newer table).",
 )
 ENTITY_EPOCH = Gauge("fraudops_entity_published_epoch", "The epoch the entity-state component has published.")
 ENTITY_LATE_EVENTS = Counter(

@@ -1,17 +1,16 @@
 """A scorer's read-only copy of the published entity table, readable at any recent epoch.
 
 The entity-state component publishes, for every epoch it closes, the rows that changed (an
-`EntityDelta`). A mirror applies them in order. A stream consumer reads several partitions at
-their own paces, so one batch may hold transactions of an epoch the mirror has already moved past:
-the mirror keeps, for the last `keep_epochs` deltas, the rows each one overwrote (before-images),
-and reads an older epoch by undoing the newer deltas for the entities a transaction names. Every
+`EntityDelta`). A mirror applies them in order and keeps what each one changed (the rows before
+and after), so it can stand at any epoch its history reaches. A stream consumer reads several
+partitions at their own paces, so a batch may hold transactions of epochs far apart, in any order:
+`read_in_epoch_order` reads them by epoch, moving the mirror back or forth as needed. Every
 transaction is read at the start of its own epoch, as the offline replay reads it
 (docs/entity-features.md).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +22,9 @@ from fraudops.features.entity_kernel import ENTITY_FIRST, read_entity_features
 from fraudops.features.spec import FeatureConfig
 
 _LAYOUT = np.asarray([L.N_ENTITY_FLOAT, L.N_ENTITY_INT])
+#: the epochs one read of a batch spans (each record read through the changes between its epoch and the
+#: run's newest: a longer run costs more per record, a shorter one more runs for a sparse history)
+RUN_EPOCHS = 30
 
 
 @dataclass(frozen=True)
@@ -63,22 +65,47 @@ class EntityDelta:
 
 
 @dataclass(frozen=True)
-class _Undo:
-    epoch: int  # the delta that overwrote these rows
+class _Change:
+    """What one delta did to the mirror's table: the rows before it and after it (sorted keys)."""
+
+    epoch: int  # the delta's epoch
     keys: np.ndarray  # sorted salted keys
-    floats: np.ndarray  # the rows before the delta (zeros: the entity was not there yet)
-    ints: np.ndarray
+    before_f: np.ndarray  # the rows before the delta (zeros: the entity was not there yet)
+    before_i: np.ndarray
+    after_f: np.ndarray  # the rows the delta wrote
+    after_i: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.keys)
 
 
 class EntityMirror:
-    """The published table at `epoch`, with the before-images of its last `keep_epochs` deltas."""
+    """The published table, standing at `epoch`, able to move back and forth through its history.
 
-    def __init__(self, table: EntityTable, epoch: int, keep_epochs: int = 120) -> None:
+    The history holds every delta applied since the mirror started (or since `forget_before`): the
+    rows each one overwrote and the rows it wrote. `move_to` undoes or redoes deltas to stand at any
+    epoch from `oldest_readable_epoch` to `newest_epoch`; `features` reads each transaction at its own
+    epoch, undoing (for the entities it names only) the deltas between it and where the table stands.
+    `keep_epochs` and `max_history_rows` bound the history (the oldest changes are forgotten first).
+    """
+
+    def __init__(
+        self,
+        table: EntityTable,
+        epoch: int,
+        keep_epochs: int | None = 120,
+        max_history_rows: int = 200_000,
+    ) -> None:
         self.table = table
-        self.epoch = epoch
+        self.epoch = epoch  # the epoch the table stands at
+        self.newest_epoch = epoch  # the newest epoch it can stand at (the published one it has reached)
         self.keep_epochs = keep_epochs
-        self._undo: deque[_Undo] = deque()
-        #: epochs from this one on are read exactly (older ones lie before what the undo history reaches)
+        self.max_history_rows = max_history_rows
+        self._history: list[_Change] = []
+        self._applied = 0  # the first `_applied` changes of the history are in the table
+        self._history_rows = 0
+        #: epochs from this one on are read exactly (older ones lie before what the history reaches)
         self.oldest_readable_epoch = epoch
         #: entity reads at an epoch older than that (read from a newer table instead)
         self.stale_reads = 0
@@ -89,9 +116,12 @@ class EntityMirror:
         self._index_entities = -1
 
     def apply(self, delta: EntityDelta) -> None:
-        """Move to the delta's epoch (deltas come in ascending epochs)."""
-        if delta.epoch <= self.epoch:
-            raise ValueError(f"delta of epoch {delta.epoch} does not follow the mirror's epoch {self.epoch}")
+        """Take the next published delta (deltas come in ascending epochs); the mirror then stands at it."""
+        if delta.epoch <= self.newest_epoch:
+            raise ValueError(
+                f"delta of epoch {delta.epoch} does not follow the mirror's epoch {self.newest_epoch}"
+            )
+        self.move_to(self.newest_epoch)
         order = np.argsort(delta.keys)
         keys = delta.keys[order]
         existing = self.table.rows_of_salted(keys, create=False)
@@ -100,22 +130,55 @@ class EntityMirror:
         known = existing >= 0
         before_f[known] = self.table.floats[existing[known]]
         before_i[known] = self.table.ints[existing[known]]
-        self._undo.append(_Undo(delta.epoch, keys, before_f, before_i))
-        while len(self._undo) > self.keep_epochs:
-            self.oldest_readable_epoch = self._undo.popleft().epoch
-        self.table.apply_rows(keys, delta.floats[order], delta.ints[order])
-        self.epoch = delta.epoch
+        change = _Change(delta.epoch, keys, before_f, before_i, delta.floats[order], delta.ints[order])
+        self.table.apply_rows(keys, change.after_f, change.after_i)
+        self._history.append(change)
+        self._applied = len(self._history)
+        self._history_rows += change.rows
+        self.epoch = self.newest_epoch = delta.epoch
+        if self.keep_epochs is not None:
+            self.forget_before(self.epoch - self.keep_epochs)
+        while self._history_rows > self.max_history_rows and self._applied > 1:
+            self._forget_first()
 
     def advance(self, epoch: int) -> None:
-        """The table stands at `epoch` (no delta between the last one applied and it changed a row)."""
-        self.epoch = max(self.epoch, epoch)
+        """The component has published up to `epoch` (no delta after the last one applied changed a row)."""
+        at_newest = self.epoch == self.newest_epoch
+        self.newest_epoch = max(self.newest_epoch, epoch)
+        if at_newest:
+            self.epoch = self.newest_epoch
+
+    def move_to(self, epoch: int) -> None:
+        """Stand at `epoch` (within what the history reaches: clamped to it), undoing or redoing deltas."""
+        epoch = min(max(epoch, self.oldest_readable_epoch), self.newest_epoch)
+        while self._applied > 0 and self._history[self._applied - 1].epoch > epoch:
+            self._applied -= 1
+            change = self._history[self._applied]
+            self.table.apply_rows(change.keys, change.before_f, change.before_i)
+        while self._applied < len(self._history) and self._history[self._applied].epoch <= epoch:
+            change = self._history[self._applied]
+            self.table.apply_rows(change.keys, change.after_f, change.after_i)
+            self._applied += 1
+        self.epoch = epoch
+
+    def forget_before(self, epoch: int) -> None:
+        """Reads older than `epoch` will not come: drop the history only they would need."""
+        while self._applied > 0 and self._history[0].epoch <= epoch:
+            self._forget_first()
+
+    def _forget_first(self) -> None:
+        change = self._history.pop(0)
+        self._applied -= 1
+        self._history_rows -= change.rows
+        self.oldest_readable_epoch = max(self.oldest_readable_epoch, change.epoch)
 
     def features(self, times: np.ndarray, keys: np.ndarray, config: FeatureConfig, out: np.ndarray) -> None:
         """Fill the entity features of `out` ([n, N_FEATURES]) for transactions at `times` naming `keys`.
 
-        Each transaction reads the table at its own epoch's start: the mirror must already stand at
-        that epoch or later (a transaction of a later epoch reads the newest table, decayed to its own
-        epoch's start: the gateway's case when the component lags).
+        Each transaction reads the table at its own epoch's start: the mirror must stand at that epoch
+        or later (a transaction of a later epoch reads the newest table, decayed to its own epoch's
+        start: the gateway's case when the component lags). `read_in_epoch_order` moves the mirror
+        for a batch of any epochs.
         """
         epochs = np.floor(times / config.entity_epoch_s)
         salted = salted_keys(keys)
@@ -130,16 +193,19 @@ class EntityMirror:
         flat_epochs = np.repeat(epochs, keys.shape[1])
         too_old = epochs < self.oldest_readable_epoch
         self.stale_reads += int(too_old.sum())
-        for undo in reversed(self._undo):  # newest first: the oldest before-image that applies wins
-            behind = flat_epochs < undo.epoch
+        # the applied changes, newest first: the oldest before-image that applies wins
+        for change in reversed(self._history[: self._applied]):
+            behind = flat_epochs < change.epoch
             if not behind.any():
                 break
             where = np.flatnonzero(behind & (flat_keys != 0))
-            position = np.searchsorted(undo.keys, flat_keys[where])
-            position = np.minimum(position, len(undo.keys) - 1)
-            hit = undo.keys[position] == flat_keys[where] if len(undo.keys) else np.zeros(len(where), bool)
-            block_f[where[hit]] = undo.floats[position[hit]]
-            block_i[where[hit]] = undo.ints[position[hit]]
+            position = np.searchsorted(change.keys, flat_keys[where])
+            position = np.minimum(position, len(change.keys) - 1)
+            hit = (
+                change.keys[position] == flat_keys[where] if len(change.keys) else np.zeros(len(where), bool)
+            )
+            block_f[where[hit]] = change.before_f[position[hit]]
+            block_i[where[hit]] = change.before_i[position[hit]]
         block_rows = np.where(flat_keys != 0, np.arange(rows.size), -1).reshape(rows.shape)
         entity_out = np.zeros((len(times), out.shape[1]), dtype=np.float64)
         read_entity_features(
@@ -171,21 +237,26 @@ class EntityMirror:
         return np.where(found, self._sorted_rows[position], -1)[inverse].reshape(salted.shape)
 
 
-def epoch_segments(times: np.ndarray, config: FeatureConfig, max_span_epochs: int) -> list[slice]:
-    """Cut a batch (in arrival order) into runs whose epochs span at most `max_span_epochs`.
+def read_in_epoch_order(
+    mirror: EntityMirror, times: np.ndarray, keys: np.ndarray, config: FeatureConfig, out: np.ndarray
+) -> None:
+    """Fill the entity features of `out` for a batch in any order of epochs, each at its own epoch.
 
-    A mirror moved to a run's newest epoch reads the run's oldest epoch through its undo history,
-    which reaches back `keep_epochs`: a batch of a sparse or lagging history can span more than that.
+    A stream consumer reads several partitions at their own paces: one batch can hold a partition's
+    records of one day after another's of a later day, and the next batch can go back again. The
+    records are read in epoch order, in runs spanning at most RUN_EPOCHS: the mirror moves (back or
+    forth) to a run's newest epoch and reads the run's older records through the changes since theirs.
+    The mirror must hold the published deltas up to the batch's newest epoch.
     """
-    epochs = np.floor(times / config.entity_epoch_s)
-    segments = []
+    epochs = np.floor(times / config.entity_epoch_s).astype(np.int64)
+    order = np.argsort(epochs, kind="stable")
+    ordered = epochs[order]
+    block = np.empty((len(times), out.shape[1]))
     start = 0
-    low = high = epochs[0] if len(epochs) else 0.0
-    for i, epoch in enumerate(epochs.tolist()):
-        low, high = min(low, epoch), max(high, epoch)
-        if high - low > max_span_epochs:
-            segments.append(slice(start, i))
-            start, low, high = i, epoch, epoch
-    if len(epochs):
-        segments.append(slice(start, len(epochs)))
-    return segments
+    while start < len(order):
+        end = int(np.searchsorted(ordered, ordered[start] + RUN_EPOCHS, side="right"))
+        run = order[start:end]
+        mirror.move_to(int(ordered[end - 1]))
+        mirror.features(times[run], keys[run], config, block[: len(run)])
+        out[run, ENTITY_FIRST:] = block[: len(run), ENTITY_FIRST:]
+        start = end
