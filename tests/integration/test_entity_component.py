@@ -77,8 +77,7 @@ def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_
     labelled = rng.choice(first_phase, 300, replace=False)
 
     # The 20-day history arrives at once: the consumer can be days of event time behind the component,
-    # so the component keeps (and prunes past) more than a day of deltas; few epochs between snapshots
-    # make it prune along the way.
+    # so the component keeps the whole history's deltas (the default keeps a day); a snapshot every hour.
     component_args = ("--retain-epochs", str(40 * 1440), "--snapshot-every", "60")
     component = stream_setup.entity_state("entities-1", *component_args)
     consumer_metrics = free_port()
