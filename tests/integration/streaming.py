@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fraudops.artifact import load_artifact
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, LabelEvents
+from fraudops.features.spec import FeatureConfig
 from fraudops.scoring import Scorer
 from fraudops_stream.decode import decode_batch
 from tests.conftest import REPO_ROOT
@@ -381,10 +382,11 @@ def reference_run(
     """The uninterrupted offline pass over the records in order, with these fraud labels merged in by
     the time they became known (and with `entity_table`, the entity table training's replay keeps):
     scores per transaction id, and the engine."""
-    engine = FeatureEngine(entity_table=entity_table)
+    loaded = load_artifact(str(artifact))
+    engine = FeatureEngine(FeatureConfig.from_dict(loaded.metadata.feature_config), entity_table=entity_table)
     if labels is not None:
         engine.add_fraud_labels(labels)
-    scorer = Scorer(load_artifact(str(artifact)))
+    scorer = Scorer(loaded)
     scores: dict[str, float] = {}
     chunk: list[bytes | None] = []
 

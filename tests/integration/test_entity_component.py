@@ -17,8 +17,9 @@ import psycopg
 import pytest
 
 from fraudops import entitystore, statestore
+from fraudops.artifact import load_artifact
 from fraudops.db import migrate
-from fraudops.features.spec import FeatureConfig
+from fraudops.features.spec import DAY, FeatureConfig
 from fraudops_infra.stack import LocalStack
 from tests.integration.conftest import free_port
 from tests.integration.streaming import (
@@ -78,7 +79,15 @@ def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_
 
     # The 20-day history arrives at once: the consumer can be days of event time behind the component,
     # so the component keeps the whole history's deltas (the default keeps a day); a snapshot every hour.
-    component_args = ("--retain-epochs", str(40 * 1440), "--snapshot-every", "60")
+    # The component keeps the table with the model's settings (the test model's label delay is 5 days,
+    # not the default 7: the consumer takes the model's, and refuses a table kept with other ones).
+    trained_with = FeatureConfig.from_dict(load_artifact(str(trained_artifact)).metadata.feature_config)
+    assert trained_with != FeatureConfig()
+    component_args = (
+        *("--retain-epochs", str(40 * 1440), "--snapshot-every", "60"),
+        *("--label-delay-days", f"{trained_with.label_delay_s / DAY:g}"),
+        *("--epoch-seconds", f"{trained_with.entity_epoch_s:g}"),
+    )
     component = stream_setup.entity_state("entities-1", *component_args)
     consumer_metrics = free_port()
     consumer = stream_setup.consumer("consumer", metrics_port=consumer_metrics)
@@ -98,7 +107,7 @@ def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_
                 f"{name} to read the labels",
                 [proc],
             )
-        last_epoch = int(times[first_phase - 1] // FeatureConfig().entity_epoch_s)
+        last_epoch = int(times[first_phase - 1] // trained_with.entity_epoch_s)
         wait_for(
             lambda: (published_epoch(stream_setup.db_url, stream_setup.topic) or 0) >= last_epoch,
             60,

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from fraudops.config import get_settings
+from fraudops.features.spec import DAY, FeatureConfig
 from fraudops.logs import configure_logging
 
 app = typer.Typer(help="The Kafka stream: consume, score, store, alert.", no_args_is_help=True)
@@ -63,6 +64,14 @@ def entities(
             "consumer may fall behind the component and still read every record at its own epoch.",
         ),
     ] = 1440,
+    label_delay_days: Annotated[
+        float,
+        typer.Option(help="Label delay of the entity features: the model's (its artifact's feature_config)."),
+    ] = FeatureConfig().label_delay_s / DAY,
+    epoch_seconds: Annotated[
+        float,
+        typer.Option(help="Entity epoch length: the model's (its artifact's feature_config)."),
+    ] = FeatureConfig().entity_epoch_s,
 ) -> None:
     """Run the entity-state component: every partition in, the entity table published per epoch (PostgreSQL)."""
     from fraudops.lean import without_training_libraries
@@ -78,4 +87,8 @@ def entities(
         snapshot_every_epochs=snapshot_every,
         retain_epochs=retain_epochs,
     )
-    EntityStateComponent(settings, options).run()
+    try:
+        config = FeatureConfig(label_delay_s=label_delay_days * DAY, entity_epoch_s=epoch_seconds)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    EntityStateComponent(settings, options, config).run()

@@ -21,10 +21,11 @@ from datetime import datetime
 import numpy as np
 import psycopg
 
+from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
 from fraudops.features.entities import EntityTable
 from fraudops.features.entity_mirror import EntityDelta, EntityMirror
-from fraudops.features.spec import FEATURE_VERSION
+from fraudops.features.spec import DAY, FEATURE_VERSION, FeatureConfig
 
 #: deltas of a topic after one epoch up to another, in order (parameters: topic, after, upto)
 DELTAS_SQL = """SELECT epoch, body FROM entity_table_deltas
@@ -36,15 +37,21 @@ SNAPSHOT_SQL = """SELECT epoch, body FROM entity_table_snapshots WHERE topic = %
                   ORDER BY epoch DESC LIMIT 1"""
 
 
+#: the feature configuration the component keeps the table with (parameters: topic)
+PUBLISHED_CONFIG_SQL = "SELECT feature_config FROM entity_component_state WHERE topic = %s"
+
+
 @dataclass(frozen=True)
 class ComponentPosition:
-    """Where the component stands: the epoch published, next offsets, label cursor, the open epoch's events."""
+    """Where the component stands: the epoch published, next offsets, label cursor, the open epoch's events,
+    and the feature configuration (label delay, epoch length) the table is kept with."""
 
     epoch: int
     offsets: dict[int, int]
     labels_cursor: datetime | None
     queue_f: np.ndarray
     queue_i: np.ndarray
+    config: FeatureConfig
 
 
 def _to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -74,11 +81,12 @@ def publish(
                 [(topic, delta.epoch, delta.to_bytes()) for delta in deltas],
             )
         conn.execute(
-            """INSERT INTO entity_component_state (topic, feature_version, epoch, offsets, labels_cursor, queue)
-               VALUES (%s, %s, %s, %s, %s, %s)
+            """INSERT INTO entity_component_state
+                   (topic, feature_version, epoch, offsets, labels_cursor, queue, feature_config)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (topic) DO UPDATE SET feature_version = EXCLUDED.feature_version,
                    epoch = EXCLUDED.epoch, offsets = EXCLUDED.offsets, labels_cursor = EXCLUDED.labels_cursor,
-                   queue = EXCLUDED.queue, updated_at = now()""",
+                   queue = EXCLUDED.queue, feature_config = EXCLUDED.feature_config, updated_at = now()""",
             (
                 topic,
                 FEATURE_VERSION,
@@ -86,6 +94,7 @@ def publish(
                 json.dumps({str(p): o for p, o in position.offsets.items()}),
                 position.labels_cursor,
                 _to_bytes({"queue_f": position.queue_f, "queue_i": position.queue_i}),
+                json.dumps(position.config.as_dict()),
             ),
         )
 
@@ -130,13 +139,13 @@ def ensure_started(conn: psycopg.Connection, topic: str) -> None:
 def load_component(conn: psycopg.Connection, topic: str) -> tuple[EntityTable, ComponentPosition] | None:
     """The component's table (newest snapshot + the deltas after it) and position; None before its first epoch."""
     row = conn.execute(
-        """SELECT epoch, offsets, labels_cursor, queue FROM entity_component_state
+        """SELECT epoch, offsets, labels_cursor, queue, feature_config FROM entity_component_state
            WHERE topic = %s AND feature_version = %s""",
         (topic, FEATURE_VERSION),
     ).fetchone()
     if row is None:
         return None
-    epoch, offsets, labels_cursor, queue = row
+    epoch, offsets, labels_cursor, queue, config = row
     mirror = load_mirror(conn, topic, epoch)
     assert mirror is not None, "a published epoch always has a snapshot at or before it"
     table = mirror.table
@@ -153,8 +162,26 @@ def load_component(conn: psycopg.Connection, topic: str) -> tuple[EntityTable, C
         labels_cursor,
         queued["queue_f"],
         queued["queue_i"],
+        FeatureConfig.from_dict(config),
     )
     return table, position
+
+
+def check_published_config(conn: psycopg.Connection, topic: str, config: FeatureConfig) -> None:
+    """Refuse a published table kept with other settings than the model's (its reads would not be the
+    features the model was trained on)."""
+    row = conn.execute(PUBLISHED_CONFIG_SQL, (topic,)).fetchone()
+    if row is not None:
+        check_config(FeatureConfig.from_dict(row[0]), config)
+
+
+def check_config(published: FeatureConfig, config: FeatureConfig) -> None:
+    if published != config:
+        raise ConfigurationError(
+            f"the entity-state component keeps the entity table with {published.as_dict()}, the model was "
+            f"trained with {config.as_dict()}: start the component with --label-delay-days "
+            f"{config.label_delay_s / DAY:g} --epoch-seconds {config.entity_epoch_s:g} (and a fresh table)"
+        )
 
 
 def published_epoch(conn: psycopg.Connection, topic: str) -> int | None:

@@ -39,7 +39,7 @@ from fraudops.config import Settings
 from fraudops.errors import ConfigurationError, RetryableError
 from fraudops.features.encode import SMALL_BATCH, encode_transactions
 from fraudops.features.engine import FeatureEngine
-from fraudops.features.spec import FEATURE_VERSION
+from fraudops.features.spec import FEATURE_VERSION, FeatureConfig
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.schema import Transaction
 from fraudops.sink import transaction_row
@@ -179,6 +179,10 @@ class GatewayRuntime:
         decider = await asyncio.to_thread(
             Decider.from_table, table, "api", self.threshold_override, exact_reasons=False
         )
+        trained_with = decider.feature_config()
+        if trained_with is not None and trained_with != self.engine.config:
+            self.engine.configure(trained_with)
+            self.engine.entity_mirror = None  # the next poll attaches the published table if it fits
         if self.decider is None:
             # The slow part (compiling the kernels, once per process) off the loop on an engine of its
             # own, so that /health/live and the background polls go on: under a small CPU share it takes
@@ -372,6 +376,11 @@ class GatewayRuntime:
             if mirror is not None and published <= mirror.newest_epoch:
                 return published
             if mirror is None:
+                config = await (
+                    await connection.execute(entitystore.PUBLISHED_CONFIG_SQL, (topic,))
+                ).fetchone()
+                if config is not None:
+                    entitystore.check_config(FeatureConfig.from_dict(config[0]), self.engine.config)
                 snapshot = await (
                     await connection.execute(entitystore.SNAPSHOT_SQL, (topic, published))
                 ).fetchone()
@@ -398,6 +407,9 @@ class GatewayRuntime:
         except psycopg.Error as exc:
             self.health.database_reachable = False
             log.warning("could not read %s; keeping the current state", what, extra={"error": str(exc)})
+        except ConfigurationError as exc:  # at start it stops the gateway; later a poll logs it and goes on
+            self.health.database_reachable = True
+            log.error("cannot use %s: %s", what, exc)
         else:
             self.health.database_reachable = True
 

@@ -226,6 +226,9 @@ class StreamConsumer:
             self.publisher.check_topics([self.settings.alerts_topic, self.settings.dlq_topic])
             if self.decider is None:
                 self.decider = self._waiting_out("connecting to the model servers", self._connect_decider)
+            trained_with = self.decider.feature_config()
+            if trained_with is not None:  # before any state: features computed as the model was trained
+                self.state.engine.configure(trained_with)
             self._waiting_out("reading fraud labels", self._read_labels)
             self._last_label_poll = time.monotonic()
             self.consumer.subscribe(
@@ -466,6 +469,7 @@ class StreamConsumer:
             return mirror
 
     def _rebuilt_mirror(self, conn: psycopg.Connection, oldest: int) -> EntityMirror:
+        entitystore.check_published_config(conn, self.topic, self.state.engine.config)
         mirror = entitystore.load_mirror(conn, self.topic, oldest, keep_epochs=None)
         assert mirror is not None, "a published epoch has a snapshot at or before it"
         mirror.max_history_rows = ENTITY_HISTORY_ROWS

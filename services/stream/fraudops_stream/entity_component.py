@@ -125,6 +125,7 @@ class EntityStateComponent:
             log.info("entity table starts empty", extra={"topic": self.topic})
             return
         table, position = loaded
+        entitystore.check_config(position.config, self.config)
         self.state = EntityState(self.config, table, position.offsets)
         self.labels_cursor = position.labels_cursor
         self._last_snapshot_epoch = position.epoch
@@ -218,6 +219,7 @@ class EntityStateComponent:
             self.labels_cursor,
             table.queue_f[: table.queued],
             table.queue_i[: table.queued],
+            self.config,
         )
         entitystore.publish(self.conn, self.topic, deltas, position)
         if (

@@ -164,6 +164,18 @@ class FeatureEngine:
     def customer_count(self) -> int:
         return len(self._customers)
 
+    def configure(self, config: FeatureConfig) -> None:
+        """Compute features as the model was trained (its artifact's `feature_config`). The settings shape
+        only the entity table: an engine holding a table of its own takes them only while it is empty."""
+        if config == self.config:
+            return
+        if self.entities is not None and (len(self.entities) or self.entities.queued):
+            raise ConfigurationError(
+                f"the entity table was built with {self.config.as_dict()}; "
+                f"a model trained with {config.as_dict()} needs it rebuilt from history"
+            )
+        self.config = config
+
     def transform(self, batch: EncodedBatch) -> np.ndarray:
         """Features (float32, [n, N_FEATURES]) of each transaction in order; then the state includes them."""
         arriving = self._arriving(batch.customer_ids)

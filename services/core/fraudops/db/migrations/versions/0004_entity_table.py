@@ -35,6 +35,7 @@ def upgrade() -> None:
                offsets jsonb NOT NULL,
                labels_cursor timestamptz,
                queue bytea NOT NULL,
+               feature_config jsonb NOT NULL,
                updated_at timestamptz NOT NULL DEFAULT now())"""
     )
     # Snapshots of a million entities are ~300 MB: stored out of line, not compressed (they barely compress).
