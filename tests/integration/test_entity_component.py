@@ -36,12 +36,7 @@ from tests.integration.streaming import (
     wait_until_caught_up,
 )
 
-# Not in `make test` yet: the whole pipeline runs (the component publishes, restarts from its snapshot
-# without re-counting labels, the consumer waits for and mirrors the table, every record is stored),
-# but ~19% of the stored scores (3,791 of 20,000 on the last run) still differ from the offline replay
-# with the entity table. The in-process parity (tests/unit/test_entity_component.py) holds value for
-# value; the difference lies in what this path adds (the cause is not found yet). Run it with
-# `pytest -m entity_component tests/integration/test_entity_component.py`.
+# In `make test` (~2 min); `pytest -m entity_component tests/integration/test_entity_component.py` runs it alone.
 pytestmark = [pytest.mark.integration, pytest.mark.entity_component]
 
 
