@@ -49,7 +49,12 @@ class StreamSetup:
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def consumer(
-        self, name: str, checkpoint_s: float = 2.0, metrics_port: int = 0, **env: str
+        self,
+        name: str,
+        checkpoint_s: float = 2.0,
+        metrics_port: int = 0,
+        args: tuple[str, ...] = (),
+        **env: str,
     ) -> subprocess.Popen:
         """`fraudops stream consume` as a process of its own, logging to `<logs>/<name>.log`."""
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
@@ -64,6 +69,7 @@ class StreamSetup:
                 str(metrics_port),
                 "--checkpoint-interval",
                 str(checkpoint_s),
+                *args,
             ],
             env={**self.env, **env},
             cwd=REPO_ROOT,

@@ -6,6 +6,7 @@ does — through fraud labels and a kill -9 of the component between two phases 
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from fraudops import entitystore, statestore
 from fraudops.artifact import load_artifact
 from fraudops.db import migrate
+from fraudops.features.engine import LabelEvents
 from fraudops.features.spec import DAY, FeatureConfig
 from fraudops_infra.stack import LocalStack
 from tests.integration.conftest import free_port
@@ -137,3 +139,51 @@ def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_
     without_table, _ = reference_run(values, trained_artifact, labels, entity_table=False)
     changed = sum(abs(with_table[t] - without_table[t]) > 1e-6 for t in with_table)
     assert changed > len(values) // 10, f"only {changed} scores depend on the entity features"
+
+
+def test_a_consumer_waiting_longer_than_its_poll_interval_for_the_component_keeps_its_partitions(
+    stream_setup: StreamSetup, trained_artifact: Path
+) -> None:
+    # The consumer may take at most 15 s per batch before the group hands its partitions to another; the
+    # entity-state component starts more than twice that late. The consumer puts its batch back, pauses,
+    # polls on, and takes the records once the component has published them: no rebalance, every score
+    # equal to the replay's.
+    records = simulated_records(3_000, seed=29)
+    values = [value for _, value in records]
+    trained_with = FeatureConfig.from_dict(load_artifact(str(trained_artifact)).metadata.feature_config)
+    consumer = stream_setup.consumer("consumer", args=("--max-poll-interval", "15"))
+    component = None
+    try:
+        produce(stream_setup.bootstrap, stream_setup.topic, records)
+        wait_for(
+            lambda: "partitions paused" in stream_setup.log("consumer"),
+            120,
+            "the consumer to pause",
+            [consumer],
+        )
+        paused_at = time.monotonic()
+        # the scenario is time passing: a poll interval exceeded twice over while the component is away
+        wait_for(lambda: time.monotonic() - paused_at > 35, 60, "35 s of waiting", [consumer])
+        component = stream_setup.entity_state(
+            "entities",
+            *("--label-delay-days", f"{trained_with.label_delay_s / DAY:g}"),
+            *("--epoch-seconds", f"{trained_with.entity_epoch_s:g}"),
+        )
+        assert wait_for_count(stream_setup.db_url, len(records), 240, [component, consumer]) == len(records)
+        wait_until_caught_up(stream_setup, 120, [consumer])
+    finally:
+        stop(consumer)
+        if component is not None:
+            stop(component)
+    log = stream_setup.log("consumer")
+    assert "maximum poll interval" not in log.lower() and "partitions lost" not in log
+    assert "partition revoked" not in log.split("stop requested")[0], "no rebalance while it waited"
+    assert "partitions resumed" in log
+    assert_matches_reference(
+        stream_setup.db_url,
+        values,
+        trained_artifact,
+        stream_setup.topic,
+        LabelEvents.empty(),
+        entity_table=True,
+    )

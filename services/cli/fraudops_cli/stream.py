@@ -27,6 +27,14 @@ def consume(
     idle_exit: Annotated[
         float | None, typer.Option(help="Exit after this many seconds without records.")
     ] = None,
+    max_poll_interval: Annotated[
+        float,
+        typer.Option(
+            min=15,
+            help="Seconds a batch may take (an outage of the database or a model server is waited out "
+            "inside it) before the group gives the consumer's partitions to another.",
+        ),
+    ] = 600.0,
 ) -> None:
     """Consume transactions, score them, store decisions in PostgreSQL, publish alerts. SIGTERM ends cleanly."""
     from fraudops.lean import without_training_libraries
@@ -41,6 +49,7 @@ def consume(
         metrics_port=metrics_port or None,
         checkpoint_interval_s=checkpoint_interval,
         idle_exit_s=idle_exit,
+        max_poll_interval_s=max_poll_interval,
     )
     StreamConsumer(settings, options).run()
 

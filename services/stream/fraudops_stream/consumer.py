@@ -33,14 +33,13 @@ import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from fraudops import entitystore, statestore
+from fraudops import statestore
 from fraudops.config import Settings
 from fraudops.db import pool_from_settings
 from fraudops.errors import RetryableError
-from fraudops.features import layout as L
-from fraudops.features.encode import encode_records
+from fraudops.features.encode import EncodedBatch, encode_records
 from fraudops.features.engine import FeatureEngine
-from fraudops.features.entity_mirror import EntityMirror, read_in_epoch_order
+from fraudops.features.entity_mirror import EntityMirror
 from fraudops.kafka import client_config
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import transactions_table
@@ -49,6 +48,7 @@ from fraudops_stream import metrics
 from fraudops_stream.checkpointing import CheckpointScheduler
 from fraudops_stream.decode import decode_batch
 from fraudops_stream.delivery import Publisher, dead_letter
+from fraudops_stream.entity_reads import EntityReads
 from fraudops_stream.group import report_lag
 from fraudops_stream.state import PartitionedState, PostgresCheckpoints, StateCheckpoints
 from fraudops_stream.writer import Batch, BatchWriter
@@ -57,10 +57,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: What an unavailable dependency raises: waited out while running, the reason to stop quietly when asked to.
 _UNAVAILABLE = (RetryableError, KafkaException, psycopg.OperationalError)
-#: rows of entity-table changes a consumer's mirror keeps to move back to its slowest partition's epoch
-#: (~620 bytes a row: ~125 MB); a partition further behind than that makes the mirror rebuild from a snapshot
-ENTITY_HISTORY_ROWS = 200_000
 ENTITY_POLL_S = 0.05  # how often a consumer waiting for the entity-state component looks again
+#: how long a batch waits in hand for the entity-state component; beyond, it is put back (its partitions
+#: paused and rewound) and the consumer keeps polling, so a long wait never exceeds max.poll.interval.ms
+ENTITY_WAIT_IN_PLACE_S = 2.0
+ENTITY_RESUME_CHECK_S = 0.5  # how often paused partitions look whether the component has caught up
 
 
 @dataclass
@@ -74,6 +75,8 @@ class ConsumerOptions:
     idle_exit_s: float | None = None  # stop after this long without records (benchmarks)
     client_id: str = "fraudops-consumer"
     max_retry_wait_s: float = 5.0  # the longest pause between attempts while a dependency is down
+    #: An outage (database, model server) pauses the loop; the group keeps the consumer through this long.
+    max_poll_interval_s: float = 600.0
     extra_kafka: dict[str, Any] = field(default_factory=dict)
 
 
@@ -107,9 +110,11 @@ class StreamConsumer:
         self._durable_offsets: dict[int, int] = {}  # next offset per partition whose records are written
         self._labels_cursor: datetime | None = None
         self._last_label_poll = 0.0
-        self.entity_mirror: EntityMirror | None = None  # the published entity table (settings.entity_table)
-        #: per partition, the newest epoch read from the entity table (its next records read no older one)
-        self._entity_epochs: dict[int, int] = {}
+        #: the published entity table (settings.entity_table) as this consumer reads it
+        self.entity_reads = EntityReads(self.topic, self.state.engine.config)
+        #: while partitions are paused for the entity-state component: the epoch it must publish first
+        self._entity_awaited: int | None = None
+        self._entity_checked = 0.0
         self.consumer = Consumer(
             client_config(
                 settings,
@@ -120,8 +125,7 @@ class StreamConsumer:
                     "enable.auto.offset.store": False,
                     "auto.offset.reset": "earliest",
                     "partition.assignment.strategy": "cooperative-sticky",
-                    # An outage (database, model server) pauses the loop; stay in the group through it.
-                    "max.poll.interval.ms": 600_000,
+                    "max.poll.interval.ms": int(self.options.max_poll_interval_s * 1000),
                     "session.timeout.ms": 15_000,
                     "fetch.min.bytes": 64 * 1024,
                     "fetch.wait.max.ms": 20,
@@ -191,6 +195,8 @@ class StreamConsumer:
         # Assign explicitly: the client would otherwise assign the list it passed in, ignoring the start
         # offsets set above, and the replay from the checkpoint would silently not happen.
         consumer.incremental_assign(partitions)
+        if self._entity_awaited is not None:  # they wait for the entity-state component like the others
+            consumer.pause(partitions)
         metrics.ASSIGNED.set(len(consumer.assignment()) + len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -202,6 +208,7 @@ class StreamConsumer:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.scheduler.settle()
+        log.warning("partitions lost", extra={"partitions": [tp.partition for tp in partitions]})
         for tp in partitions:  # someone else owns them now: no checkpoint, just forget
             self._release(tp.partition)
 
@@ -209,7 +216,7 @@ class StreamConsumer:
         self.state.release(partition)
         self.replay_until.pop(partition, None)
         self._durable_offsets.pop(partition, None)  # never commit for a partition another consumer owns
-        self._entity_epochs.pop(partition, None)
+        self.entity_reads.release(partition)
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -229,6 +236,7 @@ class StreamConsumer:
             trained_with = self.decider.feature_config()
             if trained_with is not None:  # before any state: features computed as the model was trained
                 self.state.engine.configure(trained_with)
+                self.entity_reads.config = trained_with
             self._waiting_out("reading fraud labels", self._read_labels)
             self._last_label_poll = time.monotonic()
             self.consumer.subscribe(
@@ -302,6 +310,8 @@ class StreamConsumer:
             self._commit(self._durable_offsets, wait=True)
 
     def _housekeeping(self) -> None:
+        if self._entity_awaited is not None:
+            self._resume_when_entity_table_caught_up()
         if self.scheduler.tick(self._drain):
             report_lag(self.consumer, self.state.position)
         now = time.monotonic()
@@ -359,11 +369,15 @@ class StreamConsumer:
             dead_letter(good[r.index], r.reason, r.field, self.settings.dlq_topic) for r in rejects
         ]
         valid = [good[i] for i in indexes]
+        encoded = encode_records(records)
+        if self.settings.entity_table and records and not self._entity_table_ready(encoded):
+            self._put_back(good)
+            return
 
         replay_mask = np.array(
             [m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool
         )
-        features = self._features(records, [m.partition() for m in valid])
+        features = self._features(encoded, [m.partition() for m in valid])
         featured = time.perf_counter()
         touched: dict[int, list[str]] = {}
         for message, record in zip(valid, records, strict=True):
@@ -410,77 +424,70 @@ class StreamConsumer:
         self._drain()  # at most one batch in flight: backpressure when the database is slow or down
         self._in_flight = (self._writer_thread.submit(self.writer.write, batch), batch)
 
-    def _features(self, records: list[dict[str, Any]], partitions: list[int]) -> np.ndarray:
+    def _features(self, batch: EncodedBatch, partitions: list[int]) -> np.ndarray:
         """Features of the batch; with the entity table, each record reads it at its own epoch's start."""
-        engine = self.state.engine
-        batch = encode_records(records)
-        features = engine.transform(batch)  # entity features unknown here: read from the mirror below
-        if not self.settings.entity_table or not len(records):
-            return features
-        times = batch.txf[:, L.TF_TIME]
-        epochs = np.floor(times / engine.config.entity_epoch_s).astype(np.int64)
-        mirror = self._entity_mirror(int(epochs.min()), int(epochs.max()))
-        stale_before = mirror.stale_reads
-        read_in_epoch_order(mirror, times, batch.risk_keys, engine.config, features)
-        metrics.ENTITY_STALE_READS.inc(mirror.stale_reads - stale_before)
-        for partition, epoch in zip(partitions, epochs.tolist(), strict=True):
-            self._entity_epochs[partition] = max(self._entity_epochs.get(partition, epoch), epoch)
-        # a partition's records come in event-time order: none of them reads older than its newest so far
-        mirror.forget_before(min(self._entity_epochs.values()))
+        features = self.state.engine.transform(batch)  # entity features unknown here: from the mirror
+        if self.settings.entity_table and len(partitions):
+            self.entity_reads.fill(batch, partitions, features)
         return features
 
-    def _entity_mirror(self, oldest: int, newest: int) -> EntityMirror:
-        """The mirror holding the published table from `oldest` to `newest`, once the entity-state
-        component has published `newest` (waited for, consuming nothing new: the lag grows and shows it)."""
+    # --- waiting for the entity-state component ----------------------------------------------------------
+
+    def _entity_table_ready(self, batch: EncodedBatch) -> bool:
+        """Whether the mirror holds the batch's epochs, waiting up to ENTITY_WAIT_IN_PLACE_S for the
+        entity-state component to publish them (the usual wait: the end of an epoch)."""
+        epochs = self.entity_reads.epochs(batch)
+        oldest, newest = int(epochs.min()), int(epochs.max())
         waited = time.perf_counter()
-        logged = waited
-        while True:
-            mirror = self._waiting_out("reading the entity table", lambda: self._mirror_up_to(oldest, newest))
-            if mirror is not None:
-                break
-            if not self.running:
-                raise RetryableError("stopped while waiting for the entity-state component")
-            if time.perf_counter() - logged > 5.0:
-                log.info("waiting for the entity-state component", extra={"epoch": newest})
-                logged = time.perf_counter()
-            time.sleep(ENTITY_POLL_S)
-        metrics.ENTITY_WAIT.inc(time.perf_counter() - waited)
-        return mirror
+        try:
+            while True:
+                mirror = self._waiting_out(
+                    "reading the entity table", lambda: self._entity_mirror_up_to(oldest, newest)
+                )
+                if mirror is not None:
+                    return True
+                if not self.running:
+                    raise RetryableError("stopped while waiting for the entity-state component")
+                if time.perf_counter() - waited > ENTITY_WAIT_IN_PLACE_S:
+                    self._entity_awaited = newest
+                    return False
+                time.sleep(ENTITY_POLL_S)
+        finally:
+            metrics.ENTITY_WAIT.inc(time.perf_counter() - waited)
 
-    def _mirror_up_to(self, oldest: int, newest: int) -> EntityMirror | None:
-        """One try: None while the component has not published `newest` yet. The mirror is rebuilt from a
-        snapshot when its history does not reach back to `oldest` (a partition further behind than it
-        keeps) or when the deltas it needs next were pruned."""
+    def _entity_mirror_up_to(self, oldest: int, newest: int) -> EntityMirror | None:
         with self.pool.connection() as conn:
-            published = entitystore.published_epoch(conn, self.topic)
-            if published is None or published < newest:
-                return None
-            mirror = self.entity_mirror
-            if mirror is None or oldest < mirror.oldest_readable_epoch:
-                mirror = self._rebuilt_mirror(conn, oldest)
-            deltas = entitystore.read_deltas(conn, self.topic, mirror.newest_epoch, newest)
-            # checked after the read: a prune between the two only costs a needless rebuild
-            if not entitystore.deltas_kept_after(conn, self.topic, mirror.newest_epoch):
-                mirror = self._rebuilt_mirror(conn, oldest)
-                deltas = entitystore.read_deltas(conn, self.topic, mirror.newest_epoch, newest)
-            for delta in deltas:
-                mirror.apply(delta)
-            mirror.advance(newest)
-            return mirror
+            return self.entity_reads.mirror_up_to(conn, oldest, newest)
 
-    def _rebuilt_mirror(self, conn: psycopg.Connection, oldest: int) -> EntityMirror:
-        entitystore.check_published_config(conn, self.topic, self.state.engine.config)
-        mirror = entitystore.load_mirror(conn, self.topic, oldest, keep_epochs=None)
-        assert mirror is not None, "a published epoch has a snapshot at or before it"
-        mirror.max_history_rows = ENTITY_HISTORY_ROWS
-        if mirror.oldest_readable_epoch > oldest:
-            log.warning(
-                "entity table: no snapshot reaches back to a partition's epoch; its reads come from a newer table",
-                extra={"epoch": oldest, "oldest_snapshot": mirror.oldest_readable_epoch},
-            )
-        log.info("entity mirror built", extra={"epoch": mirror.epoch, "entities": len(mirror.table)})
-        self.entity_mirror = mirror
-        return mirror
+    def _put_back(self, messages: list[Message]) -> None:
+        """Take nothing of this batch: pause every partition and rewind those it came from, so they deliver
+        it again once the entity-state component has caught up. The consumer polls on meanwhile and stays
+        in its group however long the component takes; nothing of the batch touched the state."""
+        first: dict[int, int] = {}
+        for message in messages:
+            first.setdefault(message.partition(), message.offset())
+        self.consumer.pause(self.consumer.assignment())
+        for partition, offset in first.items():
+            self.consumer.seek(TopicPartition(self.topic, partition, offset))
+        log.info(
+            "waiting for the entity-state component: partitions paused",
+            extra={"epoch": self._entity_awaited, "rewound": first},
+        )
+
+    def _resume_when_entity_table_caught_up(self) -> None:
+        if time.monotonic() - self._entity_checked < ENTITY_RESUME_CHECK_S:
+            return
+        self._entity_checked = time.monotonic()
+        try:
+            with self.pool.connection(timeout=2) as conn:
+                published = self.entity_reads.published_epoch(conn)
+        except psycopg.Error as exc:  # looked at again on the next round
+            log.warning("could not read the entity table's epoch", extra={"error": str(exc)})
+            return
+        if published is not None and self._entity_awaited is not None and published >= self._entity_awaited:
+            self.consumer.resume(self.consumer.assignment())
+            log.info("entity-state component caught up: partitions resumed", extra={"epoch": published})
+            self._entity_awaited = None
 
     def _decide(self, features: np.ndarray, transaction_ids: list[str], customer_ids: list[str]) -> Decided:
         """Score the batch; while the deciding variant is down, wait (consuming nothing new: the lag grows
