@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 timedelta(seconds=settings.feedback_cohort_s),
             ),
         ),
+        ("entity-table-poll", every, runtime.refresh_entities),
     )
 
     @contextlib.asynccontextmanager
