@@ -1,9 +1,11 @@
 """The model's feature configuration (label delay, entity epoch) reaches the online engines: the artifact
 records it, the Decider reads it from every local variant, the engines take it, and a published entity
-table kept with other settings is refused with the flags that fix it."""
+table kept with other settings is refused with the flags that fix it; a model trained with the entity
+features is refused where no entity table is attached."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import pytest
 import xgboost as xgb
 
 from fraudops.artifact import ModelMetadata, load_artifact, save_artifact
+from fraudops.config import Settings
+from fraudops.db import async_pool
 from fraudops.entitystore import check_config
 from fraudops.errors import ConfigurationError
 from fraudops.features.encode import encode_transactions
@@ -20,11 +24,13 @@ from fraudops.features.spec import DAY, FEATURE_NAMES, FEATURE_VERSION, FeatureC
 from fraudops.routing import RoutingTable, Variant, VariantMode
 from fraudops.schema import Transaction
 from fraudops.variants import Decider
+from fraudops_gateway.runtime import GatewayRuntime
+from fraudops_gateway.supervision import BackgroundHealth
 
 FIVE_DAYS = FeatureConfig(label_delay_s=5 * DAY, entity_epoch_s=30.0)
 
 
-def artifact(folder: Path, feature_config: dict) -> Path:
+def artifact(folder: Path, feature_config: dict, training: dict | None = None) -> Path:
     """A real (tiny) artifact: an XGBoost booster over the built-in features and its metadata."""
     rng = np.random.default_rng(1)
     data = xgb.DMatrix(rng.random((64, len(FEATURE_NAMES))), label=rng.integers(0, 2, 64))
@@ -38,6 +44,7 @@ def artifact(folder: Path, feature_config: dict) -> Path:
         threshold_rule="test",
         created_at=datetime.now(UTC).isoformat(),
         feature_config=feature_config,
+        training=training or {},
     )
     return save_artifact(folder, booster, metadata)
 
@@ -94,3 +101,31 @@ def test_a_published_entity_table_kept_with_other_settings_is_refused_with_the_f
     check_config(FIVE_DAYS, FIVE_DAYS)
     with pytest.raises(ConfigurationError, match="--label-delay-days 5 --epoch-seconds 30"):
         check_config(FeatureConfig(), FIVE_DAYS)
+
+
+def test_a_model_trained_with_the_entity_features_is_refused_without_the_entity_table(tmp_path: Path) -> None:
+    entity_model = artifact(tmp_path / "v2", {}, {"entity_features": True})
+    plain_model = artifact(tmp_path / "v1", {}, {"entity_features": False})
+    older_model = artifact(tmp_path / "v0", {})  # from before the flag: trained without them
+    assert decider(plain_model, older_model).needs_entity_table() == []
+    decider(plain_model, older_model).refuse_without_entity_table(entity_table=False)
+    # a shadow needing the table is refused too: it would score (and be compared) on garbage
+    both = decider(plain_model, entity_model)
+    assert both.needs_entity_table() == ["card-fraud:v2"]
+    both.refuse_without_entity_table(entity_table=True)
+    with pytest.raises(ConfigurationError) as refused:
+        both.refuse_without_entity_table(entity_table=False)
+    message = str(refused.value)
+    assert "card-fraud:v2" in message and "card-fraud:v1" not in message
+    assert "ENTITY_TABLE=true" in message and "retrain without --entity-features" in message
+
+
+def test_the_gateway_refuses_at_start_to_serve_an_entity_model_without_the_entity_table(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(model_path=str(artifact(tmp_path / "v2", {}, {"entity_features": True})))
+    assert not settings.entity_table, "ENTITY_TABLE is off by default"
+    runtime = GatewayRuntime(settings, async_pool(settings.db_url), BackgroundHealth())  # pool never opened
+    with pytest.raises(ConfigurationError, match="card-fraud:v2 was trained with the entity-risk features"):
+        asyncio.run(runtime.reload_routing())
+    assert runtime.decider is None

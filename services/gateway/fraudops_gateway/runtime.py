@@ -181,6 +181,7 @@ class GatewayRuntime:
         decider = await asyncio.to_thread(
             Decider.from_table, table, "api", self.threshold_override, exact_reasons=False
         )
+        decider.refuse_without_entity_table(self.settings.entity_table)  # before it replaces the one serving
         trained_with = decider.feature_config()
         if trained_with is not None and trained_with != self.engine.config:
             self.engine.configure(trained_with)

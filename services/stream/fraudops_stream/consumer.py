@@ -237,6 +237,7 @@ class StreamConsumer:
             self.publisher.check_topics([self.settings.alerts_topic, self.settings.dlq_topic])
             if self.decider is None:
                 self.decider = self._waiting_out("connecting to the model servers", self._connect_decider)
+            self.decider.refuse_without_entity_table(self.settings.entity_table)
             trained_with = self.decider.feature_config()
             if trained_with is not None:  # before any state: features computed as the model was trained
                 self.state.engine.configure(trained_with)
