@@ -99,7 +99,7 @@ class Settings(BaseSettings):
         description="Read the entity features (merchant, terminal, device, IP, beneficiary risk) from the table "
         "the entity-state component publishes (`fraudops stream entities` must run). The stream consumer then "
         "waits for the component to reach each record's epoch; the gateway reads the newest table. Off: the "
-        "entity features are unknown (NaN) online.",
+        "entity features are unknown (NaN) online, and a model trained with them (--entity-features) is refused.",
     )
 
     # --- gateway -----------------------------------------------------------------------------
