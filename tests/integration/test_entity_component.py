@@ -193,3 +193,20 @@ def test_a_consumer_waiting_longer_than_its_poll_interval_for_the_component_keep
         LabelEvents.empty(),
         entity_table=True,
     )
+
+
+def test_a_consumer_refuses_the_entity_model_at_start_when_no_entity_table_is_attached(
+    stream_setup: StreamSetup, trained_artifact: Path
+) -> None:
+    # Served without the table the thirty entity features are unknown and the trees send every row down
+    # their missing-value branches (in the cluster: 1,736 of 2,000 flagged): the consumer must not start.
+    metadata = load_artifact(str(trained_artifact)).metadata
+    assert metadata.training["entity_features"] is True
+    consumer = stream_setup.consumer("consumer", ENTITY_TABLE="false")
+    assert consumer.wait(timeout=180) != 0
+    log = stream_setup.log("consumer")
+    assert "Traceback" not in log
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, log
+    assert f"{metadata.name}:{metadata.version}" in errors[0]
+    assert "ENTITY_TABLE=true" in errors[0] and "retrain without --entity-features" in errors[0]
