@@ -61,6 +61,8 @@ OPERATOR_CALLS = [
     Call("get", "batch", "jobs"),
     Call("list", "serving.kserve.io", "inferenceservices"),
     Call("delete", "serving.kserve.io", "inferenceservices"),
+    Call("list", "keda.sh", "triggerauthentications"),
+    Call("delete", "keda.sh", "triggerauthentications"),
     *applied("", "configmaps"),
     *applied("apps", "deployments"),
     *applied("batch", "jobs"),

@@ -64,8 +64,12 @@ one that creates the object is also authorised as `create`.
   resources: [deployments]
   verbs: [create, patch]
 - apiGroups: [keda.sh]
-  resources: [scaledobjects, triggerauthentications]
+  resources: [scaledobjects]
   verbs: [create, patch]
+# The broker login is listed and deleted once spec.stream.authentication is removed.
+- apiGroups: [keda.sh]
+  resources: [triggerauthentications]
+  verbs: [list, create, patch, delete]
 - apiGroups: [kafka.strimzi.io]
   resources: [kafkatopics]
   verbs: [create, patch]

@@ -191,6 +191,12 @@ class MonitorSet:
         flagged: np.ndarray,
         features: np.ndarray,
     ) -> None:
+        monitor = self.prepare(variant, scorer, shadow)
+        monitor.observe(scores, alerts=0 if shadow else int(np.count_nonzero(flagged)), features=features)
+
+    def prepare(self, variant: str, scorer: Any, shadow: bool) -> VariantMonitor:
+        """The variant's monitor, made (its drift reference read) on first use; a warm-up makes it
+        without observing anything, so that the first real decision does not pay for it."""
         key = (variant, str(scorer.model_version), shadow)
         monitor = self._monitors.get(key)
         if monitor is None:
@@ -199,7 +205,7 @@ class MonitorSet:
             monitor = self._monitors[key] = VariantMonitor(
                 self.source, variant, key[1], shadow, reference, getattr(scorer, "feature_names", None)
             )
-        monitor.observe(scores, alerts=0 if shadow else int(np.count_nonzero(flagged)), features=features)
+        return monitor
 
 
 def observe_feedback_delay(model_version: str, decided_fraud: bool, delay_s: float) -> None:

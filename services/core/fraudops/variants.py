@@ -298,6 +298,7 @@ class Decider:
         self.exact_reasons = exact_reasons
         # Scores, alerts and feature drift per variant (fraudops.monitoring).
         self.monitors = MonitorSet(source)
+        self._monitored = True  # the current decide() call feeds the monitors
 
     @classmethod
     def from_table(
@@ -364,10 +365,13 @@ class Decider:
         transaction_ids: Sequence[str],
         customer_ids: Sequence[str | None],
         explain_all: bool = False,
+        monitored: bool = True,
     ) -> Decided:
-        """Score every row with its deciding variant and with every shadow; explain the flagged ones."""
+        """Score every row with its deciding variant and with every shadow; explain the flagged ones.
+        `monitored=False` (a warm-up) leaves the score, alert and drift metrics alone."""
         started = time.perf_counter()
         now = datetime.now(UTC)
+        self._monitored = monitored
         deciding_variants = self.table.deciding
         route = self.table.route(
             np.asarray(transaction_ids, dtype=object), np.asarray(customer_ids, dtype=object)
@@ -432,7 +436,10 @@ class Decider:
         scores = scorer.score(features)
         threshold = self.threshold(variant.name)
         flagged = scores >= threshold
-        self.monitors.observe(variant.name, scorer, shadow, scores, flagged, features)
+        if self._monitored:
+            self.monitors.observe(variant.name, scorer, shadow, scores, flagged, features)
+        else:
+            self.monitors.prepare(variant.name, scorer, shadow)
         reasons: dict[int, list[dict]] = {}
         to_explain = np.arange(len(rows)) if explain_all else np.flatnonzero(flagged)
         if len(to_explain) and not shadow:

@@ -86,7 +86,9 @@ def warm_up(decider: Decider, engine: FeatureEngine) -> None:
     for transactions, explain in ((one, True), (many, False)):
         features = engine.transform(encode_transactions(transactions))
         ids = [tx.transaction_id for tx in transactions]
-        decider.decide(features, ids, [tx.customer_id for tx in transactions], explain_all=explain)
+        decider.decide(
+            features, ids, [tx.customer_id for tx in transactions], explain_all=explain, monitored=False
+        )
     for transaction in one + many:
         transaction_row(transaction.model_dump(mode="json"), "api")
 
