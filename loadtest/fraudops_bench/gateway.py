@@ -307,9 +307,17 @@ def running_gateway(
 
 
 def predict_latency(
-    db_url: str, model_uri: str, rate_per_s: float = 500, duration_s: float = 60, warmup_s: float = 5
+    db_url: str,
+    model_uri: str,
+    rate_per_s: float = 500,
+    duration_s: float = 60,
+    warmup_s: float = 5,
+    log: Path | None = None,
 ) -> Measurement:
-    """`/predict` at `rate_per_s` for `duration_s` (after `warmup_s` at the same rate, not counted)."""
+    """`/predict` at `rate_per_s` for `duration_s` (after `warmup_s` at the same rate, not counted).
+
+    The gateway's log goes to `log` when given (kept for inspection), else to a scratch folder.
+    """
     total = int(rate_per_s * (duration_s + warmup_s))
     bodies = predict_bodies(total)
     settle_database(db_url)
@@ -324,7 +332,7 @@ def predict_latency(
             "GATEWAY_RATE_LIMIT": "1000000/second",
         }
         env.pop("ROUTING_TABLE_PATH", None)
-        with running_gateway(env, Path(folder) / "gateway.log") as (port, process):
+        with running_gateway(env, log or Path(folder) / "gateway.log") as (port, process):
             host = f"127.0.0.1:{port}"
             requests = [http_request("POST", "/predict", host, body) for body in bodies]
             warm = int(rate_per_s * warmup_s)

@@ -24,6 +24,9 @@ from fraudops_bench.gateway import free_port
 from fraudops_bench.results import Measurement
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# What the SDK's BatchSpanProcessor logs when it drops a span because its export queue is full. Its
+# logger lets one identical record through per 20 s, so a count is of windows with drops, not of spans.
+SPAN_DROP_WARNING = "Queue full, dropping Span"
 MODES: dict[str, dict[str, str]] = {
     "off": {},
     "1%": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"},
@@ -117,7 +120,15 @@ def overhead(
         f"{name} ({mode})": value for mode, measured in results.items() for name, value in measured.items()
     }
     units = {
-        key: ("req/s" if "requests_per_second" in key else "tx/s" if "per_second" in key else "ms")
+        key: (
+            "req/s"
+            if "requests_per_second" in key
+            else "tx/s"
+            if "per_second" in key
+            else ""
+            if "warnings" in key
+            else "ms"
+        )
         for key in numbers
     }
     return Measurement(
@@ -137,6 +148,11 @@ def overhead(
     )
 
 
+def span_drop_warnings(logs: list[Path]) -> int:
+    """How many "queue full" warnings the processes writing `logs` logged (missing logs count 0)."""
+    return sum(log.read_text(errors="replace").count(SPAN_DROP_WARNING) for log in logs if log.exists())
+
+
 def _one_mode(
     output: Path, model: str, drain_transactions: int, stream_rate: int, gateway_rate: int, seconds: int
 ) -> None:
@@ -146,9 +162,13 @@ def _one_mode(
 
     configure_tracing("fraudops-bench-publisher")  # the publisher's producer spans, as the simulator makes
     settings = get_settings()
+    gateway_log = settings.run_dir / "bench-tracing-gateway.log"
+    gateway_log.unlink(missing_ok=True)  # the gateway appends; count only this mode's warnings
     drained = stream.drain(settings, model, drain_transactions, max(drain_transactions // 3, 1000))
+    drain_drops = span_drop_warnings([settings.run_dir / "bench-drain-consumer.log"])
     latency = stream.latency(settings, model, stream_rate, seconds)
-    served = gateway.predict_latency(settings.db_url, model, gateway_rate, seconds)
+    latency_drops = span_drop_warnings([settings.run_dir / "bench-latency-consumer.log"])
+    served = gateway.predict_latency(settings.db_url, model, gateway_rate, seconds, log=gateway_log)
     output.write_text(
         json.dumps(
             {
@@ -160,6 +180,10 @@ def _one_mode(
                 "gateway_cpu_ms_per_request": 10
                 * served.details["gateway_cpu_percent_of_one_core"]
                 / served.numbers["requests_per_second"],
+                # Spans lost on a full export queue (consumer and gateway logs; the publisher's own
+                # warnings go to this process's stderr).
+                "stream_dropped_span_warnings": drain_drops + latency_drops,
+                "gateway_dropped_span_warnings": span_drop_warnings([gateway_log]),
             }
         )
     )

@@ -22,10 +22,13 @@ from fraudops_operator.resources import AnalysisSpec
 # routing variant and the model version; predictor-side metrics are told apart by the InferenceService
 # that served them (the scrape maps pod labels to target labels, as KServe's Prometheus annotations and the
 # usual `labelmap` relabelling do).
-_DECISIONS = 'fraudops_decisions_total{variant="{variant}",model_version="{version}"}'
-_ERRORS = 'fraudops_scoring_errors_total{variant="{variant}",model_version="{version}"}'
-_PREDICTOR = 'namespace="{namespace}",serving_kserve_io_inferenceservice="{inferenceservice}"'
+# Every decision-side query is scoped to the FraudModel's namespace (the label the cluster scrape gives the
+# gateway and consumer pods): two FraudModels elsewhere with the same variant names and versions must never
+# judge each other's traffic.
 _MONITORED = 'namespace="{namespace}",variant="{variant}",model_version="{version}"'
+_DECISIONS = "fraudops_decisions_total{" + _MONITORED + "}"
+_ERRORS = "fraudops_scoring_errors_total{" + _MONITORED + "}"
+_PREDICTOR = 'namespace="{namespace}",serving_kserve_io_inferenceservice="{inferenceservice}"'
 DEFAULT_QUERIES: Mapping[str, str] = {
     "samples": f"sum(increase({_DECISIONS}[{{window}}]))",
     "errorRate": (
@@ -42,9 +45,9 @@ DEFAULT_QUERIES: Mapping[str, str] = {
     "scoreBuckets": "sum by (le) (increase(fraudops_score_bucket{" + _MONITORED + "}[{window}]))",
     "featurePSI": "max(max_over_time(fraudops_feature_psi{" + _MONITORED + "}[{window}]))",
     "feedbackPrecision": (
-        'sum(increase(fraudops_feedback_total{model_version="{version}",decision="fraud",'
-        'label="fraud"}[{window}])) / sum(increase(fraudops_feedback_total{'
-        'model_version="{version}",decision="fraud"}[{window}]))'
+        'sum(increase(fraudops_feedback_total{namespace="{namespace}",model_version="{version}",'
+        'decision="fraud",label="fraud"}[{window}])) / sum(increase(fraudops_feedback_total{'
+        'namespace="{namespace}",model_version="{version}",decision="fraud"}[{window}]))'
     ),
 }
 _PSI_FLOOR = 1e-4  # an empty bucket would make PSI infinite

@@ -64,8 +64,9 @@ class Jaeger:
         data = response.json()["data"]
         return data[0] if data else None
 
-    def wait_for(self, find: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
-        """Poll `find` until it returns something truthy (then return it), failing after `timeout_s`."""
+    def wait_for(self, find: Callable[[], Any], what: str | Callable[[], str], timeout_s: float = 60) -> Any:
+        """Poll `find` until it returns something truthy (then return it), failing after `timeout_s`
+        with `what` (or what it returns: the last look, said at the end)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             found = find()
@@ -73,7 +74,7 @@ class Jaeger:
                 return found
             time.sleep(0.25)
         raise AssertionError(
-            f"{what} not in Jaeger after {timeout_s:.0f} s; jaeger log:\n"
+            f"{what() if callable(what) else what} not in Jaeger after {timeout_s:.0f} s; jaeger log:\n"
             f"{self.log.read_text(errors='replace')[-2000:]}"
         )
 

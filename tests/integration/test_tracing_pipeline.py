@@ -103,7 +103,10 @@ def traced_run(
             DB_URL=database,
             ROUTING_TABLE_PATH=str(routing),
             MODEL_PATH=str(trained_artifact),
-            BATCH_SIZE="100",
+            # One record per batch: a batch is scored by one KServe call, which sits under the `score` span
+            # of the batch's first sampled record only (fraudops_stream.tracing); with batches of one,
+            # whichever transaction alerts first has the predictor's spans in its own trace.
+            BATCH_SIZE="1",
             **jaeger.environment("fraudops-stream"),
         )
         with open(folder / "consumer.log", "ab") as log:
@@ -170,26 +173,33 @@ def test_one_transaction_is_one_trace_from_producer_to_alert(
     transaction_id, topic = traced_run["transaction_id"], traced_run["topic"]
     alert_span = f"send {traced_run['alerts_topic']}"
 
+    wanted = {
+        f"send {topic}",
+        f"process {topic}",
+        "features",
+        "score",
+        f"score {MODEL_NAME}",
+        "COPY decisions",
+        alert_span,
+    }
+    seen: dict[str, Any] = {"traces": 0, "names": set()}  # the last look, for the failure message
+
     def complete_trace() -> dict[str, Any] | None:
         found = jaeger.traces("fraudops-simulator", {"fraudops.transaction_id": transaction_id})
+        seen["traces"] = len(found)
         if len(found) != 1:
             return None
         trace = jaeger.trace(found[0]["traceID"])
-        names = {span["operationName"] for span in trace["spans"]} if trace else set()
-        wanted = {
-            f"send {topic}",
-            f"process {topic}",
-            "features",
-            "score",
-            f"score {MODEL_NAME}",
-            "COPY decisions",
-            alert_span,
-        }
-        return trace if wanted <= names else None
+        seen["names"] = {span["operationName"] for span in trace["spans"]} if trace else set()
+        return trace if wanted <= seen["names"] else None
 
-    trace = jaeger.wait_for(
-        complete_trace, f"the complete trace of transaction {transaction_id}", timeout_s=90
-    )
+    def what() -> str:
+        return (
+            f"the complete trace of transaction {transaction_id} ({seen['traces']} trace(s) found; "
+            f"spans missing: {sorted(wanted - seen['names'])}; present: {sorted(seen['names'])})"
+        )
+
+    trace = jaeger.wait_for(complete_trace, what, timeout_s=90)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "trace-tree.txt").write_text(f"transaction {transaction_id}\n{span_tree(trace)}\n")
 

@@ -1,7 +1,7 @@
 """A real Prometheus (Debian's package, installed by hack/prometheus.sh) scraping a test exporter.
 
 The exporter publishes the platform's metric names with the labels a cluster scrape would give them
-(decision-side: variant and model version, including the model monitoring's scores and feature drift;
+(decision-side: namespace, variant and model version, including the model monitoring's scores and feature drift;
 predictor-side: namespace and InferenceService), and a
 background thread feeds them at rates the test chooses per variant: healthy, erroring, slow or drifting.
 The operator's default PromQL queries then run unchanged against Prometheus's HTTP API.
@@ -50,13 +50,13 @@ class TrafficExporter:
         self.decisions = Counter(
             "fraudops_decisions_total",
             "Decisions.",
-            ["source", "variant", "model_version", "outcome", "shadow"],
+            ["namespace", "source", "variant", "model_version", "outcome", "shadow"],
             registry=self.registry,
         )
         self.errors = Counter(
             "fraudops_scoring_errors_total",
             "Failed scorings.",
-            ["source", "variant", "model_version"],
+            ["namespace", "source", "variant", "model_version"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -122,10 +122,10 @@ class TrafficExporter:
             for t in current:
                 count = max(int(t.decisions_per_s * tick_s), 1)
                 failed = round(count * t.error_rate)
-                self.decisions.labels("stream", t.variant, t.version, "legitimate", "false").inc(
+                self.decisions.labels(t.namespace, "stream", t.variant, t.version, "legitimate", "false").inc(
                     count - failed
                 )
-                self.errors.labels("stream", t.variant, t.version).inc(failed)
+                self.errors.labels(t.namespace, "stream", t.variant, t.version).inc(failed)
                 latency = self.latency.labels(t.model, t.namespace, t.inferenceservice)
                 score = self.scores.labels(t.model, t.version, t.namespace, t.inferenceservice)
                 decided = self.decision_scores.labels(t.namespace, "stream", t.variant, t.version, "false")

@@ -124,7 +124,8 @@ def test_placeholders_are_filled_without_touching_promql_braces() -> None:
     who = VariantQuery("canary", "2026-11-28", "card-fraud", "fraud", "card-fraud-2026-11-28")
     query = who.fill(DEFAULT_QUERIES["samples"], "5m")
     assert query == (
-        'sum(increase(fraudops_decisions_total{variant="canary",model_version="2026-11-28"}[5m]))'
+        'sum(increase(fraudops_decisions_total{namespace="fraud",variant="canary",'
+        'model_version="2026-11-28"}[5m]))'
     )
 
 

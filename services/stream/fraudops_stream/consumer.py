@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -292,21 +292,29 @@ class StreamConsumer:
         self.running = False
 
     def shutdown(self) -> None:
-        """Finish the batch in flight, checkpoint the partitions at rest, then leave the group."""
-        try:
-            self._drain(commit_sync=True)
-        except RetryableError as exc:
-            log.warning(
-                "stopping before the batch in flight was written; its offsets stay uncommitted",
-                extra={"error": str(exc)},
-            )
-        self.scheduler.hand_over(sorted(self.state.position))
-        for partition in list(self.state.position):
-            self._release(partition)  # the revoke callback during close() has nothing left to do
-        self.consumer.close()
-        self._writer_thread.shutdown(wait=True)
-        self.scheduler.close()
-        self.pool.close()
+        """Finish the batch in flight, checkpoint the partitions at rest, then leave the group.
+
+        Every client is closed here, each even when closing the one before failed (a refused login
+        raises from `close()` too): a Kafka client left to the interpreter's exit is torn down by
+        librdkafka calling back into a half-finalised interpreter, a segfault (exit -11 after the
+        one-line error, seen in CI when the password was wrong).
+        """
+        with ExitStack() as closing:  # callbacks run last-in first-out: the consumer first, the pool last
+            closing.callback(self.pool.close)
+            closing.callback(self.scheduler.close)
+            closing.callback(self.publisher.close)
+            closing.callback(self._writer_thread.shutdown, wait=True)
+            closing.callback(self.consumer.close)
+            try:
+                self._drain(commit_sync=True)
+            except RetryableError as exc:
+                log.warning(
+                    "stopping before the batch in flight was written; its offsets stay uncommitted",
+                    extra={"error": str(exc)},
+                )
+            self.scheduler.hand_over(sorted(self.state.position))
+            for partition in list(self.state.position):
+                self._release(partition)  # the revoke callback during close() has nothing left to do
 
     def _drain(self, commit_sync: bool = False) -> None:
         """Wait until the batch in flight is written (stored, delivered), then commit its offsets:

@@ -94,6 +94,15 @@ class Publisher:
                 "on a cluster, the operator's KafkaTopic objects) or set ALERTS_TOPIC / DLQ_TOPIC"
             )
 
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Serve the last delivery reports, then release the producer. Whatever is still queued was never
+        confirmed, so the offsets of its batch never moved: it is dropped here and consumed again."""
+        try:
+            self.producer.flush(timeout_s)
+        finally:
+            self.producer.purge()
+            self.producer.close()
+
     def publish(self, records: Sequence[Outgoing], stopping: Callable[[], bool]) -> None:
         """Deliver every record (at least once), waiting out failures; RetryableError if stopping first."""
         if not records:
