@@ -127,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             False,
         ),
+        ("entity-table-poll", every, runtime.refresh_entities),
     )
 
     @contextlib.asynccontextmanager
