@@ -104,11 +104,20 @@ def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_
             span.set_attribute("fraudops.rollout.phase", phase)
 
 
+# Optional: no finalizer of its own (the timer's already holds a deleted FraudModel until Kopf stops it).
+@kopf.on.delete(crd.GROUP, crd.VERSION, "fraudmodels", optional=True)
+def forget_fraud_model(name: str, namespace: str | None, **_: Any) -> None:
+    """A deleted FraudModel's rollout gauges go with it."""
+    assert namespace is not None  # FraudModels are namespaced
+    metrics.forget(namespace, name)
+
+
 def _reconcile_fraud_model(name: str, namespace: str, memo: kopf.Memo) -> str | None:
     """One tick; the rollout phase it leaves (None when the object is gone or blocked)."""
     kube: Kube = memo.kube
     body = kube.get("FraudModel", namespace, name)  # fresh: our last status write may not have arrived yet
     if body is None or body["metadata"].get("deletionTimestamp"):
+        metrics.forget(namespace, name)
         return None
     model, status, now = FraudModel.from_body(body), body.get("status") or {}, datetime.now(UTC)
 
