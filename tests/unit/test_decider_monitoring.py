@@ -122,3 +122,27 @@ def test_a_replaced_decider_removes_the_series_of_variants_it_no_longer_scores(t
     assert value("fraudops_feature_psi", **stable_psi) is not None
     # The stable variant's drift history goes on in the new Decider (no restart from zero rows).
     assert rolled_back.monitors.prepare("stable", stable, False) is stable_monitor
+
+
+def test_a_request_still_deciding_with_the_replaced_decider_does_not_bring_removed_series_back(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(8)
+    write_reference(build_reference(rng.uniform(0, 400, (20_000, 2)), NAMES), tmp_path)
+    canary = ArtifactScorer("late-v2", tmp_path)
+    table = RoutingTable(variants=[Variant(name="canary", model_version="late-v2", model_uri="y")])
+    replaced = Decider(table, {"canary": canary}, source="unit")
+    live = rng.uniform(0, 1200, (1000, 2))
+    replaced.decide(live, [f"t{i}" for i in range(1000)], [f"c{i}" for i in range(1000)])
+    successor = Decider(
+        RoutingTable(variants=[Variant(name="stable", model_version="late-v1", model_uri="x")]),
+        {"stable": ArtifactScorer("late-v1", tmp_path)},
+        source="unit",
+    )
+    successor.take_over_monitors(replaced)
+
+    replaced.decide(live, [f"u{i}" for i in range(1000)], [f"d{i}" for i in range(1000)])  # in flight
+    replaced.monitors.prepare("canary", canary, False).publish_drift()
+
+    canary_psi = {"source": "unit", "variant": "canary", "model_version": "late-v2", "feature": "amount"}
+    assert value("fraudops_feature_psi", **canary_psi) is None

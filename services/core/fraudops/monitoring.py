@@ -290,10 +290,11 @@ class MonitorSet:
             if key in keys:
                 self._monitors[key] = monitor
         kept = {series for monitor in self._monitors.values() for series in monitor.series()}
+        # `previous` keeps its monitors: a request still deciding with it updates either a kept series or a
+        # removed one (no longer exported), rather than making a removed label set anew.
         for key, monitor in previous._monitors.items():
             if key not in keys:
                 monitor.forget(keep=kept)
-        previous._monitors = {}
 
 
 def observe_feedback_delay(model_version: str, decided_fraud: bool, delay_s: float) -> None:
