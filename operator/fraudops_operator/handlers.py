@@ -104,12 +104,13 @@ def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_
             span.set_attribute("fraudops.rollout.phase", phase)
 
 
-# Optional: no finalizer of its own (the timer's already holds a deleted FraudModel until Kopf stops it).
-@kopf.on.delete(crd.GROUP, crd.VERSION, "fraudmodels", optional=True)
-def forget_fraud_model(name: str, namespace: str | None, **_: Any) -> None:
+# A watching handler, not @kopf.on.delete: a changing handler would make Kopf write its diff-base annotation
+# onto every FraudModel on every spec change, and it needs no finalizer to hear that the object is gone.
+@kopf.on.event(crd.GROUP, crd.VERSION, "fraudmodels")
+def forget_deleted_fraud_model(type: str, name: str, namespace: str | None, **_: Any) -> None:
     """A deleted FraudModel's rollout gauges go with it."""
-    assert namespace is not None  # FraudModels are namespaced
-    metrics.forget(namespace, name)
+    if type == "DELETED" and namespace is not None:
+        metrics.forget(namespace, name)
 
 
 def _reconcile_fraud_model(name: str, namespace: str, memo: kopf.Memo) -> str | None:
