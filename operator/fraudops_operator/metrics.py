@@ -45,7 +45,7 @@ ANALYSES = Counter(
 ANALYSIS_VALUE = Gauge(
     "fraudops_rollout_analysis_value",
     "The numbers the last analysis judged (samples, errorRate, p99LatencyMs, scorePSI, "
-    "feedbackPrecision), per variant.",
+    "feedbackPrecision, featurePSI), per variant; a number it could not measure has no series.",
     ["namespace", "fraudmodel", "metric", "variant"],
 )
 
