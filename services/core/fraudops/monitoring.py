@@ -109,11 +109,11 @@ def publish_cohort_qualities(qualities: Sequence[CohortQuality]) -> None:
         FEEDBACK_COHORT_DECISIONS: {(*key, labelled) for key in published for labelled in ("true", "false")},
     }
     for gauge, keep in kept.items():
-        for stale in exported_label_sets(gauge) - keep:
+        for stale in _exported_label_sets(gauge) - keep:
             gauge.remove(*stale)
 
 
-def exported_label_sets(metric: Any) -> set[tuple[str, ...]]:
+def _exported_label_sets(metric: Any) -> set[tuple[str, ...]]:
     """The label values (in the metric's label order) of every series a metric exports now."""
     return {tuple(sample.labels.values()) for family in metric.collect() for sample in family.samples}
 
