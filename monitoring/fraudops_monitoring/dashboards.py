@@ -25,6 +25,12 @@ W = RATE_WINDOW
 # Decisions that acted (shadow decisions are recorded too, but decide nothing).
 ACTING = 'shadow="false"'
 MODEL = 'model_version=~"$model_version",variant=~"$variant"'
+# Feature drift is measured where the artifact scores: by the gateway and consumer per variant, and for a
+# variant scored remotely by its KServe predictor, per version and without a variant label.
+FEATURE_PSI = (
+    f"fraudops_feature_psi{{{MODEL}}} or "
+    'fraudops_feature_psi{model_version=~"$model_version",source="predictor"}'
+)
 
 
 def quantiles(metric: str, by: str = "", selector: str = "", scale: str = "") -> list:
@@ -281,10 +287,11 @@ def model() -> dashboard.Dashboard:
             time_series(
                 "Feature drift (PSI)",
                 "Population stability index of each feature's live "
-                "distribution against the reference histogram stored in the model artifact. "
+                "distribution against the reference histogram stored in the model artifact (measured by "
+                "the gateway and consumer, or by the predictor of a remotely scored version). "
                 "Above 0.25 the FraudopsFeatureDrift alert fires.",
                 "none",
-                query(f"max by (feature) (fraudops_feature_psi{{{MODEL}}})", "{{feature}}"),
+                query(f"max by (feature) ({FEATURE_PSI})", "{{feature}}"),
             ).thresholds(thresholds((None, "green"), (0.1, "orange"), (0.25, "red")))
         )
         .with_panel(
@@ -292,7 +299,7 @@ def model() -> dashboard.Dashboard:
                 "Most drifted features now",
                 "Latest PSI per feature.",
                 "none",
-                f"topk(10, max by (feature) (fraudops_feature_psi{{{MODEL}}}))",
+                f"topk(10, max by (feature) ({FEATURE_PSI}))",
                 "{{feature}}",
                 steps=thresholds((None, "green"), (0.1, "orange"), (0.25, "red")),
             )

@@ -43,7 +43,13 @@ DEFAULT_QUERIES: Mapping[str, str] = {
     # Model monitoring (decision-side: the same for embedded and remote scoring, and per variant also in
     # shadow mode), in the FraudModel's namespace as the cluster scrape labels its gateway and consumer pods.
     "scoreBuckets": "sum by (le) (increase(fraudops_score_bucket{" + _MONITORED + "}[{window}]))",
-    "featurePSI": "max(max_over_time(fraudops_feature_psi{" + _MONITORED + "}[{window}]))",
+    # Feature drift needs the artifact's reference: measured where the variant is scored, by the gateway and
+    # consumer for an embedded model, by the InferenceService's predictor for a remote one (which is what
+    # the operator deploys). Whichever exists counts.
+    "featurePSI": (
+        "max(max_over_time(fraudops_feature_psi{" + _MONITORED + "}[{window}]) or max_over_time("
+        "fraudops_feature_psi{" + _PREDICTOR + "}[{window}]))"
+    ),
     "feedbackPrecision": (
         'sum(increase(fraudops_feedback_total{namespace="{namespace}",model_version="{version}",'
         'decision="fraud",label="fraud"}[{window}])) / sum(increase(fraudops_feedback_total{'

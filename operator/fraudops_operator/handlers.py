@@ -104,11 +104,21 @@ def reconcile_fraud_model(name: str, namespace: str | None, memo: kopf.Memo, **_
             span.set_attribute("fraudops.rollout.phase", phase)
 
 
+# A watching handler, not @kopf.on.delete: a changing handler would make Kopf write its diff-base annotation
+# onto every FraudModel on every spec change, and it needs no finalizer to hear that the object is gone.
+@kopf.on.event(crd.GROUP, crd.VERSION, "fraudmodels")
+def forget_deleted_fraud_model(type: str, name: str, namespace: str | None, **_: Any) -> None:
+    """A deleted FraudModel's rollout gauges go with it."""
+    if type == "DELETED" and namespace is not None:
+        metrics.forget(namespace, name)
+
+
 def _reconcile_fraud_model(name: str, namespace: str, memo: kopf.Memo) -> str | None:
     """One tick; the rollout phase it leaves (None when the object is gone or blocked)."""
     kube: Kube = memo.kube
     body = kube.get("FraudModel", namespace, name)  # fresh: our last status write may not have arrived yet
     if body is None or body["metadata"].get("deletionTimestamp"):
+        metrics.forget(namespace, name)
         return None
     model, status, now = FraudModel.from_body(body), body.get("status") or {}, datetime.now(UTC)
 

@@ -45,7 +45,7 @@ ANALYSES = Counter(
 ANALYSIS_VALUE = Gauge(
     "fraudops_rollout_analysis_value",
     "The numbers the last analysis judged (samples, errorRate, p99LatencyMs, scorePSI, "
-    "feedbackPrecision), per variant.",
+    "feedbackPrecision, featurePSI), per variant; a number it could not measure has no series.",
     ["namespace", "fraudmodel", "metric", "variant"],
 )
 
@@ -65,9 +65,32 @@ def observe_transition(namespace: str, fraudmodel: str, previous: Phase | None, 
 
 
 def observe_verdict(namespace: str, fraudmodel: str, verdict: Verdict) -> None:
+    """Count the verdict and publish the numbers it judged, and only those: a number the last verdict did
+    not measure (no data this time) must not stand beside its numbers as if it had."""
     ANALYSES.labels(namespace, fraudmodel, verdict.outcome.value, verdict.reason).inc()
+    measured = {(namespace, fraudmodel, metric, variant) for metric, variant, _ in verdict.numbers}
     for metric, variant, value in verdict.numbers:
         ANALYSIS_VALUE.labels(namespace, fraudmodel, metric, variant).set(value)
+    for labels in _label_sets(ANALYSIS_VALUE, namespace, fraudmodel) - measured:
+        ANALYSIS_VALUE.remove(*labels)
+
+
+def forget(namespace: str, fraudmodel: str) -> None:
+    """Remove a deleted FraudModel's gauges (its phase, weight, step and last numbers would otherwise stay
+    until the operator restarts). The counters stay: their history is what `increase()` reads."""
+    for gauge in (PHASE, CANDIDATE_WEIGHT, STEP, ANALYSIS_VALUE):
+        for labels in _label_sets(gauge, namespace, fraudmodel):
+            gauge.remove(*labels)
+
+
+def _label_sets(metric: Gauge, namespace: str, fraudmodel: str) -> set[tuple[str, ...]]:
+    """The label values of the series a gauge exports for one FraudModel (through its public `collect`)."""
+    return {
+        tuple(sample.labels.values())
+        for family in metric.collect()
+        for sample in family.samples
+        if sample.labels["namespace"] == namespace and sample.labels["fraudmodel"] == fraudmodel
+    }
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])

@@ -2,7 +2,7 @@
 
 The exporter publishes the platform's metric names with the labels a cluster scrape would give them
 (decision-side: namespace, variant and model version, including the model monitoring's scores and feature drift;
-predictor-side: namespace and InferenceService), and a
+predictor-side: namespace and InferenceService, including the feature drift a remotely scored variant has), and a
 background thread feeds them at rates the test chooses per variant: healthy, erroring, slow or drifting.
 The operator's default PromQL queries then run unchanged against Prometheus's HTTP API.
 """
@@ -39,6 +39,9 @@ class Traffic:
     latency_s: float = 0.008
     scores: tuple[float, ...] = TYPICAL_SCORES
     feature_psi: float = 0.02  # the most drifted feature's PSI against training
+    # Where the drift is measured: "decisions" (gateway and consumer scoring the artifact in-process) or
+    # "predictor" (the variant's InferenceService, which holds the artifact when scoring is remote).
+    drift_measured_by: str = "decisions"
 
 
 class TrafficExporter:
@@ -81,10 +84,19 @@ class TrafficExporter:
             buckets=SCORE_BUCKETS,
             registry=self.registry,
         )
+        # Feature drift, from either side (one family, as in a cluster): the decision side labels it with the
+        # variant, the predictor with its InferenceService (fraudops_predictor.metrics).
         self.feature_psi = Gauge(
             "fraudops_feature_psi",
             "Feature PSI.",
-            ["namespace", "source", "variant", "model_version", "feature"],
+            [
+                "namespace",
+                "source",
+                "variant",
+                "model_version",
+                "feature",
+                "serving_kserve_io_inferenceservice",
+            ],
             registry=self.registry,
         )
         self._traffic: dict[tuple[str, str], Traffic] = {}
@@ -129,10 +141,14 @@ class TrafficExporter:
                 latency = self.latency.labels(t.model, t.namespace, t.inferenceservice)
                 score = self.scores.labels(t.model, t.version, t.namespace, t.inferenceservice)
                 decided = self.decision_scores.labels(t.namespace, "stream", t.variant, t.version, "false")
-                self.feature_psi.labels(t.namespace, "stream", t.variant, t.version, "amount").set(
-                    t.feature_psi
+                drift = (
+                    (t.namespace, "predictor", "", t.version)
+                    if t.drift_measured_by == "predictor"
+                    else (t.namespace, "stream", t.variant, t.version)
                 )
-                self.feature_psi.labels(t.namespace, "stream", t.variant, t.version, "hour_of_day").set(0.01)
+                isvc = t.inferenceservice if t.drift_measured_by == "predictor" else ""
+                self.feature_psi.labels(*drift, "amount", isvc).set(t.feature_psi)
+                self.feature_psi.labels(*drift, "hour_of_day", isvc).set(0.01)
                 for value in itertools.islice(itertools.cycle(t.scores), count):
                     latency.observe(t.latency_s)
                     score.observe(value)

@@ -24,7 +24,9 @@ def limits(prometheus: LocalPrometheus, **overrides: Any) -> AnalysisSpec:
     return AnalysisSpec.from_spec(spec["rollout"]["analysis"])
 
 
-def variants(traffic: TrafficExporter, namespace: str, **candidate: Any) -> tuple[VariantQuery, VariantQuery]:
+def variants(
+    traffic: TrafficExporter, namespace: str, drift_measured_by: str = "decisions", **candidate: Any
+) -> tuple[VariantQuery, VariantQuery]:
     queries = []
     for variant, version, profile in (("canary", "v2", candidate), ("stable", "v1", {})):
         isvc = f"card-fraud-{version}"
@@ -35,6 +37,7 @@ def variants(traffic: TrafficExporter, namespace: str, **candidate: Any) -> tupl
                 namespace=namespace,
                 inferenceservice=isvc,
                 model="card-fraud",
+                drift_measured_by=drift_measured_by,
                 **profile,
             )
         )
@@ -84,6 +87,17 @@ def test_a_candidate_whose_features_drift_from_training_fails_on_feature_psi(
     assert (verdict.outcome, verdict.reason) == (Outcome.FAILED, "FeatureDrift"), verdict
     assert "feature PSI vs training 0.600 > maxFeaturePSI 0.250 (stable 0.020)" in verdict.summary
     assert ("featurePSI", "candidate", 0.6) in verdict.numbers
+
+
+def test_a_remotely_scored_candidate_whose_features_drift_fails_on_its_predictors_psi(
+    cluster: Cluster, prometheus: LocalPrometheus, traffic: TrafficExporter, namespace: str
+) -> None:
+    # What the operator deploys: every variant scored by its InferenceService, so only the predictors
+    # measure drift (the gateway and consumer have no artifact to compare with).
+    candidate, stable = variants(traffic, namespace, feature_psi=0.6, drift_measured_by="predictor")
+    verdict = settled_verdict(cluster, limits(prometheus, maxFeaturePSI=0.25), candidate, stable)
+    assert (verdict.outcome, verdict.reason) == (Outcome.FAILED, "FeatureDrift"), verdict
+    assert "feature PSI vs training 0.600 > maxFeaturePSI 0.250 (stable 0.020)" in verdict.summary
 
 
 def test_feature_drift_within_the_limit_passes(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from fraudops.routing import RoutingTable, load_routing_table
 from tests.k8s.cluster import Cluster, condition
@@ -137,6 +138,30 @@ def test_deleting_a_fraud_model_deletes_its_children(
         lambda: all(cluster.get(k, namespace, n) is None for k, n in CHILDREN),
         "the garbage collector to delete every child",
         timeout_s=60,
+    )
+
+
+def test_a_deleted_fraud_model_leaves_no_rollout_gauges_behind(
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
+    def rollout_gauges() -> set[str]:
+        """The operator's per-FraudModel gauges that have a series for this namespace (in-process registry)."""
+        return {
+            family.name
+            for family in REGISTRY.collect()
+            if family.name.startswith("fraudops_rollout_") and family.type == "gauge"
+            for sample in family.samples
+            if sample.labels.get("namespace") == namespace
+        }
+
+    cluster.apply(fraud_model(namespace))
+    wait_ready(cluster, namespace)
+    cluster.wait_for(rollout_gauges, "the rollout gauges of the FraudModel")
+
+    cluster.delete("FraudModel", namespace, "card-fraud")
+
+    cluster.wait_for(
+        lambda: not rollout_gauges(), "the deleted FraudModel's rollout gauges to go", timeout_s=30
     )
 
 

@@ -60,8 +60,6 @@ def test_each_variant_gets_its_scores_alerts_and_drift(tmp_path: Path) -> None:
         {"stable": ArtifactScorer("mon-v1", tmp_path), "challenger": ArtifactScorer("mon-v2", tmp_path)},
         source="unit",
     )
-    for monitor in decider.monitors._monitors.values():
-        monitor.publish_every_s = 0
     live = np.column_stack([rng.uniform(0, 1200, 1000), rng.integers(0, 24, 1000)])  # amounts 3x wider
 
     decided = decider.decide(live, [f"t{i}" for i in range(1000)], [f"c{i}" for i in range(1000)])
@@ -84,3 +82,67 @@ def test_each_variant_gets_its_scores_alerts_and_drift(tmp_path: Path) -> None:
     hour = value("fraudops_feature_psi", **stable, feature="hour")
     assert amount is not None and amount > 0.25
     assert hour is not None and hour < 0.1
+
+
+def test_a_replaced_decider_removes_the_series_of_variants_it_no_longer_scores(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    write_reference(build_reference(rng.uniform(0, 400, (20_000, 2)), NAMES), tmp_path)
+    stable, canary = ArtifactScorer("swap-v1", tmp_path), ArtifactScorer("swap-v2", tmp_path)
+    during_canary = Decider(
+        RoutingTable(
+            variants=[
+                Variant(name="stable", model_version="swap-v1", model_uri="x", weight=50),
+                Variant(name="canary", model_version="swap-v2", model_uri="y", weight=50),
+            ]
+        ),
+        {"stable": stable, "canary": canary},
+        source="unit",
+    )
+    live = rng.uniform(0, 1200, (2000, 2))  # drifted: the PSI gauges of both variants are set
+    during_canary.decide(live, [f"t{i}" for i in range(2000)], [f"c{i}" for i in range(2000)])
+    canary_psi = {"source": "unit", "variant": "canary", "model_version": "swap-v2", "feature": "amount"}
+    stable_psi = {"source": "unit", "variant": "stable", "model_version": "swap-v1", "feature": "amount"}
+    assert value("fraudops_feature_psi", **canary_psi) is not None
+    stable_monitor = during_canary.monitors.prepare("stable", stable, False)
+    rolled_back = Decider(
+        RoutingTable(variants=[Variant(name="stable", model_version="swap-v1", model_uri="x")]),
+        {"stable": stable},
+        source="unit",
+    )
+
+    rolled_back.take_over_monitors(during_canary)
+
+    assert value("fraudops_feature_psi", **canary_psi) is None  # no FraudopsFeatureDrift for a gone canary
+    assert (
+        value(
+            "fraudops_score_count", source="unit", variant="canary", model_version="swap-v2", shadow="false"
+        )
+        is None
+    )
+    assert value("fraudops_feature_psi", **stable_psi) is not None
+    # The stable variant's drift history goes on in the new Decider (no restart from zero rows).
+    assert rolled_back.monitors.prepare("stable", stable, False) is stable_monitor
+
+
+def test_a_request_still_deciding_with_the_replaced_decider_does_not_bring_removed_series_back(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(8)
+    write_reference(build_reference(rng.uniform(0, 400, (20_000, 2)), NAMES), tmp_path)
+    canary = ArtifactScorer("late-v2", tmp_path)
+    table = RoutingTable(variants=[Variant(name="canary", model_version="late-v2", model_uri="y")])
+    replaced = Decider(table, {"canary": canary}, source="unit")
+    live = rng.uniform(0, 1200, (1000, 2))
+    replaced.decide(live, [f"t{i}" for i in range(1000)], [f"c{i}" for i in range(1000)])
+    successor = Decider(
+        RoutingTable(variants=[Variant(name="stable", model_version="late-v1", model_uri="x")]),
+        {"stable": ArtifactScorer("late-v1", tmp_path)},
+        source="unit",
+    )
+    successor.take_over_monitors(replaced)
+
+    replaced.decide(live, [f"u{i}" for i in range(1000)], [f"d{i}" for i in range(1000)])  # in flight
+    replaced.monitors.prepare("canary", canary, False).publish_drift()
+
+    canary_psi = {"source": "unit", "variant": "canary", "model_version": "late-v2", "feature": "amount"}
+    assert value("fraudops_feature_psi", **canary_psi) is None

@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from fraudops import monitoring
 from fraudops.drift import build_reference
+from fraudops.feedback_quality import CohortQuality
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
@@ -67,3 +68,32 @@ def test_a_reference_naming_unknown_features_is_refused() -> None:
     reference = build_reference(np.random.default_rng(1).random((100, 1)), ["not_a_feature"])
     with pytest.raises(ValueError, match="not_a_feature"):
         monitoring.VariantMonitor("test", "stable", "v-x", False, reference, ["amount"])
+
+
+def test_a_new_cohort_removes_the_quality_of_versions_it_no_longer_holds() -> None:
+    def quality(version: str, variant: str) -> CohortQuality:
+        return CohortQuality(version, variant, decisions=100, flagged=10, fraud=8, caught=6, labelled=90)
+
+    monitoring.publish_cohort_qualities([quality("cohort-v1", "stable"), quality("cohort-v2", "canary")])
+    canary = {"model_version": "cohort-v2", "variant": "canary"}
+    assert REGISTRY.get_sample_value("fraudops_feedback_cohort_precision", canary) == pytest.approx(0.6)
+
+    monitoring.publish_cohort_qualities([quality("cohort-v1", "stable")])  # the canary was rolled back
+
+    for name in ("fraudops_feedback_cohort_precision", "fraudops_feedback_cohort_recall"):
+        assert REGISTRY.get_sample_value(name, canary) is None
+        assert (
+            REGISTRY.get_sample_value(name, {"model_version": "cohort-v1", "variant": "stable"}) is not None
+        )
+    for labelled in ("true", "false"):
+        assert (
+            REGISTRY.get_sample_value("fraudops_feedback_cohort_decisions", {**canary, "labelled": labelled})
+            is None
+        )
+    assert (
+        REGISTRY.get_sample_value(
+            "fraudops_feedback_cohort_decisions",
+            {"model_version": "cohort-v1", "variant": "stable", "labelled": "true"},
+        )
+        == 90
+    )

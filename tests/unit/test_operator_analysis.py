@@ -105,10 +105,12 @@ def test_feature_drift_is_judged_only_when_asked_and_only_with_drift_metrics() -
     )
 
 
-def test_the_drift_query_reads_the_model_monitoring_metric_of_the_variant() -> None:
+def test_the_drift_query_reads_the_variants_drift_from_the_decision_side_or_its_predictor() -> None:
     who = VariantQuery("canary", "v2", "card-fraud", "fraud", "card-fraud-v2")
     assert who.fill(DEFAULT_QUERIES["featurePSI"], "5m") == (
-        'max(max_over_time(fraudops_feature_psi{namespace="fraud",variant="canary",model_version="v2"}[5m]))'
+        'max(max_over_time(fraudops_feature_psi{namespace="fraud",variant="canary",model_version="v2"}[5m]) '
+        'or max_over_time(fraudops_feature_psi{namespace="fraud",serving_kserve_io_inferenceservice='
+        '"card-fraud-v2"}[5m]))'
     )
     assert 'fraudops_score_bucket{namespace="fraud",variant="canary",model_version="v2"}' in who.fill(
         DEFAULT_QUERIES["scoreBuckets"], "5m"

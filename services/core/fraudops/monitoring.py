@@ -18,8 +18,9 @@ Metrics are updated in bulk per batch: one `observe` per decision costs microsec
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,7 +88,13 @@ FEEDBACK_COHORT_DECISIONS = Gauge(
 
 
 def publish_cohort_qualities(qualities: Sequence[CohortQuality]) -> None:
-    """Set the cohort gauges of every model version and variant with decisions in the cohort."""
+    """Set the cohort gauges of every model version and variant with decisions in the cohort, and remove
+    those of the versions and variants the cohort no longer has (a retired model must not keep its last
+    precision and recall forever).
+
+    The new values are set before the old label sets go, so that a scrape in between sees no gap.
+    """
+    published: set[tuple[str, ...]] = {(quality.model_version, quality.variant) for quality in qualities}
     for quality in qualities:
         labels = (quality.model_version, quality.variant)
         FEEDBACK_COHORT_PRECISION.labels(*labels).set(
@@ -96,6 +103,19 @@ def publish_cohort_qualities(qualities: Sequence[CohortQuality]) -> None:
         FEEDBACK_COHORT_RECALL.labels(*labels).set(math.nan if quality.recall is None else quality.recall)
         FEEDBACK_COHORT_DECISIONS.labels(*labels, "true").set(quality.labelled)
         FEEDBACK_COHORT_DECISIONS.labels(*labels, "false").set(quality.decisions - quality.labelled)
+    kept: dict[Gauge, set[tuple[str, ...]]] = {
+        FEEDBACK_COHORT_PRECISION: published,
+        FEEDBACK_COHORT_RECALL: published,
+        FEEDBACK_COHORT_DECISIONS: {(*key, labelled) for key in published for labelled in ("true", "false")},
+    }
+    for gauge, keep in kept.items():
+        for stale in _exported_label_sets(gauge) - keep:
+            gauge.remove(*stale)
+
+
+def _exported_label_sets(metric: Any) -> set[tuple[str, ...]]:
+    """The label values (in the metric's label order) of every series a metric exports now."""
+    return {tuple(sample.labels.values()) for family in metric.collect() for sample in family.samples}
 
 
 def observe_many(histogram: Any, values: np.ndarray) -> None:
@@ -115,12 +135,67 @@ def observe_many(histogram: Any, values: np.ndarray) -> None:
     histogram._sum.inc(float(values.sum()))
 
 
-class VariantMonitor:
-    """One variant's monitoring on one decision path: its scores, alerts and feature drift.
+class FeatureDrift:
+    """A model's feature drift against the training reference in its artifact, published as
+    `fraudops_feature_psi` under fixed labels at most every `publish_every_s`.
 
-    `observe` takes a scored batch; the drift gauges are published at most every `publish_every_s`,
-    since computing and setting a PSI per feature on every batch would cost more than it tells.
+    Both decision paths keep one per variant (`VariantMonitor`); the KServe predictor keeps one for the
+    version it serves, since a variant scored remotely is only ever seen whole by its predictor.
+    Computing and setting a PSI per feature on every batch would cost more than it tells, hence the
+    interval. The predictor scores on several threads at once: a lock keeps the counts consistent.
     """
+
+    def __init__(
+        self,
+        reference: ReferenceHistograms,
+        labels: tuple[str, str, str],  # source, variant, model_version
+        feature_names: Sequence[str] | None = None,
+        publish_every_s: float = 1.0,
+    ) -> None:
+        self.monitor = DriftMonitor(reference)
+        self._columns: np.ndarray | None = None
+        if feature_names is not None and tuple(feature_names) != reference.feature_names:
+            position = {name: index for index, name in enumerate(feature_names)}
+            missing = [name for name in reference.feature_names if name not in position]
+            if missing:
+                raise ValueError(f"the drift reference names features the model does not have: {missing[:5]}")
+            self._columns = np.asarray([position[name] for name in reference.feature_names])
+        self.label_sets = [(*labels, name) for name in reference.feature_names]
+        self._gauges = [FEATURE_PSI.labels(*label_set) for label_set in self.label_sets]
+        self.publish_every_s = publish_every_s
+        self._published_at = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, features: np.ndarray) -> None:
+        """Add a batch of feature rows (columns in the model's order) and publish if it is time."""
+        if not len(features):
+            return
+        with self._lock:
+            self.monitor.observe(features if self._columns is None else features[:, self._columns])
+            now = time.monotonic()
+            if now - self._published_at >= self.publish_every_s:
+                self._published_at = now
+                self._publish()
+
+    def publish(self) -> None:
+        with self._lock:
+            self._publish()
+
+    def _publish(self) -> None:
+        psi = self.monitor.psi()
+        if psi is None:
+            return
+        for gauge, value in zip(self._gauges, psi.tolist(), strict=True):
+            gauge.set(value)
+
+    def forget(self) -> None:
+        """Remove the gauges: a model no longer scored must not keep its last drift (and alert) forever."""
+        for label_set in self.label_sets:
+            FEATURE_PSI.remove(*label_set)
+
+
+class VariantMonitor:
+    """One variant's monitoring on one decision path: its scores, alerts and feature drift."""
 
     def __init__(
         self,
@@ -133,42 +208,38 @@ class VariantMonitor:
         publish_every_s: float = 1.0,
     ) -> None:
         labels = (source, variant, model_version)
-        self.scores = SCORES.labels(*labels, "true" if shadow else "false")
+        self.label_sets: dict[Any, tuple[str, ...]] = {
+            SCORES: (*labels, "true" if shadow else "false"),
+            ALERTS: labels,
+        }
+        self.scores = SCORES.labels(*self.label_sets[SCORES])
         self.alerts = ALERTS.labels(*labels)
-        self.drift: DriftMonitor | None = None
-        self._columns: np.ndarray | None = None
-        self._psi_gauges: list[Any] = []
-        if reference is not None:
-            self.drift = DriftMonitor(reference)
-            if feature_names is not None and tuple(feature_names) != reference.feature_names:
-                position = {name: index for index, name in enumerate(feature_names)}
-                missing = [name for name in reference.feature_names if name not in position]
-                if missing:
-                    raise ValueError(
-                        f"the drift reference names features the model does not have: {missing[:5]}"
-                    )
-                self._columns = np.asarray([position[name] for name in reference.feature_names])
-            self._psi_gauges = [FEATURE_PSI.labels(*labels, name) for name in reference.feature_names]
-        self.publish_every_s = publish_every_s
-        self._published_at = 0.0
+        self.drift = (
+            FeatureDrift(reference, labels, feature_names, publish_every_s) if reference is not None else None
+        )
 
     def observe(self, scores: np.ndarray, alerts: int = 0, features: np.ndarray | None = None) -> None:
         observe_many(self.scores, scores)
         if alerts:
             self.alerts.inc(alerts)
-        if self.drift is not None and features is not None and len(features):
-            self.drift.observe(features if self._columns is None else features[:, self._columns])
-            now = time.monotonic()
-            if now - self._published_at >= self.publish_every_s:
-                self._published_at = now
-                self.publish_drift()
+        if self.drift is not None and features is not None:
+            self.drift.observe(features)
 
     def publish_drift(self) -> None:
-        psi = self.drift.psi() if self.drift is not None else None
-        if psi is None:
-            return
-        for gauge, value in zip(self._psi_gauges, psi.tolist(), strict=True):
-            gauge.set(value)
+        if self.drift is not None:
+            self.drift.publish()
+
+    def forget(self, keep: Collection[tuple[Any, tuple[str, ...]]] = ()) -> None:
+        """Remove this variant's series, except those in `keep` (metric, label values): a successor with
+        the same labels goes on exporting them."""
+        for metric, label_set in self.series():
+            if (metric, label_set) not in keep:
+                metric.remove(*label_set)
+
+    def series(self) -> set[tuple[Any, tuple[str, ...]]]:
+        """(metric, label values) of every series this monitor exports."""
+        drift = self.drift.label_sets if self.drift is not None else []
+        return set(self.label_sets.items()) | {(FEATURE_PSI, label_set) for label_set in drift}
 
 
 class MonitorSet:
@@ -181,6 +252,10 @@ class MonitorSet:
     def __init__(self, source: str) -> None:
         self.source = source
         self._monitors: dict[tuple[str, str, bool], VariantMonitor] = {}
+
+    @staticmethod
+    def key(variant: str, scorer: Any, shadow: bool) -> tuple[str, str, bool]:
+        return (variant, str(scorer.model_version), shadow)
 
     def observe(
         self,
@@ -197,7 +272,7 @@ class MonitorSet:
     def prepare(self, variant: str, scorer: Any, shadow: bool) -> VariantMonitor:
         """The variant's monitor, made (its drift reference read) on first use; a warm-up makes it
         without observing anything, so that the first real decision does not pay for it."""
-        key = (variant, str(scorer.model_version), shadow)
+        key = self.key(variant, scorer, shadow)
         monitor = self._monitors.get(key)
         if monitor is None:
             artifact = getattr(scorer, "artifact", None)
@@ -206,6 +281,20 @@ class MonitorSet:
                 self.source, variant, key[1], shadow, reference, getattr(scorer, "feature_names", None)
             )
         return monitor
+
+    def take_over(self, previous: MonitorSet, keys: set[tuple[str, str, bool]]) -> None:
+        """Carry on `previous`'s monitors of the `keys` this set will observe (their drift history goes
+        on) and remove the series of the others, which no decision updates any more: a rolled-back
+        canary's last drift would otherwise keep FraudopsFeatureDrift firing until a restart."""
+        for key, monitor in previous._monitors.items():
+            if key in keys:
+                self._monitors[key] = monitor
+        kept = {series for monitor in self._monitors.values() for series in monitor.series()}
+        # `previous` keeps its monitors: a request still deciding with it updates either a kept series or a
+        # removed one (no longer exported), rather than making a removed label set anew.
+        for key, monitor in previous._monitors.items():
+            if key not in keys:
+                monitor.forget(keep=kept)
 
 
 def observe_feedback_delay(model_version: str, decided_fraud: bool, delay_s: float) -> None:

@@ -298,6 +298,13 @@ class Decider:
             exact_reasons=exact_reasons,
         )
 
+    def take_over_monitors(self, previous: Decider) -> None:
+        """Carry on `previous`'s model monitoring of the variants this Decider scores with the same version
+        and mode, and remove the series of the others (`MonitorSet.take_over`)."""
+        shadows = {variant.name for variant in self.table.shadows}
+        keys = {MonitorSet.key(v.name, self.scorers[v.name], v.name in shadows) for v in self.table.variants}
+        self.monitors.take_over(previous.monitors, keys)
+
     def threshold(self, variant: str) -> float:
         return (
             self.threshold_override

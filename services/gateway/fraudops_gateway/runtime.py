@@ -188,6 +188,8 @@ class GatewayRuntime:
             # own engine, where requests will run.
             await asyncio.to_thread(warm_up, decider, FeatureEngine())
             warm_up(decider, self.engine)
+        if self.decider is not None:
+            decider.take_over_monitors(self.decider)
         self.decider = decider
         self.scores_remotely = any(isinstance(scorer, RemoteScorer) for scorer in decider.scorers.values())
         self.routing_identity = identity

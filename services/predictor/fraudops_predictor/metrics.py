@@ -1,12 +1,22 @@
-"""Model-level Prometheus metrics, next to KServe's own request metrics on the same /metrics."""
+"""Model-level Prometheus metrics, next to KServe's own request metrics on the same /metrics.
+
+Feature drift is the decision paths' own series, `fraudops_feature_psi` (`fraudops.monitoring`), with
+`source="predictor"`, the served version as `model_version` and no variant: a predictor serves a version,
+not a routing variant (a cluster scrape adds the namespace and InferenceService that tell which). A
+variant scored through a predictor is seen whole only here, so this is where its drift is measured.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 from prometheus_client import Counter, Gauge, Histogram
 
-from fraudops.monitoring import SCORE_BUCKETS, observe_many
+from fraudops.drift import ReferenceHistograms
+from fraudops.monitoring import SCORE_BUCKETS, FeatureDrift, observe_many
 
+PREDICTOR_SOURCE = "predictor"  # the `source` of the predictor's drift series
 MODEL_INFO = Gauge(
     "fraudops_model_info", "The model version this predictor serves (value 1).", ["model", "version"]
 )
@@ -40,3 +50,8 @@ def observe_batch(model: str, version: str, scores: np.ndarray, threshold: float
     SCORING_SECONDS.labels(model).observe(seconds)
     # One observe per row is slow in Python for big batches: bucket in bulk instead.
     observe_many(SCORES.labels(model, version), scores)
+
+
+def feature_drift(reference: ReferenceHistograms, version: str, feature_names: Sequence[str]) -> FeatureDrift:
+    """The served version's feature drift against its training reference (see the module docstring)."""
+    return FeatureDrift(reference, (PREDICTOR_SOURCE, "", version), feature_names)

@@ -26,8 +26,10 @@ from kserve.errors import InvalidInput, ModelNotReady
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fraudops.artifact import load_artifact
+from fraudops.drift import read_reference
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
+from fraudops.monitoring import FeatureDrift
 from fraudops.schema import Transaction
 from fraudops.scoring import Scorer
 from fraudops.tracing import traced
@@ -65,6 +67,7 @@ class FraudPredictor(Model):
         super().__init__(name)
         self.model_uri = model_uri
         self.scorer: Scorer | None = None
+        self.drift: FeatureDrift | None = None  # None for an artifact trained without a drift reference
 
     # --- load ----------------------------------------------------------------------------------
 
@@ -72,6 +75,14 @@ class FraudPredictor(Model):
         artifact = load_artifact(self.model_uri, nthread=1)
         self.scorer = Scorer(artifact)
         self._warm_up(self.scorer)
+        if self.drift is not None:
+            self.drift.forget()  # a reload: the version served before is no longer scored here
+        reference = read_reference(artifact.path)
+        self.drift = (
+            metrics.feature_drift(reference, self.scorer.model_version, self.scorer.feature_names)
+            if reference is not None
+            else None
+        )
         metrics.MODEL_INFO.labels(model=self.name, version=artifact.version).set(1)
         self.ready = True
         return self.ready
@@ -194,6 +205,8 @@ class FraudPredictor(Model):
         self, features: np.ndarray, want_reasons: bool, top_k: int, exact: bool
     ) -> tuple[np.ndarray, list | None]:
         scores = self._scorer.score(features)
+        if self.drift is not None:
+            self.drift.observe(features)
         reasons = None
         if want_reasons:
             reasons = [
