@@ -146,3 +146,46 @@ def test_a_request_still_deciding_with_the_replaced_decider_does_not_bring_remov
 
     canary_psi = {"source": "unit", "variant": "canary", "model_version": "late-v2", "feature": "amount"}
     assert value("fraudops_feature_psi", **canary_psi) is None
+
+
+def test_a_warmed_up_variant_exports_zero_scoring_errors_until_a_call_fails_and_loses_them_when_gone(
+    tmp_path: Path,
+) -> None:
+    """The error series exists from the warm-up on (an error rate and the dashboard's panel have data
+    before the first failure) and goes with the variant, like its scores."""
+    rng = np.random.default_rng(8)
+    write_reference(build_reference(rng.uniform(0, 400, (5_000, 2)), NAMES), tmp_path)
+    stable, canary = ArtifactScorer("err-v1", tmp_path), ArtifactScorer("err-v2", tmp_path)
+    canary_errors = {"source": "unit", "variant": "canary", "model_version": "err-v2"}
+    during_canary = Decider(
+        RoutingTable(
+            variants=[
+                Variant(name="stable", model_version="err-v1", model_uri="x", weight=50),
+                Variant(name="canary", model_version="err-v2", model_uri="y", weight=50),
+            ]
+        ),
+        {"stable": stable, "canary": canary},
+        source="unit",
+    )
+    assert value("fraudops_scoring_errors_total", **canary_errors) is None
+
+    rows = rng.uniform(0, 400, (200, 2))
+    during_canary.decide(rows, [f"t{i}" for i in range(200)], [f"c{i}" for i in range(200)], monitored=False)
+    assert value("fraudops_scoring_errors_total", **canary_errors) == 0
+    assert (
+        value("fraudops_scoring_errors_total", source="unit", variant="stable", model_version="err-v1") == 0
+    )
+
+    during_canary.monitors.count_error("canary", canary, False)
+    assert value("fraudops_scoring_errors_total", **canary_errors) == 1
+
+    rolled_back = Decider(
+        RoutingTable(variants=[Variant(name="stable", model_version="err-v1", model_uri="x")]),
+        {"stable": stable},
+        source="unit",
+    )
+    rolled_back.take_over_monitors(during_canary)
+    assert value("fraudops_scoring_errors_total", **canary_errors) is None
+    assert (
+        value("fraudops_scoring_errors_total", source="unit", variant="stable", model_version="err-v1") == 0
+    )

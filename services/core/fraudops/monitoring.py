@@ -56,6 +56,13 @@ ALERTS = Counter(
     "Fraud alerts raised (deciding fraud decisions).",
     ["source", "variant", "model_version"],
 )
+# Made at zero with each variant's monitor (a warm-up makes them), so an error rate has a series to rate
+# and a dashboard panel has data before the first failure.
+SCORING_ERRORS = Counter(
+    "fraudops_scoring_errors_total",
+    "Scoring calls of a variant that failed.",
+    ["source", "variant", "model_version"],
+)
 FEATURE_PSI = Gauge(
     "fraudops_feature_psi",
     "Population stability index of a feature's live distribution against the training reference "
@@ -211,9 +218,11 @@ class VariantMonitor:
         self.label_sets: dict[Any, tuple[str, ...]] = {
             SCORES: (*labels, "true" if shadow else "false"),
             ALERTS: labels,
+            SCORING_ERRORS: labels,
         }
         self.scores = SCORES.labels(*self.label_sets[SCORES])
         self.alerts = ALERTS.labels(*labels)
+        self.errors = SCORING_ERRORS.labels(*labels)
         self.drift = (
             FeatureDrift(reference, labels, feature_names, publish_every_s) if reference is not None else None
         )
@@ -268,6 +277,10 @@ class MonitorSet:
     ) -> None:
         monitor = self.prepare(variant, scorer, shadow)
         monitor.observe(scores, alerts=0 if shadow else int(np.count_nonzero(flagged)), features=features)
+
+    def count_error(self, variant: str, scorer: Any, shadow: bool) -> None:
+        """A failed scoring call of the variant (its monitor is made if it never scored)."""
+        self.prepare(variant, scorer, shadow).errors.inc()
 
     def prepare(self, variant: str, scorer: Any, shadow: bool) -> VariantMonitor:
         """The variant's monitor, made (its drift reference read) on first use; a warm-up makes it

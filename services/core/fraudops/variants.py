@@ -20,7 +20,6 @@ import numpy as np
 import orjson
 import pyarrow as pa
 from opentelemetry import propagate
-from prometheus_client import Counter
 
 from fraudops.artifact import load_artifact
 from fraudops.decision import CELL, DECISION_SCHEMA, Decision, decisions_table, reasons_json
@@ -31,11 +30,6 @@ from fraudops.scoring import Reason, Scorer
 from fraudops.tracing import tracing_enabled
 
 log = logging.getLogger(__name__)
-SCORING_ERRORS = Counter(
-    "fraudops_scoring_errors_total",
-    "Scoring calls of a variant that failed.",
-    ["source", "variant", "model_version"],
-)
 
 
 class VariantScorer(Protocol):
@@ -339,7 +333,7 @@ class Decider:
                     variant, features[rows], rows, transaction_ids, customer_ids, now, False, explain_all
                 )
             except RetryableError:
-                self._count_error(variant)
+                self._count_error(variant, shadow=False)
                 if index == 0:
                     raise  # the stable variant itself is down: nothing safe to decide with
                 # A failing canary or challenger must not fail decisions: the stable variant decides
@@ -363,15 +357,15 @@ class Decider:
                     self._score(variant, features, all_rows, transaction_ids, customer_ids, now, True, False)
                 )
             except RetryableError:
-                self._count_error(variant)  # a shadow never decides, so its failure costs no decision
+                # A shadow never decides, so its failure costs no decision.
+                self._count_error(variant, shadow=True)
         latency_ms = (time.perf_counter() - started) * 1000
         for part in parts:
             part.latency_ms = latency_ms
         return Decided(parts + shadows)
 
-    def _count_error(self, variant: Variant) -> None:
-        version = getattr(self.scorers.get(variant.name), "model_version", variant.model_version)
-        SCORING_ERRORS.labels(self.source, variant.name, version).inc()
+    def _count_error(self, variant: Variant, shadow: bool) -> None:
+        self.monitors.count_error(variant.name, self.scorers[variant.name], shadow)
         log.warning("scoring failed", extra={"variant": variant.name, "source": self.source})
 
     def _score(
