@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,15 +251,6 @@ def postmaster_pid(data_dir: Path) -> int | None:
         return int((data_dir / "postmaster.pid").read_text().split()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return None
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Poll until `check()`; returns the seconds it took (fails with `what` on timeout)."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout_s, f"{what}: not within {timeout_s} s"
-        time.sleep(0.5)
-    return time.monotonic() - started
 
 
 def write_report(rows: list[tuple[str, str]], events: list[str], path: Path) -> str:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from fraudops.scoring import Scorer
 from fraudops_stream.decode import decode_batch
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
+from tests.waiting import wait_until
 
 MODEL_NAME = "card-fraud"
 
@@ -204,13 +205,14 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
 
 def wait_until_caught_up(setup: StreamSetup, timeout_s: float, procs: Iterable[subprocess.Popen]) -> None:
     """Until the group's committed offsets reach the end of every partition (zero lag)."""
-    wait_for(
+    wait_until(
         lambda: (
             committed(setup.bootstrap, setup.group, setup.topic) == end_offsets(setup.bootstrap, setup.topic)
         ),
         timeout_s,
         "the group's committed offsets to reach the partitions' ends",
-        procs,
+        interval_s=0.5,
+        alive=procs,
     )
 
 
@@ -223,8 +225,12 @@ def finish_after_joining(
 ) -> None:
     """Once consumer `joiner` has its partitions (and their state): produce the rest of the records and
     wait until the group has stored all `total` and caught up."""
-    wait_for(
-        lambda: "partition assigned" in setup.log(joiner), 180, f"consumer {joiner}'s partitions", consumers
+    wait_until(
+        lambda: "partition assigned" in setup.log(joiner),
+        180,
+        f"consumer {joiner}'s partitions",
+        interval_s=0.5,
+        alive=consumers,
     )
     produce(setup.bootstrap, setup.topic, rest)
     assert wait_for_count(setup.db_url, total, 240, consumers) == total
@@ -236,18 +242,6 @@ def stored_count(db_url: str) -> int:
         return int(conn.execute("SELECT count(*) FROM transactions WHERE source = 'stream'").fetchone()[0])
 
 
-def wait_for(
-    condition: Callable[[], bool], timeout_s: float, what: str, procs: Iterable[subprocess.Popen] = ()
-) -> None:
-    """Poll `condition` until it holds; fail on timeout or when a process that must keep running exits."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        for proc in procs:
-            assert proc.poll() is None, f"a process exited with {proc.returncode} while waiting for {what}"
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
-        time.sleep(0.5)
-
-
 def wait_for_count(db_url: str, expected: int, timeout_s: float, procs: Iterable[subprocess.Popen]) -> int:
     counts = [0]
 
@@ -255,7 +249,13 @@ def wait_for_count(db_url: str, expected: int, timeout_s: float, procs: Iterable
         counts[0] = stored_count(db_url)
         return counts[0] >= expected
 
-    wait_for(reached, timeout_s, f"{expected} stored transactions (have {counts[0]})", procs)
+    wait_until(
+        reached,
+        timeout_s,
+        lambda: f"{expected} stored transactions (have {counts[0]})",
+        interval_s=0.5,
+        alive=procs,
+    )
     return counts[0]
 
 
@@ -317,13 +317,18 @@ class Predictor:
         process = self.process
 
         def ready() -> bool:
-            assert process.poll() is None, f"the predictor exited:\n{self.log.read_text()[-3000:]}"
             try:
                 return httpx.get(f"{self.endpoint}/v2/health/ready", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_for(ready, timeout_s, "the predictor to be ready")
+        wait_until(
+            ready,
+            timeout_s,
+            lambda: f"the predictor to be ready:\n{self.log.read_text()[-3000:]}",
+            interval_s=0.5,
+            alive=[process],
+        )
 
     def kill(self) -> None:
         """kill -9: no goodbye."""

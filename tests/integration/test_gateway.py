@@ -9,8 +9,8 @@ cannot read.
 
 from __future__ import annotations
 
+import contextlib
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,8 +38,10 @@ from tests.integration.test_gateway_support import (
     gateway,
     migrated_database,
     stored_rows,
+    wait_for_readiness,
     wait_until_stored,
 )
+from tests.waiting import WaitTimedOut, wait_until
 
 pytestmark = pytest.mark.integration
 FULL = {
@@ -315,10 +317,12 @@ def test_a_customer_state_the_stream_consumer_stores_later_replaces_the_one_the_
         consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
     )
 
-    deadline = time.monotonic() + 15  # the gateway polls every STATE_REFRESH_S (1 s here)
-    while _counter(client, "fraudops_gateway_state_refreshed_total") == refreshed_before:
-        assert time.monotonic() < deadline, "the gateway never re-read the changed state"
-        time.sleep(0.2)
+    wait_until(  # the gateway polls every STATE_REFRESH_S (1 s here)
+        lambda: _counter(client, "fraudops_gateway_state_refreshed_total") != refreshed_before,
+        15,
+        "the gateway to re-read the changed state",
+        interval_s=0.2,
+    )
     answer = client.post("/predict", json=payloads[-1]).json()
 
     assert answer["fraud_probability"] == pytest.approx(float(expected[0]), abs=1e-6)
@@ -554,15 +558,6 @@ def test_health_live_and_ready(client: httpx.Client) -> None:
     }
 
 
-def wait_for_readiness(client: httpx.Client, status: int, timeout_s: float = 30) -> httpx.Response:
-    """Until /health/ready answers `status` (it reports what the gateway's background reads last found)."""
-    deadline = time.monotonic() + timeout_s
-    while (response := client.get("/health/ready")).status_code != status:
-        assert time.monotonic() < deadline, f"/health/ready still {response.status_code}: {response.text}"
-        time.sleep(0.1)
-    return response
-
-
 def test_ready_is_503_while_the_database_refuses_connections_and_no_decision_is_lost(
     client: httpx.Client, database: str, local_stack: LocalStack
 ) -> None:
@@ -597,18 +592,18 @@ def test_ready_is_503_while_the_database_refuses_connections_and_no_decision_is_
 
 
 def _sessions_settled(admin: str, name: str, timeout_s: float = 10) -> int:
-    """Sessions ever opened on database `name`, once PostgreSQL's statistics stop moving."""
-    deadline, seen = time.monotonic() + timeout_s, []
+    """Sessions ever opened on database `name`, once PostgreSQL's statistics stop moving (or as they
+    stand after `timeout_s`: the caller's assertion judges that reading)."""
+    seen: list[int] = []
     with psycopg.connect(admin, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            seen.append(
-                conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()[
-                    0
-                ]
-            )
-            if len(seen) >= 4 and len(set(seen[-4:])) == 1:
-                break
-            time.sleep(0.25)
+
+        def settled() -> bool:
+            row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()
+            seen.append(row[0])
+            return len(seen) >= 4 and len(set(seen[-4:])) == 1
+
+        with contextlib.suppress(WaitTimedOut):
+            wait_until(settled, timeout_s, "PostgreSQL's session statistics to settle")
     return seen[-1]
 
 

@@ -8,7 +8,6 @@ variants are scored by the real KServe predictor over the V2 binary protocol.
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from tests.integration.test_gateway_support import (
     migrated_database,
     predictor,
     stored_rows,
+    wait_for_readiness,
     wait_for_routing,
     wait_until_stored,
     write_routing_table,
@@ -296,7 +296,7 @@ def test_a_half_written_artifact_in_the_table_makes_the_gateway_not_ready_until_
     failures_before = _background_failures(served, "routing-refresh")
 
     write_routing_table(table_path, [variant("stable", half_written)])
-    not_ready = _wait_for_ready_status(served, 503)
+    not_ready = wait_for_readiness(client, 503, timeout_s=60)
     decided = client.post("/predict", json=legacy_payloads(1)[0])
 
     assert not_ready.json()["checks"]["background"] == "failing: routing-refresh"
@@ -304,15 +304,7 @@ def test_a_half_written_artifact_in_the_table_makes_the_gateway_not_ready_until_
     assert "Traceback" in served.log_tail(50_000) and "TypeError" in served.log_tail(50_000)
     assert decided.status_code == 200 and decided.json()["variant"] == "stable", "decisions go on"
     route(served, table_path, [variant("fixed", trained_artifact)])
-    assert _wait_for_ready_status(served, 200).json()["checks"]["routing"] == "fixed:serve:100"
-
-
-def _wait_for_ready_status(served: Served, status: int, timeout_s: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    while (response := httpx.get(served.url + "/health/ready", timeout=10)).status_code != status:
-        assert time.monotonic() < deadline, f"/health/ready still {response.status_code}: {response.text}"
-        time.sleep(0.1)
-    return response
+    assert wait_for_readiness(client, 200, timeout_s=60).json()["checks"]["routing"] == "fixed:serve:100"
 
 
 def _background_failures(served: Served, task: str) -> float:

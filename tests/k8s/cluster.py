@@ -8,7 +8,6 @@ many writes the operator made, which is how "an unchanged spec costs no write" i
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 
 from fraudops_operator.kube import KINDS
 from tests.k8s.apiserver import LocalKubeApiServer
+from tests.waiting import wait_until
 
 T = TypeVar("T")
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
@@ -95,14 +95,7 @@ class Cluster:
 
     def wait_for(self, probe: Callable[[], T], what: str, timeout_s: float = 30.0, every_s: float = 0.2) -> T:
         """Poll `probe` until it returns something truthy; fail with `what` and the last value otherwise."""
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = probe()
-            if last:
-                return last
-            time.sleep(every_s)
-        raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+        return wait_until(probe, timeout_s, what, interval_s=every_s)
 
     def operator_writes(self, namespace: str) -> list[str]:
         """Every write the operator (our client or Kopf's) made in `namespace`, from the audit log."""

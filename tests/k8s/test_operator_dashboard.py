@@ -4,17 +4,14 @@ metrics endpoint, and each panel's query must return data using only metric name
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import orjson
 import prometheus_client
 import pytest
 
 from fraudops_monitoring.dashboards import rollouts
-from fraudops_monitoring.grafana import panels_of, to_json
-from tests.integration.test_dashboards_live import exported_names, filled, names_in, wait_for
+from tests.integration.test_dashboards_live import exported_names, panel_queries, unanswered, unexported
 from tests.k8s.cluster import Cluster
 from tests.k8s.conftest import OperatorRunner
 from tests.k8s.objects import CANDIDATE, fast_analysis, fraud_model
@@ -65,22 +62,10 @@ def test_every_operator_panel_returns_data_after_a_rollback(
     )
     wait_phase(cluster, namespace, "RolledBack")
 
-    document = orjson.loads(to_json(rollouts()))
-    exported = exported_names({"fraudops-operator": operator_metrics.url})
+    queries = panel_queries(rollouts())
+    unknown = unexported(queries, exported_names({"fraudops-operator": operator_metrics.url}))
     scraped = operator_metrics.prometheus
-    unknown, missing = [], []
-    for panel in panels_of(document):
-        for query in panel["targets"]:
-            expr = filled(query["expr"])
-            unknown += [f"{panel['title']}: {name}" for name in names_in(expr) if name not in exported]
-
-            def answered(promql: str = expr) -> bool:
-                return any(not math.isnan(float(s["value"][1])) for s in scraped.query(promql))
-
-            try:
-                wait_for(expr, answered, timeout_s=60)
-            except AssertionError:
-                missing.append(f"{panel['title']}: {expr}")
+    missing = unanswered(scraped, queries, timeout_s=60)
     assert unknown == [], "metric names the operator does not export"
     assert missing == [], "queries without data"
     # And what they show is this rollout: its FraudModel in phase RolledBack, its candidate at weight 0.

@@ -4,7 +4,6 @@ and the InferenceServices and routing tables that result, on the real API server
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from tests.k8s.cluster import Cluster, condition
 from tests.k8s.conftest import OperatorRunner
 from tests.k8s.objects import CANDIDATE, fast_analysis, fraud_model
 from tests.k8s.prometheus import LocalPrometheus, Traffic, TrafficExporter
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.k8s
 
@@ -49,16 +49,20 @@ def wait_phase(cluster: Cluster, namespace: str, phase: str, timeout_s: float = 
 def weights_until(cluster: Cluster, namespace: str, phase: str, timeout_s: float = 60) -> list[int]:
     """The candidate's weights, in the order the status showed them, until the rollout reaches `phase`."""
     weights: list[int] = []
-    deadline = time.monotonic() + timeout_s
-    while (current := status(cluster, namespace)).get("phase") != phase:
-        assert time.monotonic() < deadline, (
-            f"no {phase} after {timeout_s:.0f}s; weights {weights}, status {current}"
-        )
+    current: dict[str, Any] = {}
+
+    def reached() -> bool:
+        nonlocal current
+        current = status(cluster, namespace)
+        if current.get("phase") == phase:
+            return True
         assert current.get("phase") not in ("RolledBack", "Aborted"), current
         weight = current.get("candidateWeight")
         if weight is not None and (not weights or weights[-1] != weight):
             weights.append(weight)
-        time.sleep(0.1)
+        return False
+
+    wait_until(reached, timeout_s, lambda: f"{phase}; weights {weights}, status {current}", interval_s=0.1)
     return weights
 
 
