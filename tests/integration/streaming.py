@@ -54,17 +54,7 @@ class StreamSetup:
         """`fraudops stream consume` as a process of its own, logging to `<logs>/<name>.log`."""
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fraudops_cli.main",
-                "stream",
-                "consume",
-                "--metrics-port",
-                str(metrics_port),
-                "--checkpoint-interval",
-                str(checkpoint_s),
-            ],
+            consume_command(metrics_port, "--checkpoint-interval", str(checkpoint_s)),
             env={**self.env, **env},
             cwd=REPO_ROOT,
             stdout=log,
@@ -76,6 +66,18 @@ class StreamSetup:
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_for_log(
+        self, name: str, text: str, timeout_s: float, alive: Iterable[subprocess.Popen] = ()
+    ) -> None:
+        """Until consumer `name`'s log says `text`; fails at once when a process in `alive` exits."""
+        wait_until(
+            lambda: text in self.log(name),
+            timeout_s,
+            f"consumer {name}'s log to say {text!r}",
+            interval_s=0.5,
+            alive=alive,
+        )
 
     def leftovers(self) -> list[int]:
         """Processes started here that still run; they are stopped (the test fails on them)."""
@@ -90,23 +92,62 @@ def new_setup(
     bootstrap: str, db_url: str, artifact: Path, logs: Path, partitions: int = 6, **env: str
 ) -> StreamSetup:
     """Fresh topics and a fresh consumer group for one test, against a migrated database."""
-    suffix = uuid.uuid4().hex[:8]
-    topic, alerts, dlq = f"tx-{suffix}", f"alerts-{suffix}", f"dlq-{suffix}"
-    create_topics(bootstrap, [(topic, partitions), (alerts, 1), (dlq, 1)])
+    topics = fresh_topics(bootstrap, partitions)
     environment = {
         **os.environ,
         "DB_URL": db_url,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "TRANSACTIONS_TOPIC": topic,
-        "ALERTS_TOPIC": alerts,
-        "DLQ_TOPIC": dlq,
-        "CONSUMER_GROUP": f"g-{suffix}",
+        **topics.environment(),
         "MODEL_PATH": str(artifact),
         "BATCH_SIZE": "1000",
         "LOG_FORMAT": "json",
         **env,
     }
-    return StreamSetup(environment, topic, alerts, dlq, f"g-{suffix}", db_url, bootstrap, logs)
+    return StreamSetup(
+        environment, topics.topic, topics.alerts, topics.dlq, topics.group, db_url, bootstrap, logs
+    )
+
+
+@dataclass(frozen=True)
+class StreamTopics:
+    """The transactions, alerts and dead-letter topics and the consumer group of one test."""
+
+    bootstrap: str
+    topic: str
+    alerts: str
+    dlq: str
+    group: str
+
+    def environment(self) -> dict[str, str]:
+        """The Kafka settings of a consumer (or simulator) that works on these topics."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "TRANSACTIONS_TOPIC": self.topic,
+            "ALERTS_TOPIC": self.alerts,
+            "DLQ_TOPIC": self.dlq,
+            "CONSUMER_GROUP": self.group,
+        }
+
+
+def fresh_topics(bootstrap: str, partitions: int = 6) -> StreamTopics:
+    """New topics (alerts and dead letters with one partition) and group, named apart by a random suffix."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = StreamTopics(bootstrap, f"tx-{suffix}", f"alerts-{suffix}", f"dlq-{suffix}", f"g-{suffix}")
+    create_topics(bootstrap, [(topics.topic, partitions), (topics.alerts, 1), (topics.dlq, 1)])
+    return topics
+
+
+def consume_command(metrics_port: int, *options: str) -> list[str]:
+    """`fraudops stream consume` as the tests run it: this Python, the CLI module, its metrics port."""
+    return [
+        sys.executable,
+        "-m",
+        "fraudops_cli.main",
+        "stream",
+        "consume",
+        "--metrics-port",
+        str(metrics_port),
+        *options,
+    ]
 
 
 def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]]) -> None:
@@ -225,13 +266,7 @@ def finish_after_joining(
 ) -> None:
     """Once consumer `joiner` has its partitions (and their state): produce the rest of the records and
     wait until the group has stored all `total` and caught up."""
-    wait_until(
-        lambda: "partition assigned" in setup.log(joiner),
-        180,
-        f"consumer {joiner}'s partitions",
-        interval_s=0.5,
-        alive=consumers,
-    )
+    setup.wait_for_log(joiner, "partition assigned", 180, alive=consumers)
     produce(setup.bootstrap, setup.topic, rest)
     assert wait_for_count(setup.db_url, total, 240, consumers) == total
     wait_until_caught_up(setup, 120, consumers)

@@ -31,8 +31,8 @@ from tests.integration.test_gateway_support import (
     gateway,
     migrated_database,
     serving_argv,
+    stable_routing_table,
     stored_rows,
-    write_routing_table,
 )
 
 pytestmark = pytest.mark.integration
@@ -48,11 +48,7 @@ def database(local_stack: LocalStack) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def routing_table(tmp_path_factory: pytest.TempPathFactory, trained_artifact: Path) -> Path:
-    path = tmp_path_factory.mktemp("routing") / "routing.yaml"
-    write_routing_table(
-        path, [{"name": "stable", "model_version": "test-v1", "model_uri": str(trained_artifact)}]
-    )
-    return path
+    return stable_routing_table(tmp_path_factory.mktemp("routing"), trained_artifact)
 
 
 @pytest.fixture(scope="module")

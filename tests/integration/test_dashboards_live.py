@@ -18,9 +18,7 @@ import contextlib
 import math
 import re
 import subprocess
-import sys
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from grafana_foundation_sdk.builders import dashboard
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,6 +35,7 @@ from fraudops_monitoring.dashboards import model, platform_overview
 from fraudops_monitoring.grafana import panels_of, to_json
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
+from tests.integration.streaming import consume_command, fresh_topics, produce
 from tests.integration.test_gateway_support import MODEL_NAME, base_env, gateway, migrated_database, serving
 from tests.prometheus import LocalPrometheus
 from tests.waiting import WaitTimedOut, wait_until
@@ -86,26 +83,14 @@ def simulated(transactions: int, seed: int, amount_scale: float = 1.0) -> list[t
     return records
 
 
-def produce(bootstrap: str, topic: str, records: Sequence[tuple[str | None, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    for key, value in records:
-        producer.produce(topic, value, key)
-    assert producer.flush(60) == 0
-
-
 @pytest.fixture(scope="module")
 def live(
     local_stack: LocalStack, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
     folder = tmp_path_factory.mktemp("live")
-    suffix = uuid.uuid4().hex[:8]
-    topic = f"tx-{suffix}"
     bootstrap = local_stack.kafka.bootstrap
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics(
-        [NewTopic(topic, 3, 1), NewTopic(f"alerts-{suffix}", 1, 1), NewTopic(f"dlq-{suffix}", 1, 1)]
-    ).values():
-        future.result(timeout=30)
+    topics = fresh_topics(bootstrap, partitions=3)
+    topic = topics.topic
     consumer_port = free_port()
     command = ["predictor", "--model-uri", str(trained_artifact), "--name", MODEL_NAME]
     with (
@@ -124,26 +109,12 @@ def live(
         env = base_env(
             DB_URL=database,
             MODEL_PATH=str(trained_artifact),
-            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-            TRANSACTIONS_TOPIC=topic,
-            ALERTS_TOPIC=f"alerts-{suffix}",
-            DLQ_TOPIC=f"dlq-{suffix}",
-            CONSUMER_GROUP=f"g-{suffix}",
+            **topics.environment(),
             BATCH_SIZE="200",
         )
         with open(folder / "consumer.log", "ab") as log:
             consumer = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fraudops_cli.main",
-                    "stream",
-                    "consume",
-                    "--metrics-port",
-                    str(consumer_port),
-                    "--checkpoint-interval",
-                    "5",
-                ],
+                consume_command(consumer_port, "--checkpoint-interval", "5"),
                 env=env,
                 cwd=REPO_ROOT,
                 stdout=log,

@@ -31,6 +31,7 @@ from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import FEATURE_NAMES, FEATURE_VERSION
 from fraudops.schema import TRANSACTION_FIELDS, Transaction
 from fraudops.scoring import Scorer
+from fraudops_gateway.schemas import FULL_EXAMPLE, LEGACY_EXAMPLE
 from fraudops_infra.stack import LocalStack
 from tests.integration.test_gateway_support import (
     Served,
@@ -44,28 +45,6 @@ from tests.integration.test_gateway_support import (
 from tests.waiting import WaitTimedOut, wait_until
 
 pytestmark = pytest.mark.integration
-FULL = {
-    "event_time": "2026-11-28T21:14:05Z",
-    "customer_id": "cust-000123",
-    "card_id": "card-000123-1",
-    "merchant_id": "m-04411",
-    "merchant_category": "electronics",
-    "amount": 899.0,
-    "currency": "EUR",
-    "channel": "WEB",
-    "transaction_type": "PURCHASE",
-    "is_international": False,
-    "country": "DE",
-    "device_id": "dev-9a8b7c",
-    "ip_address": "203.0.113.17",
-}
-LEGACY = {
-    "amount": 250.0,
-    "merchant_category": "electronics",
-    "source": "WEB",
-    "is_international": False,
-    "hour_of_day": 23,
-}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +68,7 @@ def served(
 def first_answer(served: Served) -> dict[str, Any]:
     """The gateway's very first decision after it started."""
     response = httpx.post(
-        served.url + "/predict", json={**FULL, "transaction_id": "first-" + uuid.uuid4().hex}
+        served.url + "/predict", json={**FULL_EXAMPLE, "transaction_id": "first-" + uuid.uuid4().hex}
     )
     assert response.status_code == 200, response.text
     return response.json()
@@ -141,7 +120,7 @@ def test_a_full_transaction_is_decided_and_its_decision_stored(
 ) -> None:
     transaction_id = new_id()
 
-    response = client.post("/predict", json={**FULL, "transaction_id": transaction_id})
+    response = client.post("/predict", json={**FULL_EXAMPLE, "transaction_id": transaction_id})
 
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -177,7 +156,7 @@ def test_a_full_transaction_is_decided_and_its_decision_stored(
 
 def test_a_zero_amount_card_verification_is_decided_and_stored(client: httpx.Client, database: str) -> None:
     transaction_id = new_id()
-    response = client.post("/predict", json={**FULL, "transaction_id": transaction_id, "amount": 0})
+    response = client.post("/predict", json={**FULL_EXAMPLE, "transaction_id": transaction_id, "amount": 0})
 
     assert response.status_code == 200, response.text
     wait_until_stored(database, [transaction_id])
@@ -189,7 +168,7 @@ def test_a_zero_amount_card_verification_is_decided_and_stored(client: httpx.Cli
 
 def test_a_stored_decision_is_served_back_by_transaction_id(client: httpx.Client, database: str) -> None:
     transaction_id = new_id()
-    answer = client.post("/predict", json={**FULL, "transaction_id": transaction_id}).json()
+    answer = client.post("/predict", json={**FULL_EXAMPLE, "transaction_id": transaction_id}).json()
     wait_until_stored(database, [transaction_id])
 
     stored = client.get(f"/transactions/{transaction_id}")
@@ -209,7 +188,7 @@ def test_a_stored_decision_is_served_back_by_transaction_id(client: httpx.Client
 def test_the_legacy_payload_is_decided_as_a_normalised_transaction(
     client: httpx.Client, database: str
 ) -> None:
-    response = client.post("/predict", json=LEGACY)
+    response = client.post("/predict", json=LEGACY_EXAMPLE)
 
     assert response.status_code == 200, response.text
     transaction_id = response.json()["transaction_id"]
@@ -228,7 +207,7 @@ def test_explain_gives_reason_codes_named_after_model_features(client: httpx.Cli
     transaction_id = new_id()
 
     answer = client.post(
-        "/predict", params={"explain": "true"}, json={**FULL, "transaction_id": transaction_id}
+        "/predict", params={"explain": "true"}, json={**FULL_EXAMPLE, "transaction_id": transaction_id}
     ).json()
 
     assert answer["reasons"], "explain=true gives reason codes whatever the decision"
@@ -340,8 +319,8 @@ def _counter(client: httpx.Client, name: str) -> float:
 
 
 def test_a_batch_refuses_duplicate_ids_and_more_than_the_maximum(client: httpx.Client) -> None:
-    duplicate = {**FULL, "transaction_id": new_id()}
-    too_many = [{**LEGACY} for _ in range(1001)]
+    duplicate = {**FULL_EXAMPLE, "transaction_id": new_id()}
+    too_many = [{**LEGACY_EXAMPLE} for _ in range(1001)]
 
     same_id = client.post("/predict/batch", json={"transactions": [duplicate, duplicate]})
     oversized = client.post("/predict/batch", json={"transactions": too_many})
@@ -366,7 +345,7 @@ def test_feedback_stores_the_label_with_the_time_it_became_known_once(
         "ip_address": "198.51.100.77",
         "card_id": new_id("fbk"),
     }
-    client.post("/predict", json={**FULL, **keys, "transaction_id": transaction_id})
+    client.post("/predict", json={**FULL_EXAMPLE, **keys, "transaction_id": transaction_id})
     label = {
         "transaction_id": transaction_id,
         "is_fraud": True,
@@ -400,7 +379,7 @@ def test_feedback_for_an_unknown_transaction_is_404(client: httpx.Client) -> Non
 
 
 def _full(**changes: Any) -> dict[str, Any]:
-    return {**FULL, "transaction_id": new_id(), **changes}
+    return {**FULL_EXAMPLE, "transaction_id": new_id(), **changes}
 
 
 @pytest.mark.parametrize(
@@ -434,14 +413,14 @@ def _full(**changes: Any) -> dict[str, Any]:
         ("/predict", _full(colour="red"), "colour", "Extra inputs are not permitted"),
         (
             "/predict",
-            {k: v for k, v in LEGACY.items() if k != "hour_of_day"},
+            {k: v for k, v in LEGACY_EXAMPLE.items() if k != "hour_of_day"},
             "hour_of_day",
             "Field required",
         ),
-        ("/predict", {**LEGACY, "hour_of_day": 24}, "hour_of_day", "less than or equal to 23"),
+        ("/predict", {**LEGACY_EXAMPLE, "hour_of_day": 24}, "hour_of_day", "less than or equal to 23"),
         (
             "/predict/batch",
-            {"transactions": [LEGACY, {**LEGACY, "amount": -1}]},
+            {"transactions": [LEGACY_EXAMPLE, {**LEGACY_EXAMPLE, "amount": -1}]},
             "transactions.1.amount",
             "never negative",
         ),
@@ -677,12 +656,12 @@ def test_the_fastapi_routes_answer_exactly_like_the_fast_path_in_front_of_them(
 ) -> None:
     """`create_app` alone (no fast path) serves /predict and /predict/batch through FastAPI: same contract."""
     bodies: list[tuple[str, dict[str, Any], dict[str, str]]] = [
-        ("/predict", LEGACY, {"explain": "true"}),
-        ("/predict", {**LEGACY, "amount": -1}, {}),
+        ("/predict", LEGACY_EXAMPLE, {"explain": "true"}),
+        ("/predict", {**LEGACY_EXAMPLE, "amount": -1}, {}),
         ("/predict", _full(channel="TELEPATHY", event_time="yesterday"), {}),
-        ("/predict", LEGACY, {"explain": "perhaps"}),
-        ("/predict/batch", {"transactions": [LEGACY, {**LEGACY, "hour_of_day": 99}]}, {}),
-        ("/predict/batch", {"transactions": [LEGACY, LEGACY]}, {}),
+        ("/predict", LEGACY_EXAMPLE, {"explain": "perhaps"}),
+        ("/predict/batch", {"transactions": [LEGACY_EXAMPLE, {**LEGACY_EXAMPLE, "hour_of_day": 99}]}, {}),
+        ("/predict/batch", {"transactions": [LEGACY_EXAMPLE, LEGACY_EXAMPLE]}, {}),
     ]
     with fastapi_only_gateway(database, trained_artifact, tmp_path / "fastapi.log") as fastapi_only:
         for path, body, params in bodies:

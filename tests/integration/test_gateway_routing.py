@@ -33,7 +33,9 @@ from tests.integration.test_gateway_support import (
     gateway,
     migrated_database,
     predictor,
+    stable_routing_table,
     stored_rows,
+    variant,
     wait_for_readiness,
     wait_for_routing,
     wait_until_stored,
@@ -57,9 +59,7 @@ def database(local_stack: LocalStack) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def table_path(tmp_path_factory: pytest.TempPathFactory, trained_artifact: Path) -> Path:
-    path = tmp_path_factory.mktemp("routing") / "routing.yaml"
-    write_routing_table(path, [variant("stable", trained_artifact)])
-    return path
+    return stable_routing_table(tmp_path_factory.mktemp("routing"), trained_artifact)
 
 
 @pytest.fixture(scope="module")
@@ -82,21 +82,6 @@ def client(served: Served) -> Iterator[httpx.Client]:
 def history(simulated_history: Path) -> pd.DataFrame:
     frame = pd.read_parquet(simulated_history).sort_values("event_time", kind="stable")
     return frame[[c for c in frame.columns if c in TRANSACTION_FIELDS]]
-
-
-def variant(
-    name: str,
-    artifact: Path | None = None,
-    endpoint: str | None = None,
-    weight: float = 100,
-    mode: str = "serve",
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": name, "model_version": "test-v1", "weight": weight, "mode": mode}
-    if artifact is not None:
-        spec["model_uri"] = str(artifact)
-    if endpoint is not None:
-        spec["endpoint"] = endpoint
-    return spec
 
 
 def route(served: Served, table_path: Path, variants: list[dict[str, Any]]) -> None:

@@ -184,6 +184,29 @@ def migrated_database(stack: LocalStack, name: str) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
+def variant(
+    name: str,
+    artifact: Path | None = None,
+    endpoint: str | None = None,
+    weight: float = 100,
+    mode: str = "serve",
+) -> dict[str, Any]:
+    """One variant of a routing table, scoring in-process (`artifact`) or remotely (`endpoint`)."""
+    spec: dict[str, Any] = {"name": name, "model_version": "test-v1", "weight": weight, "mode": mode}
+    if artifact is not None:
+        spec["model_uri"] = str(artifact)
+    if endpoint is not None:
+        spec["endpoint"] = endpoint
+    return spec
+
+
+def stable_routing_table(folder: Path, artifact: Path) -> Path:
+    """`<folder>/routing.yaml`: one variant, stable, deciding everything with `artifact`."""
+    path = folder / "routing.yaml"
+    write_routing_table(path, [variant("stable", artifact)])
+    return path
+
+
 def write_routing_table(path: Path, variants: list[dict[str, Any]], salt: str = "tests") -> None:
     """Write the table the way the operator does: a whole new file swapped in."""
     staged = path.with_suffix(".next")

@@ -110,13 +110,7 @@ def test_a_10_second_postgres_outage_loses_nothing_and_the_consumer_catches_up(
         assert wait_for_count(stream_setup.db_url, 10_000, 120, [consumer]) == 10_000
         local_stack.postgres.down()
         produce(stream_setup.bootstrap, stream_setup.topic, records[10_000:])  # arrives during the outage
-        wait_until(
-            lambda: "database unavailable; retrying the batch" in stream_setup.log("outage"),
-            120,
-            "the consumer to meet the outage",
-            interval_s=0.5,
-            alive=[consumer],
-        )
+        stream_setup.wait_for_log("outage", "database unavailable; retrying the batch", 120, alive=[consumer])
         assert consumer.poll() is None, "the consumer waits out the outage instead of crashing"
         local_stack.postgres.up()
         assert wait_for_count(stream_setup.db_url, len(records), 180, [consumer]) == len(records)
@@ -238,13 +232,7 @@ def test_a_restart_and_a_rebalance_after_fraud_labels_count_each_label_once(
             "INSERT INTO feedback_labels (transaction_id, is_fraud, label_known_at, source) VALUES (%s, true, %s, 'test')",
             [(transaction_id, known_at) for transaction_id in labelled],
         )
-    wait_until(
-        lambda: '"labels": 400' in stream_setup.log("first"),
-        60,
-        "the consumer to read the labels",
-        interval_s=0.5,
-        alive=[first],
-    )
+    stream_setup.wait_for_log("first", '"labels": 400', 60, alive=[first])
     produce(stream_setup.bootstrap, stream_setup.topic, records[first_phase:20_000])
     assert wait_for_count(stream_setup.db_url, 20_000, 180, [first]) == 20_000
     wait_until_caught_up(stream_setup, 120, [first])

@@ -98,26 +98,14 @@ def test_finding_0_two_hundred_valid_records_around_sixteen_malformed_ones_are_a
     try:
         # Its partition first: the first consumer may have stored everything before the crash, and a
         # consumer stopped while it still starts up ends by the signal itself (nothing to finish).
-        wait_until(
-            lambda: "partition assigned" in setup.log("second"),
-            120,
-            "the second consumer's partition",
-            interval_s=0.5,
-            alive=[second],
-        )
+        setup.wait_for_log("second", "partition assigned", 120, alive=[second])
         assert wait_for_count(setup.db_url, 200, 240, [second]) == 200
         wait_until_caught_up(setup, 120, [second])
     finally:
         assert stop(second) == 0
     third = setup.consumer("third")  # and once more: a restart after a clean stop skips and repeats nothing
     try:
-        wait_until(
-            lambda: "partition assigned" in setup.log("third"),
-            120,
-            "the third consumer's partition",
-            interval_s=0.5,
-            alive=[third],
-        )
+        setup.wait_for_log("third", "partition assigned", 120, alive=[third])
         wait_until_caught_up(setup, 60, [third])
     finally:
         assert stop(third) == 0
@@ -159,12 +147,8 @@ def test_finding_1_while_alerts_cannot_be_delivered_offsets_stay_put_and_every_a
         admin = AdminClient({"bootstrap.servers": setup.bootstrap})
         admin.delete_topics([setup.alerts])[setup.alerts].result(60)
         produce(setup.bootstrap, setup.topic, records[1_000:])
-        wait_until(
-            lambda: "records not delivered; producing them again" in setup.log("alerts-outage"),
-            240,
-            "an undelivered alert",
-            interval_s=0.5,
-            alive=[consumer],
+        setup.wait_for_log(
+            "alerts-outage", "records not delivered; producing them again", 240, alive=[consumer]
         )
         held = committed(setup.bootstrap, setup.group, setup.topic)[0]
         assert held < end_offsets(setup.bootstrap, setup.topic)[0], "the undelivered batch is not committed"
@@ -287,13 +271,7 @@ def test_finding_5_a_stop_between_features_and_commit_checkpoints_nothing_ahead_
         predictor.kill()
         produce(setup.bootstrap, setup.topic, records[8_000:])
         # The batch's features are in the state; its scores cannot be had, so it is never written.
-        wait_until(
-            lambda: "scoring: dependency unavailable; retrying" in setup.log("first"),
-            120,
-            "a batch featured but not scored",
-            interval_s=0.5,
-            alive=[first],
-        )
+        setup.wait_for_log("first", "scoring: dependency unavailable; retrying", 120, alive=[first])
     finally:
         assert stop(first) == 0, "SIGTERM during the outage ends the consumer cleanly"
 
