@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,8 +24,8 @@ import orjson
 import pandas as pd
 import psutil
 
-from fraudops_bench.gateway import free_port, wait_for_http
 from fraudops_bench.results import Measurement
+from fraudops_bench.servers import running_server
 
 MODEL_NAME = "card-fraud"
 
@@ -101,33 +98,10 @@ async def _closed_loop(
 @contextmanager
 def running_predictor(model_uri: str, log: Path) -> Iterator[tuple[int, psutil.Process]]:
     """`fraudops serve predictor` serving `model_uri` as MODEL_NAME until the block ends (then SIGTERM)."""
-    port = free_port()
     env = {**os.environ, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
-    with open(log, "ab") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fraudops_cli.main",
-                "serve",
-                "predictor",
-                "--model-uri",
-                model_uri,
-                "--name",
-                MODEL_NAME,
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/v2/health/ready", 120, process, log)
-        yield port, psutil.Process(process.pid)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+    command = ["predictor", "--model-uri", model_uri, "--name", MODEL_NAME]
+    with running_server(command, env, log, "/v2/health/ready") as server:
+        yield server
 
 
 def v2_throughput(

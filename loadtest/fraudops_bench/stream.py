@@ -206,7 +206,7 @@ def latency(
     metrics_port: int | None = None,
     warmup_s: int = 10,
 ) -> Measurement:
-    from fraudops_bench.gateway import free_port
+    from fraudops_bench.servers import free_port
 
     metrics_port = metrics_port or free_port()  # never another process's metrics
     lane = Lane.create(settings)
