@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import orjson
 import pandas as pd
 import psutil
 
+from fraudops.inference_protocol import v2_binary_request
 from fraudops_bench.results import Measurement
 from fraudops_bench.servers import running_server
 
@@ -40,27 +40,6 @@ def feature_rows(rows: int, seed: int = 5) -> np.ndarray:
     history = pd.concat([table.to_pandas() for table in simulate(config)], ignore_index=True)
     history = history[[c for c in history.columns if c in TRANSACTION_FIELDS]]
     return FeatureEngine().replay(history)[:rows]
-
-
-def v2_binary_request(features: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    payload = np.ascontiguousarray(features, dtype=np.float32)
-    header = orjson.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "features",
-                    "shape": list(payload.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": payload.nbytes},
-                }
-            ],
-            "outputs": [{"name": "fraud_probability", "parameters": {"binary_data": True}}],
-        }
-    )
-    return header + payload.tobytes(), {
-        "Content-Type": "application/octet-stream",
-        "Inference-Header-Content-Length": str(len(header)),
-    }
 
 
 async def _closed_loop(
@@ -114,7 +93,8 @@ def v2_throughput(
     """Rows per second through `fraudops serve predictor` (binary V2, `rows_per_request` rows a call)."""
     rows = feature_rows(rows_per_request * 8)
     bodies = [
-        v2_binary_request(rows[i : i + rows_per_request]) for i in range(0, len(rows), rows_per_request)
+        v2_binary_request(rows[i : i + rows_per_request], binary_scores=True)
+        for i in range(0, len(rows), rows_per_request)
     ]
     load_before = os.getloadavg()
     with (
