@@ -23,7 +23,7 @@ import httpx
 import psutil
 from confluent_kafka import KafkaError, Message, Producer
 
-from fraudops_infra.processes import start_detached
+from fraudops_infra.processes import start_detached, stop_tree
 from tests.conftest import REPO_ROOT
 from tests.poison import POISONS
 
@@ -233,17 +233,7 @@ class FaultLog:
 
 def kill_tree(pid: int) -> None:
     """kill -9 of a process and all its children at once (a server's crash, no goodbye)."""
-    try:
-        root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
-    procs = [root, *root.children(recursive=True)]
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            continue
-    psutil.wait_procs(procs, timeout=30)
+    stop_tree(pid, timeout_s=30, first_signal=signal.SIGKILL)
 
 
 def postmaster_pid(data_dir: Path) -> int | None:

@@ -78,8 +78,9 @@ def start_detached(
     return proc.pid
 
 
-def stop_tree(pid: int, timeout_s: float = 20.0) -> None:
-    """SIGTERM the process and its children, then SIGKILL whatever is left after `timeout_s`."""
+def stop_tree(pid: int, timeout_s: float = 20.0, first_signal: signal.Signals = signal.SIGTERM) -> None:
+    """`first_signal` (SIGTERM: a clean stop) to the process and its children, then SIGKILL whatever is
+    left after `timeout_s`."""
     try:
         root = psutil.Process(pid)
     except psutil.NoSuchProcess:
@@ -87,7 +88,7 @@ def stop_tree(pid: int, timeout_s: float = 20.0) -> None:
     procs = [root, *root.children(recursive=True)]
     for proc in procs:
         try:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(first_signal)
         except psutil.NoSuchProcess:
             continue
     _, alive = psutil.wait_procs(procs, timeout=timeout_s)
