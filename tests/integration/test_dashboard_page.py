@@ -22,14 +22,12 @@ import pytest
 from PIL import Image
 
 from fraudops.schema import TRANSACTION_FIELDS
-from fraudops_infra.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.integration.chromium import rendered_dom, screenshot
 from tests.integration.test_gateway_support import (
     Served,
     base_env,
     gateway,
-    migrated_database,
     serving_argv,
     stable_routing_table,
     stored_rows,
@@ -38,12 +36,6 @@ from tests.integration.test_gateway_support import (
 pytestmark = pytest.mark.integration
 ARTIFACTS = REPO_ROOT / ".run" / "test-artifacts"
 BUCKET_S = 5  # the dashboard's time bucket
-
-
-@pytest.fixture(scope="module")
-def database(local_stack: LocalStack) -> Iterator[str]:
-    with migrated_database(local_stack, "dashboard") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

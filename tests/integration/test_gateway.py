@@ -37,7 +37,6 @@ from tests.integration.test_gateway_support import (
     Served,
     fastapi_only_gateway,
     gateway,
-    migrated_database,
     stored_rows,
     wait_for_readiness,
     wait_until_stored,
@@ -45,12 +44,6 @@ from tests.integration.test_gateway_support import (
 from tests.waiting import WaitTimedOut, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def database(local_stack: LocalStack) -> Iterator[str]:
-    with migrated_database(local_stack, "gateway") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,10 @@ import httpx
 import pytest
 
 from fraudops_gateway.schemas import LEGACY_EXAMPLE
-from fraudops_infra.stack import LocalStack
-from tests.integration.test_gateway_support import Served, gateway, migrated_database
+from tests.integration.test_gateway_support import Served, gateway
 
 pytestmark = pytest.mark.integration
 LIMIT = "5 per 10 seconds"
-
-
-@pytest.fixture(scope="module")
-def database(local_stack: LocalStack) -> Iterator[str]:
-    with migrated_database(local_stack, "guards") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -24,14 +24,12 @@ from fraudops.artifact import load_artifact
 from fraudops.features.engine import FeatureEngine
 from fraudops.schema import TRANSACTION_FIELDS
 from fraudops.scoring import Scorer
-from fraudops_infra.stack import LocalStack
 from tests.integration.conftest import free_port
 from tests.integration.tcp_forward import forward_later
 from tests.integration.test_gateway import transactions_of
 from tests.integration.test_gateway_support import (
     Served,
     gateway,
-    migrated_database,
     predictor,
     stable_routing_table,
     stored_rows,
@@ -49,12 +47,6 @@ pytestmark = pytest.mark.integration
 def remote(trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with predictor(trained_artifact, tmp_path_factory.mktemp("remote") / "predictor.log") as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def database(local_stack: LocalStack) -> Iterator[str]:
-    with migrated_database(local_stack, "routing") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
