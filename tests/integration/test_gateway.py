@@ -273,21 +273,8 @@ def test_a_customer_state_the_stream_consumer_stores_later_replaces_the_one_the_
     payloads = transactions_of(history[history["customer_id"] == customer], "later")
     first = client.post("/predict", json=payloads[0])  # the gateway reads (no stored state) and holds it
     assert first.status_code == 200, first.text
-    consumer = FeatureEngine()
-    consumer.transform(encode_transactions([Transaction.model_validate(p) for p in payloads[:-1]]))
     refreshed_before = _counter(client, "fraudops_gateway_state_refreshed_total")
-    with psycopg.connect(database) as conn:
-        statestore.save_customers(
-            conn,
-            "transactions",
-            [
-                (customer_id, 0, blob)
-                for customer_id, blob in consumer.export_customers([payloads[-1]["customer_id"]])
-            ],
-        )
-    expected = scorer.score(
-        consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
-    )
+    expected = _checkpoint_all_but_the_last(database, payloads, scorer)
 
     wait_until(  # the gateway polls every STATE_REFRESH_S (1 s here)
         lambda: _counter(client, "fraudops_gateway_state_refreshed_total") != refreshed_before,
@@ -600,12 +587,9 @@ def test_probes_lookups_and_feedback_reuse_the_pools_connections(
     assert opened < 8, f"{opened} new database sessions for 45 requests: connections are not pooled"
 
 
-def test_a_stored_state_the_gateway_cannot_read_is_reported_and_stalls_no_other_customer(
-    client: httpx.Client, served: Served, database: str, history: pd.DataFrame, scorer: Scorer
-) -> None:
-    unreadable, queued_behind = new_id("unreadable"), new_id("queued")
-    customer = history["customer_id"].value_counts().index[2]
-    payloads = transactions_of(history[history["customer_id"] == customer], "after-unreadable")
+def _checkpoint_all_but_the_last(database: str, payloads: list[dict[str, Any]], scorer: Scorer) -> np.ndarray:
+    """Store the state a stream consumer that saw all but the last of `payloads` checkpoints for their
+    customer; return the score that history gives the last one."""
     consumer = FeatureEngine()
     consumer.transform(encode_transactions([Transaction.model_validate(p) for p in payloads[:-1]]))
     with psycopg.connect(database) as conn:
@@ -617,14 +601,22 @@ def test_a_stored_state_the_gateway_cannot_read_is_reported_and_stalls_no_other_
                 for customer_id, blob in consumer.export_customers([payloads[-1]["customer_id"]])
             ],
         )
+    return scorer.score(consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
+
+
+def test_a_stored_state_the_gateway_cannot_read_is_reported_and_stalls_no_other_customer(
+    client: httpx.Client, served: Served, database: str, history: pd.DataFrame, scorer: Scorer
+) -> None:
+    unreadable, queued_behind = new_id("unreadable"), new_id("queued")
+    customer = history["customer_id"].value_counts().index[2]
+    payloads = transactions_of(history[history["customer_id"] == customer], "after-unreadable")
+    expected = _checkpoint_all_but_the_last(database, payloads, scorer)
+    with psycopg.connect(database) as conn:
         conn.execute(
             """INSERT INTO customer_feature_state (customer_id, topic, partition, feature_version, state)
                         VALUES (%s, 'transactions', 0, %s, %s)""",
             (unreadable, FEATURE_VERSION, b"not a state"),
         )
-    expected = scorer.score(
-        consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
-    )
     refused_before = _counter(client, "fraudops_gateway_state_refused_total")
 
     with psycopg.connect(
