@@ -14,9 +14,8 @@ from fraudops_monitoring.dashboards import rollouts
 from tests.integration.test_dashboards_live import exported_names, panel_queries, unanswered, unexported
 from tests.k8s.cluster import Cluster
 from tests.k8s.conftest import OperatorRunner
-from tests.k8s.objects import CANDIDATE, fast_analysis, fraud_model
 from tests.k8s.prometheus import LocalPrometheus, TrafficExporter
-from tests.k8s.test_rollout import send, wait_phase
+from tests.k8s.test_rollout import send, start_canary, wait_phase
 from tests.prometheus import free_port
 
 pytestmark = pytest.mark.k8s
@@ -52,13 +51,8 @@ def test_every_operator_panel_returns_data_after_a_rollback(
 ) -> None:
     send(traffic, namespace, "stable", "2026-11-01", decisions_per_s=200)
     send(traffic, namespace, "canary", "2026-11-28", decisions_per_s=200, error_rate=0.05)
-    steps = [{"weight": 10, "pause": "1s"}, {"weight": 30, "analysis": True}]
-    cluster.apply(
-        fraud_model(
-            namespace,
-            candidate=CANDIDATE,
-            rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)},
-        )
+    start_canary(
+        cluster, namespace, [{"weight": 10, "pause": "1s"}, {"weight": 30, "analysis": True}], prometheus.url
     )
     wait_phase(cluster, namespace, "RolledBack")
 

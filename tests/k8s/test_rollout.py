@@ -38,6 +38,24 @@ def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return (cluster.get("FraudModel", namespace, "card-fraud") or {}).get("status") or {}
 
 
+# A canary judged twice before it is promoted (or rolled back).
+ANALYSED_STEPS = [
+    {"weight": 10, "pause": "1s"},
+    {"weight": 30, "analysis": True},
+    {"weight": 60, "analysis": True},
+]
+
+
+def start_canary(
+    cluster: Cluster, namespace: str, steps: list[dict[str, Any]], prometheus_url: str | None = None
+) -> None:
+    """The FraudModel with CANDIDATE rolled out in `steps`, analysed against `prometheus_url` when given."""
+    rollout: dict[str, Any] = {"steps": steps}
+    if prometheus_url is not None:
+        rollout["analysis"] = fast_analysis(prometheus_url)
+    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout=rollout))
+
+
 def wait_phase(cluster: Cluster, namespace: str, phase: str, timeout_s: float = 45) -> dict[str, Any]:
     return cluster.wait_for(
         lambda: (s := status(cluster, namespace)).get("phase") == phase and s,
@@ -83,18 +101,7 @@ def test_good_metrics_walk_a_canary_through_every_step_to_promotion(
 ) -> None:
     send(traffic, namespace, "stable", "2026-11-01")
     send(traffic, namespace, "canary", "2026-11-28")
-    steps = [
-        {"weight": 10, "pause": "1s"},
-        {"weight": 30, "analysis": True},
-        {"weight": 60, "analysis": True},
-    ]
-    cluster.apply(
-        fraud_model(
-            namespace,
-            candidate=CANDIDATE,
-            rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)},
-        )
-    )
+    start_canary(cluster, namespace, ANALYSED_STEPS, prometheus.url)
 
     assert [w for w in weights_until(cluster, namespace, "Promoted") if w] == [10, 30, 60]
 
@@ -125,18 +132,7 @@ def test_bad_metrics_roll_back_with_a_condition_that_quotes_the_failing_number(
 ) -> None:
     send(traffic, namespace, "stable", "2026-11-01", decisions_per_s=200)
     send(traffic, namespace, "canary", "2026-11-28", decisions_per_s=200, error_rate=0.05)
-    steps = [
-        {"weight": 10, "pause": "1s"},
-        {"weight": 30, "analysis": True},
-        {"weight": 60, "analysis": True},
-    ]
-    cluster.apply(
-        fraud_model(
-            namespace,
-            candidate=CANDIDATE,
-            rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)},
-        )
-    )
+    start_canary(cluster, namespace, ANALYSED_STEPS, prometheus.url)
 
     final = wait_phase(cluster, namespace, "RolledBack")
     progressing = condition({"status": final}, "Progressing")
@@ -164,8 +160,7 @@ def test_bad_metrics_roll_back_with_a_condition_that_quotes_the_failing_number(
 def test_abort_mid_rollout_returns_everything_to_stable(
     cluster: Cluster, operator: OperatorRunner, namespace: str
 ) -> None:
-    steps = [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}]
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"steps": steps}))
+    start_canary(cluster, namespace, [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}])
     cluster.wait_for(lambda: status(cluster, namespace).get("candidateWeight") == 10, "the canary at 10%")
     assert cluster.get("InferenceService", namespace, CANDIDATE_ISVC) is not None
 
@@ -187,8 +182,7 @@ def test_abort_mid_rollout_returns_everything_to_stable(
 def test_promote_mid_rollout_makes_the_candidate_stable(
     cluster: Cluster, operator: OperatorRunner, namespace: str
 ) -> None:
-    steps = [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}]
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"steps": steps}))
+    start_canary(cluster, namespace, [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}])
     cluster.wait_for(lambda: status(cluster, namespace).get("candidateWeight") == 10, "the canary at 10%")
 
     cluster.patch("FraudModel", namespace, "card-fraud", {"spec": {"rollout": {"promote": True}}})
@@ -254,8 +248,11 @@ def test_a_shadow_deployment_scores_with_the_candidate_but_never_decides(
 def test_restarting_the_operator_mid_rollout_changes_nothing_and_resumes_the_step(
     cluster: Cluster, operator: OperatorRunner, namespace: str
 ) -> None:
-    steps = [{"weight": 10, "pause": "1s"}, {"weight": 40, "pause": "8s"}, {"weight": 70, "pause": "1s"}]
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"steps": steps}))
+    start_canary(
+        cluster,
+        namespace,
+        [{"weight": 10, "pause": "1s"}, {"weight": 40, "pause": "8s"}, {"weight": 70, "pause": "1s"}],
+    )
     cluster.wait_for(lambda: status(cluster, namespace).get("candidateWeight") == 40, "the canary at 40%")
     operator.wait_for_reconciles(namespace, 2)  # the tick after the step change has applied its children
 
