@@ -8,7 +8,6 @@ from typing import Any
 
 from fraudops.config import Settings
 from fraudops.routing import VariantMode, load_routing_table
-from fraudops_operator import crd
 from fraudops_operator.desired import (
     ROUTING_KEY,
     desired_children,
@@ -25,23 +24,16 @@ from fraudops_operator.desired import (
 )
 from fraudops_operator.resources import FraudModel
 from fraudops_operator.rollout import Phase, RolloutState, next_state
+from tests.unit.fraud_models import CANDIDATE, STABLE, stored_fraud_model
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
-STABLE = {"version": "2026-11-01", "modelUri": "s3://models/card-fraud/2026-11-01"}
-CANDIDATE = {"version": "2026-11-28", "modelUri": "s3://models/card-fraud/2026-11-28"}
 
 
 def fraud_model(candidate: dict | None = CANDIDATE, **spec: Any) -> FraudModel:
     spec = {"stable": STABLE, **spec}
     if candidate is not None:
         spec["candidate"] = candidate
-    body = {
-        "apiVersion": crd.API_VERSION,
-        "kind": "FraudModel",
-        "metadata": {"name": "card-fraud", "namespace": "fraud", "uid": "u1", "generation": 3},
-        "spec": crd.apply_defaults(crd.FRAUD_MODEL_SPEC, spec),
-    }
-    return FraudModel.from_body(body)
+    return stored_fraud_model(spec, generation=3)
 
 
 def in_rollout(model: FraudModel) -> RolloutState:
