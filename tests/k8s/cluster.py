@@ -105,6 +105,17 @@ class Cluster:
         (at once when a process in `alive` exits)."""
         return wait_until(probe, timeout_s, what, interval_s=every_s, alive=alive)
 
+    def wait_for_phase(
+        self, kind: str, namespace: str, name: str, phase: str, timeout_s: float = 30.0
+    ) -> dict[str, Any]:
+        """The object once its status.phase is `phase`."""
+
+        def in_phase() -> dict[str, Any] | None:
+            obj = self.get(kind, namespace, name)
+            return obj if ((obj or {}).get("status") or {}).get("phase") == phase else None
+
+        return self.wait_for(in_phase, f"{kind} {name} in phase {phase}", timeout_s)
+
     def wait_for_reason(
         self,
         kind: str,

@@ -57,11 +57,8 @@ def start_canary(
 
 
 def wait_phase(cluster: Cluster, namespace: str, phase: str, timeout_s: float = 45) -> dict[str, Any]:
-    return cluster.wait_for(
-        lambda: (s := status(cluster, namespace)).get("phase") == phase and s,
-        f"phase {phase}",
-        timeout_s=timeout_s,
-    )
+    """The FraudModel's status once its rollout is in `phase`."""
+    return cluster.wait_for_phase("FraudModel", namespace, "card-fraud", phase, timeout_s)["status"]
 
 
 def weights_until(cluster: Cluster, namespace: str, phase: str, timeout_s: float = 60) -> list[int]:
@@ -211,7 +208,7 @@ def test_an_ab_test_routes_customers_stickily_by_the_split(
             },
         )
     )
-    cluster.wait_for(lambda: status(cluster, namespace).get("phase") == "Analysing", "the A-B test to start")
+    wait_phase(cluster, namespace, "Analysing")  # the A-B test has started
     table = routing(cluster, namespace)
     assert [(v.name, v.mode, v.weight, v.model_version) for v in table.variants] == [
         ("stable", "ab", 70, "2026-11-01"),
@@ -232,9 +229,7 @@ def test_a_shadow_deployment_scores_with_the_candidate_but_never_decides(
     cluster: Cluster, operator: OperatorRunner, namespace: str
 ) -> None:
     cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"strategy": "shadow"}))
-    cluster.wait_for(
-        lambda: status(cluster, namespace).get("phase") == "Analysing", "the shadow run to start"
-    )
+    wait_phase(cluster, namespace, "Analysing")  # the shadow run has started
     table = routing(cluster, namespace)
     assert [(v.name, v.mode, v.weight) for v in table.deciding] == [("stable", "serve", 100)]
     assert [(v.name, v.mode, v.model_version) for v in table.shadows] == [
