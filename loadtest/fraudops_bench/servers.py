@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -14,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+
+from fraudops_infra.processes import fraudops_command
 
 
 def free_port() -> int:
@@ -49,7 +50,7 @@ def running_server(
     port = port or free_port()
     with open(log, "ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "fraudops_cli.main", "serve", *command, "--port", str(port)],
+            fraudops_command("serve", *command, "--port", str(port)),
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

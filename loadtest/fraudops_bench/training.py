@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import psutil
 
 from fraudops_bench.results import Measurement
+from fraudops_infra.processes import fraudops_command
 from fraudops_simulator import SimulationConfig, simulate, write_tables
 
 
@@ -34,10 +34,7 @@ def run_train(data: Path, folder: Path, trials: int, timeout_s: int, *options: s
     """`fraudops train --data <data> <options…>` in a child process writing its model under `folder`,
     its memory sampled every half second (the peak is what a training Job's limit must allow)."""
     result_file = folder / "result.json"
-    command = [
-        sys.executable,
-        "-m",
-        "fraudops_cli.main",
+    command = fraudops_command(
         "train",
         "--data",
         str(data),
@@ -50,7 +47,7 @@ def run_train(data: Path, folder: Path, trials: int, timeout_s: int, *options: s
         str(folder / "models"),
         "--result-file",
         str(result_file),
-    ]
+    )
     started = time.monotonic()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     process = psutil.Process(child.pid)

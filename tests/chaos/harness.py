@@ -12,7 +12,6 @@ import json
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from collections import Counter
@@ -80,10 +79,6 @@ class Supervised:
             return psutil.Process(self.pid).wait(timeout=0) if self.pid else None
         except (psutil.NoSuchProcess, psutil.TimeoutExpired):
             return None
-
-
-def python(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fraudops_cli.main", *args]
 
 
 @dataclass

@@ -34,6 +34,7 @@ import psycopg
 import pytest
 
 from fraudops.config import Settings
+from fraudops_infra.processes import fraudops_command
 from fraudops_infra.stack import LocalStack
 from tests.chaos.harness import (
     FaultLog,
@@ -43,7 +44,6 @@ from tests.chaos.harness import (
     kill_tree,
     load_plan,
     postmaster_pid,
-    python,
     write_report,
 )
 from tests.conftest import REPO_ROOT
@@ -120,7 +120,7 @@ class Stack:
         self.predictor_port, self.gateway_port = free_port(), free_port()
         self.predictor = Supervised(
             "predictor",
-            python(
+            fraudops_command(
                 "serve",
                 "predictor",
                 "--model-uri",
@@ -134,7 +134,7 @@ class Stack:
             logs,
         )
         self.gateway = Supervised(
-            "gateway", python("serve", "gateway", "--port", str(self.gateway_port)), base, logs
+            "gateway", fraudops_command("serve", "gateway", "--port", str(self.gateway_port)), base, logs
         )
         table = remote_routing_table(logs / "routing.yaml", f"http://127.0.0.1:{self.predictor_port}")
         self.consumer_env = {
@@ -151,7 +151,7 @@ class Stack:
     def new_consumer(self) -> Supervised:
         consumer = Supervised(
             f"consumer-{len(self.consumers)}",
-            python("stream", "consume", "--metrics-port", "0", "--checkpoint-interval", "5"),
+            fraudops_command("stream", "consume", "--metrics-port", "0", "--checkpoint-interval", "5"),
             self.consumer_env,
             self.logs,
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from fraudops.artifact import load_artifact
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, LabelEvents
 from fraudops.scoring import Scorer
+from fraudops_infra.processes import fraudops_command
 from fraudops_stream.decode import decode_batch
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
@@ -138,16 +138,7 @@ def fresh_topics(bootstrap: str, partitions: int = 6) -> StreamTopics:
 
 def consume_command(metrics_port: int, *options: str) -> list[str]:
     """`fraudops stream consume` as the tests run it: this Python, the CLI module, its metrics port."""
-    return [
-        sys.executable,
-        "-m",
-        "fraudops_cli.main",
-        "stream",
-        "consume",
-        "--metrics-port",
-        str(metrics_port),
-        *options,
-    ]
+    return fraudops_command("stream", "consume", "--metrics-port", str(metrics_port), *options)
 
 
 def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]]) -> None:
@@ -331,10 +322,7 @@ class Predictor:
     def start(self, timeout_s: float = 180) -> None:
         with open(self.log, "ab") as output:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fraudops_cli.main",
+                fraudops_command(
                     "serve",
                     "predictor",
                     "--model-uri",
@@ -343,7 +331,7 @@ class Predictor:
                     MODEL_NAME,
                     "--port",
                     str(self.port),
-                ],
+                ),
                 env={**os.environ, "LOG_FORMAT": "json"},
                 cwd=REPO_ROOT,
                 stdout=output,

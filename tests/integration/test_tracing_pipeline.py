@@ -11,7 +11,6 @@ messaging and database attributes. The span tree is written to .run/test-artifac
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import psycopg
 import pytest
 
 from fraudops_gateway.schemas import FULL_EXAMPLE
+from fraudops_infra.processes import fraudops_command
 from fraudops_infra.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.integration.jaeger import Jaeger, running_jaeger
@@ -63,10 +63,7 @@ def traced_run(
         routing = folder / "routing.yaml"
         write_routing_table(routing, [variant("stable", endpoint=predictor.url)])
         simulate = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fraudops_cli.main",
+            fraudops_command(
                 "simulate",
                 "--kafka",
                 "--transactions",
@@ -77,7 +74,7 @@ def traced_run(
                 "0.1",
                 "--seed",
                 "5",
-            ],
+            ),
             env=base_env(**kafka, **jaeger.environment("fraudops-simulator")),
             cwd=REPO_ROOT,
             capture_output=True,
