@@ -385,6 +385,11 @@ _KAFKA_AUTHENTICATION = _obj(
     required=["type", "kafkaUser"],
 )
 
+# Fields added after the first release: an operator reading objects stored under an older CRD (Helm never
+# upgrades `crds/`) falls back to these, as the API server's defaulting would.
+DEFAULT_ALERTS_TOPIC = "fraud-alerts"
+DEFAULT_DLQ_TOPIC = "transactions.dlq"
+
 _STREAM = _obj(
     "The Kafka stream this model scores, and its KEDA-scaled consumer.",
     {
@@ -393,13 +398,13 @@ _STREAM = _obj(
         ),
         "alertsTopic": _str(
             "Topic the consumer publishes alerts to (it must exist: the consumer refuses to start without it).",
-            default="fraud-alerts",
+            default=DEFAULT_ALERTS_TOPIC,
             pattern=r"^[a-zA-Z0-9._-]+$",
             max_length=200,
         ),
         "dlqTopic": _str(
             "Dead-letter topic for records the consumer refuses (it must exist, as the alerts topic).",
-            default="transactions.dlq",
+            default=DEFAULT_DLQ_TOPIC,
             pattern=r"^[a-zA-Z0-9._-]+$",
             max_length=200,
         ),

@@ -180,8 +180,8 @@ class StreamSpec:
         default_bootstrap = f"{spec['kafkaCluster']}-kafka-bootstrap.{namespace}.svc:9092"
         return cls(
             topic=spec["topic"],
-            alerts_topic=spec["alertsTopic"],
-            dlq_topic=spec["dlqTopic"],
+            alerts_topic=spec.get("alertsTopic", crd.DEFAULT_ALERTS_TOPIC),
+            dlq_topic=spec.get("dlqTopic", crd.DEFAULT_DLQ_TOPIC),
             partitions=spec["partitions"],
             replication_factor=spec["replicationFactor"],
             kafka_cluster=spec["kafkaCluster"],

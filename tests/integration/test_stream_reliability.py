@@ -250,6 +250,13 @@ def test_finding_4_an_outage_of_the_deciding_model_server_is_waited_out_with_the
         )
         stalled = stored_count(setup.db_url)
         assert stalled < len(records), "nothing new is decided while the deciding variant is down"
+        wait_until(
+            lambda: committed(setup.bootstrap, setup.group, setup.topic)[0] == stored_count(setup.db_url),
+            30,
+            "every record written before the outage committed during it (a kill now replays nothing)",
+            interval_s=0.5,
+            alive=[consumer],
+        )
         predictor.start()
         assert wait_for_count(setup.db_url, len(records), 300, [consumer]) == len(records)
         wait_until_caught_up(setup, 120, [consumer])

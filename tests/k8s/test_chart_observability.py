@@ -116,3 +116,21 @@ def test_the_values_schema_refuses_the_grpc_protocol_the_services_do_not_speak(t
     )
     proc = helm("template", "fraudops", str(CHARTS / "fraudops"), "--values", str(values), check=False)
     assert proc.returncode != 0 and "otlpProtocol" in proc.stderr, proc.stderr
+
+
+def test_the_scrapes_keep_the_labels_the_analysis_and_the_alerts_select_on(
+    cluster: Cluster, namespace: str
+) -> None:
+    """The predictors' InferenceService becomes a target label (the p99-latency analysis selects on it);
+    the operator's metrics keep their own FraudModel `namespace` (the rollback alert names it). Both
+    objects are accepted by the API server against the vendored Prometheus Operator CRDs."""
+    platform = render("fraudops", namespace, ALL_FEATURES)
+    [predictors] = [
+        m for m in of_kind(platform, "PodMonitor") if m["metadata"]["name"].endswith("-predictors")
+    ]
+    assert predictors["spec"]["podTargetLabels"] == ["serving.kserve.io/inferenceservice"]
+    operator = render("fraudops-operator", namespace, OPERATOR_ALL_FEATURES)
+    [monitor] = of_kind(operator, "ServiceMonitor")
+    assert [endpoint.get("honorLabels") for endpoint in monitor["spec"]["endpoints"]] == [True]
+    assert accepted(cluster.server, predictors, namespace) == ""
+    assert accepted(cluster.server, monitor, namespace) == ""

@@ -77,6 +77,39 @@ def test_a_periodic_step_that_fails_leaves_the_gateway_not_ready_until_a_step_su
     assert health.ok
 
 
+def test_a_failed_monitoring_step_is_retried_after_the_backoff_and_never_makes_the_gateway_unready() -> None:
+    """A five-minute job (feedback quality) that failed once was retried only five minutes later, and the
+    gateway stayed out of its Service all that time, though deciding does not depend on it."""
+    health = BackgroundHealth()
+    health.database_reachable = True
+    outcomes = iter([None, ValueError("database away"), None])
+    readiness: list[bool] = []
+    stop = asyncio.Event()
+
+    async def step() -> None:
+        outcome = next(outcomes)
+        readiness.append(health.ok)
+        if outcome is None and len(readiness) == 3:
+            stop.set()
+        if outcome is not None:
+            raise outcome
+
+    async def scenario() -> float:
+        started = asyncio.get_running_loop().time()
+        # First run after 1 s, the failing one 1 s later; the retry comes after the 0.01-s backoff.
+        await asyncio.wait_for(
+            run_every("monitoring", 1.0, step, health, stop, gates_readiness=False), timeout=10
+        )
+        return asyncio.get_running_loop().time() - started
+
+    before = failures_counted("monitoring")
+    elapsed = asyncio.run(scenario())
+
+    assert readiness == [True, True, True]
+    assert failures_counted("monitoring") == before + 1
+    assert elapsed < 2.5, f"the retry waited a whole interval ({elapsed:.2f} s)"
+
+
 def test_readiness_needs_the_database_seen_reachable() -> None:
     health = BackgroundHealth()
     assert not health.ok and health.checks()["database"] == "not checked yet"

@@ -8,6 +8,7 @@ from typing import Any
 
 from fraudops.config import Settings
 from fraudops.routing import VariantMode, load_routing_table
+from fraudops_operator import crd
 from fraudops_operator.desired import (
     ROUTING_KEY,
     desired_children,
@@ -24,7 +25,7 @@ from fraudops_operator.desired import (
 )
 from fraudops_operator.resources import FraudModel
 from fraudops_operator.rollout import Phase, RolloutState, next_state
-from tests.unit.fraud_models import CANDIDATE, STABLE, stored_fraud_model
+from tests.unit.fraud_models import CANDIDATE, STABLE, fraud_model_body, stored_fraud_model
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 
@@ -342,3 +343,13 @@ def test_the_predictor_pods_ask_prometheus_to_scrape_the_predictors_own_port() -
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
     assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_an_object_stored_under_the_crd_before_the_topic_fields_gets_the_default_topics() -> None:
+    """Helm never upgrades `crds/`: after an upgrade the API server neither defaults nor stores the new
+    fields, and reading them raised KeyError on every reconcile."""
+    spec = crd.apply_defaults(crd.FRAUD_MODEL_SPEC, {"stable": STABLE})
+    for field in ("alertsTopic", "dlqTopic"):
+        del spec["stream"][field]
+    stream = FraudModel.from_body(fraud_model_body(spec)).stream
+    assert (stream.alerts_topic, stream.dlq_topic) == (Settings().alerts_topic, Settings().dlq_topic)

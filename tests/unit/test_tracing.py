@@ -120,3 +120,19 @@ def test_a_sampled_out_record_gets_no_header_and_no_exported_span() -> None:
     span.end()
     assert headers is None
     assert exporter.get_finished_spans() == ()
+
+
+def test_a_request_whose_trace_headers_are_not_utf8_gets_a_span_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fraudops_gateway.tracing import request_span
+
+    monkeypatch.setattr(tracing, "tracing_enabled", lambda: True)
+    scope = {
+        "method": "POST",
+        "path": "/predict",
+        "headers": [(b"traceparent", b"\xff" * 55), (b"tracestate", b"\xfe\xfe")],
+    }
+    span = request_span(scope)  # raised UnicodeDecodeError before: the request was answered 500
+    assert span is not None
+    span.end()

@@ -131,8 +131,10 @@ def context_from_kafka_headers(headers: KafkaHeaders | None) -> Context | None:
     """The producer's context carried by a record's headers, or None when the record carries none."""
     if not headers:
         return None
+    # Header values are whatever a producer wrote: latin-1 decodes any bytes, and a value that is not a
+    # W3C context is ignored by the propagator, so no record can fail here.
     carrier = {
-        name: value.decode() if isinstance(value, bytes) else value
+        name: value.decode("latin-1") if isinstance(value, bytes) else value
         for name, value in headers
         if name in _PROPAGATED and value is not None
     }
@@ -145,13 +147,17 @@ def sampled_traceparent(headers: KafkaHeaders | None) -> bytes | str | None:
     """A record's `traceparent` if its producer sampled it (a string check, no parsing), else None.
 
     The trace flags are the last two hex digits; bit 0 set means sampled. Per-record consumer spans are
-    made only for these, so unsampled traffic costs one header scan.
+    made only for these, so unsampled traffic costs one header scan. A malformed header is not sampled
+    (a record must never fail for what a producer wrote in its headers).
     """
     if not headers:
         return None
     for name, value in headers:
         if name == "traceparent" and value is not None and len(value) == 55:
-            return value if int(value[-2:], 16) & 1 else None
+            try:
+                return value if int(value[-2:], 16) & 1 else None
+            except ValueError:
+                return None
     return None
 
 

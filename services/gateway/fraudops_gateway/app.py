@@ -111,10 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     writer = DecisionWriter(pool, settings.gateway_persist_queue, health)
     decisions = Decisions(runtime, writer, settings.gateway_max_batch)
     every = min(BACKGROUND_INTERVAL_S, settings.state_refresh_s)
+    # (task, interval, step, gates readiness): model monitoring never takes the gateway out of its Service.
     refreshes = (
-        ("routing-refresh", every, runtime.refresh_routing),
-        ("label-poll", every, runtime.refresh_labels),
-        ("state-poll", settings.state_refresh_s, runtime.refresh_state),
+        ("routing-refresh", every, runtime.refresh_routing, True),
+        ("label-poll", every, runtime.refresh_labels, True),
+        ("state-poll", settings.state_refresh_s, runtime.refresh_state, True),
         (
             "feedback-quality",
             settings.feedback_quality_interval_s,
@@ -124,7 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 timedelta(seconds=settings.feedback_label_delay_s),
                 timedelta(seconds=settings.feedback_cohort_s),
             ),
+            False,
         ),
+        ("entity-table-poll", every, runtime.refresh_entities),
     )
 
     @contextlib.asynccontextmanager
@@ -134,8 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         writer.start()
         stop = asyncio.Event()
         refreshers = [
-            asyncio.create_task(run_every(name, interval_s, step, health, stop), name=name)
-            for name, interval_s, step in refreshes
+            asyncio.create_task(
+                run_every(name, interval_s, step, health, stop, gates_readiness=gates), name=name
+            )
+            for name, interval_s, step, gates in refreshes
         ]
         yield
         # uvicorn has answered every in-flight request by now (graceful shutdown)

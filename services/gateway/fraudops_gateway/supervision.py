@@ -49,15 +49,17 @@ class BackgroundHealth:
         return {"database": database, "background": background}
 
 
-def _report_failure(task: str, failures: int, health: BackgroundHealth) -> float:
-    """Log the exception being handled with its traceback, count it, mark the task failing; the backoff."""
+def _report_failure(task: str, failures: int, health: BackgroundHealth | None) -> float:
+    """Log the exception being handled with its traceback, count it, mark the task failing (unless
+    `health` is None: work readiness does not depend on); the backoff."""
     delay_s = min(RESTART_MAX_S, RESTART_BASE_S * 2 ** (failures - 1))
     log.exception(
         "background task failed; running it again after a pause",
         extra={"task": task, "failures_in_a_row": failures, "pause_s": delay_s},
     )
     metrics.BACKGROUND_FAILURES.labels(task).inc()
-    health.failed(task)
+    if health is not None:
+        health.failed(task)
     return delay_s
 
 
@@ -84,8 +86,13 @@ async def run_every(
     step: Callable[[], Awaitable[object]],
     health: BackgroundHealth,
     stop: asyncio.Event,
+    *,
+    gates_readiness: bool = True,
 ) -> None:
-    """`step()` every `interval_s` until `stop` is set; after an unexpected exception, again after a backoff."""
+    """`step()` every `interval_s` until `stop` is set; after an unexpected exception, again after the
+    backoff, whatever the interval (a five-minute job that failed once is retried in seconds, not minutes).
+    A task that does not gate readiness (monitoring) is logged and counted when it fails, but never
+    takes the gateway out of its Service: deciding does not depend on it."""
     failures, pause_s = 0, interval_s
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
@@ -96,7 +103,7 @@ async def run_every(
             await step()
         except Exception:  # noqa: BLE001 - anything the step did not handle: reported, then tried again
             failures += 1
-            pause_s = max(interval_s, _report_failure(task, failures, health))
+            pause_s = _report_failure(task, failures, health if gates_readiness else None)
         else:
             failures, pause_s = 0, interval_s
             health.recovered(task)

@@ -30,8 +30,11 @@ def request_span(scope: MutableMapping[str, Any]) -> trace.Span | None:
     """A SERVER span for an HTTP request, child of the caller's context in its headers (None: tracing off)."""
     if not tracing.tracing_enabled() or scope["path"].startswith(_UNTRACED):
         return None
+    # latin-1 decodes any bytes a client sends; a value that is not a W3C context is ignored by the propagator.
     carrier = {
-        name.decode(): value.decode() for name, value in scope.get("headers", ()) if name in _PROPAGATED
+        name.decode(): value.decode("latin-1")
+        for name, value in scope.get("headers", ())
+        if name in _PROPAGATED
     }
     return trace.get_tracer(TRACER).start_span(
         f"{scope['method']} {scope['path']}",

@@ -6,7 +6,8 @@ those times. The record's own trace continues from its producer span (its header
     send transactions                       PRODUCER (the simulator or any producer, in the headers)
     └── process transactions                CONSUMER: key, partition, offset, group; linked to the batch span
         ├── features                        INTERNAL: the online feature update
-        ├── score                           INTERNAL: routing and scoring (a KServe call is its child)
+        ├── score                           INTERNAL: routing and scoring (a KServe call is its child in the
+        │                                   batch's first sampled record; the others link to that span)
         ├── COPY decisions                  CLIENT: db.system.name=postgresql, the batch write
         └── send fraud-alerts               PRODUCER: when the record raised an alert (context in its headers)
 
@@ -45,8 +46,15 @@ class _Record:
 class BatchTrace:
     """The spans of one batch's sampled records (see the module docstring)."""
 
-    def __init__(self, records: list[_Record], topic: str, group: str, batch_size: int) -> None:
-        self._tracer = trace.get_tracer(TRACER)
+    def __init__(
+        self,
+        records: list[_Record],
+        topic: str,
+        group: str,
+        batch_size: int,
+        provider: trace.TracerProvider | None = None,
+    ) -> None:
+        self._tracer = trace.get_tracer(TRACER, tracer_provider=provider)
         self.topic, self.group = topic, group
         self._records = records
         self._by_offset = {(r.message.partition(), r.message.offset()): r for r in records}
@@ -96,7 +104,7 @@ class BatchTrace:
         return cls(records, topic, group, len(messages)) if records else None
 
     def name_transactions(self, messages: Sequence[Message], transaction_ids: Sequence[str]) -> None:
-        """Which transaction each decoded message carries (spans get `fraudops.transaction_id`)."""
+        """Which transaction each message scored and stored carries (spans get `fraudops.transaction_id`)."""
         for message, transaction_id in zip(messages, transaction_ids, strict=True):
             record = self._by_offset.get((message.partition(), message.offset()))
             if record is not None and record.span is not None:
@@ -127,10 +135,19 @@ class BatchTrace:
     @contextmanager
     def scoring(self) -> Iterator[None]:
         """A `score` span per record around the block; the first is current, so an HTTP call to a predictor
-        made inside carries its context (one call scores the whole batch)."""
+        made inside carries its context (one call scores the whole batch). The call's spans can sit in one
+        trace only: every other record's `score` span links to that first one, the way to the call."""
+        decoded = self._decoded()
         spans = [
             self._tracer.start_span("score", context=trace.set_span_in_context(record.span))
-            for record in self._decoded()
+            for record in decoded[:1]
+        ]
+        to_the_call = [Link(spans[0].get_span_context())] if spans else []
+        spans += [
+            self._tracer.start_span(
+                "score", context=trace.set_span_in_context(record.span), links=to_the_call
+            )
+            for record in decoded[1:]
         ]
         token = otel_context.attach(trace.set_span_in_context(spans[0])) if spans else None
         try:
