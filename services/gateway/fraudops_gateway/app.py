@@ -61,7 +61,7 @@ from fraudops_gateway.schemas import (
     PredictResponse,
     StoredDecision,
 )
-from fraudops_gateway.supervision import BackgroundHealth, run_every
+from fraudops_gateway.supervision import BackgroundHealth, Refresh, run_every
 
 log = logging.getLogger(__name__)
 BACKGROUND_INTERVAL_S = 2.0
@@ -111,12 +111,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     writer = DecisionWriter(pool, settings.gateway_persist_queue, health)
     decisions = Decisions(runtime, writer, settings.gateway_max_batch)
     every = min(BACKGROUND_INTERVAL_S, settings.state_refresh_s)
-    # (task, interval, step, gates readiness): model monitoring never takes the gateway out of its Service.
     refreshes = (
-        ("routing-refresh", every, runtime.refresh_routing, True),
-        ("label-poll", every, runtime.refresh_labels, True),
-        ("state-poll", settings.state_refresh_s, runtime.refresh_state, True),
-        (
+        Refresh("routing-refresh", every, runtime.refresh_routing),
+        Refresh("label-poll", every, runtime.refresh_labels),
+        Refresh("state-poll", settings.state_refresh_s, runtime.refresh_state),
+        Refresh("entity-table-poll", every, runtime.refresh_entities),
+        Refresh(
             "feedback-quality",
             settings.feedback_quality_interval_s,
             functools.partial(
@@ -125,9 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 timedelta(seconds=settings.feedback_label_delay_s),
                 timedelta(seconds=settings.feedback_cohort_s),
             ),
-            False,
+            gates_readiness=False,  # model monitoring never takes the gateway out of its Service
         ),
-        ("entity-table-poll", every, runtime.refresh_entities),
     )
 
     @contextlib.asynccontextmanager
@@ -138,9 +137,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         stop = asyncio.Event()
         refreshers = [
             asyncio.create_task(
-                run_every(name, interval_s, step, health, stop, gates_readiness=gates), name=name
+                run_every(r.task, r.interval_s, r.step, health, stop, gates_readiness=r.gates_readiness),
+                name=r.task,
             )
-            for name, interval_s, step, gates in refreshes
+            for r in refreshes
         ]
         yield
         # uvicorn has answered every in-flight request by now (graceful shutdown)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from fraudops_gateway import metrics
 
@@ -78,6 +79,16 @@ async def supervise(task: str, run: Callable[[], Awaitable[None]], health: Backg
         else:
             health.recovered(task)
             return
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """A periodic background step of the gateway (see `run_every`)."""
+
+    task: str
+    interval_s: float
+    step: Callable[[], Awaitable[object]]
+    gates_readiness: bool = True
 
 
 async def run_every(
