@@ -17,6 +17,7 @@ from tests.k8s.conftest import OperatorRunner
 from tests.k8s.prometheus import LocalPrometheus, TrafficExporter
 from tests.k8s.test_rollout import send, start_canary, wait_phase
 from tests.prometheus import free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.k8s
 
@@ -63,8 +64,22 @@ def test_every_operator_panel_returns_data_after_a_rollback(
     assert unknown == [], "metric names the operator does not export"
     assert missing == [], "queries without data"
     # And what they show is this rollout: its FraudModel in phase RolledBack, its candidate at weight 0.
+    # The panels may have data from a scrape taken before the rollback was recorded, so wait for the
+    # next scrapes (every second) to carry the final phase and weight.
     here = f'namespace="{namespace}",fraudmodel="card-fraud"'
-    assert scraped.query(f'fraudops_rollout_phase{{{here},phase="RolledBack"}} == 1')
-    assert [float(s["value"][1]) for s in scraped.query(f"fraudops_rollout_candidate_weight{{{here}}}")] == [
-        0.0
-    ]
+    weights: list[float] = []
+
+    def shows_the_rollback() -> bool:
+        weights[:] = [
+            float(s["value"][1]) for s in scraped.query(f"fraudops_rollout_candidate_weight{{{here}}}")
+        ]
+        return bool(
+            scraped.query(f'fraudops_rollout_phase{{{here},phase="RolledBack"}} == 1')
+        ) and weights == [0.0]
+
+    wait_until(
+        shows_the_rollback,
+        30,
+        lambda: f"Prometheus to show phase RolledBack and candidate weight [0.0] (weights: {weights})",
+        interval_s=0.5,
+    )
