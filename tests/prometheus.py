@@ -6,12 +6,10 @@ cluster), optionally evaluates rule files, and answers PromQL through its HTTP A
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from tests.waiting import ProcessExited, WaitTimedOut, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INSTALLER = REPO_ROOT / "hack" / "prometheus.sh"
@@ -83,22 +83,20 @@ class LocalPrometheus:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"prometheus exited with {self._process.returncode}: {self.log_path.read_text()[-2000:]}"
-                )
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response,
-            ):
-                if response.status == 200:
-                    return self
-            time.sleep(0.2)
-        raise RuntimeError(
-            f"prometheus not ready after {timeout_s:.0f}s: {self.log_path.read_text()[-2000:]}"
-        )
+        try:
+            wait_until(
+                self._ready, timeout_s, "prometheus to be ready", interval_s=0.2, alive=[self._process]
+            )
+        except (ProcessExited, WaitTimedOut) as failed:
+            raise RuntimeError(f"{failed}: {self.log_path.read_text()[-2000:]}") from None
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})

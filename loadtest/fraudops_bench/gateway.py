@@ -20,13 +20,9 @@ import asyncio
 import gc
 import os
 import resource
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -40,14 +36,9 @@ import psutil
 import psycopg
 
 from fraudops_bench.results import Measurement
+from fraudops_bench.servers import running_server
 
 LEGACY_SHARE = 0.1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- the load generator -----------------------------------------------------------------------------
@@ -267,43 +258,27 @@ def settle_database(db_url: str) -> None:
         pass  # not a superuser (or pg_checkpoint): measure as things are
 
 
-def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"{url} never answered: the process exited with {process.returncode}; "
-                f"log:\n{log.read_text()[-3000:]}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout_s:.0f} s; log:\n{log.read_text()[-3000:]}")
-
-
 @contextmanager
 def running_gateway(
     env: dict[str, str], log: Path, port: int | None = None
 ) -> Iterator[tuple[int, psutil.Process]]:
     """`fraudops serve gateway` as its own process until the block ends (then SIGTERM, drained)."""
-    port = port or free_port()
-    with open(log, "ab") as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health/ready", 120, process, log)
-        yield port, psutil.Process(process.pid)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=90)
+    with running_server(["gateway"], env, log, "/health/ready", port) as server:
+        yield server
+
+
+def gateway_environment(database: str, model_uri: str) -> dict[str, str]:
+    """The benchmarked gateway's settings: `model_uri` alone (no routing table), quiet JSON logs, and a
+    rate limit no load generator reaches."""
+    env = {key: value for key, value in os.environ.items() if key != "ROUTING_TABLE_PATH"}
+    env.update(
+        DB_URL=database,
+        MODEL_PATH=model_uri,
+        LOG_FORMAT="json",
+        LOG_LEVEL="WARNING",
+        GATEWAY_RATE_LIMIT="1000000/second",
+    )
+    return env
 
 
 def predict_latency(
@@ -323,15 +298,7 @@ def predict_latency(
     settle_database(db_url)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder, scratch_database(db_url, "bench_gateway") as database:
-        env = {
-            **os.environ,
-            "DB_URL": database,
-            "MODEL_PATH": model_uri,
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "WARNING",
-            "GATEWAY_RATE_LIMIT": "1000000/second",
-        }
-        env.pop("ROUTING_TABLE_PATH", None)
+        env = gateway_environment(database, model_uri)
         with running_gateway(env, log or Path(folder) / "gateway.log") as (port, process):
             host = f"127.0.0.1:{port}"
             requests = [http_request("POST", "/predict", host, body) for body in bodies]

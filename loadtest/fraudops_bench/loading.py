@@ -8,17 +8,14 @@ RSS is sampled.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pyarrow.csv as pv
 
 from fraudops_bench.results import Measurement
+from fraudops_bench.training import run_train
 from fraudops_simulator import SimulationConfig, simulate
 
 FIVE_COLUMNS = {
@@ -55,41 +52,9 @@ def train_ten_million(transactions: int = 10_000_000, trials: int = 2, timeout_s
         started = time.monotonic()
         rows = write_five_column_csv(data, transactions)
         written_s = time.monotonic() - started
-        result_file = Path(folder) / "result.json"
         mapping = ",".join(f"{ours}={theirs}" for ours, theirs in FIVE_COLUMNS.items())
-        command = [
-            sys.executable,
-            "-m",
-            "fraudops_cli.main",
-            "train",
-            "--data",
-            str(data),
-            "--columns",
-            mapping,
-            "--trials",
-            str(trials),
-            "--timeout",
-            str(timeout_s),
-            "--output",
-            str(Path(folder) / "models"),
-            "--result-file",
-            str(result_file),
-        ]
-        started = time.monotonic()
-        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        process = psutil.Process(child.pid)
-        peak = 0
-        while child.poll() is None:
-            try:
-                peak = max(peak, process.memory_info().rss)
-            except psutil.NoSuchProcess:
-                break
-            time.sleep(0.5)
-        seconds = time.monotonic() - started
-        error = child.stderr.read().decode() if child.stderr else ""
-        if child.returncode != 0:
-            raise RuntimeError(f"fraudops train failed ({child.returncode}): {error[-800:]}")
-        result = json.loads(result_file.read_text())
+        run = run_train(data, Path(folder), trials, timeout_s, "--columns", mapping)
+        seconds, peak, result = run.seconds, run.peak_rss_bytes, run.result
         size_gib = data.stat().st_size / 2**30
     return Measurement(
         name="training_10m_csv",

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from fraudops_bench.gateway import running_gateway, scratch_database, settle_database
+from fraudops_bench.gateway import gateway_environment, running_gateway, scratch_database, settle_database
 from fraudops_bench.predictor import MODEL_NAME, running_predictor
 from fraudops_bench.results import RESULTS_DIR, Measurement
 
@@ -91,16 +90,7 @@ def loadtest(db_url: str, model_uri: str, seconds: int = 60, knee_step_s: int = 
     """The three Locust runs against a gateway and a predictor started for them."""
     settle_database(db_url)
     with tempfile.TemporaryDirectory() as folder, scratch_database(db_url, "loadtest") as database:
-        env = {
-            **os.environ,
-            "DB_URL": database,
-            "MODEL_PATH": model_uri,
-            "LOG_FORMAT": "json",
-            "LOG_LEVEL": "WARNING",
-            "GATEWAY_RATE_LIMIT": "1000000/second",
-            "MODEL_NAME": MODEL_NAME,
-        }
-        env.pop("ROUTING_TABLE_PATH", None)
+        env = {**gateway_environment(database, model_uri), "MODEL_NAME": MODEL_NAME}
         with running_predictor(model_uri, Path(folder) / "predictor.log") as (predictor_port, _):
             predictor = run_locust(
                 "predictor",

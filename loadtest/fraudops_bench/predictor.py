@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,12 +20,12 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import orjson
 import pandas as pd
 import psutil
 
-from fraudops_bench.gateway import free_port, wait_for_http
+from fraudops.inference_protocol import v2_binary_request
 from fraudops_bench.results import Measurement
+from fraudops_bench.servers import running_server
 
 MODEL_NAME = "card-fraud"
 
@@ -43,27 +40,6 @@ def feature_rows(rows: int, seed: int = 5) -> np.ndarray:
     history = pd.concat([table.to_pandas() for table in simulate(config)], ignore_index=True)
     history = history[[c for c in history.columns if c in TRANSACTION_FIELDS]]
     return FeatureEngine().replay(history)[:rows]
-
-
-def v2_binary_request(features: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    payload = np.ascontiguousarray(features, dtype=np.float32)
-    header = orjson.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "features",
-                    "shape": list(payload.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": payload.nbytes},
-                }
-            ],
-            "outputs": [{"name": "fraud_probability", "parameters": {"binary_data": True}}],
-        }
-    )
-    return header + payload.tobytes(), {
-        "Content-Type": "application/octet-stream",
-        "Inference-Header-Content-Length": str(len(header)),
-    }
 
 
 async def _closed_loop(
@@ -101,33 +77,10 @@ async def _closed_loop(
 @contextmanager
 def running_predictor(model_uri: str, log: Path) -> Iterator[tuple[int, psutil.Process]]:
     """`fraudops serve predictor` serving `model_uri` as MODEL_NAME until the block ends (then SIGTERM)."""
-    port = free_port()
     env = {**os.environ, "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
-    with open(log, "ab") as output:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fraudops_cli.main",
-                "serve",
-                "predictor",
-                "--model-uri",
-                model_uri,
-                "--name",
-                MODEL_NAME,
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/v2/health/ready", 120, process, log)
-        yield port, psutil.Process(process.pid)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+    command = ["predictor", "--model-uri", model_uri, "--name", MODEL_NAME]
+    with running_server(command, env, log, "/v2/health/ready") as server:
+        yield server
 
 
 def v2_throughput(
@@ -140,7 +93,8 @@ def v2_throughput(
     """Rows per second through `fraudops serve predictor` (binary V2, `rows_per_request` rows a call)."""
     rows = feature_rows(rows_per_request * 8)
     bodies = [
-        v2_binary_request(rows[i : i + rows_per_request]) for i in range(0, len(rows), rows_per_request)
+        v2_binary_request(rows[i : i + rows_per_request], binary_scores=True)
+        for i in range(0, len(rows), rows_per_request)
     ]
     load_before = os.getloadavg()
     with (

@@ -24,17 +24,11 @@ from sklearn.metrics import average_precision_score
 from fraudops.artifact import load_artifact
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import FeatureConfig
+from fraudops_bench.loading import FIVE_COLUMNS
 from fraudops_bench.results import Measurement
 from fraudops_simulator import SimulationConfig, simulate
 from fraudops_training.pipeline import TrainingConfig, run_training
 
-FIVE_COLUMNS = {
-    "event_time": "TX_DATETIME",
-    "customer_id": "CUSTOMER_ID",
-    "terminal_id": "TERMINAL_ID",
-    "amount": "TX_AMOUNT",
-    "is_fraud": "TX_FRAUD",
-}
 ROWS = ("model", "textbook XGBoost", "untuned XGBoost", "amount-only logistic regression")
 SHORT = {
     "model": "model",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -30,6 +29,7 @@ from fraudops.config import Settings
 from fraudops.db import migrate
 from fraudops.kafka import client_config
 from fraudops_bench.results import Measurement
+from fraudops_infra.processes import fraudops_command
 from fraudops_simulator import SimulationConfig, simulate
 from fraudops_simulator.kafka import PRODUCER_DEFAULTS, publish
 from fraudops_stream.group import committed_records
@@ -89,17 +89,9 @@ class Lane:
             "DLQ_TOPIC": self.settings.dlq_topic,
         }
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fraudops_cli.main",
-                "stream",
-                "consume",
-                "--metrics-port",
-                str(metrics_port),
-                "--checkpoint-interval",
-                "30",
-            ],
+            fraudops_command(
+                "stream", "consume", "--metrics-port", str(metrics_port), "--checkpoint-interval", "30"
+            ),
             env=env,
             stdout=open(log, "wb"),
             stderr=subprocess.STDOUT,
@@ -206,7 +198,7 @@ def latency(
     metrics_port: int | None = None,
     warmup_s: int = 10,
 ) -> Measurement:
-    from fraudops_bench.gateway import free_port
+    from fraudops_bench.servers import free_port
 
     metrics_port = metrics_port or free_port()  # never another process's metrics
     lane = Lane.create(settings)

@@ -13,15 +13,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from fraudops_bench.gateway import free_port
 from fraudops_bench.results import Measurement
+from fraudops_bench.servers import free_port, wait_for_http
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # What the SDK's BatchSpanProcessor logs when it drops a span because its export queue is full. Its
@@ -63,19 +60,9 @@ def running_jaeger(folder: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if (
-                    httpx.get(f"http://127.0.0.1:{ports['JAEGER_HEALTH_PORT']}/status", timeout=2).status_code
-                    == 200
-                ):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"Jaeger did not start; see {folder / 'jaeger.log'}")
-            time.sleep(0.2)
+        wait_for_http(
+            f"http://127.0.0.1:{ports['JAEGER_HEALTH_PORT']}/status", 60, process, folder / "jaeger.log"
+        )
         yield f"http://127.0.0.1:{ports['JAEGER_OTLP_HTTP_PORT']}"
     finally:
         process.terminate()

@@ -55,6 +55,12 @@ def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
 # --------------------------------------------------------------------------- schema helpers
 
 
+def _keywords(schema: dict[str, Any], **keywords: Any) -> dict[str, Any]:
+    """`schema` with each of the JSON Schema `keywords` that is given (not None), in their order."""
+    schema.update((keyword, value) for keyword, value in keywords.items() if value is not None)
+    return schema
+
+
 def _str(
     description: str,
     *,
@@ -65,28 +71,15 @@ def _str(
 ) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string", "description": description}
     if enum is not None:
-        schema["enum"] = enum
-    else:
-        if pattern is not None:
-            schema["pattern"] = pattern
-        if max_length is not None:
-            schema["maxLength"] = max_length
-    if default is not None:
-        schema["default"] = default
-    return schema
+        return _keywords(schema, enum=enum, default=default)
+    return _keywords(schema, pattern=pattern, maxLength=max_length, default=default)
 
 
 def _int(
     description: str, *, default: int | None = None, minimum: int | None = None, maximum: int | None = None
 ) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "integer", "description": description}
-    if minimum is not None:
-        schema["minimum"] = minimum
-    if maximum is not None:
-        schema["maximum"] = maximum
-    if default is not None:
-        schema["default"] = default
-    return schema
+    return _keywords(schema, minimum=minimum, maximum=maximum, default=default)
 
 
 def _num(
@@ -97,13 +90,7 @@ def _num(
     maximum: float | None = None,
 ) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "number", "description": description}
-    if minimum is not None:
-        schema["minimum"] = minimum
-    if maximum is not None:
-        schema["maximum"] = maximum
-    if default is not None:
-        schema["default"] = default
-    return schema
+    return _keywords(schema, minimum=minimum, maximum=maximum, default=default)
 
 
 def _bool(description: str, default: bool) -> dict[str, Any]:

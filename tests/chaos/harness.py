@@ -12,11 +12,9 @@ import json
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import httpx
 import psutil
 from confluent_kafka import KafkaError, Message, Producer
 
-from fraudops_infra.processes import start_detached
+from fraudops_infra.processes import start_detached, stop_tree
 from tests.conftest import REPO_ROOT
 from tests.poison import POISONS
 
@@ -81,10 +79,6 @@ class Supervised:
             return psutil.Process(self.pid).wait(timeout=0) if self.pid else None
         except (psutil.NoSuchProcess, psutil.TimeoutExpired):
             return None
-
-
-def python(*args: str) -> list[str]:
-    return [sys.executable, "-m", "fraudops_cli.main", *args]
 
 
 @dataclass
@@ -234,17 +228,7 @@ class FaultLog:
 
 def kill_tree(pid: int) -> None:
     """kill -9 of a process and all its children at once (a server's crash, no goodbye)."""
-    try:
-        root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
-    procs = [root, *root.children(recursive=True)]
-    for proc in procs:
-        try:
-            proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            continue
-    psutil.wait_procs(procs, timeout=30)
+    stop_tree(pid, timeout_s=30, first_signal=signal.SIGKILL)
 
 
 def postmaster_pid(data_dir: Path) -> int | None:
@@ -252,15 +236,6 @@ def postmaster_pid(data_dir: Path) -> int | None:
         return int((data_dir / "postmaster.pid").read_text().split()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return None
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Poll until `check()`; returns the seconds it took (fails with `what` on timeout)."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < timeout_s, f"{what}: not within {timeout_s} s"
-        time.sleep(0.5)
-    return time.monotonic() - started
 
 
 def write_report(rows: list[tuple[str, str]], events: list[str], path: Path) -> str:

@@ -34,6 +34,7 @@ import psycopg
 import pytest
 
 from fraudops.config import Settings
+from fraudops_infra.processes import fraudops_command
 from fraudops_infra.stack import LocalStack
 from tests.chaos.harness import (
     FaultLog,
@@ -43,8 +44,6 @@ from tests.chaos.harness import (
     kill_tree,
     load_plan,
     postmaster_pid,
-    python,
-    wait_until,
     write_report,
 )
 from tests.conftest import REPO_ROOT
@@ -59,6 +58,7 @@ from tests.integration.streaming import (
     simulated_records,
 )
 from tests.poison import POISONS
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -120,7 +120,7 @@ class Stack:
         self.predictor_port, self.gateway_port = free_port(), free_port()
         self.predictor = Supervised(
             "predictor",
-            python(
+            fraudops_command(
                 "serve",
                 "predictor",
                 "--model-uri",
@@ -134,7 +134,7 @@ class Stack:
             logs,
         )
         self.gateway = Supervised(
-            "gateway", python("serve", "gateway", "--port", str(self.gateway_port)), base, logs
+            "gateway", fraudops_command("serve", "gateway", "--port", str(self.gateway_port)), base, logs
         )
         table = remote_routing_table(logs / "routing.yaml", f"http://127.0.0.1:{self.predictor_port}")
         self.consumer_env = {
@@ -151,7 +151,7 @@ class Stack:
     def new_consumer(self) -> Supervised:
         consumer = Supervised(
             f"consumer-{len(self.consumers)}",
-            python("stream", "consume", "--metrics-port", "0", "--checkpoint-interval", "5"),
+            fraudops_command("stream", "consume", "--metrics-port", "0", "--checkpoint-interval", "5"),
             self.consumer_env,
             self.logs,
         )
@@ -179,7 +179,7 @@ class Stack:
             except httpx.HTTPError:
                 return False
 
-        wait_until(answers, 240, f"{what} ready")
+        wait_until(answers, 240, f"{what} ready", interval_s=0.5)
 
     def _watch(self) -> None:
         """The supervisor: a process that ended without the harness ending it is an unplanned exit."""
@@ -215,6 +215,7 @@ class Stack:
             lambda: "partition assigned" in joining.log_file.read_text(errors="replace"),
             600,
             "the joining consumer's first partitions",
+            interval_s=0.5,
         )
         leaving.signal(signal.SIGTERM)
         if leaving.last_exit not in CLEAN_EXITS:
@@ -288,7 +289,9 @@ def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
         # Spread over the load by its progress (a restart that takes long does not push the faults past
         # the load's end), at a random point within each slot: random points of the consumers' loop.
         due = (index + system.rng.uniform(0.6, 1.4)) * len(plan) / (len(faults) + 1)
-        wait_until(lambda d=due: load.sent >= d or not load.is_alive(), 1800, "the load's progress")
+        wait_until(
+            lambda d=due: load.sent >= d or not load.is_alive(), 1800, "the load's progress", interval_s=0.5
+        )
         at = time.monotonic() - started
         {
             "consumer": system.kill_consumer,
@@ -306,6 +309,7 @@ def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
         lambda: committed(stack.kafka.bootstrap, group, topic) == end_offsets(stack.kafka.bootstrap, topic),
         900,
         "zero lag",
+        interval_s=0.5,
     )
     lag_zero_at = time.monotonic()
     lag_zero_after_fault_s = lag_zero_at - max(system.faults.last_recovered, started)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from hack.cluster.layout import NodeLayout
+from tests.waiting import wait_until
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,7 @@ class Kube:
     def get(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
-    def wait_for(self, what: str, condition: Callable[[], bool], timeout_s: float = 180) -> float:
-        """Poll `condition` until true; return the seconds it took. Fails with `what` on timeout."""
-        started = time.monotonic()
-        while not condition():
-            if time.monotonic() - started > timeout_s:
-                raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-            time.sleep(0.5)
-        return time.monotonic() - started
+    def wait_for(self, what: str, condition: Callable[[], T], timeout_s: float = 180) -> T:
+        """Poll `condition` until true (every half second: each look is a kubectl run) and return what
+        it gave; fails with `what` on timeout."""
+        return wait_until(condition, timeout_s, what, interval_s=0.5)

@@ -52,6 +52,15 @@ def local_stack(stack_settings: Settings) -> Iterator[LocalStack]:
         shutil.rmtree(stack_settings.run_dir, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def database(local_stack: LocalStack, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated database of the test module's own (named after it), dropped after its last test."""
+    from tests.integration.test_gateway_support import migrated_database  # which imports this module
+
+    with migrated_database(local_stack, request.module.__name__.rsplit(".test_", 1)[-1]) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def db_url(local_stack: LocalStack) -> str:
     return local_stack.postgres.url

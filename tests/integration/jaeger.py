@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import httpx
 
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
+from tests.waiting import wait_until
 
 BUILD = REPO_ROOT / "hack" / "jaeger" / "build.sh"
 CONFIG = REPO_ROOT / "hack" / "jaeger" / "config.yaml"
@@ -66,17 +66,16 @@ class Jaeger:
 
     def wait_for(self, find: Callable[[], Any], what: str | Callable[[], str], timeout_s: float = 60) -> Any:
         """Poll `find` until it returns something truthy (then return it), failing after `timeout_s`
-        with `what` (or what it returns: the last look, said at the end)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = find()
-            if found:
-                return found
-            time.sleep(0.25)
-        raise AssertionError(
-            f"{what() if callable(what) else what} not in Jaeger after {timeout_s:.0f} s; jaeger log:\n"
-            f"{self.log.read_text(errors='replace')[-2000:]}"
+        with `what` (or what it returns: the last look, said at the end) and Jaeger's log."""
+        return wait_until(
+            find,
+            timeout_s,
+            lambda: f"{what() if callable(what) else what} in Jaeger; jaeger log:\n{self.log_tail()}",
+            alive=[self.process],
         )
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-2000:]
 
 
 @contextmanager
@@ -112,8 +111,6 @@ def running_jaeger(folder: Path) -> Iterator[Jaeger]:
     try:
 
         def healthy() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"jaeger exited with {process.returncode}:\n{log.read_text()[-3000:]}")
             try:
                 return (
                     httpx.get(f"http://127.0.0.1:{ports['JAEGER_HEALTH_PORT']}/status", timeout=2).status_code
@@ -122,7 +119,7 @@ def running_jaeger(folder: Path) -> Iterator[Jaeger]:
             except httpx.HTTPError:
                 return False
 
-        jaeger.wait_for(healthy, "a healthy Jaeger", timeout_s=60)
+        wait_until(healthy, 60, lambda: f"a healthy Jaeger:\n{jaeger.log_tail()}", alive=[process])
         yield jaeger
     finally:
         process.terminate()

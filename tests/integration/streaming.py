@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +27,11 @@ from fraudops.artifact import load_artifact
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, LabelEvents
 from fraudops.scoring import Scorer
+from fraudops_infra.processes import fraudops_command
 from fraudops_stream.decode import decode_batch
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
+from tests.waiting import wait_until
 
 MODEL_NAME = "card-fraud"
 
@@ -53,17 +54,7 @@ class StreamSetup:
         """`fraudops stream consume` as a process of its own, logging to `<logs>/<name>.log`."""
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "fraudops_cli.main",
-                "stream",
-                "consume",
-                "--metrics-port",
-                str(metrics_port),
-                "--checkpoint-interval",
-                str(checkpoint_s),
-            ],
+            consume_command(metrics_port, "--checkpoint-interval", str(checkpoint_s)),
             env={**self.env, **env},
             cwd=REPO_ROOT,
             stdout=log,
@@ -75,6 +66,18 @@ class StreamSetup:
     def log(self, name: str) -> str:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def wait_for_log(
+        self, name: str, text: str, timeout_s: float, alive: Iterable[subprocess.Popen] = ()
+    ) -> None:
+        """Until consumer `name`'s log says `text`; fails at once when a process in `alive` exits."""
+        wait_until(
+            lambda: text in self.log(name),
+            timeout_s,
+            f"consumer {name}'s log to say {text!r}",
+            interval_s=0.5,
+            alive=alive,
+        )
 
     def leftovers(self) -> list[int]:
         """Processes started here that still run; they are stopped (the test fails on them)."""
@@ -89,23 +92,53 @@ def new_setup(
     bootstrap: str, db_url: str, artifact: Path, logs: Path, partitions: int = 6, **env: str
 ) -> StreamSetup:
     """Fresh topics and a fresh consumer group for one test, against a migrated database."""
-    suffix = uuid.uuid4().hex[:8]
-    topic, alerts, dlq = f"tx-{suffix}", f"alerts-{suffix}", f"dlq-{suffix}"
-    create_topics(bootstrap, [(topic, partitions), (alerts, 1), (dlq, 1)])
+    topics = fresh_topics(bootstrap, partitions)
     environment = {
         **os.environ,
         "DB_URL": db_url,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "TRANSACTIONS_TOPIC": topic,
-        "ALERTS_TOPIC": alerts,
-        "DLQ_TOPIC": dlq,
-        "CONSUMER_GROUP": f"g-{suffix}",
+        **topics.environment(),
         "MODEL_PATH": str(artifact),
         "BATCH_SIZE": "1000",
         "LOG_FORMAT": "json",
         **env,
     }
-    return StreamSetup(environment, topic, alerts, dlq, f"g-{suffix}", db_url, bootstrap, logs)
+    return StreamSetup(
+        environment, topics.topic, topics.alerts, topics.dlq, topics.group, db_url, bootstrap, logs
+    )
+
+
+@dataclass(frozen=True)
+class StreamTopics:
+    """The transactions, alerts and dead-letter topics and the consumer group of one test."""
+
+    bootstrap: str
+    topic: str
+    alerts: str
+    dlq: str
+    group: str
+
+    def environment(self) -> dict[str, str]:
+        """The Kafka settings of a consumer (or simulator) that works on these topics."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "TRANSACTIONS_TOPIC": self.topic,
+            "ALERTS_TOPIC": self.alerts,
+            "DLQ_TOPIC": self.dlq,
+            "CONSUMER_GROUP": self.group,
+        }
+
+
+def fresh_topics(bootstrap: str, partitions: int = 6) -> StreamTopics:
+    """New topics (alerts and dead letters with one partition) and group, named apart by a random suffix."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = StreamTopics(bootstrap, f"tx-{suffix}", f"alerts-{suffix}", f"dlq-{suffix}", f"g-{suffix}")
+    create_topics(bootstrap, [(topics.topic, partitions), (topics.alerts, 1), (topics.dlq, 1)])
+    return topics
+
+
+def consume_command(metrics_port: int, *options: str) -> list[str]:
+    """`fraudops stream consume` as the tests run it: this Python, the CLI module, its metrics port."""
+    return fraudops_command("stream", "consume", "--metrics-port", str(metrics_port), *options)
 
 
 def create_topics(bootstrap: str, topics: Iterable[tuple[str, int]]) -> None:
@@ -204,13 +237,14 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
 
 def wait_until_caught_up(setup: StreamSetup, timeout_s: float, procs: Iterable[subprocess.Popen]) -> None:
     """Until the group's committed offsets reach the end of every partition (zero lag)."""
-    wait_for(
+    wait_until(
         lambda: (
             committed(setup.bootstrap, setup.group, setup.topic) == end_offsets(setup.bootstrap, setup.topic)
         ),
         timeout_s,
         "the group's committed offsets to reach the partitions' ends",
-        procs,
+        interval_s=0.5,
+        alive=procs,
     )
 
 
@@ -223,9 +257,7 @@ def finish_after_joining(
 ) -> None:
     """Once consumer `joiner` has its partitions (and their state): produce the rest of the records and
     wait until the group has stored all `total` and caught up."""
-    wait_for(
-        lambda: "partition assigned" in setup.log(joiner), 180, f"consumer {joiner}'s partitions", consumers
-    )
+    setup.wait_for_log(joiner, "partition assigned", 180, alive=consumers)
     produce(setup.bootstrap, setup.topic, rest)
     assert wait_for_count(setup.db_url, total, 240, consumers) == total
     wait_until_caught_up(setup, 120, consumers)
@@ -236,18 +268,6 @@ def stored_count(db_url: str) -> int:
         return int(conn.execute("SELECT count(*) FROM transactions WHERE source = 'stream'").fetchone()[0])
 
 
-def wait_for(
-    condition: Callable[[], bool], timeout_s: float, what: str, procs: Iterable[subprocess.Popen] = ()
-) -> None:
-    """Poll `condition` until it holds; fail on timeout or when a process that must keep running exits."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        for proc in procs:
-            assert proc.poll() is None, f"a process exited with {proc.returncode} while waiting for {what}"
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
-        time.sleep(0.5)
-
-
 def wait_for_count(db_url: str, expected: int, timeout_s: float, procs: Iterable[subprocess.Popen]) -> int:
     counts = [0]
 
@@ -255,7 +275,13 @@ def wait_for_count(db_url: str, expected: int, timeout_s: float, procs: Iterable
         counts[0] = stored_count(db_url)
         return counts[0] >= expected
 
-    wait_for(reached, timeout_s, f"{expected} stored transactions (have {counts[0]})", procs)
+    wait_until(
+        reached,
+        timeout_s,
+        lambda: f"{expected} stored transactions (have {counts[0]})",
+        interval_s=0.5,
+        alive=procs,
+    )
     return counts[0]
 
 
@@ -296,10 +322,7 @@ class Predictor:
     def start(self, timeout_s: float = 180) -> None:
         with open(self.log, "ab") as output:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fraudops_cli.main",
+                fraudops_command(
                     "serve",
                     "predictor",
                     "--model-uri",
@@ -308,7 +331,7 @@ class Predictor:
                     MODEL_NAME,
                     "--port",
                     str(self.port),
-                ],
+                ),
                 env={**os.environ, "LOG_FORMAT": "json"},
                 cwd=REPO_ROOT,
                 stdout=output,
@@ -317,13 +340,18 @@ class Predictor:
         process = self.process
 
         def ready() -> bool:
-            assert process.poll() is None, f"the predictor exited:\n{self.log.read_text()[-3000:]}"
             try:
                 return httpx.get(f"{self.endpoint}/v2/health/ready", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
 
-        wait_for(ready, timeout_s, "the predictor to be ready")
+        wait_until(
+            ready,
+            timeout_s,
+            lambda: f"the predictor to be ready:\n{self.log.read_text()[-3000:]}",
+            interval_s=0.5,
+            alive=[process],
+        )
 
     def kill(self) -> None:
         """kill -9: no goodbye."""

@@ -22,17 +22,15 @@ import pytest
 from PIL import Image
 
 from fraudops.schema import TRANSACTION_FIELDS
-from fraudops_infra.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.integration.chromium import rendered_dom, screenshot
 from tests.integration.test_gateway_support import (
     Served,
     base_env,
     gateway,
-    migrated_database,
     serving_argv,
+    stable_routing_table,
     stored_rows,
-    write_routing_table,
 )
 
 pytestmark = pytest.mark.integration
@@ -41,18 +39,8 @@ BUCKET_S = 5  # the dashboard's time bucket
 
 
 @pytest.fixture(scope="module")
-def database(local_stack: LocalStack) -> Iterator[str]:
-    with migrated_database(local_stack, "dashboard") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def routing_table(tmp_path_factory: pytest.TempPathFactory, trained_artifact: Path) -> Path:
-    path = tmp_path_factory.mktemp("routing") / "routing.yaml"
-    write_routing_table(
-        path, [{"name": "stable", "model_version": "test-v1", "model_uri": str(trained_artifact)}]
-    )
-    return path
+    return stable_routing_table(tmp_path_factory.mktemp("routing"), trained_artifact)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,11 @@ metrics come from the operator, which these tests do not run (see tests/k8s).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from grafana_foundation_sdk.builders import dashboard
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudops.features.spec import N_FEATURES
@@ -38,8 +35,10 @@ from fraudops_monitoring.dashboards import model, platform_overview
 from fraudops_monitoring.grafana import panels_of, to_json
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
+from tests.integration.streaming import consume_command, fresh_topics, produce
 from tests.integration.test_gateway_support import MODEL_NAME, base_env, gateway, migrated_database, serving
 from tests.prometheus import LocalPrometheus
+from tests.waiting import WaitTimedOut, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.live, pytest.mark.timeout(1800)]
 RULES = REPO_ROOT / "charts" / "fraudops" / "files" / "rules" / "fraudops.rules.yaml"
@@ -84,40 +83,14 @@ def simulated(transactions: int, seed: int, amount_scale: float = 1.0) -> list[t
     return records
 
 
-def produce(bootstrap: str, topic: str, records: Sequence[tuple[str | None, bytes]]) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    for key, value in records:
-        producer.produce(topic, value, key)
-    assert producer.flush(60) == 0
-
-
-def wait_for(
-    what: str, check: Any, timeout_s: float = 180, every_s: float = 1.0, on_timeout: Any = None
-) -> Any:
-    """`check()`'s first truthy answer, polled until `timeout_s`; `on_timeout()` explains a failure."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    explanation = f": {on_timeout()}" if on_timeout is not None else ""
-    raise AssertionError(f"{what} not seen within {timeout_s:.0f} s{explanation}")
-
-
 @pytest.fixture(scope="module")
 def live(
     local_stack: LocalStack, trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
     folder = tmp_path_factory.mktemp("live")
-    suffix = uuid.uuid4().hex[:8]
-    topic = f"tx-{suffix}"
     bootstrap = local_stack.kafka.bootstrap
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics(
-        [NewTopic(topic, 3, 1), NewTopic(f"alerts-{suffix}", 1, 1), NewTopic(f"dlq-{suffix}", 1, 1)]
-    ).values():
-        future.result(timeout=30)
+    topics = fresh_topics(bootstrap, partitions=3)
+    topic = topics.topic
     consumer_port = free_port()
     command = ["predictor", "--model-uri", str(trained_artifact), "--name", MODEL_NAME]
     with (
@@ -136,26 +109,12 @@ def live(
         env = base_env(
             DB_URL=database,
             MODEL_PATH=str(trained_artifact),
-            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-            TRANSACTIONS_TOPIC=topic,
-            ALERTS_TOPIC=f"alerts-{suffix}",
-            DLQ_TOPIC=f"dlq-{suffix}",
-            CONSUMER_GROUP=f"g-{suffix}",
+            **topics.environment(),
             BATCH_SIZE="200",
         )
         with open(folder / "consumer.log", "ab") as log:
             consumer = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fraudops_cli.main",
-                    "stream",
-                    "consume",
-                    "--metrics-port",
-                    str(consumer_port),
-                    "--checkpoint-interval",
-                    "5",
-                ],
+                consume_command(consumer_port, "--checkpoint-interval", "5"),
                 env=env,
                 cwd=REPO_ROOT,
                 stdout=log,
@@ -170,11 +129,11 @@ def live(
             {job: [url.removeprefix("http://")] for job, url in targets.items()}, rule_files=[RULES]
         ).start()
         try:
-            wait_for(
-                "every target scraped",
+            wait_until(
                 lambda: not prometheus.scrape_errors(),
-                timeout_s=120,
-                on_timeout=prometheus.scrape_errors,
+                120,
+                lambda: f"every target scraped (errors: {prometheus.scrape_errors()})",
+                interval_s=1,
             )
             # Two rounds of traffic, the second after Prometheus has seen the series of the first: a
             # counter first scraped with all its increments already in it shows no increase, so its
@@ -186,21 +145,31 @@ def live(
                 send_gateway_traffic(served.url, simulated(requests, seed=4 + 2 * number))
                 score_on_the_predictor(predictor.url)
                 expected = sum(t + r for t, r in rounds[: number + 1])
-                wait_for("the consumer storing every valid record", lambda n=expected: stored(database) >= n)
+                wait_until(
+                    lambda n=expected: stored(database) >= n,
+                    180,
+                    "the consumer storing every valid record",
+                    interval_s=1,
+                    alive=[consumer],
+                )
                 if number == 0:
-                    wait_for(
-                        "Prometheus seeing fraud decisions of the stream and the gateway",
+                    wait_until(
                         lambda: len(prometheus.query(FRAUD_DECISIONS_BY_SOURCE)) == 2,
+                        180,
+                        "Prometheus seeing fraud decisions of the stream and the gateway",
+                        interval_s=1,
                     )
             produce(bootstrap, topic, [(None, b"{not json"), ("c", b'{"amount": -1}')])  # for the DLQ
             # The consumer reports its lag when a checkpoint round starts (every --checkpoint-interval).
-            wait_for(
-                "the consumer's lag and dead letters scraped",
+            wait_until(
                 lambda: (
                     prometheus.query("fraudops_consumer_lag_records")
                     and prometheus.query("fraudops_consumer_dead_lettered_total > 0")
                 ),
-                timeout_s=120,
+                120,
+                "the consumer's lag and dead letters scraped",
+                interval_s=1,
+                alive=[consumer],
             )
             send_feedback(served.url, database, prometheus)
             yield Live(prometheus, targets, served.url, database, topic, bootstrap)
@@ -273,7 +242,12 @@ def send_feedback(url: str, database: str, prometheus: LocalPrometheus) -> None:
             )
             assert response.status_code in (200, 201), response.text
         if number == 0:  # the second round must increase counters Prometheus has already seen
-            wait_for("the first labels scraped", lambda: prometheus.query("fraudops_feedback_total"))
+            wait_until(
+                lambda: prometheus.query("fraudops_feedback_total"),
+                180,
+                "the first labels scraped",
+                interval_s=1,
+            )
 
 
 def names_in(expr: str) -> set[str]:
@@ -299,6 +273,21 @@ def filled(expr: str) -> str:
     return expr
 
 
+def panel_queries(built: dashboard.Dashboard) -> list[tuple[str, str]]:
+    """(panel title, query with Grafana's variables filled in) for every query of every panel."""
+    document = orjson.loads(to_json(built))
+    return [
+        (panel["title"], filled(target["expr"]))
+        for panel in panels_of(document)
+        for target in panel["targets"]
+    ]
+
+
+def unexported(queries: list[tuple[str, str]], exported: set[str]) -> list[str]:
+    """ "panel: metric" for every metric name a query uses that is not among the `exported` ones."""
+    return [f"{title}: {name}" for title, expr in queries for name in names_in(expr) if name not in exported]
+
+
 def unanswered(prometheus: LocalPrometheus, queries: list[tuple[str, str]], timeout_s: float) -> list[str]:
     """The queries still without a sample after polling all of them together until `timeout_s` (one
     deadline for the dashboard: a panel without data costs the test once, not once per panel)."""
@@ -307,26 +296,20 @@ def unanswered(prometheus: LocalPrometheus, queries: list[tuple[str, str]], time
         return any(not math.isnan(float(s["value"][1])) for s in prometheus.query(query))
 
     waiting = list(queries)
-    deadline = time.monotonic() + timeout_s
-    while waiting and time.monotonic() < deadline:
-        waiting = [(title, expr) for title, expr in waiting if not answered(expr)]
-        if waiting:
-            time.sleep(2)
+
+    def all_answered() -> bool:
+        waiting[:] = [(title, expr) for title, expr in waiting if not answered(expr)]
+        return not waiting
+
+    with contextlib.suppress(WaitTimedOut):  # the caller reports the queries still waiting
+        wait_until(all_answered, timeout_s, "every query's data", interval_s=2)
     return [f"{title}: {expr}" for title, expr in waiting]
 
 
 @pytest.mark.parametrize("build", [platform_overview, model], ids=["overview", "model"])
 def test_every_panel_query_returns_data_and_uses_only_exported_metrics(live: Live, build: Any) -> None:
-    document = orjson.loads(to_json(build()))
-    exported = exported_names(live.targets)
-    queries = [
-        (panel["title"], filled(target["expr"]))
-        for panel in panels_of(document)
-        for target in panel["targets"]
-    ]
-    unknown = [
-        f"{title}: {name}" for title, expr in queries for name in names_in(expr) if name not in exported
-    ]
+    queries = panel_queries(build())
+    unknown = unexported(queries, exported_names(live.targets))
     missing_data = unanswered(live.prometheus, queries, timeout_s=120)
     assert (unknown, missing_data) == ([], []), "metric names no service exports, queries without data"
 
@@ -357,11 +340,11 @@ def test_tripled_amounts_make_the_feature_drift_alert_fire(live: Live) -> None:
     produce(live.bootstrap, live.topic, simulated(4000, seed=9, amount_scale=3.0))
 
     # The rule waits 5 minutes (`for: 5m`) before firing: the drift must last, not blip.
-    (alert, *_) = wait_for(
-        "FraudopsFeatureDrift firing for amount",
+    (alert, *_) = wait_until(
         lambda: amount_drift_alerts(live, "firing"),
-        timeout_s=600,
-        every_s=5,
+        600,
+        "FraudopsFeatureDrift firing for amount",
+        interval_s=5,
     )
     assert float(alert["value"]) > 0.25
     assert amount_psi(live) > 0.25

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from fraudops.config import Settings
+from fraudops_infra.processes import fraudops_command
 from fraudops_infra.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
@@ -38,10 +38,7 @@ def test_the_demo_decides_every_record_it_produces_and_answers_the_sample_reques
     )
 
     finished = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fraudops_cli.main",
+        fraudops_command(
             "demo",
             "--rate",
             "400",
@@ -53,7 +50,7 @@ def test_the_demo_decides_every_record_it_produces_and_answers_the_sample_reques
             str(free_port()),
             "--metrics-port",
             str(free_port()),
-        ],
+        ),
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,

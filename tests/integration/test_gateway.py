@@ -9,8 +9,8 @@ cannot read.
 
 from __future__ import annotations
 
+import contextlib
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,45 +31,19 @@ from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import FEATURE_NAMES, FEATURE_VERSION
 from fraudops.schema import TRANSACTION_FIELDS, Transaction
 from fraudops.scoring import Scorer
+from fraudops_gateway.schemas import FULL_EXAMPLE, LEGACY_EXAMPLE
 from fraudops_infra.stack import LocalStack
 from tests.integration.test_gateway_support import (
     Served,
     fastapi_only_gateway,
     gateway,
-    migrated_database,
     stored_rows,
+    wait_for_readiness,
     wait_until_stored,
 )
+from tests.waiting import WaitTimedOut, wait_until
 
 pytestmark = pytest.mark.integration
-FULL = {
-    "event_time": "2026-11-28T21:14:05Z",
-    "customer_id": "cust-000123",
-    "card_id": "card-000123-1",
-    "merchant_id": "m-04411",
-    "merchant_category": "electronics",
-    "amount": 899.0,
-    "currency": "EUR",
-    "channel": "WEB",
-    "transaction_type": "PURCHASE",
-    "is_international": False,
-    "country": "DE",
-    "device_id": "dev-9a8b7c",
-    "ip_address": "203.0.113.17",
-}
-LEGACY = {
-    "amount": 250.0,
-    "merchant_category": "electronics",
-    "source": "WEB",
-    "is_international": False,
-    "hour_of_day": 23,
-}
-
-
-@pytest.fixture(scope="module")
-def database(local_stack: LocalStack) -> Iterator[str]:
-    with migrated_database(local_stack, "gateway") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +61,7 @@ def served(
 def first_answer(served: Served) -> dict[str, Any]:
     """The gateway's very first decision after it started."""
     response = httpx.post(
-        served.url + "/predict", json={**FULL, "transaction_id": "first-" + uuid.uuid4().hex}
+        served.url + "/predict", json={**FULL_EXAMPLE, "transaction_id": "first-" + uuid.uuid4().hex}
     )
     assert response.status_code == 200, response.text
     return response.json()
@@ -139,7 +113,7 @@ def test_a_full_transaction_is_decided_and_its_decision_stored(
 ) -> None:
     transaction_id = new_id()
 
-    response = client.post("/predict", json={**FULL, "transaction_id": transaction_id})
+    response = client.post("/predict", json={**FULL_EXAMPLE, "transaction_id": transaction_id})
 
     assert response.status_code == 200, response.text
     answer = response.json()
@@ -175,7 +149,7 @@ def test_a_full_transaction_is_decided_and_its_decision_stored(
 
 def test_a_zero_amount_card_verification_is_decided_and_stored(client: httpx.Client, database: str) -> None:
     transaction_id = new_id()
-    response = client.post("/predict", json={**FULL, "transaction_id": transaction_id, "amount": 0})
+    response = client.post("/predict", json={**FULL_EXAMPLE, "transaction_id": transaction_id, "amount": 0})
 
     assert response.status_code == 200, response.text
     wait_until_stored(database, [transaction_id])
@@ -187,7 +161,7 @@ def test_a_zero_amount_card_verification_is_decided_and_stored(client: httpx.Cli
 
 def test_a_stored_decision_is_served_back_by_transaction_id(client: httpx.Client, database: str) -> None:
     transaction_id = new_id()
-    answer = client.post("/predict", json={**FULL, "transaction_id": transaction_id}).json()
+    answer = client.post("/predict", json={**FULL_EXAMPLE, "transaction_id": transaction_id}).json()
     wait_until_stored(database, [transaction_id])
 
     stored = client.get(f"/transactions/{transaction_id}")
@@ -207,7 +181,7 @@ def test_a_stored_decision_is_served_back_by_transaction_id(client: httpx.Client
 def test_the_legacy_payload_is_decided_as_a_normalised_transaction(
     client: httpx.Client, database: str
 ) -> None:
-    response = client.post("/predict", json=LEGACY)
+    response = client.post("/predict", json=LEGACY_EXAMPLE)
 
     assert response.status_code == 200, response.text
     transaction_id = response.json()["transaction_id"]
@@ -226,7 +200,7 @@ def test_explain_gives_reason_codes_named_after_model_features(client: httpx.Cli
     transaction_id = new_id()
 
     answer = client.post(
-        "/predict", params={"explain": "true"}, json={**FULL, "transaction_id": transaction_id}
+        "/predict", params={"explain": "true"}, json={**FULL_EXAMPLE, "transaction_id": transaction_id}
     ).json()
 
     assert answer["reasons"], "explain=true gives reason codes whatever the decision"
@@ -299,26 +273,15 @@ def test_a_customer_state_the_stream_consumer_stores_later_replaces_the_one_the_
     payloads = transactions_of(history[history["customer_id"] == customer], "later")
     first = client.post("/predict", json=payloads[0])  # the gateway reads (no stored state) and holds it
     assert first.status_code == 200, first.text
-    consumer = FeatureEngine()
-    consumer.transform(encode_transactions([Transaction.model_validate(p) for p in payloads[:-1]]))
     refreshed_before = _counter(client, "fraudops_gateway_state_refreshed_total")
-    with psycopg.connect(database) as conn:
-        statestore.save_customers(
-            conn,
-            "transactions",
-            [
-                (customer_id, 0, blob)
-                for customer_id, blob in consumer.export_customers([payloads[-1]["customer_id"]])
-            ],
-        )
-    expected = scorer.score(
-        consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
-    )
+    expected = _checkpoint_all_but_the_last(database, payloads, scorer)
 
-    deadline = time.monotonic() + 15  # the gateway polls every STATE_REFRESH_S (1 s here)
-    while _counter(client, "fraudops_gateway_state_refreshed_total") == refreshed_before:
-        assert time.monotonic() < deadline, "the gateway never re-read the changed state"
-        time.sleep(0.2)
+    wait_until(  # the gateway polls every STATE_REFRESH_S (1 s here)
+        lambda: _counter(client, "fraudops_gateway_state_refreshed_total") != refreshed_before,
+        15,
+        "the gateway to re-read the changed state",
+        interval_s=0.2,
+    )
     answer = client.post("/predict", json=payloads[-1]).json()
 
     assert answer["fraud_probability"] == pytest.approx(float(expected[0]), abs=1e-6)
@@ -336,8 +299,8 @@ def _counter(client: httpx.Client, name: str) -> float:
 
 
 def test_a_batch_refuses_duplicate_ids_and_more_than_the_maximum(client: httpx.Client) -> None:
-    duplicate = {**FULL, "transaction_id": new_id()}
-    too_many = [{**LEGACY} for _ in range(1001)]
+    duplicate = {**FULL_EXAMPLE, "transaction_id": new_id()}
+    too_many = [{**LEGACY_EXAMPLE} for _ in range(1001)]
 
     same_id = client.post("/predict/batch", json={"transactions": [duplicate, duplicate]})
     oversized = client.post("/predict/batch", json={"transactions": too_many})
@@ -362,7 +325,7 @@ def test_feedback_stores_the_label_with_the_time_it_became_known_once(
         "ip_address": "198.51.100.77",
         "card_id": new_id("fbk"),
     }
-    client.post("/predict", json={**FULL, **keys, "transaction_id": transaction_id})
+    client.post("/predict", json={**FULL_EXAMPLE, **keys, "transaction_id": transaction_id})
     label = {
         "transaction_id": transaction_id,
         "is_fraud": True,
@@ -396,7 +359,7 @@ def test_feedback_for_an_unknown_transaction_is_404(client: httpx.Client) -> Non
 
 
 def _full(**changes: Any) -> dict[str, Any]:
-    return {**FULL, "transaction_id": new_id(), **changes}
+    return {**FULL_EXAMPLE, "transaction_id": new_id(), **changes}
 
 
 @pytest.mark.parametrize(
@@ -430,14 +393,14 @@ def _full(**changes: Any) -> dict[str, Any]:
         ("/predict", _full(colour="red"), "colour", "Extra inputs are not permitted"),
         (
             "/predict",
-            {k: v for k, v in LEGACY.items() if k != "hour_of_day"},
+            {k: v for k, v in LEGACY_EXAMPLE.items() if k != "hour_of_day"},
             "hour_of_day",
             "Field required",
         ),
-        ("/predict", {**LEGACY, "hour_of_day": 24}, "hour_of_day", "less than or equal to 23"),
+        ("/predict", {**LEGACY_EXAMPLE, "hour_of_day": 24}, "hour_of_day", "less than or equal to 23"),
         (
             "/predict/batch",
-            {"transactions": [LEGACY, {**LEGACY, "amount": -1}]},
+            {"transactions": [LEGACY_EXAMPLE, {**LEGACY_EXAMPLE, "amount": -1}]},
             "transactions.1.amount",
             "never negative",
         ),
@@ -554,15 +517,6 @@ def test_health_live_and_ready(client: httpx.Client) -> None:
     }
 
 
-def wait_for_readiness(client: httpx.Client, status: int, timeout_s: float = 30) -> httpx.Response:
-    """Until /health/ready answers `status` (it reports what the gateway's background reads last found)."""
-    deadline = time.monotonic() + timeout_s
-    while (response := client.get("/health/ready")).status_code != status:
-        assert time.monotonic() < deadline, f"/health/ready still {response.status_code}: {response.text}"
-        time.sleep(0.1)
-    return response
-
-
 def test_ready_is_503_while_the_database_refuses_connections_and_no_decision_is_lost(
     client: httpx.Client, database: str, local_stack: LocalStack
 ) -> None:
@@ -597,18 +551,18 @@ def test_ready_is_503_while_the_database_refuses_connections_and_no_decision_is_
 
 
 def _sessions_settled(admin: str, name: str, timeout_s: float = 10) -> int:
-    """Sessions ever opened on database `name`, once PostgreSQL's statistics stop moving."""
-    deadline, seen = time.monotonic() + timeout_s, []
+    """Sessions ever opened on database `name`, once PostgreSQL's statistics stop moving (or as they
+    stand after `timeout_s`: the caller's assertion judges that reading)."""
+    seen: list[int] = []
     with psycopg.connect(admin, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            seen.append(
-                conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()[
-                    0
-                ]
-            )
-            if len(seen) >= 4 and len(set(seen[-4:])) == 1:
-                break
-            time.sleep(0.25)
+
+        def settled() -> bool:
+            row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (name,)).fetchone()
+            seen.append(row[0])
+            return len(seen) >= 4 and len(set(seen[-4:])) == 1
+
+        with contextlib.suppress(WaitTimedOut):
+            wait_until(settled, timeout_s, "PostgreSQL's session statistics to settle")
     return seen[-1]
 
 
@@ -633,12 +587,9 @@ def test_probes_lookups_and_feedback_reuse_the_pools_connections(
     assert opened < 8, f"{opened} new database sessions for 45 requests: connections are not pooled"
 
 
-def test_a_stored_state_the_gateway_cannot_read_is_reported_and_stalls_no_other_customer(
-    client: httpx.Client, served: Served, database: str, history: pd.DataFrame, scorer: Scorer
-) -> None:
-    unreadable, queued_behind = new_id("unreadable"), new_id("queued")
-    customer = history["customer_id"].value_counts().index[2]
-    payloads = transactions_of(history[history["customer_id"] == customer], "after-unreadable")
+def _checkpoint_all_but_the_last(database: str, payloads: list[dict[str, Any]], scorer: Scorer) -> np.ndarray:
+    """Store the state a stream consumer that saw all but the last of `payloads` checkpoints for their
+    customer; return the score that history gives the last one."""
     consumer = FeatureEngine()
     consumer.transform(encode_transactions([Transaction.model_validate(p) for p in payloads[:-1]]))
     with psycopg.connect(database) as conn:
@@ -650,14 +601,22 @@ def test_a_stored_state_the_gateway_cannot_read_is_reported_and_stalls_no_other_
                 for customer_id, blob in consumer.export_customers([payloads[-1]["customer_id"]])
             ],
         )
+    return scorer.score(consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])])))
+
+
+def test_a_stored_state_the_gateway_cannot_read_is_reported_and_stalls_no_other_customer(
+    client: httpx.Client, served: Served, database: str, history: pd.DataFrame, scorer: Scorer
+) -> None:
+    unreadable, queued_behind = new_id("unreadable"), new_id("queued")
+    customer = history["customer_id"].value_counts().index[2]
+    payloads = transactions_of(history[history["customer_id"] == customer], "after-unreadable")
+    expected = _checkpoint_all_but_the_last(database, payloads, scorer)
+    with psycopg.connect(database) as conn:
         conn.execute(
             """INSERT INTO customer_feature_state (customer_id, topic, partition, feature_version, state)
                         VALUES (%s, 'transactions', 0, %s, %s)""",
             (unreadable, FEATURE_VERSION, b"not a state"),
         )
-    expected = scorer.score(
-        consumer.transform(encode_transactions([Transaction.model_validate(payloads[-1])]))
-    )
     refused_before = _counter(client, "fraudops_gateway_state_refused_total")
 
     with psycopg.connect(
@@ -682,12 +641,12 @@ def test_the_fastapi_routes_answer_exactly_like_the_fast_path_in_front_of_them(
 ) -> None:
     """`create_app` alone (no fast path) serves /predict and /predict/batch through FastAPI: same contract."""
     bodies: list[tuple[str, dict[str, Any], dict[str, str]]] = [
-        ("/predict", LEGACY, {"explain": "true"}),
-        ("/predict", {**LEGACY, "amount": -1}, {}),
+        ("/predict", LEGACY_EXAMPLE, {"explain": "true"}),
+        ("/predict", {**LEGACY_EXAMPLE, "amount": -1}, {}),
         ("/predict", _full(channel="TELEPATHY", event_time="yesterday"), {}),
-        ("/predict", LEGACY, {"explain": "perhaps"}),
-        ("/predict/batch", {"transactions": [LEGACY, {**LEGACY, "hour_of_day": 99}]}, {}),
-        ("/predict/batch", {"transactions": [LEGACY, LEGACY]}, {}),
+        ("/predict", LEGACY_EXAMPLE, {"explain": "perhaps"}),
+        ("/predict/batch", {"transactions": [LEGACY_EXAMPLE, {**LEGACY_EXAMPLE, "hour_of_day": 99}]}, {}),
+        ("/predict/batch", {"transactions": [LEGACY_EXAMPLE, LEGACY_EXAMPLE]}, {}),
     ]
     with fastapi_only_gateway(database, trained_artifact, tmp_path / "fastapi.log") as fastapi_only:
         for path, body, params in bodies:

@@ -9,24 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fraudops_infra.stack import LocalStack
-from tests.integration.test_gateway_support import Served, gateway, migrated_database
+from fraudops_gateway.schemas import LEGACY_EXAMPLE
+from tests.integration.test_gateway_support import Served, gateway
 
 pytestmark = pytest.mark.integration
-LEGACY = {
-    "amount": 25.0,
-    "merchant_category": "grocery",
-    "source": "POS",
-    "is_international": False,
-    "hour_of_day": 9,
-}
 LIMIT = "5 per 10 seconds"
-
-
-@pytest.fixture(scope="module")
-def database(local_stack: LocalStack) -> Iterator[str]:
-    with migrated_database(local_stack, "guards") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +36,7 @@ def served(
     "headers", [{}, {"X-API-Key": "key-three"}, {"X-API-Key": "KEY-ONE"}, {"X-API-Key": ""}]
 )
 def test_a_request_without_a_valid_api_key_is_401(served: Served, headers: dict[str, str]) -> None:
-    response = httpx.post(served.url + "/predict", json=LEGACY, headers=headers)
+    response = httpx.post(served.url + "/predict", json=LEGACY_EXAMPLE, headers=headers)
 
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "ApiKey"
@@ -60,7 +47,7 @@ def test_a_request_without_a_valid_api_key_is_401(served: Served, headers: dict[
     ("method", "path", "body"),
     [
         ("POST", "/feedback", {"transaction_id": "t-1", "is_fraud": True}),
-        ("POST", "/predict/batch", {"transactions": [LEGACY]}),
+        ("POST", "/predict/batch", {"transactions": [LEGACY_EXAMPLE]}),
         ("GET", "/transactions/t-1", None),
     ],
 )
@@ -97,15 +84,18 @@ def test_the_openapi_document_states_that_a_key_is_required(served: Served) -> N
 
 def test_each_configured_key_is_accepted_and_health_needs_none(served: Served) -> None:
     for key in ("key-one", "key-two"):
-        assert httpx.post(served.url + "/predict", json=LEGACY, headers={"X-API-Key": key}).status_code == 200
+        assert (
+            httpx.post(served.url + "/predict", json=LEGACY_EXAMPLE, headers={"X-API-Key": key}).status_code
+            == 200
+        )
     assert httpx.get(served.url + "/health/ready").status_code == 200
     assert httpx.get(served.url + "/metrics").status_code == 200
 
 
 def test_a_client_over_its_rate_is_429_and_other_clients_are_not(served: Served) -> None:
     with httpx.Client(base_url=served.url, headers={"X-API-Key": "key-one"}) as one:
-        responses = [one.post("/predict", json=LEGACY) for _ in range(20)]
-    other = httpx.post(served.url + "/predict", json=LEGACY, headers={"X-API-Key": "key-two"})
+        responses = [one.post("/predict", json=LEGACY_EXAMPLE) for _ in range(20)]
+    other = httpx.post(served.url + "/predict", json=LEGACY_EXAMPLE, headers={"X-API-Key": "key-two"})
 
     statuses = [response.status_code for response in responses]
     assert 1 <= statuses.count(200) <= 8 and statuses[-1] == 429, statuses  # a burst of 5, then 1 per 2 s
@@ -140,12 +130,14 @@ def test_a_forwarded_for_header_counts_only_from_a_trusted_proxy(keyless: tuple[
     with httpx.Client(base_url=served.url) as client:
         # a new "client" per request: only a trusted proxy may say so
         spoofed = [
-            client.post("/predict", json=LEGACY, headers={"X-Forwarded-For": f"198.51.100.{i}"}).status_code
+            client.post(
+                "/predict", json=LEGACY_EXAMPLE, headers={"X-Forwarded-For": f"198.51.100.{i}"}
+            ).status_code
             for i in range(20)
         ]
         one_client = [
             client.post(
-                "/predict", json=LEGACY, headers={"X-Forwarded-For": "203.0.113.9, 127.0.0.1"}
+                "/predict", json=LEGACY_EXAMPLE, headers={"X-Forwarded-For": "203.0.113.9, 127.0.0.1"}
             ).status_code
             for _ in range(20)
         ]

@@ -7,7 +7,6 @@ the response path), then stores everything else it answered and reports the one 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.integration.test_gateway_support import (
     stored_rows,
     wait_until_stored,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 REFUSED_AMOUNT = 13.37
@@ -73,11 +73,11 @@ def test_a_refused_row_is_isolated_logged_and_counted_and_every_other_decision_i
     assert all("fraud_probability" in answer for answer in answers), "every request was answered"
     assert not stored_rows(strict_database, "SELECT 1 FROM decisions WHERE transaction_id = %s", refused)
     assert persist_failed(served.url) == 1
-    deadline = time.monotonic() + 5
-    while (
-        "decision not stored: the database refused it" not in served.log.read_text()
-        and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
+    wait_until(
+        lambda: "decision not stored: the database refused it" in served.log.read_text(),
+        5,
+        "the refused decision in the gateway's log",
+        interval_s=0.1,
+    )
     line = next(line for line in served.log.read_text().splitlines() if "decision not stored" in line)
     assert refused in line and "refuse_one_amount" in line, line

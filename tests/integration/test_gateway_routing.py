@@ -8,7 +8,6 @@ variants are scored by the real KServe predictor over the V2 binary protocol.
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -25,16 +24,17 @@ from fraudops.artifact import load_artifact
 from fraudops.features.engine import FeatureEngine
 from fraudops.schema import TRANSACTION_FIELDS
 from fraudops.scoring import Scorer
-from fraudops_infra.stack import LocalStack
 from tests.integration.conftest import free_port
 from tests.integration.tcp_forward import forward_later
 from tests.integration.test_gateway import transactions_of
 from tests.integration.test_gateway_support import (
     Served,
     gateway,
-    migrated_database,
     predictor,
+    stable_routing_table,
     stored_rows,
+    variant,
+    wait_for_readiness,
     wait_for_routing,
     wait_until_stored,
     write_routing_table,
@@ -50,16 +50,8 @@ def remote(trained_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
-def database(local_stack: LocalStack) -> Iterator[str]:
-    with migrated_database(local_stack, "routing") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
 def table_path(tmp_path_factory: pytest.TempPathFactory, trained_artifact: Path) -> Path:
-    path = tmp_path_factory.mktemp("routing") / "routing.yaml"
-    write_routing_table(path, [variant("stable", trained_artifact)])
-    return path
+    return stable_routing_table(tmp_path_factory.mktemp("routing"), trained_artifact)
 
 
 @pytest.fixture(scope="module")
@@ -82,21 +74,6 @@ def client(served: Served) -> Iterator[httpx.Client]:
 def history(simulated_history: Path) -> pd.DataFrame:
     frame = pd.read_parquet(simulated_history).sort_values("event_time", kind="stable")
     return frame[[c for c in frame.columns if c in TRANSACTION_FIELDS]]
-
-
-def variant(
-    name: str,
-    artifact: Path | None = None,
-    endpoint: str | None = None,
-    weight: float = 100,
-    mode: str = "serve",
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": name, "model_version": "test-v1", "weight": weight, "mode": mode}
-    if artifact is not None:
-        spec["model_uri"] = str(artifact)
-    if endpoint is not None:
-        spec["endpoint"] = endpoint
-    return spec
 
 
 def route(served: Served, table_path: Path, variants: list[dict[str, Any]]) -> None:
@@ -296,7 +273,7 @@ def test_a_half_written_artifact_in_the_table_makes_the_gateway_not_ready_until_
     failures_before = _background_failures(served, "routing-refresh")
 
     write_routing_table(table_path, [variant("stable", half_written)])
-    not_ready = _wait_for_ready_status(served, 503)
+    not_ready = wait_for_readiness(client, 503, timeout_s=60)
     decided = client.post("/predict", json=legacy_payloads(1)[0])
 
     assert not_ready.json()["checks"]["background"] == "failing: routing-refresh"
@@ -304,15 +281,7 @@ def test_a_half_written_artifact_in_the_table_makes_the_gateway_not_ready_until_
     assert "Traceback" in served.log_tail(50_000) and "TypeError" in served.log_tail(50_000)
     assert decided.status_code == 200 and decided.json()["variant"] == "stable", "decisions go on"
     route(served, table_path, [variant("fixed", trained_artifact)])
-    assert _wait_for_ready_status(served, 200).json()["checks"]["routing"] == "fixed:serve:100"
-
-
-def _wait_for_ready_status(served: Served, status: int, timeout_s: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout_s
-    while (response := httpx.get(served.url + "/health/ready", timeout=10)).status_code != status:
-        assert time.monotonic() < deadline, f"/health/ready still {response.status_code}: {response.text}"
-        time.sleep(0.1)
-    return response
+    assert wait_for_readiness(client, 200, timeout_s=60).json()["checks"]["routing"] == "fixed:serve:100"
 
 
 def _background_failures(served: Served, task: str) -> float:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from fraudops.db import migrate
 from fraudops_infra.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
+from tests.waiting import wait_until
 
 MODEL_NAME = "card-fraud"
 
@@ -65,19 +65,34 @@ READY_TIMEOUT_S = 300
 
 
 def wait_until_ready(served: Served, path: str, timeout_s: float = READY_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if served.process.poll() is not None:
-            raise AssertionError(
-                f"server exited with {served.process.returncode} before it was ready:\n{served.log_tail()}"
-            )
+    def ready() -> bool:
         try:
-            if httpx.get(served.url + path, timeout=2).status_code == 200:
-                return
+            return httpx.get(served.url + path, timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{served.url}{path} not ready after {timeout_s} s:\n{served.log_tail()}")
+            return False
+
+    wait_until(
+        ready,
+        timeout_s,
+        lambda: f"{served.url}{path} to be ready:\n{served.log_tail()}",
+        interval_s=0.2,
+        alive=[served.process],
+    )
+
+
+def wait_for_readiness(client: httpx.Client, status: int, timeout_s: float = 30) -> httpx.Response:
+    """Until /health/ready answers `status` (it reports what the gateway's background reads last found)."""
+    seen = ""
+
+    def answered() -> httpx.Response | None:
+        nonlocal seen
+        response = client.get("/health/ready")
+        seen = f"{response.status_code}: {response.text}"
+        return response if response.status_code == status else None
+
+    return wait_until(
+        answered, timeout_s, lambda: f"/health/ready to answer {status} (still {seen})", interval_s=0.1
+    )
 
 
 @contextmanager
@@ -169,6 +184,29 @@ def migrated_database(stack: LocalStack, name: str) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
+def variant(
+    name: str,
+    artifact: Path | None = None,
+    endpoint: str | None = None,
+    weight: float = 100,
+    mode: str = "serve",
+) -> dict[str, Any]:
+    """One variant of a routing table, scoring in-process (`artifact`) or remotely (`endpoint`)."""
+    spec: dict[str, Any] = {"name": name, "model_version": "test-v1", "weight": weight, "mode": mode}
+    if artifact is not None:
+        spec["model_uri"] = str(artifact)
+    if endpoint is not None:
+        spec["endpoint"] = endpoint
+    return spec
+
+
+def stable_routing_table(folder: Path, artifact: Path) -> Path:
+    """`<folder>/routing.yaml`: one variant, stable, deciding everything with `artifact`."""
+    path = folder / "routing.yaml"
+    write_routing_table(path, [variant("stable", artifact)])
+    return path
+
+
 def write_routing_table(path: Path, variants: list[dict[str, Any]], salt: str = "tests") -> None:
     """Write the table the way the operator does: a whole new file swapped in."""
     staged = path.with_suffix(".next")
@@ -178,14 +216,19 @@ def write_routing_table(path: Path, variants: list[dict[str, Any]], salt: str = 
 
 def wait_for_routing(url: str, summary: str, timeout_s: float = 30) -> None:
     """Until /health/ready reports `summary` as the live routing table."""
-    deadline = time.monotonic() + timeout_s
     live = None
-    while time.monotonic() < deadline:
+
+    def summary_live() -> bool:
+        nonlocal live
         live = httpx.get(url + "/health/ready", timeout=5).json()["checks"].get("routing")
-        if live == summary:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"routing table {summary!r} not live after {timeout_s} s (live: {live!r})")
+        return live == summary
+
+    wait_until(
+        summary_live,
+        timeout_s,
+        lambda: f"routing table {summary!r} to be live (live: {live!r})",
+        interval_s=0.2,
+    )
 
 
 def stored_rows(db_url: str, query: str, *params: Any) -> list[tuple]:
@@ -195,18 +238,20 @@ def stored_rows(db_url: str, query: str, *params: Any) -> list[tuple]:
 
 def wait_until_stored(db_url: str, transaction_ids: list[str], timeout_s: float = 30) -> None:
     """Until every one of these transactions has its deciding decision in PostgreSQL."""
-    deadline = time.monotonic() + timeout_s
     missing: set[str] = set(transaction_ids)
-    while time.monotonic() < deadline:
+
+    def all_stored() -> bool:
         found = stored_rows(
             db_url,
             "SELECT transaction_id FROM decisions WHERE NOT shadow AND transaction_id = ANY(%s)",
             list(missing),
         )
-        missing -= {row[0] for row in found}
-        if not missing:
-            return
-        time.sleep(0.1)
-    raise AssertionError(
-        f"{len(missing)} decisions not stored after {timeout_s} s, e.g. {sorted(missing)[:3]}"
+        missing.difference_update(row[0] for row in found)
+        return not missing
+
+    wait_until(
+        all_stored,
+        timeout_s,
+        lambda: f"{len(missing)} more decisions to be stored, e.g. {sorted(missing)[:3]}",
+        interval_s=0.1,
     )

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import secrets
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fraudops.artifact import METADATA_FILE
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.images]
 
@@ -97,17 +98,29 @@ def logs(name: str) -> str:
     return proc.stdout + proc.stderr
 
 
-def wait_until(probe: Callable[[], bool], name: str, what: str, timeout_s: float = 180) -> None:
-    """Poll `probe` until true; fail with the container's state and logs if it exits or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if probe():
-            return
-        state = json.loads(docker("inspect", "--format", "{{json .State}}", name).stdout or "{}")
-        if state and not state.get("Running"):
-            raise AssertionError(f"{name} exited ({state.get('ExitCode')}) before {what}:\n{logs(name)}")
-        time.sleep(0.5)
-    raise AssertionError(f"{name}: no {what} after {timeout_s:.0f} s:\n{logs(name)}")
+@dataclass(frozen=True)
+class Container:
+    """A container as `wait_until` watches a process: `poll()` is its exit code once it has stopped."""
+
+    name: str
+
+    def poll(self) -> int | None:
+        state = json.loads(docker("inspect", "--format", "{{json .State}}", self.name).stdout or "{}")
+        return int(state.get("ExitCode", -1)) if state and not state.get("Running") else None
+
+    def __repr__(self) -> str:
+        return f"container {self.name}"
+
+
+def wait_on_container(probe: Callable[[], bool], name: str, what: str, timeout_s: float = 180) -> None:
+    """Poll `probe` until true; fail with the container's logs if it exits or time runs out."""
+    wait_until(
+        probe,
+        timeout_s,
+        lambda: f"{what} from container {name}:\n{logs(name)}",
+        interval_s=0.5,
+        alive=[Container(name)],
+    )
 
 
 def answers(url: str, contains: str = "") -> Callable[[], bool]:
@@ -139,8 +152,8 @@ def test_the_gateway_answers_live_and_ready_with_the_real_database(
     with container(
         PLATFORM, "serve", "gateway", "--host", "127.0.0.1", "--port", str(port), options=options
     ) as name:
-        wait_until(answers(f"http://127.0.0.1:{port}/health/live"), name, "/health/live")
-        wait_until(
+        wait_on_container(answers(f"http://127.0.0.1:{port}/health/live"), name, "/health/live")
+        wait_on_container(
             answers(f"http://127.0.0.1:{port}/health/ready"), name, "/health/ready (database reachable)"
         )
 
@@ -158,8 +171,10 @@ def test_the_predictor_answers_v2_live_and_its_model_ready(trained_artifact: Pat
         str(port),
         options=options,
     ) as name:
-        wait_until(answers(f"http://127.0.0.1:{port}/v2/health/live"), name, "/v2/health/live")
-        wait_until(answers(f"http://127.0.0.1:{port}/v2/models/card-fraud/ready"), name, "the model ready")
+        wait_on_container(answers(f"http://127.0.0.1:{port}/v2/health/live"), name, "/v2/health/live")
+        wait_on_container(
+            answers(f"http://127.0.0.1:{port}/v2/models/card-fraud/ready"), name, "the model ready"
+        )
 
 
 def test_the_consumer_serves_metrics_while_consuming_from_the_real_broker(
@@ -178,7 +193,7 @@ def test_the_consumer_serves_metrics_while_consuming_from_the_real_broker(
     }
     options = on_host(env, {trained_artifact: "/models/model"})
     with container(PLATFORM, "stream", "consume", "--metrics-port", str(port), options=options) as name:
-        wait_until(answers(f"http://127.0.0.1:{port}/metrics", "fraudops_"), name, "/metrics")
+        wait_on_container(answers(f"http://127.0.0.1:{port}/metrics", "fraudops_"), name, "/metrics")
 
 
 def test_the_operator_answers_its_liveness_probe_against_the_real_api_server(tmp_path: Path) -> None:
@@ -196,7 +211,7 @@ def test_the_operator_answers_its_liveness_probe_against_the_real_api_server(tmp
         with container(
             PLATFORM, "operator", "run", "--liveness", f"http://127.0.0.1:{port}/healthz", options=options
         ) as name:
-            wait_until(answers(f"http://127.0.0.1:{port}/healthz"), name, "/healthz")
+            wait_on_container(answers(f"http://127.0.0.1:{port}/healthz"), name, "/healthz")
     finally:
         server.stop()
 
@@ -255,7 +270,7 @@ def test_the_postgres_image_initialises_and_accepts_the_password() -> None:
             return False  # still initialising
 
     with container(POSTGRES, options=options) as name:
-        wait_until(query, name, "a query as fraudops on database fraudops")
+        wait_on_container(query, name, "a query as fraudops on database fraudops")
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(url.replace("image-test@", "wrong@"), connect_timeout=5)
 
@@ -284,7 +299,7 @@ def test_the_kafka_image_serves_a_kraft_broker_and_the_platform_topics_can_be_cr
             except KafkaException:  # while it starts; the probe polls again
                 return False
 
-        wait_until(has_broker, name, "a broker in the metadata")
+        wait_on_container(has_broker, name, "a broker in the metadata")
         topics = docker(
             "run",
             "--rm",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import psutil
 import psycopg
 import pytest
 
+from fraudops_infra.processes import fraudops_command
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
 
@@ -45,7 +45,7 @@ def infra_cli(
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "fraudops_cli.main", "infra", *args],
+            fraudops_command("infra", *args),
             env=env,
             cwd=REPO_ROOT,
             capture_output=True,

@@ -24,6 +24,7 @@ from fraudops.artifact import load_artifact
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import FEATURE_NAMES
+from fraudops.inference_protocol import v2_binary_request
 from fraudops.schema import TRANSACTION_FIELDS, Transaction
 from fraudops.scoring import Scorer
 from tests.integration.test_gateway_support import MODEL_NAME, Served, predictor
@@ -88,29 +89,8 @@ def _v2_json(features: np.ndarray, **parameters: object) -> dict:
 
 
 def _v2_binary(client: httpx.Client, url: str, features: np.ndarray, **parameters: object) -> httpx.Response:
-    payload = np.ascontiguousarray(features, dtype=np.float32)
-    header = orjson.dumps(
-        {
-            "inputs": [
-                {
-                    "name": "features",
-                    "shape": list(payload.shape),
-                    "datatype": "FP32",
-                    "parameters": {"binary_data_size": payload.nbytes},
-                }
-            ],
-            "outputs": [{"name": "fraud_probability", "parameters": {"binary_data": True}}],
-            "parameters": parameters,
-        }
-    )
-    return client.post(
-        url + V2 + "/infer",
-        content=header + payload.tobytes(),
-        headers={
-            "Content-Type": "application/octet-stream",
-            "Inference-Header-Content-Length": str(len(header)),
-        },
-    )
+    content, headers = v2_binary_request(features, parameters, binary_scores=True)
+    return client.post(url + V2 + "/infer", content=content, headers=headers)
 
 
 def _scores_from_json(body: dict) -> np.ndarray:

@@ -9,11 +9,6 @@ the same transaction gets for a customer without history.
 from __future__ import annotations
 
 import gc
-import os
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,23 +27,10 @@ from fraudops.scoring import Scorer
 from fraudops_infra.stack import LocalStack
 from fraudops_stream.consumer import ConsumerOptions, StreamConsumer
 from fraudops_stream.decode import decode_batch
-from tests.conftest import REPO_ROOT
+from tests.integration.test_gateway_support import base_env, serving
 from tests.integration.test_stream import produce, simulated_records
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _ready(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200
-    except httpx.HTTPError:  # not listening yet
-        return False
 
 
 def test_the_gateway_scores_with_the_state_the_consumer_checkpointed(
@@ -105,29 +87,7 @@ def test_the_gateway_scores_with_the_state_the_consumer_checkpointed(
         "the history changes the score (else the test proves nothing)"
     )
 
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DB_URL": scratch_database,
-        "MODEL_PATH": str(trained_artifact),
-        "LOG_FORMAT": "json",
-    }
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(port)],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=open(tmp_path / "gateway.log", "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not _ready(port):
-            assert time.monotonic() < deadline and gateway.poll() is None, (
-                tmp_path / "gateway.log"
-            ).read_text()
-            time.sleep(0.5)
-        answer = httpx.post(f"http://127.0.0.1:{port}/predict", json=next_transaction, timeout=10).json()
-    finally:
-        gateway.terminate()
-        gateway.wait(timeout=60)
+    env = base_env(DB_URL=scratch_database, MODEL_PATH=str(trained_artifact))
+    with serving(["gateway"], env, tmp_path / "gateway.log", "/health/ready") as gateway:
+        answer = httpx.post(f"{gateway.url}/predict", json=next_transaction, timeout=10).json()
     assert answer["fraud_probability"] == pytest.approx(expected, abs=1e-6)

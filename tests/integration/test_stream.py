@@ -33,11 +33,11 @@ from tests.integration.streaming import (
     read_topic,
     simulated_records,
     stop,
-    wait_for,
     wait_for_count,
     wait_until_caught_up,
 )
 from tests.poison import POISONS
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -110,12 +110,7 @@ def test_a_10_second_postgres_outage_loses_nothing_and_the_consumer_catches_up(
         assert wait_for_count(stream_setup.db_url, 10_000, 120, [consumer]) == 10_000
         local_stack.postgres.down()
         produce(stream_setup.bootstrap, stream_setup.topic, records[10_000:])  # arrives during the outage
-        wait_for(
-            lambda: "database unavailable; retrying the batch" in stream_setup.log("outage"),
-            120,
-            "the consumer to meet the outage",
-            [consumer],
-        )
+        stream_setup.wait_for_log("outage", "database unavailable; retrying the batch", 120, alive=[consumer])
         assert consumer.poll() is None, "the consumer waits out the outage instead of crashing"
         local_stack.postgres.up()
         assert wait_for_count(stream_setup.db_url, len(records), 180, [consumer]) == len(records)
@@ -193,9 +188,11 @@ def test_a_rebalance_while_a_batch_is_being_written_completes_and_loses_nothing(
         assert wait_for_count(stream_setup.db_url, 6_000, 180, []) == 6_000
         hold_next.set()
         produce(stream_setup.bootstrap, stream_setup.topic, records[6_000:6_001])  # one record: one batch
-        wait_for(holding.is_set, 60, "the first consumer's writer to hold a batch")
+        wait_until(holding.is_set, 60, "the first consumer's writer to hold a batch", interval_s=0.5)
         second = stream_setup.consumer("b")  # joins: the first consumer's rebalance callback waits for it
-        wait_for(revoking.is_set, 120, "the rebalance to reach the first consumer", [second])
+        wait_until(
+            revoking.is_set, 120, "the rebalance to reach the first consumer", interval_s=0.5, alive=[second]
+        )
         finish_after_joining(stream_setup, "b", [second], records[6_001:], len(records))
         assert running.is_alive(), "the first consumer kept running"
     finally:
@@ -235,9 +232,7 @@ def test_a_restart_and_a_rebalance_after_fraud_labels_count_each_label_once(
             "INSERT INTO feedback_labels (transaction_id, is_fraud, label_known_at, source) VALUES (%s, true, %s, 'test')",
             [(transaction_id, known_at) for transaction_id in labelled],
         )
-    wait_for(
-        lambda: '"labels": 400' in stream_setup.log("first"), 60, "the consumer to read the labels", [first]
-    )
+    stream_setup.wait_for_log("first", '"labels": 400', 60, alive=[first])
     produce(stream_setup.bootstrap, stream_setup.topic, records[first_phase:20_000])
     assert wait_for_count(stream_setup.db_url, 20_000, 180, [first]) == 20_000
     wait_until_caught_up(stream_setup, 120, [first])

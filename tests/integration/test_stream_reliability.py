@@ -35,11 +35,11 @@ from tests.integration.streaming import (
     simulated_records,
     stop,
     stored_count,
-    wait_for,
     wait_for_count,
     wait_until_caught_up,
 )
 from tests.poison import POISONS
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -86,8 +86,11 @@ def test_finding_0_two_hundred_valid_records_around_sixteen_malformed_ones_are_a
     produce(setup.bootstrap, setup.topic, [*valid[:100], *malformed, *valid[100:]])
 
     first = setup.consumer("first")
-    wait_for(
-        lambda: stored_count(setup.db_url) >= 100 or first.poll() is not None, 240, "the first 100 stored"
+    wait_until(
+        lambda: stored_count(setup.db_url) >= 100 or first.poll() is not None,
+        240,
+        "the first 100 stored",
+        interval_s=0.5,
     )
     first.send_signal(signal.SIGKILL)  # the crash
     first.wait(timeout=30)
@@ -95,21 +98,14 @@ def test_finding_0_two_hundred_valid_records_around_sixteen_malformed_ones_are_a
     try:
         # Its partition first: the first consumer may have stored everything before the crash, and a
         # consumer stopped while it still starts up ends by the signal itself (nothing to finish).
-        wait_for(
-            lambda: "partition assigned" in setup.log("second"),
-            120,
-            "the second consumer's partition",
-            [second],
-        )
+        setup.wait_for_log("second", "partition assigned", 120, alive=[second])
         assert wait_for_count(setup.db_url, 200, 240, [second]) == 200
         wait_until_caught_up(setup, 120, [second])
     finally:
         assert stop(second) == 0
     third = setup.consumer("third")  # and once more: a restart after a clean stop skips and repeats nothing
     try:
-        wait_for(
-            lambda: "partition assigned" in setup.log("third"), 120, "the third consumer's partition", [third]
-        )
+        setup.wait_for_log("third", "partition assigned", 120, alive=[third])
         wait_until_caught_up(setup, 60, [third])
     finally:
         assert stop(third) == 0
@@ -151,11 +147,8 @@ def test_finding_1_while_alerts_cannot_be_delivered_offsets_stay_put_and_every_a
         admin = AdminClient({"bootstrap.servers": setup.bootstrap})
         admin.delete_topics([setup.alerts])[setup.alerts].result(60)
         produce(setup.bootstrap, setup.topic, records[1_000:])
-        wait_for(
-            lambda: "records not delivered; producing them again" in setup.log("alerts-outage"),
-            240,
-            "an undelivered alert",
-            [consumer],
+        setup.wait_for_log(
+            "alerts-outage", "records not delivered; producing them again", 240, alive=[consumer]
         )
         held = committed(setup.bootstrap, setup.group, setup.topic)[0]
         assert held < end_offsets(setup.bootstrap, setup.topic)[0], "the undelivered batch is not committed"
@@ -241,25 +234,28 @@ def test_finding_4_an_outage_of_the_deciding_model_server_is_waited_out_with_the
         wait_for_count(setup.db_url, 5_000, 240, [consumer])
         predictor.kill()
         produce(setup.bootstrap, setup.topic, records[5_000:])
-        wait_for(
+        wait_until(
             lambda: metric(metrics_url, "fraudops_consumer_scoring_retries_total") >= 2,
             120,
             "scoring retried while the model server is down",
-            [consumer],
+            interval_s=0.5,
+            alive=[consumer],
         )
-        wait_for(
+        wait_until(
             lambda: metric(metrics_url, "fraudops_consumer_lag_records") > 0,
             60,
             "the lag metric to show it",
-            [consumer],
+            interval_s=0.5,
+            alive=[consumer],
         )
         stalled = stored_count(setup.db_url)
         assert stalled < len(records), "nothing new is decided while the deciding variant is down"
-        wait_for(
+        wait_until(
             lambda: committed(setup.bootstrap, setup.group, setup.topic)[0] == stored_count(setup.db_url),
             30,
             "every record written before the outage committed during it (a kill now replays nothing)",
-            [consumer],
+            interval_s=0.5,
+            alive=[consumer],
         )
         predictor.start()
         assert wait_for_count(setup.db_url, len(records), 300, [consumer]) == len(records)
@@ -282,12 +278,7 @@ def test_finding_5_a_stop_between_features_and_commit_checkpoints_nothing_ahead_
         predictor.kill()
         produce(setup.bootstrap, setup.topic, records[8_000:])
         # The batch's features are in the state; its scores cannot be had, so it is never written.
-        wait_for(
-            lambda: "scoring: dependency unavailable; retrying" in setup.log("first"),
-            120,
-            "a batch featured but not scored",
-            [first],
-        )
+        setup.wait_for_log("first", "scoring: dependency unavailable; retrying", 120, alive=[first])
     finally:
         assert stop(first) == 0, "SIGTERM during the outage ends the consumer cleanly"
 

@@ -11,7 +11,6 @@ messaging and database attributes. The span tree is written to .run/test-artifac
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,17 +19,20 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
+from fraudops_gateway.schemas import FULL_EXAMPLE
+from fraudops_infra.processes import fraudops_command
 from fraudops_infra.stack import LocalStack
 from tests.conftest import REPO_ROOT
 from tests.integration.jaeger import Jaeger, running_jaeger
+from tests.integration.streaming import consume_command, fresh_topics
 from tests.integration.test_gateway_support import (
     MODEL_NAME,
     base_env,
     gateway,
     migrated_database,
     serving,
+    variant,
     write_routing_table,
 )
 
@@ -50,20 +52,8 @@ def traced_run(
 ) -> Iterator[dict[str, Any]]:
     """Simulator → Kafka → consumer (remote predictor) → PostgreSQL → alerts, every process traced."""
     folder = tmp_path_factory.mktemp("traced")
-    suffix = uuid.uuid4().hex[:8]
-    topic, alerts, dlq = f"tx-{suffix}", f"alerts-{suffix}", f"dlq-{suffix}"
-    admin = AdminClient({"bootstrap.servers": local_stack.kafka.bootstrap})
-    for future in admin.create_topics(
-        [NewTopic(topic, 3, 1), NewTopic(alerts, 1, 1), NewTopic(dlq, 1, 1)]
-    ).values():
-        future.result(timeout=30)
-    kafka = {
-        "KAFKA_BOOTSTRAP_SERVERS": local_stack.kafka.bootstrap,
-        "TRANSACTIONS_TOPIC": topic,
-        "ALERTS_TOPIC": alerts,
-        "DLQ_TOPIC": dlq,
-        "CONSUMER_GROUP": f"g-{suffix}",
-    }
+    topics = fresh_topics(local_stack.kafka.bootstrap, partitions=3)
+    kafka = topics.environment()
     predictor_env = base_env(**jaeger.environment("fraudops-predictor"))
     command = ["predictor", "--model-uri", str(trained_artifact), "--name", MODEL_NAME]
     with (
@@ -71,14 +61,9 @@ def traced_run(
         serving(command, predictor_env, folder / "predictor.log", "/v2/health/ready") as predictor,
     ):
         routing = folder / "routing.yaml"
-        write_routing_table(
-            routing, [{"name": "stable", "model_version": "test-v1", "endpoint": predictor.url}]
-        )
+        write_routing_table(routing, [variant("stable", endpoint=predictor.url)])
         simulate = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fraudops_cli.main",
+            fraudops_command(
                 "simulate",
                 "--kafka",
                 "--transactions",
@@ -89,7 +74,7 @@ def traced_run(
                 "0.1",
                 "--seed",
                 "5",
-            ],
+            ),
             env=base_env(**kafka, **jaeger.environment("fraudops-simulator")),
             cwd=REPO_ROOT,
             capture_output=True,
@@ -111,17 +96,7 @@ def traced_run(
         )
         with open(folder / "consumer.log", "ab") as log:
             consumer = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "fraudops_cli.main",
-                    "stream",
-                    "consume",
-                    "--metrics-port",
-                    "0",
-                    "--idle-exit",
-                    "10",
-                ],
+                consume_command(0, "--idle-exit", "10"),
                 env=consumer_env,
                 cwd=REPO_ROOT,
                 stdout=log,
@@ -135,7 +110,12 @@ def traced_run(
             alerted = conn.execute("SELECT transaction_id FROM alerts ORDER BY created_at LIMIT 1").fetchone()
         assert stored is not None and stored[0] == 400
         assert alerted is not None, "no transaction raised an alert"
-        yield {"transaction_id": alerted[0], "topic": topic, "alerts_topic": alerts, "group": f"g-{suffix}"}
+        yield {
+            "transaction_id": alerted[0],
+            "topic": topics.topic,
+            "alerts_topic": topics.alerts,
+            "group": topics.group,
+        }
 
 
 def tags(span: dict[str, Any]) -> dict[str, Any]:
@@ -239,17 +219,9 @@ def test_the_gateways_predict_trace_covers_state_lookup_scoring_and_the_deferred
     trace_id, caller = uuid.uuid4().hex, uuid.uuid4().hex[:16]
     otel = {key.lower(): value for key, value in jaeger.environment("fraudops-gateway").items()}
     transaction = {
+        **FULL_EXAMPLE,
         "transaction_id": f"traced-{uuid.uuid4().hex[:12]}",
-        "event_time": "2026-11-28T21:14:05Z",
         "customer_id": "cust-traced",
-        "merchant_id": "m-04411",
-        "merchant_category": "electronics",
-        "amount": 899.0,
-        "currency": "EUR",
-        "channel": "WEB",
-        "transaction_type": "PURCHASE",
-        "is_international": False,
-        "country": "DE",
     }
     with (
         migrated_database(local_stack, "traced_gateway") as database,

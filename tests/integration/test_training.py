@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from fraudops.features.encode import encode_frame
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import FEATURE_FAMILIES
 from fraudops.scoring import Scorer
+from fraudops_infra.processes import fraudops_command
 from fraudops_simulator import SimulationConfig, simulate, write_tables
 from fraudops_training.pipeline import TrainingConfig, run_training
 from tests.conftest import REPO_ROOT
@@ -204,7 +204,7 @@ def test_the_job_entrypoint_fails_with_a_clear_message_and_a_machine_readable_re
         "FRAUDOPS_TRAIN_RESULT_FILE": str(result_file),
     }
     completed = subprocess.run(
-        [sys.executable, "-m", "fraudops_cli.main", "train"],
+        fraudops_command("train"),
         env=env,
         cwd=REPO_ROOT,
         capture_output=True,

@@ -18,7 +18,7 @@ Usage::
     LocalKubeApiServer(controller_manager=True)  # + kube-controller-manager running the
                                                  # namespace and garbage-collector controllers
 
-Manual use: ``python3 tests/k8s/apiserver.py`` starts one and prints how to
+Manual use: ``python3 -m tests.k8s.apiserver`` (from the repository) starts one and prints how to
 reach it until Ctrl-C.
 """
 
@@ -44,6 +44,8 @@ import urllib.request
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+from tests.waiting import ProcessExited, WaitTimedOut, wait_until
 
 __all__ = [
     "BinariesNotFoundError",
@@ -110,6 +112,15 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
     text = data.decode("utf-8", "replace").splitlines()[-lines:]
     return "\n".join(text) if text else "(empty log)"
+
+
+def _body_if_ok(url: str, context: ssl.SSLContext | None = None, timeout_s: float = 2) -> bytes | None:
+    """The body `url` answers with 200, or None while it does not answer so (not listening yet, 5xx)."""
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=timeout_s) as response:
+            return response.read() if response.status == 200 else None
+    except OSError:
+        return None
 
 
 def _pdeathsig_preexec() -> None:  # runs in the child between fork and exec
@@ -433,21 +444,25 @@ class LocalKubeApiServer:
             self._etcd_extra,
         )
         self._etcd = self._popen([str(self.binaries["etcd"]), *args], self.etcd_log_path)
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            if self._etcd.poll() is not None:
-                raise _EarlyExit()
-            try:
-                with urllib.request.urlopen(self.etcd_url + "/health", timeout=2) as r:
-                    if json.loads(r.read()).get("health") == "true":
-                        return
-            except (OSError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                raise KubeApiServerError(
-                    self._log_error(f"etcd not healthy after {self.start_timeout:.0f}s", self.etcd_log_path)
-                )
-            time.sleep(0.1)
+        try:
+            wait_until(
+                self._etcd_healthy,
+                self.start_timeout,
+                "etcd to be healthy",
+                interval_s=0.1,
+                alive=[self._etcd],
+            )
+        except ProcessExited:
+            raise _EarlyExit() from None
+        except WaitTimedOut as timed_out:
+            raise KubeApiServerError(self._log_error(str(timed_out), self.etcd_log_path)) from None
+
+    def _etcd_healthy(self) -> bool:
+        body = _body_if_ok(self.etcd_url + "/health")
+        try:
+            return body is not None and json.loads(body).get("health") == "true"
+        except ValueError:
+            return False
 
     def _start_apiserver(self, t0: float) -> None:
         rd = self.run_dir
@@ -476,45 +491,51 @@ class LocalKubeApiServer:
         )
         self._apiserver = self._popen([str(self.binaries["kube-apiserver"]), *args], self.apiserver_log_path)
         ctx = self._ssl_context(verify=False)
-        deadline = t0 + self.start_timeout
-        last = ""
+        last_check = ""
         ready = False
-        while True:
-            if self._apiserver.poll() is not None:
-                if "address already in use" in _tail(self.apiserver_log_path, 80):
-                    raise _EarlyExit()
-                raise KubeApiServerError(
-                    self._log_error(
-                        f"kube-apiserver exited with code {self._apiserver.returncode} during start-up",
-                        self.apiserver_log_path,
-                    )
-                )
+
+        def ready_with_default_namespace() -> bool:
+            nonlocal last_check, ready
             try:
                 if not ready:
                     status, body = self._request("/readyz", ctx=ctx, timeout=5)
                     ready = status == 200 and body.strip() == b"ok"
-                    last = f"/readyz -> {status} {body[:2000].decode('utf-8', 'replace')}"
+                    last_check = f"/readyz -> {status} {body[:2000].decode('utf-8', 'replace')}"
                 if ready:
                     # the bootstrap controller creates it right after readiness
                     status, body = self._request("/api/v1/namespaces/default", ctx=ctx, timeout=5)
                     if status == 200:
-                        return
-                    last = f"/api/v1/namespaces/default -> {status}"
+                        return True
+                    last_check = f"/api/v1/namespaces/default -> {status}"
             except OSError as e:
-                last = f"{type(e).__name__}: {e}"
-            if time.monotonic() > deadline:
-                raise KubeApiServerError(
-                    self._log_error(
-                        f"kube-apiserver not ready after {self.start_timeout:.0f}s (last check: {last})",
-                        self.apiserver_log_path,
-                    )
+                last_check = f"{type(e).__name__}: {e}"
+            return False
+
+        try:
+            wait_until(
+                ready_with_default_namespace,
+                t0 + self.start_timeout - time.monotonic(),
+                lambda: f"kube-apiserver to be ready (last check: {last_check})",
+                interval_s=0.2,
+                alive=[self._apiserver],
+            )
+        except ProcessExited as exited:
+            if "address already in use" in _tail(self.apiserver_log_path, 80):
+                raise _EarlyExit() from None
+            raise KubeApiServerError(
+                self._log_error(
+                    f"kube-apiserver exited with code {exited.returncode} during start-up",
+                    self.apiserver_log_path,
                 )
-            time.sleep(0.2)
+            ) from None
+        except WaitTimedOut as timed_out:
+            raise KubeApiServerError(self._log_error(str(timed_out), self.apiserver_log_path)) from None
 
     def _start_controller_manager(self, t0: float) -> None:
         rd = self.run_dir
         assert rd is not None
         self.controller_manager_log_path = rd / "kube-controller-manager.log"
+        ctx = self._ssl_context(verify=False)
         for attempt in range(3):
             port = _free_port()
             args = self._args(
@@ -529,34 +550,32 @@ class LocalKubeApiServer:
                 self._kcm_extra,
             )
             self._kcm = self._popen([str(self.binaries[KCM]), *args], self.controller_manager_log_path)
-            ctx = self._ssl_context(verify=False)
-            deadline = t0 + self.start_timeout
-            while True:
-                if self._kcm.poll() is not None:
-                    break
-                try:
-                    with urllib.request.urlopen(
-                        f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=5
-                    ) as r:
-                        if r.status == 200:
-                            return
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
+
+            def healthy(healthz: str = f"https://127.0.0.1:{port}/healthz") -> bool:
+                return _body_if_ok(healthz, ctx, timeout_s=5) is not None
+
+            try:
+                wait_until(
+                    healthy,
+                    t0 + self.start_timeout - time.monotonic(),
+                    "kube-controller-manager to be healthy",
+                    interval_s=0.2,
+                    alive=[self._kcm],
+                )
+                return
+            except WaitTimedOut as timed_out:
+                raise KubeApiServerError(
+                    self._log_error(str(timed_out), self.controller_manager_log_path)
+                ) from None
+            except ProcessExited as exited:
+                port_taken = "address already in use" in _tail(self.controller_manager_log_path, 80)
+                if not port_taken or attempt == 2:
                     raise KubeApiServerError(
                         self._log_error(
-                            f"kube-controller-manager not healthy after {self.start_timeout:.0f}s",
+                            f"kube-controller-manager exited with code {exited.returncode} during start-up",
                             self.controller_manager_log_path,
                         )
-                    )
-                time.sleep(0.2)
-            if "address already in use" not in _tail(self.controller_manager_log_path, 80) or attempt == 2:
-                raise KubeApiServerError(
-                    self._log_error(
-                        f"kube-controller-manager exited with code {self._kcm.returncode} during start-up",
-                        self.controller_manager_log_path,
-                    )
-                )
+                    ) from None
             self._kill(self._kcm)
             self._kcm = None
 

@@ -8,9 +8,8 @@ many writes the operator made, which is how "an unchanged spec costs no write" i
 from __future__ import annotations
 
 import json
-import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +17,7 @@ import yaml
 
 from fraudops_operator.kube import KINDS
 from tests.k8s.apiserver import LocalKubeApiServer
+from tests.waiting import Running, wait_until
 
 T = TypeVar("T")
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
@@ -93,16 +93,46 @@ class Cluster:
 
     # ------------------------------------------------------------------ waiting and auditing
 
-    def wait_for(self, probe: Callable[[], T], what: str, timeout_s: float = 30.0, every_s: float = 0.2) -> T:
-        """Poll `probe` until it returns something truthy; fail with `what` and the last value otherwise."""
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = probe()
-            if last:
-                return last
-            time.sleep(every_s)
-        raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+    def wait_for(
+        self,
+        probe: Callable[[], T | None],
+        what: str,
+        timeout_s: float = 30.0,
+        every_s: float = 0.2,
+        alive: Iterable[Running] = (),
+    ) -> T:
+        """Poll `probe` until it returns something truthy; fail with `what` and the last value otherwise
+        (at once when a process in `alive` exits)."""
+        return wait_until(probe, timeout_s, what, interval_s=every_s, alive=alive)
+
+    def wait_for_phase(
+        self, kind: str, namespace: str, name: str, phase: str, timeout_s: float = 30.0
+    ) -> dict[str, Any]:
+        """The object once its status.phase is `phase`."""
+
+        def in_phase() -> dict[str, Any] | None:
+            obj = self.get(kind, namespace, name)
+            return obj if ((obj or {}).get("status") or {}).get("phase") == phase else None
+
+        return self.wait_for(in_phase, f"{kind} {name} in phase {phase}", timeout_s)
+
+    def wait_for_reason(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        type_: str,
+        reason: str,
+        timeout_s: float = 30.0,
+        alive: Iterable[Running] = (),
+    ) -> dict[str, Any]:
+        """The object once its `type_` condition gives `reason` (e.g. Ready with ImageNotAllowed)."""
+
+        def with_reason() -> dict[str, Any] | None:
+            obj = self.get(kind, namespace, name)
+            return obj if condition(obj, type_).get("reason") == reason else None
+
+        return self.wait_for(with_reason, f"{kind} {name}: {type_} {reason}", timeout_s, alive=alive)
 
     def operator_writes(self, namespace: str) -> list[str]:
         """Every write the operator (our client or Kopf's) made in `namespace`, from the audit log."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tests.conftest import REPO_ROOT
 from tests.k8s.apiserver import KubeApiServerError, LocalKubeApiServer
 from tests.k8s.cluster import AUDIT_POLICY, Cluster
 from tests.k8s.prometheus import LocalPrometheus, TrafficExporter
+from tests.waiting import wait_until
 
 # Read when Kopf imports the handlers (the timer interval is fixed at decoration): fast ticks for tests,
 # whatever the environment says (a test that waits a number of ticks must know how long one is).
@@ -79,12 +79,13 @@ def install_crds(server: LocalKubeApiServer, folders: list[Path]) -> None:
             line.rsplit("/", 1)[1] for line in output.split() if line.startswith("customresourcedefinition")
         ]
     # Polled here: `kubectl wait` gives up on a CRD whose status has no conditions yet.
-    deadline = time.monotonic() + 60
-    for name in names:
-        while not _established(server, name):
-            if time.monotonic() > deadline:
-                pytest.fail(f"CRD {name} not Established after 60 s", pytrace=False)
-            time.sleep(0.1)
+    pending = set(names)
+
+    def all_established() -> bool:
+        pending.difference_update([name for name in pending if _established(server, name)])
+        return not pending
+
+    wait_until(all_established, 60, lambda: f"CRDs {sorted(pending)} to be Established", interval_s=0.1)
 
 
 def _established(server: LocalKubeApiServer, name: str) -> bool:
@@ -136,11 +137,9 @@ class OperatorRunner:
 
 
 def wait_for_counter(read: Callable[[], float], count: int, what: str, timeout_s: float = 30) -> None:
+    """Until the counter `read` returns has grown by `count` from now."""
     target = read() + count
-    deadline = time.monotonic() + timeout_s
-    while read() < target:
-        assert time.monotonic() < deadline, f"not {what} after {timeout_s} s"
-        time.sleep(0.05)
+    wait_until(lambda: read() >= target, timeout_s, what, interval_s=0.05)
 
 
 @pytest.fixture(scope="session")

@@ -107,12 +107,15 @@ def test_missing_kserve_and_keda_are_a_condition_and_the_rollout_waits_for_them(
         fraud_model("fraud", candidate=CANDIDATE, rollout={"steps": [{"weight": 10, "pause": "1h"}]})
     )
 
-    def dependency_missing() -> dict | None:
-        assert operator_process.poll() is None, "the operator exited (its log is printed below)"
-        fm = cluster.get("FraudModel", "fraud", "card-fraud")
-        return fm if condition(fm, "Ready").get("reason") == "DependencyMissing" else None
-
-    fm = cluster.wait_for(dependency_missing, "Ready=False DependencyMissing", timeout_s=60)
+    fm = cluster.wait_for_reason(
+        "FraudModel",
+        "fraud",
+        "card-fraud",
+        "Ready",
+        "DependencyMissing",
+        timeout_s=60,
+        alive=[operator_process],
+    )
     message = condition(fm, "Ready")["message"]
     assert "the CRD inferenceservices.serving.kserve.io is not installed (install KServe 0.20)" in message
     assert "the CRD scaledobjects.keda.sh is not installed (install KEDA 2.x)" in message

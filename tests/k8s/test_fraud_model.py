@@ -184,14 +184,7 @@ def test_an_unreadable_artifact_is_a_condition_and_the_stable_keeps_serving(
         {"spec": {"candidate": {"version": "v2", "modelUri": model_uri}}},
     )
 
-    fm = cluster.wait_for(
-        lambda: (
-            (fm := cluster.get("FraudModel", namespace, "card-fraud"))
-            and condition(fm, "Ready").get("reason") == "ArtifactUnreadable"
-            and fm
-        ),
-        "Ready=False ArtifactUnreadable",
-    )
+    fm = cluster.wait_for_reason("FraudModel", namespace, "card-fraud", "Ready", "ArtifactUnreadable")
     ready = condition(fm, "Ready")
     assert ready["status"] == "False" and reason_text in ready["message"]
     assert ready["message"].startswith("candidate v2: ")

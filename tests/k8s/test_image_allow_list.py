@@ -19,14 +19,7 @@ def test_a_fraud_model_with_an_image_outside_the_allow_list_is_refused_with_a_co
 ) -> None:
     cluster.apply(fraud_model(namespace, predictor={"image": UNTRUSTED}))
 
-    fm = cluster.wait_for(
-        lambda: (
-            (fm := cluster.get("FraudModel", namespace, "card-fraud"))
-            and condition(fm, "Ready").get("reason") == "ImageNotAllowed"
-            and fm
-        ),
-        "Ready=False ImageNotAllowed",
-    )
+    fm = cluster.wait_for_reason("FraudModel", namespace, "card-fraud", "Ready", "ImageNotAllowed")
     ready = condition(fm, "Ready")
     assert ready["status"] == "False"
     assert ready["message"] == (
@@ -71,14 +64,7 @@ def test_a_training_run_with_an_image_outside_the_allow_list_gets_no_job(
     run["spec"]["image"] = "ghcr.io/fraudops-mirror/fraudops:0.1.0"  # a lookalike of the allowed prefix
     cluster.apply(run)
 
-    tr = cluster.wait_for(
-        lambda: (
-            (tr := cluster.get("TrainingRun", namespace, "untrusted-run"))
-            and condition(tr, "Succeeded").get("reason") == "ImageNotAllowed"
-            and tr
-        ),
-        "Succeeded=Unknown ImageNotAllowed",
-    )
+    tr = cluster.wait_for_reason("TrainingRun", namespace, "untrusted-run", "Succeeded", "ImageNotAllowed")
     assert tr["status"]["phase"] == "Pending"
     assert (
         "training image 'ghcr.io/fraudops-mirror/fraudops:0.1.0' not allowed"

@@ -4,23 +4,20 @@ metrics endpoint, and each panel's query must return data using only metric name
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import orjson
 import prometheus_client
 import pytest
 
 from fraudops_monitoring.dashboards import rollouts
-from fraudops_monitoring.grafana import panels_of, to_json
-from tests.integration.test_dashboards_live import exported_names, filled, names_in, wait_for
+from tests.integration.test_dashboards_live import exported_names, panel_queries, unanswered, unexported
 from tests.k8s.cluster import Cluster
 from tests.k8s.conftest import OperatorRunner
-from tests.k8s.objects import CANDIDATE, fast_analysis, fraud_model
 from tests.k8s.prometheus import LocalPrometheus, TrafficExporter
-from tests.k8s.test_rollout import send, wait_phase
+from tests.k8s.test_rollout import send, start_canary, wait_phase
 from tests.prometheus import free_port
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.k8s
 
@@ -55,37 +52,34 @@ def test_every_operator_panel_returns_data_after_a_rollback(
 ) -> None:
     send(traffic, namespace, "stable", "2026-11-01", decisions_per_s=200)
     send(traffic, namespace, "canary", "2026-11-28", decisions_per_s=200, error_rate=0.05)
-    steps = [{"weight": 10, "pause": "1s"}, {"weight": 30, "analysis": True}]
-    cluster.apply(
-        fraud_model(
-            namespace,
-            candidate=CANDIDATE,
-            rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)},
-        )
+    start_canary(
+        cluster, namespace, [{"weight": 10, "pause": "1s"}, {"weight": 30, "analysis": True}], prometheus.url
     )
     wait_phase(cluster, namespace, "RolledBack")
 
-    document = orjson.loads(to_json(rollouts()))
-    exported = exported_names({"fraudops-operator": operator_metrics.url})
+    queries = panel_queries(rollouts())
+    unknown = unexported(queries, exported_names({"fraudops-operator": operator_metrics.url}))
     scraped = operator_metrics.prometheus
-    unknown, missing = [], []
-    for panel in panels_of(document):
-        for query in panel["targets"]:
-            expr = filled(query["expr"])
-            unknown += [f"{panel['title']}: {name}" for name in names_in(expr) if name not in exported]
-
-            def answered(promql: str = expr) -> bool:
-                return any(not math.isnan(float(s["value"][1])) for s in scraped.query(promql))
-
-            try:
-                wait_for(expr, answered, timeout_s=60)
-            except AssertionError:
-                missing.append(f"{panel['title']}: {expr}")
+    missing = unanswered(scraped, queries, timeout_s=60)
     assert unknown == [], "metric names the operator does not export"
     assert missing == [], "queries without data"
     # And what they show is this rollout: its FraudModel in phase RolledBack, its candidate at weight 0.
+    # The panels may have data from a scrape taken before the rollback was recorded, so wait for the
+    # next scrapes (every second) to carry the final phase and weight.
     here = f'namespace="{namespace}",fraudmodel="card-fraud"'
-    assert scraped.query(f'fraudops_rollout_phase{{{here},phase="RolledBack"}} == 1')
-    assert [float(s["value"][1]) for s in scraped.query(f"fraudops_rollout_candidate_weight{{{here}}}")] == [
-        0.0
-    ]
+    weights: list[float] = []
+
+    def shows_the_rollback() -> bool:
+        weights[:] = [
+            float(s["value"][1]) for s in scraped.query(f"fraudops_rollout_candidate_weight{{{here}}}")
+        ]
+        return bool(
+            scraped.query(f'fraudops_rollout_phase{{{here},phase="RolledBack"}} == 1')
+        ) and weights == [0.0]
+
+    wait_until(
+        shows_the_rollback,
+        30,
+        lambda: f"Prometheus to show phase RolledBack and candidate weight [0.0] (weights: {weights})",
+        interval_s=0.5,
+    )

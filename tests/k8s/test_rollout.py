@@ -4,7 +4,6 @@ and the InferenceServices and routing tables that result, on the real API server
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from tests.k8s.cluster import Cluster, condition
 from tests.k8s.conftest import OperatorRunner
 from tests.k8s.objects import CANDIDATE, fast_analysis, fraud_model
 from tests.k8s.prometheus import LocalPrometheus, Traffic, TrafficExporter
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.k8s
 
@@ -38,27 +38,46 @@ def status(cluster: Cluster, namespace: str) -> dict[str, Any]:
     return (cluster.get("FraudModel", namespace, "card-fraud") or {}).get("status") or {}
 
 
+# A canary judged twice before it is promoted (or rolled back).
+ANALYSED_STEPS = [
+    {"weight": 10, "pause": "1s"},
+    {"weight": 30, "analysis": True},
+    {"weight": 60, "analysis": True},
+]
+
+
+def start_canary(
+    cluster: Cluster, namespace: str, steps: list[dict[str, Any]], prometheus_url: str | None = None
+) -> None:
+    """The FraudModel with CANDIDATE rolled out in `steps`, analysed against `prometheus_url` when given."""
+    rollout: dict[str, Any] = {"steps": steps}
+    if prometheus_url is not None:
+        rollout["analysis"] = fast_analysis(prometheus_url)
+    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout=rollout))
+
+
 def wait_phase(cluster: Cluster, namespace: str, phase: str, timeout_s: float = 45) -> dict[str, Any]:
-    return cluster.wait_for(
-        lambda: (s := status(cluster, namespace)).get("phase") == phase and s,
-        f"phase {phase}",
-        timeout_s=timeout_s,
-    )
+    """The FraudModel's status once its rollout is in `phase`."""
+    return cluster.wait_for_phase("FraudModel", namespace, "card-fraud", phase, timeout_s)["status"]
 
 
 def weights_until(cluster: Cluster, namespace: str, phase: str, timeout_s: float = 60) -> list[int]:
     """The candidate's weights, in the order the status showed them, until the rollout reaches `phase`."""
     weights: list[int] = []
-    deadline = time.monotonic() + timeout_s
-    while (current := status(cluster, namespace)).get("phase") != phase:
-        assert time.monotonic() < deadline, (
-            f"no {phase} after {timeout_s:.0f}s; weights {weights}, status {current}"
-        )
+    current: dict[str, Any] = {}
+
+    def reached() -> bool:
+        nonlocal current
+        current = status(cluster, namespace)
+        if current.get("phase") == phase:
+            return True
         assert current.get("phase") not in ("RolledBack", "Aborted"), current
         weight = current.get("candidateWeight")
         if weight is not None and (not weights or weights[-1] != weight):
             weights.append(weight)
-        time.sleep(0.1)
+        return False
+
+    wait_until(reached, timeout_s, lambda: f"{phase}; weights {weights}, status {current}", interval_s=0.1)
     return weights
 
 
@@ -79,18 +98,7 @@ def test_good_metrics_walk_a_canary_through_every_step_to_promotion(
 ) -> None:
     send(traffic, namespace, "stable", "2026-11-01")
     send(traffic, namespace, "canary", "2026-11-28")
-    steps = [
-        {"weight": 10, "pause": "1s"},
-        {"weight": 30, "analysis": True},
-        {"weight": 60, "analysis": True},
-    ]
-    cluster.apply(
-        fraud_model(
-            namespace,
-            candidate=CANDIDATE,
-            rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)},
-        )
-    )
+    start_canary(cluster, namespace, ANALYSED_STEPS, prometheus.url)
 
     assert [w for w in weights_until(cluster, namespace, "Promoted") if w] == [10, 30, 60]
 
@@ -121,18 +129,7 @@ def test_bad_metrics_roll_back_with_a_condition_that_quotes_the_failing_number(
 ) -> None:
     send(traffic, namespace, "stable", "2026-11-01", decisions_per_s=200)
     send(traffic, namespace, "canary", "2026-11-28", decisions_per_s=200, error_rate=0.05)
-    steps = [
-        {"weight": 10, "pause": "1s"},
-        {"weight": 30, "analysis": True},
-        {"weight": 60, "analysis": True},
-    ]
-    cluster.apply(
-        fraud_model(
-            namespace,
-            candidate=CANDIDATE,
-            rollout={"steps": steps, "analysis": fast_analysis(prometheus.url)},
-        )
-    )
+    start_canary(cluster, namespace, ANALYSED_STEPS, prometheus.url)
 
     final = wait_phase(cluster, namespace, "RolledBack")
     progressing = condition({"status": final}, "Progressing")
@@ -160,8 +157,7 @@ def test_bad_metrics_roll_back_with_a_condition_that_quotes_the_failing_number(
 def test_abort_mid_rollout_returns_everything_to_stable(
     cluster: Cluster, operator: OperatorRunner, namespace: str
 ) -> None:
-    steps = [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}]
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"steps": steps}))
+    start_canary(cluster, namespace, [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}])
     cluster.wait_for(lambda: status(cluster, namespace).get("candidateWeight") == 10, "the canary at 10%")
     assert cluster.get("InferenceService", namespace, CANDIDATE_ISVC) is not None
 
@@ -183,8 +179,7 @@ def test_abort_mid_rollout_returns_everything_to_stable(
 def test_promote_mid_rollout_makes_the_candidate_stable(
     cluster: Cluster, operator: OperatorRunner, namespace: str
 ) -> None:
-    steps = [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}]
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"steps": steps}))
+    start_canary(cluster, namespace, [{"weight": 10, "pause": "1h"}, {"weight": 50, "pause": "1h"}])
     cluster.wait_for(lambda: status(cluster, namespace).get("candidateWeight") == 10, "the canary at 10%")
 
     cluster.patch("FraudModel", namespace, "card-fraud", {"spec": {"rollout": {"promote": True}}})
@@ -213,7 +208,7 @@ def test_an_ab_test_routes_customers_stickily_by_the_split(
             },
         )
     )
-    cluster.wait_for(lambda: status(cluster, namespace).get("phase") == "Analysing", "the A-B test to start")
+    wait_phase(cluster, namespace, "Analysing")  # the A-B test has started
     table = routing(cluster, namespace)
     assert [(v.name, v.mode, v.weight, v.model_version) for v in table.variants] == [
         ("stable", "ab", 70, "2026-11-01"),
@@ -234,9 +229,7 @@ def test_a_shadow_deployment_scores_with_the_candidate_but_never_decides(
     cluster: Cluster, operator: OperatorRunner, namespace: str
 ) -> None:
     cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"strategy": "shadow"}))
-    cluster.wait_for(
-        lambda: status(cluster, namespace).get("phase") == "Analysing", "the shadow run to start"
-    )
+    wait_phase(cluster, namespace, "Analysing")  # the shadow run has started
     table = routing(cluster, namespace)
     assert [(v.name, v.mode, v.weight) for v in table.deciding] == [("stable", "serve", 100)]
     assert [(v.name, v.mode, v.model_version) for v in table.shadows] == [
@@ -250,8 +243,11 @@ def test_a_shadow_deployment_scores_with_the_candidate_but_never_decides(
 def test_restarting_the_operator_mid_rollout_changes_nothing_and_resumes_the_step(
     cluster: Cluster, operator: OperatorRunner, namespace: str
 ) -> None:
-    steps = [{"weight": 10, "pause": "1s"}, {"weight": 40, "pause": "8s"}, {"weight": 70, "pause": "1s"}]
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"steps": steps}))
+    start_canary(
+        cluster,
+        namespace,
+        [{"weight": 10, "pause": "1s"}, {"weight": 40, "pause": "8s"}, {"weight": 70, "pause": "1s"}],
+    )
     cluster.wait_for(lambda: status(cluster, namespace).get("candidateWeight") == 40, "the canary at 40%")
     operator.wait_for_reconciles(namespace, 2)  # the tick after the step change has applied its children
 

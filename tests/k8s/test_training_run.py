@@ -118,14 +118,7 @@ def test_a_successful_training_run_makes_its_artifact_the_fraud_models_candidate
         status=True,
     )
 
-    run = cluster.wait_for(
-        lambda: (
-            (r := cluster.get("TrainingRun", namespace, RUN))
-            and r.get("status", {}).get("phase") == "Succeeded"
-            and r
-        ),
-        "the TrainingRun to succeed",
-    )
+    run = cluster.wait_for_phase("TrainingRun", namespace, RUN, "Succeeded")
     assert run["status"]["metrics"] == {"pr_auc": 0.83, "recall_at_k": 0.61}
     assert run["status"]["artifactUri"] == f"pvc://models/artifacts/card-fraud/{RUN}"
     fm = cluster.wait_for(
@@ -187,14 +180,7 @@ def test_a_failed_training_run_reports_why_and_leaves_the_fraud_model_alone(
         status=True,
     )
 
-    run = cluster.wait_for(
-        lambda: (
-            (r := cluster.get("TrainingRun", namespace, RUN))
-            and r.get("status", {}).get("phase") == "Failed"
-            and r
-        ),
-        "the TrainingRun to fail",
-    )
+    run = cluster.wait_for_phase("TrainingRun", namespace, RUN, "Failed")
     assert run["status"]["message"] == "training failed: no fraud labels in the training window"
     assert condition(run, "Succeeded")["status"] == "False"
     assert "candidate" not in cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]

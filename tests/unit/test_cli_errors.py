@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from fraudops_infra.processes import fraudops_command
 from tests.conftest import REPO_ROOT
 
-FRAUDOPS = [sys.executable, "-m", "fraudops_cli.main"]
+FRAUDOPS = fraudops_command()
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

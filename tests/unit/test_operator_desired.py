@@ -25,23 +25,16 @@ from fraudops_operator.desired import (
 )
 from fraudops_operator.resources import FraudModel
 from fraudops_operator.rollout import Phase, RolloutState, next_state
+from tests.unit.fraud_models import CANDIDATE, STABLE, fraud_model_body, stored_fraud_model
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
-STABLE = {"version": "2026-11-01", "modelUri": "s3://models/card-fraud/2026-11-01"}
-CANDIDATE = {"version": "2026-11-28", "modelUri": "s3://models/card-fraud/2026-11-28"}
 
 
 def fraud_model(candidate: dict | None = CANDIDATE, **spec: Any) -> FraudModel:
     spec = {"stable": STABLE, **spec}
     if candidate is not None:
         spec["candidate"] = candidate
-    body = {
-        "apiVersion": crd.API_VERSION,
-        "kind": "FraudModel",
-        "metadata": {"name": "card-fraud", "namespace": "fraud", "uid": "u1", "generation": 3},
-        "spec": crd.apply_defaults(crd.FRAUD_MODEL_SPEC, spec),
-    }
-    return FraudModel.from_body(body)
+    return stored_fraud_model(spec, generation=3)
 
 
 def in_rollout(model: FraudModel) -> RolloutState:
@@ -358,11 +351,5 @@ def test_an_object_stored_under_the_crd_before_the_topic_fields_gets_the_default
     spec = crd.apply_defaults(crd.FRAUD_MODEL_SPEC, {"stable": STABLE})
     for field in ("alertsTopic", "dlqTopic"):
         del spec["stream"][field]
-    body = {
-        "apiVersion": crd.API_VERSION,
-        "kind": "FraudModel",
-        "metadata": {"name": "card-fraud", "namespace": "fraud", "uid": "u1", "generation": 1},
-        "spec": spec,
-    }
-    stream = FraudModel.from_body(body).stream
+    stream = FraudModel.from_body(fraud_model_body(spec)).stream
     assert (stream.alerts_topic, stream.dlq_topic) == (Settings().alerts_topic, Settings().dlq_topic)

@@ -5,14 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fraudops_operator import crd
 from fraudops_operator.analysis import Outcome, Verdict
 from fraudops_operator.resources import FraudModel
 from fraudops_operator.rollout import Phase, RolloutState, analysis_due, candidate_weight, next_state
+from tests.unit.fraud_models import CANDIDATE, STABLE, stored_fraud_model
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
-STABLE = {"version": "2026-11-01", "modelUri": "s3://models/card-fraud/2026-11-01"}
-CANDIDATE = {"version": "2026-11-28", "modelUri": "s3://models/card-fraud/2026-11-28"}
 STEPS = [{"weight": 5, "pause": "10m"}, {"weight": 25, "analysis": True}, {"weight": 50, "analysis": True}]
 PASSED = Verdict(Outcome.PASSED, "AnalysisPassed", "error rate 0.0010 ≤ maxErrorRate 0.0100")
 FAILED = Verdict(
@@ -29,13 +27,7 @@ def fraud_model(
         spec["stable"] = stable
     if candidate is not None:
         spec["candidate"] = candidate
-    body = {
-        "apiVersion": crd.API_VERSION,
-        "kind": "FraudModel",
-        "metadata": {"name": "card-fraud", "namespace": "fraud", "uid": "u1", "generation": 1},
-        "spec": crd.apply_defaults(crd.FRAUD_MODEL_SPEC, spec),
-    }
-    return FraudModel.from_body(body)
+    return stored_fraud_model(spec)
 
 
 def started(model: FraudModel) -> RolloutState:

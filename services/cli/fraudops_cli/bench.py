@@ -16,6 +16,14 @@ app = typer.Typer(
 )
 console = Console(highlight=False)
 
+# Options several benchmarks share (Typer names each flag after the parameter that uses it).
+DrainTransactions = Annotated[int, typer.Option(min=1000, help="Pre-loaded transactions for each drain.")]
+StreamRate = Annotated[int, typer.Option(min=100, help="Offered stream load, transactions/s.")]
+GatewayRate = Annotated[int, typer.Option(min=10, help="Constant request rate for the gateway run.")]
+RunSeconds = Annotated[int, typer.Option(min=5, help="Duration of each latency run, seconds.")]
+Trials = Annotated[int, typer.Option(min=1, help="Optuna trials per training.")]
+TuningBudgetS = Annotated[int, typer.Option(min=10, help="Tuning budget per training, seconds.")]
+
 
 def _show(measurement) -> None:  # type: ignore[no-untyped-def]
     from fraudops_bench.results import save
@@ -64,16 +72,12 @@ def _stack_and_model(what: str) -> tuple[Settings, str]:
 
 @app.command()
 def stream(
-    transactions: Annotated[
-        int, typer.Option(min=1000, help="Pre-loaded transactions for the drain.")
-    ] = 300_000,
+    transactions: DrainTransactions = 300_000,
     customers: Annotated[
         int, typer.Option(min=100, help="Customers in the drain (state held in memory).")
     ] = 100_000,
-    rate: Annotated[
-        int, typer.Option(min=100, help="Offered load for the latency run, transactions/s.")
-    ] = 2000,
-    seconds: Annotated[int, typer.Option(min=5, help="Duration of the latency run.")] = 60,
+    rate: StreamRate = 2000,
+    seconds: RunSeconds = 60,
 ) -> None:
     """One consumer: drain throughput and memory, then latency at a fixed offered load."""
     from fraudops_bench import stream as bench
@@ -90,8 +94,8 @@ def stream(
 @app.command()
 def train(
     transactions: Annotated[int, typer.Option(min=10_000)] = 1_000_000,
-    trials: Annotated[int, typer.Option(min=1)] = 30,
-    timeout: Annotated[int, typer.Option(min=10, help="Tuning budget, seconds.")] = 600,
+    trials: Trials = 30,
+    timeout: TuningBudgetS = 600,
 ) -> None:
     """`fraudops train` on simulated history: time, peak memory, held-out AP against the baselines."""
     from fraudops_bench import training
@@ -102,10 +106,7 @@ def train(
 
 
 @app.command()
-def serving(
-    rate: Annotated[int, typer.Option(min=10, help="Constant request rate for the gateway run.")] = 500,
-    seconds: Annotated[int, typer.Option(min=5, help="Duration of the gateway run.")] = 60,
-) -> None:
+def serving(rate: GatewayRate = 500, seconds: RunSeconds = 60) -> None:
     """Gateway /predict latency at a constant rate, then the predictor's V2 throughput."""
     from fraudops_bench import gateway as gateway_bench
     from fraudops_bench import predictor as predictor_bench
@@ -137,12 +138,10 @@ def loadtest(
 
 @app.command("tracing")
 def tracing_overhead(
-    transactions: Annotated[
-        int, typer.Option(min=1000, help="Pre-loaded transactions for each drain.")
-    ] = 200_000,
-    rate: Annotated[int, typer.Option(min=100, help="Offered stream load, transactions/s.")] = 2000,
-    gateway_rate: Annotated[int, typer.Option(min=10, help="Gateway request rate.")] = 500,
-    seconds: Annotated[int, typer.Option(min=5, help="Duration of each latency run.")] = 60,
+    transactions: DrainTransactions = 200_000,
+    rate: StreamRate = 2000,
+    gateway_rate: GatewayRate = 500,
+    seconds: RunSeconds = 60,
 ) -> None:
     """Stream throughput and p99 and gateway p99 with tracing off, at 1% and at 100% sampling (Jaeger on loopback)."""
     from fraudops_bench import tracing
@@ -169,8 +168,8 @@ def entities(
 @app.command()
 def quality(
     transactions: Annotated[int, typer.Option(min=50_000)] = 1_000_000,
-    trials: Annotated[int, typer.Option(min=1)] = 30,
-    timeout: Annotated[int, typer.Option(min=10, help="Tuning budget per training, seconds.")] = 600,
+    trials: Trials = 30,
+    timeout: TuningBudgetS = 600,
 ) -> None:
     """Model quality on five columns and on shifted worlds, against the textbook baseline."""
     from fraudops_bench import quality as bench
@@ -183,7 +182,7 @@ def quality(
 @app.command("load")
 def load_large(
     transactions: Annotated[int, typer.Option(min=100_000)] = 10_000_000,
-    trials: Annotated[int, typer.Option(min=1)] = 2,
+    trials: Trials = 2,
 ) -> None:
     """`fraudops train` on a ten-million-row five-column CSV: time and peak memory (budget 8 GiB)."""
     from fraudops_bench import loading
@@ -193,16 +192,17 @@ def load_large(
     _show(measured)
 
 
-# Serving runs before the stream: the stream leaves PostgreSQL writing out hundreds of megabytes.
+# Each with its command's defaults. Serving runs before the stream: the stream leaves PostgreSQL
+# writing out hundreds of megabytes.
 BENCHES: dict[str, Callable[[], None]] = {
-    "simulate": lambda: simulate(1_000_000, 500_000),
-    "serving": lambda: serving(500, 60),
-    "stream": lambda: stream(300_000, 100_000, 2000, 60),
-    "train": lambda: train(1_000_000, 30, 600),
-    "entities": lambda: entities(3_000_000, 1_000_000),
-    "quality": lambda: quality(1_000_000, 30, 600),
-    "load": lambda: load_large(10_000_000, 2),
-    "tracing": lambda: tracing_overhead(200_000, 2000, 500, 60),
+    "simulate": simulate,
+    "serving": serving,
+    "stream": stream,
+    "train": train,
+    "entities": entities,
+    "quality": quality,
+    "load": load_large,
+    "tracing": tracing_overhead,
 }
 
 

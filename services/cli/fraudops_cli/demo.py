@@ -12,7 +12,6 @@ its numbers are this run's alone: a previous run's leftovers never count, nor de
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 import urllib.request
@@ -253,7 +252,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline locally and watch it work."""
     from fraudops.kafka import client_config
-    from fraudops_infra.processes import read_pid, stop_tree
+    from fraudops_infra.processes import fraudops_command, read_pid, stop_tree
     from fraudops_infra.stack import LocalStack
     from fraudops_simulator import SimulationConfig, simulate
     from fraudops_simulator.kafka import PRODUCER_DEFAULTS, check_broker, publish
@@ -278,19 +277,10 @@ def demo(
         "TRANSACTIONS_TOPIC": topic,
         "CONSUMER_GROUP": group,
     }
-    python = sys.executable
     services = {
-        "predictor": [python, "-m", "fraudops_cli.main", "serve", "predictor", "--port", str(predictor_port)],
-        "gateway": [python, "-m", "fraudops_cli.main", "serve", "gateway", "--port", str(gateway_port)],
-        "consumer": [
-            python,
-            "-m",
-            "fraudops_cli.main",
-            "stream",
-            "consume",
-            "--metrics-port",
-            str(metrics_port),
-        ],
+        "predictor": fraudops_command("serve", "predictor", "--port", str(predictor_port)),
+        "gateway": fraudops_command("serve", "gateway", "--port", str(gateway_port)),
+        "consumer": fraudops_command("stream", "consume", "--metrics-port", str(metrics_port)),
     }
     for name in services:  # a previous demo's processes, if any, make way
         pid = read_pid(run_dir / f"{name}.pid")

@@ -8,7 +8,6 @@ both decide through `Decider`, so a routing table means the same thing on both p
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from opentelemetry import propagate
 from fraudops.artifact import load_artifact
 from fraudops.decision import CELL, DECISION_SCHEMA, Decision, decisions_table, reasons_json
 from fraudops.errors import RetryableError
+from fraudops.inference_protocol import decode_v2_response, v2_binary_request
 from fraudops.monitoring import MonitorSet
 from fraudops.routing import RoutingTable, Variant
 from fraudops.scoring import Reason, Scorer
@@ -62,28 +62,11 @@ class RemoteScorer:
         self._refresh_from(self._infer(np.zeros((1, width), dtype=np.float32)))
 
     def _infer(self, features: np.ndarray, reasons: bool = False, top_k: int = 3, exact: bool = True) -> dict:
-        payload = np.ascontiguousarray(features, dtype=np.float32)
-        header = orjson.dumps(
-            {
-                "inputs": [
-                    {
-                        "name": "features",
-                        "shape": list(payload.shape),
-                        "datatype": "FP32",
-                        "parameters": {"binary_data_size": payload.nbytes},
-                    }
-                ],
-                "parameters": {"reasons": reasons, "top_k": top_k, "exact": exact},
-            }
-        )
-        headers = {
-            "Content-Type": "application/octet-stream",
-            "Inference-Header-Content-Length": str(len(header)),
-        }
+        content, headers = v2_binary_request(features, {"reasons": reasons, "top_k": top_k, "exact": exact})
         if tracing_enabled():
             propagate.inject(headers)  # the predictor's spans join the caller's (the current) trace
         try:
-            response = self.client.post(self.url, content=header + payload.tobytes(), headers=headers)
+            response = self.client.post(self.url, content=content, headers=headers)
         except httpx.HTTPError as exc:
             raise RetryableError(f"model server {self.url} unreachable: {exc}") from exc
         if response.status_code >= 500:
@@ -91,7 +74,7 @@ class RemoteScorer:
                 f"model server {self.url} answered {response.status_code}: {response.text[:200]}"
             )
         response.raise_for_status()
-        return _decode_v2_response(response)
+        return decode_v2_response(response)
 
     def _refresh_from(self, body: dict) -> None:
         parameters = body.get("parameters") or {}
@@ -113,31 +96,6 @@ class RemoteScorer:
             [Reason(r["feature"], r["value"], r["contribution"]) for r in orjson.loads(row)]
             for row in body["outputs"]["reasons"]
         ]
-
-
-def _decode_v2_response(response: httpx.Response) -> dict:
-    """A V2 response with JSON or binary outputs → {'parameters': …, 'outputs': {name: list}}."""
-    header_length = response.headers.get("inference-header-content-length")
-    raw = response.content
-    header = orjson.loads(raw[: int(header_length)] if header_length else raw)
-    tail = memoryview(raw)[int(header_length) :] if header_length else memoryview(b"")
-    outputs = {}
-    for output in header["outputs"]:
-        size = (output.get("parameters") or {}).get("binary_data_size")
-        if size is None:
-            outputs[output["name"]] = output["data"]
-            continue
-        chunk, tail = tail[:size], tail[size:]
-        if output["datatype"] == "BYTES":
-            items, position = [], 0
-            while position < len(chunk):
-                (length,) = struct.unpack_from("<I", chunk, position)
-                items.append(bytes(chunk[position + 4 : position + 4 + length]))
-                position += 4 + length
-            outputs[output["name"]] = items
-        else:
-            outputs[output["name"]] = np.frombuffer(chunk, dtype=np.float32).tolist()
-    return {"parameters": header.get("parameters"), "outputs": outputs}
 
 
 def build_scorer(variant: Variant, model_name: str) -> VariantScorer:

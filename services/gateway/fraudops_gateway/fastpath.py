@@ -11,7 +11,6 @@ the integration tests and the schemathesis run go through this one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -19,14 +18,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from fraudops.errors import FraudopsError
 from fraudops_gateway import metrics
+from fraudops_gateway.asgi import ASGIApp, Receive, Scope, Send, send_json
 from fraudops_gateway.decisions import Decisions
 from fraudops_gateway.errors import Refused, http_error, internal_error, invalid_request
 from fraudops_gateway.schemas import ErrorResponse, FieldError
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 _FLAG = TypeAdapter(bool)
@@ -64,18 +59,12 @@ class DecisionEndpoints:
             metrics.INTERNAL_ERRORS.inc()
             status, answer = 500, internal_error()
         content = answer.__pydantic_serializer__.to_json(answer)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(content)).encode()),
-                    *((name.lower().encode(), value.encode()) for name, value in headers.items()),
-                ],
-            }
+        await send_json(
+            send,
+            status,
+            content,
+            ((name.lower().encode(), value.encode()) for name, value in headers.items()),
         )
-        await send({"type": "http.response.body", "body": content})
 
 
 def _content_type(scope: Scope) -> str | None:

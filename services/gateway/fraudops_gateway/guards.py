@@ -17,21 +17,15 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 import orjson
 from limits import parse
 
 from fraudops_gateway import metrics
+from fraudops_gateway.asgi import ASGIApp, Message, Receive, Scope, Send, send_json
 from fraudops_gateway.errors import Refused
 from fraudops_gateway.schemas import ErrorResponse
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS = ("/health/", "/metrics", "/docs", "/openapi.json", "/redoc")
 Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
@@ -67,19 +61,7 @@ async def reply(
     send: Send, status: int, error: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     """An `ErrorResponse` body sent straight from ASGI."""
-    body = orjson.dumps({"error": error, "errors": []})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, orjson.dumps({"error": error, "errors": []}), headers or ())
 
 
 class TokenBuckets:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 from opentelemetry import trace
@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from fraudops.decision import Decision
 from fraudops.metrics import DECISIONS
+from fraudops_gateway.asgi import ASGIApp, Receive, Scope, Send
 from fraudops_gateway.tracing import finish_request_span, request_span
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -68,10 +69,6 @@ def observe_decisions(decisions: list[Decision]) -> None:
         counter.inc()
 
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 

@@ -1,4 +1,5 @@
-"""Small process utilities: pid files, port checks, waiting, and stopping a whole process tree."""
+"""Small process utilities: the fraudops command line, pid files, port checks, waiting, and stopping a
+whole process tree."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +16,12 @@ from pathlib import Path
 import psutil
 
 from fraudops.errors import InfraError
+
+
+def fraudops_command(*args: str) -> list[str]:
+    """The command line of `fraudops <args…>` run by this Python (the CLI's module, so it needs no
+    console script on the PATH and uses this environment's packages)."""
+    return [sys.executable, "-m", "fraudops_cli.main", *args]
 
 
 def port_is_open(port: int, host: str = "127.0.0.1", timeout_s: float = 0.3) -> bool:
@@ -78,8 +86,9 @@ def start_detached(
     return proc.pid
 
 
-def stop_tree(pid: int, timeout_s: float = 20.0) -> None:
-    """SIGTERM the process and its children, then SIGKILL whatever is left after `timeout_s`."""
+def stop_tree(pid: int, timeout_s: float = 20.0, first_signal: signal.Signals = signal.SIGTERM) -> None:
+    """`first_signal` (SIGTERM: a clean stop) to the process and its children, then SIGKILL whatever is
+    left after `timeout_s`."""
     try:
         root = psutil.Process(pid)
     except psutil.NoSuchProcess:
@@ -87,7 +96,7 @@ def stop_tree(pid: int, timeout_s: float = 20.0) -> None:
     procs = [root, *root.children(recursive=True)]
     for proc in procs:
         try:
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(first_signal)
         except psutil.NoSuchProcess:
             continue
     _, alive = psutil.wait_procs(procs, timeout=timeout_s)
