@@ -148,7 +148,8 @@ def train(
         typer.Option(
             envvar="FRAUDOPS_TRAIN_ENTITY_FEATURES",
             help="Train on the entity-risk features (merchant, terminal, device, IP, beneficiary). Only for "
-            "models served where the entity-state component runs: without it the scorers see them as unknown.",
+            "models served where the entity-state component runs (ENTITY_TABLE=true): without it the stream "
+            "consumer and the gateway refuse the model.",
         ),
     ] = False,
     register: Annotated[
