@@ -251,16 +251,23 @@ class FeatureEngine:
     # --- the offline API ---------------------------------------------------------------------------
 
     def replay(
-        self, history: pd.DataFrame, chunk_rows: int = 250_000, keep: np.ndarray | None = None
+        self,
+        history: pd.DataFrame,
+        chunk_rows: int = 250_000,
+        keep: np.ndarray | None = None,
+        labels: LabelEvents | None = None,
     ) -> np.ndarray:
         """Features of a whole history in event-time order (the caller sorts it), with its fraud labels.
 
         Labels come from `is_fraud` with `label_available_at` (or event time + the configured label
-        delay when that column is absent), so each label only affects what happened after it was known.
+        delay when that column is absent), so each label only affects what happened after it was known;
+        `labels` replaces them (a replay of part of a history that receives the labels of other parts).
         With `keep` (a row mask), every row still passes through the state but only the kept rows'
         features are returned: ten million rows of features would not fit in memory, a sample does.
         """
-        if "is_fraud" in history.columns:
+        if labels is not None:
+            self.add_fraud_labels(labels)
+        elif "is_fraud" in history.columns:
             self.add_fraud_labels(labels_from_history(history, self.config))
         parts = []
         for start in range(0, len(history), chunk_rows):
