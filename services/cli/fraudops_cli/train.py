@@ -98,7 +98,9 @@ def train(
         typer.Option(
             envvar="FRAUDOPS_TRAIN_BURN_IN_DAYS",
             min=0,
-            help="Days at the start that warm the state up and are not trained on (default: min(30, a quarter of the history)).",
+            help="Days at the start that warm the state up and are not trained on (default: min(30, a quarter of the "
+            "history)); as many days after them are replayed again from no state and trained on, as a freshly "
+            "started scorer computes them.",
         ),
     ] = None,
     extra_numeric: Annotated[
