@@ -31,6 +31,26 @@ def simulated_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def entity_trained_artifact(simulated_history: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """As `trained_artifact`, with the entity-risk features (served where the entity-state component runs)."""
+    from fraudops_training.pipeline import TrainingConfig, run_training
+
+    root = tmp_path_factory.mktemp("entity-models")
+    result = run_training(
+        TrainingConfig(
+            data=simulated_history,
+            output_root=root,
+            version="test-entity-v1",
+            trials=3,
+            timeout_s=90,
+            label_delay_days=5,
+            entity_features=True,
+        )
+    )
+    return result.artifact_dir
+
+
+@pytest.fixture(scope="session")
 def trained_artifact(simulated_history: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model artifact trained by the real pipeline on the simulated history (small budget)."""
     from fraudops_training.pipeline import TrainingConfig, run_training

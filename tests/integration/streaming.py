@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fraudops.artifact import load_artifact
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, LabelEvents
+from fraudops.features.spec import FeatureConfig
 from fraudops.scoring import Scorer
 from fraudops_infra.processes import fraudops_command
 from fraudops_stream.decode import decode_batch
@@ -49,13 +50,31 @@ class StreamSetup:
     processes: list[subprocess.Popen] = field(default_factory=list)
 
     def consumer(
-        self, name: str, checkpoint_s: float = 2.0, metrics_port: int = 0, **env: str
+        self,
+        name: str,
+        checkpoint_s: float = 2.0,
+        metrics_port: int = 0,
+        args: tuple[str, ...] = (),
+        **env: str,
     ) -> subprocess.Popen:
         """`fraudops stream consume` as a process of its own, logging to `<logs>/<name>.log`."""
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
         proc = subprocess.Popen(
-            consume_command(metrics_port, "--checkpoint-interval", str(checkpoint_s)),
+            consume_command(metrics_port, "--checkpoint-interval", str(checkpoint_s), *args),
             env={**self.env, **env},
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes.append(proc)
+        return proc
+
+    def entity_state(self, name: str, *args: str) -> subprocess.Popen:
+        """`fraudops stream entities` (the entity-state component) as a process of its own."""
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
+        proc = subprocess.Popen(
+            fraudops_command("stream", "entities", "--metrics-port", "0", *args),
+            env=self.env,
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -388,14 +407,19 @@ def remote_routing_table(path: Path, endpoint: str) -> Path:
 
 
 def reference_run(
-    values: Iterable[bytes | None], artifact: Path, labels: LabelEvents | None = None
+    values: Iterable[bytes | None],
+    artifact: Path,
+    labels: LabelEvents | None = None,
+    entity_table: bool = False,
 ) -> tuple[dict[str, float], FeatureEngine]:
     """The uninterrupted offline pass over the records in order, with these fraud labels merged in by
-    the time they became known: scores per transaction id, and the engine."""
-    engine = FeatureEngine()
+    the time they became known (and with `entity_table`, the entity table training's replay keeps):
+    scores per transaction id, and the engine."""
+    loaded = load_artifact(str(artifact))
+    engine = FeatureEngine(FeatureConfig.from_dict(loaded.metadata.feature_config), entity_table=entity_table)
     if labels is not None:
         engine.add_fraud_labels(labels)
-    scorer = Scorer(load_artifact(str(artifact)))
+    scorer = Scorer(loaded)
     scores: dict[str, float] = {}
     chunk: list[bytes | None] = []
 
@@ -428,10 +452,15 @@ class Comparison:
 
 
 def compare_with_reference(
-    db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str, labels: LabelEvents | None = None
+    db_url: str,
+    values: Iterable[bytes | None],
+    artifact: Path,
+    topic: str,
+    labels: LabelEvents | None = None,
+    entity_table: bool = False,
 ) -> Comparison:
     """The stored decisions and checkpointed states against the uninterrupted offline pass, value for value."""
-    expected, engine = reference_run(values, artifact, labels)
+    expected, engine = reference_run(values, artifact, labels, entity_table)
     with psycopg.connect(db_url) as conn:
         stored = dict(
             conn.execute(
@@ -462,9 +491,14 @@ def compare_with_reference(
 
 
 def assert_matches_reference(
-    db_url: str, values: Iterable[bytes | None], artifact: Path, topic: str, labels: LabelEvents | None = None
+    db_url: str,
+    values: Iterable[bytes | None],
+    artifact: Path,
+    topic: str,
+    labels: LabelEvents | None = None,
+    entity_table: bool = False,
 ) -> None:
-    result = compare_with_reference(db_url, values, artifact, topic, labels)
+    result = compare_with_reference(db_url, values, artifact, topic, labels, entity_table)
     assert result.duplicates == 0
     assert not result.missing and not result.unexpected, (
         f"every valid record stored exactly once: {len(result.missing)} missing, {len(result.unexpected)} unexpected"

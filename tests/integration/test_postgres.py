@@ -20,6 +20,9 @@ EXPECTED_TABLES = {
     "model_versions",
     "feature_checkpoints",
     "customer_feature_state",
+    "entity_table_deltas",
+    "entity_table_snapshots",
+    "entity_component_state",
 }
 
 
@@ -34,7 +37,7 @@ def _tables(url: str) -> set[str]:
 def test_migration_up_creates_every_table_and_down_removes_them(scratch_database: str) -> None:
     migrate.upgrade(scratch_database)
     assert _tables(scratch_database) == EXPECTED_TABLES
-    assert migrate.current_revision(scratch_database) == "0003"
+    assert migrate.current_revision(scratch_database) == "0004"
 
     migrate.downgrade(scratch_database, "base")
     assert _tables(scratch_database) == set()

@@ -10,13 +10,20 @@ import pytest
 
 from fraudops_simulator import SimulationConfig, SimulationParameterError, simulate
 from fraudops_simulator.difficulty import DIFFICULTIES, FALSE_CHARGEBACK
+from fraudops_simulator.engine import plan_run
+
+
+def config_of(difficulty: str) -> SimulationConfig:
+    return SimulationConfig(
+        transactions=60_000, fraud_rate=0.02, seed=8, start=date(2026, 3, 1), days=60, difficulty=difficulty
+    )
+
+
+REALISTIC, EASY = config_of("realistic"), config_of("easy")
 
 
 def history(difficulty: str) -> pd.DataFrame:
-    config = SimulationConfig(
-        transactions=60_000, fraud_rate=0.02, seed=8, start=date(2026, 3, 1), days=60, difficulty=difficulty
-    )
-    return pd.concat([table.to_pandas() for table in simulate(config)], ignore_index=True)
+    return pd.concat([table.to_pandas() for table in simulate(config_of(difficulty))], ignore_index=True)
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +90,29 @@ def test_imitating_fraud_spends_closer_to_the_victims_habits(
 def test_volume_grows_over_the_months(realistic: pd.DataFrame) -> None:
     days = (realistic["event_time"] - realistic["event_time"].min()).dt.days
     assert (days >= 45).sum() > 1.1 * (days < 15).sum()
+
+
+def test_merchants_turn_over_new_ids_appear_mid_history_and_take_the_old_ones_place(
+    realistic: pd.DataFrame, easy: pd.DataFrame
+) -> None:
+    world = plan_run(REALISTIC).world
+    start, end = realistic["event_time"].min(), realistic["event_time"].max()
+    for column, prefix, count in (
+        ("merchant_id", "M", world.merchants.n),
+        ("terminal_id", "T", world.n_terminals),
+    ):
+        present = realistic[realistic[column].notna()]
+        seen = present.groupby(column)["event_time"].agg(["min", "max"])
+        number = seen.index.str.removeprefix(prefix).astype(int).to_numpy()
+        successors = seen[number >= count]
+        # new ids, first seen between a fifth and nine tenths of the history
+        assert len(successors) > 0.05 * (number < count).sum(), column
+        assert (successors["min"] > start + (end - start) * 0.19).all(), column
+        # each takes its predecessor's place: the old id is not seen once the new one is
+        width = len(seen.index[0]) - len(prefix)
+        for successor, n in zip(successors.index, number[number >= count], strict=True):
+            predecessor = f"{prefix}{n - count:0{width}d}"
+            if predecessor in seen.index:
+                assert seen.loc[predecessor, "max"] <= seen.loc[successor, "min"], (predecessor, successor)
+    easy_numbers = easy["merchant_id"].dropna().str.removeprefix("M").astype(int)
+    assert easy_numbers.max() < plan_run(EASY).world.merchants.n, "easy has no turnover"

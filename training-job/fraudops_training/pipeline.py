@@ -35,6 +35,7 @@ from fraudops_training.baselines import (
     textbook_scores,
     untuned_scores,
 )
+from fraudops_training.coldstart import fresh_engine_features
 from fraudops_training.data import MAX_DROPPED_SHARE, DataReport, load_history
 from fraudops_training.evaluation import ThresholdRule, choose_threshold, evaluate, recall_by_pattern
 from fraudops_training.generalization import by_month, by_tenure, calendar_proxies, tenure_days
@@ -149,37 +150,57 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
             config.test_end,
         ),
     )
-    uniform = np.random.default_rng(config.seed).random(len(history))
+    draws = np.random.default_rng(config.seed)
+    uniform = draws.random(len(history))
     rate = config.negative_sample_rate
     inner_rows = sampled(windows.inner_train, labels, uniform, rate)
     train_rows = sampled(windows.train, labels, uniform, rate)
+    # the fresh start's legitimate rows: other transactions of the same days than the warm sample's
+    fresh_rows = sampled(windows.fresh_start, labels, draws.random(len(history)), rate)
+    fresh_inner, fresh_train = fresh_rows & windows.inner_train, fresh_rows & windows.train
     kept = inner_rows | train_rows | windows.validation | windows.test
 
     extras = _extra_inputs(history, config, windows.train)
+
+    def with_extras(features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if not extras:
+            return features
+        chosen = history.loc[mask]
+        encoded = extras.encode({c: chosen[c].to_numpy() for c in _extra_columns(extras)}, len(chosen))
+        return np.hstack([features, encoded])
+
     t0 = time.monotonic()
     with console.status("computing point-in-time features (replaying history)…"):
         engine = FeatureEngine(feature_config, entity_table=config.entity_features)
-        features = engine.replay(history, keep=kept)
-        if extras:
-            kept_rows = history.loc[kept]
-            features = np.hstack(
-                [
-                    features,
-                    extras.encode(
-                        {c: kept_rows[c].to_numpy() for c in _extra_columns(extras)}, len(kept_rows)
-                    ),
-                ]
-            )
-        rows = _Rows(features, kept)
+        rows = _Rows(with_extras(engine.replay(history, keep=kept), kept), kept)
+        fresh = _Rows(
+            with_extras(
+                fresh_engine_features(
+                    history,
+                    windows.fresh_start,
+                    windows.fresh_start_at,
+                    fresh_rows,
+                    feature_config,
+                    config.entity_features,
+                ),
+                fresh_rows,
+            ),
+            fresh_rows,
+        )
         textbook = textbook_features(history, config.label_delay_days)
     console.print(
         f"[green]✓[/] features: {rows.features.shape[1]} per transaction, "
-        f"{len(history) / (time.monotonic() - t0):,.0f} transactions/s replayed, "
-        f"{int(kept.sum()):,} rows kept for training and evaluation"
+        f"{(len(history) + int(windows.fresh_start.sum())) / (time.monotonic() - t0):,.0f} transactions/s "
+        f"replayed, {int(kept.sum()):,} rows kept for training and evaluation, "
+        f"{int(fresh_rows.sum()):,} more from a fresh engine's start"
     )
 
+    def ours(warm: np.ndarray, cold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Training rows of our features: sampled rows of the warm replay and of the fresh start."""
+        return np.concatenate([rows[warm], fresh[cold]]), np.concatenate([labels[warm], labels[cold]])
+
     names = [*FEATURE_NAMES, *extras.names]
-    inner = _sample(rows[inner_rows], labels[inner_rows], rate)
+    inner = _sample(*ours(inner_rows, fresh_inner), rate)
     valid_x, valid_y = rows[windows.validation], labels[windows.validation]
     with Progress(
         TextColumn("[bold]optuna[/]"),
@@ -214,7 +235,7 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     rule = config.threshold_rule
     threshold = choose_threshold(valid_y, tuning.validation_scores, rule)
     with console.status("training the final model and the baselines…"):
-        full = _sample(rows[train_rows], labels[train_rows], rate)
+        full = _sample(*ours(train_rows, fresh_train), rate)
         booster = fit(full, names, tuning.best_params, tuning.best_rounds, config.seed)
         test_x, test_y = rows[windows.test], labels[windows.test]
         test_scores = {"model": booster.predict(xgb.DMatrix(test_x, feature_names=names))}
@@ -231,12 +252,16 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
         }
         for name, scores_of in baselines.items():
 
-            def sample_of(mask: np.ndarray, name: str = name) -> Sample:
+            def sample_of(mask: np.ndarray, cold: np.ndarray, name: str = name) -> Sample:
+                if name == UNTUNED:  # the same rows as the model
+                    return _sample(*ours(mask, cold), rate)
                 return _sample(inputs[name](mask), labels[mask], rate)
 
-            validation_scores = scores_of(sample_of(inner_rows), inputs[name](windows.validation))
+            validation_scores = scores_of(
+                sample_of(inner_rows, fresh_inner), inputs[name](windows.validation)
+            )
             thresholds[name] = choose_threshold(valid_y, validation_scores, rule)
-            test_scores[name] = scores_of(sample_of(train_rows), inputs[name](windows.test))
+            test_scores[name] = scores_of(sample_of(train_rows, fresh_train), inputs[name](windows.test))
 
     test_rows = history.loc[windows.test]
     customers = test_rows["customer_id"].astype(object)
@@ -264,7 +289,9 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
             test_rows["event_time"], test_y, test_scores["model"], "%G-W%V"
         ),
         "by customer tenure": by_tenure(tenure_days(history)[windows.test], test_y, test_scores["model"]),
-        "calendar proxies": calendar_proxies(names, full.features, test_x, importance, seed=config.seed),
+        # the warm training rows: the fresh start's share the days of the warm ones they sit beside, their
+        # young first-seen ages are the cold state itself, not the calendar (coldstart.py)
+        "calendar proxies": calendar_proxies(names, rows[train_rows], test_x, importance, seed=config.seed),
     }
     proxies = generalization["calendar proxies"]
     flagged = proxies.loc[proxies["flagged"], "feature"].tolist()

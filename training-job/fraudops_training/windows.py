@@ -2,10 +2,19 @@
 
     |-- burn-in --|-- tuning train --| gap |-- validation --| gap |-- held-out test --|
                   |------------- final train -------------|
+                  |-- fresh start --|
 
 The burn-in lets the state warm up without being trained on: in a history that starts on a fixed
 date every customer, terminal and device is "new" at first, and a model trained on those rows
 learns the history's start, not fraud. Rows of the burn-in still pass through the feature replay.
+
+An online engine that starts without state (a new deployment, the e2e cluster, a scorer whose
+stored state is gone) is in that same cold state, with no calendar to blame: a model that never
+saw cold rows takes every one of its customers for a stranger (measured: 17.6% of a 1.1%-fraud
+stream flagged). So the first burn-in's length of the training window is replayed a second time by
+a fresh engine (`fraudops_training.coldstart`), and those cold rows are trained on too: the same
+days and labels as the warm rows beside them, so they teach what cold state looks like without
+teaching the calendar.
 """
 
 from __future__ import annotations
@@ -41,6 +50,9 @@ class Windows:
     validation: np.ndarray
     train: np.ndarray
     test: np.ndarray
+    #: rows replayed a second time by an engine started without state at `fresh_start_at`
+    fresh_start: np.ndarray
+    fresh_start_at: pd.Timestamp
     burn_in_days: float
     describe: dict[str, str]
 
@@ -74,14 +86,21 @@ def split_windows(times: pd.Series, bounds: WindowBounds) -> Windows:
             "history, a shorter --burn-in-days or explicit --train-end/--test-start/--test-end",
         )
     after_burn_in = (times >= start).to_numpy()
+    # as long as the burn-in: the time the state takes to warm up (no row of it when there is none)
+    fresh_end = min(start + pd.Timedelta(days=burn_in_days), train_end)
     masks = Windows(
         inner_train=after_burn_in & (times < inner_train_end).to_numpy(),
         validation=((times >= validation_start) & (times < train_end)).to_numpy(),
         train=after_burn_in & (times < train_end).to_numpy(),
         test=((times >= test_start) & (times < test_end)).to_numpy(),
+        fresh_start=after_burn_in & (times < fresh_end).to_numpy(),
+        fresh_start_at=start,
         burn_in_days=float(burn_in_days),
         describe={
             "burn-in (replayed, not trained on)": f"{first:%Y-%m-%d} → {start:%Y-%m-%d %H:%M}",
+            "fresh start (replayed again from no state, trained on)": (
+                f"{start:%Y-%m-%d %H:%M} → {fresh_end:%Y-%m-%d %H:%M}"
+            ),
             "tuning: train": f"{start:%Y-%m-%d %H:%M} → {inner_train_end:%Y-%m-%d %H:%M}",
             "tuning: validation": f"{validation_start:%Y-%m-%d %H:%M} → {train_end:%Y-%m-%d %H:%M}",
             "final model: train": f"{start:%Y-%m-%d %H:%M} → {train_end:%Y-%m-%d %H:%M}",

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from fraudops.config import get_settings
+from fraudops.features.spec import DAY, FeatureConfig
 from fraudops.logs import configure_logging
 
 app = typer.Typer(help="The Kafka stream: consume, score, store, alert.", no_args_is_help=True)
@@ -26,6 +27,14 @@ def consume(
     idle_exit: Annotated[
         float | None, typer.Option(help="Exit after this many seconds without records.")
     ] = None,
+    max_poll_interval: Annotated[
+        float,
+        typer.Option(
+            min=15,
+            help="Seconds a batch may take (an outage of the database or a model server is waited out "
+            "inside it) before the group gives the consumer's partitions to another.",
+        ),
+    ] = 600.0,
 ) -> None:
     """Consume transactions, score them, store decisions in PostgreSQL, publish alerts. SIGTERM ends cleanly."""
     from fraudops.lean import without_training_libraries
@@ -42,5 +51,55 @@ def consume(
         metrics_port=metrics_port or None,
         checkpoint_interval_s=checkpoint_interval,
         idle_exit_s=idle_exit,
+        max_poll_interval_s=max_poll_interval,
     )
     StreamConsumer(settings, options).run()
+
+
+@app.command()
+def entities(
+    metrics_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Serve /metrics on this port (0: off).")
+    ] = 9103,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after this many seconds without records.")
+    ] = None,
+    snapshot_every: Annotated[
+        int, typer.Option(min=1, help="Epochs between full snapshots of the entity table.")
+    ] = 240,
+    retain_epochs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Epochs of published deltas kept behind the newest: how far (in event time) a stream "
+            "consumer may fall behind the component and still read every record at its own epoch.",
+        ),
+    ] = 1440,
+    label_delay_days: Annotated[
+        float,
+        typer.Option(help="Label delay of the entity features: the model's (its artifact's feature_config)."),
+    ] = FeatureConfig().label_delay_s / DAY,
+    epoch_seconds: Annotated[
+        float,
+        typer.Option(help="Entity epoch length: the model's (its artifact's feature_config)."),
+    ] = FeatureConfig().entity_epoch_s,
+) -> None:
+    """Run the entity-state component: every partition in, the entity table published per epoch (PostgreSQL)."""
+    from fraudops.lean import without_training_libraries
+
+    without_training_libraries()
+    from fraudops_stream.entity_component import EntityComponentOptions, EntityStateComponent
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    options = EntityComponentOptions(
+        metrics_port=metrics_port or None,
+        idle_exit_s=idle_exit,
+        snapshot_every_epochs=snapshot_every,
+        retain_epochs=retain_epochs,
+    )
+    try:
+        config = FeatureConfig(label_delay_s=label_delay_days * DAY, entity_epoch_s=epoch_seconds)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    EntityStateComponent(settings, options, config).run()

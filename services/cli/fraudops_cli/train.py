@@ -98,7 +98,9 @@ def train(
         typer.Option(
             envvar="FRAUDOPS_TRAIN_BURN_IN_DAYS",
             min=0,
-            help="Days at the start that warm the state up and are not trained on (default: min(30, a quarter of the history)).",
+            help="Days at the start that warm the state up and are not trained on (default: min(30, a quarter of the "
+            "history)); as many days after them are replayed again from no state and trained on, as a freshly "
+            "started scorer computes them.",
         ),
     ] = None,
     extra_numeric: Annotated[
@@ -148,7 +150,8 @@ def train(
         typer.Option(
             envvar="FRAUDOPS_TRAIN_ENTITY_FEATURES",
             help="Train on the entity-risk features (merchant, terminal, device, IP, beneficiary). Only for "
-            "models served where the entity-state component runs: without it the scorers see them as unknown.",
+            "models served where the entity-state component runs (ENTITY_TABLE=true): without it the stream "
+            "consumer and the gateway refuse the model.",
         ),
     ] = False,
     register: Annotated[

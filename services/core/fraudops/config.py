@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     state_refresh_s: float = Field(
         5.0, gt=0, description="Gateway: every this many seconds, re-read the stored states that changed."
     )
+    entity_table: bool = Field(
+        False,
+        description="Read the entity features (merchant, terminal, device, IP, beneficiary risk) from the table "
+        "the entity-state component publishes (`fraudops stream entities` must run). The stream consumer then "
+        "waits for the component to reach each record's epoch; the gateway reads the newest table. Off: the "
+        "entity features are unknown (NaN) online, and a model trained with them (--entity-features) is refused.",
+    )
 
     # --- gateway -----------------------------------------------------------------------------
     gateway_api_keys: str = Field("", description="Comma-separated API keys; empty turns authentication off.")

@@ -76,9 +76,11 @@ def save_customers(conn: psycopg.Connection, topic: str, rows: Iterable[tuple[st
 
 
 #: Fraud labels received after a cursor (`after`: a `received_at`, or None for all), with their
-#: transactions' keys, in the order received.
+#: transactions' keys and times (the entity table counts a fraud on the day it happened, as training's
+#: replay does), in the order received.
 FRAUD_LABELS_SQL = """SELECT extract(epoch FROM f.label_known_at), t.customer_id, t.merchant_id, t.terminal_id,
-                             t.device_id, t.ip_address, t.beneficiary_id, f.received_at
+                             t.device_id, t.ip_address, t.beneficiary_id, extract(epoch FROM t.event_time),
+                             f.received_at
                       FROM feedback_labels f JOIN transactions t USING (transaction_id)
                       WHERE f.is_fraud AND (%(after)s::timestamptz IS NULL OR f.received_at > %(after)s)
                       ORDER BY f.received_at"""
@@ -97,5 +99,10 @@ def fraud_label_events(rows: Sequence[tuple], after: datetime | None) -> tuple[L
         return LabelEvents.empty(), after
     columns = list(zip(*rows, strict=True))
     keys = np.stack([stable_hash(np.asarray(columns[i], dtype=object)) for i in range(2, 7)], axis=1)
-    events = LabelEvents(np.asarray(columns[0], dtype=np.float64), np.asarray(columns[1], dtype=object), keys)
-    return events, rows[-1][7]
+    events = LabelEvents(
+        np.asarray(columns[0], dtype=np.float64),
+        np.asarray(columns[1], dtype=object),
+        keys,
+        np.asarray(columns[7], dtype=np.float64),
+    )
+    return events, rows[-1][8]

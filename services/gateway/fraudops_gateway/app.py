@@ -115,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Refresh("routing-refresh", every, runtime.refresh_routing),
         Refresh("label-poll", every, runtime.refresh_labels),
         Refresh("state-poll", settings.state_refresh_s, runtime.refresh_state),
+        Refresh("entity-table-poll", every, runtime.refresh_entities),
         Refresh(
             "feedback-quality",
             settings.feedback_quality_interval_s,

@@ -34,12 +34,12 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from fraudops import statestore
+from fraudops import entitystore, statestore
 from fraudops.config import Settings
 from fraudops.errors import ConfigurationError, RetryableError
 from fraudops.features.encode import SMALL_BATCH, encode_transactions
 from fraudops.features.engine import FeatureEngine
-from fraudops.features.spec import FEATURE_VERSION
+from fraudops.features.spec import FEATURE_VERSION, FeatureConfig
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.schema import Transaction
 from fraudops.sink import transaction_row
@@ -141,6 +141,8 @@ class GatewayRuntime:
             )
         try:  # start the poll clock (and find out whether the database is there)
             await self.poll_changed_state()
+            if self.settings.entity_table:  # the first requests already read the published entity table
+                await self.poll_entity_table()
             self.health.database_reachable = True
         except psycopg.Error as exc:
             self.health.database_reachable = False
@@ -181,6 +183,11 @@ class GatewayRuntime:
         decider = await asyncio.to_thread(
             Decider.from_table, table, "api", self.threshold_override, exact_reasons=False
         )
+        decider.refuse_without_entity_table(self.settings.entity_table)  # before it replaces the one serving
+        trained_with = decider.feature_config()
+        if trained_with is not None and trained_with != self.engine.config:
+            self.engine.configure(trained_with)
+            self.engine.entity_mirror = None  # the next poll attaches the published table if it fits
         if self.decider is None:
             # The slow part (compiling the kernels, once per process) off the loop on an engine of its
             # own, so that /health/live and the background polls go on: under a small CPU share it takes
@@ -355,12 +362,61 @@ class GatewayRuntime:
     async def refresh_state(self) -> None:
         await self._read_store("changed customer states", self.poll_changed_state)
 
+    async def refresh_entities(self) -> None:
+        if self.settings.entity_table:
+            await self._read_store("the published entity table", self.poll_entity_table)
+
+    async def poll_entity_table(self) -> int:
+        """Bring the entity mirror to the newest epoch the entity-state component published; returns it.
+
+        The first read builds the mirror (snapshot + deltas) off the loop; later ones apply the new deltas
+        on the loop, between two requests (a request reads the mirror while it scores)."""
+        topic = self.settings.transactions_topic
+        async with self.pool.connection(timeout=POOL_WAIT_S) as connection:
+            row = await (
+                await connection.execute(entitystore.PUBLISHED_EPOCH_SQL, (topic, FEATURE_VERSION))
+            ).fetchone()
+            if row is None:
+                return -1
+            published = int(row[0])
+            mirror = self.engine.entity_mirror
+            if mirror is not None and published <= mirror.newest_epoch:
+                return published
+            if mirror is None:
+                config = await (
+                    await connection.execute(entitystore.PUBLISHED_CONFIG_SQL, (topic,))
+                ).fetchone()
+                if config is not None:
+                    entitystore.check_config(FeatureConfig.from_dict(config[0]), self.engine.config)
+                snapshot = await (
+                    await connection.execute(entitystore.SNAPSHOT_SQL, (topic, published))
+                ).fetchone()
+                if snapshot is None:
+                    return -1
+                after = int(snapshot[0])
+            else:
+                after = mirror.newest_epoch
+            deltas = await (
+                await connection.execute(entitystore.DELTAS_SQL, (topic, after, published))
+            ).fetchall()
+        if mirror is None:
+            fresh = await asyncio.to_thread(entitystore.mirror_from_snapshot, snapshot)
+            await asyncio.to_thread(entitystore.apply_deltas, fresh, deltas, published)
+            self.engine.attach_entities(fresh)
+            log.info("entity table attached", extra={"epoch": published, "entities": len(fresh.table)})
+        else:
+            entitystore.apply_deltas(mirror, deltas, published)
+        return published
+
     async def _read_store(self, what: str, read: Callable[[], Awaitable[int]]) -> None:
         try:
             await read()
         except psycopg.Error as exc:
             self.health.database_reachable = False
             log.warning("could not read %s; keeping the current state", what, extra={"error": str(exc)})
+        except ConfigurationError as exc:  # at start it stops the gateway; later a poll logs it and goes on
+            self.health.database_reachable = True
+            log.error("cannot use %s: %s", what, exc)
         else:
             self.health.database_reachable = True
 

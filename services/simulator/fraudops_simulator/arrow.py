@@ -195,6 +195,11 @@ class IdTables:
     terminal: pa.Array
     opened_s: np.ndarray
     patterns: pa.Array
+    #: per merchant, when a new merchant replaces it (inf: never); its rows from then on carry the ids
+    #: `merchant + n_merchants` and `terminal + n_terminals` (the id tables hold both halves)
+    merchant_replaced_s: np.ndarray
+    n_merchants: int
+    n_terminals: int
 
 
 def id_tables(
@@ -204,17 +209,34 @@ def id_tables(
     n_terminals: int,
     opened_s: np.ndarray,
     pattern_names: tuple[str, ...],
+    merchant_replaced_s: np.ndarray | None = None,
 ) -> IdTables:
     """Ids by index; customer numbers are a random permutation so special customers sit anywhere."""
     return IdTables(
         customer=_ids("C", customer_numbers, 9),
         account=_ids("ACC", customer_numbers, 9),
         card=_ids("CARD", _scramble(np.arange(n_cards), 10**10, 7_368_787_397, 1_000_003), 10),
-        merchant=_ids("M", np.arange(n_merchants), 7),
-        terminal=_ids("T", np.arange(n_terminals), 8),
+        merchant=_ids("M", np.arange(2 * n_merchants), 7),
+        terminal=_ids("T", np.arange(2 * n_terminals), 8),
         opened_s=opened_s,
         patterns=pa.array(list(pattern_names)),
+        merchant_replaced_s=(
+            np.full(n_merchants, np.inf) if merchant_replaced_s is None else merchant_replaced_s
+        ),
+        n_merchants=n_merchants,
+        n_terminals=n_terminals,
     )
+
+
+def _after_turnover(rows: Rows, tables: IdTables) -> tuple[np.ndarray, np.ndarray]:
+    """Merchant and terminal indexes, those of replaced merchants moved to their successor's ids."""
+    merchant, terminal = rows["merchant"], rows["terminal"]
+    replaced = (merchant >= 0) & (rows["t"] >= tables.merchant_replaced_s[np.clip(merchant, 0, None)])
+    if not replaced.any():
+        return merchant, terminal
+    merchant = np.where(replaced, merchant + tables.n_merchants, merchant)
+    terminal = np.where(replaced & (terminal >= 0), terminal + tables.n_terminals, terminal)
+    return merchant, terminal
 
 
 def to_table(rows: Rows, *, start_us: int, tables: IdTables, ids: pa.Array) -> pa.Table:
@@ -229,15 +251,16 @@ def to_table(rows: Rows, *, start_us: int, tables: IdTables, ids: pa.Array) -> p
     )
     hour = np.floor(np.mod(rows["t"] / 3600.0 + rows["utc_offset_h"], 24.0)).astype(np.int32)
     device = rows["device"]
+    merchant, terminal = _after_turnover(rows, tables)
     columns = {
         "transaction_id": ids,
         "event_time": _timestamps(start_us, rows["t"]),
         "customer_id": _lookup(tables.customer, customer),
         "account_id": _lookup(tables.account, customer),
         "card_id": _lookup(tables.card, rows["card"]),
-        "merchant_id": _lookup(tables.merchant, rows["merchant"]),
+        "merchant_id": _lookup(tables.merchant, merchant),
         "merchant_category": _lookup(_STRINGS["category"], rows["category"]),
-        "terminal_id": _lookup(tables.terminal, rows["terminal"]),
+        "terminal_id": _lookup(tables.terminal, terminal),
         "amount": pa.array(np.round(rows["amount"], 2)),
         "currency": pa.array(["EUR"]).take(pa.array(np.zeros(n, dtype=np.int32))),
         "channel": _lookup(_STRINGS["channel"], rows["channel"]),

@@ -23,7 +23,7 @@ from fraudops_simulator.rows import Rows, concat_rows, n_rows, take_rows
 from fraudops_simulator.world import World, build_world
 
 # purposes of the seeded random streams
-_WORLD, _EPISODES, _DAY_TOTALS, _DAY, _OUTPUT, _PACE = range(6)
+_WORLD, _EPISODES, _DAY_TOTALS, _DAY, _OUTPUT, _PACE, _TURNOVER = range(7)
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,18 @@ def plan_run(config: SimulationConfig) -> RunPlan:
     return RunPlan(world, episodes, legit_per_day, salaries, days_per_chunk)
 
 
+def merchant_turnover(config: SimulationConfig, n_merchants: int) -> np.ndarray:
+    """When each merchant is replaced by a new one (inf: never): the difficulty's share of them, at a
+    uniform time between a fifth and nine tenths of the history (drift training has not seen)."""
+    replaced_s = np.full(n_merchants, np.inf)
+    share = config.hardness.merchant_turnover
+    if share > 0.0:
+        rng = _rng(config, _TURNOVER)
+        chosen = rng.random(n_merchants) < share
+        replaced_s[chosen] = rng.uniform(0.2, 0.9, int(chosen.sum())) * config.days * DAY_S
+    return replaced_s
+
+
 def simulate(config: SimulationConfig, plan: RunPlan | None = None) -> Iterator[pa.Table]:
     """Labelled transactions as Arrow tables, in event-time order (ties: generation order)."""
     plan = plan or plan_run(config)
@@ -80,6 +92,7 @@ def simulate(config: SimulationConfig, plan: RunPlan | None = None) -> Iterator[
         n_terminals=world.n_terminals,
         opened_s=world.customers.opened_s,
         pattern_names=(*PATTERN_NAMES, FALSE_CHARGEBACK),
+        merchant_replaced_s=merchant_turnover(config, world.merchants.n),
     )
     pacer = Pacer(world.customers.n)
     episode_t = episodes["t"]

@@ -40,8 +40,9 @@ from fraudops import statestore
 from fraudops.config import Settings
 from fraudops.db import pool_from_settings
 from fraudops.errors import RetryableError
-from fraudops.features.encode import encode_records
+from fraudops.features.encode import EncodedBatch, encode_records
 from fraudops.features.engine import FeatureEngine
+from fraudops.features.entity_mirror import EntityMirror
 from fraudops.kafka import client_config
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import transactions_table
@@ -50,6 +51,7 @@ from fraudops_stream import metrics
 from fraudops_stream.checkpointing import CheckpointScheduler
 from fraudops_stream.decode import decode_batch
 from fraudops_stream.delivery import Publisher, dead_letter
+from fraudops_stream.entity_reads import EntityReads
 from fraudops_stream.group import report_lag
 from fraudops_stream.state import PartitionedState, PostgresCheckpoints, StateCheckpoints
 from fraudops_stream.tracing import BatchTrace
@@ -59,6 +61,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: What an unavailable dependency raises: waited out while running, the reason to stop quietly when asked to.
 _UNAVAILABLE = (RetryableError, KafkaException, psycopg.OperationalError)
+ENTITY_POLL_S = 0.05  # how often a consumer waiting for the entity-state component looks again
+#: how long a batch waits in hand for the entity-state component; beyond, it is put back (its partitions
+#: paused and rewound) and the consumer keeps polling, so a long wait never exceeds max.poll.interval.ms
+ENTITY_WAIT_IN_PLACE_S = 2.0
+ENTITY_RESUME_CHECK_S = 0.5  # how often paused partitions look whether the component has caught up
 
 
 @dataclass
@@ -72,6 +79,8 @@ class ConsumerOptions:
     idle_exit_s: float | None = None  # stop after this long without records (benchmarks)
     client_id: str = "fraudops-consumer"
     max_retry_wait_s: float = 5.0  # the longest pause between attempts while a dependency is down
+    #: An outage (database, model server) pauses the loop; the group keeps the consumer through this long.
+    max_poll_interval_s: float = 600.0
     extra_kafka: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,6 +114,11 @@ class StreamConsumer:
         self._durable_offsets: dict[int, int] = {}  # next offset per partition whose records are written
         self._labels_cursor: datetime | None = None
         self._last_label_poll = 0.0
+        #: the published entity table (settings.entity_table) as this consumer reads it
+        self.entity_reads = EntityReads(self.topic, self.state.engine.config)
+        #: while partitions are paused for the entity-state component: the epoch it must publish first
+        self._entity_awaited: int | None = None
+        self._entity_checked = 0.0
         self.consumer = Consumer(
             client_config(
                 settings,
@@ -115,8 +129,7 @@ class StreamConsumer:
                     "enable.auto.offset.store": False,
                     "auto.offset.reset": "earliest",
                     "partition.assignment.strategy": "cooperative-sticky",
-                    # An outage (database, model server) pauses the loop; stay in the group through it.
-                    "max.poll.interval.ms": 600_000,
+                    "max.poll.interval.ms": int(self.options.max_poll_interval_s * 1000),
                     "session.timeout.ms": 15_000,
                     "fetch.min.bytes": 64 * 1024,
                     "fetch.wait.max.ms": 20,
@@ -185,6 +198,8 @@ class StreamConsumer:
         # Assign explicitly: the client would otherwise assign the list it passed in, ignoring the start
         # offsets set above, and the replay from the checkpoint would silently not happen.
         consumer.incremental_assign(partitions)
+        if self._entity_awaited is not None:  # they wait for the entity-state component like the others
+            consumer.pause(partitions)
         metrics.ASSIGNED.set(len(consumer.assignment()) + len(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -196,6 +211,7 @@ class StreamConsumer:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.scheduler.settle()
+        log.warning("partitions lost", extra={"partitions": [tp.partition for tp in partitions]})
         for tp in partitions:  # someone else owns them now: no checkpoint, just forget
             self._release(tp.partition)
 
@@ -203,6 +219,7 @@ class StreamConsumer:
         self.state.release(partition)
         self.replay_until.pop(partition, None)
         self._durable_offsets.pop(partition, None)  # never commit for a partition another consumer owns
+        self.entity_reads.release(partition)
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -220,6 +237,11 @@ class StreamConsumer:
             self.publisher.check_topics([self.settings.alerts_topic, self.settings.dlq_topic])
             if self.decider is None:
                 self.decider = self._waiting_out("connecting to the model servers", self._connect_decider)
+            self.decider.refuse_without_entity_table(self.settings.entity_table)
+            trained_with = self.decider.feature_config()
+            if trained_with is not None:  # before any state: features computed as the model was trained
+                self.state.engine.configure(trained_with)
+                self.entity_reads.config = trained_with
             self._waiting_out("reading fraud labels", self._read_labels)
             self._last_label_poll = time.monotonic()
             self.consumer.subscribe(
@@ -310,6 +332,8 @@ class StreamConsumer:
     def _housekeeping(self) -> None:
         if self._in_flight is not None and self._in_flight[0].done():
             self._drain()  # commit a written batch now, not when the next one comes (lag would show it)
+        if self._entity_awaited is not None:
+            self._resume_when_entity_table_caught_up()
         if self.scheduler.tick(self._drain):
             report_lag(self.consumer, self.state.position)
         now = time.monotonic()
@@ -361,17 +385,23 @@ class StreamConsumer:
         trace = BatchTrace.start(good, self.topic, self.settings.consumer_group)
         try:
             batch = self._prepare(messages, good, trace, started)
-            self._drain()  # at most one batch in flight: backpressure when the database is slow or down
+            if batch is not None:
+                self._drain()  # at most one batch in flight: backpressure when the database is slow or down
         except BaseException:
             if trace is not None:
                 trace.end()  # the batch will be consumed again; the spans of this attempt still go out
             raise
+        if batch is None:  # put back for the entity-state component: nothing of it was taken
+            if trace is not None:
+                trace.end()
+            return
         self._in_flight = (self._writer_thread.submit(self.writer.write, batch), batch)
 
     def _prepare(
         self, messages: list[Message], good: list[Message], trace: BatchTrace | None, started: float
-    ) -> Batch:
-        """Decode, feature and score a batch: what the writer then stores and publishes."""
+    ) -> Batch | None:
+        """Decode, feature and score a batch: what the writer then stores and publishes (None: the batch
+        was put back to wait for the entity-state component)."""
         for message in messages:
             if message.error() is not None:
                 log.warning("consumer error", extra={"error": str(message.error())})
@@ -381,13 +411,18 @@ class StreamConsumer:
             dead_letter(good[r.index], r.reason, r.field, self.settings.dlq_topic) for r in rejects
         ]
         valid = [good[i] for i in indexes]
+        encoded = encode_records(records)
+        if self.settings.entity_table and records and not self._entity_table_ready(encoded):
+            self._put_back(good)
+            return None  # the records come again, each with a trace of the batch that scores them
+
         replay_mask = np.array(
             [m.offset() < self.replay_until.get(m.partition(), -1) for m in valid], dtype=bool
         )
         live = np.flatnonzero(~replay_mask)
         if trace is not None:  # a replayed record rebuilds state only: no scoring or write spans for it
             trace.name_transactions([valid[i] for i in live], [records[i]["transaction_id"] for i in live])
-        features = self.state.engine.transform(encode_records(records))
+        features = self._features(encoded, [m.partition() for m in valid])
         featured = time.perf_counter()
         if trace is not None:
             trace.stage("features", decoded, featured)
@@ -434,6 +469,71 @@ class StreamConsumer:
         metrics.STAGE.labels("features").observe(featured - decoded)
         metrics.STAGE.labels("score").observe(scored - featured)
         return batch
+
+    def _features(self, batch: EncodedBatch, partitions: list[int]) -> np.ndarray:
+        """Features of the batch; with the entity table, each record reads it at its own epoch's start."""
+        features = self.state.engine.transform(batch)  # entity features unknown here: from the mirror
+        if self.settings.entity_table and len(partitions):
+            self.entity_reads.fill(batch, partitions, features)
+        return features
+
+    # --- waiting for the entity-state component ----------------------------------------------------------
+
+    def _entity_table_ready(self, batch: EncodedBatch) -> bool:
+        """Whether the mirror holds the batch's epochs, waiting up to ENTITY_WAIT_IN_PLACE_S for the
+        entity-state component to publish them (the usual wait: the end of an epoch)."""
+        epochs = self.entity_reads.epochs(batch)
+        oldest, newest = int(epochs.min()), int(epochs.max())
+        waited = time.perf_counter()
+        try:
+            while True:
+                mirror = self._waiting_out(
+                    "reading the entity table", lambda: self._entity_mirror_up_to(oldest, newest)
+                )
+                if mirror is not None:
+                    return True
+                if not self.running:
+                    raise RetryableError("stopped while waiting for the entity-state component")
+                if time.perf_counter() - waited > ENTITY_WAIT_IN_PLACE_S:
+                    self._entity_awaited = newest
+                    return False
+                time.sleep(ENTITY_POLL_S)
+        finally:
+            metrics.ENTITY_WAIT.inc(time.perf_counter() - waited)
+
+    def _entity_mirror_up_to(self, oldest: int, newest: int) -> EntityMirror | None:
+        with self.pool.connection() as conn:
+            return self.entity_reads.mirror_up_to(conn, oldest, newest)
+
+    def _put_back(self, messages: list[Message]) -> None:
+        """Take nothing of this batch: pause every partition and rewind those it came from, so they deliver
+        it again once the entity-state component has caught up. The consumer polls on meanwhile and stays
+        in its group however long the component takes; nothing of the batch touched the state."""
+        first: dict[int, int] = {}
+        for message in messages:
+            first.setdefault(message.partition(), message.offset())
+        self.consumer.pause(self.consumer.assignment())
+        for partition, offset in first.items():
+            self.consumer.seek(TopicPartition(self.topic, partition, offset))
+        log.info(
+            "waiting for the entity-state component: partitions paused",
+            extra={"epoch": self._entity_awaited, "rewound": first},
+        )
+
+    def _resume_when_entity_table_caught_up(self) -> None:
+        if time.monotonic() - self._entity_checked < ENTITY_RESUME_CHECK_S:
+            return
+        self._entity_checked = time.monotonic()
+        try:
+            with self.pool.connection(timeout=2) as conn:
+                published = self.entity_reads.published_epoch(conn)
+        except psycopg.Error as exc:  # looked at again on the next round
+            log.warning("could not read the entity table's epoch", extra={"error": str(exc)})
+            return
+        if published is not None and self._entity_awaited is not None and published >= self._entity_awaited:
+            self.consumer.resume(self.consumer.assignment())
+            log.info("entity-state component caught up: partitions resumed", extra={"epoch": published})
+            self._entity_awaited = None
 
     def _decide(self, features: np.ndarray, transaction_ids: list[str], customer_ids: list[str]) -> Decided:
         """Score the batch; while the deciding variant is down, wait (consuming nothing new: the lag grows

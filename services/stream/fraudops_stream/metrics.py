@@ -75,6 +75,20 @@ LAG = Gauge(
     ["partition"],
 )
 ASSIGNED = Gauge("fraudops_consumer_assigned_partitions", "Partitions this consumer owns.")
+ENTITY_WAIT = Counter(
+    "fraudops_consumer_entity_wait_seconds_total",
+    "Time spent waiting for the entity-state component to publish a record's epoch.",
+)
+ENTITY_STALE_READS = Counter(
+    "fraudops_consumer_entity_stale_reads_total",
+    "Entity reads at an epoch older than the mirror's history reaches (read from a newer table).",
+)
+ENTITY_EPOCH = Gauge("fraudops_entity_published_epoch", "The epoch the entity-state component has published.")
+ENTITY_LATE_EVENTS = Counter(
+    "fraudops_entity_late_events_total",
+    "Events that reached the entity-state component after their epoch closed (applied at the next close).",
+)
+ENTITY_ROWS = Gauge("fraudops_entity_rows", "Entities in the entity-state component's table.")
 
 
 def observe_decisions(decided: Decided) -> None:

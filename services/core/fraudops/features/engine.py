@@ -1,7 +1,8 @@
 """The feature engine: per-customer state, label-risk tables and the kernel behind one small API.
 
     engine = FeatureEngine()                               # online services (entity table: see below)
-    engine = FeatureEngine(entity_table=True)              # training and the entity-state component
+    engine = FeatureEngine(entity_table=True)              # training's replay
+    engine.attach_entities(mirror)                         # online: the published table (entity_mirror.py)
     features = engine.transform(encode_records(batch))   # features, then the state moves on
     engine.add_fraud_labels(labels)                        # applied when their known-at time passes
     rows = engine.export_customers(customer_ids)           # checkpoint rows; engine.import_customers(rows)
@@ -12,8 +13,9 @@ and training (`replay` of a whole history), so there is exactly one feature defi
 The entity table (per merchant, terminal, device, IP and beneficiary: counts, label-delayed fraud
 rates, distinct customers) needs every transaction of an entity, which one customer-partitioned
 consumer does not see: it lives in the entity-state component (docs/entity-features.md). An engine
-made with `entity_table=True` holds it in-process (training's replay, the component itself); one
-without it reports the entity features as unknown (NaN) until the published table is attached.
+made with `entity_table=True` holds it in-process (training's replay); an online engine reads the
+published table through an attached `EntityMirror`, and without one reports the entity features as
+unknown (NaN).
 Each label counts once for its customer, however the customer's row arrives: a row imported from a
 checkpoint (written by another engine, which applied the labels it knew by then) or a customer seen
 here for the first time gets the label part of its row rebuilt from the labels *this* engine has
@@ -36,6 +38,7 @@ from fraudops.features import layout as L
 from fraudops.features.encode import EncodedBatch, encode_frame, stable_hash
 from fraudops.features.entities import EntityTable
 from fraudops.features.entity_kernel import ENTITY_FIRST
+from fraudops.features.entity_mirror import EntityMirror
 from fraudops.features.kernel import process_batch, relabel_customers
 from fraudops.features.spec import FEATURE_VERSION, N_FEATURES, FeatureConfig
 
@@ -141,6 +144,8 @@ class FeatureEngine:
     def __init__(self, config: FeatureConfig | None = None, entity_table: bool = False) -> None:
         self.config = config or FeatureConfig()
         self.entities: EntityTable | None = EntityTable() if entity_table else None
+        #: the published table a scorer reads (`attach_entities`), when it holds none of its own
+        self.entity_mirror: EntityMirror | None = None
         self._scratch: EntityTable | None = None
         self._customers = _SlotMap()
         self._floats = np.zeros((_INITIAL_CAPACITY, L.N_FLOAT_STATE))
@@ -158,6 +163,18 @@ class FeatureEngine:
     @property
     def customer_count(self) -> int:
         return len(self._customers)
+
+    def configure(self, config: FeatureConfig) -> None:
+        """Compute features as the model was trained (its artifact's `feature_config`). The settings shape
+        only the entity table: an engine holding a table of its own takes them only while it is empty."""
+        if config == self.config:
+            return
+        if self.entities is not None and (len(self.entities) or self.entities.queued):
+            raise ConfigurationError(
+                f"the entity table was built with {self.config.as_dict()}; "
+                f"a model trained with {config.as_dict()} needs it rebuilt from history"
+            )
+        self.config = config
 
     def transform(self, batch: EncodedBatch) -> np.ndarray:
         """Features (float32, [n, N_FEATURES]) of each transaction in order; then the state includes them."""
@@ -201,9 +218,19 @@ class FeatureEngine:
         )
         self._remember_applied(labels.take(slice(0, applied)))
         self._pending = labels.take(slice(applied, None))
-        if self.entities is None:
+        if self.entity_mirror is not None:
+            self.entity_mirror.features(batch.txf[:, L.TF_TIME], batch.risk_keys, self.config, out)
+        elif self.entities is None:
             out[:, ENTITY_FIRST:] = np.nan  # no entity table attached: unknown, never a made-up zero
         return out
+
+    def attach_entities(self, mirror: EntityMirror) -> None:
+        """Read entity features from the published table (the entity-state component's) from now on.
+
+        The caller keeps the mirror at (or past) the epoch of every transaction it transforms."""
+        if self.entities is not None:
+            raise ConfigurationError("this engine keeps its own entity table: it reads no published one")
+        self.entity_mirror = mirror
 
     def add_fraud_labels(self, labels: LabelEvents, *, entity_table_has_them: bool = False) -> None:
         """Queue confirmed frauds; each takes effect for transactions after its known-at time.
@@ -224,16 +251,23 @@ class FeatureEngine:
     # --- the offline API ---------------------------------------------------------------------------
 
     def replay(
-        self, history: pd.DataFrame, chunk_rows: int = 250_000, keep: np.ndarray | None = None
+        self,
+        history: pd.DataFrame,
+        chunk_rows: int = 250_000,
+        keep: np.ndarray | None = None,
+        labels: LabelEvents | None = None,
     ) -> np.ndarray:
         """Features of a whole history in event-time order (the caller sorts it), with its fraud labels.
 
         Labels come from `is_fraud` with `label_available_at` (or event time + the configured label
-        delay when that column is absent), so each label only affects what happened after it was known.
+        delay when that column is absent), so each label only affects what happened after it was known;
+        `labels` replaces them (a replay of part of a history that receives the labels of other parts).
         With `keep` (a row mask), every row still passes through the state but only the kept rows'
         features are returned: ten million rows of features would not fit in memory, a sample does.
         """
-        if "is_fraud" in history.columns:
+        if labels is not None:
+            self.add_fraud_labels(labels)
+        elif "is_fraud" in history.columns:
             self.add_fraud_labels(labels_from_history(history, self.config))
         parts = []
         for start in range(0, len(history), chunk_rows):

@@ -14,7 +14,7 @@ import numpy as np
 
 from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
-from fraudops.features.entity_kernel import ingest
+from fraudops.features.entity_kernel import close_epoch, ingest
 from fraudops.features.spec import ENTITY_TABLES, FeatureConfig
 
 _INITIAL_ROWS = 1024
@@ -36,26 +36,88 @@ class EntityTable:
         self.queue_i = np.zeros((_INITIAL_ROWS, L.N_QI), dtype=np.int64)
         self.queued = 0
         self.epoch = -np.inf  # index of the epoch the table was last published for
+        self.keys = np.zeros(_INITIAL_ROWS, dtype=np.int64)  # each row's salted key
 
     def __len__(self) -> int:
         return len(self._rows)
 
     def rows(self, keys: np.ndarray) -> np.ndarray:
         """Rows of [n, 5] entity hashes (0 = none → -1), creating rows for new entities."""
-        salted = np.where(keys != 0, keys ^ _SALTS[: keys.shape[1]], 0)
+        return self.rows_of_salted(salted_keys(keys), create=True)
+
+    def rows_of_salted(self, salted: np.ndarray, create: bool) -> np.ndarray:
+        """Rows of salted keys (any shape; 0 = none → -1); unknown keys get new rows, or -1 without `create`."""
         unique, inverse = np.unique(salted, return_inverse=True)
         found = np.empty(len(unique), dtype=np.int64)
         rows = self._rows
+        new: list[int] = []
         for j, key in enumerate(unique.tolist()):
-            if key == 0:
-                found[j] = -1
-                continue
-            row = rows.get(key)
-            if row is None:
+            row = rows.get(key, -1) if key != 0 else -1
+            if row < 0 and create and key != 0:
                 row = rows[key] = len(rows)
+                new.append(key)
             found[j] = row
         self._grow()
-        return found[inverse.reshape(keys.shape)]
+        if new:
+            self.keys[len(rows) - len(new) : len(rows)] = new
+        return found[inverse.reshape(salted.shape)]
+
+    # --- the entity-state component's side: events from every partition, closed epoch by epoch ------
+
+    def queue_events(
+        self, times: np.ndarray, fraud_times: np.ndarray, keys: np.ndarray, customer_hashes: np.ndarray
+    ) -> None:
+        """Queue events in any order (transactions: fraud time NaN; labels: known-at time and the
+        labelled transaction's time); `close_until` applies them in the order the replay does."""
+        rows = self.rows(keys)
+        self.reserve_queue(len(times))
+        end = self.queued + len(times)
+        self.queue_f[self.queued : end, L.QF_TIME] = times
+        self.queue_f[self.queued : end, L.QF_FRAUD_TIME] = fraud_times
+        self.queue_i[self.queued : end, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)] = rows
+        self.queue_i[self.queued : end, L.QI_CUSTOMER] = customer_hashes
+        self.queued = end
+
+    def queued_epochs(self, epoch_s: float) -> np.ndarray:
+        """The distinct epochs of the events waiting in the queue, ascending."""
+        return np.unique(np.floor(self.queue_f[: self.queued, L.QF_TIME] / epoch_s))
+
+    def order_queue(self) -> None:
+        """Put the queue in the order training's replay applies events (before `close_until`).
+
+        The replay queues events in event-time order, a fraud label after the transactions of its
+        known-at instant and labels known at the same instant by their transactions' times; events
+        gathered from many partitions in whatever order they arrived, put in that order, leave the
+        table exactly as the replay does.
+        """
+        queued = self.queued
+        qf, qi = self.queue_f[:queued], self.queue_i[:queued]
+        is_label = ~np.isnan(qf[:, L.QF_FRAUD_TIME])
+        order = np.lexsort((np.where(is_label, qf[:, L.QF_FRAUD_TIME], 0.0), is_label, qf[:, L.QF_TIME]))
+        self.queue_f[:queued], self.queue_i[:queued] = qf[order], qi[order]
+
+    def close_until(self, epoch: float, config: FeatureConfig) -> np.ndarray:
+        """Apply the queued events before `epoch`'s start (queue ordered); returns the rows that changed."""
+        start = epoch * config.entity_epoch_s
+        due = int(np.searchsorted(self.queue_f[: self.queued, L.QF_TIME], start, side="left"))
+        changed = self.queue_i[:due, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)]
+        changed = np.unique(changed[changed >= 0])
+        self.queued = close_epoch(
+            self.floats, self.ints, self.queue_f, self.queue_i, self.queued, start, config.label_delay_s
+        )
+        self.epoch = max(self.epoch, epoch)
+        return changed
+
+    def export_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(salted keys, float rows, int rows) of these rows: what a mirror needs to update them."""
+        return self.keys[rows].copy(), self.floats[rows].copy(), self.ints[rows].copy()
+
+    def apply_rows(self, keys: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> np.ndarray:
+        """Overwrite (or add) the rows of these salted keys; returns their row numbers."""
+        rows = self.rows_of_salted(keys, create=True)
+        self.floats[rows] = floats
+        self.ints[rows] = ints
+        return rows
 
     def ingest(
         self, times: np.ndarray, keys: np.ndarray, customer_hashes: np.ndarray, config: FeatureConfig
@@ -94,6 +156,7 @@ class EntityTable:
         )  # a quarter: at 1M entities, 75 MB not 150
         self.floats.resize((capacity, L.N_ENTITY_FLOAT), refcheck=False)
         self.ints.resize((capacity, L.N_ENTITY_INT), refcheck=False)
+        self.keys.resize(capacity, refcheck=False)
 
     # --- checkpoints -----------------------------------------------------------------------------
 
@@ -122,6 +185,7 @@ class EntityTable:
         keys = data["entity_keys"]
         table._rows = dict(zip(keys.tolist(), range(len(keys)), strict=True))
         table._grow()
+        table.keys[: len(keys)] = keys
         table.floats[: len(keys)] = data["entity_floats"]
         table.ints[: len(keys)] = data["entity_ints"]
         table.queued = len(data["entity_queue_f"])
@@ -133,4 +197,9 @@ class EntityTable:
 
     def memory_bytes(self) -> int:
         """Bytes held by the arrays (the key map adds ~100 bytes an entity on top)."""
-        return sum(a.nbytes for a in (self.floats, self.ints, self.queue_f, self.queue_i))
+        return sum(a.nbytes for a in (self.floats, self.ints, self.queue_f, self.queue_i, self.keys))
+
+
+def salted_keys(keys: np.ndarray) -> np.ndarray:
+    """[n, 5] entity hashes (0 = none) as the table's keys: salted per table, 0 kept for none."""
+    return np.where(keys != 0, keys ^ _SALTS[: keys.shape[1]], 0)

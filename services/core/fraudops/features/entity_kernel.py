@@ -241,3 +241,33 @@ def ingest(
         qi[queued, L.QI_CUSTOMER] = customer_hashes[i]
         queued += 1
     return queued, epoch
+
+
+@nb.njit(cache=True)
+def read_entity_features(
+    EF: np.ndarray,
+    EI: np.ndarray,
+    rows: np.ndarray,
+    times: np.ndarray,
+    epochs: np.ndarray,
+    epoch_s: float,
+    label_delay_s: float,
+    out: np.ndarray,
+) -> None:
+    """The thirty entity features of each transaction from a read-only table (a scorer's mirror).
+
+    `rows[i, t]` is transaction i's row of table t in EF/EI (-1: none); `epochs[i]` the epoch whose
+    start the features are read at — the transaction's own, as in `process_batch`.
+    """
+    for i in range(times.shape[0]):
+        as_of = epochs[i] * epoch_s
+        for table in range(N_ENTITY_TABLES):
+            entity_features(
+                EF,
+                EI,
+                rows[i, table],
+                as_of,
+                label_delay_s,
+                out[i],
+                ENTITY_FIRST + ENTITY_FEATURES_PER_TABLE * table,
+            )

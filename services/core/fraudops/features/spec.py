@@ -8,8 +8,10 @@ checkpoints record it and refuse to mix versions.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Any
 
 FEATURE_VERSION = 2
 
@@ -229,3 +231,14 @@ class FeatureConfig:
 
     def as_dict(self) -> dict[str, float]:
         return {"label_delay_s": self.label_delay_s, "entity_epoch_s": self.entity_epoch_s}
+
+    @classmethod
+    def from_dict(cls, recorded: Mapping[str, Any]) -> FeatureConfig:
+        """The configuration an artifact recorded (`as_dict`); what it does not name keeps its default
+        (artifacts older than the field)."""
+        unknown = set(recorded) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(
+                f"unknown feature configuration {sorted(unknown)}: this build knows {sorted(cls.__dataclass_fields__)}"
+            )
+        return cls(**{name: float(value) for name, value in recorded.items()})

@@ -1,0 +1,206 @@
+"""The entity-state component and the scorers' mirror: online entity features equal the offline replay.
+
+The component takes every partition's transactions in whatever order they arrive (here: partitions
+by customer, read in random chunks, one partition racing ahead of another) and the fraud labels as
+they become known, closes epochs as its watermark passes them, restarts from its own snapshot along
+the way, and publishes per-epoch deltas. A scorer mirrors the deltas and reads each transaction at
+its own epoch's start: its features equal training's replay value for value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fraudops.features import layout as L
+from fraudops.features.encode import encode_frame, encode_records, stable_hash
+from fraudops.features.engine import FeatureEngine, labels_from_history
+from fraudops.features.entities import EntityTable
+from fraudops.features.entity_kernel import ENTITY_FIRST
+from fraudops.features.entity_mirror import EntityDelta, EntityMirror, read_in_epoch_order
+from fraudops.features.spec import FEATURE_NAMES, FeatureConfig
+from fraudops_simulator import SimulationConfig
+from fraudops_stream.decode import decode_batch
+from fraudops_stream.entity_state import EntityState
+from tests.unit.histories import history_and_values
+
+PARTITIONS = 3
+
+
+@pytest.fixture(scope="module")
+def history() -> tuple[pd.DataFrame, list[bytes]]:
+    return history_and_values(SimulationConfig(transactions=10_000, customers=300, days=30, seed=5))
+
+
+@pytest.fixture(scope="module")
+def offline(history: tuple[pd.DataFrame, list[bytes]]) -> np.ndarray:
+    return FeatureEngine(entity_table=True).replay(history[0])
+
+
+def partition_of(frame: pd.DataFrame) -> np.ndarray:
+    return (stable_hash(frame["customer_id"].to_numpy()) % PARTITIONS + PARTITIONS) % PARTITIONS
+
+
+def run_component(frame: pd.DataFrame, seed: int, restarts: bool) -> list[EntityDelta]:
+    """Feed the component partition by partition in random chunks; labels once the data passed their time."""
+    rng = np.random.default_rng(seed)
+    config = FeatureConfig()
+    labels = labels_from_history(frame, config)
+    labels = labels.take(np.argsort(labels.known_at, kind="stable"))
+    partitions = partition_of(frame)
+    rows_of = {p: np.flatnonzero(partitions == p) for p in range(PARTITIONS)}
+    position = dict.fromkeys(range(PARTITIONS), 0)
+    state = EntityState(config)
+    delivered = 0
+    deltas: list[EntityDelta] = []
+    while any(position[p] < len(rows_of[p]) for p in range(PARTITIONS)):
+        partition = int(rng.integers(PARTITIONS))
+        rows = rows_of[partition]
+        if position[partition] >= len(rows):
+            continue
+        end = min(position[partition] + int(rng.integers(1, 900)), len(rows))
+        chunk = frame.iloc[rows[position[partition] : end]]
+        state.take_transactions(partition, end, encode_frame(chunk))
+        position[partition] = end
+        idle = {p for p in range(PARTITIONS) if position[p] >= len(rows_of[p])}
+        watermark = state.watermark(list(range(PARTITIONS)), idle)
+        # labels reach the component by the time its slowest partition has passed them
+        known = int(np.searchsorted(labels.known_at, watermark, side="left"))
+        if known > delivered:
+            state.take_labels(labels.take(slice(delivered, known)))
+            delivered = known
+        deltas += state.close(watermark)
+        if restarts and rng.random() < 0.05:  # from its snapshot: table, open epoch's events, offsets
+            state = EntityState(config, EntityTable.from_arrays(state.table.arrays()), state.offsets)
+            for p in range(
+                PARTITIONS
+            ):  # what it knew of each partition's newest time is rebuilt by reading on
+                if position[p] > 0:
+                    state.newest[p] = float(frame["event_time"].iloc[rows_of[p][position[p] - 1]].timestamp())
+    assert state.late_events == 0
+    return deltas
+
+
+def mirror_up_to(mirror: EntityMirror, deltas: list[EntityDelta], epoch: int) -> None:
+    while deltas and deltas[0].epoch <= epoch:
+        mirror.apply(deltas.pop(0))
+    mirror.advance(epoch)
+
+
+def stream_batch(
+    engine: FeatureEngine, mirror: EntityMirror, deltas: list[EntityDelta], values: list[bytes]
+) -> np.ndarray:
+    """Features of one batch as the stream consumer computes them: the customer part from its engine,
+    the entity part from the mirror, brought up to the batch's newest epoch and read in epoch order."""
+    _, records, _ = decode_batch(values)
+    batch = encode_records(records)
+    features = engine.transform(batch)
+    times = batch.txf[:, L.TF_TIME]
+    mirror_up_to(mirror, deltas, int(times.max() // FeatureConfig().entity_epoch_s))
+    read_in_epoch_order(mirror, times, batch.risk_keys, FeatureConfig(), features)
+    return features
+
+
+def assert_equal(expected: np.ndarray, actual: np.ndarray) -> None:
+    differences = ~((expected == actual) | (np.isnan(expected) & np.isnan(actual)))
+    assert not differences.any(), (
+        f"{int(differences.sum())} values differ, first in feature "
+        f"{FEATURE_NAMES[int(np.argwhere(differences)[0][1])]!r}"
+    )
+
+
+@pytest.mark.parametrize("restarts", [False, True], ids=["steady", "restarting"])
+def test_a_scorer_reading_the_published_table_equals_the_replay_value_for_value(
+    history: tuple[pd.DataFrame, list[bytes]], offline: np.ndarray, restarts: bool
+) -> None:
+    frame, values = history
+    deltas = run_component(frame, seed=3, restarts=restarts)
+    config = FeatureConfig()
+    labels = labels_from_history(frame, config)
+    labels = labels.take(np.argsort(labels.known_at, kind="stable"))
+    times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
+    engine = FeatureEngine()
+    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
+    rng = np.random.default_rng(8)
+    parts, delivered, start = [], 0, 0
+    while start < len(values):
+        end = min(start + (1 if rng.random() < 0.2 else int(rng.integers(2, 700))), len(values))
+        known = int(np.searchsorted(labels.known_at, times[end - 1], side="left"))
+        if known > delivered:
+            engine.add_fraud_labels(labels.take(slice(delivered, known)))
+            delivered = known
+        parts.append(stream_batch(engine, mirror, deltas, values[start:end]))
+        mirror.forget_before(int(times[end - 1] // config.entity_epoch_s))
+        start = end
+    streamed = np.concatenate(parts)
+    assert np.isfinite(streamed[:, ENTITY_FIRST:]).any(axis=0).sum() >= 20, "entity features must be in use"
+    assert mirror.stale_reads == 0
+    assert_equal(offline, streamed)
+
+
+@pytest.mark.parametrize("apart_days", [0.03, 3.0], ids=["40-minutes", "3-days"])
+def test_a_consumer_whose_partitions_run_apart_still_reads_each_transaction_at_its_own_epoch(
+    history: tuple[pd.DataFrame, list[bytes]], offline: np.ndarray, apart_days: float
+) -> None:
+    # One batch holds a chunk of the leading partition and then chunks of partitions lagging behind it
+    # (as Kafka hands a consumer whole fetches of each partition); the next batch goes back again. The
+    # mirror moves back and forth through its history; it forgets only what no partition can still read.
+    frame, values = history
+    deltas = run_component(frame, seed=4, restarts=False)
+    config = FeatureConfig()
+    times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
+    partitions = partition_of(frame)
+    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
+    engine = FeatureEngine()
+    streamed = np.full(offline.shape, -1.0, dtype=np.float32)
+    position = dict.fromkeys(range(PARTITIONS), 0)
+    newest_epoch: dict[int, int] = {}
+    rows_of = {p: np.flatnonzero(partitions == p) for p in range(PARTITIONS)}
+    lead = 0
+    while any(position[p] < len(rows_of[p]) for p in range(PARTITIONS)):
+        # partition `lead` runs `apart_days` ahead of the others, then the next one takes the lead
+        chunks = []
+        for partition in [lead, *(p for p in range(PARTITIONS) if p != lead)]:
+            rows = rows_of[partition]
+            if position[partition] >= len(rows):
+                continue
+            lead_rows = rows_of[lead]
+            horizon = times[lead_rows[min(position[lead], len(lead_rows) - 1)]] + (
+                apart_days * 86400 if partition == lead else 0
+            )
+            end = position[partition] + int(
+                np.searchsorted(times[rows[position[partition] :]], horizon, "right")
+            )
+            end = max(end, position[partition] + 1)
+            chunks.append(rows[position[partition] : end])
+            position[partition] = end
+            newest_epoch[partition] = int(times[rows[end - 1]] // config.entity_epoch_s)
+        batch = np.concatenate(chunks)
+        streamed[batch] = stream_batch(engine, mirror, deltas, [values[i] for i in batch])
+        mirror.forget_before(min(newest_epoch.values()))
+        lead = (lead + 1) % PARTITIONS
+    assert mirror.stale_reads == 0
+    assert_equal(offline[:, ENTITY_FIRST:], streamed[:, ENTITY_FIRST:])
+
+
+def test_a_mirror_moves_back_and_forth_through_its_history(history: tuple[pd.DataFrame, list[bytes]]) -> None:
+    frame, _ = history
+    deltas = run_component(frame, seed=6, restarts=False)
+    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
+    middle = deltas[len(deltas) // 2].epoch
+    mirror_up_to(mirror, list(deltas), middle)
+    at_middle = (
+        mirror.table.floats[: len(mirror.table)].copy(),
+        mirror.table.ints[: len(mirror.table)].copy(),
+    )
+    mirror_up_to(mirror, [d for d in deltas if d.epoch > middle], deltas[-1].epoch)
+    mirror.move_to(middle)
+    assert mirror.epoch == middle
+    n = len(at_middle[0])
+    assert np.array_equal(mirror.table.floats[:n], at_middle[0])
+    assert np.array_equal(mirror.table.ints[:n], at_middle[1])
+    assert not mirror.table.floats[n : len(mirror.table)].any(), "entities first seen later are empty again"
+    mirror.forget_before(middle)
+    mirror.move_to(0)
+    assert mirror.epoch == mirror.oldest_readable_epoch == middle, "it cannot go back before what it forgot"

@@ -1,0 +1,131 @@
+"""The model's feature configuration (label delay, entity epoch) reaches the online engines: the artifact
+records it, the Decider reads it from every local variant, the engines take it, and a published entity
+table kept with other settings is refused with the flags that fix it; a model trained with the entity
+features is refused where no entity table is attached."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from fraudops.artifact import ModelMetadata, load_artifact, save_artifact
+from fraudops.config import Settings
+from fraudops.db import async_pool
+from fraudops.entitystore import check_config
+from fraudops.errors import ConfigurationError
+from fraudops.features.encode import encode_transactions
+from fraudops.features.engine import FeatureEngine
+from fraudops.features.spec import DAY, FEATURE_NAMES, FEATURE_VERSION, FeatureConfig
+from fraudops.routing import RoutingTable, Variant, VariantMode
+from fraudops.schema import Transaction
+from fraudops.variants import Decider
+from fraudops_gateway.runtime import GatewayRuntime
+from fraudops_gateway.supervision import BackgroundHealth
+
+FIVE_DAYS = FeatureConfig(label_delay_s=5 * DAY, entity_epoch_s=30.0)
+
+
+def artifact(folder: Path, feature_config: dict, training: dict | None = None) -> Path:
+    """A real (tiny) artifact: an XGBoost booster over the built-in features and its metadata."""
+    rng = np.random.default_rng(1)
+    data = xgb.DMatrix(rng.random((64, len(FEATURE_NAMES))), label=rng.integers(0, 2, 64))
+    booster = xgb.train({"max_depth": 2, "nthread": 1}, data, num_boost_round=2)
+    metadata = ModelMetadata(
+        name="card-fraud",
+        version=folder.name,
+        feature_names=list(FEATURE_NAMES),
+        feature_version=FEATURE_VERSION,
+        threshold=0.5,
+        threshold_rule="test",
+        created_at=datetime.now(UTC).isoformat(),
+        feature_config=feature_config,
+        training=training or {},
+    )
+    return save_artifact(folder, booster, metadata)
+
+
+def decider(*uris: Path) -> Decider:
+    variants = [Variant(name="stable", model_version="v1", weight=100, model_uri=str(uris[0]))]
+    variants += [
+        Variant(name=f"shadow{i}", model_version=f"v{i + 2}", mode=VariantMode.SHADOW, model_uri=str(uri))
+        for i, uri in enumerate(uris[1:])
+    ]
+    return Decider.from_table(RoutingTable(variants=variants), "test")
+
+
+def test_the_recorded_configuration_round_trips_and_older_artifacts_keep_the_defaults() -> None:
+    assert FeatureConfig.from_dict(FIVE_DAYS.as_dict()) == FIVE_DAYS
+    assert FeatureConfig.from_dict({}) == FeatureConfig()
+    with pytest.raises(ValueError, match="unknown feature configuration"):
+        FeatureConfig.from_dict({"label_delay_s": DAY, "window_s": 3})
+
+
+def test_the_decider_reports_what_its_models_were_trained_with(tmp_path: Path) -> None:
+    model = artifact(tmp_path / "v1", FIVE_DAYS.as_dict())
+    assert load_artifact(str(model)).metadata.feature_config == FIVE_DAYS.as_dict()
+    assert decider(model).feature_config() == FIVE_DAYS
+    assert decider(model, artifact(tmp_path / "v2", FIVE_DAYS.as_dict())).feature_config() == FIVE_DAYS
+
+
+def test_variants_trained_with_different_settings_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="different feature configurations"):
+        decider(
+            artifact(tmp_path / "v1", FIVE_DAYS.as_dict()),
+            artifact(tmp_path / "v2", FeatureConfig().as_dict()),
+        ).feature_config()
+
+
+def test_a_model_recording_an_unusable_configuration_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="card-fraud:v1 records a feature configuration"):
+        decider(artifact(tmp_path / "v1", {"label_delay_s": 30 * DAY})).feature_config()
+
+
+def test_an_online_engine_takes_the_model_configuration_and_a_filled_entity_table_refuses_a_new_one() -> None:
+    online = FeatureEngine()
+    online.transform(encode_transactions([Transaction(customer_id="c1", amount=10.0)]))
+    online.configure(FIVE_DAYS)  # customer state does not depend on these settings
+    assert online.config == FIVE_DAYS
+    replay = FeatureEngine(entity_table=True)
+    replay.configure(FIVE_DAYS)  # empty: fine
+    replay.transform(encode_transactions([Transaction(customer_id="c1", amount=10.0, merchant_id="m1")]))
+    with pytest.raises(ConfigurationError, match="rebuilt from history"):
+        replay.configure(FeatureConfig())
+
+
+def test_a_published_entity_table_kept_with_other_settings_is_refused_with_the_flags_that_fix_it() -> None:
+    check_config(FIVE_DAYS, FIVE_DAYS)
+    with pytest.raises(ConfigurationError, match="--label-delay-days 5 --epoch-seconds 30"):
+        check_config(FeatureConfig(), FIVE_DAYS)
+
+
+def test_a_model_trained_with_the_entity_features_is_refused_without_the_entity_table(tmp_path: Path) -> None:
+    entity_model = artifact(tmp_path / "v2", {}, {"entity_features": True})
+    plain_model = artifact(tmp_path / "v1", {}, {"entity_features": False})
+    older_model = artifact(tmp_path / "v0", {})  # from before the flag: trained without them
+    assert decider(plain_model, older_model).needs_entity_table() == []
+    decider(plain_model, older_model).refuse_without_entity_table(entity_table=False)
+    # a shadow needing the table is refused too: it would score (and be compared) on garbage
+    both = decider(plain_model, entity_model)
+    assert both.needs_entity_table() == ["card-fraud:v2"]
+    both.refuse_without_entity_table(entity_table=True)
+    with pytest.raises(ConfigurationError) as refused:
+        both.refuse_without_entity_table(entity_table=False)
+    message = str(refused.value)
+    assert "card-fraud:v2" in message and "card-fraud:v1" not in message
+    assert "ENTITY_TABLE=true" in message and "retrain without --entity-features" in message
+
+
+def test_the_gateway_refuses_at_start_to_serve_an_entity_model_without_the_entity_table(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(model_path=str(artifact(tmp_path / "v2", {}, {"entity_features": True})))
+    assert not settings.entity_table, "ENTITY_TABLE is off by default"
+    runtime = GatewayRuntime(settings, async_pool(settings.db_url), BackgroundHealth())  # pool never opened
+    with pytest.raises(ConfigurationError, match="card-fraud:v2 was trained with the entity-risk features"):
+        asyncio.run(runtime.reload_routing())
+    assert runtime.decider is None
