@@ -33,10 +33,10 @@ from tests.integration.streaming import (
     reference_run,
     simulated_records,
     stop,
-    wait_for,
     wait_for_count,
     wait_until_caught_up,
 )
+from tests.waiting import wait_until
 
 # In `make test` (~2 min); `pytest -m entity_component tests/integration/test_entity_component.py` runs it alone.
 pytestmark = [pytest.mark.integration, pytest.mark.entity_component]
@@ -104,18 +104,20 @@ def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_
                 [(parsed[i]["transaction_id"], known_at) for i in labelled],
             )
         for name, proc in (("entities-1", component), ("consumer", consumer)):
-            wait_for(
+            wait_until(
                 lambda n=name: '"labels": 300' in stream_setup.log(n),
                 60,
                 f"{name} to read the labels",
-                [proc],
+                interval_s=0.5,
+                alive=[proc],
             )
         last_epoch = int(times[first_phase - 1] // trained_with.entity_epoch_s)
-        wait_for(
+        wait_until(
             lambda: (published_epoch(stream_setup.db_url, stream_setup.topic) or 0) >= last_epoch,
             60,
             "the component to publish the first phase",
-            [component],
+            interval_s=0.5,
+            alive=[component],
         )
         component.send_signal(signal.SIGKILL)  # no warning: it resumes from what it published
         component.wait(timeout=30)
@@ -161,15 +163,18 @@ def test_a_consumer_waiting_longer_than_its_poll_interval_for_the_component_keep
     component = None
     try:
         produce(stream_setup.bootstrap, stream_setup.topic, records)
-        wait_for(
+        wait_until(
             lambda: "partitions paused" in stream_setup.log("consumer"),
             120,
             "the consumer to pause",
-            [consumer],
+            interval_s=0.5,
+            alive=[consumer],
         )
         paused_at = time.monotonic()
         # the scenario is time passing: a poll interval exceeded twice over while the component is away
-        wait_for(lambda: time.monotonic() - paused_at > 35, 60, "35 s of waiting", [consumer])
+        wait_until(
+            lambda: time.monotonic() - paused_at > 35, 60, "35 s of waiting", interval_s=0.5, alive=[consumer]
+        )
         component = stream_setup.entity_state(
             "entities",
             *("--label-delay-days", f"{trained_with.label_delay_s / DAY:g}"),
