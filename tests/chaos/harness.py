@@ -45,10 +45,12 @@ class Supervised:
         return self.logs / f"{self.name}.log"
 
     def start(self) -> None:
-        self.planned_exit = False
+        # The new pid first, then the flag: the supervisor thread must never see the flag cleared while
+        # the pid is still the one just stopped (it counted a planned kill -9 as an unplanned exit).
         self.pid = start_detached(
             self.argv, self.log_file, self.logs / f"{self.name}.pid", env=self.env, cwd=REPO_ROOT
         )
+        self.planned_exit = False
         self.starts += 1
 
     def alive(self) -> bool:
