@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 WORKERS = 16
 
 
-async def _load(url: str, stop_after_s: float, terminate: asyncio.Event) -> list[tuple[str, int, float]]:
+async def _load(url: str, stop_after_answers: int, terminate: asyncio.Event) -> list[tuple[str, int, float]]:
     """Closed-loop clients posting /predict until the gateway stops answering: (id, status, answered at)."""
     answered: list[tuple[str, int, float]] = []
     run = uuid.uuid4().hex[:8]
@@ -45,7 +45,11 @@ async def _load(url: str, stop_after_s: float, terminate: asyncio.Event) -> list
                     return
 
     async def stop_later() -> None:
-        await asyncio.sleep(stop_after_s)
+        """SIGTERM once the load is flowing: `stop_after_answers` answers in (polled, with a deadline)."""
+        deadline = time.monotonic() + 60
+        while len(answered) < stop_after_answers:
+            assert time.monotonic() < deadline, f"only {len(answered)} answers within 60 s"
+            await asyncio.sleep(0.01)  # yields to the workers; the condition is the answer count
         terminate.set()
 
     await asyncio.gather(stop_later(), *(worker(n) for n in range(WORKERS)))
@@ -64,7 +68,7 @@ def test_sigterm_under_load_stores_every_answered_decision(
 
         async def scenario() -> list[tuple[str, int, float]]:
             loop = asyncio.get_running_loop()
-            load = asyncio.create_task(_load(server.url, 3.0, terminate))
+            load = asyncio.create_task(_load(server.url, 500, terminate))
             await terminate.wait()
             sent_at.append(time.monotonic())
             server.process.send_signal(signal.SIGTERM)
