@@ -145,6 +145,7 @@ class Stack:
         }
         self.consumers: list[Supervised] = []
         self._watching = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="chaos-supervisor", daemon=True)
 
     # --- processes ------------------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class Stack:
         self.wait_ready(f"http://127.0.0.1:{self.gateway_port}/health/live", "the gateway")
         self.new_consumer()
         self.new_consumer()
-        threading.Thread(target=self._watch, name="chaos-supervisor", daemon=True).start()
+        self._watcher.start()
 
     @staticmethod
     def wait_ready(url: str, what: str) -> None:
@@ -190,7 +191,10 @@ class Stack:
                     process.start()  # counted against the run; restarted so the rest can still be checked
 
     def stop_watching(self) -> None:
+        """Stop the supervisor and wait for it: a restart it is making must not come after this returns."""
         self._watching.set()
+        if self._watcher.is_alive():
+            self._watcher.join(timeout=120)
 
     def terminate(self) -> None:
         """Kill whatever of the run still runs, however the run ended: a failed run leaves no process."""
@@ -267,6 +271,34 @@ def system(stack: LocalStack, trained_artifact: Path, tmp_path: Path) -> Iterato
         processes.terminate()
 
 
+def how_the_group_stands(stack: LocalStack, system: Stack, group: str, topic: str) -> str:
+    """What a stalled group looks like: lag per partition, the members and their assignments as the broker
+    sees them, and each live consumer's last rebalance lines (a stall must be diagnosable from CI's log)."""
+    ends, done = end_offsets(stack.kafka.bootstrap, topic), committed(stack.kafka.bootstrap, group, topic)
+    lines = [f"partition {p}: committed {done.get(p)} of {end}" for p, end in sorted(ends.items())]
+    try:
+        described = stack.kafka.admin().describe_consumer_groups([group], request_timeout=10)[group].result()
+        lines.append(f"group {group}: {described.state}, {len(described.members)} member(s)")
+        for member in described.members:
+            owned = sorted(tp.partition for tp in member.assignment.topic_partitions)
+            lines.append(f"  {member.client_id} {member.member_id[-8:]} at {member.host}: partitions {owned}")
+    except Exception as exc:  # noqa: BLE001 - a diagnostic: what it could not read is said, not raised
+        lines.append(f"describing the group failed: {exc!r}")
+    for consumer in system.consumers:
+        if not consumer.alive():
+            continue
+        events = [
+            line
+            for line in consumer.log_file.read_text(errors="replace").splitlines()
+            if any(
+                word in line for word in ("assigned", "revoked", "lost", "stop", "rebalanc", "error", "ERROR")
+            )
+        ]
+        lines.append(f"{consumer.name} (pid {consumer.pid}), last of {len(events)} group events:")
+        lines.extend(f"  {line[:300]}" for line in events[-12:])
+    return "\n".join(lines)
+
+
 def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
     stack: LocalStack, system: Stack, trained_artifact: Path
 ) -> None:
@@ -308,7 +340,7 @@ def test_the_platform_loses_nothing_and_stalls_nothing_under_faults(
     wait_until(
         lambda: committed(stack.kafka.bootstrap, group, topic) == end_offsets(stack.kafka.bootstrap, topic),
         900,
-        "zero lag",
+        lambda: f"zero lag\n{how_the_group_stands(stack, system, group, topic)}",
         interval_s=0.5,
     )
     lag_zero_at = time.monotonic()

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     dlq_topic: str = "transactions.dlq"
     transactions_partitions: int = Field(6, ge=1)
     consumer_group: str = "fraud-scorer"
+    kafka_debug: str = Field(
+        "",
+        description="librdkafka debug contexts for every client, e.g. `cgrp,consumer` to see the group's "
+        "rebalances (to stderr; empty: off).",
+    )
 
     # --- Kafka security (every client: consumer, producers, admin, simulator; fraudops.kafka) -------
     # On a cluster the operator sets these from the FraudModel's spec.stream.authentication and tls, the

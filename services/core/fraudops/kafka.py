@@ -39,6 +39,7 @@ def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "error_cb": _authentication_watch(settings),
+        **({"debug": settings.kafka_debug} if settings.kafka_debug else {}),
         **overrides,
     }
     return config | security_config(settings)
