@@ -277,7 +277,8 @@ def how_the_group_stands(stack: LocalStack, system: Stack, group: str, topic: st
     ends, done = end_offsets(stack.kafka.bootstrap, topic), committed(stack.kafka.bootstrap, group, topic)
     lines = [f"partition {p}: committed {done.get(p)} of {end}" for p, end in sorted(ends.items())]
     try:
-        described = stack.kafka.admin().describe_consumer_groups([group], request_timeout=10)[group].result()
+        admin = stack.kafka.admin()  # kept while its futures run: a collected client cancels them
+        described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=30)
         lines.append(f"group {group}: {described.state}, {len(described.members)} member(s)")
         for member in described.members:
             owned = sorted(tp.partition for tp in member.assignment.topic_partitions)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from fraudops.db import migrate
@@ -166,6 +166,34 @@ def test_finding_1_while_alerts_cannot_be_delivered_offsets_stay_put_and_every_a
         }
     alerts = {m.key().decode() for m in read_topic(setup.bootstrap, setup.alerts, len(stored_after))}
     assert stored_after and stored_after <= alerts, "every alert of the held batches was delivered"
+
+
+def test_a_commit_lost_after_the_checkpoint_is_made_again_and_the_lag_returns_to_zero_without_new_records(
+    setup: StreamSetup,
+) -> None:
+    """Seen in `make chaos` and CI: the last batch's asynchronous commit was lost (a kill -9 after its
+    checkpoint, a broker outage); the next owner resumed at the checkpoint, the partition's end, so it
+    consumed nothing, committed nothing, and the group's lag stayed at thousands forever."""
+    records = simulated_records(3_000, seed=37)
+    produce(setup.bootstrap, setup.topic, records)
+    first = setup.consumer("first")
+    try:
+        wait_until_caught_up(setup, 240, [first])
+    finally:
+        assert stop(first) == 0  # the clean path: the partition checkpointed at its end
+    # The commit lost: the group's offset back where an earlier batch left it, the checkpoint at the end.
+    admin = AdminClient({"bootstrap.servers": setup.bootstrap})
+    rewound = ConsumerGroupTopicPartitions(setup.group, [TopicPartition(setup.topic, 0, 1_000)])
+    admin.alter_consumer_group_offsets([rewound])[setup.group].result(30)
+    assert committed(setup.bootstrap, setup.group, setup.topic) == {0: 1_000}
+
+    second = setup.consumer("second")
+    try:
+        wait_until_caught_up(setup, 60, [second])
+    finally:
+        assert stop(second) == 0
+    assert '"start": 3000' in setup.log("second"), "it resumed at the checkpoint: nothing consumed again"
+    assert stored_count(setup.db_url) == len(records)
 
 
 def test_finding_1_a_full_producer_queue_is_served_and_every_record_delivered(

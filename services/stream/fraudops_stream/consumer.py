@@ -33,7 +33,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from fraudops import statestore
@@ -66,6 +74,8 @@ ENTITY_POLL_S = 0.05  # how often a consumer waiting for the entity-state compon
 #: paused and rewound) and the consumer keeps polling, so a long wait never exceeds max.poll.interval.ms
 ENTITY_WAIT_IN_PLACE_S = 2.0
 ENTITY_RESUME_CHECK_S = 0.5  # how often paused partitions look whether the component has caught up
+#: how often written offsets the broker has not confirmed as committed are committed again
+RECOMMIT_S = 1.0
 
 
 @dataclass
@@ -112,6 +122,8 @@ class StreamConsumer:
         self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-writer")
         self._in_flight: tuple[Future[None], Batch] | None = None
         self._durable_offsets: dict[int, int] = {}  # next offset per partition whose records are written
+        self._confirmed: dict[int, int] = {}  # next offset per partition the broker confirmed as committed
+        self._last_recommit = 0.0
         self._labels_cursor: datetime | None = None
         self._last_label_poll = 0.0
         #: the published entity table (settings.entity_table) as this consumer reads it
@@ -127,6 +139,7 @@ class StreamConsumer:
                     "client.id": self.options.client_id,
                     "enable.auto.commit": False,
                     "enable.auto.offset.store": False,
+                    "on_commit": self._on_commit,
                     "auto.offset.reset": "earliest",
                     "partition.assignment.strategy": "cooperative-sticky",
                     "max.poll.interval.ms": int(self.options.max_poll_interval_s * 1000),
@@ -176,6 +189,14 @@ class StreamConsumer:
             committed_offset = committed.get(tp.partition)
             if committed_offset is not None and committed_offset < 0:
                 committed_offset = None  # the group never committed on this partition
+            if committed_offset is not None:
+                self._confirmed[tp.partition] = committed_offset
+            if resume_at is not None and (committed_offset is None or resume_at > committed_offset):
+                # A checkpoint is only taken of written records: those before it are durable even though
+                # their commit was lost (a kill -9 after the checkpoint, an asynchronous commit failed in
+                # an outage). Committed from the loop: with no new record, the group's lag would
+                # otherwise never come back to zero (and KEDA would scale on it).
+                self._durable_offsets[tp.partition] = resume_at
             # Rebuild the state exactly: from the checkpoint (or the beginning) up to the committed offset,
             # in state-only mode; records between a checkpoint ahead of the commit and it are already stored
             # (the commit is asynchronous, the checkpoint is taken once they are written).
@@ -219,6 +240,7 @@ class StreamConsumer:
         self.state.release(partition)
         self.replay_until.pop(partition, None)
         self._durable_offsets.pop(partition, None)  # never commit for a partition another consumer owns
+        self._confirmed.pop(partition, None)
         self.entity_reads.release(partition)
 
     # --- the loop -----------------------------------------------------------------------------------
@@ -332,6 +354,7 @@ class StreamConsumer:
     def _housekeeping(self) -> None:
         if self._in_flight is not None and self._in_flight[0].done():
             self._drain()  # commit a written batch now, not when the next one comes (lag would show it)
+        self._commit_unconfirmed()
         if self._entity_awaited is not None:
             self._resume_when_entity_table_caught_up()
         if self.scheduler.tick(self._drain):
@@ -560,15 +583,39 @@ class StreamConsumer:
             )
         return next_offsets
 
+    def _commit_unconfirmed(self) -> None:
+        """Commit again, at most every RECOMMIT_S, the written offsets the broker has not confirmed: an
+        asynchronous commit lost to a broker outage is otherwise never repeated once the records stop."""
+        now = time.monotonic()
+        if now - self._last_recommit < RECOMMIT_S:
+            return
+        self._last_recommit = now
+        unconfirmed = {p: o for p, o in self._durable_offsets.items() if self._confirmed.get(p, -1) < o}
+        if unconfirmed:
+            self._commit(unconfirmed)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        """The broker's answer to an asynchronous commit (called from `consume()`, on the loop's thread)."""
+        if error is not None:
+            log.warning("offset commit failed; committed again shortly", extra={"error": str(error)})
+        self._confirm(partitions)
+
+    def _confirm(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp.topic == self.topic and tp.error is None and tp.offset >= 0:
+                self._confirmed[tp.partition] = max(self._confirmed.get(tp.partition, -1), tp.offset)
+
     def _commit(self, offsets: dict[int, int], wait: bool = False) -> None:
         """Commit the offsets of written batches: asynchronously while streaming (a lost commit only
         means an idempotent replay), synchronously when partitions leave so the next owner starts after."""
         if not offsets:
             return
         try:
-            self.consumer.commit(
+            answered = self.consumer.commit(
                 offsets=[TopicPartition(self.topic, p, o) for p, o in offsets.items()], asynchronous=not wait
             )
+            if wait and answered:  # a synchronous commit's answer does not go through on_commit
+                self._confirm(answered)
         except KafkaException as exc:  # e.g. the partition moved during a long outage: its new owner replays
             log.warning(
                 "offset commit failed; the records will be replayed idempotently", extra={"error": str(exc)}
