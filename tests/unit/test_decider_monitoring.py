@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 from prometheus_client import REGISTRY
 
 from fraudops.drift import build_reference, write_reference
+from fraudops.errors import RetryableError
 from fraudops.routing import RoutingTable, Variant, VariantMode
 from fraudops.scoring import Reason
 from fraudops.variants import Decider
@@ -189,3 +191,59 @@ def test_a_warmed_up_variant_exports_zero_scoring_errors_until_a_call_fails_and_
     assert (
         value("fraudops_scoring_errors_total", source="unit", variant="stable", model_version="err-v1") == 0
     )
+
+
+class ExplainFailsOnce(ArtifactScorer):
+    """A remote variant whose scores come back but whose explanation call fails once (a dropped connection)."""
+
+    def __init__(self, version: str, folder: Path) -> None:
+        super().__init__(version, folder)
+        self.failures = 1
+
+    def reasons(self, features: np.ndarray, top_k: int = 3, exact: bool = True) -> list[list[Reason]]:
+        if self.failures:
+            self.failures -= 1
+            raise RetryableError("the explainer is unreachable")
+        return super().reasons(features, top_k, exact)
+
+
+def test_rows_a_variant_failed_to_decide_are_not_observed_as_its_scores(tmp_path: Path) -> None:
+    """A canary that fails after scoring (its explanation call) decides nothing: its rows fall back to the
+    stable variant and count there only. A stable variant that fails is retried by the caller: its rows
+    count once, for the attempt that decided them."""
+    rng = np.random.default_rng(9)
+    write_reference(build_reference(rng.uniform(0, 400, (5_000, 2)), NAMES), tmp_path)
+    rows = np.column_stack([np.full(400, 900.0), rng.integers(0, 24, 400)])  # every row is flagged
+    ids, customers = [f"t{i}" for i in range(400)], [f"c{i}" for i in range(400)]
+
+    canary_fails = Decider(
+        RoutingTable(
+            variants=[
+                Variant(name="stable", model_version="dbl-v1", model_uri="x", weight=50),
+                Variant(name="canary", model_version="dbl-v2", model_uri="y", weight=50),
+            ]
+        ),
+        {"stable": ArtifactScorer("dbl-v1", tmp_path), "canary": ExplainFailsOnce("dbl-v2", tmp_path)},
+        source="unit",
+    )
+    canary_fails.decide(rows, ids, customers)
+    assert (
+        value("fraudops_score_count", source="unit", variant="canary", model_version="dbl-v2", shadow="false")
+        == 0
+    )
+    assert value("fraudops_alerts_total", source="unit", variant="canary", model_version="dbl-v2") == 0
+    stable = {"source": "unit", "variant": "stable", "model_version": "dbl-v1"}
+    assert value("fraudops_score_count", **stable, shadow="false") == 400
+    assert value("fraudops_alerts_total", **stable) == 400
+
+    stable_fails = Decider(
+        RoutingTable(variants=[Variant(name="stable", model_version="dbl-v3", model_uri="x")]),
+        {"stable": ExplainFailsOnce("dbl-v3", tmp_path)},
+        source="unit",
+    )
+    with pytest.raises(RetryableError):
+        stable_fails.decide(rows, ids, customers)
+    stable_fails.decide(rows, ids, customers)  # the caller's retry
+    retried = {"source": "unit", "variant": "stable", "model_version": "dbl-v3"}
+    assert value("fraudops_score_count", **retried, shadow="false") == 400
+    assert value("fraudops_alerts_total", **retried) == 400

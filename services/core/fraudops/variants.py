@@ -395,10 +395,6 @@ class Decider:
         scores = scorer.score(features)
         threshold = self.threshold(variant.name)
         flagged = scores >= threshold
-        if self._monitored:
-            self.monitors.observe(variant.name, scorer, shadow, scores, flagged, features)
-        else:
-            self.monitors.prepare(variant.name, scorer, shadow)
         reasons: dict[int, list[dict]] = {}
         to_explain = np.arange(len(rows)) if explain_all else np.flatnonzero(flagged)
         if len(to_explain) and not shadow:
@@ -406,6 +402,12 @@ class Decider:
             reasons = {
                 int(i): [r.as_dict() for r in row] for i, row in zip(to_explain, explained, strict=True)
             }
+        # Observed once the variant's part is whole: a part that fails (its explanation call) decides
+        # nothing here, and its rows are counted where they are decided (the stable variant, or a retry).
+        if self._monitored:
+            self.monitors.observe(variant.name, scorer, shadow, scores, flagged, features)
+        else:
+            self.monitors.prepare(variant.name, scorer, shadow)
         everyone = len(rows) == len(transaction_ids)
         return VariantScores(
             variant=variant.name,
