@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import yaml
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -242,14 +242,30 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         reader.close()
 
 
+#: answers of a group coordinator that is loading or moving (a new group, right after a broker start)
+COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
+
+
 def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offsets; asked again for up to 30 s while the coordinator is moving."""
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
     try:
         partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            tp.partition: tp.offset
-            for tp in reader.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        }
+
+        def ask() -> dict[int, int] | None:
+            try:
+                answered = reader.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+            except KafkaException as exc:
+                if exc.args[0].code() in COORDINATOR_MOVING or exc.args[0].retriable():
+                    return None
+                raise
+            return {tp.partition: tp.offset for tp in answered}
+
+        return wait_until(ask, 30, f"group {group}'s committed offsets", interval_s=0.5)
     finally:
         reader.close()
 

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from fraudops.config import Settings
 from fraudops.db import migrate
 from fraudops_infra.stack import LocalStack
+from fraudops_stream.consumer import ConsumerOptions, StreamConsumer
 from fraudops_stream.delivery import Outgoing, Publisher
 from tests.integration.conftest import free_port
 from tests.integration.streaming import (
@@ -194,6 +196,48 @@ def test_a_commit_lost_after_the_checkpoint_is_made_again_and_the_lag_returns_to
         assert stop(second) == 0
     assert '"start": 3000' in setup.log("second"), "it resumed at the checkpoint: nothing consumed again"
     assert stored_count(setup.db_url) == len(records)
+
+
+class CoordinatorGone:
+    """The consumer handle a rebalance callback gets during close() once the group's coordinator no longer
+    answers: offset fetches time out; what is assigned is recorded."""
+
+    def __init__(self) -> None:
+        self.assigned: list[TopicPartition] = []
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets"))
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned.extend(partitions)
+
+    def assignment(self) -> list[TopicPartition]:
+        return list(self.assigned)
+
+
+def test_an_assignment_handed_over_while_stopping_is_taken_without_state_and_without_an_error(
+    setup: StreamSetup, trained_artifact: Path
+) -> None:
+    """Seen in `make chaos`: SIGTERM during a rebalance; close() delivered the group's last assignment, the
+    offset fetch timed out, the exception left close() and the consumer exited 1 instead of 0."""
+    settings = Settings(
+        db_url=setup.db_url,
+        kafka_bootstrap_servers=setup.bootstrap,
+        transactions_topic=setup.topic,
+        alerts_topic=setup.alerts,
+        dlq_topic=setup.dlq,
+        consumer_group=setup.group,
+        model_path=str(trained_artifact),
+    )
+    consumer = StreamConsumer(settings, ConsumerOptions())
+    try:
+        consumer.stop()  # what SIGTERM does
+        gone = CoordinatorGone()
+        consumer._on_assign(gone, [TopicPartition(setup.topic, 0)])  # type: ignore[arg-type]
+        assert [tp.partition for tp in gone.assigned] == [0], "assigned as the group handed it over"
+        assert consumer.state.position == {}, "nothing restored: nothing is consumed any more"
+    finally:
+        consumer.shutdown()
 
 
 def test_finding_1_a_full_producer_queue_is_served_and_every_record_delivered(

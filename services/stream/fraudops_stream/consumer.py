@@ -178,6 +178,25 @@ class StreamConsumer:
     # --- rebalancing --------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        try:
+            self._start_positions(consumer, partitions)
+        except _UNAVAILABLE as exc:
+            if self.running:
+                raise
+            # Stopping: close() can hand the group's last assignment over while the coordinator no longer
+            # answers (seen in `make chaos`: a SIGTERM during a rebalance, the offset fetch timed out and
+            # the consumer exited 1). Nothing is consumed any more: the partitions are taken as given,
+            # without state, and leave again with the consumer.
+            log.info("partitions assigned while stopping: not restored", extra={"error": str(exc)})
+        consumer.incremental_assign(partitions)
+        if self._entity_awaited is not None:  # they wait for the entity-state component like the others
+            consumer.pause(partitions)
+        metrics.ASSIGNED.set(len(consumer.assignment()) + len(partitions))
+
+    def _start_positions(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Restore each partition's state and set where it starts (`tp.offset`) and where its replay ends."""
+        if not self.running:
+            raise RetryableError("stopping: the assignment is not restored")
         committed = {
             tp.partition: tp.offset
             for tp in self._waiting_out(
@@ -216,12 +235,8 @@ class StreamConsumer:
                     "replay_until": self.replay_until.get(tp.partition),
                 },
             )
-        # Assign explicitly: the client would otherwise assign the list it passed in, ignoring the start
-        # offsets set above, and the replay from the checkpoint would silently not happen.
-        consumer.incremental_assign(partitions)
-        if self._entity_awaited is not None:  # they wait for the entity-state component like the others
-            consumer.pause(partitions)
-        metrics.ASSIGNED.set(len(consumer.assignment()) + len(partitions))
+        # The caller assigns explicitly: the client would otherwise assign the list it passed in, ignoring
+        # the start offsets set here, and the replay from the checkpoint would silently not happen.
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._drain(commit_sync=True)  # the batch being written finishes and commits before its partitions go
