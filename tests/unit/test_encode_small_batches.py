@@ -19,6 +19,7 @@ from fraudops.features.encode import (
     encode_records,
     encode_records_columnar,
     encode_transactions,
+    siphash_texts,
     stable_hash,
     stable_hash_texts,
 )
@@ -110,8 +111,7 @@ def test_stable_hash_of_texts_equals_stable_hash() -> None:
     assert stable_hash_texts([]).tolist() == []
 
 
-def test_small_batches_of_decoded_records_encode_like_pandas(simulated: list[Transaction]) -> None:
-    from fraudops.features.encode import SMALL_RECORDS
+def test_decoded_records_of_any_batch_size_encode_like_pandas(simulated: list[Transaction]) -> None:
     from fraudops_stream.decode import decode_batch
 
     _, records, _ = decode_batch([tx.model_dump_json(exclude_none=True).encode() for tx in simulated])
@@ -119,9 +119,45 @@ def test_small_batches_of_decoded_records_encode_like_pandas(simulated: list[Tra
         {k: v for k, v in r.items() if k in ("transaction_id", "event_time", "customer_id", "amount")}
         for r in records[:50]
     ]
-    for batch in (records[:1], records[:73], records[73 : 73 + SMALL_RECORDS], partial):
-        assert len(batch) <= SMALL_RECORDS
+    for batch in (records[:1], records[:73], records[73:400], records, partial, []):
         assert_identical(encode_records(batch), encode_records_columnar(batch))
+
+
+def test_the_private_siphash_equals_pandas_public_hash_array_value_for_value() -> None:
+    """`siphash_texts` calls pandas' private `hash_object_array`: pinned to the public `hash_array`."""
+    rng = np.random.default_rng(8)
+    texts = ["", "a", "merchant-0001", "203.0.113", "ünïcödé", "x" * 500, "C000000042", "🙂"]
+    texts += [f"id-{value}" for value in rng.integers(0, 10**12, 2000)]
+    array = np.asarray(texts, dtype=object)
+
+    expected = pd.util.hash_array(array, categorize=False).view(np.int64)
+    assert siphash_texts(array).tolist() == expected.tolist()
+    assert siphash_texts(array).tolist() == pd.util.hash_array(array, categorize=True).view(np.int64).tolist()
+
+
+def test_ids_that_are_not_strings_or_are_nan_hash_like_pandas() -> None:
+    records = [
+        {
+            "transaction_id": "t1",
+            "event_time": "2026-08-01T10:00:00+00:00",
+            "amount": 1.0,
+            "customer_id": 17,
+            "merchant_id": 4,
+            "device_id": None,
+            "country": "DE",
+        },
+        {
+            "transaction_id": "t2",
+            "event_time": "2026-08-01T10:00:01+00:00",
+            "amount": 2.0,
+            "customer_id": "c",
+            "merchant_id": "m",
+            "device_id": 5.5,
+            "terminal_id": float("nan"),  # a missing value as pandas writes it
+        },
+    ]
+
+    assert_identical(encode_records(records), encode_records_columnar(records))
 
 
 @pytest.mark.parametrize("spelling", ["Electronics", " ELECTRONICS ", "electronics"])

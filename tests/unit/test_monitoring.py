@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fraudops import monitoring
 from fraudops.drift import build_reference
@@ -97,3 +98,48 @@ def test_a_new_cohort_removes_the_quality_of_versions_it_no_longer_holds() -> No
         )
         == 90
     )
+
+
+def _one_row_monitor(version: str) -> monitoring.VariantMonitor:
+    rng = np.random.default_rng(2)
+    reference = build_reference(
+        np.column_stack([rng.lognormal(3, 1, 5000), rng.integers(0, 24, 5000)]), ["a", "h"]
+    )
+    return monitoring.VariantMonitor(
+        "test", "stable", version, False, reference, ["a", "h"], publish_every_s=0
+    )
+
+
+def test_a_scrape_right_after_one_observation_sees_it() -> None:
+    monitor = _one_row_monitor("v-scrape")
+
+    monitor.observe(np.array([0.93], dtype=np.float32), alerts=1, features=np.array([[20.0, 3.0]]))
+    scraped = {
+        (sample.name, sample.labels.get("le")): sample.value
+        for family in text_string_to_metric_families(generate_latest(REGISTRY).decode())
+        for sample in family.samples
+        if sample.labels.get("model_version") == "v-scrape"
+    }
+
+    assert scraped[("fraudops_score_count", None)] == 1
+    assert scraped[("fraudops_score_bucket", "0.9")] == 0
+    assert scraped[("fraudops_score_bucket", "0.99")] == 1
+    assert scraped[("fraudops_alerts_total", None)] == 1
+
+
+def test_one_row_observations_are_folded_into_the_histograms_in_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monitor = _one_row_monitor("v-groups")
+    folds = []
+    real = monitoring.observe_many
+    monkeypatch.setattr(
+        monitoring, "observe_many", lambda h, values: (folds.append(len(values)), real(h, values))
+    )
+
+    for _ in range(2 * monitoring.FOLD_ROWS):
+        monitor.observe(np.array([0.5], dtype=np.float32), features=np.array([[20.0, 3.0]]))
+
+    assert folds == [monitoring.FOLD_ROWS, monitoring.FOLD_ROWS]
+    labels = {"source": "test", "variant": "stable", "model_version": "v-groups", "shadow": "false"}
+    assert REGISTRY.get_sample_value("fraudops_score_count", labels) == 2 * monitoring.FOLD_ROWS

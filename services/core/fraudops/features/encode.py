@@ -1,12 +1,14 @@
 """Turn transactions (a DataFrame, validated records, or `Transaction` objects) into kernel arrays.
 
-All three inputs go through `encode_columns`, so a transaction encodes to the same numbers whether
-it arrives from a training file, a Kafka record or an API call. Strings are hashed with pandas'
-stable SipHash (`hash_array`), never Python's per-process `hash()`: state must survive restarts.
+A transaction encodes to the same numbers whether it arrives from a training file, a Kafka record or
+an API call. Strings are hashed with pandas' stable SipHash (`hash_array`), never Python's
+per-process `hash()`: state must survive restarts.
 
-The one exception is a handful of `Transaction` objects (the gateway's batch of one): going through
-pandas costs milliseconds there, so `encode_transactions` builds those rows directly with the same
-rules. A unit test holds the two paths to identical arrays.
+Three paths, held to identical arrays by unit tests: DataFrames (training) go through pandas column
+by column (`encode_columns`); records and larger batches of `Transaction`s are read row by row into
+Python lists, one NumPy call per array (`_encode_rows`: pandas' fixed costs would be most of a stream
+batch's encoding); a handful of `Transaction`s (the gateway's batch of one) are assigned row by row
+(`_encode_small`), cheaper still at that size.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas._libs.hashing import hash_object_array
 
 from fraudops.features import layout as L
 from fraudops.schema import Channel, MerchantCategory, Transaction, TransactionType
@@ -81,12 +84,32 @@ def stable_hash(values: Any) -> np.ndarray:
     return out
 
 
+#: pandas' default SipHash key (`pandas.core.util.hashing._default_hash_key`), which `hash_array` uses
+_HASH_KEY = "0123456789123456"
+
+
+def siphash_texts(texts: np.ndarray) -> np.ndarray:
+    """`pd.util.hash_array(texts, categorize=False)` of an object array of strings, as int64.
+
+    pandas' private C hash and its mixing steps, without `hash_array`'s dispatch (tens of µs a call);
+    a unit test holds it to `hash_array` value for value, so a pandas upgrade that changes either
+    fails there rather than silently changing every stored state.
+    """
+    hashed = hash_object_array(texts, _HASH_KEY, "utf8")
+    hashed ^= hashed >> np.uint64(30)
+    hashed *= np.uint64(0xBF58476D1CE4E5B9)
+    hashed ^= hashed >> np.uint64(27)
+    hashed *= np.uint64(0x94D049BB133111EB)
+    hashed ^= hashed >> np.uint64(31)
+    return hashed.view(np.int64)
+
+
 def stable_hash_texts(texts: Sequence[str]) -> np.ndarray:
     """`stable_hash` of strings none of which is missing, without its ~100 µs of missing-value handling.
 
     The same numbers: `categorize=True` in `stable_hash` only deduplicates before hashing.
     """
-    hashed = pd.util.hash_array(np.asarray(texts, dtype=object), categorize=False).view(np.int64).copy()
+    hashed = siphash_texts(np.asarray(texts, dtype=object))
     hashed[hashed == 0] = 1
     return hashed
 
@@ -212,29 +235,28 @@ _PICK_ENCODED = itemgetter(*ENCODED_FIELDS)
 def encode_records(records: Sequence[Mapping[str, Any]]) -> EncodedBatch:
     """Encode validated records (dicts with Transaction field names, enum values as strings)."""
     if not records:
-        return encode_columns({name: [] for name in ENCODED_FIELDS}, 0)
-    if len(records) <= SMALL_RECORDS:  # pandas' fixed costs (~7 ms a batch) exceed the row-by-row path
-        return _encode_small([_RecordView(record) for record in records])
-    return encode_records_columnar(records)
+        return _encode_rows({name: () for name in ENCODED_FIELDS}, 0)
+    try:
+        # Complete records (what the decoders produce): pick and transpose in C, not field by field.
+        columns: Mapping[str, Sequence[Any]] = dict(
+            zip(ENCODED_FIELDS, zip(*map(_PICK_ENCODED, records), strict=True), strict=True)
+        )
+    except KeyError:
+        columns = {name: [record.get(name) for record in records] for name in ENCODED_FIELDS}
+    return _encode_rows(columns, len(records))
 
 
 def encode_records_columnar(records: Sequence[Mapping[str, Any]]) -> EncodedBatch:
-    """`encode_records` column by column (pandas), whatever the batch size."""
-    columns: dict[str, Sequence[Any]]
-    try:
-        # Complete records (what the decoders produce): pick and transpose in C, not field by field.
-        transposed = zip(*map(_PICK_ENCODED, records), strict=True)
-        columns = dict(zip(ENCODED_FIELDS, transposed, strict=True))
-    except KeyError:
-        columns = {name: [record.get(name) for record in records] for name in ENCODED_FIELDS}
+    """`encode_records` through pandas (`encode_columns`): the reference the row path is tested against."""
+    columns = {name: [record.get(name) for record in records] for name in ENCODED_FIELDS}
     return encode_columns(columns, len(records))
 
 
 def encode_transactions(transactions: Sequence[Transaction]) -> EncodedBatch:
     if len(transactions) <= SMALL_BATCH:
         return _encode_small(transactions)
-    records = [_transaction_record(tx) for tx in transactions]
-    return encode_records(records)
+    columns = {name: [getattr(tx, name, None) for tx in transactions] for name in ENCODED_FIELDS}
+    return _encode_rows(columns, len(transactions))
 
 
 def _transaction_record(tx: Transaction) -> dict[str, Any]:
@@ -247,30 +269,13 @@ def _transaction_record(tx: Transaction) -> dict[str, Any]:
     return record
 
 
-# --- the direct path for a few Transaction objects (identical arrays, no pandas per value) -------------
+# --- the row path: records and Transaction objects, the same numbers as `encode_columns` -------------
+# Each field is read into a Python list and each array is made by one NumPy call, with no pandas on
+# the way: pandas' fixed costs (~7 ms a call) were most of a stream batch's encoding.
 
-#: Up to this many transactions are encoded row by row; pandas' fixed costs win above it.
+#: Up to this many transactions are encoded by the scalar path (`_encode_small`): below it, one NumPy
+#: call per array costs more than assigning each row's values.
 SMALL_BATCH = 16
-#: The same crossover for decoded records (~25 µs a record row by row, ~7 ms + ~2 µs a record with pandas).
-SMALL_RECORDS = 256
-_TIME_FIELDS = frozenset({"event_time", "credential_change_at", "account_opened_at"})
-
-
-class _RecordView:
-    """A decoded record (a dict, times as ISO strings) read like a Transaction by `_encode_small`."""
-
-    __slots__ = ("record",)
-
-    def __init__(self, record: Mapping[str, Any]) -> None:
-        self.record = record
-
-    def __getattr__(self, name: str) -> Any:
-        value = self.record.get(name)
-        if name in _TIME_FIELDS and isinstance(value, str):
-            return datetime.fromisoformat(value)
-        return value
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _CATEGORY_INDEX = {value: i for i, value in enumerate(_CATEGORY_VALUES)}
@@ -281,6 +286,101 @@ _AUTH_INDEX = {value: i for i, value in enumerate(_AUTH_VALUES)}
 _FOLDED = {
     _normalised(value): value for value in (*_CATEGORY_VALUES, *_CHANNEL_VALUES, *_TYPE_VALUES, *_AUTH_VALUES)
 }
+
+
+def _hash_column(values: list[Any]) -> np.ndarray:
+    """`stable_hash` of a list of strings and Nones, in one C call."""
+    texts = np.array(values, dtype=object)
+    missing = np.equal(texts, None)  # type: ignore[call-overload]  # (pd.isna: 2.5x the time; NaN raises below)
+    if missing.any():
+        texts[missing] = ""
+    try:
+        hashed = siphash_texts(texts)
+    except TypeError:  # not all strings (integer ids): stable_hash hashes their text
+        return stable_hash(values)
+    hashed[hashed == 0] = 1
+    hashed[missing] = 0
+    return hashed
+
+
+def _seconds_column(values: Sequence[Any]) -> np.ndarray:
+    """Like `_seconds`: whole microseconds since the epoch (datetimes or ISO strings), as float64
+    nanoseconds divided by 1e9; NaN where missing. (µs · 1000 rounds to float64 once either way.)"""
+    micros: list[float | int] = []
+    append = micros.append
+    for value in values:
+        if value is None:
+            append(np.nan)
+            continue
+        if type(value) is str:
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        append((value - _EPOCH) // _MICROSECOND)
+    return np.array(micros, dtype=np.float64) * 1000.0 / 1e9
+
+
+def _number_column(values: Sequence[Any]) -> list[float]:
+    return [np.nan if value is None else float(value) for value in values]
+
+
+def _code_column(values: Sequence[Any], index: dict[str, int], unknown: int) -> list[int]:
+    return [_code(value, index, unknown) for value in values]
+
+
+def _encode_rows(columns: Mapping[str, Sequence[Any]], n: int) -> EncodedBatch:
+    """`encode_columns` of plain Python columns (lists of values), value for value."""
+    txf = np.empty((n, L.N_TXF), dtype=np.float64)
+    txf[:, L.TF_TIME] = _seconds_column(columns["event_time"])
+    txf[:, L.TF_AMOUNT] = _number_column(columns["amount"])
+    txf[:, L.TF_INTL] = [1.0 if value else 0.0 for value in columns["is_international"]]
+    txf[:, L.TF_LAT] = _number_column(columns["latitude"])
+    txf[:, L.TF_LON] = _number_column(columns["longitude"])
+    txf[:, L.TF_HOUR] = _number_column(columns["hour_of_day"])
+    txf[:, L.TF_CRED_CHANGE] = _seconds_column(columns["credential_change_at"])
+    txf[:, L.TF_ACCOUNT_OPENED] = _seconds_column(columns["account_opened_at"])
+
+    customers = np.empty(n, dtype=object)
+    customers[:] = [None if customer is None else str(customer) for customer in columns["customer_id"]]
+    ips = columns["ip_address"]
+    # Every hashed column in one call: country, device, ip, ip prefix, merchant, terminal, beneficiary, customer.
+    hashed = _hash_column(
+        [
+            *columns["country"],
+            *columns["device_id"],
+            *ips,
+            *[_ip_prefix(ip) for ip in ips],
+            *columns["merchant_id"],
+            *columns["terminal_id"],
+            *columns["beneficiary_id"],
+            *customers,
+        ]
+    ).reshape(8, n)
+    country, device, ip, prefix, merchant, terminal, beneficiary, customer = hashed
+
+    txi = np.zeros((n, L.N_TXI), dtype=np.int64)
+    txi[:, L.TI_SLOT] = -1
+    txi[:, L.TI_CATEGORY] = _code_column(
+        columns["merchant_category"], _CATEGORY_INDEX, L.CATEGORY_CODES[MerchantCategory.OTHER]
+    )
+    txi[:, L.TI_CHANNEL] = _code_column(columns["channel"], _CHANNEL_INDEX, L.CH_POS)
+    txi[:, L.TI_TYPE] = _code_column(columns["transaction_type"], _TYPE_INDEX, L.TY_PURCHASE)
+    txi[:, L.TI_AUTH] = _code_column(columns["auth_result"], _AUTH_INDEX, -1)
+    txi[:, L.TI_AUTH] += 1
+    txi[:, L.TI_COUNTRY] = country
+    txi[:, L.TI_DEVICE] = device
+    txi[:, L.TI_IP] = ip
+    txi[:, L.TI_IP_PREFIX] = prefix
+    txi[:, L.TI_MERCHANT] = _place(merchant, terminal)
+    txi[:, L.TI_BENEFICIARY] = beneficiary
+    txi[:, L.TI_G_MERCHANT : L.TI_E_BENEFICIARY + 1] = -1
+    txi[:, L.TI_CUSTOMER_HASH] = customer
+    risk_keys = np.ascontiguousarray(hashed[[4, 5, 1, 2, 6]].T)  # merchant, terminal, device, ip, beneficiary
+    return EncodedBatch(customer_ids=customers, txf=txf, txi=txi, risk_keys=risk_keys)
+
+
+# --- the scalar path for a few Transaction objects (a gateway request's) ------------------------------
+
 _HASH_CACHE: dict[str, int] = {}
 _HASH_CACHE_SIZE = 100_000
 
@@ -320,7 +420,9 @@ def _code(value: Any, index: dict[str, int], unknown: int) -> int:
     return code
 
 
-def _encode_small(transactions: Sequence[Transaction | _RecordView]) -> EncodedBatch:
+def _encode_small(transactions: Sequence[Transaction]) -> EncodedBatch:
+    """A few transactions (the gateway's batch of one) row by row: a NumPy call per array costs more
+    than per-row assignment at this size."""
     n = len(transactions)
     txf = np.empty((n, L.N_TXF), dtype=np.float64)
     txi = np.zeros((n, L.N_TXI), dtype=np.int64)

@@ -47,6 +47,9 @@ _INITIAL_CAPACITY = 1024
 # by another build is recognised instead of silently misread.
 _ROW_HEADER = b"FOPS" + np.asarray([FEATURE_VERSION, L.N_FLOAT_STATE, L.N_INT_STATE], dtype="<i4").tobytes()
 _ROW_BYTES = len(_ROW_HEADER) + 8 * (L.N_FLOAT_STATE + L.N_INT_STATE)
+#: The kernel's label input when no label is pending (it only reads it).
+_NO_LABELS_F = np.empty((0, L.N_LF))
+_NO_LABELS_I = np.empty((0, L.N_LI), dtype=np.int64)
 
 
 @dataclass
@@ -188,9 +191,7 @@ class FeatureEngine:
                 batch.risk_keys[:, table].tolist(), create=False
             )
         labels = self._pending
-        labf = (
-            np.stack([labels.known_at, labels.event_times], axis=1) if len(labels) else np.empty((0, L.N_LF))
-        )
+        labf = np.stack([labels.known_at, labels.event_times], axis=1) if len(labels) else _NO_LABELS_F
         entities = self.entities if self.entities is not None else self._scratch_entities()
         if self.entities is not None:
             batch.txi[:, L.TI_E_MERCHANT : L.TI_E_BENEFICIARY + 1] = entities.rows(batch.risk_keys)
@@ -216,8 +217,9 @@ class FeatureEngine:
             self.config.label_delay_s,
             out,
         )
-        self._remember_applied(labels.take(slice(0, applied)))
-        self._pending = labels.take(slice(applied, None))
+        if applied:  # most batches apply none: the pending labels stay as they are, not copied again
+            self._remember_applied(labels.take(slice(0, applied)))
+            self._pending = labels.take(slice(applied, None))
         if self.entity_mirror is not None:
             self.entity_mirror.features(batch.txf[:, L.TF_TIME], batch.risk_keys, self.config, out)
         elif self.entities is None:
@@ -373,16 +375,17 @@ class FeatureEngine:
         )
 
     def _label_slots(self, labels: LabelEvents) -> np.ndarray:
+        if not len(labels):
+            return _NO_LABELS_I
         labi = np.full((len(labels), L.N_LI), -1, dtype=np.int64)
-        if len(labels):
-            labi[:, L.LI_SLOT] = self._customers.lookup(labels.customer_ids, create=False)
-            for table, slot_map in enumerate(self._risk):
-                labi[:, L.LI_G_MERCHANT + table] = slot_map.lookup(
-                    labels.risk_keys[:, table].tolist(), create=False
-                )
-            if self.entities is not None:
-                labi[:, L.LI_E_MERCHANT : L.LI_E_BENEFICIARY + 1] = self.entities.rows(labels.risk_keys)
-                labi[~labels.to_entities, L.LI_E_MERCHANT : L.LI_E_BENEFICIARY + 1] = -1
+        labi[:, L.LI_SLOT] = self._customers.lookup(labels.customer_ids, create=False)
+        for table, slot_map in enumerate(self._risk):
+            labi[:, L.LI_G_MERCHANT + table] = slot_map.lookup(
+                labels.risk_keys[:, table].tolist(), create=False
+            )
+        if self.entities is not None:
+            labi[:, L.LI_E_MERCHANT : L.LI_E_BENEFICIARY + 1] = self.entities.rows(labels.risk_keys)
+            labi[~labels.to_entities, L.LI_E_MERCHANT : L.LI_E_BENEFICIARY + 1] = -1
         return labi
 
     def _grow_customers(self) -> None:
