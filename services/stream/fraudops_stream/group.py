@@ -5,9 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from fraudops_stream import metrics
+
+#: answers of a group coordinator that is loading or moving (a new group, a broker just started)
+COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
+
+
+def coordinator_moving(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaException) and exc.args[0].code() in COORDINATOR_MOVING
 
 
 def committed_records(config: Mapping[str, Any], group: str, topic: str, partitions: int) -> int:
@@ -17,8 +31,14 @@ def committed_records(config: Mapping[str, Any], group: str, topic: str, partiti
     `config` is the platform's client configuration (`fraudops.kafka.client_config`).
     """
     reader = Consumer({**config, "group.id": group, "enable.auto.commit": False})
+    ask = Retrying(  # right after a broker start the coordinator answers NOT_COORDINATOR for a while
+        retry=retry_if_exception(coordinator_moving),
+        stop=stop_after_delay(30),
+        wait=wait_fixed(0.5),
+        reraise=True,
+    )
     try:
-        offsets = reader.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+        offsets = ask(reader.committed, [TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     finally:
         reader.close()
     return sum(max(tp.offset, 0) for tp in offsets)
