@@ -19,17 +19,19 @@ from pathlib import Path
 import httpx
 import psycopg
 import yaml
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
 from fraudops.artifact import load_artifact
+from fraudops.config import Settings
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, LabelEvents
 from fraudops.features.spec import FeatureConfig
 from fraudops.scoring import Scorer
 from fraudops_infra.processes import fraudops_command
 from fraudops_stream.decode import decode_batch
+from fraudops_stream.group import coordinator_moving
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port
 from tests.waiting import wait_until
@@ -68,6 +70,18 @@ class StreamSetup:
         )
         self.processes.append(proc)
         return proc
+
+    def settings(self, artifact: Path) -> Settings:
+        """Settings of a consumer of this setup run in the test's own process."""
+        return Settings(
+            db_url=self.db_url,
+            kafka_bootstrap_servers=self.bootstrap,
+            transactions_topic=self.topic,
+            alerts_topic=self.alerts,
+            dlq_topic=self.dlq,
+            consumer_group=self.group,
+            model_path=str(artifact),
+        )
 
     def entity_state(self, name: str, *args: str) -> subprocess.Popen:
         """`fraudops stream entities` (the entity-state component) as a process of its own."""
@@ -242,14 +256,6 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         reader.close()
 
 
-#: answers of a group coordinator that is loading or moving (a new group, right after a broker start)
-COORDINATOR_MOVING = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-}
-
-
 def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     """The group's committed offsets; asked again for up to 30 s while the coordinator is moving."""
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
@@ -260,7 +266,7 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
             try:
                 answered = reader.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
             except KafkaException as exc:
-                if exc.args[0].code() in COORDINATOR_MOVING or exc.args[0].retriable():
+                if coordinator_moving(exc) or exc.args[0].retriable():
                     return None
                 raise
             return {tp.partition: tp.offset for tp in answered}

@@ -19,7 +19,6 @@ import psycopg
 import pytest
 
 from fraudops import statestore
-from fraudops.config import Settings
 from fraudops.db import migrate
 from fraudops_infra.stack import LocalStack
 from fraudops_stream.consumer import ConsumerOptions, StreamConsumer
@@ -152,15 +151,7 @@ def test_a_rebalance_while_a_batch_is_being_written_completes_and_loses_nothing(
     # The first consumer runs in this process so that one batch can be held in its writer until the
     # rebalance callback waits for it; the joining one is a real `fraudops stream consume` process.
     records = simulated_records(12_000, seed=23)
-    settings = Settings(
-        db_url=stream_setup.db_url,
-        kafka_bootstrap_servers=stream_setup.bootstrap,
-        transactions_topic=stream_setup.topic,
-        alerts_topic=stream_setup.alerts,
-        dlq_topic=stream_setup.dlq,
-        consumer_group=stream_setup.group,
-        model_path=str(trained_artifact),
-    )
+    settings = stream_setup.settings(trained_artifact)
     # No checkpoint round while the batch is held: a round waits for the batch, and the loop would stop
     # polling before the rebalance could reach it.
     first = StreamConsumer(settings, ConsumerOptions(batch_size=1000, checkpoint_interval_s=3600))

@@ -16,7 +16,6 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from fraudops.config import Settings
 from fraudops.db import migrate
 from fraudops_infra.stack import LocalStack
 from fraudops_stream.consumer import ConsumerOptions, StreamConsumer
@@ -220,15 +219,7 @@ def test_an_assignment_handed_over_while_stopping_is_taken_without_state_and_wit
 ) -> None:
     """Seen in `make chaos`: SIGTERM during a rebalance; close() delivered the group's last assignment, the
     offset fetch timed out, the exception left close() and the consumer exited 1 instead of 0."""
-    settings = Settings(
-        db_url=setup.db_url,
-        kafka_bootstrap_servers=setup.bootstrap,
-        transactions_topic=setup.topic,
-        alerts_topic=setup.alerts,
-        dlq_topic=setup.dlq,
-        consumer_group=setup.group,
-        model_path=str(trained_artifact),
-    )
+    settings = setup.settings(trained_artifact)
     consumer = StreamConsumer(settings, ConsumerOptions())
     try:
         consumer.stop()  # what SIGTERM does

@@ -662,8 +662,8 @@ def _main(argv: Sequence[str]) -> int:
         print(f"kubectl: {kube.binaries['kubectl']}   logs: {kube.run_dir}")
         print("Ctrl-C to stop")
         try:
-            while kube.running:
-                time.sleep(1)
+            if kube._apiserver is not None:
+                kube._apiserver.wait()  # until the API server ends or Ctrl-C
         except KeyboardInterrupt:
             pass
     return 0
