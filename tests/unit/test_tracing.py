@@ -136,3 +136,34 @@ def test_a_request_whose_trace_headers_are_not_utf8_gets_a_span_not_an_error(
     span = request_span(scope)  # raised UnicodeDecodeError before: the request was answered 500
     assert span is not None
     span.end()
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_a_block_under_an_unsampled_span_makes_no_span_and_one_under_a_sampled_span_does(
+    monkeypatch: pytest.MonkeyPatch, sampled: bool
+) -> None:
+    # The sampler is ALWAYS_ON on purpose: it would record any span it is asked about, so a span under
+    # the unsampled parent can only be missing because none was made.
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(tracing, "_enabled", True)
+    monkeypatch.setattr(trace, "get_tracer", lambda name, *args, **kwargs: provider.get_tracer(name))
+    cached = getattr(tracing, "tracer", None)
+    if cached is not None:  # a cached tracer of another provider would not see the stand-in
+        cached.cache_clear()
+    flags = trace.TraceFlags(trace.TraceFlags.SAMPLED if sampled else trace.TraceFlags.DEFAULT)
+    parent = trace.SpanContext(trace_id=0xABC, span_id=0xDEF, is_remote=True, trace_flags=flags)
+    try:
+        with trace.use_span(trace.NonRecordingSpan(parent)), tracing.traced("features", "test"):
+            pass
+    finally:
+        if cached is not None:
+            cached.cache_clear()
+    finished = exporter.get_finished_spans()
+    if sampled:
+        (span,) = finished
+        assert span.name == "features"
+        assert span.context is not None and span.context.trace_id == 0xABC
+    else:
+        assert finished == ()

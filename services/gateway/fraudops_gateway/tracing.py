@@ -36,7 +36,7 @@ def request_span(scope: MutableMapping[str, Any]) -> trace.Span | None:
         for name, value in scope.get("headers", ())
         if name in _PROPAGATED
     }
-    return trace.get_tracer(TRACER).start_span(
+    return tracing.tracer(TRACER).start_span(
         f"{scope['method']} {scope['path']}",
         context=propagate.extract(carrier) if carrier else None,
         kind=SpanKind.SERVER,
@@ -45,6 +45,9 @@ def request_span(scope: MutableMapping[str, Any]) -> trace.Span | None:
 
 
 def finish_request_span(span: trace.Span, method: str, route: str | None, status: int) -> None:
+    if not span.is_recording():  # sampled out: nothing to name or record
+        span.end()
+        return
     if route is not None:  # the route template names the span (known once the router matched)
         span.update_name(f"{method} {route}")
         span.set_attribute("http.route", route)
@@ -65,7 +68,7 @@ def current_context() -> trace.SpanContext | None:
 def write_spans(contexts: Iterable[trace.SpanContext | None], started_ns: int, rows: int) -> None:
     """A finished `COPY decisions` span under each request whose decisions one batched write stored."""
     ended_ns = time.time_ns()
-    tracer = trace.get_tracer(TRACER)
+    tracer = tracing.tracer(TRACER)
     attributes = tracing.postgres_attributes("COPY", "decisions", batch_size=rows)
     for context in contexts:
         if context is None:
