@@ -39,11 +39,14 @@ def entity_table(
     keys[without, 4] = 0
     customers = rng.integers(1, 2**62, transactions)
     process = psutil.Process()
+    at_start = process.memory_info().rss
+    # Compiles the kernels outside the clock and outside the table's memory: the JIT's code and LLVM's
+    # memory are a fixed cost of the process, not of the entities.
+    EntityTable().ingest(times[:batch], keys[:batch], customers[:batch], config)
     before = process.memory_info().rss
     table = EntityTable()
-    table.ingest(times[:batch], keys[:batch], customers[:batch], config)  # compile outside the clock
     started = time.perf_counter()
-    for start in range(batch, transactions, batch):
+    for start in range(0, transactions, batch):
         table.ingest(
             times[start : start + batch],
             keys[start : start + batch],
@@ -63,7 +66,7 @@ def entity_table(
         description=f"entity table: {transactions:,} transactions over {len(table):,} entities in batches of "
         f"{batch:,} (queue, epoch close, apply), then a snapshot and a restore",
         numbers={
-            "transactions_per_second": (transactions - batch) / seconds,
+            "transactions_per_second": transactions / seconds,
             "entities": float(len(table)),
             "table_rss_mib": (rss - before) / 2**20,
             "bytes_per_entity": (rss - before) / len(table),
@@ -77,5 +80,9 @@ def entity_table(
             "snapshot_restore_seconds": "s",
         },
         targets={"transactions_per_second": ">= 20000", "entities": ">= 1000000", "table_rss_mib": "<= 600"},
-        details={"array_bytes": table.memory_bytes(), "epoch_s": config.entity_epoch_s},
+        details={
+            "array_bytes": table.memory_bytes(),
+            "compiled_kernels_rss_mib": round((before - at_start) / 2**20, 1),
+            "epoch_s": config.entity_epoch_s,
+        },
     )
