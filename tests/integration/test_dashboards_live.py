@@ -343,7 +343,10 @@ def test_tripled_amounts_make_the_feature_drift_alert_fire(live: Live) -> None:
     (alert, *_) = wait_until(
         lambda: amount_drift_alerts(live, "firing"),
         600,
-        "FraudopsFeatureDrift firing for amount",
+        lambda: (
+            f"FraudopsFeatureDrift firing for amount (the stream's amount PSI in Prometheus now "
+            f"{amount_psi(live):.4f}, {before:.4f} before the injection; amount alerts: {amount_drift_alerts(live)})"
+        ),
         interval_s=5,
     )
     assert float(alert["value"]) > 0.25

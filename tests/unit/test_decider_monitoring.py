@@ -65,8 +65,6 @@ def test_each_variant_gets_its_scores_alerts_and_drift(tmp_path: Path) -> None:
     live = np.column_stack([rng.uniform(0, 1200, 1000), rng.integers(0, 24, 1000)])  # amounts 3x wider
 
     decided = decider.decide(live, [f"t{i}" for i in range(1000)], [f"c{i}" for i in range(1000)])
-    for monitor in decider.monitors._monitors.values():
-        monitor.publish_drift()
 
     flagged = sum(int(part.flagged.sum()) for part in decided.parts if not part.shadow)
     assert flagged > 0
@@ -144,7 +142,6 @@ def test_a_request_still_deciding_with_the_replaced_decider_does_not_bring_remov
     successor.take_over_monitors(replaced)
 
     replaced.decide(live, [f"u{i}" for i in range(1000)], [f"d{i}" for i in range(1000)])  # in flight
-    replaced.monitors.prepare("canary", canary, False).publish_drift()
 
     canary_psi = {"source": "unit", "variant": "canary", "model_version": "late-v2", "feature": "amount"}
     assert value("fraudops_feature_psi", **canary_psi) is None

@@ -40,9 +40,7 @@ def test_a_variant_monitor_publishes_scores_alerts_and_the_drift_of_each_feature
     reference = build_reference(
         np.column_stack([rng.lognormal(3, 1, 20_000), rng.integers(0, 24, 20_000)]), names
     )
-    monitor = monitoring.VariantMonitor(
-        "test", "canary", "v-mon", False, reference, ["hour", "amount"], publish_every_s=0
-    )
+    monitor = monitoring.VariantMonitor("test", "canary", "v-mon", False, reference, ["hour", "amount"])
     shifted = np.column_stack([rng.integers(0, 24, 2000), rng.lognormal(3, 1, 2000) * 4])  # model's order
 
     monitor.observe(rng.random(2000), alerts=7, features=shifted)
@@ -63,6 +61,30 @@ def test_a_variant_monitor_publishes_scores_alerts_and_the_drift_of_each_feature
     )
     assert amount is not None and amount > 0.25
     assert hour is not None and hour < 0.05
+
+
+def test_a_scrape_sees_the_drift_of_rows_observed_just_after_the_last_one() -> None:
+    # make test-live: the 4,000 rows of a drift came in one burst within a second of the PSI's last
+    # publication, which happened as batches came; with no traffic after them it was never published again.
+    rng = np.random.default_rng(4)
+    names = ["amount", "hour"]
+
+    def rows(count: int, amount_scale: float = 1.0) -> np.ndarray:
+        return np.column_stack([rng.lognormal(3, 1, count) * amount_scale, rng.integers(0, 24, count)])
+
+    monitor = monitoring.VariantMonitor(
+        "test", "stable", "v-burst", False, build_reference(rows(20_000), names)
+    )
+    labels = {"source": "test", "variant": "stable", "model_version": "v-burst", "feature": "amount"}
+    monitor.observe(rng.random(1000), features=rows(1000))
+    before = REGISTRY.get_sample_value("fraudops_feature_psi", labels)
+
+    for _ in range(20):  # a consumer's batches, right after one another
+        monitor.observe(rng.random(200), features=rows(200, amount_scale=3.0))
+    after = REGISTRY.get_sample_value("fraudops_feature_psi", labels)
+
+    assert before is not None and before < 0.1
+    assert after is not None and after > 0.25
 
 
 def test_a_reference_naming_unknown_features_is_refused() -> None:
@@ -105,9 +127,7 @@ def _one_row_monitor(version: str) -> monitoring.VariantMonitor:
     reference = build_reference(
         np.column_stack([rng.lognormal(3, 1, 5000), rng.integers(0, 24, 5000)]), ["a", "h"]
     )
-    return monitoring.VariantMonitor(
-        "test", "stable", version, False, reference, ["a", "h"], publish_every_s=0
-    )
+    return monitoring.VariantMonitor("test", "stable", version, False, reference, ["a", "h"])
 
 
 def test_a_scrape_right_after_one_observation_sees_it() -> None:

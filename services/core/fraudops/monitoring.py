@@ -14,8 +14,10 @@ six hours with a minimum count).
 Metrics are updated in bulk per batch: one `observe` per decision costs microseconds that a
 20,000-records-a-second consumer does not have. The gateway decides one transaction a request, so a
 variant's monitor gathers small observations and folds them in every `FOLD_ROWS` rows or
-`FOLD_EVERY_S`, whichever comes first; a scrape (any collection of the default registry) folds
-first, so a scrape never misses an observation made before it.
+`FOLD_EVERY_S`, whichever comes first. Feature drift is computed when it is read: a scrape (any
+collection of the default registry) first folds what was gathered, then publishes the PSI of every
+drift monitor that observed rows since its last publication, so a scrape never misses an observation
+made before it.
 """
 
 from __future__ import annotations
@@ -41,21 +43,29 @@ FOLD_EVERY_S = 1.0
 #: Monitors holding observations not yet folded into their metrics.
 _GATHERING: weakref.WeakSet[VariantMonitor] = weakref.WeakSet()
 _GATHERING_LOCK = threading.Lock()
+#: Drift monitors that observed rows since their PSI was last published.
+_UNPUBLISHED: weakref.WeakSet[FeatureDrift] = weakref.WeakSet()
+_UNPUBLISHED_LOCK = threading.Lock()
 
 
-class _FoldBeforeScrape:
+class _CatchUpBeforeScrape:
     """A collector without metrics of its own, registered before this module's metrics: the registry
-    collects in registration order, so every scrape folds the gathered observations first."""
+    collects in registration order, so every scrape first folds the gathered observations and then
+    publishes the drift of every row observed so far."""
 
     def collect(self) -> Iterable[Metric]:
         with _GATHERING_LOCK:
             monitors = list(_GATHERING)
         for monitor in monitors:
             monitor.fold()
+        with _UNPUBLISHED_LOCK:
+            drifts = list(_UNPUBLISHED)
+        for drift in drifts:
+            drift.publish()
         return ()
 
 
-REGISTRY.register(_FoldBeforeScrape())
+REGISTRY.register(_CatchUpBeforeScrape())
 
 SCORE_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99)
 _DAY_S = 86_400
@@ -172,12 +182,15 @@ def observe_many(histogram: Any, values: np.ndarray) -> None:
 
 class FeatureDrift:
     """A model's feature drift against the training reference in its artifact, published as
-    `fraudops_feature_psi` under fixed labels at most every `publish_every_s`.
+    `fraudops_feature_psi` under fixed labels when the registry is collected (a scrape).
 
     Both decision paths keep one per variant (`VariantMonitor`); the KServe predictor keeps one for the
     version it serves, since a variant scored remotely is only ever seen whole by its predictor.
-    Computing and setting a PSI per feature on every batch would cost more than it tells, hence the
-    interval. The predictor scores on several threads at once: a lock keeps the counts consistent.
+    Computing and setting a PSI per feature on every batch would cost more than it tells, so a batch only
+    adds its counts and a scrape computes the PSI over every row observed before it. (Published at most
+    once a second as batches came, the rows after the last publication stayed unexported once traffic
+    stopped: a drift that came in one short burst never reached Prometheus.) The predictor scores on
+    several threads at once: a lock keeps the counts consistent.
     """
 
     def __init__(
@@ -185,7 +198,6 @@ class FeatureDrift:
         reference: ReferenceHistograms,
         labels: tuple[str, str, str],  # source, variant, model_version
         feature_names: Sequence[str] | None = None,
-        publish_every_s: float = 1.0,
     ) -> None:
         self.monitor = DriftMonitor(reference)
         self._columns: np.ndarray | None = None
@@ -197,31 +209,27 @@ class FeatureDrift:
             self._columns = np.asarray([position[name] for name in reference.feature_names])
         self.label_sets = [(*labels, name) for name in reference.feature_names]
         self._gauges = [FEATURE_PSI.labels(*label_set) for label_set in self.label_sets]
-        self.publish_every_s = publish_every_s
-        self._published_at = 0.0
         self._lock = threading.Lock()
 
     def observe(self, features: np.ndarray) -> None:
-        """Add a batch of feature rows (columns in the model's order) and publish if it is time."""
+        """Add a batch of feature rows (columns in the model's order); the next scrape publishes them."""
         if not len(features):
             return
         with self._lock:
             self.monitor.observe(features if self._columns is None else features[:, self._columns])
-            now = time.monotonic()
-            if now - self._published_at >= self.publish_every_s:
-                self._published_at = now
-                self._publish()
+            with _UNPUBLISHED_LOCK:
+                _UNPUBLISHED.add(self)
 
     def publish(self) -> None:
+        """Set the gauges to the PSI of every row observed so far (none before the monitor's minimum)."""
         with self._lock:
-            self._publish()
-
-    def _publish(self) -> None:
-        psi = self.monitor.psi()
-        if psi is None:
-            return
-        for gauge, value in zip(self._gauges, psi.tolist(), strict=True):
-            gauge.set(value)
+            with _UNPUBLISHED_LOCK:
+                _UNPUBLISHED.discard(self)
+            psi = self.monitor.psi()
+            if psi is None:
+                return
+            for gauge, value in zip(self._gauges, psi.tolist(), strict=True):
+                gauge.set(value)
 
     def forget(self) -> None:
         """Remove the gauges: a model no longer scored must not keep its last drift (and alert) forever."""
@@ -244,7 +252,6 @@ class VariantMonitor:
         shadow: bool,
         reference: ReferenceHistograms | None,
         feature_names: Sequence[str] | None = None,
-        publish_every_s: float = 1.0,
     ) -> None:
         labels = (source, variant, model_version)
         self.label_sets: dict[Any, tuple[str, ...]] = {
@@ -255,9 +262,7 @@ class VariantMonitor:
         self.scores = SCORES.labels(*self.label_sets[SCORES])
         self.alerts = ALERTS.labels(*labels)
         self.errors = SCORING_ERRORS.labels(*labels)
-        self.drift = (
-            FeatureDrift(reference, labels, feature_names, publish_every_s) if reference is not None else None
-        )
+        self.drift = FeatureDrift(reference, labels, feature_names) if reference is not None else None
         self._lock = threading.Lock()
         self._scores: list[np.ndarray] = []
         self._features: list[np.ndarray] = []
@@ -309,10 +314,6 @@ class VariantMonitor:
             self.alerts.inc(alerts)
         if self.drift is not None and features is not None:
             self.drift.observe(features)
-
-    def publish_drift(self) -> None:
-        if self.drift is not None:
-            self.drift.publish()
 
     def forget(self, keep: Collection[tuple[Any, tuple[str, ...]]] = ()) -> None:
         """Remove this variant's series, except those in `keep` (metric, label values): a successor with
