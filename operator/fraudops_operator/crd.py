@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from fraudops.features.spec import DAY, MAX_ENTITY_LABEL_DELAY_DAYS, FeatureConfig
+
 GROUP = "fraudops.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -169,6 +171,44 @@ def _conditions() -> dict[str, Any]:
 # --------------------------------------------------------------------------- FraudModel
 
 
+#: What training uses unless told otherwise (`fraudops train`; TrainingRun spec.data.labelDelay: 7d).
+DEFAULT_LABEL_DELAY_DAYS = FeatureConfig().label_delay_s / DAY
+DEFAULT_ENTITY_EPOCH_S = FeatureConfig().entity_epoch_s
+
+
+def _version_features() -> dict[str, Any]:
+    label_delay = _num(
+        "Label delay the features were computed with: feature_config.label_delay_s in days "
+        "(`fraudops train --label-delay-days`, a TrainingRun's data.labelDelay).",
+        default=DEFAULT_LABEL_DELAY_DAYS,
+        minimum=0,
+        maximum=MAX_ENTITY_LABEL_DELAY_DAYS,
+    )
+    label_delay["exclusiveMinimum"] = True
+    return _obj(
+        "What this version's model was trained with, as its artifact records it (metadata.yaml: "
+        "training.entity_features and feature_config). A TrainingRun's hand-over fills it in. The operator "
+        "does not read artifacts (KServe's storage initializer does): it runs the scorers by this, and the "
+        "predictor checks it against the artifact when it loads and refuses to start on a mismatch.",
+        {
+            "entityFeatures": _bool(
+                "Trained with the entity-risk features (`fraudops train --entity-features`): the operator "
+                "runs the entity-state component (`fraudops stream entities`, Deployment "
+                "<model>-entity-state) and the consumer reads its table (ENTITY_TABLE=true).",
+                False,
+            ),
+            "labelDelayDays": label_delay,
+            "entityEpochSeconds": _num(
+                "Entity epoch length: feature_config.entity_epoch_s (training uses 60).",
+                default=DEFAULT_ENTITY_EPOCH_S,
+                minimum=1,
+                maximum=3600,
+            ),
+        },
+        defaulted=True,
+    )
+
+
 def _model_version(role: str) -> dict[str, Any]:
     return _obj(
         f"The {role} model version.",
@@ -184,6 +224,7 @@ def _model_version(role: str) -> dict[str, Any]:
                 pattern=URI_PATTERN,
                 max_length=1024,
             ),
+            "features": _version_features(),
         },
         required=["version", "modelUri"],
     )
@@ -390,6 +431,32 @@ _KAFKA_AUTHENTICATION = _obj(
 DEFAULT_ALERTS_TOPIC = "fraud-alerts"
 DEFAULT_DLQ_TOPIC = "transactions.dlq"
 
+ENTITY_STATE_SPEC = _obj(
+    "The entity-state component (`fraudops stream entities`, Deployment <model>-entity-state): runs only while "
+    "a served version has features.entityFeatures. One replica reads every partition of the topic and publishes "
+    "the entity table to the database once per epoch (docs/entity-features.md); it uses the consumer's image, "
+    "database Secret and broker login.",
+    {
+        "retainEpochs": _int(
+            "Epochs of published table changes kept behind the newest (--retain-epochs): how far, in event "
+            "time, a consumer may lag the component and still read every record at its own epoch.",
+            default=1440,
+            minimum=1,
+        ),
+        "snapshotEveryEpochs": _int(
+            "Epochs between full snapshots of the table (--snapshot-every): what a restarted consumer or "
+            "component rebuilds from.",
+            default=240,
+            minimum=1,
+        ),
+        "resources": _resources(
+            "Container resources (measured: ~600 MiB at a million entities).",
+            {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        ),
+    },
+    defaulted=True,
+)
+
 _STREAM = _obj(
     "The Kafka stream this model scores, and its KEDA-scaled consumer.",
     {
@@ -444,6 +511,7 @@ _STREAM = _obj(
             "Consumer container resources.",
             {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
         ),
+        "entityState": ENTITY_STATE_SPEC,
     },
     defaulted=True,
     rules=[
@@ -509,6 +577,17 @@ FRAUD_MODEL_SPEC = _obj(
             "!has(self.candidate) || !has(self.stable) || self.candidate.version != self.stable.version",
             "spec.candidate.version must differ from spec.stable.version",
             field_path=".candidate.version",
+        ),
+        # One consumer computes the features for every variant it routes to, and one entity-state component
+        # keeps the table with one configuration.
+        _rule(
+            "!has(self.candidate) || !has(self.stable) || "
+            "(self.candidate.features.labelDelayDays == self.stable.features.labelDelayDays && "
+            "self.candidate.features.entityEpochSeconds == self.stable.features.entityEpochSeconds)",
+            "spec.candidate.features must have the stable's labelDelayDays and entityEpochSeconds: the consumer "
+            "computes one set of features for both versions (a model trained with other settings replaces "
+            "spec.stable instead of rolling out against it)",
+            field_path=".candidate.features",
         ),
         # promote/abort act on whichever candidate is current: a leftover `promote: true` must not
         # instantly promote the next candidate.
@@ -626,6 +705,12 @@ TRAINING_RUN_SPEC = _obj(
                 "timeout": _duration("Wall-clock budget of the tuning (it is interrupted after).", "10m"),
             },
             defaulted=True,
+        ),
+        "entityFeatures": _bool(
+            "Train on the entity-risk features (`fraudops train --entity-features`). The FraudModel that "
+            "receives the version gets features.entityFeatures, so the operator runs the entity-state "
+            "component for it.",
+            False,
         ),
         "image": _str("Training image (runs `fraudops train`).", default=DEFAULT_APP_IMAGE, max_length=512),
         "resources": _resources(

@@ -2,6 +2,8 @@
 
     InferenceService <model>-<version>   one per served version (KServe Standard mode, our predictor)
     ConfigMap        <model>-routing     the routing table (key routing.yaml), also in status.routing
+    Deployment       <model>-entity-state  `fraudops stream entities`, only while a routed version was
+                                         trained with the entity features (one replica, Recreate)
     Deployment       <model>-consumer    `fraudops stream consume`, reading the routing table
     ScaledObject     <model>-consumer    KEDA, on the consumer group's lag
     TriggerAuthentication <model>-consumer  KEDA's broker login (only with spec.stream.authentication)
@@ -20,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from fraudops.routing import RoutingTable, Variant, VariantMode
+from fraudops.features.spec import DAY
+from fraudops.routing import RoutingTable, TrainedFeatures, Variant, VariantMode
 from fraudops_operator.resources import FraudModel, KafkaAuthentication, ModelVersion, Strategy
 from fraudops_operator.rollout import Phase, RolloutState, candidate_weight, current_step
 
@@ -29,6 +32,9 @@ ROUTING_MOUNT = "/etc/fraudops/routing"
 PREDICTOR_PORT = 8080
 CONSUMER_METRICS_PORT = 9102
 CONSUMER_CONTAINER = "consumer"
+ENTITY_STATE_METRICS_PORT = 9103
+#: `app.kubernetes.io/name` of the entity-state component's Deployment and pods (fraudops-<component>)
+ENTITY_STATE_COMPONENT = "entity-state"
 MODEL_LABEL = "fraudops.io/model"
 VERSION_LABEL = "fraudops.io/model-version"
 MANAGED_BY = "fraudops-operator"
@@ -113,7 +119,18 @@ def _variant(
         mode=mode,
         model_uri=None,
         endpoint=predictor_endpoint(model, version.version),
+        # Only what differs from the defaults (which a scorer assumes for a variant the table says nothing
+        # about): tables of models trained with the defaults stay readable by images from before the field.
+        features=None if version.features == TrainedFeatures() else version.features,
     )
+
+
+def entity_table_features(table: RoutingTable | None) -> TrainedFeatures | None:
+    """The settings of the routed versions trained with the entity features (the schema makes a stable and
+    its candidate agree on them), which the entity-state component keeps its table with; None: no routed
+    version needs the entity table."""
+    variants = table.variants if table is not None else []
+    return next((v.features for v in variants if v.features and v.features.entity_features), None)
 
 
 def routing_document(table: RoutingTable) -> dict[str, Any]:
@@ -236,7 +253,14 @@ def desired_inference_service(
                             "/mnt/models",
                             "--http_port",
                             str(PREDICTOR_PORT),
+                            # Checked against the artifact at load: a mismatch stops the predictor with
+                            # the difference, before the consumer computes features the model was not
+                            # trained on.
+                            "--trained_features",
+                            version.features.model_dump_json(),
                         ],
+                        # That refusal (or any crash at load) shows in `kubectl describe pod`.
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
                         # STORAGE_URI on a custom container makes KServe inject its storage initializer,
                         # which puts the artifact at /mnt/models.
                         "env": [
@@ -277,14 +301,9 @@ def desired_consumer_deployment(
     model: FraudModel, table: RoutingTable, tracing: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     stream = model.stream
-    selector = {"app.kubernetes.io/name": "fraudops-consumer", "app.kubernetes.io/instance": model.name}
+    selector = _selector(model, "consumer")
     env = [
-        {
-            "name": "DB_URL",
-            "valueFrom": {
-                "secretKeyRef": {"name": stream.database_secret_name, "key": stream.database_secret_key}
-            },
-        },
+        _secret_env("DB_URL", stream.database_secret_name, stream.database_secret_key),
         {"name": "KAFKA_BOOTSTRAP_SERVERS", "value": stream.bootstrap_servers},
         {"name": "TRANSACTIONS_TOPIC", "value": stream.topic},
         {"name": "ALERTS_TOPIC", "value": stream.alerts_topic},
@@ -298,6 +317,9 @@ def desired_consumer_deployment(
         *kafka_authentication_env(stream.authentication),
         *_tracing_env(tracing or {}, "fraudops-stream"),
     ]
+    if entity_table_features(table) is not None:
+        # The consumer waits for the entity-state component's table at each record's epoch.
+        env.append({"name": "ENTITY_TABLE", "value": "true"})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -350,6 +372,107 @@ def desired_consumer_deployment(
                         {"name": "routing", "configMap": {"name": f"{model.name}-routing"}},
                         SCRATCH_VOLUME,
                     ],
+                },
+            },
+        },
+    }
+
+
+def exact_number(value: float) -> str:
+    """`value` as the shortest text that reads back as exactly the same float ("7", "0.4166666666666667"):
+    the component and the training Job record what they read, and it must equal what the scorers use."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
+def _selector(model: FraudModel, component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": f"fraudops-{component}", "app.kubernetes.io/instance": model.name}
+
+
+def entity_state_name(model: FraudModel) -> str:
+    return f"{model.name}-{ENTITY_STATE_COMPONENT}"
+
+
+def desired_entity_state_deployment(model: FraudModel, features: TrainedFeatures) -> dict[str, Any]:
+    """`fraudops stream entities` for the model's topic, keeping the entity table with the settings the
+    routed versions were trained with (`entity_table_features`).
+
+    Exactly one instance may own a topic's table: two would each publish their own epochs and positions
+    over the other's. Hence one replica and the Recreate strategy (the old pod is gone before the new one
+    starts: no surge in a rollout); the component itself takes a PostgreSQL advisory lock on the topic's
+    table, so a second instance that still appears (a pod on a partitioned node the cluster has given up
+    on, a run by hand) waits instead of writing."""
+    stream, state = model.stream, model.stream.entity_state
+    selector = _selector(model, ENTITY_STATE_COMPONENT)
+    env = [
+        _secret_env("DB_URL", stream.database_secret_name, stream.database_secret_key),
+        {"name": "KAFKA_BOOTSTRAP_SERVERS", "value": stream.bootstrap_servers},
+        {"name": "TRANSACTIONS_TOPIC", "value": stream.topic},
+        # Its own client group id derives from it (`<group>-entity-state`, never joined: it assigns every
+        # partition itself and keeps its offsets in the database).
+        {"name": "CONSUMER_GROUP", "value": stream.consumer_group},
+        {"name": "LOG_FORMAT", "value": "json"},
+        *kafka_authentication_env(stream.authentication),
+    ]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(model, entity_state_name(model), ENTITY_STATE_COMPONENT),
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {
+                    "labels": {**labels(model, ENTITY_STATE_COMPONENT), **selector},
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(ENTITY_STATE_METRICS_PORT),
+                    },
+                },
+                "spec": {
+                    # SIGTERM ends the loop after the current round; everything published is durable.
+                    "terminationGracePeriodSeconds": 30,
+                    "containers": [
+                        {
+                            "name": ENTITY_STATE_COMPONENT,
+                            "image": stream.image,
+                            "command": [
+                                "fraudops",
+                                "stream",
+                                "entities",
+                                "--metrics-port",
+                                str(ENTITY_STATE_METRICS_PORT),
+                                "--label-delay-days",
+                                exact_number(features.label_delay_s / DAY),
+                                "--epoch-seconds",
+                                exact_number(features.entity_epoch_s),
+                                "--snapshot-every",
+                                str(state.snapshot_every_epochs),
+                                "--retain-epochs",
+                                str(state.retain_epochs),
+                            ],
+                            "env": env,
+                            "ports": [
+                                {
+                                    "name": "metrics",
+                                    "containerPort": ENTITY_STATE_METRICS_PORT,
+                                    "protocol": "TCP",
+                                }
+                            ],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/metrics", "port": ENTITY_STATE_METRICS_PORT},
+                                "periodSeconds": 10,
+                            },
+                            # A refusal at start (a table kept with other settings) shows in `kubectl describe`.
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
+                            "resources": dict(state.resources),
+                            "volumeMounts": [SCRATCH_MOUNT],
+                            "securityContext": CONTAINER_SECURITY_CONTEXT,
+                        }
+                    ],
+                    "securityContext": POD_SECURITY_CONTEXT,
+                    "volumes": [SCRATCH_VOLUME],
                 },
             },
         },
@@ -460,10 +583,11 @@ def desired_children(
         desired_inference_service(model, version, tracing) for version in served_versions(model, state)
     ]
     if table is not None:
-        children += [
-            desired_routing_config_map(model, table),
-            desired_consumer_deployment(model, table, tracing),
-        ]
+        children.append(desired_routing_config_map(model, table))
+        entity_features = entity_table_features(table)
+        if entity_features is not None:  # before the consumer that waits for its table
+            children.append(desired_entity_state_deployment(model, entity_features))
+        children.append(desired_consumer_deployment(model, table, tracing))
         trigger_authentication = desired_trigger_authentication(model)
         if trigger_authentication is not None:  # before the ScaledObject that refers to it
             children.append(trigger_authentication)

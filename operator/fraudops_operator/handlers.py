@@ -25,11 +25,15 @@ from fraudops.tracing import traced
 from fraudops_operator import crd, metrics
 from fraudops_operator.analysis import VariantQuery, Verdict, analyse
 from fraudops_operator.desired import (
+    ENTITY_STATE_COMPONENT,
     MODEL_LABEL,
     candidate_variant_name,
     desired_children,
+    entity_state_name,
+    entity_table_features,
     fingerprint,
     inference_service_name,
+    routing_table,
     storage_problem,
     tracing_settings,
     volume_claim,
@@ -47,7 +51,7 @@ from fraudops_operator.rollout import (
     next_state,
 )
 from fraudops_operator.settings import OperatorSettings
-from fraudops_operator.status import Readiness, fraud_model_status, set_condition
+from fraudops_operator.status import Readiness, entity_state_readiness, fraud_model_status, set_condition
 from fraudops_operator.training import (
     JOB_NAME_LABEL,
     artifact_uri,
@@ -133,7 +137,9 @@ def _reconcile_fraud_model(name: str, namespace: str, memo: kopf.Memo) -> str | 
     if not readiness.ready:  # what could not be applied did not happen: hold the last state
         transition, verdict = Transition(_held(model, status, now)), None
     state = transition.state
-    if _write_status(kube, body, fraud_model_status(model, state, readiness, status, verdict, now)):
+    entity_state = _entity_state(kube, model, state)
+    new_status = fraud_model_status(model, state, readiness, status, verdict, now, entity_state)
+    if _write_status(kube, body, new_status):
         for event in transition.events:
             _post(body, event)
         if not readiness.ready:
@@ -226,17 +232,34 @@ def _apply_children(kube: Kube, memo: kopf.Memo, model: FraudModel, state: Rollo
     return Readiness(True, "Reconciled", f"applied {applied}")
 
 
-#: Children that come and go while the model lives: old versions' InferenceServices, and KEDA's broker
-#: login once `spec.stream.authentication` is removed. (The others live as long as the model.)
-_TRANSIENT_KINDS = ("InferenceService", "TriggerAuthentication")
+def _entity_state(kube: Kube, model: FraudModel, state: RolloutState) -> Readiness | None:
+    """The entity-state component's readiness, while the routed versions need one (None: they do not)."""
+    if entity_table_features(routing_table(model, state)) is None:
+        return None
+    name = entity_state_name(model)
+    return entity_state_readiness(name, kube.get("Deployment", model.namespace, name))
+
+
+#: Children that come and go while the model lives, by kind and (where the kind has lasting children too)
+#: component: old versions' InferenceServices, KEDA's broker login once `spec.stream.authentication` is
+#: removed, and the entity-state component once no routed version needs it. (The others live as long as
+#: the model.)
+_TRANSIENT_CHILDREN = (
+    ("InferenceService", None),
+    ("TriggerAuthentication", None),
+    ("Deployment", ENTITY_STATE_COMPONENT),
+)
 
 
 def _retire_children(kube: Kube, model: FraudModel, children: list[dict[str, Any]]) -> None:
-    """Delete the model's own children of the transient kinds that it no longer wants."""
-    for kind in _TRANSIENT_KINDS:
+    """Delete the model's own transient children that it no longer wants."""
+    for kind, component in _TRANSIENT_CHILDREN:
         keep = {c["metadata"]["name"] for c in children if c["kind"] == kind}
+        selector = f"{MODEL_LABEL}={model.name}"
+        if component is not None:
+            selector += f",app.kubernetes.io/name=fraudops-{component}"
         try:
-            owned = kube.list_objects(kind, model.namespace, f"{MODEL_LABEL}={model.name}")
+            owned = kube.list_objects(kind, model.namespace, selector)
         except KindNotServedError:
             continue  # nothing of that kind can exist (e.g. KEDA not installed)
         for obj in owned:
@@ -409,7 +432,17 @@ def _hand_over(
     patch = fraud_model_change(run, fraud_model)
     events = []
     if patch is not None:
-        kube.merge_patch("FraudModel", run.ref.namespace, run.fraud_model, patch)
+        try:
+            kube.merge_patch("FraudModel", run.ref.namespace, run.fraud_model, patch)
+        except ApiException as exc:
+            if exc.status != 422:
+                raise
+            # The FraudModel's schema refuses the version (e.g. trained with another label delay than the
+            # stable it would roll out against): say so, and try again each tick, as for a missing model.
+            message = f"FraudModel {run.fraud_model} refused {run.version}: {_api_message(exc)}"
+            return set_condition(
+                conditions, "FraudModelUpdated", "False", "HandOverRejected", message, now, run.ref.generation
+            ), [RolloutEvent("Warning", "HandOverRejected", message)]
         role = "candidate" if "candidate" in patch["spec"] else "stable"
         message = f"{run.version} ({artifact_uri(run)}) is now FraudModel {run.fraud_model}'s {role}"
         events.append(RolloutEvent("Normal", "FraudModelUpdated", message))

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from fraudops.features.spec import DAY
+from fraudops.routing import TrainedFeatures
 from fraudops_operator import crd
 
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
@@ -35,10 +37,35 @@ class Strategy(StrEnum):
 class ModelVersion:
     version: str
     model_uri: str
+    #: what the version's model was trained with (`spec.<role>.features`), in the routing table's terms
+    features: TrainedFeatures = field(default_factory=TrainedFeatures)
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any] | None) -> ModelVersion | None:
-        return None if spec is None else cls(version=spec["version"], model_uri=spec["modelUri"])
+        if spec is None:
+            return None
+        return cls(spec["version"], spec["modelUri"], trained_features(spec.get("features")))
+
+
+def trained_features(spec: Mapping[str, Any] | None) -> TrainedFeatures:
+    """`spec.<role>.features`; absent (an object stored under a CRD from before the field): the defaults,
+    which are what every artifact was trained with until the field existed."""
+    if not spec:
+        return TrainedFeatures()
+    return TrainedFeatures(
+        entity_features=spec.get("entityFeatures", False),
+        label_delay_s=spec.get("labelDelayDays", crd.DEFAULT_LABEL_DELAY_DAYS) * DAY,
+        entity_epoch_s=spec.get("entityEpochSeconds", crd.DEFAULT_ENTITY_EPOCH_S),
+    )
+
+
+def features_spec(features: TrainedFeatures) -> dict[str, Any]:
+    """`spec.<role>.features` for these (the inverse of `trained_features`)."""
+    return {
+        "entityFeatures": features.entity_features,
+        "labelDelayDays": features.label_delay_s / DAY,
+        "entityEpochSeconds": features.entity_epoch_s,
+    }
 
 
 @dataclass(frozen=True)
@@ -153,6 +180,21 @@ class KafkaAuthentication:
 
 
 @dataclass(frozen=True)
+class EntityStateSpec:
+    """The entity-state component's settings (`spec.stream.entityState`)."""
+
+    retain_epochs: int
+    snapshot_every_epochs: int
+    resources: Mapping[str, Any]
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any] | None) -> EntityStateSpec:
+        # Absent under a CRD from before the field: the schema's defaults, as the API server would give.
+        spec = crd.apply_defaults(crd.ENTITY_STATE_SPEC, dict(spec or {}))
+        return cls(spec["retainEpochs"], spec["snapshotEveryEpochs"], spec["resources"])
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     topic: str
     alerts_topic: str
@@ -171,6 +213,7 @@ class StreamSpec:
     database_secret_key: str
     resources: Mapping[str, Any]
     authentication: KafkaAuthentication | None = None
+    entity_state: EntityStateSpec = field(default_factory=lambda: EntityStateSpec.from_spec(None))
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], namespace: str) -> StreamSpec:
@@ -196,6 +239,7 @@ class StreamSpec:
             database_secret_key=spec["databaseSecret"]["key"],
             resources=spec["resources"],
             authentication=KafkaAuthentication.from_spec(spec.get("authentication")),
+            entity_state=EntityStateSpec.from_spec(spec.get("entityState")),
         )
 
 
@@ -281,6 +325,7 @@ class TrainingRun:
     image: str
     resources: Mapping[str, Any]
     fraud_model: str | None
+    entity_features: bool = False
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> TrainingRun:
@@ -299,4 +344,5 @@ class TrainingRun:
             image=spec["image"],
             resources=spec["resources"],
             fraud_model=fraud_model,
+            entity_features=spec.get("entityFeatures", False),
         )

@@ -22,7 +22,7 @@ from fraudops_operator.desired import (
 from fraudops_operator.resources import FraudModel
 from fraudops_operator.rollout import Phase, RolloutState, candidate_weight
 
-CONDITION_ORDER = ("Ready", "Progressing", "AnalysisPassed")
+CONDITION_ORDER = ("Ready", "Progressing", "AnalysisPassed", "EntityStateReady")
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,30 @@ def set_condition(
     return sorted([*others, updated], key=lambda c: _order(c["type"]))
 
 
+def entity_state_readiness(name: str, deployment: Mapping[str, Any] | None) -> Readiness:
+    """Whether the entity-state component's Deployment `name` has its one replica available at its current
+    spec. Until it has, the consumers wait for the table it publishes (they pause, and stay in their group)."""
+    if deployment is None:
+        return Readiness(False, "NotCreated", f"Deployment {name} does not exist yet")
+    status = deployment.get("status") or {}
+    current = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 1)
+    if current and status.get("updatedReplicas", 0) >= 1 and status.get("availableReplicas", 0) >= 1:
+        return Readiness(True, "Available", f"Deployment {name} has its replica available")
+    return Readiness(
+        False,
+        "Unavailable",
+        f"Deployment {name} has no available replica: the consumers wait for the entity table it publishes "
+        f"(kubectl logs deployment/{name})",
+    )
+
+
+def _set_readiness(
+    conditions: Sequence[Mapping[str, Any]], type_: str, readiness: Readiness, now: datetime, generation: int
+) -> list[dict[str, Any]]:
+    status = "True" if readiness.ready else "False"
+    return set_condition(conditions, type_, status, readiness.reason, readiness.message, now, generation)
+
+
 def _order(type_: str) -> int:
     return CONDITION_ORDER.index(type_) if type_ in CONDITION_ORDER else len(CONDITION_ORDER)
 
@@ -73,19 +97,16 @@ def fraud_model_status(
     previous: Mapping[str, Any],
     verdict: Verdict | None,
     now: datetime,
+    entity_state: Readiness | None = None,
 ) -> dict[str, Any]:
-    """The whole status for this state; `previous` supplies conditions that did not change this tick."""
+    """The whole status for this state; `previous` supplies conditions that did not change this tick.
+    `entity_state`: the entity-state component's readiness (None: the model runs none, and the condition
+    goes)."""
     generation = model.ref.generation
-    conditions: list[dict[str, Any]] = list(previous.get("conditions") or [])
-    conditions = set_condition(
-        conditions,
-        "Ready",
-        "True" if readiness.ready else "False",
-        readiness.reason,
-        readiness.message,
-        now,
-        generation,
-    )
+    conditions: list[dict[str, Any]] = [
+        c for c in previous.get("conditions") or [] if entity_state or c["type"] != "EntityStateReady"
+    ]
+    conditions = _set_readiness(conditions, "Ready", readiness, now, generation)
     conditions = set_condition(
         conditions,
         "Progressing",
@@ -95,6 +116,8 @@ def fraud_model_status(
         now,
         generation,
     )
+    if entity_state is not None:
+        conditions = _set_readiness(conditions, "EntityStateReady", entity_state, now, generation)
     if verdict is not None:
         verdict_status = {Outcome.PASSED: "True", Outcome.FAILED: "False", Outcome.INCONCLUSIVE: "Unknown"}
         conditions = set_condition(

@@ -14,15 +14,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from fraudops.features.spec import DAY
+from fraudops.routing import TrainedFeatures
 from fraudops_operator.desired import (
     CONTAINER_SECURITY_CONTEXT,
     MANAGED_BY,
     POD_SECURITY_CONTEXT,
     SCRATCH_MOUNT,
     SCRATCH_VOLUME,
+    exact_number,
     volume_claim,
 )
-from fraudops_operator.resources import ModelVersion, TrainingRun
+from fraudops_operator.resources import ModelVersion, TrainingRun, features_spec
 from fraudops_operator.status import set_condition
 
 CONTAINER = "train"
@@ -54,7 +57,9 @@ def desired_training_job(run: TrainingRun) -> dict[str, Any]:
         "FRAUDOPS_TRAIN_VERSION": run.version,
         "FRAUDOPS_TRAIN_TRIALS": str(run.trials),
         "FRAUDOPS_TRAIN_TIMEOUT": f"{run.timeout_s:g}",
-        "FRAUDOPS_TRAIN_LABEL_DELAY_DAYS": f"{run.label_delay_days:g}",
+        # Exactly: the artifact records what training read, and the hand-over declares it (trained_features).
+        "FRAUDOPS_TRAIN_LABEL_DELAY_DAYS": exact_number(run.label_delay_days),
+        "FRAUDOPS_TRAIN_ENTITY_FEATURES": "true" if run.entity_features else "false",
         "FRAUDOPS_TRAIN_RESULT_FILE": "/tmp/fraudops-train-result.json",
         "LOG_FORMAT": "json",
     }
@@ -207,14 +212,25 @@ def _termination_result(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return {}
 
 
+def trained_features(run: TrainingRun) -> TrainedFeatures:
+    """What the run's Job trains with: the operator chose it, as it chose where the artifact lands (the
+    entity epoch is training's default: `fraudops train` has no option for it)."""
+    return TrainedFeatures(entity_features=run.entity_features, label_delay_s=run.label_delay_days * DAY)
+
+
 def fraud_model_change(run: TrainingRun, fraud_model: Mapping[str, Any]) -> dict[str, Any] | None:
     """The merge patch that makes the new artifact the FraudModel's candidate (None: already done).
 
     A FraudModel without any version gets it as its stable. A candidate that was promoted becomes the
-    stable first, so the new candidate rolls out against what actually serves.
+    stable first, so the new candidate rolls out against what actually serves. The version's `features`
+    are always written in full: a merge patch would otherwise keep the previous candidate's.
     """
-    produced = ModelVersion(run.version, artifact_uri(run))
-    new = {"version": produced.version, "modelUri": produced.model_uri}
+    produced = ModelVersion(run.version, artifact_uri(run), trained_features(run))
+    new = {
+        "version": produced.version,
+        "modelUri": produced.model_uri,
+        "features": features_spec(produced.features),
+    }
     spec = fraud_model.get("spec") or {}
     stable, candidate = spec.get("stable"), spec.get("candidate")
     if any(v and v.get("version") == produced.version for v in (stable, candidate)):

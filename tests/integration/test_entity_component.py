@@ -6,6 +6,7 @@ does — through fraud labels and a kill -9 of the component between two phases 
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -65,6 +66,17 @@ def published_epoch(db_url: str, topic: str) -> int | None:
         return entitystore.published_epoch(conn, topic)
 
 
+def wait_until_published(setup: StreamSetup, epoch: int, what: str, alive: list[subprocess.Popen]) -> None:
+    """Until the component has published `epoch` of the setup's topic."""
+    wait_until(
+        lambda: (published_epoch(setup.db_url, setup.topic) or 0) >= epoch,
+        120,
+        what,
+        interval_s=0.5,
+        alive=alive,
+    )
+
+
 def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_through_a_kill_9(
     stream_setup: StreamSetup, trained_artifact: Path
 ) -> None:
@@ -112,12 +124,8 @@ def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_
                 alive=[proc],
             )
         last_epoch = int(times[first_phase - 1] // trained_with.entity_epoch_s)
-        wait_until(
-            lambda: (published_epoch(stream_setup.db_url, stream_setup.topic) or 0) >= last_epoch,
-            60,
-            "the component to publish the first phase",
-            interval_s=0.5,
-            alive=[component],
+        wait_until_published(
+            stream_setup, last_epoch, "the component to publish the first phase", [component]
         )
         component.send_signal(signal.SIGKILL)  # no warning: it resumes from what it published
         component.wait(timeout=30)
@@ -215,3 +223,43 @@ def test_a_consumer_refuses_the_entity_model_at_start_when_no_entity_table_is_at
     assert len(errors) == 1, log
     assert f"{metadata.name}:{metadata.version}" in errors[0]
     assert "ENTITY_TABLE=true" in errors[0] and "retrain without --entity-features" in errors[0]
+
+
+def test_a_second_component_of_the_same_topic_waits_until_the_first_is_gone(
+    stream_setup: StreamSetup,
+) -> None:
+    # One instance may own a topic's table (the operator runs one replica with the Recreate strategy); a
+    # second one that still appears — a pod on a partitioned node, a run by hand — must not publish over it.
+    records = simulated_records(4_000, seed=31)
+    times = [datetime.fromisoformat(orjson.loads(value)["event_time"]).timestamp() for _, value in records]
+    half = 2_000
+    while times[half] == times[half - 1]:
+        half += 1
+    first = stream_setup.entity_state("entities-1")
+    second = None
+    try:
+        stream_setup.wait_for_log("entities-1", "entity table taken", 120, [first])
+        second = stream_setup.entity_state("entities-2")
+        stream_setup.wait_for_log(
+            "entities-2", "another entity-state component writes the entity table", 120, [second]
+        )
+        produce(stream_setup.bootstrap, stream_setup.topic, records[:half])
+        first_epoch = int(times[half - 1] // FeatureConfig().entity_epoch_s)
+        wait_until_published(
+            stream_setup, first_epoch, "the first component to publish the first half", [first, second]
+        )
+        assert "entity table taken" not in stream_setup.log("entities-2")
+
+        first.send_signal(signal.SIGKILL)  # its session ends, and the lock with it
+        first.wait(timeout=30)
+        stream_setup.wait_for_log("entities-2", "entity table taken", 60, [second])
+        produce(stream_setup.bootstrap, stream_setup.topic, records[half:])
+        last_epoch = int(times[-1] // FeatureConfig().entity_epoch_s)
+        wait_until_published(
+            stream_setup, last_epoch, "the second component to publish the second half", [second]
+        )
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+    assert "entity table restored" in stream_setup.log("entities-2")

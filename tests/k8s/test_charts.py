@@ -182,6 +182,7 @@ def test_the_kind_cluster_maps_the_gateway_node_port_of_the_kind_values() -> Non
             "got string, want integer",
         ),
         ("fraudops", "gateway.replica=2", "/gateway", "additional properties 'replica' not allowed"),
+        ("fraudops", "gateway.entityTable=yes", "/gateway/entityTable", "got string, want boolean"),
         ("fraudops-operator", "tickSeconds=fast", "/tickSeconds", "got string, want number"),
         ("fraudops-operator", "image.pullPolicy=Sometimes", "/image/pullPolicy", "value must be one of"),
     ],
@@ -233,8 +234,9 @@ def test_helm_installs_each_chart_with_its_defaults(
 def test_the_pods_the_operator_creates_meet_the_restricted_standard(
     cluster: Cluster, restricted: str
 ) -> None:
-    """The consumer, the predictor and the training pods (from the operator's own desired objects) are
-    accepted in a namespace that enforces the restricted standard, as the charts' pods are."""
+    """The consumer, the entity-state component, the predictor and the training pods (from the operator's
+    own desired objects) are accepted in a namespace that enforces the restricted standard, as the charts'
+    pods are."""
     from datetime import UTC, datetime
 
     from fraudops_operator import crd
@@ -252,8 +254,9 @@ def test_the_pods_the_operator_creates_meet_the_restricted_standard(
             "metadata": {"name": "card-fraud", "namespace": restricted, "uid": "u1", "generation": 1},
         }
 
+    entity_stable = {**STABLE, "features": {"entityFeatures": True}}
     model = FraudModel.from_body(
-        body("FraudModel", {"stable": STABLE, "candidate": CANDIDATE}, crd.FRAUD_MODEL_SPEC)
+        body("FraudModel", {"stable": entity_stable, "candidate": CANDIDATE}, crd.FRAUD_MODEL_SPEC)
     )
     children = desired_children(model, next_state(model, None, datetime.now(UTC)).state)
     run = TrainingRun.from_body(
@@ -276,5 +279,6 @@ def test_the_pods_the_operator_creates_meet_the_restricted_standard(
             }
         )
 
-    assert len(pods) >= 3, [p["metadata"]["name"] for p in pods]
+    assert {"card-fraud-consumer-pod", "card-fraud-entity-state-pod"} <= {p["metadata"]["name"] for p in pods}
+    assert len(pods) >= 4, [p["metadata"]["name"] for p in pods]
     assert [problem for pod in pods if (problem := accepted(cluster.server, pod, restricted))] == []

@@ -63,6 +63,20 @@ pytestmark = pytest.mark.k8s
             {"stream": {"authentication": {"type": "scram-sha-512", "kafkaUser": "u", "tls": {}}}},
             "spec.stream.authentication.tls.caSecret: Required value",
         ),
+        (
+            {"candidate": {**CANDIDATE, "features": {"entityFeatures": True, "labelDelayDays": 5}}},
+            "spec.candidate.features: Invalid value: spec.candidate.features must have the stable's "
+            "labelDelayDays and entityEpochSeconds",
+        ),
+        (
+            {"stable": {**STABLE, "features": {"entityFeatures": True, "labelDelayDays": 14}}},
+            "spec.stable.features.labelDelayDays: Invalid value: 14: spec.stable.features.labelDelayDays in "
+            "body should be less than or equal to 9",
+        ),
+        (
+            {"stable": {**STABLE, "features": {"labelDelayDays": 0}}},
+            "spec.stable.features.labelDelayDays in body should be greater than 0",
+        ),
     ],
     ids=[
         "weight-over-100",
@@ -79,6 +93,9 @@ pytestmark = pytest.mark.k8s
         "kafka-authentication-without-user",
         "kafka-authentication-user-not-a-name",
         "kafka-tls-without-ca",
+        "candidate-features-unlike-the-stable",
+        "label-delay-beyond-the-entity-ring",
+        "label-delay-zero",
     ],
 )
 def test_an_invalid_fraud_model_is_rejected_with_the_schemas_message(

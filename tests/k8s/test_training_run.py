@@ -22,12 +22,34 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def start_training(cluster: Cluster, namespace: str) -> dict[str, Any]:
+def start_training(cluster: Cluster, namespace: str, **run_spec: Any) -> dict[str, Any]:
     for claim in ("datasets", "models"):
         cluster.apply(volume_claim(namespace, claim))
     cluster.apply(fraud_model(namespace))
-    cluster.apply(training_run(namespace, RUN))
+    run = training_run(namespace, RUN)
+    run["spec"].update(run_spec)
+    cluster.apply(run)
     return cluster.wait_for(lambda: cluster.get("Job", namespace, JOB), "the training Job")
+
+
+def finish_job(cluster: Cluster, namespace: str, succeeded: bool = True) -> None:
+    """What the Job controller writes once its pod succeeded, or failed (backoffLimit 0)."""
+    if succeeded:
+        outcome: dict[str, Any] = {
+            "completionTime": now(),
+            "succeeded": 1,
+            "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now()},
+                {"type": "Complete", "status": "True", "lastTransitionTime": now()},
+            ],
+        }
+    else:
+        failed = {"status": "True", "reason": "BackoffLimitExceeded", "lastTransitionTime": now()}
+        outcome = {
+            "failed": 1,
+            "conditions": [{"type": "FailureTarget", **failed}, {"type": "Failed", **failed}],
+        }
+    cluster.patch("Job", namespace, JOB, {"status": {"startTime": now(), **outcome}}, status=True)
 
 
 def finish_pod(cluster: Cluster, namespace: str, exit_code: int, result: dict[str, Any]) -> None:
@@ -100,23 +122,7 @@ def test_a_successful_training_run_makes_its_artifact_the_fraud_models_candidate
             "metrics": {"pr_auc": 0.83, "recall_at_k": 0.61},
         },
     )
-    cluster.patch(
-        "Job",
-        namespace,
-        JOB,
-        {
-            "status": {
-                "startTime": now(),
-                "completionTime": now(),
-                "succeeded": 1,
-                "conditions": [
-                    {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now()},
-                    {"type": "Complete", "status": "True", "lastTransitionTime": now()},
-                ],
-            }
-        },
-        status=True,
-    )
+    finish_job(cluster, namespace)
 
     run = cluster.wait_for_phase("TrainingRun", namespace, RUN, "Succeeded")
     assert run["status"]["metrics"] == {"pr_auc": 0.83, "recall_at_k": 0.61}
@@ -127,7 +133,11 @@ def test_a_successful_training_run_makes_its_artifact_the_fraud_models_candidate
         ),
         "the FraudModel's candidate",
     )
-    assert fm["spec"]["candidate"] == {"version": RUN, "modelUri": f"pvc://models/artifacts/card-fraud/{RUN}"}
+    assert fm["spec"]["candidate"] == {
+        "version": RUN,
+        "modelUri": f"pvc://models/artifacts/card-fraud/{RUN}",
+        "features": {"entityFeatures": False, "labelDelayDays": 7, "entityEpochSeconds": 60},
+    }
     cluster.wait_for(
         lambda: (
             condition(cluster.get("TrainingRun", namespace, RUN), "FraudModelUpdated").get("status") == "True"
@@ -146,6 +156,55 @@ def test_a_successful_training_run_makes_its_artifact_the_fraud_models_candidate
     assert "CandidateFromTraining" in [e["reason"] for e in cluster.events(namespace, "card-fraud")]
 
 
+def test_an_entity_feature_run_hands_over_a_version_that_brings_the_entity_state_component(
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
+    # The stable was trained with the default label delay (7 days): so is the candidate, or it could not
+    # roll out against it.
+    job = start_training(cluster, namespace, entityFeatures=True)
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FRAUDOPS_TRAIN_ENTITY_FEATURES"] == "true"
+
+    finish_pod(cluster, namespace, 0, {"status": "Succeeded", "version": RUN, "metrics": {}})
+    finish_job(cluster, namespace)
+
+    fm = cluster.wait_for(
+        lambda: (
+            (f := cluster.get("FraudModel", namespace, "card-fraud")) and f["spec"].get("candidate") and f
+        ),
+        "the FraudModel's candidate",
+    )
+    assert fm["spec"]["candidate"]["features"]["entityFeatures"] is True
+    component = cluster.wait_for(
+        lambda: cluster.get("Deployment", namespace, "card-fraud-entity-state"),
+        "the entity-state component for the candidate's rollout",
+    )
+    command = component["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--label-delay-days") + 1] == "7"
+
+
+def test_a_version_the_fraud_model_refuses_is_reported_on_the_training_run(
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
+    start_training(cluster, namespace, data={"uri": "pvc://datasets/x.parquet", "labelDelay": "5d"})
+    finish_pod(cluster, namespace, 0, {"status": "Succeeded", "version": RUN, "metrics": {}})
+    finish_job(cluster, namespace)
+
+    run = cluster.wait_for_reason("TrainingRun", namespace, RUN, "FraudModelUpdated", "HandOverRejected")
+
+    message = condition(run, "FraudModelUpdated")["message"]
+    assert message.startswith(f"FraudModel card-fraud refused {RUN}: ")
+    assert "must have the stable's labelDelayDays and entityEpochSeconds" in message
+    assert "candidate" not in cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]
+    cluster.wait_for(
+        lambda: any(
+            e["reason"] == "HandOverRejected" and e["type"] == "Warning"
+            for e in cluster.events(namespace, RUN)
+        ),
+        "a Warning Event on the TrainingRun",
+    )
+
+
 def test_a_failed_training_run_reports_why_and_leaves_the_fraud_model_alone(
     cluster: Cluster, operator: OperatorRunner, namespace: str
 ) -> None:
@@ -153,32 +212,7 @@ def test_a_failed_training_run_reports_why_and_leaves_the_fraud_model_alone(
     finish_pod(
         cluster, namespace, 1, {"status": "Failed", "message": "no fraud labels in the training window"}
     )
-    cluster.patch(
-        "Job",
-        namespace,
-        JOB,
-        {
-            "status": {
-                "startTime": now(),
-                "failed": 1,
-                "conditions": [
-                    {
-                        "type": "FailureTarget",
-                        "status": "True",
-                        "reason": "BackoffLimitExceeded",
-                        "lastTransitionTime": now(),
-                    },
-                    {
-                        "type": "Failed",
-                        "status": "True",
-                        "reason": "BackoffLimitExceeded",
-                        "lastTransitionTime": now(),
-                    },
-                ],
-            }
-        },
-        status=True,
-    )
+    finish_job(cluster, namespace, succeeded=False)
 
     run = cluster.wait_for_phase("TrainingRun", namespace, RUN, "Failed")
     assert run["status"]["message"] == "training failed: no fraud labels in the training window"

@@ -21,11 +21,12 @@ from fraudops.errors import ConfigurationError
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import DAY, FEATURE_NAMES, FEATURE_VERSION, FeatureConfig
-from fraudops.routing import RoutingTable, Variant, VariantMode
+from fraudops.routing import RoutingTable, TrainedFeatures, Variant, VariantMode, load_routing_table
 from fraudops.schema import Transaction
 from fraudops.variants import Decider
 from fraudops_gateway.runtime import GatewayRuntime
 from fraudops_gateway.supervision import BackgroundHealth
+from fraudops_predictor.model import FraudPredictor
 
 FIVE_DAYS = FeatureConfig(label_delay_s=5 * DAY, entity_epoch_s=30.0)
 
@@ -129,3 +130,74 @@ def test_the_gateway_refuses_at_start_to_serve_an_entity_model_without_the_entit
     with pytest.raises(ConfigurationError, match="card-fraud:v2 was trained with the entity-risk features"):
         asyncio.run(runtime.reload_routing())
     assert runtime.decider is None
+
+
+class RemoteModelServer:
+    """A stand-in for a RemoteScorer (a KServe predictor over HTTP): it holds no artifact, as in a cluster."""
+
+    model_version = "v2"
+    threshold = 0.5
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        return np.zeros(len(features), dtype=np.float32)
+
+    def reasons(self, features: np.ndarray, top_k: int = 3, exact: bool = True) -> list:
+        return [[] for _ in features]
+
+
+def remote_decider(features: TrainedFeatures | None) -> Decider:
+    table = RoutingTable(
+        variants=[
+            Variant(name="stable", model_version="v2", endpoint="http://predictor", features=features),
+        ]
+    )
+    return Decider(table, {"stable": RemoteModelServer()}, "test")
+
+
+def test_a_remote_variant_is_served_as_the_routing_table_declares_it_was_trained() -> None:
+    """The operator's consumers score remotely: the table's declaration is all they know of the model."""
+    declared = TrainedFeatures(entity_features=True, **FIVE_DAYS.as_dict())
+
+    served = remote_decider(declared)
+
+    assert served.feature_config() == FIVE_DAYS
+    assert served.needs_entity_table() == ["card-fraud:v2"]
+    with pytest.raises(ConfigurationError, match="card-fraud:v2 was trained with the entity-risk features"):
+        served.refuse_without_entity_table(entity_table=False)
+    assert remote_decider(None).feature_config() is None, "a table that declares nothing: unknown, as before"
+    assert remote_decider(None).needs_entity_table() == []
+
+
+def test_a_local_artifact_that_contradicts_its_declaration_is_refused(tmp_path: Path) -> None:
+    model = artifact(tmp_path / "v1", FIVE_DAYS.as_dict(), {"entity_features": True})
+    declared = TrainedFeatures(entity_features=False, **FIVE_DAYS.as_dict())
+    table = RoutingTable(
+        variants=[Variant(name="stable", model_version="v1", model_uri=str(model), features=declared)]
+    )
+
+    with pytest.raises(ConfigurationError, match="was trained with the entity features, label delay 5 d"):
+        Decider.from_table(table, "test").feature_config()
+
+
+def test_a_routing_table_declaring_settings_the_engines_refuse_is_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "routing.yaml"
+    path.write_text(
+        "variants:\n- {name: stable, model_version: v1, endpoint: 'http://p', "
+        "features: {entity_features: true, label_delay_s: 2592000}}\n"
+    )
+
+    with pytest.raises(ConfigurationError, match="label delay must be between 0 and 9 days"):
+        load_routing_table(path)
+
+
+def test_the_predictor_refuses_an_artifact_trained_otherwise_than_declared(tmp_path: Path) -> None:
+    model = artifact(tmp_path / "v1", FIVE_DAYS.as_dict(), {"entity_features": True})
+    declared = TrainedFeatures(entity_features=True, **FIVE_DAYS.as_dict())
+    FraudPredictor("card-fraud", str(model), declared).load()  # as declared: served
+
+    undeclared = FraudPredictor("card-fraud", str(model), TrainedFeatures())
+    with pytest.raises(ConfigurationError) as refused:
+        undeclared.load()
+
+    assert "card-fraud:v1" in str(refused.value) and "spec.stable/candidate.features" in str(refused.value)
+    assert undeclared.scorer is None and not undeclared.ready

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fraudops.features.spec import DAY
 from fraudops_operator import crd
+from fraudops_operator.desired import desired_children
 from fraudops_operator.resources import TrainingRun
+from fraudops_operator.rollout import Phase, RolloutState
 from fraudops_operator.training import desired_training_job, fraud_model_change, training_outcome
+from tests.unit.fraud_models import stored_fraud_model
 
 SPEC = {
     "data": {"uri": "pvc://datasets/transactions/2026-11.parquet"},
@@ -37,6 +41,7 @@ def test_the_job_runs_fraudops_train_configured_by_environment() -> None:
     assert (env["FRAUDOPS_TRAIN_NAME"], env["FRAUDOPS_TRAIN_VERSION"]) == ("card-fraud", "cf-2026-11-28")
     assert (env["FRAUDOPS_TRAIN_TRIALS"], env["FRAUDOPS_TRAIN_TIMEOUT"]) == ("50", "720")
     assert env["FRAUDOPS_TRAIN_LABEL_DELAY_DAYS"] == "7"
+    assert env["FRAUDOPS_TRAIN_ENTITY_FEATURES"] == "false"
     assert job["spec"]["backoffLimit"] == 0
     claims = {
         v["name"]: v["persistentVolumeClaim"]["claimName"]
@@ -107,9 +112,26 @@ def test_success_makes_the_artifact_the_fraud_models_candidate() -> None:
             "candidate": {
                 "version": "cf-2026-11-28",
                 "modelUri": "pvc://models/artifacts/card-fraud/cf-2026-11-28",
+                "features": {"entityFeatures": False, "labelDelayDays": 7, "entityEpochSeconds": 60},
             },
             "rollout": {"promote": False, "abort": False},
         }
+    }
+
+
+def test_an_entity_feature_run_trains_with_them_and_hands_over_what_it_trained_with() -> None:
+    run = training_run(entityFeatures=True, data={**SPEC["data"], "labelDelay": "5d"})
+    [container] = desired_training_job(run)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["FRAUDOPS_TRAIN_ENTITY_FEATURES"], env["FRAUDOPS_TRAIN_LABEL_DELAY_DAYS"]) == ("true", "5")
+
+    patch = fraud_model_change(run, {"spec": {"stable": {"version": "2026-11-01", "modelUri": "s3://a"}}})
+
+    assert patch is not None
+    assert patch["spec"]["candidate"]["features"] == {
+        "entityFeatures": True,
+        "labelDelayDays": 5,
+        "entityEpochSeconds": 60,
     }
 
 
@@ -137,3 +159,26 @@ def test_handing_over_twice_changes_nothing() -> None:
         }
     }
     assert fraud_model_change(run, fraud_model) is None
+
+
+def test_a_label_delay_in_hours_is_the_same_number_in_training_the_fraud_model_and_the_component() -> None:
+    """The artifact records what training read, the component what it was started with, and the scorers use
+    what the FraudModel declares: all three must be the same float, or the consumer refuses the table."""
+    run = training_run(entityFeatures=True, data={**SPEC["data"], "labelDelay": "10h"})
+    [container] = desired_training_job(run)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    recorded_s = float(env["FRAUDOPS_TRAIN_LABEL_DELAY_DAYS"]) * DAY  # `fraudops train --label-delay-days`
+
+    patch = fraud_model_change(run, {"spec": {}})
+    assert patch is not None
+    model = stored_fraud_model(json.loads(json.dumps(patch["spec"])))  # as the API server stores it
+    [component] = [
+        c
+        for c in desired_children(model, RolloutState(Phase.STABLE))
+        if c["metadata"]["name"].endswith("-entity-state")
+    ]
+    command = component["spec"]["template"]["spec"]["containers"][0]["command"]
+    started_s = float(command[command.index("--label-delay-days") + 1]) * DAY  # `fraudops stream entities`
+
+    assert model.stable is not None
+    assert model.stable.features.label_delay_s == recorded_s == started_s == 10 * 3600

@@ -60,9 +60,11 @@ one that creates the object is also authorised as `create`.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [create, patch]
+# The consumer and the entity-state component; the latter's readiness is read every tick while it runs, and
+# it is listed and deleted once no routed version needs it.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [create, patch]
+  verbs: [get, list, create, patch, delete]
 - apiGroups: [keda.sh]
   resources: [scaledobjects]
   verbs: [create, patch]

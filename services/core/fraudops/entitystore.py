@@ -9,6 +9,9 @@ Per topic, three tables (migration 0004):
   label cursor and the events it holds for the open epoch — written in the same transaction as the
   deltas, so a restarted component resumes from exactly the state its offsets reflect and counts no
   transaction or label twice.
+
+One component writes a topic's table: it holds a PostgreSQL advisory lock on the topic for as long as
+its connection lives (`take_table`), and a second one waits for it instead of publishing over it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,17 @@ SNAPSHOT_SQL = """SELECT epoch, body FROM entity_table_snapshots WHERE topic = %
 
 #: the feature configuration the component keeps the table with (parameters: topic)
 PUBLISHED_CONFIG_SQL = "SELECT feature_config FROM entity_component_state WHERE topic = %s"
+#: first key of the writer's advisory lock (the second is the topic's hash): "fo" in ASCII, so that the
+#: lock says whose it is among an application's other advisory locks (pg_locks.classid)
+WRITER_LOCK_CLASS = 0x666F
+
+
+def take_table(conn: psycopg.Connection, topic: str) -> bool:
+    """Become the one writer of `topic`'s entity table for as long as `conn` lives (a session advisory
+    lock); False while another connection holds it. Two components publishing the same topic would each
+    write their own epochs and positions over the other's."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (WRITER_LOCK_CLASS, topic)).fetchone()
+    return bool(row and row[0])
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ id and the table's salt, modulo 10,000, so every replica routes a transaction th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -22,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fraudops.errors import ConfigurationError
 from fraudops.features.encode import stable_hash_texts
+from fraudops.features.spec import DAY, FeatureConfig
 
 BUCKETS = 10_000
 
@@ -30,6 +33,55 @@ class VariantMode(StrEnum):
     SERVE = "serve"
     AB = "ab"
     SHADOW = "shadow"
+
+
+class TrainedFeatures(BaseModel):
+    """What a model version was trained with that its scorer must reproduce: the feature configuration
+    (its artifact's `feature_config`) and whether the entity-risk features were among its inputs (its
+    `training.entity_features`: then it needs the entity table, docs/entity-features.md).
+
+    The operator writes it into each variant from the FraudModel's `spec.<stable|candidate>.features`, so
+    a scorer that holds no artifact (a remote KServe predictor) still computes the features as the model
+    was trained; where the artifact is at hand (an embedded scorer, the predictor) it is checked against it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entity_features: bool = False
+    label_delay_s: float = Field(FeatureConfig().label_delay_s, gt=0)
+    entity_epoch_s: float = Field(FeatureConfig().entity_epoch_s, gt=0)
+
+    @model_validator(mode="after")
+    def _usable(self) -> TrainedFeatures:
+        self.config  # noqa: B018 - raises ValueError for settings the feature engines refuse
+        return self
+
+    @classmethod
+    def recorded(cls, feature_config: Mapping[str, Any], training: Mapping[str, Any]) -> TrainedFeatures:
+        """From an artifact's metadata. ValueError: a configuration this build cannot use. Artifacts from
+        before the entity flag were trained without the entity features (the default then and now)."""
+        config = FeatureConfig.from_dict(feature_config)
+        return cls(entity_features=bool(training.get("entity_features", False)), **config.as_dict())
+
+    @property
+    def config(self) -> FeatureConfig:
+        return FeatureConfig(label_delay_s=self.label_delay_s, entity_epoch_s=self.entity_epoch_s)
+
+    def describe(self) -> str:
+        entity = "with" if self.entity_features else "without"
+        return (
+            f"{entity} the entity features, label delay {self.label_delay_s / DAY:g} d, "
+            f"entity epoch {self.entity_epoch_s:g} s"
+        )
+
+    def mismatch(self, recorded: TrainedFeatures, model: str) -> str | None:
+        """Why this declaration does not describe the artifact of `model` that records `recorded` (None: it does)."""
+        if recorded == self:
+            return None
+        return (
+            f"model {model} was trained {recorded.describe()}, but it is declared {self.describe()}: "
+            "correct the declaration (the FraudModel's spec.stable/candidate.features) to what the artifact records"
+        )
 
 
 class Variant(BaseModel):
@@ -43,6 +95,11 @@ class Variant(BaseModel):
     mode: VariantMode = VariantMode.SERVE
     model_uri: str | None = Field(None, description="Artifact to score in-process (embedded scoring).")
     endpoint: str | None = Field(None, description="KServe base URL to score over the V2 protocol instead.")
+    features: TrainedFeatures | None = Field(
+        None,
+        description="What the version was trained with (feature configuration, entity features); absent: "
+        "unknown for a remote variant, read from the artifact for a local one.",
+    )
 
     @model_validator(mode="after")
     def _has_a_model(self) -> Variant:

@@ -20,13 +20,13 @@ import orjson
 import pyarrow as pa
 from opentelemetry import propagate
 
-from fraudops.artifact import load_artifact
+from fraudops.artifact import ModelArtifact, load_artifact
 from fraudops.decision import CELL, DECISION_SCHEMA, Decision, decisions_table, reasons_json
 from fraudops.errors import ConfigurationError, RetryableError
 from fraudops.features.spec import FeatureConfig
 from fraudops.inference_protocol import decode_v2_response, v2_binary_request
 from fraudops.monitoring import MonitorSet
-from fraudops.routing import RoutingTable, Variant
+from fraudops.routing import RoutingTable, TrainedFeatures, Variant
 from fraudops.scoring import Reason, Scorer
 from fraudops.tracing import tracing_enabled
 
@@ -213,21 +213,16 @@ class Decided:
         return pa.concat_tables([part.table() for part in self.parts]) if self.parts else decisions_table([])
 
 
-def _trained_with(scorer: Scorer) -> FeatureConfig:
-    metadata = scorer.artifact.metadata
+def recorded_features(artifact: ModelArtifact) -> TrainedFeatures:
+    """What an artifact records it was trained with (feature configuration, entity features)."""
+    metadata = artifact.metadata
     try:
-        return FeatureConfig.from_dict(metadata.feature_config)
+        return TrainedFeatures.recorded(metadata.feature_config, metadata.training)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(
             f"model {metadata.name}:{metadata.version} records a feature configuration this build cannot "
             f"use ({exc}): retrain it"
         ) from exc
-
-
-def _trained_on_entities(scorer: Scorer) -> bool:
-    # Artifacts from before the flag have no such key: their models were trained without the entity
-    # features (the default then and now), so they do not need the table.
-    return bool(scorer.artifact.metadata.training.get("entity_features", False))
 
 
 class Decider:
@@ -275,12 +270,29 @@ class Decider:
         keys = {MonitorSet.key(v.name, self.scorers[v.name], v.name in shadows) for v in self.table.variants}
         self.monitors.take_over(previous.monitors, keys)
 
+    def trained_features(self) -> dict[str, TrainedFeatures]:
+        """What each variant's model was trained with, where something says: a local artifact (checked
+        against what the routing table declares for it), else the table's declaration (`Variant.features`,
+        which the operator writes). A remote variant the table says nothing about is left out."""
+        trained: dict[str, TrainedFeatures] = {}
+        for variant in self.table.variants:
+            scorer = self.scorers[variant.name]
+            if isinstance(scorer, Scorer):
+                recorded = recorded_features(scorer.artifact)
+                model = f"{scorer.artifact.name}:{scorer.artifact.version}"
+                problem = variant.features.mismatch(recorded, model) if variant.features else None
+                if problem:
+                    raise ConfigurationError(problem)
+                trained[variant.name] = recorded
+            elif variant.features is not None:
+                trained[variant.name] = variant.features
+        return trained
+
     def feature_config(self) -> FeatureConfig | None:
-        """The feature configuration the variants were trained with (None: no artifact here to say —
-        every variant is a remote model server). Variants that disagree cannot share one feature state."""
-        recorded = {
-            name: _trained_with(scorer) for name, scorer in self.scorers.items() if isinstance(scorer, Scorer)
-        }
+        """The feature configuration the variants were trained with (None: nothing here says — every
+        variant is a remote model server the table declares nothing for). Variants that disagree cannot
+        share one feature state."""
+        recorded = {name: trained.config for name, trained in self.trained_features().items()}
         configs = set(recorded.values())
         if len(configs) > 1:
             raise ConfigurationError(
@@ -291,14 +303,21 @@ class Decider:
         return configs.pop() if configs else None
 
     def needs_entity_table(self) -> list[str]:
-        """The local variants' models (`name:version`) trained with the entity-risk features: served
-        without the published entity table those features are unknown (NaN) and the trees take their
-        missing-value branches for every row (measured: 1,736 of 2,000 transactions flagged)."""
-        return [
-            f"{scorer.artifact.name}:{scorer.artifact.version}"
-            for scorer in self.scorers.values()
-            if isinstance(scorer, Scorer) and _trained_on_entities(scorer)
-        ]
+        """The variants' models (`name:version`) trained with the entity-risk features, by their artifacts
+        or the table's declaration: served without the published entity table those features are unknown
+        (NaN) and the trees take their missing-value branches for every row (measured: 1,736 of 2,000
+        transactions flagged)."""
+        trained = self.trained_features()
+        needing = []
+        for variant in self.table.variants:
+            if variant.name in trained and trained[variant.name].entity_features:
+                scorer = self.scorers[variant.name]
+                needing.append(
+                    f"{scorer.artifact.name}:{scorer.artifact.version}"
+                    if isinstance(scorer, Scorer)
+                    else f"{self.table.model_name}:{variant.model_version}"
+                )
+        return needing
 
     def refuse_without_entity_table(self, entity_table: bool) -> None:
         """At start, before any record is scored: a model that needs the entity table is not served

@@ -27,12 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fraudops.artifact import load_artifact
 from fraudops.drift import read_reference
+from fraudops.errors import ConfigurationError
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
 from fraudops.monitoring import FeatureDrift
+from fraudops.routing import TrainedFeatures
 from fraudops.schema import Transaction
 from fraudops.scoring import Scorer
 from fraudops.tracing import traced
+from fraudops.variants import recorded_features
 from fraudops_predictor import metrics
 
 FEATURES_INPUT = "features"
@@ -63,9 +66,13 @@ class InferenceParameters(BaseModel):
 
 
 class FraudPredictor(Model):
-    def __init__(self, name: str, model_uri: str) -> None:
+    """`declared`: what the deployment says the model was trained with (the FraudModel's
+    `spec.<role>.features`, which the operator passes on); checked against the artifact at load."""
+
+    def __init__(self, name: str, model_uri: str, declared: TrainedFeatures | None = None) -> None:
         super().__init__(name)
         self.model_uri = model_uri
+        self.declared = declared
         self.scorer: Scorer | None = None
         self.drift: FeatureDrift | None = None  # None for an artifact trained without a drift reference
 
@@ -73,6 +80,14 @@ class FraudPredictor(Model):
 
     def load(self) -> bool:
         artifact = load_artifact(self.model_uri, nthread=1)
+        if self.declared is not None:
+            # The gateway and the consumer compute the features by the declaration (they hold no artifact):
+            # a model that was trained otherwise must not be served as if it had been.
+            problem = self.declared.mismatch(
+                recorded_features(artifact), f"{artifact.name}:{artifact.version} ({self.model_uri})"
+            )
+            if problem:
+                raise ConfigurationError(problem)
         self.scorer = Scorer(artifact)
         self._warm_up(self.scorer)
         if self.drift is not None:

@@ -12,15 +12,23 @@ from kserve import ModelServer
 from fraudops.config import get_settings
 from fraudops.errors import ConfigurationError
 from fraudops.logs import configure_logging
+from fraudops.routing import TrainedFeatures
 from fraudops.tracing import configure_tracing
 from fraudops_predictor.dataplane import BinaryTensorDataPlane
 from fraudops_predictor.model import FraudPredictor
 
 
-def serve(model_uri: str, name: str = "card-fraud", port: int = 8080, workers: int = 1) -> None:
-    """Load the artifact, then serve V1 and V2 REST (and KServe's /metrics) until stopped."""
+def serve(
+    model_uri: str,
+    name: str = "card-fraud",
+    port: int = 8080,
+    workers: int = 1,
+    declared: TrainedFeatures | None = None,
+) -> None:
+    """Load the artifact (refused if it was not trained as `declared` says), then serve V1 and V2 REST
+    (and KServe's /metrics) until stopped."""
     configure_tracing("fraudops-predictor")
-    model = FraudPredictor(name, model_uri)
+    model = FraudPredictor(name, model_uri, declared)
     model.load()
     # KServe logs three lines per request (access log, wall and CPU timings): at thousands of
     # requests a second that is real CPU. Its Prometheus histograms keep the timings; DEBUG brings
@@ -39,13 +47,28 @@ def main() -> None:
     parser.add_argument("--model_name", default=os.environ.get("MODEL_NAME", "card-fraud"))
     parser.add_argument("--model_dir", default=os.environ.get("STORAGE_URI") and "/mnt/models")
     parser.add_argument("--http_port", type=int, default=int(os.environ.get("HTTP_PORT", "8080")))
+    parser.add_argument(
+        "--trained_features",
+        help="What the model was trained with, as the operator declares it (JSON of "
+        "fraudops.routing.TrainedFeatures); the artifact must record the same.",
+    )
     args, _ = parser.parse_known_args()
     try:
+        declared = _declared(args.trained_features)
         settings = get_settings()
         configure_logging(settings.log_level, settings.log_format)
-        serve(args.model_dir or settings.model_path, args.model_name, args.http_port)
+        serve(args.model_dir or settings.model_path, args.model_name, args.http_port, declared=declared)
     except ConfigurationError as exc:  # a bad setting or artifact: one line, as the CLI says it
         sys.exit(f"error: {exc}")
+
+
+def _declared(text: str | None) -> TrainedFeatures | None:
+    if text is None:
+        return None
+    try:
+        return TrainedFeatures.model_validate_json(text)
+    except ValueError as exc:
+        raise ConfigurationError(f"--trained_features {text!r}: {exc}") from exc
 
 
 if __name__ == "__main__":

@@ -97,11 +97,15 @@ class EntityStateComponent:
     # --- life ------------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        if self.options.metrics_port:
-            metrics.serve(self.options.metrics_port)
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         try:
+            self._waiting_out("taking the entity table", self.take_table)
+            if not self.running:
+                return
+            # Served once the table is this process's: a second instance waiting for it is not ready.
+            if self.options.metrics_port:
+                metrics.serve(self.options.metrics_port)
             self._waiting_out("restoring the entity table", self.restore)
             self._waiting_out("reading fraud labels", self._read_labels)  # before any epoch closes
             self._assign()
@@ -117,6 +121,15 @@ class EntityStateComponent:
     def _stop(self, signum: int, frame: Any) -> None:
         log.info("stop requested", extra={"signal": signum})
         self.running = False
+
+    def take_table(self) -> None:
+        """Hold the topic's writer lock (`entitystore.take_table`) before reading or writing anything."""
+        if not entitystore.take_table(self.conn, self.topic):
+            raise RetryableError(
+                f"another entity-state component writes the entity table of topic {self.topic!r} (it holds "
+                "the table's PostgreSQL advisory lock); waiting until it stops"
+            )
+        log.info("entity table taken", extra={"topic": self.topic})
 
     def restore(self) -> None:
         entitystore.ensure_started(self.conn, self.topic)
