@@ -107,14 +107,14 @@ def schemathesis_run(url: str, folder: Path, *options: str) -> str:
     return run.stdout
 
 
-def tested_operations(output: str) -> str:
+def operations_tested(output: str) -> str:
     return next(line for line in output.splitlines() if "Tested:" in line).split()[-1]
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(served: Served, tmp_path: Path) -> None:
     output = schemathesis_run(served.url, tmp_path)
 
-    assert tested_operations(output) == "7", f"every operation was tested: {output[-2000:]}"
+    assert operations_tested(output) == "7", f"every operation was tested: {output[-2000:]}"
 
 
 def test_schemathesis_finds_nothing_in_the_extra_fields_a_served_model_reads(
@@ -128,7 +128,7 @@ def test_schemathesis_finds_nothing_in_the_extra_fields_a_served_model_reads(
 
     output = schemathesis_run(served_with_extra_inputs.url, tmp_path, "--include-path-regex", "^/predict")
 
-    assert tested_operations(output) == "2", f"both decision endpoints were tested: {output[-2000:]}"
+    assert operations_tested(output) == "2", f"both decision endpoints were tested: {output[-2000:]}"
 
 
 def test_nothing_the_fuzzer_got_answered_for_was_refused_by_postgresql(served: Served) -> None:
