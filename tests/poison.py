@@ -79,4 +79,10 @@ POISONS: tuple[Poison, ...] = (
     Poison("latitude alone", "longitude", _json(latitude=52.5)),
     Poison("hour 24", "hour_of_day", _json(hour_of_day=24)),
     Poison("lower-case country", "country", _json(country="de")),
+    Poison("NUL in an extra field", "extras.mcc", _json(extras={"mcc": "54\x0011"})),
+    Poison("boolean extra field", "extras.card_present", _json(extras={"card_present": True})),
+    Poison("extra number beyond float32", "extras.customer_age", _json(extras={"customer_age": 1e39})),
+    Poison(
+        "extra field given twice", "extras.mcc", _raw(_HEAD + ',"amount":1,"extras":{"mcc":"a","mcc":"b"}}')
+    ),
 )

@@ -12,7 +12,8 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +26,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fraudops.artifact import load_artifact
 from fraudops.config import Settings
+from fraudops.db import migrate
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, LabelEvents
 from fraudops.features.spec import FeatureConfig
 from fraudops.scoring import Scorer
 from fraudops_infra.processes import fraudops_command
+from fraudops_infra.stack import LocalStack
 from fraudops_stream.decode import decode_batch
 from fraudops_stream.group import coordinator_moving
 from tests.conftest import REPO_ROOT
@@ -119,6 +122,17 @@ class StreamSetup:
             proc.kill()
             proc.wait(timeout=30)
         return [proc.pid for proc in alive]
+
+
+@contextmanager
+def stream_test(
+    stack: LocalStack, database: str, artifact: Path, logs: Path, partitions: int = 6, **env: str
+) -> Iterator[StreamSetup]:
+    """`new_setup` on `database`, migrated first; the test fails if a process it started outlives it."""
+    migrate.upgrade(database)
+    setup = new_setup(stack.kafka.bootstrap, database, artifact, logs, partitions, **env)
+    yield setup
+    assert not setup.leftovers(), "a process outlived its test"
 
 
 def new_setup(

@@ -20,7 +20,6 @@ import pytest
 
 from fraudops import entitystore, statestore
 from fraudops.artifact import load_artifact
-from fraudops.db import migrate
 from fraudops.features.engine import LabelEvents
 from fraudops.features.spec import DAY, FeatureConfig
 from fraudops_infra.stack import LocalStack
@@ -29,11 +28,11 @@ from tests.integration.streaming import (
     StreamSetup,
     assert_matches_reference,
     metric,
-    new_setup,
     produce,
     reference_run,
     simulated_records,
     stop,
+    stream_test,
     wait_for_count,
     wait_until_caught_up,
 )
@@ -53,12 +52,8 @@ def trained_artifact(entity_trained_artifact: Path) -> Path:
 def stream_setup(
     local_stack: LocalStack, scratch_database: str, trained_artifact: Path, tmp_path: Path
 ) -> Iterator[StreamSetup]:
-    migrate.upgrade(scratch_database)
-    setup = new_setup(
-        local_stack.kafka.bootstrap, scratch_database, trained_artifact, tmp_path, ENTITY_TABLE="true"
-    )
-    yield setup
-    assert not setup.leftovers(), "a process outlived its test"
+    with stream_test(local_stack, scratch_database, trained_artifact, tmp_path, ENTITY_TABLE="true") as setup:
+        yield setup
 
 
 def published_epoch(db_url: str, topic: str) -> int | None:

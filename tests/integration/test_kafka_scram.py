@@ -16,7 +16,6 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from fraudops.config import Settings
-from fraudops.db import migrate
 from fraudops.kafka import client_config
 from fraudops_infra.stack import LocalStack
 from fraudops_simulator import SimulationConfig, simulate
@@ -24,9 +23,9 @@ from fraudops_simulator.kafka import publish
 from tests.integration.streaming import (
     StreamSetup,
     committed,
-    new_setup,
     stop,
     stored_count,
+    stream_test,
     wait_for_count,
 )
 
@@ -57,10 +56,8 @@ def stream_setup(
     local_stack: LocalStack, scratch_database: str, trained_artifact: Path, tmp_path: Path
 ) -> Iterator[StreamSetup]:
     """Fresh topics (made on the broker's own listener) and a consumer group for one test."""
-    migrate.upgrade(scratch_database)
-    setup = new_setup(local_stack.kafka.bootstrap, scratch_database, trained_artifact, tmp_path, partitions=3)
-    yield setup
-    assert not setup.leftovers(), "a process outlived its test"
+    with stream_test(local_stack, scratch_database, trained_artifact, tmp_path, partitions=3) as setup:
+        yield setup
 
 
 def test_the_scram_listener_refuses_a_client_without_credentials(local_stack: LocalStack) -> None:

@@ -37,7 +37,7 @@ def _tables(url: str) -> set[str]:
 def test_migration_up_creates_every_table_and_down_removes_them(scratch_database: str) -> None:
     migrate.upgrade(scratch_database)
     assert _tables(scratch_database) == EXPECTED_TABLES
-    assert migrate.current_revision(scratch_database) == "0004"
+    assert migrate.current_revision(scratch_database) == "0005"
 
     migrate.downgrade(scratch_database, "base")
     assert _tables(scratch_database) == set()

@@ -19,7 +19,6 @@ import psycopg
 import pytest
 
 from fraudops import statestore
-from fraudops.db import migrate
 from fraudops_infra.stack import LocalStack
 from fraudops_stream.consumer import ConsumerOptions, StreamConsumer
 from fraudops_stream.writer import Batch
@@ -27,11 +26,11 @@ from tests.integration.streaming import (
     StreamSetup,
     assert_matches_reference,
     finish_after_joining,
-    new_setup,
     produce,
     read_topic,
     simulated_records,
     stop,
+    stream_test,
     wait_for_count,
     wait_until_caught_up,
 )
@@ -45,10 +44,8 @@ pytestmark = pytest.mark.integration
 def stream_setup(
     local_stack: LocalStack, scratch_database: str, trained_artifact: Path, tmp_path: Path
 ) -> Iterator[StreamSetup]:
-    migrate.upgrade(scratch_database)
-    setup = new_setup(local_stack.kafka.bootstrap, scratch_database, trained_artifact, tmp_path)
-    yield setup
-    assert not setup.leftovers(), "a process outlived its test"
+    with stream_test(local_stack, scratch_database, trained_artifact, tmp_path) as setup:
+        yield setup
 
 
 def values(records: list[tuple[str, bytes]]) -> list[bytes]:

@@ -160,40 +160,31 @@ def test_a_csv_with_only_five_columns_trains_through_the_mapping_and_lists_skipp
     assert 0 < report["metrics"]["model"]["average_precision"] <= 1
 
 
-def test_extra_columns_train_into_the_artifact_with_their_codes_and_serving_refuses_what_it_cannot_pass(
-    simulated_history: Path, tmp_path: Path
+def test_extra_columns_train_into_the_artifact_with_their_schema_extension(
+    extras_trained_artifact: Path,
 ) -> None:
-    from fraudops.errors import ConfigurationError
-    from fraudops.extras import ExtraInputs
+    from fraudops.extras import ENCODING_VERSION, ExtraInputs, ExtraKind
 
-    history = pd.read_parquet(simulated_history)
-    rng = np.random.default_rng(2)
-    # a bank's own columns: an MCC-like code in inconsistent case, and the customer's age
-    spelled = history["merchant_category"].where(
-        rng.random(len(history)) < 0.5, history["merchant_category"].str.title()
-    )
-    path = tmp_path / "with_extras.parquet"
-    history.assign(mcc=spelled, customer_age=rng.integers(18, 90, len(history))).to_parquet(path)
-    result = run_training(
-        TrainingConfig(
-            data=path,
-            output_root=tmp_path / "models",
-            trials=2,
-            timeout_s=90,
-            label_delay_days=5,
-            extra_numeric=("customer_age",),
-            extra_categorical=("mcc",),
-        )
-    )
-    with pytest.raises(ConfigurationError, match=r"takes extra inputs \(extra_customer_age, extra_mcc\)"):
-        load_artifact(str(result.artifact_dir))
-    artifact = load_artifact(str(result.artifact_dir), accept_extra_inputs=True)
-    extras = ExtraInputs.from_dict(artifact.metadata.extra_inputs)
+    artifact = load_artifact(str(extras_trained_artifact))  # served: no longer refused
+    extension = artifact.metadata.extra_inputs
+    assert extension["encoding_version"] == ENCODING_VERSION and extension["unknown_category_code"] == 0
+    extras = ExtraInputs.from_dict(extension)
+    assert extras.fields.kinds == {"customer_age": ExtraKind.NUMERIC, "mcc": ExtraKind.CATEGORICAL}
     assert artifact.metadata.feature_names[-2:] == ["extra_customer_age", "extra_mcc"]
     assert artifact.booster.num_features() == len(artifact.metadata.feature_names)
-    assert "grocery" in extras.categorical["mcc"], "Grocery and grocery are one learned category"
-    encoded = extras.encode({"mcc": ["Grocery", " grocery", "never-seen"], "customer_age": [30, 30, 30]}, 3)
-    assert encoded[0, 1] == encoded[1, 1] != encoded[2, 1]
+    assert {"grocery", "crypto", "fuel"} <= set(extras.categorical["mcc"]), (
+        "Crypto and crypto are one category"
+    )
+    assert "" not in extras.categorical["mcc"], "an empty category is a missing value"
+    encoded = extras.encode_rows(
+        [{"mcc": "Grocery"}, {"mcc": " grocery"}, {"mcc": "never-seen"}, {"mcc": ""}]
+    )
+    assert encoded[0, 1] == encoded[1, 1] != encoded[2, 1] == 0 and np.isnan(encoded[3, 1])
+    importance = artifact.booster.get_score(
+        importance_type="total_gain"
+    )  # by column: the file keeps no names
+    width = len(artifact.metadata.feature_names)
+    assert {f"f{width - 2}", f"f{width - 1}"} <= set(importance), "the model splits on both extra inputs"
 
 
 def test_the_job_entrypoint_fails_with_a_clear_message_and_a_machine_readable_result(tmp_path: Path) -> None:

@@ -13,12 +13,15 @@ from prometheus_client import REGISTRY
 
 from fraudops.decision import decisions_table
 from fraudops.errors import RetryableError
+from fraudops.extras import NO_EXTRA_FIELDS
 from fraudops.routing import RoutingTable, Variant, VariantMode
 from fraudops.scoring import Reason
 from fraudops.variants import Decider
 
 
 class FixedScorer:
+    extra_fields = NO_EXTRA_FIELDS
+
     def __init__(self, version: str, score: float) -> None:
         self.model_version = version
         self.threshold = 0.5

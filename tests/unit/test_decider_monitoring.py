@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from fraudops.drift import build_reference, write_reference
 from fraudops.errors import RetryableError
+from fraudops.extras import NO_EXTRA_FIELDS
 from fraudops.routing import RoutingTable, Variant, VariantMode
 from fraudops.scoring import Reason
 from fraudops.variants import Decider
@@ -29,6 +30,8 @@ class Artifact:
 
 class ArtifactScorer:
     """Scores each row as its first feature / 1000, with an artifact folder holding a drift reference."""
+
+    extra_fields = NO_EXTRA_FIELDS
 
     def __init__(self, version: str, folder: Path) -> None:
         self.model_version = version

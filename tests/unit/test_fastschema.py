@@ -63,6 +63,26 @@ def variants() -> list[dict]:
         {**BASE, "ip_address": "10.0.0.1\x00"},
         {**BASE, "event_time": "1969-12-31T23:59:59Z"},
         {**BASE, "account_opened_at": "1800-01-01T00:00:00Z"},
+        # a bank's own fields
+        {**BASE, "extras": {"mcc": " Grocery ", "customer_age": 41, "pos_entry": None}},  # kept as sent
+        {**BASE, "extras": {}},
+        {**BASE, "extras": None},  # no extras: the dict leaves the key out, as without it
+        {**BASE, "extras": {"card_present": True}},  # booleans are not numbers here
+        {**BASE, "extras": {"customer_age": 3.5e38}},  # beyond float32
+        {**BASE, "extras": {"customer_age": 2**63 - 1}},  # a large integer: a float32 one
+        {**BASE, "extras": {"mcc": "54\x0011"}},
+        {**BASE, "extras": {"mcc": "5411\n"}},
+        {**BASE, "extras": {"mcc": "\x85"}},  # a C1 control character
+        {**BASE, "extras": {"mcc": "m" * 128}},
+        {**BASE, "extras": {"mcc": "m" * 129}},
+        {**BASE, "extras": {"pos entry": "chip"}},
+        {**BASE, "extras": {"9lives": 1}},
+        {**BASE, "extras": {"mcc\n": "5411"}},
+        {**BASE, "extras": {f"f{i}": i for i in range(33)}},
+        {**BASE, "extras": {"mcc": ["5411"]}},
+        {**BASE, "extras": {"mcc": {"code": "5411"}}},
+        {**BASE, "extras": "mcc=5411"},
+        {**BASE, "extras": {"note": 'has ": inside'}},
     ]
 
 
@@ -84,6 +104,24 @@ def test_anything_the_fast_path_accepts_pydantic_accepts_with_the_same_values(re
         assert reference_indexes == [0] and records == reference
     combined = decode_batch([value])
     assert combined == (reference_indexes, reference, rejects)
+
+
+def test_records_with_extra_fields_take_the_fast_path() -> None:
+    values = [
+        orjson.dumps({**BASE, "transaction_id": f"t-{i}", "extras": {"mcc": "5411", "age": i}})
+        for i in range(3)
+    ]
+    accepted, records, slow = fast_decode(values)
+    assert accepted == [0, 1, 2] and not slow
+    assert [r["extras"] for r in records] == [{"mcc": "5411", "age": float(i)} for i in range(3)]
+
+
+def test_an_extra_field_given_twice_is_refused_like_any_duplicated_key() -> None:
+    value = b'{"transaction_id":"t-1","event_time":"2026-08-01T10:00:00Z","customer_id":"c-1","amount":1,' + (
+        b'"extras":{"mcc":"5411","mcc":"7995"}}'
+    )
+    indexes, _, rejects = decode_batch([value])
+    assert not indexes and rejects[0].field == "extras.mcc" and "more than once" in rejects[0].reason
 
 
 def test_a_mixed_batch_keeps_its_order_and_every_reject_its_reason() -> None:

@@ -18,6 +18,7 @@ from fraudops.config import Settings
 from fraudops.db import async_pool
 from fraudops.entitystore import check_config
 from fraudops.errors import ConfigurationError
+from fraudops.extras import NO_EXTRA_FIELDS
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import DAY, FEATURE_NAMES, FEATURE_VERSION, FeatureConfig
@@ -137,6 +138,7 @@ class RemoteModelServer:
 
     model_version = "v2"
     threshold = 0.5
+    extra_fields = NO_EXTRA_FIELDS
 
     def score(self, features: np.ndarray) -> np.ndarray:
         return np.zeros(len(features), dtype=np.float32)

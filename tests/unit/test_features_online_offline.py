@@ -8,15 +8,18 @@ known so far (a fresh consumer's first label poll) and takes every customer's st
 `export_customers` / `import_customers`, the path a checkpoint takes, and the entity table restarted
 from its own snapshot (what the entity-state component keeps). Both sides hold the entity table
 (what training replays and the entity-state component keeps). The stream's own restarts and
-hand-overs between consumers are in `test_stream_labelled_restarts.py`.
+hand-overs between consumers are in `test_stream_labelled_restarts.py`. A bank's own columns (extra
+inputs) reach the model online as training encodes them, value for value, too.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 
+from fraudops.extras import ExtraInputs
 from fraudops.features.encode import encode_records
 from fraudops.features.engine import FeatureEngine, labels_from_history
 from fraudops.features.entities import EntityTable
@@ -173,3 +176,56 @@ def test_a_label_known_after_a_transaction_does_not_reach_its_features(
         ],
     ]
     assert not (rates > 0).any(), "no fraud rate counts a label before it is known"
+
+
+def with_bank_columns(
+    frame: pd.DataFrame, values: list[bytes], seed: int
+) -> tuple[pd.DataFrame, list[bytes]]:
+    """The history with two columns of a bank's own — an MCC-like category spelled every which way and
+    the customer's age, each sometimes missing — and its records carrying the same values in `extras`
+    (a missing one left out or sent as null; some records in spellings only pydantic's path takes)."""
+    rng = np.random.default_rng(seed)
+    spellings = np.array(
+        ["Grocery", " grocery", "GROCERY ", "5411", "crypto", "Crypto", "", "rare-1"], dtype=object
+    )
+    mcc = rng.choice(spellings, len(frame), p=[0.2, 0.15, 0.1, 0.2, 0.15, 0.1, 0.05, 0.05])
+    mcc[rng.random(len(frame)) < 0.1] = None
+    age = rng.integers(18, 90, len(frame)).astype(np.float64)
+    age[rng.random(len(frame)) < 0.1] = np.nan  # a CSV column with gaps: floats
+    records = []
+    for value, category, years in zip(values, mcc, age, strict=True):
+        record = orjson.loads(value)
+        extras: dict[str, object] = {}
+        for name, given in (("mcc", category), ("customer_age", None if np.isnan(years) else int(years))):
+            if given is not None or rng.random() < 0.5:
+                extras[name] = given
+        if rng.random() < 0.05:
+            record["channel"] = record["channel"].lower()
+        records.append(orjson.dumps({**record, "extras": extras}))
+    return frame.assign(mcc=mcc, customer_age=age), records
+
+
+def test_extra_fields_reach_the_model_online_exactly_as_training_encodes_its_columns(
+    history: tuple[pd.DataFrame, list[bytes]],
+) -> None:
+    frame, values = with_bank_columns(*history, seed=5)
+    # codes learned on the first half, where "rare-1" never occurs: later, it gets the learned rare code
+    first_half = frame.iloc[: len(frame) // 2]
+    extras = ExtraInputs.learn(
+        first_half.assign(mcc=first_half["mcc"].where(first_half["mcc"] != "rare-1")),
+        numeric=["customer_age"],
+        categorical=["mcc"],
+    )
+    offline_inputs = extras.encode_frame(frame)
+    rng = np.random.default_rng(6)
+    parts, start = [], 0
+    while start < len(values):  # micro-batches through the stream's decoder, as the consumer reads them
+        end = min(start + (1 if rng.random() < 0.2 else int(rng.integers(2, 700))), len(values))
+        indexes, records, rejects = decode_batch(values[start:end], extras.fields)
+        assert not rejects and len(indexes) == end - start
+        parts.append(extras.encode_rows([record.get("extras") for record in records]))
+        start = end
+    online_inputs = np.concatenate(parts)
+    np.testing.assert_array_equal(online_inputs, offline_inputs)  # value for value, NaN where missing
+    codes = offline_inputs[:, 1]
+    assert len(np.unique(codes[~np.isnan(codes)])) == 4, "grocery, 5411, crypto and the rare code all occur"

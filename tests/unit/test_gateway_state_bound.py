@@ -13,6 +13,7 @@ import numpy as np
 
 from fraudops.config import Settings
 from fraudops.db import async_pool
+from fraudops.extras import NO_EXTRA_FIELDS
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
 from fraudops.routing import RoutingTable
@@ -26,6 +27,7 @@ from fraudops_gateway.supervision import BackgroundHealth
 class HalfScorer:
     model_version = "v1"
     threshold = 0.9
+    extra_fields = NO_EXTRA_FIELDS
 
     def score(self, features: np.ndarray) -> np.ndarray:
         return np.full(len(features), 0.5, dtype=np.float32)

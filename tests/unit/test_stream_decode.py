@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from fraudops.extras import ExtraFields, ExtraKind
 from fraudops_stream.decode import decode_batch
 from tests.poison import POISONS, Poison
 
@@ -74,3 +75,26 @@ def test_a_negative_amount_is_refused_and_the_reason_says_how_to_send_a_refund()
     _, _, rejects = decode_batch([value])
     assert rejects[0].field == "amount"
     assert "REFUND with a positive amount" in rejects[0].reason
+
+
+def test_an_extra_field_of_the_wrong_kind_for_its_model_input_is_refused_and_others_are_kept() -> None:
+    fields = ExtraFields({"mcc": ExtraKind.CATEGORICAL, "customer_age": ExtraKind.NUMERIC})
+    base = {"event_time": "2026-08-01T10:00:00Z", "customer_id": "c-1", "amount": 3.0}
+    values: list[bytes | None] = [
+        orjson.dumps(
+            {**base, "transaction_id": "ok", "extras": {"mcc": "5411", "customer_age": 40, "new": "x"}}
+        ),
+        orjson.dumps({**base, "transaction_id": "mcc-number", "extras": {"mcc": 5411}}),
+        orjson.dumps(
+            {**base, "transaction_id": "age-text", "channel": "web", "extras": {"customer_age": "40"}}
+        ),
+        orjson.dumps({**base, "transaction_id": "none"}),
+    ]  # the third takes pydantic's path (a lower-case channel): the kinds are checked on both paths
+
+    indexes, records, rejects = decode_batch(values, fields)
+
+    assert indexes == [0, 3] and records[0]["extras"]["new"] == "x", "a field no model reads is kept"
+    assert "extras" not in records[1]
+    assert [(r.index, r.field) for r in rejects] == [(1, "extras.mcc"), (2, "extras.customer_age")]
+    assert rejects[0].reason == "extras.mcc: must be text or null: mcc is a categorical model input"
+    assert decode_batch(values)[0] == [0, 1, 2, 3], "without models reading them, any kind is kept"

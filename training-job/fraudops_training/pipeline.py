@@ -165,9 +165,7 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     def with_extras(features: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if not extras:
             return features
-        chosen = history.loc[mask]
-        encoded = extras.encode({c: chosen[c].to_numpy() for c in _extra_columns(extras)}, len(chosen))
-        return np.hstack([features, encoded])
+        return np.hstack([features, extras.encode_frame(history.loc[mask])])
 
     t0 = time.monotonic()
     with console.status("computing point-in-time features (replaying history)…"):
@@ -391,10 +389,6 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     return result
 
 
-def _extra_columns(extras: ExtraInputs) -> list[str]:
-    return [*extras.numeric, *extras.categorical]
-
-
 def _extra_inputs(history: pd.DataFrame, config: TrainingConfig, train: np.ndarray) -> ExtraInputs:
     """The extra columns, checked against the data, with category codes learned on the training rows only."""
     named = [*config.extra_numeric, *config.extra_categorical]
@@ -412,7 +406,10 @@ def _extra_inputs(history: pd.DataFrame, config: TrainingConfig, train: np.ndarr
             f"{', '.join(builtin)} already feed the built-in features; extra inputs are for "
             "columns the platform does not know",
         )
-    return ExtraInputs.learn(history.loc[train], config.extra_numeric, config.extra_categorical)
+    try:
+        return ExtraInputs.learn(history.loc[train], config.extra_numeric, config.extra_categorical)
+    except ValueError as exc:
+        raise RejectedInputError("--extra-numeric/--extra-categorical", str(exc)) from exc
 
 
 def _point_latest(root: Path, artifact_dir: Path) -> None:

@@ -3,7 +3,8 @@
     <root>/<name>/<version>/
         model.ubj        the XGBoost booster — the only model file, as KServe's xgbserver requires
         metadata.yaml    feature names and version, threshold and its rule, metrics, data fingerprint,
-                         library versions
+                         library versions; for a model with extra inputs, their schema extension
+                         (`extra_inputs`: names, kinds, learned category codes, encoding version)
         report/          report.html, metrics.json, holdout_predictions.parquet, optuna_trials.csv
 
 An artifact is addressed by a local path or a storage URI: `file://`, `pvc://<claim>/<path>`
@@ -103,13 +104,9 @@ def resolve_uri(uri: str, cache_dir: Path = Path(".cache/artifacts")) -> Path:
     return target
 
 
-def load_artifact(uri: str, nthread: int = 1, accept_extra_inputs: bool = False) -> ModelArtifact:
-    """Load and check an artifact: exactly one model file, metadata present, features of this version.
-
-    A model trained with extra inputs needs a caller that passes them (`accept_extra_inputs`): the
-    serving paths do not pass extra fields yet, and must refuse such a model rather than score it
-    with columns missing.
-    """
+def load_artifact(uri: str, nthread: int = 1) -> ModelArtifact:
+    """Load and check an artifact: exactly one model file, metadata present, features of this version,
+    extra inputs (if any) encoded as this build encodes them."""
     folder = resolve_uri(uri)
     if not folder.is_dir():
         raise ConfigurationError(
@@ -126,7 +123,10 @@ def load_artifact(uri: str, nthread: int = 1, accept_extra_inputs: bool = False)
     if not metadata_path.exists():
         raise ConfigurationError(f"{folder} has no {METADATA_FILE}: it was not written by `fraudops train`")
     metadata = ModelMetadata(**yaml.safe_load(metadata_path.read_text()))
-    extras = ExtraInputs.from_dict(metadata.extra_inputs)
+    try:
+        extras = ExtraInputs.from_dict(metadata.extra_inputs)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"model {metadata.name}:{metadata.version}: {exc}") from exc
     if metadata.feature_version != FEATURE_VERSION or list(metadata.feature_names) != [
         *FEATURE_NAMES,
         *extras.names,
@@ -134,11 +134,6 @@ def load_artifact(uri: str, nthread: int = 1, accept_extra_inputs: bool = False)
         raise ConfigurationError(
             f"model {metadata.name}:{metadata.version} was trained on feature version {metadata.feature_version}; "
             f"this build computes version {FEATURE_VERSION}: retrain it"
-        )
-    if extras and not accept_extra_inputs:
-        raise ConfigurationError(
-            f"model {metadata.name}:{metadata.version} takes extra inputs ({', '.join(extras.names)}), which this "
-            "serving path does not pass yet; serve a model trained without --extra-numeric/--extra-categorical"
         )
     booster = xgb.Booster(params={"nthread": nthread}, model_file=str(model_files[0]))
     return ModelArtifact(path=folder, metadata=metadata, booster=booster)

@@ -22,7 +22,19 @@ import numpy as np
 from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
 from pydantic.fields import FieldInfo
 
-from fraudops.schema import CENT_TOLERANCE, EARLIEST_EVENT_TIME, FUTURE_TOLERANCE_S, LATEST_TIME, Transaction
+from fraudops.schema import (
+    CENT_TOLERANCE,
+    CONTROL_CHARACTERS,
+    EARLIEST_EVENT_TIME,
+    EXTRA_NAME,
+    EXTRAS_FIELD,
+    FLOAT32_MAX,
+    FUTURE_TOLERANCE_S,
+    LATEST_TIME,
+    MAX_EXTRA_FIELDS,
+    MAX_EXTRA_TEXT,
+    Transaction,
+)
 
 #: Fields a stream record must carry itself (the API may default them; a stream may not).
 STREAM_REQUIRED = ("transaction_id", "event_time", "customer_id")
@@ -102,6 +114,21 @@ def _fast_type(annotation: Any, metadata: list[Any], checks: list[re.Pattern[str
     return Annotated[annotation, meta] if meta is not None else annotation
 
 
+#: `extras` is validated by plain functions (`fraudops.schema.extra_value`), which msgspec cannot read:
+#: its type is stated here — a flat object of names to text, numbers and nulls, within the same bounds.
+#: Control characters in its text are checked after decoding (`fast_decode`); booleans, non-finite
+#: numbers and numbers beyond float32 are refused by the types, so they take pydantic's path.
+_FAST_EXTRAS = Annotated[
+    dict[
+        Annotated[str, msgspec.Meta(pattern=EXTRA_NAME.pattern)],
+        Annotated[str, msgspec.Meta(max_length=MAX_EXTRA_TEXT)]
+        | Annotated[float, msgspec.Meta(ge=-FLOAT32_MAX, le=FLOAT32_MAX)]
+        | None,
+    ],
+    msgspec.Meta(max_length=MAX_EXTRA_FIELDS),
+]
+
+
 def _struct_from(model: type[Transaction]) -> tuple[type[msgspec.Struct], list[Check], dict[str, Any]]:
     """The struct, the string checks left for the whole batch, and every field's JSON default in order.
 
@@ -112,6 +139,9 @@ def _struct_from(model: type[Transaction]) -> tuple[type[msgspec.Struct], list[C
     batch_checks: list[Check] = []
     template: dict[str, Any] = {}
     for name, info in model.model_fields.items():
+        if name == EXTRAS_FIELD:  # absent from most records: no template entry (see `fast_decode`)
+            fields.append((name, _FAST_EXTRAS | None | msgspec.UnsetType, msgspec.UNSET))
+            continue
         checks: list[re.Pattern[str] | str] = []
         kind = _fast_type(info.annotation, list(info.metadata), checks)
         batch_checks.extend((name, check) for check in checks)
@@ -135,9 +165,12 @@ def fast_decode(values: list[bytes]) -> tuple[list[int], list[dict[str, Any]], l
     Besides the struct's own constraints, the rules of `Transaction` that msgspec cannot state are
     checked here, batch-wide where they can be: times in their windows, coordinates together, amounts
     never negative and in whole cents (rounded to them), string characters, no duplicated key.
+
+    A record's dict has an `extras` key only when it carried extra fields (an object, not null).
     """
     accepted: list[int] = []
-    structs = []
+    structs: list[Any] = []
+    with_extras: list[int] = []  # positions in `structs` of the records that named `extras`
     slow: list[int] = []
     latest = time.time() + FUTURE_TOLERANCE_S
     decode = _decoder.decode
@@ -160,17 +193,30 @@ def fast_decode(values: list[bytes]) -> tuple[list[int], list[dict[str, Any]], l
         ):
             slow.append(index)
             continue
+        if record.extras is not unset:
+            with_extras.append(len(structs))
         accepted.append(index)
         structs.append(record)
     refused = _failing_batch_checks(structs) | _unstorable_amounts(structs)
+    extra_keys = _extra_keys(structs, with_extras, refused)
     present = msgspec.to_builtins(structs)
+    for i in with_extras:
+        if structs[i].extras is None:
+            del present[i][EXTRAS_FIELD]  # null is no extras: the dict says so by leaving the key out
     # A key given twice decodes silently (the last wins): the keys in the bytes outnumber those decoded.
     # White space before a colon hides a key from that count, so those records take pydantic's path too.
-    refused.update(
-        i
-        for i, (record, index) in enumerate(zip(present, accepted, strict=True))
-        if values[index].count(b'":') != len(record)
-    )
+    if extra_keys:
+        refused.update(
+            i
+            for i, (record, index) in enumerate(zip(present, accepted, strict=True))
+            if values[index].count(b'":') != len(record) + extra_keys.get(i, 0)
+        )
+    else:
+        refused.update(
+            i
+            for i, (record, index) in enumerate(zip(present, accepted, strict=True))
+            if values[index].count(b'":') != len(record)
+        )
     if _SPACED_KEY.search(b"".join([values[index] for index in accepted])):
         refused.update(i for i, index in enumerate(accepted) if _SPACED_KEY.search(values[index]))
     if refused:
@@ -184,6 +230,23 @@ def fast_decode(values: list[bytes]) -> tuple[list[int], list[dict[str, Any]], l
         [record if len(record) == complete else {**template, **record} for record in present],
         slow,
     )
+
+
+def _extra_keys(structs: list[Any], with_extras: list[int], refused: set[int]) -> dict[int, int]:
+    """How many keys in each record's bytes its dict will not hold at the top level (for the
+    duplicated-key count): the keys of its extras object, or the `extras` key itself when it is null
+    (the dict leaves it out). A record whose extra text holds a control character is added to
+    `refused` (pydantic names the field)."""
+    keys: dict[int, int] = {}
+    for i in with_extras:
+        extras = structs[i].extras
+        if extras is None:
+            keys[i] = 1
+            continue
+        keys[i] = len(extras)
+        if any(type(v) is str and CONTROL_CHARACTERS.search(v) for v in extras.values()):
+            refused.add(i)
+    return keys
 
 
 def _unstorable_amounts(structs: list[Any]) -> set[int]:

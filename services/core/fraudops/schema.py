@@ -7,13 +7,24 @@ old prototype's minimal payload, accepted by the API and normalised into a `Tran
 
 from __future__ import annotations
 
+import math
+import re
 import time
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
@@ -176,6 +187,96 @@ Amount = Annotated[
 _TIME = Annotated[datetime, AfterValidator(_plausible_time)]
 
 
+#: The field that carries a bank's own columns (`fraudops.extras`): model inputs we did not foresee.
+EXTRAS_FIELD = "extras"
+MAX_EXTRA_FIELDS = 32
+MAX_EXTRA_TEXT = 128
+#: Names an extra field may have: they become API fields, JSON keys and model input names (`extra_<name>`).
+EXTRA_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+EXTRA_NAME = re.compile(EXTRA_NAME_PATTERN.removesuffix("$") + r"\Z")
+#: The largest magnitude a float32 model input holds: models read every input as a 32-bit float.
+FLOAT32_MAX = 3.4028234663852886e38
+#: C0 and C1 control characters and DEL: never part of a category, and PostgreSQL's jsonb refuses NUL.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+EXTRA_TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+EXTRA_NUMBER_SCHEMA = {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
+EXTRA_TEXT_SCHEMA = {"type": "string", "maxLength": MAX_EXTRA_TEXT, "pattern": EXTRA_TEXT_PATTERN}
+
+
+def extra_name(name: Any) -> str:
+    if not isinstance(name, str) or EXTRA_NAME.match(name) is None:
+        raise PydanticCustomError(
+            "extra_name",
+            "extra field names are 1 to 64 letters, digits and underscores, not starting with a digit",
+        )
+    return name
+
+
+def extra_value(value: Any) -> str | float | None:
+    """An extra field's value as the platform stores and encodes it: text, a finite number, or null.
+
+    Numbers must fit a float32 (models read every input as one); booleans are not numbers here (send
+    0/1, or text for a category); text is at most MAX_EXTRA_TEXT characters without control characters.
+    """
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_EXTRA_TEXT:
+            raise PydanticCustomError(
+                "extra_text_too_long", "text is at most {limit} characters", {"limit": MAX_EXTRA_TEXT}
+            )
+        if CONTROL_CHARACTERS.search(value):
+            raise PydanticCustomError("extra_text_control", "text must not contain control characters")
+        return value  # as sent: categories are trimmed and case-folded when encoded, as in training
+    if kind is int or kind is float:
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number) or abs(number) > FLOAT32_MAX:
+            raise PydanticCustomError(
+                "extra_number_range", "must be a finite number of at most 3.4e38 in size (a 32-bit float)"
+            )
+        return number
+    raise PydanticCustomError(
+        "extra_type", "must be text, a number or null, not {kind}", {"kind": type(value).__name__}
+    )
+
+
+_EXTRA_VALUE_SCHEMA = {"anyOf": [EXTRA_TEXT_SCHEMA, EXTRA_NUMBER_SCHEMA, {"type": "null"}]}
+#: A bank's own fields: a flat object of text, numbers and nulls. Validated by plain functions (one clear
+#: error per field, no union of messages) and documented by hand: JSON Schema's `propertyNames` and
+#: `additionalProperties` state the rules exactly, where pydantic's `patternProperties` would not.
+Extras = Annotated[
+    dict[
+        Annotated[str, PlainValidator(extra_name)],
+        Annotated[str | float | None, PlainValidator(extra_value), WithJsonSchema(_EXTRA_VALUE_SCHEMA)],
+    ]
+    | None,
+    Field(max_length=MAX_EXTRA_FIELDS),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "propertyNames": {"pattern": EXTRA_NAME_PATTERN},
+                    "additionalProperties": _EXTRA_VALUE_SCHEMA,
+                    "maxProperties": MAX_EXTRA_FIELDS,
+                },
+                {"type": "null"},
+            ],
+            "default": None,
+            "description": "A bank's own fields beyond this schema (MCC, POS entry mode, 3-D Secure result, "
+            "...): the inputs of models trained with `--extra-numeric` / `--extra-categorical`, and stored "
+            "with the transaction either way. Names: letters, digits and underscores; values: text (at most "
+            f"{MAX_EXTRA_TEXT} characters, no control characters), a finite number, or null. A field "
+            "left out or null is a missing value, as an empty cell is in training.",
+        }
+    ),
+]
+
+
 def new_transaction_id() -> str:
     return uuid.uuid4().hex
 
@@ -229,6 +330,7 @@ class Transaction(BaseModel):
     hour_of_day: int | None = Field(
         None, ge=0, le=23, description="Local hour, when the client knows it better than event_time."
     )
+    extras: Extras = None
 
     # Field validators, so that an error names its field (the DLQ's `dlq.field`, the API's 422). Only the
     # gateway and the stream's slow path pay for them: the stream's fast path checks the same rules batch-wide.
@@ -268,5 +370,5 @@ class LegacyTransaction(BaseModel):
 #: Columns of a labelled history (simulator output, training input) beyond the Transaction fields.
 LABEL_COLUMNS = ("is_fraud", "fraud_pattern", "label_available_at")
 
-#: The Transaction fields in a stable order (file columns, database columns).
-TRANSACTION_FIELDS: tuple[str, ...] = tuple(Transaction.model_fields)
+#: The built-in Transaction fields in a stable order (file columns, database columns); `extras` holds the rest.
+TRANSACTION_FIELDS: tuple[str, ...] = tuple(name for name in Transaction.model_fields if name != EXTRAS_FIELD)

@@ -15,6 +15,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
+import orjson
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -53,6 +54,7 @@ TRANSACTION_COLUMNS = (
     "credential_change_at",
     "account_opened_at",
     "hour_of_day",
+    "extras",  # jsonb: the transaction's extra fields as received (NULL: none)
     "source",
     "kafka_partition",
     "kafka_offset",
@@ -116,7 +118,14 @@ def _insert_sql(table: str, columns: Sequence[str]) -> str:
 
 
 _FIELDS = TRANSACTION_COLUMNS[:-3]
+_BUILT_IN = _FIELDS[:-1]  # without extras
 _PICK = itemgetter(*_FIELDS)
+
+
+def _extras_json(extras: Mapping[str, Any] | None) -> str | None:
+    """The extra fields as jsonb text: stored as received, so a replay and a retraining read the values
+    the model was given (both encode them as training does, `fraudops.extras`)."""
+    return orjson.dumps(extras).decode() if extras is not None else None
 
 
 def transaction_row(
@@ -127,14 +136,29 @@ def transaction_row(
         values = _PICK(record)  # a complete model_dump: one C call
     except KeyError:
         values = tuple(record.get(name, _DEFAULTS.get(name)) for name in _FIELDS)
+    if values[-1] is not None:
+        values = (*values[:-1], _extras_json(values[-1]))
     return (*values, source, partition, offset)
 
 
 def transactions_table(
     records: Sequence[Mapping[str, Any]], source: str, partitions: Sequence[int], offsets: Sequence[int]
 ) -> pa.Table:
-    """Validated Transaction dicts (model_dump, mode json) as an Arrow table of TRANSACTION_COLUMNS."""
-    table = pa.Table.from_pylist(list(records)).select(list(_FIELDS))
+    """Validated Transaction dicts (`decode_batch`'s: `extras` only where given) as an Arrow table of
+    TRANSACTION_COLUMNS."""
+    extras = [record.get("extras") for record in records]
+    if any(value is not None for value in extras):
+        # Arrow would read the objects as structs of one type per key: they go in as jsonb text instead.
+        built_in = {name: [record.get(name) for record in records] for name in _BUILT_IN}
+        table = pa.Table.from_pydict(built_in).append_column(
+            "extras", pa.array([_extras_json(value) for value in extras], pa.string())
+        )
+    else:
+        table = (
+            pa.Table.from_pylist(list(records))
+            .select(list(_BUILT_IN))
+            .append_column("extras", pa.nulls(len(records), pa.string()))
+        )
     return (
         table.append_column("source", pa.array([source] * len(records), pa.string()))
         .append_column("kafka_partition", pa.array(partitions, pa.int32()))

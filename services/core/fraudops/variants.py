@@ -3,16 +3,20 @@
 Each variant is scored either in-process from its artifact (`Scorer`) or remotely through the
 KServe V2 protocol (`RemoteScorer`, binary tensors over HTTP). The gateway and the stream consumer
 both decide through `Decider`, so a routing table means the same thing on both paths.
+
+A variant whose model takes extra inputs (`fraudops.extras`) is given the transactions' `extras`
+besides the built-in features: an in-process one encodes them with its artifact's codes, a remote
+one sends them raw to its model server, which does the same. The others never see them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
@@ -23,14 +27,23 @@ from opentelemetry import propagate
 from fraudops.artifact import ModelArtifact, load_artifact
 from fraudops.decision import CELL, DECISION_SCHEMA, Decision, decisions_table, reasons_json
 from fraudops.errors import ConfigurationError, RetryableError
-from fraudops.features.spec import FeatureConfig
-from fraudops.inference_protocol import decode_v2_response, v2_binary_request
+from fraudops.extras import ExtraFields
+from fraudops.features.spec import FEATURE_NAMES, FeatureConfig
+from fraudops.inference_protocol import (
+    FEATURES_INPUT,
+    decode_v2_response,
+    extra_fields_of,
+    extras_tensors,
+    v2_binary_request,
+)
 from fraudops.monitoring import MonitorSet
 from fraudops.routing import RoutingTable, TrainedFeatures, Variant
 from fraudops.scoring import Reason, Scorer
 from fraudops.tracing import tracing_enabled
 
 log = logging.getLogger(__name__)
+#: Each transaction's extra fields (`Transaction.extras`; None: it sent none).
+ExtraRows = Sequence[Mapping[str, Any] | None]
 
 
 class VariantScorer(Protocol):
@@ -40,9 +53,15 @@ class VariantScorer(Protocol):
     @property
     def threshold(self) -> float: ...
 
-    def score(self, features: np.ndarray) -> np.ndarray: ...
+    @property
+    def extra_fields(self) -> ExtraFields:
+        """The extra inputs its model reads (most: none); only then are `extras` passed below."""
 
-    def reasons(self, features: np.ndarray, top_k: int = 3, exact: bool = True) -> list[list[Reason]]: ...
+    def score(self, features: np.ndarray, extras: ExtraRows | None = None) -> np.ndarray: ...
+
+    def reasons(
+        self, features: np.ndarray, top_k: int = 3, exact: bool = True, extras: ExtraRows | None = None
+    ) -> list[list[Reason]]: ...
 
 
 class RemoteScorer:
@@ -58,12 +77,32 @@ class RemoteScorer:
             metadata.raise_for_status()
         except httpx.HTTPError as exc:
             raise RetryableError(f"model server {endpoint} unreachable: {exc}") from exc
-        width = next(t["shape"][1] for t in metadata.json()["inputs"] if t["name"] == "features")
+        inputs = metadata.json()["inputs"]
+        width = next(t["shape"][1] for t in inputs if t["name"] == FEATURES_INPUT)
+        #: the raw extra fields its model server takes as tensors of their own (`fraudops.inference_protocol`)
+        self.extra_fields = extra_fields_of({t["name"]: t["datatype"] for t in inputs})
+        if self.extra_fields and width != len(FEATURE_NAMES) + len(self.extra_fields.kinds):
+            raise ConfigurationError(
+                f"model server {endpoint} takes {width} features and {len(self.extra_fields.kinds)} extra fields; "
+                f"this build computes {len(FEATURE_NAMES)} built-in features: serve a model of this build"
+            )
         # One real call learns the served version and threshold (they travel in the response parameters).
-        self._refresh_from(self._infer(np.zeros((1, width), dtype=np.float32)))
+        probe = np.zeros((1, len(FEATURE_NAMES) if self.extra_fields else width), dtype=np.float32)
+        self._refresh_from(self._infer(probe, [None] if self.extra_fields else None))
 
-    def _infer(self, features: np.ndarray, reasons: bool = False, top_k: int = 3, exact: bool = True) -> dict:
-        content, headers = v2_binary_request(features, {"reasons": reasons, "top_k": top_k, "exact": exact})
+    def _infer(
+        self,
+        features: np.ndarray,
+        extras: ExtraRows | None = None,
+        reasons: bool = False,
+        top_k: int = 3,
+        exact: bool = True,
+    ) -> dict:
+        content, headers = v2_binary_request(
+            features,
+            {"reasons": reasons, "top_k": top_k, "exact": exact},
+            extras=extras_tensors(self.extra_fields, extras) if extras is not None else None,
+        )
         if tracing_enabled():
             propagate.inject(headers)  # the predictor's spans join the caller's (the current) trace
         try:
@@ -82,17 +121,19 @@ class RemoteScorer:
         self.model_version = str(parameters.get("model_version", self.model_version))
         self.threshold = float(parameters.get("threshold", self.threshold))
 
-    def score(self, features: np.ndarray) -> np.ndarray:
+    def score(self, features: np.ndarray, extras: ExtraRows | None = None) -> np.ndarray:
         if len(features) == 0:
             return np.empty(0, dtype=np.float32)
-        body = self._infer(features)
+        body = self._infer(features, extras)
         self._refresh_from(body)
         return np.asarray(body["outputs"]["fraud_probability"], dtype=np.float32)
 
-    def reasons(self, features: np.ndarray, top_k: int = 3, exact: bool = True) -> list[list[Reason]]:
+    def reasons(
+        self, features: np.ndarray, top_k: int = 3, exact: bool = True, extras: ExtraRows | None = None
+    ) -> list[list[Reason]]:
         if len(features) == 0:
             return []
-        body = self._infer(features, reasons=True, top_k=top_k, exact=exact)
+        body = self._infer(features, extras, reasons=True, top_k=top_k, exact=exact)
         return [
             [Reason(r["feature"], r["value"], r["contribution"]) for r in orjson.loads(row)]
             for row in body["outputs"]["reasons"]
@@ -213,6 +254,17 @@ class Decided:
         return pa.concat_tables([part.table() for part in self.parts]) if self.parts else decisions_table([])
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """What every variant's part of one `Decider.decide` call reads."""
+
+    features: np.ndarray  # the built-in features, one row per transaction
+    transaction_ids: Sequence[str]
+    customer_ids: Sequence[str | None]
+    extras: ExtraRows | None
+    decided_at: datetime
+
+
 def recorded_features(artifact: ModelArtifact) -> TrainedFeatures:
     """What an artifact records it was trained with (feature configuration, entity features)."""
     metadata = artifact.metadata
@@ -246,6 +298,13 @@ class Decider:
         # Scores, alerts and feature drift per variant (fraudops.monitoring).
         self.monitors = MonitorSet(source)
         self._monitored = True  # the current decide() call feeds the monitors
+        #: the extra fields any variant reads, and how (what the gateway documents and both paths check)
+        self.extra_fields = ExtraFields.union(
+            {
+                f"variant {name} ({scorer.model_version})": scorer.extra_fields
+                for name, scorer in scorers.items()
+            }
+        )
 
     @classmethod
     def from_table(
@@ -344,9 +403,11 @@ class Decider:
         customer_ids: Sequence[str | None],
         explain_all: bool = False,
         monitored: bool = True,
+        extras: ExtraRows | None = None,
     ) -> Decided:
         """Score every row with its deciding variant and with every shadow; explain the flagged ones.
-        `monitored=False` (a warm-up) leaves the score, alert and drift metrics alone."""
+        `monitored=False` (a warm-up) leaves the score, alert and drift metrics alone. `extras`: each
+        row's extra fields, for the variants that read some (`extra_fields`; None: no row has any)."""
         started = time.perf_counter()
         now = datetime.now(UTC)
         self._monitored = monitored
@@ -354,39 +415,27 @@ class Decider:
         route = self.table.route(
             np.asarray(transaction_ids, dtype=object), np.asarray(customer_ids, dtype=object)
         )
+        batch = _Batch(features, transaction_ids, customer_ids, extras, now)
         parts: list[VariantScores] = []
         for index, variant in enumerate(deciding_variants):
             rows = np.flatnonzero(route == index)
             if not len(rows):
                 continue
             try:
-                part = self._score(
-                    variant, features[rows], rows, transaction_ids, customer_ids, now, False, explain_all
-                )
+                part = self._score(variant, batch, rows, False, explain_all)
             except RetryableError:
                 self._count_error(variant, shadow=False)
                 if index == 0:
                     raise  # the stable variant itself is down: nothing safe to decide with
                 # A failing canary or challenger must not fail decisions: the stable variant decides
                 # its share, and the error counts against the variant (the rollout analysis reads it).
-                part = self._score(
-                    deciding_variants[0],
-                    features[rows],
-                    rows,
-                    transaction_ids,
-                    customer_ids,
-                    now,
-                    False,
-                    explain_all,
-                )
+                part = self._score(deciding_variants[0], batch, rows, False, explain_all)
             parts.append(part)
         shadows = []
         all_rows = np.arange(len(transaction_ids))
         for variant in self.table.shadows:
             try:
-                shadows.append(
-                    self._score(variant, features, all_rows, transaction_ids, customer_ids, now, True, False)
-                )
+                shadows.append(self._score(variant, batch, all_rows, True, False))
             except RetryableError:
                 # A shadow never decides, so its failure costs no decision.
                 self._count_error(variant, shadow=True)
@@ -400,24 +449,38 @@ class Decider:
         log.warning("scoring failed", extra={"variant": variant.name, "source": self.source})
 
     def _score(
-        self,
-        variant: Variant,
-        features: np.ndarray,
-        rows: np.ndarray,
-        transaction_ids: Sequence[str],
-        customer_ids: Sequence[str | None],
-        now: datetime,
-        shadow: bool,
-        explain_all: bool,
+        self, variant: Variant, batch: _Batch, rows: np.ndarray, shadow: bool, explain_all: bool
     ) -> VariantScores:
+        """`variant`'s part of the batch: the transactions at `rows` (positions in the batch)."""
         scorer = self.scorers[variant.name]
-        scores = scorer.score(features)
+        everyone = len(rows) == len(batch.transaction_ids)
+        features = batch.features if everyone else batch.features[rows]
+        raw: ExtraRows | None = None  # the rows' extra fields, for a scorer that encodes them remotely
+        if scorer.extra_fields:
+            if batch.extras is None:
+                own: ExtraRows = [None] * len(rows)
+            else:
+                own = batch.extras if everyone else [batch.extras[i] for i in rows.tolist()]
+            if isinstance(scorer, Scorer):  # encoded here: scores, reasons and drift see the model's rows
+                features = scorer.model_rows(features, own)
+            else:
+                raw = own
+        scores = scorer.score(features) if raw is None else scorer.score(features, raw)
         threshold = self.threshold(variant.name)
         flagged = scores >= threshold
         reasons: dict[int, list[dict]] = {}
         to_explain = np.arange(len(rows)) if explain_all else np.flatnonzero(flagged)
         if len(to_explain) and not shadow:
-            explained = scorer.reasons(features[to_explain], self.reason_count, self.exact_reasons)
+            explained = (
+                scorer.reasons(features[to_explain], self.reason_count, self.exact_reasons)
+                if raw is None
+                else scorer.reasons(
+                    features[to_explain],
+                    self.reason_count,
+                    self.exact_reasons,
+                    [raw[i] for i in to_explain.tolist()],
+                )
+            )
             reasons = {
                 int(i): [r.as_dict() for r in row] for i, row in zip(to_explain, explained, strict=True)
             }
@@ -427,7 +490,6 @@ class Decider:
             self.monitors.observe(variant.name, scorer, shadow, scores, flagged, features)
         else:
             self.monitors.prepare(variant.name, scorer, shadow)
-        everyone = len(rows) == len(transaction_ids)
         return VariantScores(
             variant=variant.name,
             model_name=self.table.model_name,
@@ -435,12 +497,14 @@ class Decider:
             shadow=shadow,
             threshold=threshold,
             source=self.source,
-            decided_at=now,
+            decided_at=batch.decided_at,
             rows=rows,
-            transaction_ids=list(transaction_ids)
+            transaction_ids=list(batch.transaction_ids)
             if everyone
-            else [transaction_ids[i] for i in rows.tolist()],
-            customer_ids=list(customer_ids) if everyone else [customer_ids[i] for i in rows.tolist()],
+            else [batch.transaction_ids[i] for i in rows.tolist()],
+            customer_ids=list(batch.customer_ids)
+            if everyone
+            else [batch.customer_ids[i] for i in rows.tolist()],
             scores=scores,
             flagged=flagged,
             reasons=reasons,

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException
 from fraudops.config import Settings, get_settings, trusted_networks
 from fraudops.db import async_pool
 from fraudops.errors import FraudopsError
+from fraudops.extras import NO_EXTRA_FIELDS
 from fraudops_gateway import metrics
 from fraudops_gateway.decisions import Decisions
 from fraudops_gateway.errors import (
@@ -60,6 +61,7 @@ from fraudops_gateway.schemas import (
     Health,
     PredictResponse,
     StoredDecision,
+    document_extra_fields,
 )
 from fraudops_gateway.supervision import BackgroundHealth, Refresh, run_every
 
@@ -314,9 +316,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    documented = NO_EXTRA_FIELDS  # the extra fields the cached document names
+
     def openapi() -> dict[str, Any]:
-        """FastAPI's document plus the request bodies the routes validate themselves."""
-        if app.openapi_schema is None:
+        """FastAPI's document plus the request bodies the routes validate themselves, naming the extra
+        fields of the models served now (made again when a new routing table changes them)."""
+        nonlocal documented
+        fields = runtime.extra_fields
+        if app.openapi_schema is None or fields != documented:
             document = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
@@ -325,9 +332,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 schema = adapter.json_schema(ref_template="#/components/schemas/{model}")
                 components.update(schema.pop("$defs", {}))
                 components[name] = schema
+            document_extra_fields(components, fields)
             if api_keys(settings):
                 _require_api_key(document)
-            app.openapi_schema = document
+            app.openapi_schema, documented = document, fields
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

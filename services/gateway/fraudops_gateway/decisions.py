@@ -1,7 +1,8 @@
 """Deciding transactions: the use case behind POST /predict and POST /predict/batch.
 
-Parse and validate the body (strict JSON), apply the rules beyond the schema, score through the
-runtime, observe, queue the decisions for PostgreSQL, answer. Both framings of these endpoints —
+Parse and validate the body (strict JSON), apply the rules beyond the schema (extra fields of the
+kind their model input reads), score through the runtime, observe, queue the decisions for
+PostgreSQL, answer. Both framings of these endpoints —
 the FastAPI routes and the plain-ASGI fast path — call these methods, so they answer alike.
 """
 
@@ -45,7 +46,11 @@ class Decisions:
 
     async def predict(self, body: bytes, content_type: str | None, explain: bool) -> PredictResponse:
         payload = parse_json_body(REQUEST_BODIES["PredictRequest"], body, content_type)
-        _, answers = await self.decide([as_transaction(payload)], explain)
+        transaction = as_transaction(payload)
+        fields = self.runtime.extra_fields
+        if fields and (refusal := fields.refusal(transaction.extras)) is not None:
+            raise _invalid(*refusal)
+        _, answers = await self.decide([transaction], explain)
         return answers[0]
 
     async def predict_batch(self, body: bytes, content_type: str | None, explain: bool) -> BatchResponse:
@@ -53,11 +58,14 @@ class Decisions:
         if len(batch.transactions) > self.max_batch:
             raise _invalid("transactions", f"at most {self.max_batch} transactions per call")
         transactions = []
+        fields = self.runtime.extra_fields
         for index, payload in enumerate(batch.transactions):
             try:
                 transactions.append(as_transaction(payload))
             except RejectedInputError as exc:
                 raise _invalid(f"transactions.{index}.{exc.field}", exc.reason) from exc
+            if fields and (refusal := fields.refusal(transactions[-1].extras)) is not None:
+                raise _invalid(f"transactions.{index}.{refusal[0]}", refusal[1])
         ids = [tx.transaction_id for tx in transactions]
         if len(set(ids)) != len(ids):
             raise _invalid("transactions", "transaction_id values must be unique within a batch")

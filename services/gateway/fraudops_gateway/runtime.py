@@ -37,6 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 from fraudops import entitystore, statestore
 from fraudops.config import Settings
 from fraudops.errors import ConfigurationError, RetryableError
+from fraudops.extras import NO_EXTRA_FIELDS, ExtraFields
 from fraudops.features.encode import SMALL_BATCH, encode_transactions
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.spec import FEATURE_VERSION, FeatureConfig
@@ -163,6 +164,11 @@ class GatewayRuntime:
     @property
     def ready(self) -> bool:
         return self.decider is not None
+
+    @property
+    def extra_fields(self) -> ExtraFields:
+        """The extra fields the served models read (validated and documented; most deployments: none)."""
+        return self.decider.extra_fields if self.decider is not None else NO_EXTRA_FIELDS
 
     @property
     def routing_summary(self) -> str:
@@ -451,4 +457,5 @@ class GatewayRuntime:
             [tx.transaction_id for tx in transactions],
             [tx.customer_id for tx in transactions],
             explain_all=explain,
+            extras=[tx.extras for tx in transactions] if decider.extra_fields else None,
         )

@@ -30,7 +30,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from fraudops.schema import LegacyTransaction, Transaction, plausible_event_time
+from fraudops.extras import ExtraFields
+from fraudops.schema import EXTRAS_FIELD, LegacyTransaction, Transaction, plausible_event_time
 
 #: A transaction id as the schema allows it (path parameters are checked the same way).
 TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
@@ -247,6 +248,18 @@ class ErrorResponse(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+def document_extra_fields(components: dict[str, Any], fields: ExtraFields) -> None:
+    """Name the served models' extra inputs, each with its kind, in the document's transaction schema.
+
+    Validation stays one schema for every deployment (`fraudops.schema.Extras`: any extra field of a
+    valid shape is taken and stored); the kinds are checked after it (`Decisions`), and stated here.
+    """
+    if not fields:
+        return
+    extras = components["TransactionRequest"]["properties"][EXTRAS_FIELD]
+    extras["anyOf"][0]["properties"] = fields.json_schema()
 
 
 #: The request bodies, each validated in one pass from JSON (strict) and documented under this name.

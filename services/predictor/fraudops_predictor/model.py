@@ -1,11 +1,14 @@
 """`FraudPredictor`, a `kserve.Model`: load → preprocess → predict → postprocess for one model artifact.
 
 Inputs, V1 (`/v1/models/<name>:predict`): `instances` are feature rows (lists in the metadata's
-feature order) or raw transactions (objects in the fraudops schema; scored without customer
-history — the gateway and the consumer hold the history and send feature rows).
+feature order) or raw transactions (objects in the fraudops schema, `extras` included; scored
+without customer history — the gateway and the consumer hold the history and send feature rows).
 Inputs, V2 (`/v2/models/<name>/infer`): one FP32 tensor `features` [n, F], or one FP32 tensor per
-feature named as in the model metadata. Set the request parameter `reasons: true` for TreeSHAP
-reason codes (`top_k`, default 3; `exact: false` for XGBoost's fast approximation).
+feature named as in the model metadata. A model with extra inputs also takes `features` with the
+built-in features only [n, F - E] and its extra fields raw beside them, one tensor each
+(`extras.<name>`, see `fraudops.inference_protocol`), which it encodes with its artifact's codes.
+Set the request parameter `reasons: true` for TreeSHAP reason codes (`top_k`, default 3;
+`exact: false` for XGBoost's fast approximation).
 
 Scoring runs on a worker thread (XGBoost releases the GIL), never on the event loop. A request
 KServe cannot serve as asked is 400 with the reason (`InvalidInput`), including bad parameters;
@@ -15,6 +18,7 @@ while no model is loaded it is 503 (`ModelNotReady`); never a 500 for what the c
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 import uuid
 from typing import Any
@@ -30,6 +34,8 @@ from fraudops.drift import read_reference
 from fraudops.errors import ConfigurationError
 from fraudops.features.encode import encode_transactions
 from fraudops.features.engine import FeatureEngine
+from fraudops.features.spec import FEATURE_NAMES
+from fraudops.inference_protocol import EXTRAS_INPUT_PREFIX, FEATURES_INPUT, extras_rows, extras_tensor_types
 from fraudops.monitoring import FeatureDrift
 from fraudops.routing import TrainedFeatures
 from fraudops.schema import Transaction
@@ -38,7 +44,6 @@ from fraudops.tracing import traced
 from fraudops.variants import recorded_features
 from fraudops_predictor import metrics
 
-FEATURES_INPUT = "features"
 PROBABILITY_OUTPUT = "fraud_probability"
 REASONS_OUTPUT = "reasons"
 
@@ -120,9 +125,12 @@ class FraudPredictor(Model):
 
     def get_input_types(self) -> list[dict[str, Any]]:
         names = self._scorer.feature_names
-        return [{"name": FEATURES_INPUT, "datatype": "FP32", "shape": [-1, len(names)]}] + [
-            {"name": name, "datatype": "FP32", "shape": [-1]} for name in names
-        ]
+        raw_extras = extras_tensor_types(self._scorer.extra_fields)
+        return (
+            [{"name": FEATURES_INPUT, "datatype": "FP32", "shape": [-1, len(names)]}]
+            + [{"name": name, "datatype": "FP32", "shape": [-1]} for name in names]
+            + [{"name": name, "datatype": datatype, "shape": [-1]} for name, datatype in raw_extras.items()]
+        )
 
     def get_output_types(self) -> list[dict[str, Any]]:
         return [
@@ -147,13 +155,22 @@ class FraudPredictor(Model):
         }
 
     def _v2_features(self, request: InferRequest) -> np.ndarray:
-        names = self._scorer.feature_names
+        scorer = self._scorer
+        names = scorer.feature_names
         by_name = {tensor.name: tensor for tensor in request.inputs}
         if FEATURES_INPUT in by_name:
             features = _as_float32(by_name[FEATURES_INPUT])
+            if features.ndim == 2 and scorer.extra_inputs and features.shape[1] == len(FEATURE_NAMES):
+                return scorer.model_rows(features, self._v2_extras(by_name, len(features)))
             if features.ndim != 2 or features.shape[1] != len(names):
                 raise InvalidInput(
                     f'input "features" must have shape [n, {len(names)}], got {list(features.shape)}'
+                    + (
+                        f" (or [n, {len(FEATURE_NAMES)}] with the extra fields as inputs "
+                        f"{', '.join(extras_tensor_types(scorer.extra_fields))})"
+                        if scorer.extra_inputs
+                        else ""
+                    )
                 )
             return features
         missing = [name for name in names if name not in by_name]
@@ -166,6 +183,22 @@ class FraudPredictor(Model):
         if len({len(column) for column in columns}) != 1:
             raise InvalidInput("every per-feature input must have the same number of rows")
         return np.stack(columns, axis=1)
+
+    def _v2_extras(self, by_name: dict[str, InferInput], rows: int) -> list[dict[str, Any]]:
+        """The raw extra fields sent beside the built-in features (a field not sent: missing)."""
+        tensors = {}
+        for name, tensor in by_name.items():
+            if name.startswith(EXTRAS_INPUT_PREFIX):
+                try:
+                    tensors[name] = tensor.as_numpy()
+                except (TypeError, ValueError, struct.error) as exc:  # a malformed BYTES tensor too
+                    raise InvalidInput(
+                        f'input "{name}" does not fill its shape {tensor.shape}: {exc}'
+                    ) from exc
+        try:
+            return extras_rows(self._scorer.extra_fields, tensors, rows)
+        except (TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"extra field inputs: {exc}") from exc
 
     def _v1_features(self, instances: list[Any]) -> np.ndarray:
         width = len(self._scorer.feature_names)
@@ -187,8 +220,14 @@ class FraudPredictor(Model):
                 raise InvalidInput(
                     f"invalid transaction: {'.'.join(map(str, first['loc']))}: {first['msg']}"
                 ) from exc
+            fields = self._scorer.extra_fields
+            for transaction in transactions:
+                refusal = fields.refusal(transaction.extras) if fields else None
+                if refusal is not None:
+                    raise InvalidInput(f"invalid transaction: {refusal[0]}: {refusal[1]}")
             # No customer history here: a fresh engine per request (see the module docstring).
-            return FeatureEngine().transform(encode_transactions(transactions))
+            features = FeatureEngine().transform(encode_transactions(transactions))
+            return self._scorer.model_rows(features, [transaction.extras for transaction in transactions])
         raise InvalidInput("instances must be all feature rows (lists) or all transactions (objects)")
 
     # --- predict ---------------------------------------------------------------------------------

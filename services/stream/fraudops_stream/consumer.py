@@ -1,7 +1,7 @@
 """`fraudops stream consume`: the stateful Kafka consumer — the loop and the partitions' comings and goings.
 
 For each batch, on the consumer's thread: decode + validate (bad records become dead letters with
-their reason) → online features from per-customer state → route and score (embedded or KServe,
+their reason; extra fields of the kinds the served models read them as) → online features from per-customer state → route and score (embedded or KServe,
 shadows too; an outage of the deciding variant is waited out, consuming nothing new). Then, on the
 writer's thread (`BatchWriter`), while the next batch is prepared: store → publish alerts and dead
 letters → confirm their delivery; then, back on the consumer's thread, commit the batch's offsets (only
@@ -54,7 +54,7 @@ from fraudops.features.entity_mirror import EntityMirror
 from fraudops.kafka import client_config
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import transactions_table
-from fraudops.variants import Decided, Decider
+from fraudops.variants import Decided, Decider, ExtraRows
 from fraudops_stream import metrics
 from fraudops_stream.checkpointing import CheckpointScheduler
 from fraudops_stream.decode import decode_batch
@@ -443,7 +443,9 @@ class StreamConsumer:
         for message in messages:
             if message.error() is not None:
                 log.warning("consumer error", extra={"error": str(message.error())})
-        indexes, records, rejects = decode_batch([m.value() for m in good])
+        assert self.decider is not None
+        extra_fields = self.decider.extra_fields
+        indexes, records, rejects = decode_batch([m.value() for m in good], extra_fields)
         decoded = time.perf_counter()
         dead_letters = [
             dead_letter(good[r.index], r.reason, r.field, self.settings.dlq_topic) for r in rejects
@@ -485,6 +487,7 @@ class StreamConsumer:
                     features[live],
                     [records[i]["transaction_id"] for i in live],
                     [records[i]["customer_id"] for i in live],
+                    [records[i].get("extras") for i in live] if extra_fields else None,
                 )
             scored = time.perf_counter()
             batch.messages = [valid[i] for i in live]
@@ -573,7 +576,13 @@ class StreamConsumer:
             log.info("entity-state component caught up: partitions resumed", extra={"epoch": published})
             self._entity_awaited = None
 
-    def _decide(self, features: np.ndarray, transaction_ids: list[str], customer_ids: list[str]) -> Decided:
+    def _decide(
+        self,
+        features: np.ndarray,
+        transaction_ids: list[str],
+        customer_ids: list[str],
+        extras: ExtraRows | None,
+    ) -> Decided:
         """Score the batch; while the deciding variant is down, wait (consuming nothing new: the lag grows
         and shows it) and try again. A canary or shadow outage never gets here (the Decider falls back)."""
         assert self.decider is not None
@@ -586,7 +595,9 @@ class StreamConsumer:
             report_lag(self.consumer, self.state.position, cached=False)
 
         return self._waiting_out(
-            "scoring", lambda: decider.decide(features, transaction_ids, customer_ids), on_wait=stalled
+            "scoring",
+            lambda: decider.decide(features, transaction_ids, customer_ids, extras=extras),
+            on_wait=stalled,
         )
 
     @staticmethod
