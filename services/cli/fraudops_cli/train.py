@@ -107,14 +107,17 @@ def train(
         str | None,
         typer.Option(
             envvar="FRAUDOPS_TRAIN_EXTRA_NUMERIC",
-            help="Comma-separated source columns to use as numeric model inputs (e.g. customer_age).",
+            help="Comma-separated source columns to use as numeric model inputs (e.g. customer_age); the "
+            "scorers then take the same fields in each transaction's `extras` (docs/extra-columns.md).",
         ),
     ] = None,
     extra_categorical: Annotated[
         str | None,
         typer.Option(
             envvar="FRAUDOPS_TRAIN_EXTRA_CATEGORICAL",
-            help="Comma-separated source columns to use as categories with learned codes (e.g. mcc,pos_entry_mode).",
+            help="Comma-separated source columns to use as categories with learned codes (e.g. mcc,pos_entry_mode): "
+            "trimmed and case-folded, rare and unseen ones sharing one learned code. Names: letters, digits, "
+            "underscores.",
         ),
     ] = None,
     max_dropped_share: Annotated[

@@ -2,8 +2,8 @@
 
 Parse and validate the body (strict JSON), apply the rules beyond the schema (extra fields of the
 kind their model input reads), score through the runtime, observe, queue the decisions for
-PostgreSQL, answer. Both framings of these endpoints —
-the FastAPI routes and the plain-ASGI fast path — call these methods, so they answer alike.
+PostgreSQL, answer. Both framings of these endpoints — the FastAPI routes and the plain-ASGI fast
+path — call these methods, so they answer alike.
 """
 
 from __future__ import annotations
