@@ -32,6 +32,7 @@ from tests.integration.test_gateway_support import (
     stable_routing_table,
     stored_rows,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 ARTIFACTS = REPO_ROOT / ".run" / "test-artifacts"
@@ -81,7 +82,13 @@ def decided(
             spread = buckets >= 3 and alerts >= 3
             if spread or time.monotonic() > deadline:
                 break
-            time.sleep(0.5)  # pacing, not waiting: live traffic arrives spread over time buckets
+            # live traffic arrives spread over time: the next batch goes in the dashboard's next bucket
+            bucket = int(time.time() // BUCKET_S)
+            wait_until(
+                lambda bucket=bucket: int(time.time() // BUCKET_S) > bucket,
+                BUCKET_S + 5,
+                "the dashboard's next time bucket",
+            )
         assert spread, f"decisions in {buckets} time buckets and {alerts} alerts; want 3 and 3"
         yield served
 
