@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +83,15 @@ def decided(
             if spread or time.monotonic() > deadline:
                 break
             # live traffic arrives spread over time: the next batch goes in the dashboard's next bucket
-            bucket = int(time.time() // BUCKET_S)
-            wait_until(
-                lambda bucket=bucket: int(time.time() // BUCKET_S) > bucket,
-                BUCKET_S + 5,
-                "the dashboard's next time bucket",
-            )
+            wait_until(_next_bucket_begun(), BUCKET_S + 5, "the dashboard's next time bucket")
         assert spread, f"decisions in {buckets} time buckets and {alerts} alerts; want 3 and 3"
         yield served
+
+
+def _next_bucket_begun() -> Callable[[], bool]:
+    """A check that turns true once the dashboard's time bucket after the current one has begun."""
+    current = int(time.time() // BUCKET_S)
+    return lambda: int(time.time() // BUCKET_S) > current
 
 
 @pytest.fixture(scope="module")
