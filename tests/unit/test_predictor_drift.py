@@ -24,7 +24,10 @@ from fraudops_predictor.model import FraudPredictor
 TRAINING_ROWS = 5_000
 
 
-def tiny_artifact(folder: Path, version: str, training: np.ndarray) -> Path:
+def tiny_artifact(
+    folder: Path, version: str, training: np.ndarray, recorded: dict[str, object] | None = None
+) -> Path:
+    """`recorded`: the metadata's `training` (what it was trained with, e.g. the entity features)."""
     rng = np.random.default_rng(7)
     booster = xgb.train(
         {"max_depth": 2, "nthread": 1},
@@ -39,6 +42,7 @@ def tiny_artifact(folder: Path, version: str, training: np.ndarray) -> Path:
         threshold=0.5,
         threshold_rule="test",
         created_at=datetime.now(UTC).isoformat(),
+        training=recorded or {},
     )
     save_artifact(folder, booster, metadata)
     write_reference(build_reference(training, FEATURE_NAMES), folder)

@@ -2,7 +2,8 @@
 
 Inputs, V1 (`/v1/models/<name>:predict`): `instances` are feature rows (lists in the metadata's
 feature order) or raw transactions (objects in the fraudops schema, `extras` included; scored
-without customer history — the gateway and the consumer hold the history and send feature rows).
+without customer history — the gateway and the consumer hold the history and send feature rows; a
+model trained on the entity-risk features refuses them, as it would score them without its entity table).
 Inputs, V2 (`/v2/models/<name>/infer`): one FP32 tensor `features` [n, F], or one FP32 tensor per
 feature named as in the model metadata. A model with extra inputs also takes `features` with the
 built-in features only [n, F - E] and its extra fields raw beside them, one tensor each
@@ -80,20 +81,23 @@ class FraudPredictor(Model):
         self.declared = declared
         self.scorer: Scorer | None = None
         self.drift: FeatureDrift | None = None  # None for an artifact trained without a drift reference
+        self.trained: TrainedFeatures = TrainedFeatures()  # the loaded artifact's
 
     # --- load ----------------------------------------------------------------------------------
 
     def load(self) -> bool:
         artifact = load_artifact(self.model_uri, nthread=1)
+        trained = recorded_features(artifact)
         if self.declared is not None:
             # The gateway and the consumer compute the features by the declaration (they hold no artifact):
             # a model that was trained otherwise must not be served as if it had been.
             problem = self.declared.mismatch(
-                recorded_features(artifact), f"{artifact.name}:{artifact.version} ({self.model_uri})"
+                trained, f"{artifact.name}:{artifact.version} ({self.model_uri})"
             )
             if problem:
                 raise ConfigurationError(problem)
         self.scorer = Scorer(artifact)
+        self.trained = trained
         self._warm_up(self.scorer)
         if self.drift is not None:
             self.drift.forget()  # a reload: the version served before is no longer scored here
@@ -213,6 +217,14 @@ class FraudPredictor(Model):
                 raise InvalidInput(f"feature rows must each have {width} numbers in the metadata's order")
             return features
         if all(isinstance(row, dict) for row in instances):
+            if self.trained.entity_features:
+                # A fresh engine holds no entity table: the thirty entity-risk features would be unknown
+                # and the trees would score every transaction down their missing-value branches.
+                raise InvalidInput(
+                    "raw transactions cannot be scored by this model: it was trained on the entity-risk "
+                    "features, which only the gateway or the stream consumer with the entity table "
+                    "(ENTITY_TABLE=true) compute; send feature rows"
+                )
             try:
                 transactions = [Transaction.model_validate(row) for row in instances]
             except ValidationError as exc:
@@ -225,8 +237,9 @@ class FraudPredictor(Model):
                 refusal = fields.refusal(transaction.extras) if fields else None
                 if refusal is not None:
                     raise InvalidInput(f"invalid transaction: {refusal[0]}: {refusal[1]}")
-            # No customer history here: a fresh engine per request (see the module docstring).
-            features = FeatureEngine().transform(encode_transactions(transactions))
+            # No customer history here: a fresh engine per request (see the module docstring), with the
+            # feature configuration the model was trained with.
+            features = FeatureEngine(self.trained.config).transform(encode_transactions(transactions))
             return self._scorer.model_rows(features, [transaction.extras for transaction in transactions])
         raise InvalidInput("instances must be all feature rows (lists) or all transactions (objects)")
 
