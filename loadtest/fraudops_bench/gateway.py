@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -267,7 +267,7 @@ def running_gateway(
         yield server
 
 
-def gateway_environment(database: str, model_uri: str) -> dict[str, str]:
+def gateway_environment(database: str, model_uri: str, **more: str) -> dict[str, str]:
     """The benchmarked gateway's settings: `model_uri` alone (no routing table), quiet JSON logs, and a
     rate limit no load generator reaches."""
     env = {key: value for key, value in os.environ.items() if key != "ROUTING_TABLE_PATH"}
@@ -277,8 +277,17 @@ def gateway_environment(database: str, model_uri: str) -> dict[str, str]:
         LOG_FORMAT="json",
         LOG_LEVEL="WARNING",
         GATEWAY_RATE_LIMIT="1000000/second",
+        **more,
     )
     return env
+
+
+@dataclass(frozen=True)
+class EntityTableLane:
+    """A database holding the entity table the entity-state component published for `topic`."""
+
+    database: str
+    topic: str
 
 
 def predict_latency(
@@ -288,17 +297,28 @@ def predict_latency(
     duration_s: float = 60,
     warmup_s: float = 5,
     log: Path | None = None,
+    entity_table: EntityTableLane | None = None,
 ) -> Measurement:
     """`/predict` at `rate_per_s` for `duration_s` (after `warmup_s` at the same rate, not counted).
 
-    The gateway's log goes to `log` when given (kept for inspection), else to a scratch folder.
+    The gateway's log goes to `log` when given (kept for inspection), else to a scratch folder. With
+    `entity_table`, the gateway runs in that database with ENTITY_TABLE=true (`model_uri` was trained
+    on the entity features): each request reads its entities' rows from the mirror of the published table.
     """
     total = int(rate_per_s * (duration_s + warmup_s))
     bodies = predict_bodies(total)
     settle_database(db_url)
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as folder, scratch_database(db_url, "bench_gateway") as database:
-        env = gateway_environment(database, model_uri)
+    scratch = (
+        scratch_database(db_url, "bench_gateway")
+        if entity_table is None
+        else nullcontext(entity_table.database)
+    )
+    with tempfile.TemporaryDirectory() as folder, scratch as database:
+        more = (
+            {} if entity_table is None else {"ENTITY_TABLE": "true", "TRANSACTIONS_TOPIC": entity_table.topic}
+        )
+        env = gateway_environment(database, model_uri, **more)
         with running_gateway(env, log or Path(folder) / "gateway.log") as (port, process):
             host = f"127.0.0.1:{port}"
             requests = [http_request("POST", "/predict", host, body) for body in bodies]
@@ -314,10 +334,11 @@ def predict_latency(
     load_after = os.getloadavg()
     answered = len(result.latencies_s)
     return Measurement(
-        name="gateway_predict",
+        name="gateway_predict" if entity_table is None else "gateway_predict_entity",
         description=f"gateway POST /predict, open loop at {rate_per_s:g} requests/s for {duration_s:g} s "
         "(90% full transactions, 10% legacy; generator on the same cores; latency from each "
-        "request's due time)",
+        "request's due time)"
+        + ("; with the entity features, read from the published entity table" if entity_table else ""),
         numbers={
             "p50_ms": result.percentile_ms(50),
             "p95_ms": result.percentile_ms(95),

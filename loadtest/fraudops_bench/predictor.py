@@ -30,8 +30,9 @@ from fraudops_bench.servers import running_server
 MODEL_NAME = "card-fraud"
 
 
-def feature_rows(rows: int, seed: int = 5) -> np.ndarray:
-    """Real feature rows: simulated history replayed through the feature engine."""
+def feature_rows(rows: int, seed: int = 5, entity_table: bool = False) -> np.ndarray:
+    """Real feature rows: simulated history replayed through the feature engine (with the entity table:
+    the entity-risk features known, as the entity-state component serves them)."""
     from fraudops.features.engine import FeatureEngine
     from fraudops.schema import TRANSACTION_FIELDS
     from fraudops_simulator import SimulationConfig, simulate
@@ -39,7 +40,7 @@ def feature_rows(rows: int, seed: int = 5) -> np.ndarray:
     config = SimulationConfig(transactions=rows, seed=seed, customers=max(100, rows // 40), days=30)
     history = pd.concat([table.to_pandas() for table in simulate(config)], ignore_index=True)
     history = history[[c for c in history.columns if c in TRANSACTION_FIELDS]]
-    return FeatureEngine().replay(history)[:rows]
+    return FeatureEngine(entity_table=entity_table).replay(history)[:rows]
 
 
 async def _closed_loop(
@@ -89,9 +90,11 @@ def v2_throughput(
     concurrency: int = 4,
     duration_s: float = 30,
     warmup_s: float = 3,
+    entity_features: bool = False,
 ) -> Measurement:
-    """Rows per second through `fraudops serve predictor` (binary V2, `rows_per_request` rows a call)."""
-    rows = feature_rows(rows_per_request * 8)
+    """Rows per second through `fraudops serve predictor` (binary V2, `rows_per_request` rows a call);
+    `entity_features`: `model_uri` was trained on them, and the rows carry them."""
+    rows = feature_rows(rows_per_request * 8, entity_table=entity_features)
     bodies = [
         v2_binary_request(rows[i : i + rows_per_request], binary_scores=True)
         for i in range(0, len(rows), rows_per_request)
@@ -115,7 +118,7 @@ def v2_throughput(
     client_cpu = (own_after.ru_utime + own_after.ru_stime) - (own_before.ru_utime + own_before.ru_stime)
     milliseconds = np.asarray(latencies) * 1000
     return Measurement(
-        name="predictor_v2",
+        name="predictor_v2_entity" if entity_features else "predictor_v2",
         description=f"KServe predictor, V2 binary batches of {rows_per_request:,} rows ({rows.shape[1]} FP32 "
         f"features), {concurrency} requests in flight, clients on the same cores",
         numbers={

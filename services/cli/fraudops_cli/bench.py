@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Annotated
 
 import typer
@@ -59,15 +60,25 @@ def simulate(
     _show(bench.to_kafka(settings, kafka_transactions))
 
 
-def _stack_and_model(what: str) -> tuple[Settings, str]:
+EntityFeatures = Annotated[
+    bool,
+    typer.Option(
+        "--entity-features",
+        help="Serve a model trained on the entity-risk features, with the entity-state component's table "
+        "(trained on first use).",
+    ),
+]
+
+
+def _stack_and_model(what: str, entity_features: bool = False) -> tuple[Settings, str]:
     """Start the local stack and make sure a model exists (trained on first use)."""
-    from fraudops_cli.models import ensure_model
+    from fraudops_cli.models import ensure_entity_model, ensure_model
     from fraudops_infra.stack import LocalStack
 
     settings = get_settings()
     with console.status(f"making sure {what} runs…"):
         LocalStack(settings).up()
-    return settings, ensure_model(settings, console)
+    return settings, (ensure_entity_model if entity_features else ensure_model)(settings, console)
 
 
 @app.command()
@@ -78,16 +89,31 @@ def stream(
     ] = 100_000,
     rate: StreamRate = 2000,
     seconds: RunSeconds = 60,
+    entity_features: EntityFeatures = False,
+    events_per_second: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="The drain's backlog happened at this rate up to now (default: spread over 30 days).",
+        ),
+    ] = None,
 ) -> None:
     """One consumer: drain throughput and memory, then latency at a fixed offered load."""
     from fraudops_bench import stream as bench
 
-    settings, model = _stack_and_model("PostgreSQL and Kafka")
+    settings, model = _stack_and_model("PostgreSQL and Kafka", entity_features)
     with console.status(f"drain: {transactions:,} transactions through one consumer…"):
-        drained = bench.drain(settings, model, transactions, customers)
+        drained = bench.drain(
+            settings,
+            model,
+            transactions,
+            customers,
+            entity_features=entity_features,
+            events_per_second=events_per_second,
+        )
     _show(drained)
     with console.status(f"latency: {rate:,} transactions/s for {seconds} s…"):
-        measured = bench.latency(settings, model, rate, seconds)
+        measured = bench.latency(settings, model, rate, seconds, entity_features=entity_features)
     _show(measured)
 
 
@@ -106,17 +132,27 @@ def train(
 
 
 @app.command()
-def serving(rate: GatewayRate = 500, seconds: RunSeconds = 60) -> None:
+def serving(
+    rate: GatewayRate = 500, seconds: RunSeconds = 60, entity_features: EntityFeatures = False
+) -> None:
     """Gateway /predict latency at a constant rate, then the predictor's V2 throughput."""
     from fraudops_bench import gateway as gateway_bench
     from fraudops_bench import predictor as predictor_bench
+    from fraudops_bench.stream import published_entity_table
 
-    settings, model = _stack_and_model("PostgreSQL")
-    with console.status(f"gateway: {rate} requests/s for {seconds} s…"):
-        latency = gateway_bench.predict_latency(settings.db_url, model, rate, seconds)
+    settings, model = _stack_and_model(
+        "PostgreSQL and Kafka" if entity_features else "PostgreSQL", entity_features
+    )
+    with ExitStack() as stack:
+        table = None
+        if entity_features:
+            with console.status("the entity-state component publishes the table of 200,000 transactions…"):
+                table = stack.enter_context(published_entity_table(settings, model))
+        with console.status(f"gateway: {rate} requests/s for {seconds} s…"):
+            latency = gateway_bench.predict_latency(settings.db_url, model, rate, seconds, entity_table=table)
     _show(latency)
     with console.status("predictor: V2 batches of 1,000 rows…"):
-        throughput = predictor_bench.v2_throughput(model)
+        throughput = predictor_bench.v2_throughput(model, entity_features=entity_features)
     _show(throughput)
 
 

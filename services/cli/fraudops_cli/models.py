@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 
 from fraudops.config import Settings
+
+
+def _demo_history(settings: Settings, console: Console) -> Path:
+    """400,000 simulated transactions over 75 days (written once, reused)."""
+    from fraudops_simulator import SimulationConfig, simulate, write_tables
+
+    history = settings.run_dir / "demo" / "history.parquet"
+    if not history.exists():
+        with console.status("simulating 400,000 transactions of history…"):
+            write_tables(simulate(SimulationConfig(transactions=400_000, days=75, seed=1)), history)
+    return history
 
 
 def ensure_model(settings: Settings, console: Console) -> str:
@@ -19,11 +32,31 @@ def ensure_model(settings: Settings, console: Console) -> str:
             f"[yellow]no model at {settings.model_path}[/]: training one on simulated history "
             "(about 3 minutes)"
         )
-    from fraudops_simulator import SimulationConfig, simulate, write_tables
     from fraudops_training.pipeline import TrainingConfig, run_training
 
-    history = settings.run_dir / "demo" / "history.parquet"
-    with console.status("simulating 400,000 transactions of history…"):
-        write_tables(simulate(SimulationConfig(transactions=400_000, days=75, seed=1)), history)
+    history = _demo_history(settings, console)
     result = run_training(TrainingConfig(data=history, trials=12, timeout_s=150), console)
     return str(result.artifact_dir)
+
+
+def ensure_entity_model(settings: Settings, console: Console) -> str:
+    """A model trained on the entity-risk features, for runs with the entity-state component: the newest
+    under `<run_dir>/entity-models`, trained there (about 3 minutes) on first use."""
+    from fraudops.artifact import load_artifact
+    from fraudops.errors import ConfigurationError
+
+    root = settings.run_dir / "entity-models"
+    try:
+        return str(load_artifact(str(root / "latest")).path)
+    except ConfigurationError:
+        console.print(f"[yellow]no entity-feature model under {root}[/]: training one (about 3 minutes)")
+    from fraudops_training.pipeline import TrainingConfig, run_training
+
+    config = TrainingConfig(
+        data=_demo_history(settings, console),
+        output_root=root,
+        trials=12,
+        timeout_s=150,
+        entity_features=True,
+    )
+    return str(run_training(config, console).artifact_dir)

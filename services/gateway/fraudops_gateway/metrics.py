@@ -40,6 +40,12 @@ STATE_REFUSED = Counter(
     "customers from what it holds.",
 )
 REJECTED = Counter("fraudops_gateway_rejected_total", "Requests refused before scoring.", ["reason"])
+ENTITY_EPOCH = Gauge(
+    "fraudops_gateway_entity_epoch",
+    "The newest epoch of the entity table the gateway's mirror holds (ENTITY_TABLE=true; -1 before the "
+    "first published one): its staleness is the request's epoch minus this.",
+)
+ENTITY_EPOCH.set(-1)
 BACKGROUND_FAILURES = Counter(
     "fraudops_gateway_background_failures_total",
     "Unexpected failures of a background task (logged with the traceback; the task "

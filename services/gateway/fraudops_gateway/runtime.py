@@ -412,6 +412,7 @@ class GatewayRuntime:
             log.info("entity table attached", extra={"epoch": published, "entities": len(fresh.table)})
         else:
             entitystore.apply_deltas(mirror, deltas, published)
+        metrics.ENTITY_EPOCH.set(published)
         return published
 
     async def _read_store(self, what: str, read: Callable[[], Awaitable[int]]) -> None:
