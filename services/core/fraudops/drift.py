@@ -64,9 +64,10 @@ def build_reference(
 
     At most `max_rows` evenly spread rows are used: deciles of 200,000 values are as good as of millions.
     """
-    matrix = np.asarray(matrix, dtype=np.float64)
+    matrix = np.asarray(matrix)
     if len(matrix) > max_rows:
         matrix = matrix[:: -(-len(matrix) // max_rows)]
+    matrix = np.asarray(matrix, dtype=np.float64)  # after the thinning: not a float64 copy of every row
     edges = np.full((matrix.shape[1], DECILES - 1), np.inf)
     for index in range(matrix.shape[1]):
         present = matrix[:, index][~np.isnan(matrix[:, index])]
