@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,18 @@ def test_a_row_weighs_the_same_whatever_the_size_of_its_batch() -> None:
 
     assert sampled_psi is not None and exact_psi is not None
     assert sampled_psi[0] == pytest.approx(exact_psi[0], rel=0.1)
+
+
+def test_a_reference_of_many_rows_holds_about_two_float64_copies_of_the_rows_it_keeps_at_most() -> None:
+    # training builds it from hundreds of thousands of rows at the end of a 10M-row run (8 GiB budget):
+    # a float64 copy of every row, then the bins of every value at once, took three times as much
+    rows = np.random.default_rng(5).lognormal(size=(400_000, 16)).astype(np.float32)
+    kept_bytes = 200_000 * 16 * 8  # the rows it keeps (max_rows), as float64
+    tracemalloc.start()
+    try:
+        reference = build_reference(rows, [f"f{i}" for i in range(16)], max_rows=200_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert reference.rows == 200_000
+    assert peak < 2.5 * kept_bytes, f"peak {peak / 2**20:.0f} MiB for {kept_bytes / 2**20:.0f} MiB of rows"

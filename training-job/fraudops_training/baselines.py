@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import numpy as np
-import xgboost as xgb
 from sklearn.linear_model import LogisticRegression
 
 from fraudops_training.textbook import TEXTBOOK_FEATURES
@@ -25,7 +24,7 @@ UNTUNED_ROUNDS = 100
 
 def untuned_scores(train: Sample, names: list[str], scored: np.ndarray, seed: int) -> np.ndarray:
     booster = fit(train, names, UNTUNED_PARAMS, rounds=UNTUNED_ROUNDS, seed=seed)
-    return booster.predict(xgb.DMatrix(scored, feature_names=names))
+    return booster.inplace_predict(scored)
 
 
 def textbook_scores(train: Sample, scored: np.ndarray, seed: int) -> np.ndarray:

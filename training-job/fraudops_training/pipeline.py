@@ -42,7 +42,7 @@ from fraudops_training.generalization import by_month, by_tenure, calendar_proxi
 from fraudops_training.report import ReportInputs, write_report
 from fraudops_training.textbook import textbook_features
 from fraudops_training.tuning import Sample, fit, tune
-from fraudops_training.windows import WindowBounds, sampled, split_windows
+from fraudops_training.windows import KeptRows, WindowBounds, sampled, split_windows
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +102,6 @@ class TrainingResult:
         }
 
 
-class _Rows:
-    """The replayed features of the rows some window needs, addressed by masks over the whole history."""
-
-    def __init__(self, features: np.ndarray, kept: np.ndarray) -> None:
-        self.features = features
-        self._index = np.cumsum(kept) - 1
-
-    def __getitem__(self, mask: np.ndarray) -> np.ndarray:
-        return self.features[self._index[mask]]
-
-
 def _sample(features: np.ndarray, labels: np.ndarray, rate: float) -> Sample:
     """Rows already drawn by `windows.sampled`: legitimate ones weigh 1/rate, frauds 1."""
     return Sample(features, labels, np.where(labels == 1, 1.0, 1.0 / rate).astype(np.float32))
@@ -170,8 +159,8 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
     t0 = time.monotonic()
     with console.status("computing point-in-time features (replaying history)…"):
         engine = FeatureEngine(feature_config, entity_table=config.entity_features)
-        rows = _Rows(with_extras(engine.replay(history, keep=kept), kept), kept)
-        fresh = _Rows(
+        rows = KeptRows(with_extras(engine.replay(history, keep=kept), kept), kept)
+        fresh = KeptRows(
             with_extras(
                 fresh_engine_features(
                     history,
@@ -185,7 +174,7 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
             ),
             fresh_rows,
         )
-        textbook = textbook_features(history, config.label_delay_days)
+        textbook = KeptRows(textbook_features(history, config.label_delay_days, keep=kept), kept)
     console.print(
         f"[green]✓[/] features: {rows.features.shape[1]} per transaction, "
         f"{(len(history) + int(windows.fresh_start.sum())) / (time.monotonic() - t0):,.0f} transactions/s "
@@ -236,7 +225,7 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
         full = _sample(*ours(train_rows, fresh_train), rate)
         booster = fit(full, names, tuning.best_params, tuning.best_rounds, config.seed)
         test_x, test_y = rows[windows.test], labels[windows.test]
-        test_scores = {"model": booster.predict(xgb.DMatrix(test_x, feature_names=names))}
+        test_scores = {"model": booster.inplace_predict(test_x)}
         thresholds = {"model": threshold}
         baselines = {
             TEXTBOOK: lambda train, scored: textbook_scores(train, scored, config.seed),
@@ -249,17 +238,14 @@ def run_training(config: TrainingConfig, console: Console | None = None) -> Trai
             AMOUNT_ONLY: lambda mask: rows[mask][:, [Feature.AMOUNT]],
         }
         for name, scores_of in baselines.items():
-
-            def sample_of(mask: np.ndarray, cold: np.ndarray, name: str = name) -> Sample:
-                if name == UNTUNED:  # the same rows as the model
-                    return _sample(*ours(mask, cold), rate)
-                return _sample(inputs[name](mask), labels[mask], rate)
-
-            validation_scores = scores_of(
-                sample_of(inner_rows, fresh_inner), inputs[name](windows.validation)
-            )
+            if name == UNTUNED:  # the very samples the model was tuned and trained on
+                tuning_sample, final_sample = inner, full
+            else:
+                tuning_sample = _sample(inputs[name](inner_rows), labels[inner_rows], rate)
+                final_sample = _sample(inputs[name](train_rows), labels[train_rows], rate)
+            validation_scores = scores_of(tuning_sample, inputs[name](windows.validation))
             thresholds[name] = choose_threshold(valid_y, validation_scores, rule)
-            test_scores[name] = scores_of(sample_of(train_rows, fresh_train), inputs[name](windows.test))
+            test_scores[name] = scores_of(final_sample, inputs[name](windows.test))
 
     test_rows = history.loc[windows.test]
     customers = test_rows["customer_id"].astype(object)

@@ -29,30 +29,37 @@ TEXTBOOK_FEATURES: tuple[str, ...] = (
 )
 
 
-def textbook_features(history: pd.DataFrame, label_delay_days: float = 7.0) -> np.ndarray:
-    """[n, 15] float32 features of a history sorted by event time (rows stay in its order)."""
+def textbook_features(
+    history: pd.DataFrame, label_delay_days: float = 7.0, keep: np.ndarray | None = None
+) -> np.ndarray:
+    """[n, 15] float32 features of a history sorted by event time (rows stay in its order).
+
+    With `keep` (a row mask), every row still counts in the windows but only the kept rows' features
+    are returned: the training sample and the evaluation windows, not all ten million rows.
+    """
+    rows = slice(None) if keep is None else keep
     seconds = history["event_time"].dt.as_unit("ns").astype("int64").to_numpy() // 1_000_000_000
     amount = history["amount"].to_numpy(dtype=np.float64)
     labels = history["is_fraud"].to_numpy(dtype=np.float64)
-    hours = history["event_time"].dt.hour.to_numpy()
-    out = np.full((len(history), len(TEXTBOOK_FEATURES)), np.nan, dtype=np.float32)
-    out[:, 0] = amount
-    out[:, 1] = history["event_time"].dt.dayofweek.to_numpy() >= 5
-    out[:, 2] = hours < 6
+    times = history["event_time"][rows]
+    out = np.full((len(times), len(TEXTBOOK_FEATURES)), np.nan, dtype=np.float32)
+    out[:, 0] = amount[rows]
+    out[:, 1] = times.dt.dayofweek.to_numpy() >= 5
+    out[:, 2] = times.dt.hour.to_numpy() < 6
     if "customer_id" in history.columns:
         windows = _Windows(history["customer_id"], seconds)
         for j, days in enumerate(WINDOWS_DAYS):
             count, total = windows.count_and_sum(amount, days * DAY, 0.0)
-            out[:, 3 + j] = count
-            out[:, 6 + j] = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            out[:, 3 + j] = count[rows]
+            out[:, 6 + j] = np.where(count > 0, total / np.maximum(count, 1), np.nan)[rows]
     if "terminal_id" in history.columns:
         windows = _Windows(history["terminal_id"], seconds)
         delay = label_delay_days * DAY
         for j, days in enumerate(WINDOWS_DAYS):
             count, _ = windows.count_and_sum(amount, days * DAY, 0.0)
             delayed, frauds = windows.count_and_sum(labels, days * DAY, delay)
-            out[:, 9 + j] = count
-            out[:, 12 + j] = np.where(delayed > 0, frauds / np.maximum(delayed, 1), 0.0)
+            out[:, 9 + j] = count[rows]
+            out[:, 12 + j] = np.where(delayed > 0, frauds / np.maximum(delayed, 1), 0.0)[rows]
     return out
 
 

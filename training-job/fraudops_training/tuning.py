@@ -116,9 +116,6 @@ def tune(
     started = time.monotonic()
     deadline = started + timeout_s
     dtrain = train.dmatrix(feature_names)
-    dvalid = xgb.DMatrix(
-        valid_features, label=valid_labels, feature_names=feature_names, nthread=BASE_PARAMS["nthread"]
-    )
     # The per-round evaluation (early stopping, pruning) runs on every fraud and a weighted quarter of
     # the legitimate rows: the same expected AUC-PR at a quarter of the cost. Each finished trial is
     # still scored on the whole validation window.
@@ -143,7 +140,8 @@ def tune(
             interrupted += 1
             raise optuna.TrialPruned("wall-clock budget reached during boosting")
         rounds = booster.best_iteration + 1
-        scores = booster.predict(dvalid, iteration_range=(0, rounds))
+        # scored from the array itself: a DMatrix would copy the whole validation window (1.2 GB at 10M rows)
+        scores = booster.inplace_predict(valid_features, iteration_range=(0, rounds))
         ap = float(average_precision_score(valid_labels, scores))
         trial.set_user_attr("rounds", rounds)
         if ap > best["ap"]:

@@ -117,3 +117,25 @@ def split_windows(times: pd.Series, bounds: WindowBounds) -> Windows:
 def sampled(window: np.ndarray, labels: np.ndarray, uniform: np.ndarray, rate: float) -> np.ndarray:
     """Rows of a window kept for training: every fraud and a `rate` share of the legitimate rows."""
     return window & ((labels == 1) | (uniform < rate))
+
+
+class KeptRows:
+    """The features of the rows some window needs, addressed by masks over the whole history.
+
+    A time window whose rows were all kept (validation, test: the history is sorted by time) is one
+    block of `features` and comes back as a view: a copy of the test window's features costs 1 GB
+    at ten million rows. Other masks (the sampled training rows) come back as copies.
+    """
+
+    def __init__(self, features: np.ndarray, kept: np.ndarray) -> None:
+        self.features = features
+        self._kept = kept
+        self._index = np.cumsum(kept) - 1
+
+    def __getitem__(self, mask: np.ndarray) -> np.ndarray:
+        if not self._kept[mask].all():
+            raise ValueError("some of the rows asked for were not kept when the features were computed")
+        positions = self._index[mask]
+        if len(positions) and positions[-1] - positions[0] + 1 == len(positions):
+            return self.features[positions[0] : positions[-1] + 1]
+        return self.features[positions]

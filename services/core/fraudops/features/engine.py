@@ -271,11 +271,19 @@ class FeatureEngine:
             self.add_fraud_labels(labels)
         elif "is_fraud" in history.columns:
             self.add_fraud_labels(labels_from_history(history, self.config))
-        parts = []
+        # Written into one array as the chunks come: collecting them and concatenating at the end would
+        # hold every kept row twice (2 x 1.9 GiB for the ~4M rows training keeps of a 10M-row history).
+        out = np.empty(
+            (len(history) if keep is None else int(np.count_nonzero(keep)), N_FEATURES), dtype=np.float32
+        )
+        filled = 0
         for start in range(0, len(history), chunk_rows):
             features = self.transform(encode_frame(history.iloc[start : start + chunk_rows]))
-            parts.append(features if keep is None else features[keep[start : start + chunk_rows]])
-        return np.concatenate(parts) if parts else np.empty((0, N_FEATURES), dtype=np.float32)
+            if keep is not None:
+                features = features[keep[start : start + chunk_rows]]
+            out[filled : filled + len(features)] = features
+            filled += len(features)
+        return out
 
     # --- per-customer rows (the state store shared by the consumer and the gateway) -------------------
 
