@@ -460,8 +460,17 @@ def desired_entity_state_deployment(model: FraudModel, features: TrainedFeatures
                                     "protocol": "TCP",
                                 }
                             ],
+                            # Alive while it makes progress or waits for the table another instance
+                            # holds; restarted after PostgreSQL or Kafka has been silent for longer than
+                            # its --outage-limit (120 s). Ready once it holds the table and has published
+                            # up to the end of its input (docs/entity-features.md, "Health").
+                            "livenessProbe": {
+                                "httpGet": {"path": "/livez", "port": ENTITY_STATE_METRICS_PORT},
+                                "periodSeconds": 10,
+                                "failureThreshold": 3,
+                            },
                             "readinessProbe": {
-                                "httpGet": {"path": "/metrics", "port": ENTITY_STATE_METRICS_PORT},
+                                "httpGet": {"path": "/readyz", "port": ENTITY_STATE_METRICS_PORT},
                                 "periodSeconds": 10,
                             },
                             # A refusal at start (a table kept with other settings) shows in `kubectl describe`.

@@ -86,12 +86,12 @@ class StreamSetup:
             model_path=str(artifact),
         )
 
-    def entity_state(self, name: str, *args: str) -> subprocess.Popen:
+    def entity_state(self, name: str, *args: str, metrics_port: int = 0, **env: str) -> subprocess.Popen:
         """`fraudops stream entities` (the entity-state component) as a process of its own."""
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the process owns it until it ends
         proc = subprocess.Popen(
-            fraudops_command("stream", "entities", "--metrics-port", "0", *args),
-            env=self.env,
+            fraudops_command("stream", "entities", "--metrics-port", str(metrics_port), *args),
+            env={**self.env, **env},
             cwd=REPO_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

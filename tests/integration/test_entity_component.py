@@ -1,6 +1,8 @@
 """The entity-state component with the stream consumer, on real Kafka and PostgreSQL: the scores the
 stream stores equal an uninterrupted offline pass that keeps the entity table as training's replay
-does — through fraud labels and a kill -9 of the component between two phases of the history.
+does — through fraud labels and a kill -9 of the component between two phases of the history, and
+through a PostgreSQL restart the component reconnects after by itself. One writer per topic, also
+across a lost session; and its probes: alive while it waits, ready once caught up.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +39,7 @@ from tests.integration.streaming import (
     wait_for_count,
     wait_until_caught_up,
 )
+from tests.integration.tcp_forward import CuttableLine
 from tests.waiting import wait_until
 
 # In `make test` (~2 min); `pytest -m entity_component tests/integration/test_entity_component.py` runs it alone.
@@ -72,6 +76,27 @@ def wait_until_published(setup: StreamSetup, epoch: int, what: str, alive: list[
     )
 
 
+def trained_settings(artifact: Path) -> FeatureConfig:
+    """The entity settings the model was trained with (its artifact's feature_config)."""
+    return FeatureConfig.from_dict(load_artifact(str(artifact)).metadata.feature_config)
+
+
+def settings_flags(config: FeatureConfig) -> tuple[str, ...]:
+    """The component's flags that keep the table with `config` (a consumer refuses a table kept otherwise)."""
+    return (
+        *("--label-delay-days", f"{config.label_delay_s / DAY:g}"),
+        *("--epoch-seconds", f"{config.entity_epoch_s:g}"),
+    )
+
+
+def assert_scores_equal_the_replay_without_labels(
+    setup: StreamSetup, values: list[bytes], artifact: Path
+) -> None:
+    assert_matches_reference(
+        setup.db_url, values, artifact, setup.topic, LabelEvents.empty(), entity_table=True
+    )
+
+
 def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_through_a_kill_9(
     stream_setup: StreamSetup, trained_artifact: Path
 ) -> None:
@@ -91,12 +116,11 @@ def test_stream_scores_with_the_published_entity_table_equal_the_offline_replay_
     # so the component keeps the whole history's deltas (the default keeps a day); a snapshot every hour.
     # The component keeps the table with the model's settings (the test model's label delay is 5 days,
     # not the default 7: the consumer takes the model's, and refuses a table kept with other ones).
-    trained_with = FeatureConfig.from_dict(load_artifact(str(trained_artifact)).metadata.feature_config)
+    trained_with = trained_settings(trained_artifact)
     assert trained_with != FeatureConfig()
     component_args = (
         *("--retain-epochs", str(40 * 1440), "--snapshot-every", "60"),
-        *("--label-delay-days", f"{trained_with.label_delay_s / DAY:g}"),
-        *("--epoch-seconds", f"{trained_with.entity_epoch_s:g}"),
+        *settings_flags(trained_with),
     )
     component = stream_setup.entity_state("entities-1", *component_args)
     consumer_metrics = free_port()
@@ -161,7 +185,7 @@ def test_a_consumer_waiting_longer_than_its_poll_interval_for_the_component_keep
     # equal to the replay's.
     records = simulated_records(3_000, seed=29)
     values = [value for _, value in records]
-    trained_with = FeatureConfig.from_dict(load_artifact(str(trained_artifact)).metadata.feature_config)
+    trained_with = trained_settings(trained_artifact)
     consumer = stream_setup.consumer("consumer", args=("--max-poll-interval", "15"))
     component = None
     try:
@@ -178,11 +202,7 @@ def test_a_consumer_waiting_longer_than_its_poll_interval_for_the_component_keep
         wait_until(
             lambda: time.monotonic() - paused_at > 35, 60, "35 s of waiting", interval_s=0.5, alive=[consumer]
         )
-        component = stream_setup.entity_state(
-            "entities",
-            *("--label-delay-days", f"{trained_with.label_delay_s / DAY:g}"),
-            *("--epoch-seconds", f"{trained_with.entity_epoch_s:g}"),
-        )
+        component = stream_setup.entity_state("entities", *settings_flags(trained_with))
         assert wait_for_count(stream_setup.db_url, len(records), 240, [component, consumer]) == len(records)
         wait_until_caught_up(stream_setup, 120, [consumer])
     finally:
@@ -193,14 +213,7 @@ def test_a_consumer_waiting_longer_than_its_poll_interval_for_the_component_keep
     assert "maximum poll interval" not in log.lower() and "partitions lost" not in log
     assert "partition revoked" not in log.split("stop requested")[0], "no rebalance while it waited"
     assert "partitions resumed" in log
-    assert_matches_reference(
-        stream_setup.db_url,
-        values,
-        trained_artifact,
-        stream_setup.topic,
-        LabelEvents.empty(),
-        entity_table=True,
-    )
+    assert_scores_equal_the_replay_without_labels(stream_setup, values, trained_artifact)
 
 
 def test_a_consumer_refuses_the_entity_model_at_start_when_no_entity_table_is_attached(
@@ -258,3 +271,149 @@ def test_a_second_component_of_the_same_topic_waits_until_the_first_is_gone(
         if second is not None:
             stop(second)
     assert "entity table restored" in stream_setup.log("entities-2")
+
+
+def event_times(records: list[tuple[str, bytes]]) -> list[float]:
+    return [datetime.fromisoformat(orjson.loads(value)["event_time"]).timestamp() for _, value in records]
+
+
+def split_at_epoch_boundary(times: list[float], near: int, epoch_s: float) -> int:
+    """An index near `near` where a new epoch begins: the records before it close their epochs."""
+    while times[near] // epoch_s == times[near - 1] // epoch_s:
+        near += 1
+    return near
+
+
+def test_the_component_reconnects_after_a_postgresql_restart_and_the_stream_scores_equal_the_replay(
+    stream_setup: StreamSetup, local_stack: LocalStack, trained_artifact: Path
+) -> None:
+    # PostgreSQL shuts down (fast: every session ends, the component's writer lock with it) while the
+    # component publishes and records keep arriving, then starts again. The component must reconnect,
+    # take its table again and resume from what was committed — the epochs in flight at the shutdown
+    # closed again, none lost, none applied twice — or every consumer with ENTITY_TABLE=true stalls.
+    records = simulated_records(20_000, seed=37)
+    values = [value for _, value in records]
+    trained_with = trained_settings(trained_artifact)
+    epoch_s = trained_with.entity_epoch_s
+    times = event_times(records)
+    before, during = 8_000, 14_000
+    component = stream_setup.entity_state(
+        "entities",
+        *("--retain-epochs", str(40 * 1440), "--snapshot-every", "60"),
+        *settings_flags(trained_with),
+    )
+    consumer_metrics = free_port()
+    consumer = stream_setup.consumer("consumer", metrics_port=consumer_metrics)
+    try:
+        produce(stream_setup.bootstrap, stream_setup.topic, records[:before])
+        wait_until_published(
+            stream_setup, int(times[before // 2] // epoch_s), "the component to be publishing", [component]
+        )
+        local_stack.postgres.down()
+        produce(stream_setup.bootstrap, stream_setup.topic, records[before:during])  # during the outage
+        stream_setup.wait_for_log("entities", "dependency unavailable; retrying", 120, [component])
+        local_stack.postgres.up()
+        started = time.monotonic()
+        produce(stream_setup.bootstrap, stream_setup.topic, records[during:])
+        wait_until_published(
+            stream_setup, int(times[-1] // epoch_s), "the component to publish after the restart", [component]
+        )
+        published_after_s = time.monotonic() - started
+        assert wait_for_count(stream_setup.db_url, len(records), 240, [component, consumer]) == len(records)
+        wait_until_caught_up(stream_setup, 120, [consumer])
+        stale_reads = metric(
+            f"http://127.0.0.1:{consumer_metrics}/metrics", "fraudops_consumer_entity_stale_reads_total"
+        )
+    finally:
+        stop(consumer)
+        stop(component)
+    log = stream_setup.log("entities")
+    assert log.count("entity table taken") == 2, "one process: the lock taken again on a new session"
+    assert "PostgreSQL session lost" in log
+    assert published_after_s < 60, f"published everything {published_after_s:.1f} s after the restart"
+    assert stale_reads == 0, "every record read the entity table at its own epoch"
+    assert_scores_equal_the_replay_without_labels(stream_setup, values, trained_artifact)
+
+
+def probe(port: int, path: str) -> int:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5).status_code
+    except httpx.TransportError:
+        return 0
+
+
+def wait_for_probe(port: int, path: str, status: int, what: str, alive: list[subprocess.Popen]) -> None:
+    wait_until(
+        lambda: probe(port, path) == status, 60, f"{what}: {path} {status}", interval_s=0.5, alive=alive
+    )
+
+
+def test_an_instance_that_took_the_table_while_the_first_was_cut_off_keeps_it_and_the_first_only_waits(
+    stream_setup: StreamSetup,
+) -> None:
+    # The first component's line to PostgreSQL is cut: its session ends (the server sees the connection
+    # close), the writer lock with it, and a second instance takes the table. When the line is mended the
+    # first reconnects — and must take the lock again before writing anything: it finds it held, and waits
+    # (alive, not ready) while the second publishes; it takes over only once the second is gone.
+    records = simulated_records(6_000, seed=41)
+    epoch_s = FeatureConfig().entity_epoch_s
+    times = event_times(records)
+    one = split_at_epoch_boundary(times, 2_000, epoch_s)
+    two = split_at_epoch_boundary(times, 4_000, epoch_s)
+    url = urllib.parse.urlsplit(stream_setup.db_url)
+    line = CuttableLine(f"{url.hostname}:{url.port}")
+    through_line = url._replace(netloc=f"{url.username}@127.0.0.1:{line.port}").geturl()
+    first_port, second_port = free_port(), free_port()
+    first = stream_setup.entity_state(
+        "entities-1", "--outage-limit", "3", metrics_port=first_port, DB_URL=through_line
+    )
+    second = None
+    try:
+        stream_setup.wait_for_log("entities-1", "entity table taken", 120, [first])
+        second = stream_setup.entity_state("entities-2", "--outage-limit", "3", metrics_port=second_port)
+        stream_setup.wait_for_log("entities-2", "another entity-state component writes", 120, [second])
+        produce(stream_setup.bootstrap, stream_setup.topic, records[:one])
+        wait_until_published(stream_setup, int(times[one - 1] // epoch_s), "the first to publish", [first])
+        wait_for_probe(first_port, "/readyz", 200, "the first, caught up", [first])
+        assert probe(second_port, "/livez") == 200, "waiting for a lock another instance holds is alive"
+        assert probe(second_port, "/readyz") == 503
+
+        line.cut()
+        stream_setup.wait_for_log("entities-2", "entity table taken", 60, [second])
+        stream_setup.wait_for_log("entities-1", "PostgreSQL session lost", 60, [first])
+        first_published = metric(f"http://127.0.0.1:{first_port}/metrics", "fraudops_entity_published_epoch")
+        wait_for_probe(first_port, "/livez", 503, "the first, cut off longer than its limit", [first])
+        line.mend()
+        # it reconnects, asks for the lock, and finds the table taken
+        stream_setup.wait_for_log("entities-1", "another entity-state component writes", 60, [first])
+        wait_for_probe(first_port, "/livez", 200, "the first, waiting for the lock", [first])
+        produce(stream_setup.bootstrap, stream_setup.topic, records[one:two])
+        wait_until_published(
+            stream_setup, int(times[two - 1] // epoch_s), "the second to publish", [first, second]
+        )
+        wait_for_probe(second_port, "/readyz", 200, "the second, caught up", [second])
+        assert probe(first_port, "/readyz") == 503
+        assert (
+            metric(f"http://127.0.0.1:{first_port}/metrics", "fraudops_entity_published_epoch")
+            == first_published
+        ), "the first published nothing while the second held the table"
+        assert stream_setup.log("entities-1").count("entity table taken") == 1
+
+        stop(second)  # its session ends: now the first takes the table, from what the second published
+        wait_until(
+            lambda: stream_setup.log("entities-1").count("entity table taken") == 2,
+            60,
+            "the first to take the table once the second is gone",
+            interval_s=0.5,
+            alive=[first],
+        )
+        produce(stream_setup.bootstrap, stream_setup.topic, records[two:])
+        wait_until_published(
+            stream_setup, int(times[-1] // epoch_s), "the first to publish the rest", [first]
+        )
+        wait_for_probe(first_port, "/readyz", 200, "the first, caught up again", [first])
+    finally:
+        line.close()
+        stop(first)
+        if second is not None:
+            stop(second)

@@ -95,6 +95,24 @@ def test_an_entity_feature_model_gets_an_owned_component_and_a_consumer_that_rea
     assert condition(fm, "EntityStateReady")["reason"] == "Available"
 
 
+def test_the_component_is_restarted_when_stuck_and_counted_ready_only_once_caught_up(
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
+    # /livez: making progress, or waiting for the table another instance holds (a standby must not be
+    # restarted in a loop); /readyz: holding the table and published up to the end of its input — so
+    # EntityStateReady says "caught up", not merely "running".
+    cluster.apply(fraud_model(namespace, stable=ENTITY_STABLE))
+    wait_for_condition(cluster, namespace, "EntityStateReady", "False")
+
+    served = container(cluster.must_get("Deployment", namespace, COMPONENT))
+
+    assert served["livenessProbe"]["httpGet"] == {"path": "/livez", "port": 9103, "scheme": "HTTP"}
+    assert served["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 9103, "scheme": "HTTP"}
+    assert {p["containerPort"] for p in served["ports"]} == {9103}, "the probes share the metrics port"
+    # three failed probes 10 s apart on top of the component's own 120-s limit: a restart needs a real outage
+    assert served["livenessProbe"]["periodSeconds"] * served["livenessProbe"]["failureThreshold"] == 30
+
+
 def test_a_model_trained_without_entity_features_gets_no_component_and_no_entity_table(
     cluster: Cluster, operator: OperatorRunner, namespace: str
 ) -> None:

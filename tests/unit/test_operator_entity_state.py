@@ -77,7 +77,9 @@ def test_an_entity_feature_model_gets_one_entity_state_component_started_with_it
         "--retain-epochs",
         "1440",
     ]
-    assert container(component)["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": 9103}
+    # alive: progressing, or waiting for the table another instance holds; ready: holding it and caught up
+    assert container(component)["livenessProbe"]["httpGet"] == {"path": "/livez", "port": 9103}
+    assert container(component)["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 9103}
     variables = env(component)
     assert variables["DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "fraudops-db", "key": "url"}
     assert variables["TRANSACTIONS_TOPIC"]["value"] == "transactions"

@@ -9,6 +9,7 @@ import typer
 from fraudops.config import get_settings
 from fraudops.features.spec import DAY, FeatureConfig
 from fraudops.logs import configure_logging
+from fraudops_stream.entity_health import HealthLimits
 
 app = typer.Typer(help="The Kafka stream: consume, score, store, alert.", no_args_is_help=True)
 
@@ -83,6 +84,14 @@ def entities(
         float,
         typer.Option(help="Entity epoch length: the model's (its artifact's feature_config)."),
     ] = FeatureConfig().entity_epoch_s,
+    outage_limit: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds without an answer from PostgreSQL or Kafka after which /livez answers 503 (waiting "
+            "for the table another instance holds does not count).",
+        ),
+    ] = HealthLimits().outage_limit_s,
 ) -> None:
     """Run the entity-state component: every partition in, the entity table published per epoch (PostgreSQL)."""
     from fraudops.lean import without_training_libraries
@@ -97,6 +106,7 @@ def entities(
         idle_exit_s=idle_exit,
         snapshot_every_epochs=snapshot_every,
         retain_epochs=retain_epochs,
+        health=HealthLimits(outage_limit_s=outage_limit),
     )
     try:
         config = FeatureConfig(label_delay_s=label_delay_days * DAY, entity_epoch_s=epoch_seconds)

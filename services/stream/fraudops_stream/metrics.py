@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Message
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app, start_http_server
 
 from fraudops.metrics import DECISIONS
 from fraudops.variants import Decided
+from fraudops_stream.entity_health import Verdict
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # Fine below 0.5 s, where the latency target lives, so quantiles read from it are within a few ms.
@@ -89,6 +95,19 @@ ENTITY_LATE_EVENTS = Counter(
     "Events that reached the entity-state component after their epoch closed (applied at the next close).",
 )
 ENTITY_ROWS = Gauge("fraudops_entity_rows", "Entities in the entity-state component's table.")
+ENTITY_LAG_RECORDS = Gauge(
+    "fraudops_entity_lag_records",
+    "Records behind the partitions' ends after the entity-state component's last round.",
+)
+ENTITY_EPOCH_LAG = Gauge(
+    "fraudops_entity_epoch_lag",
+    "Epochs between the newest event the entity-state component has read and the epoch it has published "
+    "(0 or 1: caught up).",
+)
+ENTITY_HOLDS_TABLE = Gauge(
+    "fraudops_entity_holds_table",
+    "1 while this entity-state component holds its topic's writer lock (its table restored), else 0.",
+)
 
 
 def observe_decisions(decided: Decided) -> None:
@@ -116,5 +135,35 @@ def observe_end_to_end(messages: list[Message]) -> None:
     END_TO_END._sum.inc(float(seconds.sum()))
 
 
-def serve(port: int) -> None:
-    start_http_server(port, addr="0.0.0.0")
+def serve(port: int, probes: Mapping[str, Callable[[], Verdict]] | None = None) -> None:
+    """/metrics on `port` (all addresses), and each of `probes` (a path such as /livez) answering 200 or 503
+    with its verdict's reason as plain text."""
+    if not probes:
+        start_http_server(port, addr="0.0.0.0")
+        return
+    metrics_app = make_wsgi_app()
+    routes = dict(probes)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        probe = routes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics_app(environ, start_response)
+        verdict = probe()
+        body = f"{verdict.reason}\n".encode()
+        status = "200 OK" if verdict.ok else "503 Service Unavailable"
+        start_response(
+            status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+        )
+        return [body]
+
+    server = make_server("0.0.0.0", port, app, _ThreadingWSGIServer, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve_forever, name="metrics-and-probes", daemon=True).start()
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a slow scrape never holds the process up at exit
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes every few seconds would flood the log."""
