@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from fraudops.features.spec import DAY, MAX_ENTITY_LABEL_DELAY_DAYS, FeatureConfig
+from fraudops.schema import EXTRA_NAME_PATTERN, MAX_EXTRA_FIELDS
 
 GROUP = "fraudops.io"
 VERSION = "v1alpha1"
@@ -660,6 +661,46 @@ FRAUD_MODEL_STATUS = _obj(
 
 # --------------------------------------------------------------------------- TrainingRun
 
+
+def _column_names(description: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "description": description,
+        "maxItems": MAX_EXTRA_FIELDS,
+        "items": _str(
+            "A column of the data file: 1 to 64 letters, digits and underscores, not starting with a digit "
+            "(it becomes an API field, `extras.<name>`).",
+            pattern=EXTRA_NAME_PATTERN,
+            max_length=64,
+        ),
+        "x-kubernetes-list-type": "set",  # the API server refuses a name given twice
+    }
+
+
+_EXTRA_COLUMNS = _obj(
+    "The bank's own columns of the data file to train on as extra model inputs (docs/extra-columns.md); the "
+    "scorers then take the same fields in each transaction's `extras`.",
+    {
+        "numeric": _column_names("Columns used as numbers (`fraudops train --extra-numeric`)."),
+        "categorical": _column_names(
+            "Columns used as categories with learned codes (`fraudops train --extra-categorical`)."
+        ),
+    },
+    rules=[
+        _rule(
+            "!has(self.numeric) || !has(self.categorical) || !self.numeric.exists(name, name in self.categorical)",
+            "a column is numeric or categorical, not both: extraColumns.numeric and extraColumns.categorical "
+            "must not share a name",
+        ),
+        _rule(
+            "(has(self.numeric) ? size(self.numeric) : 0) + (has(self.categorical) ? size(self.categorical) : 0)"
+            f" <= {MAX_EXTRA_FIELDS}",
+            f"at most {MAX_EXTRA_FIELDS} extra columns in all (numeric and categorical): a transaction carries "
+            "at most that many extras",
+        ),
+    ],
+)
+
 TRAINING_RUN_SPEC = _obj(
     "One training of a model version: data, tuning budget, where the artifact goes.",
     {
@@ -712,6 +753,7 @@ TRAINING_RUN_SPEC = _obj(
             "component for it.",
             False,
         ),
+        "extraColumns": _EXTRA_COLUMNS,
         "image": _str("Training image (runs `fraudops train`).", default=DEFAULT_APP_IMAGE, max_length=512),
         "resources": _resources(
             "Training container resources.",

@@ -326,12 +326,16 @@ class TrainingRun:
     resources: Mapping[str, Any]
     fraud_model: str | None
     entity_features: bool = False
+    #: the bank's own columns to train on (`spec.extraColumns`), as `fraudops train` takes them
+    extra_numeric: tuple[str, ...] = ()
+    extra_categorical: tuple[str, ...] = ()
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> TrainingRun:
         spec = body["spec"]
         ref = ObjectRef.from_body(body)
         fraud_model = (spec.get("fraudModelRef") or {}).get("name")
+        extra_columns = spec.get("extraColumns") or {}
         return cls(
             ref=ref,
             data_uri=spec["data"]["uri"],
@@ -345,4 +349,6 @@ class TrainingRun:
             resources=spec["resources"],
             fraud_model=fraud_model,
             entity_features=spec.get("entityFeatures", False),
+            extra_numeric=tuple(extra_columns.get("numeric") or ()),
+            extra_categorical=tuple(extra_columns.get("categorical") or ()),
         )

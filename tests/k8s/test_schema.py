@@ -108,6 +108,44 @@ def test_an_invalid_fraud_model_is_rejected_with_the_schemas_message(
     assert cluster.get("FraudModel", namespace, "invalid") is None  # nothing for the operator to see
 
 
+@pytest.mark.parametrize(
+    ("extra_columns", "message"),
+    [
+        (
+            {"numeric": ["customer_age"], "categorical": ["mcc", "customer_age"]},
+            'spec.extraColumns: Invalid value: "object": a column is numeric or categorical, not both',
+        ),
+        ({"categorical": ["mcc", "mcc"]}, 'spec.extraColumns.categorical[1]: Duplicate value: "mcc"'),
+        ({"numeric": ["3ds_result"]}, "spec.extraColumns.numeric[0] in body should match"),
+        ({"categorical": ["pos-entry-mode"]}, "spec.extraColumns.categorical[0] in body should match"),
+        (
+            {"numeric": [f"n{i}" for i in range(20)], "categorical": [f"c{i}" for i in range(13)]},
+            "at most 32 extra columns in all (numeric and categorical)",
+        ),
+        (
+            {"numeric": [f"n{i}" for i in range(33)]},
+            "spec.extraColumns.numeric: Too many: 33: must have at most 32 items",
+        ),
+    ],
+    ids=[
+        "in-both-lists",
+        "twice-in-one-list",
+        "starts-with-a-digit",
+        "not-a-field-name",
+        "too-many-in-all",
+        "too-many",
+    ],
+)
+def test_a_training_run_with_invalid_extra_columns_is_rejected_with_the_schemas_message(
+    cluster: Cluster, namespace: str, extra_columns: dict[str, Any], message: str
+) -> None:
+    manifest = training_run(namespace, "invalid", fraud_model_name=None)
+    manifest["spec"]["extraColumns"] = extra_columns
+    error = cluster.try_create(manifest)
+    assert message in error, error
+    assert cluster.get("TrainingRun", namespace, "invalid") is None
+
+
 def test_a_long_name_is_rejected_because_kserve_names_would_overflow(
     cluster: Cluster, namespace: str
 ) -> None:

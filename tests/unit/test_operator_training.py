@@ -51,6 +51,16 @@ def test_the_job_runs_fraudops_train_configured_by_environment() -> None:
     assert claims == {"data": "datasets", "output": "models"}
 
 
+def test_the_job_trains_on_the_extra_columns_of_the_spec() -> None:
+    run = training_run(extraColumns={"numeric": ["customer_age"], "categorical": ["mcc", "pos_entry_mode"]})
+    env = {
+        e["name"]: e["value"]
+        for e in desired_training_job(run)["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["FRAUDOPS_TRAIN_EXTRA_NUMERIC"] == "customer_age"
+    assert env["FRAUDOPS_TRAIN_EXTRA_CATEGORICAL"] == "mcc,pos_entry_mode"
+
+
 def complete_job() -> dict:
     return {
         "status": {
