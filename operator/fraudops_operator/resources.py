@@ -59,12 +59,19 @@ def trained_features(spec: Mapping[str, Any] | None) -> TrainedFeatures:
     )
 
 
-def features_spec(features: TrainedFeatures) -> dict[str, Any]:
-    """`spec.<role>.features` for these (the inverse of `trained_features`)."""
+def version_spec(version: ModelVersion) -> dict[str, Any]:
+    """`spec.<role>` for this version, its features written in full and bound to it (the inverse of
+    `ModelVersion.from_spec`)."""
+    features = version.features
     return {
-        "entityFeatures": features.entity_features,
-        "labelDelayDays": features.label_delay_s / DAY,
-        "entityEpochSeconds": features.entity_epoch_s,
+        "version": version.version,
+        "modelUri": version.model_uri,
+        "features": {
+            "forVersion": version.version,
+            "entityFeatures": features.entity_features,
+            "labelDelayDays": features.label_delay_s / DAY,
+            "entityEpochSeconds": features.entity_epoch_s,
+        },
     }
 
 

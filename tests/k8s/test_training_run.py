@@ -136,7 +136,12 @@ def test_a_successful_training_run_makes_its_artifact_the_fraud_models_candidate
     assert fm["spec"]["candidate"] == {
         "version": RUN,
         "modelUri": f"pvc://models/artifacts/card-fraud/{RUN}",
-        "features": {"entityFeatures": False, "labelDelayDays": 7, "entityEpochSeconds": 60},
+        "features": {
+            "forVersion": RUN,
+            "entityFeatures": False,
+            "labelDelayDays": 7,
+            "entityEpochSeconds": 60,
+        },
     }
     cluster.wait_for(
         lambda: (

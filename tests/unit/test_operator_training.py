@@ -122,7 +122,12 @@ def test_success_makes_the_artifact_the_fraud_models_candidate() -> None:
             "candidate": {
                 "version": "cf-2026-11-28",
                 "modelUri": "pvc://models/artifacts/card-fraud/cf-2026-11-28",
-                "features": {"entityFeatures": False, "labelDelayDays": 7, "entityEpochSeconds": 60},
+                "features": {
+                    "forVersion": "cf-2026-11-28",
+                    "entityFeatures": False,
+                    "labelDelayDays": 7,
+                    "entityEpochSeconds": 60,
+                },
             },
             "rollout": {"promote": False, "abort": False},
         }
@@ -139,6 +144,7 @@ def test_an_entity_feature_run_trains_with_them_and_hands_over_what_it_trained_w
 
     assert patch is not None
     assert patch["spec"]["candidate"]["features"] == {
+        "forVersion": "cf-2026-11-28",
         "entityFeatures": True,
         "labelDelayDays": 5,
         "entityEpochSeconds": 60,
@@ -157,7 +163,15 @@ def test_a_promoted_candidate_becomes_stable_before_the_next_one() -> None:
         "status": {"rollout": {"phase": "Promoted", "candidateVersion": "2026-11-20"}},
     }
     patch = fraud_model_change(training_run(), fraud_model)
-    assert patch is not None and patch["spec"]["stable"] == promoted
+    assert patch is not None and patch["spec"]["stable"] == {
+        **promoted,
+        "features": {
+            "forVersion": "2026-11-20",
+            "entityFeatures": False,
+            "labelDelayDays": 7,
+            "entityEpochSeconds": 60,
+        },
+    }
 
 
 def test_handing_over_twice_changes_nothing() -> None:
