@@ -201,7 +201,7 @@ def _version_features() -> dict[str, Any]:
             "forVersion": _str(
                 "The version this declaration describes: must equal the version's `version`, so that a "
                 "change of version (a merge patch of version and modelUri) cannot keep the previous "
-                "version's features.",
+                "version's features. Required unless the declaration says only the defaults.",
                 pattern=VERSION_PATTERN,
                 max_length=VERSION_MAX_LENGTH,
             ),
@@ -219,7 +219,6 @@ def _version_features() -> dict[str, Any]:
                 maximum=3600,
             ),
         },
-        required=["forVersion"],
     )
 
 
@@ -227,9 +226,12 @@ def _model_version(field: str, role: str) -> dict[str, Any]:
     # A merge patch replaces the fields it names and keeps the others: `{"version": "v7", "modelUri": ...}`
     # would keep v6's features, and v7's predictor would refuse its artifact. Binding the declaration to
     # its version makes the API server refuse that patch instead, saying what to write.
-    # (has(): an object stored before forVersion existed keeps its features until its version changes.)
+    # Without forVersion only the defaults, which say no more than no declaration: what FraudModels stored
+    # before forVersion existed hold (the old schema defaulted the block), so they stay valid.
     bound = _rule(
-        "!has(self.features) || (has(self.features.forVersion) && self.features.forVersion == self.version)",
+        "!has(self.features) || (has(self.features.forVersion) ? self.features.forVersion == self.version : "
+        f"!self.features.entityFeatures && self.features.labelDelayDays == {float(DEFAULT_LABEL_DELAY_DAYS)!r} "
+        f"&& self.features.entityEpochSeconds == {float(DEFAULT_ENTITY_EPOCH_S)!r})",
         f"spec.{field}.features describe another version than spec.{field}.version: write the new version's "
         "features in the same patch, with forVersion set to it, or features: null for the defaults",
         field_path=".features",

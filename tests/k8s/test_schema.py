@@ -70,6 +70,10 @@ pytestmark = pytest.mark.k8s
             "labelDelayDays and entityEpochSeconds",
         ),
         (
+            {"stable": {**STABLE, "features": {"entityFeatures": True}}},
+            "spec.stable.features are declared for no version, not for 2026-11-01: write 2026-11-01's features",
+        ),
+        (
             {"stable": declared(STABLE, entityFeatures=True, labelDelayDays=14)},
             "spec.stable.features.labelDelayDays: Invalid value: 14: spec.stable.features.labelDelayDays in "
             "body should be less than or equal to 9",
@@ -95,6 +99,7 @@ pytestmark = pytest.mark.k8s
         "kafka-authentication-user-not-a-name",
         "kafka-tls-without-ca",
         "candidate-features-unlike-the-stable",
+        "features-for-no-version",
         "label-delay-beyond-the-entity-ring",
         "label-delay-zero",
     ],
