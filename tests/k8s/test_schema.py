@@ -159,26 +159,6 @@ def test_a_long_name_is_rejected_because_kserve_names_would_overflow(
     assert "FraudModel names are at most 28 characters" in error, error
 
 
-def test_changing_the_candidate_with_promote_still_set_is_rejected(cluster: Cluster, namespace: str) -> None:
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"promote": True}))
-    next_candidate = {"version": "2026-12-05", "modelUri": "s3://models/card-fraud/2026-12-05"}
-    proc = cluster.server.kubectl(
-        "patch",
-        "fraudmodels.fraudops.io",
-        "card-fraud",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        f'{{"spec": {{"candidate": {{"version": "{next_candidate["version"]}", '
-        f'"modelUri": "{next_candidate["modelUri"]}"}}}}}}',
-        check=False,
-    )
-    assert "set rollout.promote and rollout.abort to false when changing the candidate" in proc.stderr, (
-        proc.stderr
-    )
-
-
 NEXT = {"version": "2026-12-05", "modelUri": "s3://models/card-fraud/2026-12-05"}
 
 
@@ -197,6 +177,12 @@ def merge_patch(cluster: Cluster, namespace: str, spec: dict[str, Any]) -> str:
         check=False,
     )
     return proc.stderr if proc.returncode != 0 else ""
+
+
+def test_changing_the_candidate_with_promote_still_set_is_rejected(cluster: Cluster, namespace: str) -> None:
+    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"promote": True}))
+    error = merge_patch(cluster, namespace, {"candidate": NEXT})
+    assert "set rollout.promote and rollout.abort to false when changing the candidate" in error, error
 
 
 def test_a_merge_patch_of_a_new_candidate_without_its_features_is_refused_naming_both_versions(
