@@ -119,7 +119,7 @@ def test_an_invalid_fraud_model_is_rejected_with_the_schemas_message(
     [
         (
             {"numeric": ["customer_age"], "categorical": ["mcc", "customer_age"]},
-            'spec.extraColumns: Invalid value: "object": a column is numeric or categorical, not both',
+            "spec.extraColumns: Invalid value: a column is numeric or categorical, not both",
         ),
         ({"categorical": ["mcc", "mcc"]}, 'spec.extraColumns.categorical[1]: Duplicate value: "mcc"'),
         ({"numeric": ["3ds_result"]}, "spec.extraColumns.numeric[0] in body should match"),
@@ -193,7 +193,7 @@ def test_a_merge_patch_of_a_new_candidate_without_its_features_is_refused_naming
     error = merge_patch(cluster, namespace, {"candidate": NEXT})
 
     assert (
-        'spec.candidate.features: Invalid value: "object": spec.candidate.features are declared for '
+        "spec.candidate.features: Invalid value: spec.candidate.features are declared for "
         "2026-11-28, not for 2026-12-05: write 2026-12-05's features in the same patch" in error
     ), error
     assert cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]["candidate"] == declared(
