@@ -60,11 +60,14 @@ def desired_training_job(run: TrainingRun) -> dict[str, Any]:
         # Exactly: the artifact records what training read, and the hand-over declares it (trained_features).
         "FRAUDOPS_TRAIN_LABEL_DELAY_DAYS": exact_number(run.label_delay_days),
         "FRAUDOPS_TRAIN_ENTITY_FEATURES": "true" if run.entity_features else "false",
-        "FRAUDOPS_TRAIN_EXTRA_NUMERIC": ",".join(run.extra_numeric),
-        "FRAUDOPS_TRAIN_EXTRA_CATEGORICAL": ",".join(run.extra_categorical),
         "FRAUDOPS_TRAIN_RESULT_FILE": "/tmp/fraudops-train-result.json",
         "LOG_FORMAT": "json",
     }
+    # Only when given: the API server drops an empty value, which would leave a bare name in the Job.
+    if run.extra_numeric:
+        env["FRAUDOPS_TRAIN_EXTRA_NUMERIC"] = ",".join(run.extra_numeric)
+    if run.extra_categorical:
+        env["FRAUDOPS_TRAIN_EXTRA_CATEGORICAL"] = ",".join(run.extra_categorical)
     labels = {
         "app.kubernetes.io/name": "fraudops-training",
         "app.kubernetes.io/instance": run.ref.name,

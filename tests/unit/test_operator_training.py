@@ -42,6 +42,7 @@ def test_the_job_runs_fraudops_train_configured_by_environment() -> None:
     assert (env["FRAUDOPS_TRAIN_TRIALS"], env["FRAUDOPS_TRAIN_TIMEOUT"]) == ("50", "720")
     assert env["FRAUDOPS_TRAIN_LABEL_DELAY_DAYS"] == "7"
     assert env["FRAUDOPS_TRAIN_ENTITY_FEATURES"] == "false"
+    assert "FRAUDOPS_TRAIN_EXTRA_NUMERIC" not in env and "FRAUDOPS_TRAIN_EXTRA_CATEGORICAL" not in env
     assert job["spec"]["backoffLimit"] == 0
     claims = {
         v["name"]: v["persistentVolumeClaim"]["claimName"]
