@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from fraudops.features.spec import DAY, MAX_ENTITY_LABEL_DELAY_DAYS, FeatureConfig
+from fraudops.schema import EXTRA_NAME_PATTERN, MAX_EXTRA_FIELDS
 
 GROUP = "fraudops.io"
 VERSION = "v1alpha1"
@@ -128,9 +129,14 @@ def _obj(
     return schema
 
 
-def _rule(rule: str, message: str, *, field_path: str | None = None) -> dict[str, str]:
-    # Static messages: the API server refuses messageExpressions that print numbers (cost estimate).
+def _rule(
+    rule: str, message: str, *, field_path: str | None = None, message_expression: str | None = None
+) -> dict[str, str]:
+    # Static messages where numbers are involved: the API server refuses messageExpressions that print
+    # them (cost estimate). `message` stays the fallback of a `messageExpression`.
     validation = {"rule": rule, "message": message}
+    if message_expression is not None:
+        validation["messageExpression"] = message_expression
     if field_path is not None:
         validation["fieldPath"] = field_path
     return validation
@@ -187,10 +193,18 @@ def _version_features() -> dict[str, Any]:
     label_delay["exclusiveMinimum"] = True
     return _obj(
         "What this version's model was trained with, as its artifact records it (metadata.yaml: "
-        "training.entity_features and feature_config). A TrainingRun's hand-over fills it in. The operator "
-        "does not read artifacts (KServe's storage initializer does): it runs the scorers by this, and the "
-        "predictor checks it against the artifact when it loads and refuses to start on a mismatch.",
+        "training.entity_features and feature_config); absent: the defaults. A TrainingRun's hand-over fills "
+        "it in. The operator does not read artifacts (KServe's storage initializer does): it runs the scorers "
+        "by this, and the predictor checks it against the artifact when it loads and refuses to start on a "
+        "mismatch.",
         {
+            "forVersion": _str(
+                "The version this declaration describes: must equal the version's `version`, so that a "
+                "change of version (a merge patch of version and modelUri) cannot keep the previous "
+                "version's features. Required unless the declaration says only the defaults.",
+                pattern=VERSION_PATTERN,
+                max_length=VERSION_MAX_LENGTH,
+            ),
             "entityFeatures": _bool(
                 "Trained with the entity-risk features (`fraudops train --entity-features`): the operator "
                 "runs the entity-state component (`fraudops stream entities`, Deployment "
@@ -205,11 +219,29 @@ def _version_features() -> dict[str, Any]:
                 maximum=3600,
             ),
         },
-        defaulted=True,
     )
 
 
-def _model_version(role: str) -> dict[str, Any]:
+def _model_version(field: str, role: str) -> dict[str, Any]:
+    # A merge patch replaces the fields it names and keeps the others: `{"version": "v7", "modelUri": ...}`
+    # would keep v6's features, and v7's predictor would refuse its artifact. Binding the declaration to
+    # its version makes the API server refuse that patch instead, saying what to write.
+    # Without forVersion only the defaults, which say no more than no declaration: what FraudModels stored
+    # before forVersion existed hold (the old schema defaulted the block), so they stay valid.
+    bound = _rule(
+        "!has(self.features) || (has(self.features.forVersion) ? self.features.forVersion == self.version : "
+        f"!self.features.entityFeatures && self.features.labelDelayDays == {float(DEFAULT_LABEL_DELAY_DAYS)!r} "
+        f"&& self.features.entityEpochSeconds == {float(DEFAULT_ENTITY_EPOCH_S)!r})",
+        f"spec.{field}.features describe another version than spec.{field}.version: write the new version's "
+        "features in the same patch, with forVersion set to it, or features: null for the defaults",
+        field_path=".features",
+        message_expression=(
+            f"'spec.{field}.features are declared for ' + "
+            "(has(self.features.forVersion) ? self.features.forVersion : 'no version') + ', not for ' + "
+            "self.version + ': write ' + self.version + \"'s features in the same patch (features: "
+            "{forVersion: \" + self.version + ', ...}), or features: null for the defaults'"
+        ),
+    )
     return _obj(
         f"The {role} model version.",
         {
@@ -227,7 +259,13 @@ def _model_version(role: str) -> dict[str, Any]:
             "features": _version_features(),
         },
         required=["version", "modelUri"],
+        rules=[bound],
     )
+
+
+def _declared(field: str, setting: str, default: float) -> str:
+    """CEL: a feature setting of spec.<field>, or its default when the version declares no features."""
+    return f"(has(self.{field}.features) ? self.{field}.features.{setting} : {float(default)!r})"
 
 
 _CANARY_STEP = _obj(
@@ -561,8 +599,8 @@ FRAUD_MODEL_SPEC = _obj(
             minimum=0,
             maximum=1,
         ),
-        "stable": _model_version("stable (serving)"),
-        "candidate": _model_version("candidate (being rolled out)"),
+        "stable": _model_version("stable", "stable (serving)"),
+        "candidate": _model_version("candidate", "candidate (being rolled out)"),
         "rollout": _ROLLOUT,
         "predictor": _PREDICTOR,
         "stream": _STREAM,
@@ -582,8 +620,10 @@ FRAUD_MODEL_SPEC = _obj(
         # keeps the table with one configuration.
         _rule(
             "!has(self.candidate) || !has(self.stable) || "
-            "(self.candidate.features.labelDelayDays == self.stable.features.labelDelayDays && "
-            "self.candidate.features.entityEpochSeconds == self.stable.features.entityEpochSeconds)",
+            f"({_declared('candidate', 'labelDelayDays', DEFAULT_LABEL_DELAY_DAYS)} == "
+            f"{_declared('stable', 'labelDelayDays', DEFAULT_LABEL_DELAY_DAYS)} && "
+            f"{_declared('candidate', 'entityEpochSeconds', DEFAULT_ENTITY_EPOCH_S)} == "
+            f"{_declared('stable', 'entityEpochSeconds', DEFAULT_ENTITY_EPOCH_S)})",
             "spec.candidate.features must have the stable's labelDelayDays and entityEpochSeconds: the consumer "
             "computes one set of features for both versions (a model trained with other settings replaces "
             "spec.stable instead of rolling out against it)",
@@ -660,6 +700,46 @@ FRAUD_MODEL_STATUS = _obj(
 
 # --------------------------------------------------------------------------- TrainingRun
 
+
+def _column_names(description: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "description": description,
+        "maxItems": MAX_EXTRA_FIELDS,
+        "items": _str(
+            "A column of the data file: 1 to 64 letters, digits and underscores, not starting with a digit "
+            "(it becomes an API field, `extras.<name>`).",
+            pattern=EXTRA_NAME_PATTERN,
+            max_length=64,
+        ),
+        "x-kubernetes-list-type": "set",  # the API server refuses a name given twice
+    }
+
+
+_EXTRA_COLUMNS = _obj(
+    "The bank's own columns of the data file to train on as extra model inputs (docs/extra-columns.md); the "
+    "scorers then take the same fields in each transaction's `extras`.",
+    {
+        "numeric": _column_names("Columns used as numbers (`fraudops train --extra-numeric`)."),
+        "categorical": _column_names(
+            "Columns used as categories with learned codes (`fraudops train --extra-categorical`)."
+        ),
+    },
+    rules=[
+        _rule(
+            "!has(self.numeric) || !has(self.categorical) || !self.numeric.exists(name, name in self.categorical)",
+            "a column is numeric or categorical, not both: extraColumns.numeric and extraColumns.categorical "
+            "must not share a name",
+        ),
+        _rule(
+            "(has(self.numeric) ? size(self.numeric) : 0) + (has(self.categorical) ? size(self.categorical) : 0)"
+            f" <= {MAX_EXTRA_FIELDS}",
+            f"at most {MAX_EXTRA_FIELDS} extra columns in all (numeric and categorical): a transaction carries "
+            "at most that many extras",
+        ),
+    ],
+)
+
 TRAINING_RUN_SPEC = _obj(
     "One training of a model version: data, tuning budget, where the artifact goes.",
     {
@@ -712,6 +792,7 @@ TRAINING_RUN_SPEC = _obj(
             "component for it.",
             False,
         ),
+        "extraColumns": _EXTRA_COLUMNS,
         "image": _str("Training image (runs `fraudops train`).", default=DEFAULT_APP_IMAGE, max_length=512),
         "resources": _resources(
             "Training container resources.",

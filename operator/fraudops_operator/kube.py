@@ -160,6 +160,15 @@ class Kube:
                 ) from exc
             raise
 
+    def custom_resource_definition(self, name: str) -> dict[str, Any] | None:
+        """The CRD `name`, or None. Listed by name: the operator may list CRDs (Kopf watches them), not get."""
+        found = self._call(
+            "GET",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            query=[("fieldSelector", f"metadata.name={name}")],
+        ).get("items", [])
+        return found[0] if found else None
+
     def served(self, kind: Kind) -> bool:
         try:
             resources = self._call(

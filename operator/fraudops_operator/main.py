@@ -20,7 +20,10 @@ def run(
 
     import fraudops_operator.handlers  # noqa: F401 - registers the handlers with Kopf
     from fraudops.tracing import configure_tracing
+    from fraudops_operator.installed_crds import check_installed_crds
+    from fraudops_operator.kube import Kube
 
+    check_installed_crds(Kube.from_environment())  # stale CRDs would silently drop this release's fields
     configure_tracing("fraudops-operator")
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)

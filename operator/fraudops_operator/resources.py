@@ -59,12 +59,19 @@ def trained_features(spec: Mapping[str, Any] | None) -> TrainedFeatures:
     )
 
 
-def features_spec(features: TrainedFeatures) -> dict[str, Any]:
-    """`spec.<role>.features` for these (the inverse of `trained_features`)."""
+def version_spec(version: ModelVersion) -> dict[str, Any]:
+    """`spec.<role>` for this version, its features written in full and bound to it (the inverse of
+    `ModelVersion.from_spec`)."""
+    features = version.features
     return {
-        "entityFeatures": features.entity_features,
-        "labelDelayDays": features.label_delay_s / DAY,
-        "entityEpochSeconds": features.entity_epoch_s,
+        "version": version.version,
+        "modelUri": version.model_uri,
+        "features": {
+            "forVersion": version.version,
+            "entityFeatures": features.entity_features,
+            "labelDelayDays": features.label_delay_s / DAY,
+            "entityEpochSeconds": features.entity_epoch_s,
+        },
     }
 
 
@@ -326,12 +333,16 @@ class TrainingRun:
     resources: Mapping[str, Any]
     fraud_model: str | None
     entity_features: bool = False
+    #: the bank's own columns to train on (`spec.extraColumns`), as `fraudops train` takes them
+    extra_numeric: tuple[str, ...] = ()
+    extra_categorical: tuple[str, ...] = ()
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> TrainingRun:
         spec = body["spec"]
         ref = ObjectRef.from_body(body)
         fraud_model = (spec.get("fraudModelRef") or {}).get("name")
+        extra_columns = spec.get("extraColumns") or {}
         return cls(
             ref=ref,
             data_uri=spec["data"]["uri"],
@@ -345,4 +356,6 @@ class TrainingRun:
             resources=spec["resources"],
             fraud_model=fraud_model,
             entity_features=spec.get("entityFeatures", False),
+            extra_numeric=tuple(extra_columns.get("numeric") or ()),
+            extra_categorical=tuple(extra_columns.get("categorical") or ()),
         )

@@ -25,7 +25,7 @@ from fraudops_operator.desired import (
     exact_number,
     volume_claim,
 )
-from fraudops_operator.resources import ModelVersion, TrainingRun, features_spec
+from fraudops_operator.resources import ModelVersion, TrainingRun, version_spec
 from fraudops_operator.status import set_condition
 
 CONTAINER = "train"
@@ -63,6 +63,11 @@ def desired_training_job(run: TrainingRun) -> dict[str, Any]:
         "FRAUDOPS_TRAIN_RESULT_FILE": "/tmp/fraudops-train-result.json",
         "LOG_FORMAT": "json",
     }
+    # Only when given: the API server drops an empty value, which would leave a bare name in the Job.
+    if run.extra_numeric:
+        env["FRAUDOPS_TRAIN_EXTRA_NUMERIC"] = ",".join(run.extra_numeric)
+    if run.extra_categorical:
+        env["FRAUDOPS_TRAIN_EXTRA_CATEGORICAL"] = ",".join(run.extra_categorical)
     labels = {
         "app.kubernetes.io/name": "fraudops-training",
         "app.kubernetes.io/instance": run.ref.name,
@@ -222,27 +227,24 @@ def fraud_model_change(run: TrainingRun, fraud_model: Mapping[str, Any]) -> dict
     """The merge patch that makes the new artifact the FraudModel's candidate (None: already done).
 
     A FraudModel without any version gets it as its stable. A candidate that was promoted becomes the
-    stable first, so the new candidate rolls out against what actually serves. The version's `features`
-    are always written in full: a merge patch would otherwise keep the previous candidate's.
+    stable first, so the new candidate rolls out against what actually serves. Versions are written with
+    their `features` in full and bound to them (`forVersion`): a merge patch keeps what it does not name.
     """
-    produced = ModelVersion(run.version, artifact_uri(run), trained_features(run))
-    new = {
-        "version": produced.version,
-        "modelUri": produced.model_uri,
-        "features": features_spec(produced.features),
-    }
+    new = version_spec(ModelVersion(run.version, artifact_uri(run), trained_features(run)))
     spec = fraud_model.get("spec") or {}
     stable, candidate = spec.get("stable"), spec.get("candidate")
-    if any(v and v.get("version") == produced.version for v in (stable, candidate)):
+    if any(v and v.get("version") == run.version for v in (stable, candidate)):
         return None
     if stable is None:
         return {"spec": {"stable": new}}
     patch: dict[str, Any] = {"spec": {"candidate": new, "rollout": {"promote": False, "abort": False}}}
     rollout = (fraud_model.get("status") or {}).get("rollout") or {}
+    promoted = ModelVersion.from_spec(candidate)
     if (
-        candidate
+        promoted is not None
         and rollout.get("phase") == "Promoted"
-        and rollout.get("candidateVersion") == candidate["version"]
+        and rollout.get("candidateVersion") == promoted.version
     ):
-        patch["spec"]["stable"] = candidate
+        # Re-written rather than copied: a candidate stored before `forVersion` existed gets it now.
+        patch["spec"]["stable"] = version_spec(promoted)
     return patch

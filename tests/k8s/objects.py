@@ -17,6 +17,11 @@ def fraud_model(namespace: str, name: str = "card-fraud", **spec: Any) -> dict[s
     }
 
 
+def declared(version: dict[str, Any], **features: Any) -> dict[str, Any]:
+    """`version` with what its model was trained with, declared for it (features.forVersion)."""
+    return {**version, "features": {"forVersion": version["version"], **features}}
+
+
 def fast_analysis(prometheus_url: str, **limits: Any) -> dict[str, Any]:
     """Analysis settings for tests: seconds instead of minutes, against the test Prometheus."""
     return {"interval": "2s", "window": "10s", "minSamples": 20, "prometheusUrl": prometheus_url, **limits}

@@ -15,7 +15,7 @@ import yaml
 from fraudops_operator.desired import ENTITY_STATE_METRICS_PORT, desired_children
 from fraudops_operator.rollout import next_state
 from tests.k8s.charts import render
-from tests.k8s.objects import STABLE
+from tests.k8s.objects import STABLE, declared
 from tests.unit.fraud_models import stored_fraud_model
 
 pytestmark = pytest.mark.k8s
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.k8s
 
 def component_pod_labels() -> dict[str, str]:
     """The labels of the entity-state pods the operator creates for a model trained with the entity features."""
-    model = stored_fraud_model({"stable": {**STABLE, "features": {"entityFeatures": True}}})
+    model = stored_fraud_model({"stable": declared(STABLE, entityFeatures=True)})
     children = desired_children(model, next_state(model, None, datetime.now(UTC)).state)
     [component] = [c for c in children if c["metadata"]["name"] == "card-fraud-entity-state"]
     return dict(component["spec"]["template"]["metadata"]["labels"])

@@ -15,7 +15,7 @@ import pytest
 from tests.k8s.charts import render
 from tests.k8s.cluster import OPERATOR_AGENTS, Cluster, condition
 from tests.k8s.conftest import OperatorRunner
-from tests.k8s.objects import STABLE, fraud_model, training_run, volume_claim
+from tests.k8s.objects import STABLE, declared, fraud_model, training_run, volume_claim
 
 pytestmark = pytest.mark.k8s
 
@@ -181,7 +181,7 @@ def test_the_call_list_covers_every_call_in_the_audit_log_of_a_real_reconciliati
     cluster.apply(
         fraud_model(
             namespace,
-            stable={**STABLE, "features": {"entityFeatures": True}},
+            stable=declared(STABLE, entityFeatures=True),
             stream={"authentication": {"type": "scram-sha-512", "kafkaUser": "u"}},
         )
     )

@@ -244,7 +244,7 @@ def test_the_pods_the_operator_creates_meet_the_restricted_standard(
     from fraudops_operator.resources import FraudModel, TrainingRun
     from fraudops_operator.rollout import next_state
     from fraudops_operator.training import desired_training_job
-    from tests.k8s.objects import CANDIDATE, STABLE
+    from tests.k8s.objects import CANDIDATE, STABLE, declared
 
     def body(kind: str, spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -254,7 +254,7 @@ def test_the_pods_the_operator_creates_meet_the_restricted_standard(
             "metadata": {"name": "card-fraud", "namespace": restricted, "uid": "u1", "generation": 1},
         }
 
-    entity_stable = {**STABLE, "features": {"entityFeatures": True}}
+    entity_stable = declared(STABLE, entityFeatures=True)
     model = FraudModel.from_body(
         body("FraudModel", {"stable": entity_stable, "candidate": CANDIDATE}, crd.FRAUD_MODEL_SPEC)
     )

@@ -15,12 +15,12 @@ from fraudops.features.spec import DAY
 from fraudops.routing import TrainedFeatures, load_routing_table
 from tests.k8s.cluster import Cluster, condition
 from tests.k8s.conftest import OperatorRunner
-from tests.k8s.objects import STABLE, fraud_model
+from tests.k8s.objects import STABLE, declared, fraud_model
 
 pytestmark = pytest.mark.k8s
 
 COMPONENT = "card-fraud-entity-state"
-ENTITY_STABLE = {**STABLE, "features": {"entityFeatures": True, "labelDelayDays": 5}}
+ENTITY_STABLE = declared(STABLE, entityFeatures=True, labelDelayDays=5)
 PLAIN_VERSION = {"version": "2026-12-01", "modelUri": "s3://models/card-fraud/2026-12-01"}
 
 
@@ -124,11 +124,7 @@ def test_a_model_trained_without_entity_features_gets_no_component_and_no_entity
     assert cluster.get("Deployment", namespace, COMPONENT) is None
     assert "ENTITY_TABLE" not in consumer_env(cluster, namespace)
     assert condition(cluster.get("FraudModel", namespace, "card-fraud"), "EntityStateReady") == {}
-    assert fm["spec"]["stable"]["features"] == {
-        "entityFeatures": False,
-        "labelDelayDays": 7,
-        "entityEpochSeconds": 60,
-    }
+    assert "features" not in fm["spec"]["stable"]  # declared nothing: the defaults
 
 
 def test_the_component_is_retired_once_no_routed_version_needs_it(
@@ -142,7 +138,7 @@ def test_the_component_is_retired_once_no_routed_version_needs_it(
         "FraudModel",
         namespace,
         "card-fraud",
-        {"spec": {"stable": {**PLAIN_VERSION, "features": {"entityFeatures": False, "labelDelayDays": 7}}}},
+        {"spec": {"stable": declared(PLAIN_VERSION, entityFeatures=False, labelDelayDays=7)}},
     )
 
     cluster.wait_for(

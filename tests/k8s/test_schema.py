@@ -3,6 +3,7 @@ schema's message, so the operator never sees them; valid ones get every default 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from fraudops_operator import crd
 from tests.conftest import REPO_ROOT
 from tests.k8s.cluster import Cluster
-from tests.k8s.objects import CANDIDATE, STABLE, fraud_model, training_run
+from tests.k8s.objects import CANDIDATE, STABLE, declared, fraud_model, training_run
 
 pytestmark = pytest.mark.k8s
 
@@ -64,17 +65,21 @@ pytestmark = pytest.mark.k8s
             "spec.stream.authentication.tls.caSecret: Required value",
         ),
         (
-            {"candidate": {**CANDIDATE, "features": {"entityFeatures": True, "labelDelayDays": 5}}},
+            {"candidate": declared(CANDIDATE, entityFeatures=True, labelDelayDays=5)},
             "spec.candidate.features: Invalid value: spec.candidate.features must have the stable's "
             "labelDelayDays and entityEpochSeconds",
         ),
         (
-            {"stable": {**STABLE, "features": {"entityFeatures": True, "labelDelayDays": 14}}},
+            {"stable": {**STABLE, "features": {"entityFeatures": True}}},
+            "spec.stable.features are declared for no version, not for 2026-11-01: write 2026-11-01's features",
+        ),
+        (
+            {"stable": declared(STABLE, entityFeatures=True, labelDelayDays=14)},
             "spec.stable.features.labelDelayDays: Invalid value: 14: spec.stable.features.labelDelayDays in "
             "body should be less than or equal to 9",
         ),
         (
-            {"stable": {**STABLE, "features": {"labelDelayDays": 0}}},
+            {"stable": declared(STABLE, labelDelayDays=0)},
             "spec.stable.features.labelDelayDays in body should be greater than 0",
         ),
     ],
@@ -94,6 +99,7 @@ pytestmark = pytest.mark.k8s
         "kafka-authentication-user-not-a-name",
         "kafka-tls-without-ca",
         "candidate-features-unlike-the-stable",
+        "features-for-no-version",
         "label-delay-beyond-the-entity-ring",
         "label-delay-zero",
     ],
@@ -108,6 +114,44 @@ def test_an_invalid_fraud_model_is_rejected_with_the_schemas_message(
     assert cluster.get("FraudModel", namespace, "invalid") is None  # nothing for the operator to see
 
 
+@pytest.mark.parametrize(
+    ("extra_columns", "message"),
+    [
+        (
+            {"numeric": ["customer_age"], "categorical": ["mcc", "customer_age"]},
+            "spec.extraColumns: Invalid value: a column is numeric or categorical, not both",
+        ),
+        ({"categorical": ["mcc", "mcc"]}, 'spec.extraColumns.categorical[1]: Duplicate value: "mcc"'),
+        ({"numeric": ["3ds_result"]}, "spec.extraColumns.numeric[0] in body should match"),
+        ({"categorical": ["pos-entry-mode"]}, "spec.extraColumns.categorical[0] in body should match"),
+        (
+            {"numeric": [f"n{i}" for i in range(20)], "categorical": [f"c{i}" for i in range(13)]},
+            "at most 32 extra columns in all (numeric and categorical)",
+        ),
+        (
+            {"numeric": [f"n{i}" for i in range(33)]},
+            "spec.extraColumns.numeric: Too many: 33: must have at most 32 items",
+        ),
+    ],
+    ids=[
+        "in-both-lists",
+        "twice-in-one-list",
+        "starts-with-a-digit",
+        "not-a-field-name",
+        "too-many-in-all",
+        "too-many",
+    ],
+)
+def test_a_training_run_with_invalid_extra_columns_is_rejected_with_the_schemas_message(
+    cluster: Cluster, namespace: str, extra_columns: dict[str, Any], message: str
+) -> None:
+    manifest = training_run(namespace, "invalid", fraud_model_name=None)
+    manifest["spec"]["extraColumns"] = extra_columns
+    error = cluster.try_create(manifest)
+    assert message in error, error
+    assert cluster.get("TrainingRun", namespace, "invalid") is None
+
+
 def test_a_long_name_is_rejected_because_kserve_names_would_overflow(
     cluster: Cluster, namespace: str
 ) -> None:
@@ -115,9 +159,12 @@ def test_a_long_name_is_rejected_because_kserve_names_would_overflow(
     assert "FraudModel names are at most 28 characters" in error, error
 
 
-def test_changing_the_candidate_with_promote_still_set_is_rejected(cluster: Cluster, namespace: str) -> None:
-    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"promote": True}))
-    next_candidate = {"version": "2026-12-05", "modelUri": "s3://models/card-fraud/2026-12-05"}
+NEXT = {"version": "2026-12-05", "modelUri": "s3://models/card-fraud/2026-12-05"}
+
+
+def merge_patch(cluster: Cluster, namespace: str, spec: dict[str, Any]) -> str:
+    """`kubectl patch --type merge` of the FraudModel's spec, as a platform engineer types it: its error
+    output ('' if it was accepted)."""
     proc = cluster.server.kubectl(
         "patch",
         "fraudmodels.fraudops.io",
@@ -126,13 +173,52 @@ def test_changing_the_candidate_with_promote_still_set_is_rejected(cluster: Clus
         namespace,
         "--type=merge",
         "-p",
-        f'{{"spec": {{"candidate": {{"version": "{next_candidate["version"]}", '
-        f'"modelUri": "{next_candidate["modelUri"]}"}}}}}}',
+        json.dumps({"spec": spec}),
         check=False,
     )
-    assert "set rollout.promote and rollout.abort to false when changing the candidate" in proc.stderr, (
-        proc.stderr
+    return proc.stderr if proc.returncode != 0 else ""
+
+
+def test_changing_the_candidate_with_promote_still_set_is_rejected(cluster: Cluster, namespace: str) -> None:
+    cluster.apply(fraud_model(namespace, candidate=CANDIDATE, rollout={"promote": True}))
+    error = merge_patch(cluster, namespace, {"candidate": NEXT})
+    assert "set rollout.promote and rollout.abort to false when changing the candidate" in error, error
+
+
+def test_a_merge_patch_of_a_new_candidate_without_its_features_is_refused_naming_both_versions(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.apply(fraud_model(namespace, candidate=declared(CANDIDATE, entityFeatures=True)))
+
+    error = merge_patch(cluster, namespace, {"candidate": NEXT})
+
+    assert (
+        "spec.candidate.features: Invalid value: spec.candidate.features are declared for "
+        "2026-11-28, not for 2026-12-05: write 2026-12-05's features in the same patch" in error
+    ), error
+    assert cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]["candidate"] == declared(
+        CANDIDATE, entityFeatures=True, labelDelayDays=7, entityEpochSeconds=60
     )
+
+
+def test_a_merge_patch_of_a_new_candidate_with_its_own_features_or_none_is_accepted(
+    cluster: Cluster, namespace: str
+) -> None:
+    cluster.apply(fraud_model(namespace, candidate=declared(CANDIDATE, entityFeatures=True)))
+
+    assert merge_patch(cluster, namespace, {"candidate": declared(NEXT, entityFeatures=False)}) == ""
+    stored = cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]["candidate"]
+    assert stored["features"] == {
+        "forVersion": NEXT["version"],
+        "entityFeatures": False,
+        "labelDelayDays": 7,
+        "entityEpochSeconds": 60,
+    }
+
+    # features: null removes the declaration: the version was trained with the defaults.
+    later = {"version": "2026-12-09", "modelUri": "s3://models/card-fraud/2026-12-09"}
+    assert merge_patch(cluster, namespace, {"candidate": {**later, "features": None}}) == ""
+    assert cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]["candidate"] == later
 
 
 def test_a_training_run_cannot_be_changed_once_created(cluster: Cluster, namespace: str) -> None:

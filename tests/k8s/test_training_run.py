@@ -136,7 +136,12 @@ def test_a_successful_training_run_makes_its_artifact_the_fraud_models_candidate
     assert fm["spec"]["candidate"] == {
         "version": RUN,
         "modelUri": f"pvc://models/artifacts/card-fraud/{RUN}",
-        "features": {"entityFeatures": False, "labelDelayDays": 7, "entityEpochSeconds": 60},
+        "features": {
+            "forVersion": RUN,
+            "entityFeatures": False,
+            "labelDelayDays": 7,
+            "entityEpochSeconds": 60,
+        },
     }
     cluster.wait_for(
         lambda: (
@@ -181,6 +186,19 @@ def test_an_entity_feature_run_hands_over_a_version_that_brings_the_entity_state
     )
     command = component["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[command.index("--label-delay-days") + 1] == "7"
+
+
+def test_the_training_job_is_told_the_extra_columns_of_the_spec(
+    cluster: Cluster, operator: OperatorRunner, namespace: str
+) -> None:
+    job = start_training(
+        cluster,
+        namespace,
+        extraColumns={"numeric": ["customer_age"], "categorical": ["mcc", "pos_entry_mode"]},
+    )
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["FRAUDOPS_TRAIN_EXTRA_NUMERIC"] == "customer_age"
+    assert env["FRAUDOPS_TRAIN_EXTRA_CATEGORICAL"] == "mcc,pos_entry_mode"
 
 
 def test_a_version_the_fraud_model_refuses_is_reported_on_the_training_run(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 
 from fraudops_operator import crd
+from fraudops_operator.installed_crds import crd_problems, missing_fields
 from fraudops_operator.resources import parse_duration
 from tests.conftest import REPO_ROOT
 
@@ -48,3 +50,26 @@ def test_durations_read_like_go_durations_plus_days(text: str, seconds: float) -
 def test_a_bad_duration_says_what_is_allowed() -> None:
     with pytest.raises(ValueError, match=r"use e\.g\. 90s"):
         parse_duration("5 minutes")
+
+
+def test_the_installed_crd_check_names_each_missing_field_once_at_its_top() -> None:
+    wanted = {"properties": {"spec": {"properties": {"a": {}, "b": {"properties": {"c": {}, "d": {}}}}}}}
+    installed = {"properties": {"spec": {"properties": {"a": {}}}}}
+    assert missing_fields(wanted, installed) == ["spec.b"]
+    assert missing_fields(wanted, {"properties": {"spec": {"properties": {"a": {}, "b": {}}}}}) == [
+        "spec.b.c",
+        "spec.b.d",
+    ]
+
+
+def test_this_releases_crds_and_newer_ones_pass_the_check_and_absent_ones_do_not() -> None:
+    current = {d["metadata"]["name"]: d for d in crd.all_crds().values()}
+    assert crd_problems(current) == []
+    newer = copy.deepcopy(current)
+    for definition in newer.values():
+        schema = definition["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        schema["properties"]["spec"]["properties"]["addedLater"] = {"type": "string"}
+    assert crd_problems(newer) == []
+    assert crd_problems({**current, "trainingruns.fraudops.io": None}) == [
+        "trainingruns.fraudops.io is not installed"
+    ]

@@ -36,7 +36,7 @@ def fraud_model(
 
 
 def with_entity_features(version: dict[str, Any], **features: Any) -> dict[str, Any]:
-    return {**version, "features": {**ENTITY_FEATURES, **features}}
+    return {**version, "features": {"forVersion": version["version"], **ENTITY_FEATURES, **features}}
 
 
 def children(model: FraudModel, state: RolloutState | None = None) -> dict[tuple[str, str], dict[str, Any]]:
@@ -162,9 +162,11 @@ def test_each_predictor_is_told_what_its_version_was_trained_with() -> None:
     assert json.loads(declared)["entity_features"] is True
 
 
-def test_a_version_stored_under_a_crd_from_before_the_features_field_was_trained_with_the_defaults() -> None:
+def test_a_version_that_declares_no_features_was_trained_with_the_defaults() -> None:
+    # (as a version stored under a CRD from before the features field, or written without them)
     spec = crd.apply_defaults(crd.FRAUD_MODEL_SPEC, {"stable": STABLE})
-    del spec["stable"]["features"], spec["stream"]["entityState"]
+    assert "features" not in spec["stable"]
+    del spec["stream"]["entityState"]
 
     model = FraudModel.from_body(fraud_model_body(spec))
 

@@ -42,6 +42,7 @@ def test_the_job_runs_fraudops_train_configured_by_environment() -> None:
     assert (env["FRAUDOPS_TRAIN_TRIALS"], env["FRAUDOPS_TRAIN_TIMEOUT"]) == ("50", "720")
     assert env["FRAUDOPS_TRAIN_LABEL_DELAY_DAYS"] == "7"
     assert env["FRAUDOPS_TRAIN_ENTITY_FEATURES"] == "false"
+    assert "FRAUDOPS_TRAIN_EXTRA_NUMERIC" not in env and "FRAUDOPS_TRAIN_EXTRA_CATEGORICAL" not in env
     assert job["spec"]["backoffLimit"] == 0
     claims = {
         v["name"]: v["persistentVolumeClaim"]["claimName"]
@@ -49,6 +50,16 @@ def test_the_job_runs_fraudops_train_configured_by_environment() -> None:
         if "persistentVolumeClaim" in v
     }
     assert claims == {"data": "datasets", "output": "models"}
+
+
+def test_the_job_trains_on_the_extra_columns_of_the_spec() -> None:
+    run = training_run(extraColumns={"numeric": ["customer_age"], "categorical": ["mcc", "pos_entry_mode"]})
+    env = {
+        e["name"]: e["value"]
+        for e in desired_training_job(run)["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["FRAUDOPS_TRAIN_EXTRA_NUMERIC"] == "customer_age"
+    assert env["FRAUDOPS_TRAIN_EXTRA_CATEGORICAL"] == "mcc,pos_entry_mode"
 
 
 def complete_job() -> dict:
@@ -112,7 +123,12 @@ def test_success_makes_the_artifact_the_fraud_models_candidate() -> None:
             "candidate": {
                 "version": "cf-2026-11-28",
                 "modelUri": "pvc://models/artifacts/card-fraud/cf-2026-11-28",
-                "features": {"entityFeatures": False, "labelDelayDays": 7, "entityEpochSeconds": 60},
+                "features": {
+                    "forVersion": "cf-2026-11-28",
+                    "entityFeatures": False,
+                    "labelDelayDays": 7,
+                    "entityEpochSeconds": 60,
+                },
             },
             "rollout": {"promote": False, "abort": False},
         }
@@ -129,6 +145,7 @@ def test_an_entity_feature_run_trains_with_them_and_hands_over_what_it_trained_w
 
     assert patch is not None
     assert patch["spec"]["candidate"]["features"] == {
+        "forVersion": "cf-2026-11-28",
         "entityFeatures": True,
         "labelDelayDays": 5,
         "entityEpochSeconds": 60,
@@ -147,7 +164,15 @@ def test_a_promoted_candidate_becomes_stable_before_the_next_one() -> None:
         "status": {"rollout": {"phase": "Promoted", "candidateVersion": "2026-11-20"}},
     }
     patch = fraud_model_change(training_run(), fraud_model)
-    assert patch is not None and patch["spec"]["stable"] == promoted
+    assert patch is not None and patch["spec"]["stable"] == {
+        **promoted,
+        "features": {
+            "forVersion": "2026-11-20",
+            "entityFeatures": False,
+            "labelDelayDays": 7,
+            "entityEpochSeconds": 60,
+        },
+    }
 
 
 def test_handing_over_twice_changes_nothing() -> None:
