@@ -44,13 +44,37 @@ def fraud_label(known: datetime, happened: datetime, terminal: str = "t-1") -> L
     )
 
 
-def test_a_transaction_sees_the_table_as_of_its_epoch_start_not_its_own_epoch() -> None:
-    # epoch 60 s: the second transaction (same minute) does not see the first; the third (next minute) does
+@pytest.mark.parametrize("lag", [0, 1, 2])
+def test_a_transaction_sees_the_table_as_of_the_start_of_the_epoch_lag_epochs_before_its_own(
+    lag: int,
+) -> None:
+    # epoch 60 s: two transactions in one minute, then one in each of the next three minutes. A
+    # transaction reads the table as of the start of epoch (own - lag): the first two appear for the
+    # transactions of minute lag + 1 and later, never in the same minute.
+    engine = FeatureEngine(FeatureConfig(entity_lag_epochs=lag), entity_table=True)
     start = 60 - T0.timestamp() % 60  # the start of the next minute
-    features = run([tx(start + 1), tx(start + 30, customer="bob"), tx(start + 61, customer="carol")])
-    assert features["terminal_tx_1d"].tolist()[:2] == [0.0, 0.0]
-    assert features["terminal_tx_1d"].iloc[2] == pytest.approx(2.0, rel=1e-3)
-    assert features["terminal_customers_7d"].iloc[2] == pytest.approx(2.0, abs=0.1)
+    minutes = [start + 60 * m + 1 for m in (1, 2, 3)]
+    features = run(
+        [tx(start + 1), tx(start + 30, customer="bob")] + [tx(t, customer=f"c{t}") for t in minutes], engine
+    )
+    seen = features["terminal_tx_1d"].tolist()
+    assert seen[:2] == [0.0, 0.0]
+    for m, value in enumerate(seen[2:], start=1):
+        # minute m reads epoch m - lag: it sees the first minute's two and the m - lag - 1 minutes after it
+        expected = 0 if m - lag < 1 else 2 + (m - lag - 1)
+        assert value == pytest.approx(expected, rel=3e-3), f"minute {m}, lag {lag}"  # decayed by minutes
+    if lag == 0:
+        assert features["terminal_customers_7d"].iloc[2] == pytest.approx(2.0, abs=0.1)
+
+
+def test_artifacts_from_before_the_entity_lag_read_with_none_and_new_ones_with_one_epoch() -> None:
+    assert FeatureConfig.from_dict({"label_delay_s": 86400.0, "entity_epoch_s": 60.0}).entity_lag_epochs == 0
+    assert FeatureConfig.from_dict(FeatureConfig().as_dict()) == FeatureConfig()
+    assert FeatureConfig().entity_lag_epochs == 1
+    with pytest.raises(ValueError, match="whole number of epochs"):
+        FeatureConfig.from_dict({"entity_lag_epochs": 1.5})
+    with pytest.raises(ValueError, match="from 0 to"):
+        FeatureConfig(entity_lag_epochs=-1)
 
 
 def test_an_engine_without_the_table_reports_entity_features_as_unknown() -> None:
@@ -112,7 +136,9 @@ def test_the_components_loop_builds_the_same_table_as_the_engine(tmp_path: objec
         )
         for s in np.sort(rng.uniform(0, 5 * 86_400, 3_000))
     ]
-    engine = FeatureEngine(entity_table=True)
+    # the component's table stands at the newest epoch it has closed; which one a transaction reads
+    # (the lag) is the reader's business: the engine without lag stands where the component does
+    engine = FeatureEngine(FeatureConfig(entity_lag_epochs=0), entity_table=True)
     for start in range(0, len(records), 700):
         engine.transform(encode_records(records[start : start + 700]))
     component = EntityTable()

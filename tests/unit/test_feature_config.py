@@ -62,7 +62,8 @@ def decider(*uris: Path) -> Decider:
 
 def test_the_recorded_configuration_round_trips_and_older_artifacts_keep_the_defaults() -> None:
     assert FeatureConfig.from_dict(FIVE_DAYS.as_dict()) == FIVE_DAYS
-    assert FeatureConfig.from_dict({}) == FeatureConfig()
+    # what an older artifact does not record keeps the default, except the entity lag: it read with none
+    assert FeatureConfig.from_dict({}) == FeatureConfig(entity_lag_epochs=0)
     with pytest.raises(ValueError, match="unknown feature configuration"):
         FeatureConfig.from_dict({"label_delay_s": DAY, "window_s": 3})
 
@@ -80,6 +81,45 @@ def test_variants_trained_with_different_settings_are_refused(tmp_path: Path) ->
             artifact(tmp_path / "v1", FIVE_DAYS.as_dict()),
             artifact(tmp_path / "v2", FeatureConfig().as_dict()),
         ).feature_config()
+
+
+def test_the_entity_lag_must_agree_only_between_variants_that_read_the_entity_table(tmp_path: Path) -> None:
+    before_the_lag = {"label_delay_s": FIVE_DAYS.label_delay_s, "entity_epoch_s": FIVE_DAYS.entity_epoch_s}
+    entity = {"entity_features": True}
+    # an older model (lag 0) and a newer one (lag 1), neither reading the table, are served together
+    served = decider(
+        artifact(tmp_path / "a1", before_the_lag), artifact(tmp_path / "a2", FIVE_DAYS.as_dict())
+    )
+    assert served.feature_config() == FIVE_DAYS
+    # a reader of the table sets the lag for all
+    served = decider(
+        artifact(tmp_path / "b1", before_the_lag, entity), artifact(tmp_path / "b2", FIVE_DAYS.as_dict())
+    )
+    assert served.feature_config() == FeatureConfig(
+        label_delay_s=5 * DAY, entity_epoch_s=30.0, entity_lag_epochs=0
+    )
+    with pytest.raises(ConfigurationError, match="different feature configurations"):
+        decider(
+            artifact(tmp_path / "c1", before_the_lag, entity),
+            artifact(tmp_path / "c2", FIVE_DAYS.as_dict(), entity),
+        ).feature_config()
+
+
+def test_a_published_table_fits_models_reading_it_at_any_lag_but_not_other_settings() -> None:
+    check_config(FIVE_DAYS, FeatureConfig(label_delay_s=5 * DAY, entity_epoch_s=30.0, entity_lag_epochs=3))
+    with pytest.raises(ConfigurationError, match="--epoch-seconds 60"):
+        check_config(FIVE_DAYS, FeatureConfig(label_delay_s=5 * DAY))
+
+
+def test_a_declared_lag_is_checked_against_an_entity_model_and_ignored_for_others() -> None:
+    declared = TrainedFeatures(entity_features=True)  # the FraudModel said nothing: the default lag
+    old = TrainedFeatures.recorded(
+        {"label_delay_s": 7 * DAY, "entity_epoch_s": 60.0}, {"entity_features": True}
+    )
+    assert old.entity_lag_epochs == 0
+    problem = declared.mismatch(old, "card-fraud:v1")
+    assert problem is not None and "read 0 epoch(s) behind" in problem
+    assert TrainedFeatures().mismatch(TrainedFeatures.recorded({}, {}), "card-fraud:v1") is None
 
 
 def test_a_model_recording_an_unusable_configuration_is_refused_by_name(tmp_path: Path) -> None:

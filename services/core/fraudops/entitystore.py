@@ -190,7 +190,7 @@ def check_published_config(conn: psycopg.Connection, topic: str, config: Feature
 
 
 def check_config(published: FeatureConfig, config: FeatureConfig) -> None:
-    if published != config:
+    if not published.same_table(config):
         raise ConfigurationError(
             f"the entity-state component keeps the entity table with {published.as_dict()}, the model was "
             f"trained with {config.as_dict()}: start the component with --label-delay-days "

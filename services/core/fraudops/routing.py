@@ -50,6 +50,7 @@ class TrainedFeatures(BaseModel):
     entity_features: bool = False
     label_delay_s: float = Field(FeatureConfig().label_delay_s, gt=0)
     entity_epoch_s: float = Field(FeatureConfig().entity_epoch_s, gt=0)
+    entity_lag_epochs: int = Field(FeatureConfig().entity_lag_epochs, ge=0)
 
     @model_validator(mode="after")
     def _usable(self) -> TrainedFeatures:
@@ -65,18 +66,27 @@ class TrainedFeatures(BaseModel):
 
     @property
     def config(self) -> FeatureConfig:
-        return FeatureConfig(label_delay_s=self.label_delay_s, entity_epoch_s=self.entity_epoch_s)
+        return FeatureConfig(
+            label_delay_s=self.label_delay_s,
+            entity_epoch_s=self.entity_epoch_s,
+            entity_lag_epochs=self.entity_lag_epochs,
+        )
 
     def describe(self) -> str:
         entity = "with" if self.entity_features else "without"
         return (
             f"{entity} the entity features, label delay {self.label_delay_s / DAY:g} d, "
-            f"entity epoch {self.entity_epoch_s:g} s"
+            f"entity epoch {self.entity_epoch_s:g} s, entity table read {self.entity_lag_epochs} epoch(s) behind"
         )
+
+    def compared(self) -> TrainedFeatures:
+        """What must agree: the entity lag matters only to a model that reads the entity table (artifacts
+        from before the lag record 0, newer ones 1; both describe a model without the entity features)."""
+        return self if self.entity_features else self.model_copy(update={"entity_lag_epochs": 0})
 
     def mismatch(self, recorded: TrainedFeatures, model: str) -> str | None:
         """Why this declaration does not describe the artifact of `model` that records `recorded` (None: it does)."""
-        if recorded == self:
+        if recorded.compared() == self.compared():
             return None
         return (
             f"model {model} was trained {recorded.describe()}, but it is declared {self.describe()}: "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -351,7 +351,16 @@ class Decider:
         """The feature configuration the variants were trained with (None: nothing here says — every
         variant is a remote model server the table declares nothing for). Variants that disagree cannot
         share one feature state."""
-        recorded = {name: trained.config for name, trained in self.trained_features().items()}
+        trained = self.trained_features()
+        # the entity lag is the entity readers' (variants without the entity features read no entity table)
+        lags = {features.entity_lag_epochs for features in trained.values() if features.entity_features}
+        lag = lags.pop() if len(lags) == 1 else FeatureConfig().entity_lag_epochs
+        recorded = {
+            name: features.config
+            if features.entity_features
+            else replace(features.config, entity_lag_epochs=lag)
+            for name, features in trained.items()
+        }
         configs = set(recorded.values())
         if len(configs) > 1:
             raise ConfigurationError(

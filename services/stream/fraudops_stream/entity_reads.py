@@ -40,7 +40,7 @@ class EntityReads:
         self.partition_epochs: dict[int, int] = {}
 
     def epochs(self, batch: EncodedBatch) -> np.ndarray:
-        return np.floor(batch.txf[:, L.TF_TIME] / self.config.entity_epoch_s).astype(np.int64)
+        return self.config.read_epochs(batch.txf[:, L.TF_TIME])
 
     def published_epoch(self, conn: psycopg.Connection) -> int | None:
         return entitystore.published_epoch(conn, self.topic)

@@ -214,6 +214,7 @@ class FeatureEngine:
             entities.queued,
             entities.epoch,
             self.config.entity_epoch_s,
+            self.config.entity_lag_epochs,
             self.config.label_delay_s,
             out,
         )

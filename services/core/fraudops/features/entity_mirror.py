@@ -180,7 +180,7 @@ class EntityMirror:
         start: the gateway's case when the component lags). `read_in_epoch_order` moves the mirror
         for a batch of any epochs.
         """
-        epochs = np.floor(times / config.entity_epoch_s)
+        epochs = config.read_epochs(times)
         salted = salted_keys(keys)
         rows = self._rows_of(salted)
         block_f = np.zeros((rows.size, L.N_ENTITY_FLOAT))
@@ -248,7 +248,7 @@ def read_in_epoch_order(
     forth) to a run's newest epoch and reads the run's older records through the changes since theirs.
     The mirror must hold the published deltas up to the batch's newest epoch.
     """
-    epochs = np.floor(times / config.entity_epoch_s).astype(np.int64)
+    epochs = config.read_epochs(times)
     order = np.argsort(epochs, kind="stable")
     ordered = epochs[order]
     block = np.empty((len(times), out.shape[1]))

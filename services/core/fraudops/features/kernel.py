@@ -626,6 +626,7 @@ def process_batch(
     queued: int,
     epoch: float,
     epoch_s: float,
+    lag_epochs: int,
     label_delay_s: float,
     out: np.ndarray,
 ) -> tuple[int, int, float]:
@@ -636,8 +637,9 @@ def process_batch(
     Anonymous transactions (slot -1) get features from an empty history and update no customer.
 
     Entity events (transactions, and labels once applied) wait in the queue `qf`/`qi` until their
-    epoch closes: the first transaction of a later epoch applies them to the entity table, then
-    reads the table as of its epoch's start. Returns (labels applied, events queued, current epoch).
+    epoch closes: a transaction reads the table as of the start of the epoch `lag_epochs` before its
+    own (`FeatureConfig.read_epochs`), the first to read a later one closing the epochs before it.
+    Returns (labels applied, events queued, the epoch the table stands at).
     """
     scratch_f = np.zeros((1, floats.shape[1]))
     scratch_i = np.zeros((1, ints.shape[1]), dtype=np.int64)
@@ -648,10 +650,10 @@ def process_batch(
             _apply_label(labf, labi, applied, floats, risk_count, risk_time)
             queued = _queue_label(labf, labi, applied, qf, qi, queued)
             applied += 1
-        this_epoch = math.floor(now / epoch_s)
-        if this_epoch > epoch:
-            queued = close_epoch(entity_f, entity_i, qf, qi, queued, this_epoch * epoch_s, label_delay_s)
-            epoch = this_epoch
+        read_epoch = math.floor(now / epoch_s) - lag_epochs
+        if read_epoch > epoch:
+            queued = close_epoch(entity_f, entity_i, qf, qi, queued, read_epoch * epoch_s, label_delay_s)
+            epoch = read_epoch
         slot = txi[i, L.TI_SLOT]
         if slot >= 0:
             _features(floats, ints, slot, txf, txi, i, risk_count, risk_time, out)
@@ -660,7 +662,7 @@ def process_batch(
             scratch_f[0, :] = 0.0
             scratch_i[0, :] = 0
             _features(scratch_f, scratch_i, 0, txf, txi, i, risk_count, risk_time, out)
-        as_of = max(epoch, this_epoch) * epoch_s
+        as_of = max(epoch, read_epoch) * epoch_s
         for table in range(N_ENTITY_TABLES):
             entity_features(
                 entity_f,
