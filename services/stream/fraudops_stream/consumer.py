@@ -512,7 +512,8 @@ class StreamConsumer:
         return batch
 
     def _features(self, batch: EncodedBatch, partitions: list[int]) -> np.ndarray:
-        """Features of the batch; with the entity table, each record reads it at its own epoch's start."""
+        """Features of the batch; with the entity table, each record reads it at the start of the epoch
+        `FeatureConfig.read_epochs` gives it (its own minus the model's entity lag)."""
         features = self.state.engine.transform(batch)  # entity features unknown here: from the mirror
         if self.settings.entity_table and len(partitions):
             self.entity_reads.fill(batch, partitions, features)
@@ -521,8 +522,8 @@ class StreamConsumer:
     # --- waiting for the entity-state component ----------------------------------------------------------
 
     def _entity_table_ready(self, batch: EncodedBatch) -> bool:
-        """Whether the mirror holds the batch's epochs, waiting up to ENTITY_WAIT_IN_PLACE_S for the
-        entity-state component to publish them (the usual wait: the end of an epoch)."""
+        """Whether the mirror holds the epochs the batch reads, waiting up to ENTITY_WAIT_IN_PLACE_S for the
+        entity-state component to publish them (read one epoch behind, they are normally published)."""
         epochs = self.entity_reads.epochs(batch)
         oldest, newest = int(epochs.min()), int(epochs.max())
         waited = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Rows are keyed by the entity's stable hash salted with its table, so one dense array serves all
 five tables. Events wait in a queue until their epoch closes (the kernel closes it), so the table
-a transaction reads is the one published at the start of its epoch. The whole table, queue and
+a transaction reads is the one published at the start of an epoch (`FeatureConfig.read_epochs`). The whole table, queue and
 epoch included, round-trips through `snapshot`/`restore`: a restarted component continues exactly.
 """
 

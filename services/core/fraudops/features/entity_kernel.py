@@ -6,7 +6,7 @@ in production) and is folded into decayed totals of transactions and known fraud
 divides those two, so numerator and denominator cover the same delayed window.
 
 Every event reaches the table only when its epoch closes (`close_epoch`): a transaction sees the
-table as of the start of its epoch. That is what a separate entity-state component can publish
+table as of the start of an epoch (its own minus `FeatureConfig.entity_lag_epochs`). That is what a separate entity-state component can publish
 exactly (docs/entity-features.md), and offline replay reproduces it by running the same functions
 with the same lag.
 """
