@@ -44,12 +44,21 @@ def ensure_entity_model(settings: Settings, console: Console) -> str:
     under `<run_dir>/entity-models`, trained there (about 3 minutes) on first use."""
     from fraudops.artifact import load_artifact
     from fraudops.errors import ConfigurationError
+    from fraudops.features.spec import FeatureConfig
 
     root = settings.run_dir / "entity-models"
     try:
-        return str(load_artifact(str(root / "latest")).path)
+        artifact = load_artifact(str(root / "latest"))
     except ConfigurationError:
         console.print(f"[yellow]no entity-feature model under {root}[/]: training one (about 3 minutes)")
+    else:
+        if FeatureConfig.from_dict(artifact.metadata.feature_config) == FeatureConfig():
+            return str(artifact.path)
+        # trained by an older build (another entity lag, say): measure what this build trains
+        console.print(
+            f"[yellow]the entity-feature model under {root} was trained with "
+            f"{artifact.metadata.feature_config}[/]: training one with this build's defaults"
+        )
     from fraudops_training.pipeline import TrainingConfig, run_training
 
     config = TrainingConfig(
