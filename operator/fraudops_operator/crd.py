@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from fraudops.features.spec import DAY, MAX_ENTITY_LABEL_DELAY_DAYS, FeatureConfig
+from fraudops.features.spec import DAY, MAX_ENTITY_LABEL_DELAY_DAYS, MAX_ENTITY_LAG_EPOCHS, FeatureConfig
 from fraudops.schema import EXTRA_NAME_PATTERN, MAX_EXTRA_FIELDS
 
 GROUP = "fraudops.io"
@@ -180,6 +180,9 @@ def _conditions() -> dict[str, Any]:
 #: What training uses unless told otherwise (`fraudops train`; TrainingRun spec.data.labelDelay: 7d).
 DEFAULT_LABEL_DELAY_DAYS = FeatureConfig().label_delay_s / DAY
 DEFAULT_ENTITY_EPOCH_S = FeatureConfig().entity_epoch_s
+#: Not training's default (1): what a declaration without the field describes. FraudModels stored before
+#: the field described models trained before the lag existed, which read the entity table with none.
+UNDECLARED_ENTITY_LAG_EPOCHS = 0
 
 
 def _version_features() -> dict[str, Any]:
@@ -218,6 +221,18 @@ def _version_features() -> dict[str, Any]:
                 minimum=1,
                 maximum=3600,
             ),
+            "entityLagEpochs": _int(
+                "How many epochs behind its transaction the model reads the entity table: "
+                "feature_config.entity_lag_epochs (a transaction of epoch e reads the table as of the start of "
+                "epoch e - entityLagEpochs). Matters only with entityFeatures. A model trained now records 1, "
+                "and a TrainingRun's hand-over writes it; absent: 0, what models trained before the lag existed "
+                "record (FraudModels stored before this field describe those). A candidate and its stable that "
+                "both have entityFeatures must have the same: the consumer and the gateway read the table at "
+                "one lag.",
+                default=UNDECLARED_ENTITY_LAG_EPOCHS,
+                minimum=0,
+                maximum=MAX_ENTITY_LAG_EPOCHS,
+            ),
         },
     )
 
@@ -227,7 +242,8 @@ def _model_version(field: str, role: str) -> dict[str, Any]:
     # would keep v6's features, and v7's predictor would refuse its artifact. Binding the declaration to
     # its version makes the API server refuse that patch instead, saying what to write.
     # Without forVersion only the defaults, which say no more than no declaration: what FraudModels stored
-    # before forVersion existed hold (the old schema defaulted the block), so they stay valid.
+    # before forVersion existed hold (the old schema defaulted the block), so they stay valid. Any
+    # entityLagEpochs is the defaults' here: without the entity features the model reads no entity table.
     bound = _rule(
         "!has(self.features) || (has(self.features.forVersion) ? self.features.forVersion == self.version : "
         f"!self.features.entityFeatures && self.features.labelDelayDays == {float(DEFAULT_LABEL_DELAY_DAYS)!r} "
@@ -266,6 +282,18 @@ def _model_version(field: str, role: str) -> dict[str, Any]:
 def _declared(field: str, setting: str, default: float) -> str:
     """CEL: a feature setting of spec.<field>, or its default when the version declares no features."""
     return f"(has(self.{field}.features) ? self.{field}.features.{setting} : {float(default)!r})"
+
+
+def _reads_entity_table(field: str) -> str:
+    """CEL: whether spec.<field> declares the entity features (no declaration: it does not)."""
+    return f"(has(self.{field}.features) && self.{field}.features.entityFeatures)"
+
+
+def _entity_lag(field: str) -> str:
+    """CEL: spec.<field>'s entityLagEpochs, absent read as UNDECLARED_ENTITY_LAG_EPOCHS (only where
+    `_reads_entity_table(field)` holds: the declaration is there)."""
+    features = f"self.{field}.features"
+    return f"(has({features}.entityLagEpochs) ? {features}.entityLagEpochs : {UNDECLARED_ENTITY_LAG_EPOCHS})"
 
 
 _CANARY_STEP = _obj(
@@ -628,6 +656,18 @@ FRAUD_MODEL_SPEC = _obj(
             "computes one set of features for both versions (a model trained with other settings replaces "
             "spec.stable instead of rolling out against it)",
             field_path=".candidate.features",
+        ),
+        # The lag says which epoch of that table a transaction reads: the consumer and the gateway keep one
+        # feature configuration (Decider.feature_config), so the variants that read the table agree on it. A
+        # version without the entity features reads no table, so its lag may be anything.
+        _rule(
+            "!has(self.candidate) || !has(self.stable) || "
+            f"!({_reads_entity_table('candidate')} && {_reads_entity_table('stable')}) || "
+            f"{_entity_lag('candidate')} == {_entity_lag('stable')}",
+            "spec.candidate.features must have the stable's entityLagEpochs when both versions have "
+            "entityFeatures: the consumer and the gateway read the entity table at one lag for both (a model "
+            "trained with another lag replaces spec.stable instead of rolling out against it)",
+            field_path=".candidate.features.entityLagEpochs",
         ),
         # promote/abort act on whichever candidate is current: a leftover `promote: true` must not
         # instantly promote the next candidate.

@@ -121,7 +121,9 @@ def _variant(
         endpoint=predictor_endpoint(model, version.version),
         # Only what differs from the defaults (which a scorer assumes for a variant the table says nothing
         # about): tables of models trained with the defaults stay readable by images from before the field.
-        features=None if version.features == TrainedFeatures() else version.features,
+        # Compared as the scorers compare them: without the entity features, the lag (0 when declared before
+        # entityLagEpochs existed, 1 since) makes no difference.
+        features=None if version.features.compared() == TrainedFeatures().compared() else version.features,
     )
 
 

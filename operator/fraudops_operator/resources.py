@@ -49,13 +49,15 @@ class ModelVersion:
 
 def trained_features(spec: Mapping[str, Any] | None) -> TrainedFeatures:
     """`spec.<role>.features`; absent (an object stored under a CRD from before the field): the defaults,
-    which are what every artifact was trained with until the field existed."""
+    which are what every artifact was trained with until the field existed. An absent `entityLagEpochs`
+    (stored before that field) is 0: the lag of the models trained before it existed."""
     if not spec:
         return TrainedFeatures()
     return TrainedFeatures(
         entity_features=spec.get("entityFeatures", False),
         label_delay_s=spec.get("labelDelayDays", crd.DEFAULT_LABEL_DELAY_DAYS) * DAY,
         entity_epoch_s=spec.get("entityEpochSeconds", crd.DEFAULT_ENTITY_EPOCH_S),
+        entity_lag_epochs=spec.get("entityLagEpochs", crd.UNDECLARED_ENTITY_LAG_EPOCHS),
     )
 
 
@@ -71,6 +73,7 @@ def version_spec(version: ModelVersion) -> dict[str, Any]:
             "entityFeatures": features.entity_features,
             "labelDelayDays": features.label_delay_s / DAY,
             "entityEpochSeconds": features.entity_epoch_s,
+            "entityLagEpochs": features.entity_lag_epochs,
         },
     }
 

@@ -219,7 +219,8 @@ def _termination_result(pods: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def trained_features(run: TrainingRun) -> TrainedFeatures:
     """What the run's Job trains with: the operator chose it, as it chose where the artifact lands (the
-    entity epoch is training's default: `fraudops train` has no option for it)."""
+    entity epoch and the entity lag are training's defaults, 60 s and 1: `fraudops train` has no option for
+    them, and the artifact records them in its feature_config)."""
     return TrainedFeatures(entity_features=run.entity_features, label_delay_s=run.label_delay_days * DAY)
 
 

@@ -33,12 +33,16 @@ def _spec(definition: dict[str, Any]) -> dict[str, Any]:
 
 
 def previous_release_crds() -> str:
-    """This release's CRDs without the fields it added (features.forVersion, extraColumns), as YAML."""
+    """This release's CRDs without the fields it added (features.forVersion and entityLagEpochs,
+    extraColumns) and the rules that read them, as YAML."""
     fraud_model, training_run = copy.deepcopy(crd.fraud_model_crd()), copy.deepcopy(crd.training_run_crd())
     for role in ("stable", "candidate"):
         version = _spec(fraud_model)["properties"][role]
         features = version["properties"]["features"]
         del features["properties"]["forVersion"], version["x-kubernetes-validations"]
+        del features["properties"]["entityLagEpochs"]
+    rules = _spec(fraud_model)["x-kubernetes-validations"]
+    rules[:] = [rule for rule in rules if "entityLagEpochs" not in rule["rule"]]
     del _spec(training_run)["properties"]["extraColumns"]
     return yaml.safe_dump_all([fraud_model, training_run])
 
@@ -75,7 +79,8 @@ def test_an_operator_newer_than_the_installed_crds_refuses_to_start_saying_what_
     assert proc.returncode == 1, proc.stderr
     assert "error: the installed CRDs are older than this operator: " in proc.stderr, proc.stderr
     assert (
-        "fraudmodels.fraudops.io lacks spec.stable.features.forVersion, spec.candidate.features.forVersion; "
+        "fraudmodels.fraudops.io lacks spec.stable.features.forVersion, spec.stable.features.entityLagEpochs, "
+        "spec.candidate.features.forVersion, spec.candidate.features.entityLagEpochs; "
         "trainingruns.fraudops.io lacks spec.extraColumns." in proc.stderr
     ), proc.stderr
     assert UPGRADE_COMMAND in proc.stderr, proc.stderr

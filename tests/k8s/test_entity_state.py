@@ -20,7 +20,7 @@ from tests.k8s.objects import STABLE, declared, fraud_model
 pytestmark = pytest.mark.k8s
 
 COMPONENT = "card-fraud-entity-state"
-ENTITY_STABLE = declared(STABLE, entityFeatures=True, labelDelayDays=5)
+ENTITY_STABLE = declared(STABLE, entityFeatures=True, labelDelayDays=5, entityLagEpochs=1)
 PLAIN_VERSION = {"version": "2026-12-01", "modelUri": "s3://models/card-fraud/2026-12-01"}
 
 
@@ -85,7 +85,9 @@ def test_an_entity_feature_model_gets_an_owned_component_and_a_consumer_that_rea
         cluster.must_get("ConfigMap", namespace, "card-fraud-routing")["data"]["routing.yaml"]
     )
     [stable] = load_routing_table(routing_file).variants  # as the consumer and the gateway read it
-    assert stable.features == TrainedFeatures(entity_features=True, label_delay_s=5 * DAY)
+    assert stable.features == TrainedFeatures(
+        entity_features=True, label_delay_s=5 * DAY, entity_lag_epochs=1
+    )
     assert condition(fm, "Ready")["status"] == "True"
     assert condition(fm, "EntityStateReady")["reason"] == "Unavailable"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fraudops.features.spec import MAX_ENTITY_LAG_EPOCHS
 from fraudops_operator import crd
 from tests.conftest import REPO_ROOT
 from tests.k8s.cluster import Cluster
@@ -82,6 +83,40 @@ pytestmark = pytest.mark.k8s
             {"stable": declared(STABLE, labelDelayDays=0)},
             "spec.stable.features.labelDelayDays in body should be greater than 0",
         ),
+        (
+            {"stable": declared(STABLE, entityFeatures=True, entityLagEpochs=-1)},
+            "spec.stable.features.entityLagEpochs in body should be greater than or equal to 0",
+        ),
+        (
+            {"stable": declared(STABLE, entityFeatures=True, entityLagEpochs=MAX_ENTITY_LAG_EPOCHS + 1)},
+            f"spec.stable.features.entityLagEpochs: Invalid value: {MAX_ENTITY_LAG_EPOCHS + 1}: "
+            "spec.stable.features.entityLagEpochs in body should be less than or equal to "
+            f"{MAX_ENTITY_LAG_EPOCHS}",
+        ),
+        (
+            {"stable": declared(STABLE, entityFeatures=True, entityLagEpochs=1.5)},
+            "spec.stable.features.entityLagEpochs in body must be of type integer",
+        ),
+        (
+            {"stable": declared(STABLE, entityFeatures=True, entityLagEpochs="1")},
+            "spec.stable.features.entityLagEpochs in body must be of type integer",
+        ),
+        (
+            {
+                "stable": declared(STABLE, entityFeatures=True, entityLagEpochs=1),
+                "candidate": declared(CANDIDATE, entityFeatures=True, entityLagEpochs=0),
+            },
+            "spec.candidate.features.entityLagEpochs: Invalid value: spec.candidate.features must have the "
+            "stable's entityLagEpochs when both versions have entityFeatures",
+        ),
+        (
+            # stored before the field, the stable reads the table with no lag (the schema's default)
+            {
+                "stable": declared(STABLE, entityFeatures=True),
+                "candidate": declared(CANDIDATE, entityFeatures=True, entityLagEpochs=1),
+            },
+            "must have the stable's entityLagEpochs when both versions have entityFeatures",
+        ),
     ],
     ids=[
         "weight-over-100",
@@ -102,6 +137,12 @@ pytestmark = pytest.mark.k8s
         "features-for-no-version",
         "label-delay-beyond-the-entity-ring",
         "label-delay-zero",
+        "entity-lag-negative",
+        "entity-lag-beyond-the-maximum",
+        "entity-lag-not-whole",
+        "entity-lag-a-string",
+        "candidate-entity-lag-unlike-the-stable",
+        "candidate-entity-lag-unlike-a-stable-declared-before-the-field",
     ],
 )
 def test_an_invalid_fraud_model_is_rejected_with_the_schemas_message(
@@ -197,7 +238,7 @@ def test_a_merge_patch_of_a_new_candidate_without_its_features_is_refused_naming
         "2026-11-28, not for 2026-12-05: write 2026-12-05's features in the same patch" in error
     ), error
     assert cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]["candidate"] == declared(
-        CANDIDATE, entityFeatures=True, labelDelayDays=7, entityEpochSeconds=60
+        CANDIDATE, entityFeatures=True, labelDelayDays=7, entityEpochSeconds=60, entityLagEpochs=0
     )
 
 
@@ -213,12 +254,70 @@ def test_a_merge_patch_of_a_new_candidate_with_its_own_features_or_none_is_accep
         "entityFeatures": False,
         "labelDelayDays": 7,
         "entityEpochSeconds": 60,
+        "entityLagEpochs": 0,  # the schema's default: what declarations from before the field meant
     }
 
     # features: null removes the declaration: the version was trained with the defaults.
     later = {"version": "2026-12-09", "modelUri": "s3://models/card-fraud/2026-12-09"}
     assert merge_patch(cluster, namespace, {"candidate": {**later, "features": None}}) == ""
     assert cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]["candidate"] == later
+
+
+def test_every_entity_lag_from_zero_to_the_maximum_is_accepted_as_written(
+    cluster: Cluster, namespace: str
+) -> None:
+    for lag in range(MAX_ENTITY_LAG_EPOCHS + 1):
+        stable = declared(STABLE, entityFeatures=True, entityLagEpochs=lag)
+        assert cluster.try_create(fraud_model(namespace, f"lag-{lag}", stable=stable)) == ""
+
+    stored = {
+        lag: cluster.must_get("FraudModel", namespace, f"lag-{lag}")["spec"]["stable"]["features"][
+            "entityLagEpochs"
+        ]
+        for lag in range(MAX_ENTITY_LAG_EPOCHS + 1)
+    }
+    assert stored == {lag: lag for lag in range(MAX_ENTITY_LAG_EPOCHS + 1)}
+
+
+@pytest.mark.parametrize(
+    ("stable_reads_the_table", "candidate_reads_the_table"),
+    [(True, False), (False, True), (False, False)],
+    ids=["only-the-stable-reads-the-entity-table", "only-the-candidate-does", "neither-does"],
+)
+def test_a_candidate_may_have_another_entity_lag_when_not_both_read_the_entity_table(
+    cluster: Cluster, namespace: str, stable_reads_the_table: bool, candidate_reads_the_table: bool
+) -> None:
+    manifest = fraud_model(
+        namespace,
+        stable=declared(STABLE, entityFeatures=stable_reads_the_table, entityLagEpochs=0),
+        candidate=declared(CANDIDATE, entityFeatures=candidate_reads_the_table, entityLagEpochs=1),
+    )
+
+    assert cluster.try_create(manifest) == ""
+    stored = cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]
+    lags = {role: stored[role]["features"]["entityLagEpochs"] for role in ("stable", "candidate")}
+    assert lags == {"stable": 0, "candidate": 1}
+
+
+def test_a_candidate_with_the_stables_entity_lag_is_accepted_when_both_read_the_entity_table(
+    cluster: Cluster, namespace: str
+) -> None:
+    manifest = fraud_model(
+        namespace,
+        stable=declared(STABLE, entityFeatures=True, entityLagEpochs=1),
+        candidate=declared(CANDIDATE, entityFeatures=True, entityLagEpochs=1),
+    )
+    assert cluster.try_create(manifest) == ""
+
+
+def test_a_declaration_of_the_defaults_needs_no_version_whatever_its_entity_lag(
+    cluster: Cluster, namespace: str
+) -> None:
+    # Without the entity features the model reads no entity table: 0 (before the lag) and 1 (since) both say
+    # no more than no declaration.
+    stable = {**STABLE, "features": {"entityFeatures": False, "entityLagEpochs": 1}}
+
+    assert cluster.try_create(fraud_model(namespace, stable=stable)) == ""
 
 
 def test_a_training_run_cannot_be_changed_once_created(cluster: Cluster, namespace: str) -> None:

@@ -141,6 +141,7 @@ def test_a_successful_training_run_makes_its_artifact_the_fraud_models_candidate
             "entityFeatures": False,
             "labelDelayDays": 7,
             "entityEpochSeconds": 60,
+            "entityLagEpochs": 1,  # what `fraudops train` records now
         },
     }
     cluster.wait_for(
@@ -180,6 +181,7 @@ def test_an_entity_feature_run_hands_over_a_version_that_brings_the_entity_state
         "the FraudModel's candidate",
     )
     assert fm["spec"]["candidate"]["features"]["entityFeatures"] is True
+    assert fm["spec"]["candidate"]["features"]["entityLagEpochs"] == 1
     component = cluster.wait_for(
         lambda: cluster.get("Deployment", namespace, "card-fraud-entity-state"),
         "the entity-state component for the candidate's rollout",

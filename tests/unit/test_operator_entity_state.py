@@ -4,12 +4,13 @@ condition that reports the component (pure parts; tests/k8s/test_entity_state.py
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fraudops.features.spec import DAY
+from fraudops.features.spec import DAY, MAX_ENTITY_LAG_EPOCHS
 from fraudops.routing import TrainedFeatures, load_routing_table
 from fraudops_operator import crd
 from fraudops_operator.desired import (
@@ -19,13 +20,14 @@ from fraudops_operator.desired import (
     desired_routing_config_map,
     routing_table,
 )
-from fraudops_operator.resources import FraudModel
+from fraudops_operator.resources import FraudModel, ModelVersion, version_spec
 from fraudops_operator.rollout import Phase, RolloutState, next_state
 from fraudops_operator.status import Readiness, entity_state_readiness, fraud_model_status
 from tests.unit.fraud_models import CANDIDATE, STABLE, fraud_model_body, stored_fraud_model
 
 T0 = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
-ENTITY_FEATURES = {"entityFeatures": True, "labelDelayDays": 5}
+# as a TrainingRun hands a version trained now over (models trained before the entity lag record 0)
+ENTITY_FEATURES = {"entityFeatures": True, "labelDelayDays": 5, "entityLagEpochs": 1}
 SCRAM_USER = {"type": "scram-sha-512", "kafkaUser": "fraudops-consumer"}
 
 
@@ -172,6 +174,53 @@ def test_a_version_that_declares_no_features_was_trained_with_the_defaults() -> 
 
     assert model.stable is not None and model.stable.features == TrainedFeatures()
     assert model.stream.entity_state.retain_epochs == 1440
+
+
+def test_a_declaration_stored_before_the_entity_lag_says_the_model_reads_the_table_with_none() -> None:
+    version = {**STABLE, "features": {"forVersion": STABLE["version"], "entityFeatures": True}}
+    defaulted = crd.apply_defaults(crd.FRAUD_MODEL_SPEC, {"stable": version})  # as the API server returns it
+    before_the_field = copy.deepcopy(defaulted)  # as it returned it under a CRD without the field
+    del before_the_field["stable"]["features"]["entityLagEpochs"]
+
+    for spec in (before_the_field, defaulted):
+        model = FraudModel.from_body(fraud_model_body(spec))
+        assert model.stable is not None and model.stable.features.entity_lag_epochs == 0
+    assert defaulted["stable"]["features"]["entityLagEpochs"] == crd.UNDECLARED_ENTITY_LAG_EPOCHS
+
+
+def test_the_declared_entity_lag_reaches_the_routing_table_and_the_predictor(tmp_path: Path) -> None:
+    model = fraud_model(with_entity_features(STABLE, entityLagEpochs=3))
+    assert model.stable is not None
+    table = routing_table(model, next_state(model, None, T0).state)
+    assert table is not None
+    path = tmp_path / ROUTING_KEY
+    path.write_text(desired_routing_config_map(model, table)["data"][ROUTING_KEY])
+
+    [stable] = load_routing_table(path).variants
+    [predictor] = desired_inference_service(model, model.stable)["spec"]["predictor"]["containers"]
+    declared = predictor["args"][predictor["args"].index("--trained_features") + 1]
+
+    assert stable.features is not None and stable.features.entity_lag_epochs == 3
+    assert TrainedFeatures.model_validate_json(declared).entity_lag_epochs == 3
+
+
+def test_a_version_spec_writes_the_entity_lag_it_was_read_with() -> None:
+    for lag in (0, 1, MAX_ENTITY_LAG_EPOCHS):
+        version = with_entity_features(STABLE, entityLagEpochs=lag, entityEpochSeconds=60.0)
+        read = ModelVersion.from_spec(version)
+        assert read is not None and version_spec(read) == version
+
+
+def test_without_the_entity_features_the_lag_leaves_a_version_at_the_defaults_in_the_routing_table() -> None:
+    # A hand-over from before the lag wrote the defaults in full (the API server reads the lag as 0); one
+    # since writes 1. Neither model reads the entity table: the table says nothing about either.
+    for lag in (0, 1):
+        plain = {**STABLE, "features": {"forVersion": STABLE["version"], "entityLagEpochs": lag}}
+        model = fraud_model(plain)
+        table = routing_table(model, next_state(model, None, T0).state)
+        assert table is not None
+        [stable] = table.variants
+        assert stable.features is None
 
 
 def deployment(generation: int = 2, **status: int) -> dict[str, Any]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fraudops.features.spec import DAY
+from fraudops.features.spec import DAY, FeatureConfig
+from fraudops.routing import TrainedFeatures
 from fraudops_operator import crd
 from fraudops_operator.desired import desired_children
-from fraudops_operator.resources import TrainingRun
+from fraudops_operator.resources import ModelVersion, TrainingRun
 from fraudops_operator.rollout import Phase, RolloutState
 from fraudops_operator.training import desired_training_job, fraud_model_change, training_outcome
 from tests.unit.fraud_models import stored_fraud_model
@@ -128,6 +129,7 @@ def test_success_makes_the_artifact_the_fraud_models_candidate() -> None:
                     "entityFeatures": False,
                     "labelDelayDays": 7,
                     "entityEpochSeconds": 60,
+                    "entityLagEpochs": 1,
                 },
             },
             "rollout": {"promote": False, "abort": False},
@@ -149,7 +151,29 @@ def test_an_entity_feature_run_trains_with_them_and_hands_over_what_it_trained_w
         "entityFeatures": True,
         "labelDelayDays": 5,
         "entityEpochSeconds": 60,
+        "entityLagEpochs": 1,
     }
+
+
+def test_the_hand_over_declares_what_the_runs_artifact_records_entity_lag_included() -> None:
+    """The operator reads no artifact: it declares what `fraudops train` records when told what the Job is
+    told (its feature_config with training's defaults for the epoch and the lag), which the predictor checks."""
+    run = training_run(entityFeatures=True, data={**SPEC["data"], "labelDelay": "5d"})
+    [container] = desired_training_job(run)["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    # as fraudops_training.pipeline.run_training builds it and writes it to metadata.yaml
+    recorded = TrainedFeatures.recorded(
+        FeatureConfig(label_delay_s=float(env["FRAUDOPS_TRAIN_LABEL_DELAY_DAYS"]) * DAY).as_dict(),
+        {"entity_features": env["FRAUDOPS_TRAIN_ENTITY_FEATURES"] == "true"},
+    )
+
+    patch = fraud_model_change(run, {"spec": {}})
+
+    assert patch is not None
+    declared = ModelVersion.from_spec(patch["spec"]["stable"])
+    assert declared is not None and declared.features == recorded
+    assert patch["spec"]["stable"]["features"]["entityLagEpochs"] == recorded.entity_lag_epochs == 1
+    assert declared.features.mismatch(recorded, "card-fraud:cf-2026-11-28") is None
 
 
 def test_a_fraud_model_without_versions_gets_the_artifact_as_stable() -> None:
@@ -171,6 +195,7 @@ def test_a_promoted_candidate_becomes_stable_before_the_next_one() -> None:
             "entityFeatures": False,
             "labelDelayDays": 7,
             "entityEpochSeconds": 60,
+            "entityLagEpochs": 1,
         },
     }
 
