@@ -18,7 +18,7 @@ from fraudops.features.encode import encode_frame, encode_records, stable_hash
 from fraudops.features.engine import FeatureEngine, labels_from_history
 from fraudops.features.entities import EntityTable
 from fraudops.features.entity_kernel import ENTITY_FIRST
-from fraudops.features.entity_mirror import EntityDelta, EntityMirror, read_in_epoch_order
+from fraudops.features.entity_mirror import EntityDelta, EntityMirror
 from fraudops.features.spec import FEATURE_NAMES, FeatureConfig
 from fraudops_simulator import SimulationConfig
 from fraudops_stream.decode import decode_batch
@@ -83,8 +83,11 @@ def run_component(frame: pd.DataFrame, seed: int, restarts: bool) -> list[Entity
 
 
 def mirror_up_to(mirror: EntityMirror, deltas: list[EntityDelta], epoch: int) -> None:
-    while deltas and deltas[0].epoch <= epoch:
-        mirror.apply(deltas.pop(0))
+    due = 0
+    while due < len(deltas) and deltas[due].epoch <= epoch:
+        due += 1
+    mirror.apply(deltas[:due])  # as a consumer does: every delta its batch needs, in one step
+    del deltas[:due]
     mirror.advance(epoch)
 
 
@@ -98,7 +101,7 @@ def stream_batch(
     features = engine.transform(batch)
     times = batch.txf[:, L.TF_TIME]
     mirror_up_to(mirror, deltas, int(times.max() // FeatureConfig().entity_epoch_s))
-    read_in_epoch_order(mirror, times, batch.risk_keys, FeatureConfig(), features)
+    mirror.features(times, batch.risk_keys, FeatureConfig(), features)
     return features
 
 
@@ -121,7 +124,7 @@ def test_a_scorer_reading_the_published_table_equals_the_replay_value_for_value(
     labels = labels.take(np.argsort(labels.known_at, kind="stable"))
     times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
     engine = FeatureEngine()
-    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
+    mirror = EntityMirror(None, 0, keep_epochs=None)
     rng = np.random.default_rng(8)
     parts, delivered, start = [], 0, 0
     while start < len(values):
@@ -151,7 +154,7 @@ def test_a_consumer_whose_partitions_run_apart_still_reads_each_transaction_at_i
     config = FeatureConfig()
     times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
     partitions = partition_of(frame)
-    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
+    mirror = EntityMirror(None, 0, keep_epochs=None)
     engine = FeatureEngine()
     streamed = np.full(offline.shape, -1.0, dtype=np.float32)
     position = dict.fromkeys(range(PARTITIONS), 0)
@@ -184,23 +187,26 @@ def test_a_consumer_whose_partitions_run_apart_still_reads_each_transaction_at_i
     assert_equal(offline[:, ENTITY_FIRST:], streamed[:, ENTITY_FIRST:])
 
 
-def test_a_mirror_moves_back_and_forth_through_its_history(history: tuple[pd.DataFrame, list[bytes]]) -> None:
+def test_a_mirror_reads_its_table_at_any_epoch_its_history_reaches(
+    history: tuple[pd.DataFrame, list[bytes]],
+) -> None:
     frame, _ = history
     deltas = run_component(frame, seed=6, restarts=False)
-    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
+    mirror = EntityMirror(None, 0, keep_epochs=None)
     middle = deltas[len(deltas) // 2].epoch
     mirror_up_to(mirror, list(deltas), middle)
-    at_middle = (
-        mirror.table.floats[: len(mirror.table)].copy(),
-        mirror.table.ints[: len(mirror.table)].copy(),
-    )
+    n = len(mirror.table)
+    at_middle = (mirror.table.floats[:n].copy(), mirror.table.ints[:n].copy())
     mirror_up_to(mirror, [d for d in deltas if d.epoch > middle], deltas[-1].epoch)
-    mirror.move_to(middle)
-    assert mirror.epoch == middle
-    n = len(at_middle[0])
-    assert np.array_equal(mirror.table.floats[:n], at_middle[0])
-    assert np.array_equal(mirror.table.ints[:n], at_middle[1])
-    assert not mirror.table.floats[n : len(mirror.table)].any(), "entities first seen later are empty again"
+    assert len(mirror.table) > n and not np.array_equal(mirror.table.floats[:n], at_middle[0])
+    every = np.arange(len(mirror.table))
+    floats, ints = mirror.read_rows(every, np.full(len(every), middle))
+    assert np.array_equal(floats[:n], at_middle[0])
+    assert np.array_equal(ints[:n], at_middle[1])
+    assert not floats[n:].any() and not ints[n:].any(), "entities first seen later are empty at the middle"
+    newest_f, _ = mirror.read_rows(every, np.full(len(every), deltas[-1].epoch))
+    assert np.array_equal(newest_f, mirror.table.floats[: len(every)])
     mirror.forget_before(middle)
-    mirror.move_to(0)
-    assert mirror.epoch == mirror.oldest_readable_epoch == middle, "it cannot go back before what it forgot"
+    assert mirror.oldest_readable_epoch == middle, "it cannot read before what it forgot"
+    floats, _ = mirror.read_rows(every, np.zeros(len(every), dtype=np.int64))
+    assert np.array_equal(floats[:n], at_middle[0]), "older reads come from the oldest table it reaches"

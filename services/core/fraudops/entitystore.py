@@ -27,7 +27,7 @@ import psycopg
 from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
 from fraudops.features.entities import EntityTable
-from fraudops.features.entity_mirror import EntityDelta, EntityMirror
+from fraudops.features.entity_mirror import EntityDelta, EntityMirror, MirrorTable
 from fraudops.features.spec import DAY, FEATURE_VERSION, FeatureConfig
 
 #: deltas of a topic after one epoch up to another, in order (parameters: topic, after, upto)
@@ -160,9 +160,10 @@ def load_component(conn: psycopg.Connection, topic: str) -> tuple[EntityTable, C
     if row is None:
         return None
     epoch, offsets, labels_cursor, queue, config = row
-    mirror = load_mirror(conn, topic, epoch)
+    mirror = load_mirror(conn, topic, epoch, keep_epochs=0)
     assert mirror is not None, "a published epoch always has a snapshot at or before it"
-    table = mirror.table
+    table = mirror.table.entity_table()
+    del mirror
     queued = _from_bytes(bytes(queue))
     table.queued = 0
     table.reserve_queue(len(queued["queue_f"]))
@@ -245,11 +246,10 @@ def deltas_kept_after(conn: psycopg.Connection, topic: str, epoch: int) -> bool:
 def mirror_from_snapshot(row: tuple[int, bytes], keep_epochs: int | None = 120) -> EntityMirror:
     """A mirror from a row of SNAPSHOT_SQL (epoch, body)."""
     base_epoch, body = row
-    return EntityMirror(table_from_snapshot(bytes(body)), int(base_epoch), keep_epochs)
+    return EntityMirror(MirrorTable.from_arrays(_from_bytes(bytes(body))), int(base_epoch), keep_epochs)
 
 
 def apply_deltas(mirror: EntityMirror, rows: list[tuple[int, bytes]], epoch: int) -> None:
-    """Apply rows of DELTAS_SQL (epoch, body) up to `epoch`; the mirror then stands at `epoch`."""
-    for delta_epoch, body in rows:
-        mirror.apply(EntityDelta.from_bytes(int(delta_epoch), bytes(body)))
+    """Apply rows of DELTAS_SQL (epoch, body) up to `epoch` (in one step); the mirror then stands at `epoch`."""
+    mirror.apply([EntityDelta.from_bytes(int(delta_epoch), bytes(body)) for delta_epoch, body in rows])
     mirror.advance(epoch)

@@ -19,7 +19,7 @@ import psycopg
 from fraudops import entitystore
 from fraudops.features import layout as L
 from fraudops.features.encode import EncodedBatch
-from fraudops.features.entity_mirror import EntityMirror, read_in_epoch_order
+from fraudops.features.entity_mirror import EntityMirror, read_epochs
 from fraudops.features.spec import FeatureConfig
 from fraudops_stream import metrics
 
@@ -40,7 +40,8 @@ class EntityReads:
         self.partition_epochs: dict[int, int] = {}
 
     def epochs(self, batch: EncodedBatch) -> np.ndarray:
-        return np.floor(batch.txf[:, L.TF_TIME] / self.config.entity_epoch_s).astype(np.int64)
+        """The epoch each record of the batch reads the table at."""
+        return read_epochs(batch.txf[:, L.TF_TIME], self.config)
 
     def published_epoch(self, conn: psycopg.Connection) -> int | None:
         return entitystore.published_epoch(conn, self.topic)
@@ -60,8 +61,7 @@ class EntityReads:
         if not entitystore.deltas_kept_after(conn, self.topic, mirror.newest_epoch):
             mirror = self._rebuilt(conn, oldest)
             deltas = entitystore.read_deltas(conn, self.topic, mirror.newest_epoch, newest)
-        for delta in deltas:
-            mirror.apply(delta)
+        mirror.apply(deltas)
         mirror.advance(newest)
         return mirror
 
@@ -70,7 +70,7 @@ class EntityReads:
         mirror = self.mirror
         assert mirror is not None, "mirror_up_to first"
         stale_before = mirror.stale_reads
-        read_in_epoch_order(mirror, batch.txf[:, L.TF_TIME], batch.risk_keys, self.config, features)
+        mirror.features(batch.txf[:, L.TF_TIME], batch.risk_keys, self.config, features)
         metrics.ENTITY_STALE_READS.inc(mirror.stale_reads - stale_before)
         for partition, epoch in zip(partitions, self.epochs(batch).tolist(), strict=True):
             self.partition_epochs[partition] = max(self.partition_epochs.get(partition, epoch), epoch)

@@ -175,19 +175,20 @@ class EntityTable:
         }
 
     @classmethod
-    def from_arrays(cls, data: Mapping[str, np.ndarray]) -> EntityTable:
-        expected = [L.N_ENTITY_FLOAT, L.N_ENTITY_INT, L.N_QF, L.N_QI, len(ENTITY_TABLES)]
-        if data["entity_header"].tolist() != expected:
-            raise ConfigurationError(
-                "the entity table snapshot has another layout: rebuild it by replaying history"
-            )
+    def from_rows(cls, keys: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> EntityTable:
+        """A table of these rows (row i: salted key keys[i]), its queue empty."""
         table = cls()
-        keys = data["entity_keys"]
         table._rows = dict(zip(keys.tolist(), range(len(keys)), strict=True))
         table._grow()
         table.keys[: len(keys)] = keys
-        table.floats[: len(keys)] = data["entity_floats"]
-        table.ints[: len(keys)] = data["entity_ints"]
+        table.floats[: len(keys)] = floats
+        table.ints[: len(keys)] = ints
+        return table
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, np.ndarray]) -> EntityTable:
+        check_snapshot_layout(data)
+        table = cls.from_rows(data["entity_keys"], data["entity_floats"], data["entity_ints"])
         table.queued = len(data["entity_queue_f"])
         table.reserve_queue(0)
         table.queue_f[: table.queued] = data["entity_queue_f"]
@@ -198,6 +199,13 @@ class EntityTable:
     def memory_bytes(self) -> int:
         """Bytes held by the arrays (the key map adds ~100 bytes an entity on top)."""
         return sum(a.nbytes for a in (self.floats, self.ints, self.queue_f, self.queue_i, self.keys))
+
+
+def check_snapshot_layout(data: Mapping[str, np.ndarray]) -> None:
+    """Refuse a snapshot (`EntityTable.arrays`) written with another row layout."""
+    expected = [L.N_ENTITY_FLOAT, L.N_ENTITY_INT, L.N_QF, L.N_QI, len(ENTITY_TABLES)]
+    if data["entity_header"].tolist() != expected:
+        raise ConfigurationError("the entity table snapshot has another layout: rebuild it by replaying history")
 
 
 def salted_keys(keys: np.ndarray) -> np.ndarray:
