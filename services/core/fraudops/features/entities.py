@@ -8,13 +8,13 @@ epoch included, round-trips through `snapshot`/`restore`: a restarted component 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
-from fraudops.features.entity_kernel import close_epoch, ingest
+from fraudops.features.entity_kernel import apply_events, ingest
 from fraudops.features.spec import ENTITY_TABLES, FeatureConfig
 
 _INITIAL_ROWS = 1024
@@ -68,7 +68,7 @@ class EntityTable:
         self, times: np.ndarray, fraud_times: np.ndarray, keys: np.ndarray, customer_hashes: np.ndarray
     ) -> None:
         """Queue events in any order (transactions: fraud time NaN; labels: known-at time and the
-        labelled transaction's time); `close_until` applies them in the order the replay does."""
+        labelled transaction's time); `close_epochs` applies them in the order the replay does."""
         rows = self.rows(keys)
         self.reserve_queue(len(times))
         end = self.queued + len(times)
@@ -83,7 +83,7 @@ class EntityTable:
         return np.unique(np.floor(self.queue_f[: self.queued, L.QF_TIME] / epoch_s))
 
     def order_queue(self) -> None:
-        """Put the queue in the order training's replay applies events (before `close_until`).
+        """Put the queue in the order training's replay applies events (before `close_epochs`).
 
         The replay queues events in event-time order, a fraud label after the transactions of its
         known-at instant and labels known at the same instant by their transactions' times; events
@@ -96,17 +96,32 @@ class EntityTable:
         order = np.lexsort((np.where(is_label, qf[:, L.QF_FRAUD_TIME], 0.0), is_label, qf[:, L.QF_TIME]))
         self.queue_f[:queued], self.queue_i[:queued] = qf[order], qi[order]
 
-    def close_until(self, epoch: float, config: FeatureConfig) -> np.ndarray:
-        """Apply the queued events before `epoch`'s start (queue ordered); returns the rows that changed."""
-        start = epoch * config.entity_epoch_s
-        due = int(np.searchsorted(self.queue_f[: self.queued, L.QF_TIME], start, side="left"))
-        changed = self.queue_i[:due, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)]
-        changed = np.unique(changed[changed >= 0])
-        self.queued = close_epoch(
-            self.floats, self.ints, self.queue_f, self.queue_i, self.queued, start, config.label_delay_s
-        )
-        self.epoch = max(self.epoch, epoch)
-        return changed
+    def close_epochs(
+        self, epochs: Sequence[int], config: FeatureConfig
+    ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """Close `epochs` (ascending) one after the other: apply the queued events (queue ordered) before
+        each one's start; returns, for each, (epoch, `export_rows` of the rows its close changed).
+
+        The same steps as the kernel's `close_epoch` per epoch, but the closed events leave the queue once
+        at the end: moving the rest of the queue at every close costs a sparse history's thousands of
+        epochs the whole queue each."""
+        times = self.queue_f[: self.queued, L.QF_TIME]
+        entities = slice(L.QI_ENTITY, L.QI_ENTITY + len(ENTITY_TABLES))
+        closed = []
+        applied = 0
+        for epoch in epochs:
+            due = int(np.searchsorted(times, epoch * config.entity_epoch_s, side="left"))
+            changed = self.queue_i[applied:due, entities]
+            changed = np.unique(changed[changed >= 0])
+            apply_events(self.floats, self.ints, self.queue_f, self.queue_i, applied, due, config.label_delay_s)
+            closed.append((epoch, *self.export_rows(changed)))
+            applied = due
+            self.epoch = max(self.epoch, epoch)
+        rest = self.queued - applied
+        self.queue_f[:rest] = self.queue_f[applied : self.queued]  # numpy buffers overlapping copies
+        self.queue_i[:rest] = self.queue_i[applied : self.queued]
+        self.queued = rest
+        return closed
 
     def export_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(salted keys, float rows, int rows) of these rows: what a mirror needs to update them."""
