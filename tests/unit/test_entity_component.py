@@ -210,3 +210,26 @@ def test_a_mirror_reads_its_table_at_any_epoch_its_history_reaches(
     assert mirror.oldest_readable_epoch == middle, "it cannot read before what it forgot"
     floats, _ = mirror.read_rows(every, np.zeros(len(every), dtype=np.int64))
     assert np.array_equal(floats[:n], at_middle[0]), "older reads come from the oldest table it reaches"
+
+
+def test_deltas_applied_many_at_once_leave_the_mirror_as_applied_one_by_one(
+    history: tuple[pd.DataFrame, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraudops.features import entity_mirror
+
+    frame, _ = history
+    deltas = run_component(frame, seed=7, restarts=False)
+    one_by_one = EntityMirror(None, 0, keep_epochs=None)
+    for delta in deltas:
+        one_by_one.apply(delta)
+    monkeypatch.setattr(entity_mirror, "APPLY_STEP_ROWS", 500)  # several steps, each of many deltas
+    at_once = EntityMirror(None, 0, keep_epochs=None)
+    at_once.apply(deltas)
+    n = len(one_by_one.table)
+    assert len(at_once.table) == n and len(at_once.history) == len(one_by_one.history)
+    rows = at_once.table.rows_of_salted(one_by_one.table.keys[:n], create=False)
+    for epoch in [deltas[0].epoch - 1, *(d.epoch for d in deltas[:: len(deltas) // 7]), deltas[-1].epoch]:
+        expected = one_by_one.read_rows(np.arange(n), np.full(n, epoch))
+        actual = at_once.read_rows(rows, np.full(n, epoch))
+        assert np.array_equal(expected[0], actual[0]) and np.array_equal(expected[1], actual[1])
+    assert at_once.table.floats[rows].any(), "the rows must hold something to compare"

@@ -28,6 +28,8 @@ _INITIAL_ROWS = 1024
 #: a history entry's sort code is `row << 32 | epoch`: rows and epochs each below 2**31 (epochs of
 #: 60 s reach 2**31 in the year 6000)
 _EPOCH_BITS = 32
+#: the most changed rows a mirror applies in one vectorised step
+APPLY_STEP_ROWS = 100_000
 
 
 def read_epochs(times: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -289,17 +291,30 @@ class EntityMirror:
         return self.newest_epoch
 
     def apply(self, deltas: EntityDelta | Sequence[EntityDelta]) -> None:
-        """Take the next published deltas (ascending epochs, after the newest applied), in one step."""
+        """Take the next published deltas (ascending epochs, after the newest applied), many in one step."""
         if isinstance(deltas, EntityDelta):
             deltas = [deltas]
-        if not deltas:
-            return
         epochs = [delta.epoch for delta in deltas]
-        if epochs[0] <= self.newest_epoch or any(b <= a for a, b in zip(epochs, epochs[1:])):
+        if epochs and (epochs[0] <= self.newest_epoch or any(b <= a for a, b in zip(epochs, epochs[1:]))):
             raise ValueError(
                 f"deltas of epochs {epochs[0]}..{epochs[-1]} do not follow the mirror's epoch "
                 f"{self.newest_epoch} in ascending order"
             )
+        # steps of at most APPLY_STEP_ROWS changed rows (but whole deltas): a step's temporaries are
+        # a few copies of its rows (~300 bytes each), and a rebuild may apply hundreds of large deltas
+        step: list[EntityDelta] = []
+        rows = 0
+        for delta in deltas:
+            if step and rows + len(delta.keys) > APPLY_STEP_ROWS:
+                self._apply_step(step)
+                step, rows = [], 0
+            step.append(delta)
+            rows += len(delta.keys)
+        if step:
+            self._apply_step(step)
+
+    def _apply_step(self, deltas: Sequence[EntityDelta]) -> None:
+        epochs = [delta.epoch for delta in deltas]
         keys = np.concatenate([delta.keys for delta in deltas])
         floats = np.concatenate([delta.floats for delta in deltas])
         ints = np.concatenate([delta.ints for delta in deltas])
