@@ -213,10 +213,13 @@ def load_mirror(
         epoch = published_epoch(conn, topic)
         if epoch is None:
             return None
-    row = conn.execute(SNAPSHOT_SQL, (topic, epoch)).fetchone()
+    # binary results: a bytea in text is hex, twice the body's size on top of it while it is decoded
+    row = conn.execute(SNAPSHOT_SQL, (topic, epoch), binary=True).fetchone()
     if row is None:  # pruned past it: the oldest there is (reads before it are counted as stale)
         row = conn.execute(
-            "SELECT epoch, body FROM entity_table_snapshots WHERE topic = %s ORDER BY epoch LIMIT 1", (topic,)
+            "SELECT epoch, body FROM entity_table_snapshots WHERE topic = %s ORDER BY epoch LIMIT 1",
+            (topic,),
+            binary=True,
         ).fetchone()
         if row is None:
             return None
@@ -227,12 +230,13 @@ def load_mirror(
 
 def advance_mirror(conn: psycopg.Connection, topic: str, mirror: EntityMirror, epoch: int) -> None:
     """Apply the published deltas up to `epoch` (which the component must have published)."""
-    apply_deltas(mirror, conn.execute(DELTAS_SQL, (topic, mirror.newest_epoch, epoch)).fetchall(), epoch)
+    rows = conn.execute(DELTAS_SQL, (topic, mirror.newest_epoch, epoch), binary=True).fetchall()
+    apply_deltas(mirror, rows, epoch)
 
 
 def read_deltas(conn: psycopg.Connection, topic: str, after: int, upto: int) -> list[EntityDelta]:
     """The published deltas after epoch `after` up to `upto`, in order."""
-    rows = conn.execute(DELTAS_SQL, (topic, after, upto)).fetchall()
+    rows = conn.execute(DELTAS_SQL, (topic, after, upto), binary=True).fetchall()
     return [EntityDelta.from_bytes(int(epoch), bytes(body)) for epoch, body in rows]
 
 
