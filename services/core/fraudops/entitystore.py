@@ -66,6 +66,9 @@ class ComponentPosition:
     queue_f: np.ndarray
     queue_i: np.ndarray
     config: FeatureConfig
+    #: the salted keys of the queued events' entities (`EntityTable.queued_entity_keys`): a restored table
+    #: numbers the rows created after its snapshot in its own order, so the queue is restored by key
+    queue_keys: np.ndarray | None = None
 
 
 def _to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -107,7 +110,10 @@ def publish(
                 position.epoch,
                 json.dumps({str(p): o for p, o in position.offsets.items()}),
                 position.labels_cursor,
-                _to_bytes({"queue_f": position.queue_f, "queue_i": position.queue_i}),
+                _to_bytes(
+                    {"queue_f": position.queue_f, "queue_i": position.queue_i}
+                    | ({} if position.queue_keys is None else {"queue_keys": position.queue_keys})
+                ),
                 json.dumps(position.config.as_dict()),
             ),
         )
@@ -165,19 +171,18 @@ def load_component(conn: psycopg.Connection, topic: str) -> tuple[EntityTable, C
     table = mirror.table.entity_table()
     del mirror
     queued = _from_bytes(bytes(queue))
-    table.queued = 0
-    table.reserve_queue(len(queued["queue_f"]))
-    table.queue_f[: len(queued["queue_f"])] = queued["queue_f"]
-    table.queue_i[: len(queued["queue_i"])] = queued["queue_i"]
-    table.queued = len(queued["queue_f"])
+    # positions written before the keys were kept hold row numbers only (right if no row was created
+    # after the snapshot they are restored from)
+    table.requeue(queued["queue_f"], queued["queue_i"], queued.get("queue_keys"))
     table.epoch = float(epoch)
     position = ComponentPosition(
         int(epoch),
         {int(p): int(o) for p, o in offsets.items()},
         labels_cursor,
-        queued["queue_f"],
-        queued["queue_i"],
+        table.queue_f[: table.queued].copy(),
+        table.queue_i[: table.queued].copy(),
         FeatureConfig.from_dict(config),
+        table.queued_entity_keys(),
     )
     return table, position
 

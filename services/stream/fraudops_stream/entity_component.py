@@ -341,6 +341,7 @@ class EntityStateComponent:
             table.queue_f[: table.queued],
             table.queue_i[: table.queued],
             self.config,
+            table.queued_entity_keys(),
         )
         return deltas, position
 

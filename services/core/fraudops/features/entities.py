@@ -123,6 +123,25 @@ class EntityTable:
         self.queued = rest
         return closed
 
+    def queued_entity_keys(self) -> np.ndarray:
+        """The salted keys of the queued events' entities ([queued, tables], 0: none): what the queue refers
+        to, whatever rows another table gives the same entities."""
+        rows = self.queue_i[: self.queued, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)]
+        return np.where(rows >= 0, self.keys[np.maximum(rows, 0)], 0)
+
+    def requeue(self, queue_f: np.ndarray, queue_i: np.ndarray, entity_keys: np.ndarray | None) -> None:
+        """Put these events in the queue (after what it holds). `entity_keys` (`queued_entity_keys` of the
+        table they were queued in) points them at this table's rows of the same entities; without them their
+        row numbers are taken as they are (valid only if this table numbers its rows as that one did)."""
+        queue_i = queue_i.copy()
+        if entity_keys is not None:
+            queue_i[:, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)] = self.rows_of_salted(entity_keys, create=True)
+        self.reserve_queue(len(queue_f))
+        end = self.queued + len(queue_f)
+        self.queue_f[self.queued : end] = queue_f
+        self.queue_i[self.queued : end] = queue_i
+        self.queued = end
+
     def export_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(salted keys, float rows, int rows) of these rows: what a mirror needs to update them."""
         return self.keys[rows].copy(), self.floats[rows].copy(), self.ints[rows].copy()
