@@ -259,3 +259,31 @@ def test_a_restored_table_that_numbers_its_rows_otherwise_takes_the_open_epochs_
     rows = renumbered.rows_of_salted(table.keys[:n], create=False)
     assert np.array_equal(renumbered.floats[rows], table.floats[:n])
     assert np.array_equal(renumbered.ints[rows], table.ints[:n])
+
+
+def test_a_mirror_within_a_small_history_budget_reads_exactly_from_its_oldest_readable_epoch_on(
+    history: tuple[pd.DataFrame, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the history's arrays fill, drop what the budget forgot and grow again many times over
+    from fraudops.features import entity_mirror
+
+    frame, _ = history
+    deltas = run_component(frame, seed=9, restarts=False)
+    monkeypatch.setattr(entity_mirror, "APPLY_STEP_ROWS", 100)
+    reference = EntityMirror(None, 0, keep_epochs=None, max_history_rows=10**9)
+    reference.apply(deltas)
+    small = EntityMirror(None, 0, keep_epochs=None, max_history_rows=400)
+    checked = 0
+    for start in range(0, len(deltas), 37):
+        small.apply(deltas[start : start + 37])
+        assert len(small.history) <= 400 + 100
+        n = len(small.table)
+        rows = reference.table.rows_of_salted(small.table.keys[:n], create=False)
+        for epoch in (small.oldest_readable_epoch, (small.oldest_readable_epoch + small.newest_epoch) // 2):
+            expected = reference.read_rows(rows, np.full(n, epoch))
+            actual = small.read_rows(np.arange(n), np.full(n, epoch))
+            assert np.array_equal(expected[0], actual[0]) and np.array_equal(expected[1], actual[1])
+            checked += 1
+    assert small.oldest_readable_epoch > deltas[len(deltas) // 2].epoch, "the budget must have forgotten"
+    assert len(small.history.epochs) == 1024, "forgotten entries make room: the first arrays are never outgrown"
+    assert checked > 100

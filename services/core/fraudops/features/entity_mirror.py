@@ -182,14 +182,17 @@ class ChangeHistory:
     def newest_epoch(self) -> int | None:
         return int(self.epochs[self.end - 1]) if len(self) else None
 
-    def append(self, epochs: np.ndarray, rows: np.ndarray, before_f: np.ndarray, before_i: np.ndarray) -> None:
-        """Entries in ascending epochs, all after the newest kept; (row, epoch) pairs distinct."""
+    def append(
+        self, epochs: np.ndarray, rows: np.ndarray, before_f: np.ndarray, before_i: np.ndarray, room: int = 0
+    ) -> None:
+        """Entries in ascending epochs, all after the newest kept; (row, epoch) pairs distinct. `room`: the
+        entries the arrays are sized for once they must grow (what the owner keeps, plus one step)."""
         added = len(epochs)
         if not added:
             return
         if int(epochs.max()) >= 2 ** (_EPOCH_BITS - 1) or int(epochs.min()) < 0:
             raise ValueError(f"entity epochs must lie in [0, 2**31): got {int(epochs.min())}..{int(epochs.max())}")
-        self._make_room(added)
+        self._make_room(added, room)
         end = self.end + added
         self.epochs[self.end : end] = epochs
         self.rows[self.end : end] = rows
@@ -226,18 +229,18 @@ class ChangeHistory:
         hit = inside & (rows >= 0) & ((self._codes[index] >> _EPOCH_BITS) == rows)
         return hit, self._positions[index]
 
-    def _make_room(self, added: int) -> None:
-        """Room for `added` entries: forgotten ones are dropped first (once they are a quarter of the arrays),
-        the arrays grow by a quarter only when the kept ones need it."""
+    def _make_room(self, added: int, room: int) -> None:
+        """Room for `added` entries: the forgotten ones are dropped when the arrays are full, and the arrays
+        grow (doubling, up to `room` unless the kept ones need more) only when the kept ones need it."""
         capacity = len(self.epochs)
         if self.end + added <= capacity:
             return
         kept = self.end - self.start
-        if self.start >= capacity // 4 and kept + added <= capacity:
+        if self.start and kept + added <= capacity:
             self._compact()
             return
-        capacity = max(kept + added, capacity + capacity // 4, _INITIAL_ROWS)
-        self._compact(capacity)
+        grown = min(2 * capacity, room) if room else capacity + capacity // 4
+        self._compact(max(kept + added, grown, _INITIAL_ROWS))
 
     def _compact(self, capacity: int | None = None) -> None:
         start, end = self.start, self.end
@@ -340,7 +343,9 @@ class EntityMirror:
         in_order_f[order] = before_f
         in_order_i[order] = before_i
         del before_f, before_i
-        self.history.append(change_epochs, rows, in_order_f, in_order_i)
+        self.history.append(
+            change_epochs, rows, in_order_f, in_order_i, room=self.max_history_rows + APPLY_STEP_ROWS
+        )
         self.newest_epoch = epochs[-1]
         if self.keep_epochs is not None:
             self.forget_before(self.newest_epoch - self.keep_epochs)
