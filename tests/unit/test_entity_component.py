@@ -287,3 +287,14 @@ def test_a_mirror_within_a_small_history_budget_reads_exactly_from_its_oldest_re
     assert small.oldest_readable_epoch > deltas[len(deltas) // 2].epoch, "the budget must have forgotten"
     assert len(small.history.epochs) == 1024, "forgotten entries make room: the first arrays are never outgrown"
     assert checked > 100
+
+
+def test_a_snapshot_waits_for_its_epochs_and_for_deltas_as_large_as_the_table() -> None:
+    from fraudops_stream.entity_component import EntityComponentOptions, snapshot_due
+
+    options = EntityComponentOptions(snapshot_every_epochs=240, snapshot_rows_share=1.0)
+    assert not snapshot_due(239, 10**6, 1000, options), "never before its epochs"
+    assert not snapshot_due(5000, 999, 1000, options), "a sparse history: fewer changed rows than the table"
+    assert snapshot_due(240, 1000, 1000, options)
+    every_epochs = EntityComponentOptions(snapshot_every_epochs=240, snapshot_rows_share=0.0)
+    assert snapshot_due(240, 0, 1000, every_epochs)

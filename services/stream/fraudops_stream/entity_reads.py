@@ -85,6 +85,7 @@ class EntityReads:
         mirror = entitystore.load_mirror(conn, self.topic, oldest, keep_epochs=None)
         assert mirror is not None, "a published epoch has a snapshot at or before it"
         mirror.max_history_rows = ENTITY_HISTORY_ROWS
+        mirror.forget_before(oldest)  # the deltas from the snapshot up to `oldest`: no read needs them
         if mirror.oldest_readable_epoch > oldest:
             log.warning(
                 "entity table: no snapshot reaches back to a partition's epoch; its reads come from a newer table",
