@@ -250,8 +250,12 @@ def test_a_restored_table_that_numbers_its_rows_otherwise_takes_the_open_epochs_
     table = state.table
     assert table.queued > 0
     n = len(table)
-    renumbered = EntityTable.from_rows(table.keys[:n][::-1].copy(), table.floats[:n][::-1], table.ints[:n][::-1])
-    renumbered.requeue(table.queue_f[: table.queued], table.queue_i[: table.queued], table.queued_entity_keys())
+    renumbered = EntityTable.from_rows(
+        table.keys[:n][::-1].copy(), table.floats[:n][::-1], table.ints[:n][::-1]
+    )
+    renumbered.requeue(
+        table.queue_f[: table.queued], table.queue_i[: table.queued], table.queued_entity_keys()
+    )
     renumbered.epoch = table.epoch
     closing = int(times[half - 1] // config.entity_epoch_s) + 1
     state.close(closing * config.entity_epoch_s + 1)
@@ -285,7 +289,9 @@ def test_a_mirror_within_a_small_history_budget_reads_exactly_from_its_oldest_re
             assert np.array_equal(expected[0], actual[0]) and np.array_equal(expected[1], actual[1])
             checked += 1
     assert small.oldest_readable_epoch > deltas[len(deltas) // 2].epoch, "the budget must have forgotten"
-    assert len(small.history.epochs) == 1024, "forgotten entries make room: the first arrays are never outgrown"
+    assert len(small.history.epochs) == 1024, (
+        "forgotten entries make room: the first arrays are never outgrown"
+    )
     assert checked > 100
 
 

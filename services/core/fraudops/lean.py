@@ -12,7 +12,7 @@ from collections.abc import Callable
 def _glibc_malloc_trim() -> Callable[[int], int] | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim  # type: ignore[no-any-return]
+        return libc.malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim this way
         return None
 

@@ -71,7 +71,7 @@ T = TypeVar("T")
 #: What an unavailable dependency raises: waited out while running, the reason to stop quietly when asked to.
 _UNAVAILABLE = (RetryableError, KafkaException, psycopg.OperationalError)
 #: how often the consumer gives the C heap's freed pages back (`return_freed_memory`)
-TRIM_INTERVAL_S = 2.0
+TRIM_INTERVAL_S = 1.0
 ENTITY_POLL_S = 0.05  # how often a consumer waiting for the entity-state component looks again
 #: how long a batch waits in hand for the entity-state component; beyond, it is put back (its partitions
 #: paused and rewound) and the consumer keeps polling, so a long wait never exceeds max.poll.interval.ms

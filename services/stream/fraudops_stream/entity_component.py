@@ -94,7 +94,9 @@ class EntityComponentOptions:
     extra_kafka: dict[str, Any] = field(default_factory=dict)
 
 
-def snapshot_due(epochs_since: int, rows_since: int, table_rows: int, options: EntityComponentOptions) -> bool:
+def snapshot_due(
+    epochs_since: int, rows_since: int, table_rows: int, options: EntityComponentOptions
+) -> bool:
     """Whether to store the whole table now: `snapshot_every_epochs` after the last snapshot, once the deltas
     published since hold `snapshot_rows_share` of the table's rows. A snapshot bounds what a restart or a
     mirror's rebuild replays; replaying fewer rows than the table holds costs less than the snapshot

@@ -113,7 +113,9 @@ class EntityTable:
             due = int(np.searchsorted(times, epoch * config.entity_epoch_s, side="left"))
             changed = self.queue_i[applied:due, entities]
             changed = np.unique(changed[changed >= 0])
-            apply_events(self.floats, self.ints, self.queue_f, self.queue_i, applied, due, config.label_delay_s)
+            apply_events(
+                self.floats, self.ints, self.queue_f, self.queue_i, applied, due, config.label_delay_s
+            )
             closed.append((epoch, *self.export_rows(changed)))
             applied = due
             self.epoch = max(self.epoch, epoch)
@@ -135,7 +137,9 @@ class EntityTable:
         row numbers are taken as they are (valid only if this table numbers its rows as that one did)."""
         queue_i = queue_i.copy()
         if entity_keys is not None:
-            queue_i[:, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)] = self.rows_of_salted(entity_keys, create=True)
+            queue_i[:, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)] = self.rows_of_salted(
+                entity_keys, create=True
+            )
         self.reserve_queue(len(queue_f))
         end = self.queued + len(queue_f)
         self.queue_f[self.queued : end] = queue_f
@@ -239,7 +243,9 @@ def check_snapshot_layout(data: Mapping[str, np.ndarray]) -> None:
     """Refuse a snapshot (`EntityTable.arrays`) written with another row layout."""
     expected = [L.N_ENTITY_FLOAT, L.N_ENTITY_INT, L.N_QF, L.N_QI, len(ENTITY_TABLES)]
     if data["entity_header"].tolist() != expected:
-        raise ConfigurationError("the entity table snapshot has another layout: rebuild it by replaying history")
+        raise ConfigurationError(
+            "the entity table snapshot has another layout: rebuild it by replaying history"
+        )
 
 
 def salted_keys(keys: np.ndarray) -> np.ndarray:

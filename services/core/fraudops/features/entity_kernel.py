@@ -208,7 +208,13 @@ def close_epoch(
 
 @nb.njit(cache=True)
 def apply_events(
-    EF: np.ndarray, EI: np.ndarray, qf: np.ndarray, qi: np.ndarray, start: int, stop: int, label_delay_s: float
+    EF: np.ndarray,
+    EI: np.ndarray,
+    qf: np.ndarray,
+    qi: np.ndarray,
+    start: int,
+    stop: int,
+    label_delay_s: float,
 ) -> None:
     """Apply the queued events start..stop-1 in queue order, as `close_epoch` applies those it closes (the
     queue stays as it is: the entity-state component closes many epochs, then drops their events once)."""

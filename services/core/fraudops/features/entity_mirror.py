@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -92,7 +93,7 @@ class MirrorTable:
         self.floats = np.zeros((capacity, L.N_ENTITY_FLOAT))
         self.ints = np.zeros((capacity, L.N_ENTITY_INT), dtype=np.int64)
         self._rows = n
-        if n:
+        if keys is not None and floats is not None and ints is not None:
             self.keys[:n] = keys
             self.floats[:n] = floats
             self.ints[:n] = ints
@@ -152,7 +153,9 @@ class MirrorTable:
     def _reserve(self, needed: int) -> None:
         if needed <= len(self.keys):
             return
-        capacity = max(needed, len(self.keys) + len(self.keys) // 4)  # a quarter: at 1M entities, 75 MB not 150
+        capacity = max(
+            needed, len(self.keys) + len(self.keys) // 4
+        )  # a quarter: at 1M entities, 75 MB not 150
         self.floats.resize((capacity, L.N_ENTITY_FLOAT), refcheck=False)  # zero-filled
         self.ints.resize((capacity, L.N_ENTITY_INT), refcheck=False)
         self.keys.resize(capacity, refcheck=False)
@@ -191,7 +194,9 @@ class ChangeHistory:
         if not added:
             return
         if int(epochs.max()) >= 2 ** (_EPOCH_BITS - 1) or int(epochs.min()) < 0:
-            raise ValueError(f"entity epochs must lie in [0, 2**31): got {int(epochs.min())}..{int(epochs.max())}")
+            raise ValueError(
+                f"entity epochs must lie in [0, 2**31): got {int(epochs.min())}..{int(epochs.max())}"
+            )
         self._make_room(added, room)
         end = self.end + added
         self.epochs[self.end : end] = epochs
@@ -298,7 +303,7 @@ class EntityMirror:
         if isinstance(deltas, EntityDelta):
             deltas = [deltas]
         epochs = [delta.epoch for delta in deltas]
-        if epochs and (epochs[0] <= self.newest_epoch or any(b <= a for a, b in zip(epochs, epochs[1:]))):
+        if epochs and (epochs[0] <= self.newest_epoch or any(b <= a for a, b in pairwise(epochs))):
             raise ValueError(
                 f"deltas of epochs {epochs[0]}..{epochs[-1]} do not follow the mirror's epoch "
                 f"{self.newest_epoch} in ascending order"
