@@ -30,7 +30,7 @@ _INITIAL_ROWS = 1024
 #: 60 s reach 2**31 in the year 6000)
 _EPOCH_BITS = 32
 #: the most changed rows a mirror applies in one vectorised step
-APPLY_STEP_ROWS = 100_000
+APPLY_STEP_ROWS = 50_000
 
 
 def read_epochs(times: np.ndarray, config: FeatureConfig) -> np.ndarray:
