@@ -18,7 +18,7 @@ from fraudops.features.encode import encode_frame, encode_records, stable_hash
 from fraudops.features.engine import FeatureEngine, labels_from_history
 from fraudops.features.entities import EntityTable
 from fraudops.features.entity_kernel import ENTITY_FIRST
-from fraudops.features.entity_mirror import EntityDelta, EntityMirror, read_in_epoch_order
+from fraudops.features.entity_mirror import EntityDelta, EntityMirror
 from fraudops.features.spec import FEATURE_NAMES, FeatureConfig
 from fraudops_simulator import SimulationConfig
 from fraudops_stream.decode import decode_batch
@@ -83,8 +83,11 @@ def run_component(frame: pd.DataFrame, seed: int, restarts: bool) -> list[Entity
 
 
 def mirror_up_to(mirror: EntityMirror, deltas: list[EntityDelta], epoch: int) -> None:
-    while deltas and deltas[0].epoch <= epoch:
-        mirror.apply(deltas.pop(0))
+    due = 0
+    while due < len(deltas) and deltas[due].epoch <= epoch:
+        due += 1
+    mirror.apply(deltas[:due])  # as a consumer does: every delta its batch needs, in one step
+    del deltas[:due]
     mirror.advance(epoch)
 
 
@@ -97,8 +100,8 @@ def stream_batch(
     batch = encode_records(records)
     features = engine.transform(batch)
     times = batch.txf[:, L.TF_TIME]
-    mirror_up_to(mirror, deltas, int(times.max() // FeatureConfig().entity_epoch_s))
-    read_in_epoch_order(mirror, times, batch.risk_keys, FeatureConfig(), features)
+    mirror_up_to(mirror, deltas, int(FeatureConfig().read_epochs(times).max()))
+    mirror.features(times, batch.risk_keys, FeatureConfig(), features)
     return features
 
 
@@ -121,7 +124,7 @@ def test_a_scorer_reading_the_published_table_equals_the_replay_value_for_value(
     labels = labels.take(np.argsort(labels.known_at, kind="stable"))
     times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
     engine = FeatureEngine()
-    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
+    mirror = EntityMirror(None, 0, keep_epochs=None)
     rng = np.random.default_rng(8)
     parts, delivered, start = [], 0, 0
     while start < len(values):
@@ -131,7 +134,7 @@ def test_a_scorer_reading_the_published_table_equals_the_replay_value_for_value(
             engine.add_fraud_labels(labels.take(slice(delivered, known)))
             delivered = known
         parts.append(stream_batch(engine, mirror, deltas, values[start:end]))
-        mirror.forget_before(int(times[end - 1] // config.entity_epoch_s))
+        mirror.forget_before(int(config.read_epochs(times[end - 1 : end])[0]))
         start = end
     streamed = np.concatenate(parts)
     assert np.isfinite(streamed[:, ENTITY_FIRST:]).any(axis=0).sum() >= 20, "entity features must be in use"
@@ -151,7 +154,7 @@ def test_a_consumer_whose_partitions_run_apart_still_reads_each_transaction_at_i
     config = FeatureConfig()
     times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
     partitions = partition_of(frame)
-    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
+    mirror = EntityMirror(None, 0, keep_epochs=None)
     engine = FeatureEngine()
     streamed = np.full(offline.shape, -1.0, dtype=np.float32)
     position = dict.fromkeys(range(PARTITIONS), 0)
@@ -175,7 +178,7 @@ def test_a_consumer_whose_partitions_run_apart_still_reads_each_transaction_at_i
             end = max(end, position[partition] + 1)
             chunks.append(rows[position[partition] : end])
             position[partition] = end
-            newest_epoch[partition] = int(times[rows[end - 1]] // config.entity_epoch_s)
+            newest_epoch[partition] = int(config.read_epochs(times[rows[end - 1 : end]])[0])
         batch = np.concatenate(chunks)
         streamed[batch] = stream_batch(engine, mirror, deltas, [values[i] for i in batch])
         mirror.forget_before(min(newest_epoch.values()))
@@ -184,23 +187,120 @@ def test_a_consumer_whose_partitions_run_apart_still_reads_each_transaction_at_i
     assert_equal(offline[:, ENTITY_FIRST:], streamed[:, ENTITY_FIRST:])
 
 
-def test_a_mirror_moves_back_and_forth_through_its_history(history: tuple[pd.DataFrame, list[bytes]]) -> None:
+def test_a_mirror_reads_its_table_at_any_epoch_its_history_reaches(
+    history: tuple[pd.DataFrame, list[bytes]],
+) -> None:
     frame, _ = history
     deltas = run_component(frame, seed=6, restarts=False)
-    mirror = EntityMirror(EntityTable(), 0, keep_epochs=None)
+    mirror = EntityMirror(None, 0, keep_epochs=None)
     middle = deltas[len(deltas) // 2].epoch
     mirror_up_to(mirror, list(deltas), middle)
-    at_middle = (
-        mirror.table.floats[: len(mirror.table)].copy(),
-        mirror.table.ints[: len(mirror.table)].copy(),
-    )
+    n = len(mirror.table)
+    at_middle = (mirror.table.floats[:n].copy(), mirror.table.ints[:n].copy())
     mirror_up_to(mirror, [d for d in deltas if d.epoch > middle], deltas[-1].epoch)
-    mirror.move_to(middle)
-    assert mirror.epoch == middle
-    n = len(at_middle[0])
-    assert np.array_equal(mirror.table.floats[:n], at_middle[0])
-    assert np.array_equal(mirror.table.ints[:n], at_middle[1])
-    assert not mirror.table.floats[n : len(mirror.table)].any(), "entities first seen later are empty again"
+    assert len(mirror.table) > n and not np.array_equal(mirror.table.floats[:n], at_middle[0])
+    every = np.arange(len(mirror.table))
+    floats, ints = mirror.read_rows(every, np.full(len(every), middle))
+    assert np.array_equal(floats[:n], at_middle[0])
+    assert np.array_equal(ints[:n], at_middle[1])
+    assert not floats[n:].any() and not ints[n:].any(), "entities first seen later are empty at the middle"
+    newest_f, _ = mirror.read_rows(every, np.full(len(every), deltas[-1].epoch))
+    assert np.array_equal(newest_f, mirror.table.floats[: len(every)])
     mirror.forget_before(middle)
-    mirror.move_to(0)
-    assert mirror.epoch == mirror.oldest_readable_epoch == middle, "it cannot go back before what it forgot"
+    assert mirror.oldest_readable_epoch == middle, "it cannot read before what it forgot"
+    floats, _ = mirror.read_rows(every, np.zeros(len(every), dtype=np.int64))
+    assert np.array_equal(floats[:n], at_middle[0]), "older reads come from the oldest table it reaches"
+
+
+def test_deltas_applied_many_at_once_leave_the_mirror_as_applied_one_by_one(
+    history: tuple[pd.DataFrame, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fraudops.features import entity_mirror
+
+    frame, _ = history
+    deltas = run_component(frame, seed=7, restarts=False)
+    one_by_one = EntityMirror(None, 0, keep_epochs=None)
+    for delta in deltas:
+        one_by_one.apply(delta)
+    monkeypatch.setattr(entity_mirror, "APPLY_STEP_ROWS", 500)  # several steps, each of many deltas
+    at_once = EntityMirror(None, 0, keep_epochs=None)
+    at_once.apply(deltas)
+    n = len(one_by_one.table)
+    assert len(at_once.table) == n and len(at_once.history) == len(one_by_one.history)
+    rows = at_once.table.rows_of_salted(one_by_one.table.keys[:n], create=False)
+    for epoch in [deltas[0].epoch - 1, *(d.epoch for d in deltas[:: len(deltas) // 7]), deltas[-1].epoch]:
+        expected = one_by_one.read_rows(np.arange(n), np.full(n, epoch))
+        actual = at_once.read_rows(rows, np.full(n, epoch))
+        assert np.array_equal(expected[0], actual[0]) and np.array_equal(expected[1], actual[1])
+    assert at_once.table.floats[rows].any(), "the rows must hold something to compare"
+
+
+def test_a_restored_table_that_numbers_its_rows_otherwise_takes_the_open_epochs_events_by_key(
+    history: tuple[pd.DataFrame, list[bytes]],
+) -> None:
+    # The component resumes from a snapshot plus the published deltas: rows created after the snapshot get
+    # other numbers than the component gave them, so the queued events are restored by their entities' keys.
+    frame, _ = history
+    config = FeatureConfig()
+    times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
+    half = len(frame) // 2
+    state = EntityState(config)
+    state.take_transactions(0, half, encode_frame(frame.iloc[:half]))
+    state.close(times[half - 1] - 3 * config.entity_epoch_s)  # the last minutes stay queued
+    table = state.table
+    assert table.queued > 0
+    n = len(table)
+    renumbered = EntityTable.from_rows(
+        table.keys[:n][::-1].copy(), table.floats[:n][::-1], table.ints[:n][::-1]
+    )
+    renumbered.requeue(
+        table.queue_f[: table.queued], table.queue_i[: table.queued], table.queued_entity_keys()
+    )
+    renumbered.epoch = table.epoch
+    closing = int(times[half - 1] // config.entity_epoch_s) + 1
+    state.close(closing * config.entity_epoch_s + 1)
+    EntityState(config, renumbered).close(closing * config.entity_epoch_s + 1)
+    rows = renumbered.rows_of_salted(table.keys[:n], create=False)
+    assert np.array_equal(renumbered.floats[rows], table.floats[:n])
+    assert np.array_equal(renumbered.ints[rows], table.ints[:n])
+
+
+def test_a_mirror_within_a_small_history_budget_reads_exactly_from_its_oldest_readable_epoch_on(
+    history: tuple[pd.DataFrame, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the history's arrays fill, drop what the budget forgot and grow again many times over
+    from fraudops.features import entity_mirror
+
+    frame, _ = history
+    deltas = run_component(frame, seed=9, restarts=False)
+    monkeypatch.setattr(entity_mirror, "APPLY_STEP_ROWS", 100)
+    reference = EntityMirror(None, 0, keep_epochs=None, max_history_rows=10**9)
+    reference.apply(deltas)
+    small = EntityMirror(None, 0, keep_epochs=None, max_history_rows=400)
+    checked = 0
+    for start in range(0, len(deltas), 37):
+        small.apply(deltas[start : start + 37])
+        assert len(small.history) <= 400 + 100
+        n = len(small.table)
+        rows = reference.table.rows_of_salted(small.table.keys[:n], create=False)
+        for epoch in (small.oldest_readable_epoch, (small.oldest_readable_epoch + small.newest_epoch) // 2):
+            expected = reference.read_rows(rows, np.full(n, epoch))
+            actual = small.read_rows(np.arange(n), np.full(n, epoch))
+            assert np.array_equal(expected[0], actual[0]) and np.array_equal(expected[1], actual[1])
+            checked += 1
+    assert small.oldest_readable_epoch > deltas[len(deltas) // 2].epoch, "the budget must have forgotten"
+    assert len(small.history.epochs) == 1024, (
+        "forgotten entries make room: the first arrays are never outgrown"
+    )
+    assert checked > 100
+
+
+def test_a_snapshot_waits_for_its_epochs_and_for_deltas_as_large_as_the_table() -> None:
+    from fraudops_stream.entity_component import EntityComponentOptions, snapshot_due
+
+    options = EntityComponentOptions(snapshot_every_epochs=240, snapshot_rows_share=1.0)
+    assert not snapshot_due(239, 10**6, 1000, options), "never before its epochs"
+    assert not snapshot_due(5000, 999, 1000, options), "a sparse history: fewer changed rows than the table"
+    assert snapshot_due(240, 1000, 1000, options)
+    every_epochs = EntityComponentOptions(snapshot_every_epochs=240, snapshot_rows_share=0.0)
+    assert snapshot_due(240, 0, 1000, every_epochs)

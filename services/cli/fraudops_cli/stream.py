@@ -66,8 +66,16 @@ def entities(
         float | None, typer.Option(help="Exit after this many seconds without records.")
     ] = None,
     snapshot_every: Annotated[
-        int, typer.Option(min=1, help="Epochs between full snapshots of the entity table.")
+        int, typer.Option(min=1, help="Epochs at least between full snapshots of the entity table.")
     ] = 240,
+    snapshot_rows_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="A snapshot waits until the deltas since the last one hold this share of the table's rows "
+            "(0: every --snapshot-every epochs).",
+        ),
+    ] = 1.0,
     retain_epochs: Annotated[
         int,
         typer.Option(
@@ -105,6 +113,7 @@ def entities(
         metrics_port=metrics_port or None,
         idle_exit_s=idle_exit,
         snapshot_every_epochs=snapshot_every,
+        snapshot_rows_share=snapshot_rows_share,
         retain_epochs=retain_epochs,
         health=HealthLimits(outage_limit_s=outage_limit),
     )

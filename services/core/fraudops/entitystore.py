@@ -27,7 +27,7 @@ import psycopg
 from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
 from fraudops.features.entities import EntityTable
-from fraudops.features.entity_mirror import EntityDelta, EntityMirror
+from fraudops.features.entity_mirror import EntityDelta, EntityMirror, MirrorTable
 from fraudops.features.spec import DAY, FEATURE_VERSION, FeatureConfig
 
 #: deltas of a topic after one epoch up to another, in order (parameters: topic, after, upto)
@@ -66,6 +66,9 @@ class ComponentPosition:
     queue_f: np.ndarray
     queue_i: np.ndarray
     config: FeatureConfig
+    #: the salted keys of the queued events' entities (`EntityTable.queued_entity_keys`): a restored table
+    #: numbers the rows created after its snapshot in its own order, so the queue is restored by key
+    queue_keys: np.ndarray | None = None
 
 
 def _to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -107,7 +110,10 @@ def publish(
                 position.epoch,
                 json.dumps({str(p): o for p, o in position.offsets.items()}),
                 position.labels_cursor,
-                _to_bytes({"queue_f": position.queue_f, "queue_i": position.queue_i}),
+                _to_bytes(
+                    {"queue_f": position.queue_f, "queue_i": position.queue_i}
+                    | ({} if position.queue_keys is None else {"queue_keys": position.queue_keys})
+                ),
                 json.dumps(position.config.as_dict()),
             ),
         )
@@ -160,23 +166,23 @@ def load_component(conn: psycopg.Connection, topic: str) -> tuple[EntityTable, C
     if row is None:
         return None
     epoch, offsets, labels_cursor, queue, config = row
-    mirror = load_mirror(conn, topic, epoch)
+    mirror = load_mirror(conn, topic, epoch, keep_epochs=0)
     assert mirror is not None, "a published epoch always has a snapshot at or before it"
-    table = mirror.table
+    table = mirror.table.entity_table()
+    del mirror
     queued = _from_bytes(bytes(queue))
-    table.queued = 0
-    table.reserve_queue(len(queued["queue_f"]))
-    table.queue_f[: len(queued["queue_f"])] = queued["queue_f"]
-    table.queue_i[: len(queued["queue_i"])] = queued["queue_i"]
-    table.queued = len(queued["queue_f"])
+    # positions written before the keys were kept hold row numbers only (right if no row was created
+    # after the snapshot they are restored from)
+    table.requeue(queued["queue_f"], queued["queue_i"], queued.get("queue_keys"))
     table.epoch = float(epoch)
     position = ComponentPosition(
         int(epoch),
         {int(p): int(o) for p, o in offsets.items()},
         labels_cursor,
-        queued["queue_f"],
-        queued["queue_i"],
+        table.queue_f[: table.queued].copy(),
+        table.queue_i[: table.queued].copy(),
         FeatureConfig.from_dict(config),
+        table.queued_entity_keys(),
     )
     return table, position
 
@@ -212,10 +218,13 @@ def load_mirror(
         epoch = published_epoch(conn, topic)
         if epoch is None:
             return None
-    row = conn.execute(SNAPSHOT_SQL, (topic, epoch)).fetchone()
+    # binary results: a bytea in text is hex, twice the body's size on top of it while it is decoded
+    row = conn.execute(SNAPSHOT_SQL, (topic, epoch), binary=True).fetchone()
     if row is None:  # pruned past it: the oldest there is (reads before it are counted as stale)
         row = conn.execute(
-            "SELECT epoch, body FROM entity_table_snapshots WHERE topic = %s ORDER BY epoch LIMIT 1", (topic,)
+            "SELECT epoch, body FROM entity_table_snapshots WHERE topic = %s ORDER BY epoch LIMIT 1",
+            (topic,),
+            binary=True,
         ).fetchone()
         if row is None:
             return None
@@ -226,12 +235,13 @@ def load_mirror(
 
 def advance_mirror(conn: psycopg.Connection, topic: str, mirror: EntityMirror, epoch: int) -> None:
     """Apply the published deltas up to `epoch` (which the component must have published)."""
-    apply_deltas(mirror, conn.execute(DELTAS_SQL, (topic, mirror.newest_epoch, epoch)).fetchall(), epoch)
+    rows = conn.execute(DELTAS_SQL, (topic, mirror.newest_epoch, epoch), binary=True).fetchall()
+    apply_deltas(mirror, rows, epoch)
 
 
 def read_deltas(conn: psycopg.Connection, topic: str, after: int, upto: int) -> list[EntityDelta]:
     """The published deltas after epoch `after` up to `upto`, in order."""
-    rows = conn.execute(DELTAS_SQL, (topic, after, upto)).fetchall()
+    rows = conn.execute(DELTAS_SQL, (topic, after, upto), binary=True).fetchall()
     return [EntityDelta.from_bytes(int(epoch), bytes(body)) for epoch, body in rows]
 
 
@@ -245,11 +255,10 @@ def deltas_kept_after(conn: psycopg.Connection, topic: str, epoch: int) -> bool:
 def mirror_from_snapshot(row: tuple[int, bytes], keep_epochs: int | None = 120) -> EntityMirror:
     """A mirror from a row of SNAPSHOT_SQL (epoch, body)."""
     base_epoch, body = row
-    return EntityMirror(table_from_snapshot(bytes(body)), int(base_epoch), keep_epochs)
+    return EntityMirror(MirrorTable.from_arrays(_from_bytes(bytes(body))), int(base_epoch), keep_epochs)
 
 
 def apply_deltas(mirror: EntityMirror, rows: list[tuple[int, bytes]], epoch: int) -> None:
-    """Apply rows of DELTAS_SQL (epoch, body) up to `epoch`; the mirror then stands at `epoch`."""
-    for delta_epoch, body in rows:
-        mirror.apply(EntityDelta.from_bytes(int(delta_epoch), bytes(body)))
+    """Apply rows of DELTAS_SQL (epoch, body) up to `epoch` (in one step); the mirror then stands at `epoch`."""
+    mirror.apply([EntityDelta.from_bytes(int(delta_epoch), bytes(body)) for delta_epoch, body in rows])
     mirror.advance(epoch)

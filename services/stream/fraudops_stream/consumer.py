@@ -52,6 +52,7 @@ from fraudops.features.encode import EncodedBatch, encode_records
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.entity_mirror import EntityMirror
 from fraudops.kafka import client_config
+from fraudops.lean import return_freed_memory
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import transactions_table
 from fraudops.variants import Decided, Decider, ExtraRows
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: What an unavailable dependency raises: waited out while running, the reason to stop quietly when asked to.
 _UNAVAILABLE = (RetryableError, KafkaException, psycopg.OperationalError)
+#: how often the consumer gives the C heap's freed pages back (`return_freed_memory`)
+TRIM_INTERVAL_S = 1.0
 ENTITY_POLL_S = 0.05  # how often a consumer waiting for the entity-state component looks again
 #: how long a batch waits in hand for the entity-state component; beyond, it is put back (its partitions
 #: paused and rewound) and the consumer keeps polling, so a long wait never exceeds max.poll.interval.ms
@@ -126,6 +129,7 @@ class StreamConsumer:
         self._last_recommit = 0.0
         self._labels_cursor: datetime | None = None
         self._last_label_poll = 0.0
+        self._last_trim = 0.0
         #: the published entity table (settings.entity_table) as this consumer reads it
         self.entity_reads = EntityReads(self.topic, self.state.engine.config)
         #: while partitions are paused for the entity-state component: the epoch it must publish first
@@ -378,6 +382,9 @@ class StreamConsumer:
         if now - self._last_label_poll >= self.options.label_poll_interval_s:
             self._last_label_poll = now
             self._poll_labels()
+        if now - self._last_trim >= TRIM_INTERVAL_S:
+            self._last_trim = now
+            return_freed_memory()
 
     def _poll_labels(self) -> None:
         try:

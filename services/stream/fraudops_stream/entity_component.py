@@ -82,6 +82,9 @@ class EntityComponentOptions:
     idle_after_s: float = 2.0
     label_poll_interval_s: float = 5.0
     snapshot_every_epochs: int = 240
+    #: ... and not before the deltas since the last snapshot hold this share of the table's rows: a sparse
+    #: history (a few changed rows an epoch) would otherwise write the whole table every few thousand rows
+    snapshot_rows_share: float = 1.0
     #: published deltas kept behind the newest epoch (a day at 60-s epochs): how far a consumer may lag
     retain_epochs: int = 1440
     idle_exit_s: float | None = None  # stop after this long without records (tests, benchmarks)
@@ -89,6 +92,19 @@ class EntityComponentOptions:
     metrics_port: int | None = None
     health: HealthLimits = field(default_factory=HealthLimits)
     extra_kafka: dict[str, Any] = field(default_factory=dict)
+
+
+def snapshot_due(
+    epochs_since: int, rows_since: int, table_rows: int, options: EntityComponentOptions
+) -> bool:
+    """Whether to store the whole table now: `snapshot_every_epochs` after the last snapshot, once the deltas
+    published since hold `snapshot_rows_share` of the table's rows. A snapshot bounds what a restart or a
+    mirror's rebuild replays; replaying fewer rows than the table holds costs less than the snapshot
+    itself, which in a sparse history would be written every 240 epochs of a few rows each."""
+    return (
+        epochs_since >= options.snapshot_every_epochs
+        and rows_since >= options.snapshot_rows_share * table_rows
+    )
 
 
 class EntityStateComponent:
@@ -112,6 +128,7 @@ class EntityStateComponent:
         self.caught_up_since: dict[int, float] = {}
         self._unpublished: tuple[list[EntityDelta], entitystore.ComponentPosition] | None = None
         self._last_snapshot_epoch: int | None = None
+        self._rows_since_snapshot = 0
         self._last_label_poll = -math.inf
         self._last_progress_log = -math.inf
         self.consumer = Consumer(
@@ -323,6 +340,7 @@ class EntityStateComponent:
             deltas, position = self._unpublished
             entitystore.publish(self.conn, self.topic, deltas, position)
             self._unpublished = None
+            self._rows_since_snapshot += sum(len(delta.keys) for delta in deltas)
             self._published(position.epoch)
         self._measure_lag(ends)
 
@@ -341,17 +359,18 @@ class EntityStateComponent:
             table.queue_f[: table.queued],
             table.queue_i[: table.queued],
             self.config,
+            table.queued_entity_keys(),
         )
         return deltas, position
 
     def _published(self, epoch: int) -> None:
         table = self.state.table
-        if (
-            self._last_snapshot_epoch is None
-            or epoch - self._last_snapshot_epoch >= self.options.snapshot_every_epochs
+        if self._last_snapshot_epoch is None or snapshot_due(
+            epoch - self._last_snapshot_epoch, self._rows_since_snapshot, len(table), self.options
         ):
             entitystore.save_snapshot(self.conn, self.topic, epoch, table, self.options.retain_epochs)
             self._last_snapshot_epoch = epoch
+            self._rows_since_snapshot = 0
         metrics.ENTITY_EPOCH.set(epoch)
         metrics.ENTITY_ROWS.set(len(table))
         if time.monotonic() - self._last_progress_log >= PROGRESS_LOG_S:

@@ -1,5 +1,5 @@
 """The stream consumer's side of the entity table: its mirror of the published table, and each record's
-entity features read at its own epoch (docs/entity-features.md).
+entity features read at the epoch `FeatureConfig.read_epochs` gives each record (docs/entity-features.md).
 
     reads = EntityReads(topic, config)
     reads.published_epoch(conn)                       # how far the entity-state component has published
@@ -19,7 +19,7 @@ import psycopg
 from fraudops import entitystore
 from fraudops.features import layout as L
 from fraudops.features.encode import EncodedBatch
-from fraudops.features.entity_mirror import EntityMirror, read_in_epoch_order
+from fraudops.features.entity_mirror import EntityMirror
 from fraudops.features.spec import FeatureConfig
 from fraudops_stream import metrics
 
@@ -40,6 +40,7 @@ class EntityReads:
         self.partition_epochs: dict[int, int] = {}
 
     def epochs(self, batch: EncodedBatch) -> np.ndarray:
+        """The epoch each record of the batch reads the table at."""
         return self.config.read_epochs(batch.txf[:, L.TF_TIME])
 
     def published_epoch(self, conn: psycopg.Connection) -> int | None:
@@ -60,17 +61,16 @@ class EntityReads:
         if not entitystore.deltas_kept_after(conn, self.topic, mirror.newest_epoch):
             mirror = self._rebuilt(conn, oldest)
             deltas = entitystore.read_deltas(conn, self.topic, mirror.newest_epoch, newest)
-        for delta in deltas:
-            mirror.apply(delta)
+        mirror.apply(deltas)
         mirror.advance(newest)
         return mirror
 
     def fill(self, batch: EncodedBatch, partitions: list[int], features: np.ndarray) -> None:
-        """The entity features of a batch (the mirror holds its epochs): each record at its own epoch."""
+        """The entity features of a batch (the mirror holds its epochs): each record at the epoch it reads."""
         mirror = self.mirror
         assert mirror is not None, "mirror_up_to first"
         stale_before = mirror.stale_reads
-        read_in_epoch_order(mirror, batch.txf[:, L.TF_TIME], batch.risk_keys, self.config, features)
+        mirror.features(batch.txf[:, L.TF_TIME], batch.risk_keys, self.config, features)
         metrics.ENTITY_STALE_READS.inc(mirror.stale_reads - stale_before)
         for partition, epoch in zip(partitions, self.epochs(batch).tolist(), strict=True):
             self.partition_epochs[partition] = max(self.partition_epochs.get(partition, epoch), epoch)
@@ -85,6 +85,7 @@ class EntityReads:
         mirror = entitystore.load_mirror(conn, self.topic, oldest, keep_epochs=None)
         assert mirror is not None, "a published epoch has a snapshot at or before it"
         mirror.max_history_rows = ENTITY_HISTORY_ROWS
+        mirror.forget_before(oldest)  # the deltas from the snapshot up to `oldest`: no read needs them
         if mirror.oldest_readable_epoch > oldest:
             log.warning(
                 "entity table: no snapshot reaches back to a partition's epoch; its reads come from a newer table",

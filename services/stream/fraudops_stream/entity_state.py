@@ -8,7 +8,7 @@ the entity table closed epoch by epoch and the deltas to publish out (no I/O her
 
 An epoch closes once the watermark — the oldest newest-event-time over the partitions still
 delivering (a partition caught up with its log for a while does not hold it back) — has passed its
-end. Events are applied in the order training's replay applies them (`EntityTable.close_until`), so
+end. Events are applied in the order training's replay applies them (`EntityTable.close_epochs`), so
 the published table of epoch k equals the replay's table at the start of epoch k, value for value.
 An event that arrives after its epoch closed (late) is applied at the next close and counted.
 """
@@ -82,10 +82,8 @@ class EntityState:
         waiting = self.table.queued_epochs(self.config.entity_epoch_s)
         # a late event is applied at the next close, with the events of the epoch the table stands at
         closes = np.unique(np.maximum(waiting + 1, self.table.epoch + 1))
-        deltas = []
-        for epoch in closes[closes <= target].astype(np.int64).tolist():
-            changed = self.table.close_until(epoch, self.config)
-            deltas.append(EntityDelta(epoch, *self.table.export_rows(changed)))
+        closed = self.table.close_epochs(closes[closes <= target].astype(np.int64).tolist(), self.config)
+        deltas = [EntityDelta(epoch, keys, floats, ints) for epoch, keys, floats, ints in closed]
         self.table.epoch = float(target)
         return deltas
 

@@ -8,13 +8,13 @@ epoch included, round-trips through `snapshot`/`restore`: a restarted component 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
-from fraudops.features.entity_kernel import close_epoch, ingest
+from fraudops.features.entity_kernel import apply_events, ingest
 from fraudops.features.spec import ENTITY_TABLES, FeatureConfig
 
 _INITIAL_ROWS = 1024
@@ -68,7 +68,7 @@ class EntityTable:
         self, times: np.ndarray, fraud_times: np.ndarray, keys: np.ndarray, customer_hashes: np.ndarray
     ) -> None:
         """Queue events in any order (transactions: fraud time NaN; labels: known-at time and the
-        labelled transaction's time); `close_until` applies them in the order the replay does."""
+        labelled transaction's time); `close_epochs` applies them in the order the replay does."""
         rows = self.rows(keys)
         self.reserve_queue(len(times))
         end = self.queued + len(times)
@@ -83,7 +83,7 @@ class EntityTable:
         return np.unique(np.floor(self.queue_f[: self.queued, L.QF_TIME] / epoch_s))
 
     def order_queue(self) -> None:
-        """Put the queue in the order training's replay applies events (before `close_until`).
+        """Put the queue in the order training's replay applies events (before `close_epochs`).
 
         The replay queues events in event-time order, a fraud label after the transactions of its
         known-at instant and labels known at the same instant by their transactions' times; events
@@ -96,17 +96,55 @@ class EntityTable:
         order = np.lexsort((np.where(is_label, qf[:, L.QF_FRAUD_TIME], 0.0), is_label, qf[:, L.QF_TIME]))
         self.queue_f[:queued], self.queue_i[:queued] = qf[order], qi[order]
 
-    def close_until(self, epoch: float, config: FeatureConfig) -> np.ndarray:
-        """Apply the queued events before `epoch`'s start (queue ordered); returns the rows that changed."""
-        start = epoch * config.entity_epoch_s
-        due = int(np.searchsorted(self.queue_f[: self.queued, L.QF_TIME], start, side="left"))
-        changed = self.queue_i[:due, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)]
-        changed = np.unique(changed[changed >= 0])
-        self.queued = close_epoch(
-            self.floats, self.ints, self.queue_f, self.queue_i, self.queued, start, config.label_delay_s
-        )
-        self.epoch = max(self.epoch, epoch)
-        return changed
+    def close_epochs(
+        self, epochs: Sequence[int], config: FeatureConfig
+    ) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        """Close `epochs` (ascending) one after the other: apply the queued events (queue ordered) before
+        each one's start; returns, for each, (epoch, `export_rows` of the rows its close changed).
+
+        The same steps as the kernel's `close_epoch` per epoch, but the closed events leave the queue once
+        at the end: moving the rest of the queue at every close costs a sparse history's thousands of
+        epochs the whole queue each."""
+        times = self.queue_f[: self.queued, L.QF_TIME]
+        entities = slice(L.QI_ENTITY, L.QI_ENTITY + len(ENTITY_TABLES))
+        closed = []
+        applied = 0
+        for epoch in epochs:
+            due = int(np.searchsorted(times, epoch * config.entity_epoch_s, side="left"))
+            changed = self.queue_i[applied:due, entities]
+            changed = np.unique(changed[changed >= 0])
+            apply_events(
+                self.floats, self.ints, self.queue_f, self.queue_i, applied, due, config.label_delay_s
+            )
+            closed.append((epoch, *self.export_rows(changed)))
+            applied = due
+            self.epoch = max(self.epoch, epoch)
+        rest = self.queued - applied
+        self.queue_f[:rest] = self.queue_f[applied : self.queued]  # numpy buffers overlapping copies
+        self.queue_i[:rest] = self.queue_i[applied : self.queued]
+        self.queued = rest
+        return closed
+
+    def queued_entity_keys(self) -> np.ndarray:
+        """The salted keys of the queued events' entities ([queued, tables], 0: none): what the queue refers
+        to, whatever rows another table gives the same entities."""
+        rows = self.queue_i[: self.queued, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)]
+        return np.where(rows >= 0, self.keys[np.maximum(rows, 0)], 0)
+
+    def requeue(self, queue_f: np.ndarray, queue_i: np.ndarray, entity_keys: np.ndarray | None) -> None:
+        """Put these events in the queue (after what it holds). `entity_keys` (`queued_entity_keys` of the
+        table they were queued in) points them at this table's rows of the same entities; without them their
+        row numbers are taken as they are (valid only if this table numbers its rows as that one did)."""
+        queue_i = queue_i.copy()
+        if entity_keys is not None:
+            queue_i[:, L.QI_ENTITY : L.QI_ENTITY + len(ENTITY_TABLES)] = self.rows_of_salted(
+                entity_keys, create=True
+            )
+        self.reserve_queue(len(queue_f))
+        end = self.queued + len(queue_f)
+        self.queue_f[self.queued : end] = queue_f
+        self.queue_i[self.queued : end] = queue_i
+        self.queued = end
 
     def export_rows(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(salted keys, float rows, int rows) of these rows: what a mirror needs to update them."""
@@ -175,19 +213,20 @@ class EntityTable:
         }
 
     @classmethod
-    def from_arrays(cls, data: Mapping[str, np.ndarray]) -> EntityTable:
-        expected = [L.N_ENTITY_FLOAT, L.N_ENTITY_INT, L.N_QF, L.N_QI, len(ENTITY_TABLES)]
-        if data["entity_header"].tolist() != expected:
-            raise ConfigurationError(
-                "the entity table snapshot has another layout: rebuild it by replaying history"
-            )
+    def from_rows(cls, keys: np.ndarray, floats: np.ndarray, ints: np.ndarray) -> EntityTable:
+        """A table of these rows (row i: salted key keys[i]), its queue empty."""
         table = cls()
-        keys = data["entity_keys"]
         table._rows = dict(zip(keys.tolist(), range(len(keys)), strict=True))
         table._grow()
         table.keys[: len(keys)] = keys
-        table.floats[: len(keys)] = data["entity_floats"]
-        table.ints[: len(keys)] = data["entity_ints"]
+        table.floats[: len(keys)] = floats
+        table.ints[: len(keys)] = ints
+        return table
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, np.ndarray]) -> EntityTable:
+        check_snapshot_layout(data)
+        table = cls.from_rows(data["entity_keys"], data["entity_floats"], data["entity_ints"])
         table.queued = len(data["entity_queue_f"])
         table.reserve_queue(0)
         table.queue_f[: table.queued] = data["entity_queue_f"]
@@ -198,6 +237,15 @@ class EntityTable:
     def memory_bytes(self) -> int:
         """Bytes held by the arrays (the key map adds ~100 bytes an entity on top)."""
         return sum(a.nbytes for a in (self.floats, self.ints, self.queue_f, self.queue_i, self.keys))
+
+
+def check_snapshot_layout(data: Mapping[str, np.ndarray]) -> None:
+    """Refuse a snapshot (`EntityTable.arrays`) written with another row layout."""
+    expected = [L.N_ENTITY_FLOAT, L.N_ENTITY_INT, L.N_QF, L.N_QI, len(ENTITY_TABLES)]
+    if data["entity_header"].tolist() != expected:
+        raise ConfigurationError(
+            "the entity table snapshot has another layout: rebuild it by replaying history"
+        )
 
 
 def salted_keys(keys: np.ndarray) -> np.ndarray:

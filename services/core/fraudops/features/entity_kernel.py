@@ -206,6 +206,31 @@ def close_epoch(
     return kept
 
 
+@nb.njit(cache=True)
+def apply_events(
+    EF: np.ndarray,
+    EI: np.ndarray,
+    qf: np.ndarray,
+    qi: np.ndarray,
+    start: int,
+    stop: int,
+    label_delay_s: float,
+) -> None:
+    """Apply the queued events start..stop-1 in queue order, as `close_epoch` applies those it closes (the
+    queue stays as it is: the entity-state component closes many epochs, then drops their events once)."""
+    for q in range(start, stop):
+        when = qf[q, L.QF_TIME]
+        is_label = not math.isnan(qf[q, L.QF_FRAUD_TIME])
+        for table in range(N_ENTITY_TABLES):
+            row = qi[q, L.QI_ENTITY + table]
+            if row < 0:
+                continue
+            if is_label:
+                apply_fraud_label(EF, EI, row, when, qf[q, L.QF_FRAUD_TIME], label_delay_s)
+            else:
+                apply_transaction(EF, EI, row, when, qi[q, L.QI_CUSTOMER], label_delay_s)
+
+
 #: The first entity feature; table t's six features start at ENTITY_FIRST + 6 t.
 ENTITY_FIRST = int(Feature.MERCHANT_TX_1D)
 
