@@ -280,34 +280,34 @@ def test_every_entity_lag_from_zero_to_the_maximum_is_accepted_as_written(
 
 
 @pytest.mark.parametrize(
-    ("stable_reads_the_table", "candidate_reads_the_table"),
-    [(True, False), (False, True), (False, False)],
-    ids=["only-the-stable-reads-the-entity-table", "only-the-candidate-does", "neither-does"],
+    ("stable_reads_the_table", "candidate_reads_the_table", "candidate_lag"),
+    [(True, False, 1), (False, True, 1), (False, False, 1), (True, True, 0)],
+    ids=[
+        "another-lag-only-the-stable-reads-the-entity-table",
+        "another-lag-only-the-candidate-does",
+        "another-lag-neither-does",
+        "the-stables-lag-both-do",
+    ],
 )
-def test_a_candidate_may_have_another_entity_lag_when_not_both_read_the_entity_table(
-    cluster: Cluster, namespace: str, stable_reads_the_table: bool, candidate_reads_the_table: bool
+def test_a_candidate_may_have_another_entity_lag_unless_both_read_the_entity_table(
+    cluster: Cluster,
+    namespace: str,
+    stable_reads_the_table: bool,
+    candidate_reads_the_table: bool,
+    candidate_lag: int,
 ) -> None:
     manifest = fraud_model(
         namespace,
         stable=declared(STABLE, entityFeatures=stable_reads_the_table, entityLagEpochs=0),
-        candidate=declared(CANDIDATE, entityFeatures=candidate_reads_the_table, entityLagEpochs=1),
+        candidate=declared(
+            CANDIDATE, entityFeatures=candidate_reads_the_table, entityLagEpochs=candidate_lag
+        ),
     )
 
     assert cluster.try_create(manifest) == ""
     stored = cluster.must_get("FraudModel", namespace, "card-fraud")["spec"]
     lags = {role: stored[role]["features"]["entityLagEpochs"] for role in ("stable", "candidate")}
-    assert lags == {"stable": 0, "candidate": 1}
-
-
-def test_a_candidate_with_the_stables_entity_lag_is_accepted_when_both_read_the_entity_table(
-    cluster: Cluster, namespace: str
-) -> None:
-    manifest = fraud_model(
-        namespace,
-        stable=declared(STABLE, entityFeatures=True, entityLagEpochs=1),
-        candidate=declared(CANDIDATE, entityFeatures=True, entityLagEpochs=1),
-    )
-    assert cluster.try_create(manifest) == ""
+    assert lags == {"stable": 0, "candidate": candidate_lag}
 
 
 def test_a_declaration_of_the_defaults_needs_no_version_whatever_its_entity_lag(

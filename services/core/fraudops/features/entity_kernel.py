@@ -174,6 +174,23 @@ def entity_features(
     out[first + 5] = 64.0 * (_LOG_64 - math.log(empty)) if empty > 0 else 64.0 * _LOG_64
 
 
+@nb.njit(cache=True, inline="always")
+def _apply_event(
+    EF: np.ndarray, EI: np.ndarray, qf: np.ndarray, qi: np.ndarray, q: int, label_delay_s: float
+) -> None:
+    """Apply queued event q (a transaction, or a fraud label at its known-at time) to each entity it names."""
+    when = qf[q, L.QF_TIME]
+    is_label = not math.isnan(qf[q, L.QF_FRAUD_TIME])
+    for table in range(N_ENTITY_TABLES):
+        row = qi[q, L.QI_ENTITY + table]
+        if row < 0:
+            continue
+        if is_label:
+            apply_fraud_label(EF, EI, row, when, qf[q, L.QF_FRAUD_TIME], label_delay_s)
+        else:
+            apply_transaction(EF, EI, row, when, qi[q, L.QI_CUSTOMER], label_delay_s)
+
+
 @nb.njit(cache=True)
 def close_epoch(
     EF: np.ndarray,
@@ -194,15 +211,7 @@ def close_epoch(
                 qi[kept] = qi[q]
             kept += 1
             continue
-        is_label = not math.isnan(qf[q, L.QF_FRAUD_TIME])
-        for table in range(N_ENTITY_TABLES):
-            row = qi[q, L.QI_ENTITY + table]
-            if row < 0:
-                continue
-            if is_label:
-                apply_fraud_label(EF, EI, row, when, qf[q, L.QF_FRAUD_TIME], label_delay_s)
-            else:
-                apply_transaction(EF, EI, row, when, qi[q, L.QI_CUSTOMER], label_delay_s)
+        _apply_event(EF, EI, qf, qi, q, label_delay_s)
     return kept
 
 
@@ -219,16 +228,7 @@ def apply_events(
     """Apply the queued events start..stop-1 in queue order, as `close_epoch` applies those it closes (the
     queue stays as it is: the entity-state component closes many epochs, then drops their events once)."""
     for q in range(start, stop):
-        when = qf[q, L.QF_TIME]
-        is_label = not math.isnan(qf[q, L.QF_FRAUD_TIME])
-        for table in range(N_ENTITY_TABLES):
-            row = qi[q, L.QI_ENTITY + table]
-            if row < 0:
-                continue
-            if is_label:
-                apply_fraud_label(EF, EI, row, when, qf[q, L.QF_FRAUD_TIME], label_delay_s)
-            else:
-                apply_transaction(EF, EI, row, when, qi[q, L.QI_CUSTOMER], label_delay_s)
+        _apply_event(EF, EI, qf, qi, q, label_delay_s)
 
 
 #: The first entity feature; table t's six features start at ENTITY_FIRST + 6 t.
