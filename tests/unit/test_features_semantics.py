@@ -10,7 +10,7 @@ import pytest
 
 from fraudops.errors import ConfigurationError
 from fraudops.features.encode import encode_records
-from fraudops.features.engine import FeatureEngine
+from fraudops.features.engine import FeatureEngine, PackedRows
 from fraudops.features.spec import FEATURE_NAMES, N_FEATURES, Feature
 
 T0 = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
@@ -151,6 +151,21 @@ def test_exported_customers_imported_into_a_fresh_engine_give_exactly_the_same_f
     assert np.array_equal(
         features(follow_up, original).to_numpy(), features(follow_up, restored).to_numpy(), equal_nan=True
     )
+
+
+def test_packed_rows_are_the_exported_rows_compressed_chunk_by_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(PackedRows, "CHUNK", 3)  # several chunks, the last one short
+    engine = FeatureEngine()
+    customers = [f"c{i}" for i in range(8)]
+    features([tx(i * 3, customer_id=c, amount=5.0 + i) for i, c in enumerate(customers * 4)], engine)
+    asked = [*customers[:5], "never-seen", *customers[5:]]
+    packed = engine.export_packed(asked)
+    assert len(packed) == 8
+    assert list(packed) == engine.export_customers(asked)
+    raw_bytes = sum(len(row) for _, row in engine.export_customers(asked))
+    assert (
+        sum(len(compressed) for _, compressed in packed._chunks) < raw_bytes / 4
+    )  # state rows are mostly zeros
 
 
 def test_a_customer_row_of_another_feature_version_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

