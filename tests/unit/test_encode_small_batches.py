@@ -13,8 +13,10 @@ from fraudops.features import layout as L
 from fraudops.features.encode import (
     SMALL_BATCH,
     EncodedBatch,
+    EntityEvents,
     _encode_small,
     _transaction_record,
+    encode_entity_events,
     encode_frame,
     encode_records,
     encode_records_columnar,
@@ -135,29 +137,42 @@ def test_the_private_siphash_equals_pandas_public_hash_array_value_for_value() -
     assert siphash_texts(array).tolist() == pd.util.hash_array(array, categorize=True).view(np.int64).tolist()
 
 
-def test_ids_that_are_not_strings_or_are_nan_hash_like_pandas() -> None:
-    records = [
-        {
-            "transaction_id": "t1",
-            "event_time": "2026-08-01T10:00:00+00:00",
-            "amount": 1.0,
-            "customer_id": 17,
-            "merchant_id": 4,
-            "device_id": None,
-            "country": "DE",
-        },
-        {
-            "transaction_id": "t2",
-            "event_time": "2026-08-01T10:00:01+00:00",
-            "amount": 2.0,
-            "customer_id": "c",
-            "merchant_id": "m",
-            "device_id": 5.5,
-            "terminal_id": float("nan"),  # a missing value as pandas writes it
-        },
-    ]
+ODD_IDS: list[dict[str, object]] = [
+    {
+        "transaction_id": "t1",
+        "event_time": "2026-08-01T10:00:00+00:00",
+        "amount": 1.0,
+        "customer_id": 17,
+        "merchant_id": 4,
+        "device_id": None,
+        "country": "DE",
+    },
+    {
+        "transaction_id": "t2",
+        "event_time": "2026-08-01T10:00:01+00:00",
+        "amount": 2.0,
+        "customer_id": "c",
+        "merchant_id": "m",
+        "device_id": 5.5,
+        "terminal_id": float("nan"),  # a missing value as pandas writes it
+    },
+]
 
-    assert_identical(encode_records(records), encode_records_columnar(records))
+
+def test_ids_that_are_not_strings_or_are_nan_hash_like_pandas() -> None:
+    assert_identical(encode_records(ODD_IDS), encode_records_columnar(ODD_IDS))
+
+
+def test_the_entity_events_of_records_are_those_of_their_full_encoding(simulated: list[Transaction]) -> None:
+    from fraudops_stream.decode import decode_batch
+
+    _, records, _ = decode_batch([tx.model_dump_json(exclude_none=True).encode() for tx in simulated])
+    for batch in (records[:1], records, ODD_IDS, []):
+        ours, full = encode_entity_events(batch), EntityEvents.of(encode_records(batch))
+        for name in ("times", "risk_keys", "customer_hashes"):
+            assert getattr(ours, name).dtype == getattr(full, name).dtype, name
+            assert np.array_equal(getattr(ours, name), getattr(full, name), equal_nan=True), name
+    assert (encode_entity_events(records).risk_keys != 0).any()  # not vacuous: real keys compared
 
 
 @pytest.mark.parametrize("spelling", ["Electronics", " ELECTRONICS ", "electronics"])

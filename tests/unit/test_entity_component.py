@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from fraudops.features import layout as L
-from fraudops.features.encode import encode_frame, encode_records, stable_hash
+from fraudops.features.encode import EntityEvents, encode_frame, encode_records, stable_hash
 from fraudops.features.engine import FeatureEngine, labels_from_history
 from fraudops.features.entities import EntityTable
 from fraudops.features.entity_kernel import ENTITY_FIRST
@@ -61,7 +61,7 @@ def run_component(frame: pd.DataFrame, seed: int, restarts: bool) -> list[Entity
             continue
         end = min(position[partition] + int(rng.integers(1, 900)), len(rows))
         chunk = frame.iloc[rows[position[partition] : end]]
-        state.take_transactions(partition, end, encode_frame(chunk))
+        state.take_transactions(partition, end, EntityEvents.of(encode_frame(chunk)))
         position[partition] = end
         idle = {p for p in range(PARTITIONS) if position[p] >= len(rows_of[p])}
         watermark = state.watermark(list(range(PARTITIONS)), idle)
@@ -245,7 +245,7 @@ def test_a_restored_table_that_numbers_its_rows_otherwise_takes_the_open_epochs_
     times = frame["event_time"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
     half = len(frame) // 2
     state = EntityState(config)
-    state.take_transactions(0, half, encode_frame(frame.iloc[:half]))
+    state.take_transactions(0, half, EntityEvents.of(encode_frame(frame.iloc[:half])))
     state.close(times[half - 1] - 3 * config.entity_epoch_s)  # the last minutes stay queued
     table = state.table
     assert table.queued > 0

@@ -35,7 +35,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponent
 from fraudops import entitystore, statestore
 from fraudops.config import Settings
 from fraudops.errors import RetryableError
-from fraudops.features.encode import encode_records
+from fraudops.features.encode import encode_entity_events
 from fraudops.features.entity_mirror import EntityDelta
 from fraudops.features.spec import FeatureConfig
 from fraudops.kafka import client_config
@@ -293,7 +293,7 @@ class EntityStateComponent:
         for partition, part in by_partition.items():
             _, records, _ = decode_batch([m.value() for m in part])
             late_before = self.state.late_events
-            self.state.take_transactions(partition, part[-1].offset() + 1, encode_records(records))
+            self.state.take_transactions(partition, part[-1].offset() + 1, encode_entity_events(records))
             metrics.ENTITY_LATE_EVENTS.inc(self.state.late_events - late_before)
 
     def _read_labels(self) -> None:

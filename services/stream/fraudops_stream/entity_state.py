@@ -2,7 +2,7 @@
 the entity table closed epoch by epoch and the deltas to publish out (no I/O here).
 
     state = EntityState(config)
-    state.take_transactions(partition, next_offset, encoded_batch)   # from any partition, any order
+    state.take_transactions(partition, next_offset, entity_events)   # from any partition, any order
     state.take_labels(label_events)                                  # at their known-at times
     deltas = state.close(state.watermark(partitions, idle))          # what to publish, in order
 
@@ -19,8 +19,7 @@ import math
 
 import numpy as np
 
-from fraudops.features import layout as L
-from fraudops.features.encode import EncodedBatch
+from fraudops.features.encode import EntityEvents
 from fraudops.features.engine import LabelEvents
 from fraudops.features.entities import EntityTable
 from fraudops.features.entity_mirror import EntityDelta
@@ -44,13 +43,11 @@ class EntityState:
         """The epoch whose start the table stands at (None: nothing closed yet)."""
         return None if math.isinf(self.table.epoch) else int(self.table.epoch)
 
-    def take_transactions(self, partition: int, next_offset: int, batch: EncodedBatch) -> None:
+    def take_transactions(self, partition: int, next_offset: int, events: EntityEvents) -> None:
         """A partition's transactions (valid records only: the stream consumer dead-letters the rest)."""
-        times = batch.txf[:, L.TF_TIME]
+        times = events.times
         self._count_late(times)
-        self.table.queue_events(
-            times, np.full(len(times), np.nan), batch.risk_keys, batch.txi[:, L.TI_CUSTOMER_HASH]
-        )
+        self.table.queue_events(times, np.full(len(times), np.nan), events.risk_keys, events.customer_hashes)
         if len(times):
             self.newest[partition] = max(self.newest.get(partition, -math.inf), float(times.max()))
         self.offsets[partition] = max(self.offsets.get(partition, 0), next_offset)

@@ -246,6 +246,46 @@ def encode_records(records: Sequence[Mapping[str, Any]]) -> EncodedBatch:
     return _encode_rows(columns, len(records))
 
 
+@dataclass(frozen=True)
+class EntityEvents:
+    """What the entity table takes of n transactions: their times, entity keys and customers' hashes."""
+
+    times: np.ndarray  # float64 [n]: seconds since the epoch (`txf[:, TF_TIME]`)
+    risk_keys: np.ndarray  # int64 [n, 5]: as `EncodedBatch.risk_keys`
+    customer_hashes: np.ndarray  # int64 [n]: as `txi[:, TI_CUSTOMER_HASH]`
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @classmethod
+    def of(cls, batch: EncodedBatch) -> EntityEvents:
+        return cls(batch.txf[:, L.TF_TIME], batch.risk_keys, batch.txi[:, L.TI_CUSTOMER_HASH])
+
+
+def encode_entity_events(records: Sequence[Mapping[str, Any]]) -> EntityEvents:
+    """`EntityEvents.of(encode_records(records))`, value for value, without encoding what the entity table
+    does not read (the entity-state component's decode: a third of `encode_records`' work)."""
+    n = len(records)
+    columns = {name: [record.get(name) for record in records] for name in _ENTITY_FIELDS}
+    customers = [None if customer is None else str(customer) for customer in columns["customer_id"]]
+    hashed = _hash_column(
+        [*(value for name in _ENTITY_FIELDS[2:] for value in columns[name]), *customers]
+    ).reshape(6, n)
+    return EntityEvents(_seconds_column(columns["event_time"]), np.ascontiguousarray(hashed[:5].T), hashed[5])
+
+
+#: what `encode_entity_events` reads; the entity keys in `risk_keys` order from the third on
+_ENTITY_FIELDS = (
+    "event_time",
+    "customer_id",
+    "merchant_id",
+    "terminal_id",
+    "device_id",
+    "ip_address",
+    "beneficiary_id",
+)
+
+
 def encode_records_columnar(records: Sequence[Mapping[str, Any]]) -> EncodedBatch:
     """`encode_records` through pandas (`encode_columns`): the reference the row path is tested against."""
     columns = {name: [record.get(name) for record in records] for name in ENCODED_FIELDS}
