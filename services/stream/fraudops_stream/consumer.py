@@ -150,9 +150,12 @@ class StreamConsumer:
                     "session.timeout.ms": 15_000,
                     "fetch.min.bytes": 64 * 1024,
                     "fetch.wait.max.ms": 20,
-                    # librdkafka's prefetch queue: 8 MB is ~25,000 records, five 5,000-record batches ahead
+                    # librdkafka's prefetch queue: 16 MB is ~50,000 records, ten 5,000-record batches ahead
                     # (fetched from the broker in milliseconds); each MB here is a MB of the consumer's memory.
-                    "queued.max.messages.kbytes": 8 * 1024,
+                    "queued.max.messages.kbytes": 16 * 1024,
+                    # Once the queue has been full, the next fetch waits this long. librdkafka's default, 1 s,
+                    # stalled the stream after each backlog: with an 8 MB queue, p99 161-433 ms, not ~125 ms.
+                    "fetch.queue.backoff.ms": 10,
                     **self.options.extra_kafka,
                 },
             )
