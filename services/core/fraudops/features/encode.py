@@ -267,9 +267,11 @@ def encode_entity_events(records: Sequence[Mapping[str, Any]]) -> EntityEvents:
     does not read (the entity-state component's decode: a third of `encode_records`' work)."""
     n = len(records)
     columns = {name: [record.get(name) for record in records] for name in _ENTITY_FIELDS}
-    customers = [None if customer is None else str(customer) for customer in columns["customer_id"]]
     hashed = _hash_column(
-        [*(value for name in _ENTITY_FIELDS[2:] for value in columns[name]), *customers]
+        [
+            *(value for name in _ENTITY_FIELDS[2:] for value in columns[name]),
+            *_customer_texts(columns["customer_id"]),
+        ]
     ).reshape(6, n)
     return EntityEvents(_seconds_column(columns["event_time"]), np.ascontiguousarray(hashed[:5].T), hashed[5])
 
@@ -368,6 +370,11 @@ def _code_column(values: Sequence[Any], index: dict[str, int], unknown: int) -> 
     return [_code(value, index, unknown) for value in values]
 
 
+def _customer_texts(values: Sequence[Any]) -> list[str | None]:
+    """Customer ids as the state and the entity table key them: their text (integer ids in a user's CSV)."""
+    return [None if customer is None else str(customer) for customer in values]
+
+
 def _encode_rows(columns: Mapping[str, Sequence[Any]], n: int) -> EncodedBatch:
     """`encode_columns` of plain Python columns (lists of values), value for value."""
     txf = np.empty((n, L.N_TXF), dtype=np.float64)
@@ -381,7 +388,7 @@ def _encode_rows(columns: Mapping[str, Sequence[Any]], n: int) -> EncodedBatch:
     txf[:, L.TF_ACCOUNT_OPENED] = _seconds_column(columns["account_opened_at"])
 
     customers = np.empty(n, dtype=object)
-    customers[:] = [None if customer is None else str(customer) for customer in columns["customer_id"]]
+    customers[:] = _customer_texts(columns["customer_id"])
     ips = columns["ip_address"]
     # Every hashed column in one call: country, device, ip, ip prefix, merchant, terminal, beneficiary, customer.
     hashed = _hash_column(
