@@ -8,6 +8,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from fraudops import statestore
 from fraudops.db import create_pool, migrate
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ def _tables(url: str) -> set[str]:
 def test_migration_up_creates_every_table_and_down_removes_them(scratch_database: str) -> None:
     migrate.upgrade(scratch_database)
     assert _tables(scratch_database) == EXPECTED_TABLES
-    assert migrate.current_revision(scratch_database) == "0005"
+    assert migrate.current_revision(scratch_database) == "0006"
 
     migrate.downgrade(scratch_database, "base")
     assert _tables(scratch_database) == set()
@@ -45,6 +46,38 @@ def test_migration_up_creates_every_table_and_down_removes_them(scratch_database
 
     migrate.upgrade(scratch_database)
     assert _tables(scratch_database) == EXPECTED_TABLES
+
+
+def test_checkpointed_state_rows_are_compressed_with_lz4_through_the_staging_table(
+    scratch_database: str,
+) -> None:
+    """Migration 0006 sets lz4 on the state columns (this server has it), and a checkpoint's rows arrive
+    lz4-compressed: the staging table compresses them as the column does, and PostgreSQL keeps a value
+    compressed in the staging table as it is. Customers' state compresses well, so each row is stored
+    compressed; their bytes come back unchanged."""
+    migrate.upgrade(scratch_database)
+    with psycopg.connect(scratch_database) as conn:
+        compression = dict(
+            conn.execute(
+                """SELECT attrelid::regclass::text, attcompression FROM pg_attribute
+                   WHERE (attrelid, attname) IN (('customer_feature_state'::regclass, 'state'),
+                       ('entity_component_state'::regclass, 'queue'), ('entity_table_deltas'::regclass, 'body'))"""
+            ).fetchall()
+        )
+        assert compression == {
+            "customer_feature_state": "l",
+            "entity_component_state": "l",
+            "entity_table_deltas": "l",
+        }
+        states = {f"c-{i}": bytes(range(256)) * 15 + i.to_bytes(4, "little") for i in range(50)}
+        with conn.transaction():
+            written = statestore.save_customers(conn, "t", [(c, 1, s) for c, s in states.items()])
+        assert written == 50
+        stored = conn.execute(
+            "SELECT customer_id, state, pg_column_compression(state) FROM customer_feature_state"
+        ).fetchall()
+    assert {c: bytes(s) for c, s, _ in stored} == states
+    assert {method for _, _, method in stored} == {"lz4"}
 
 
 def test_transaction_and_decision_round_trip_through_the_pool(db_url: str) -> None:

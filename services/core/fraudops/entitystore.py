@@ -91,11 +91,14 @@ def publish(
 ) -> None:
     """Write the closed epochs' deltas and the component's new position in one transaction."""
     with conn.transaction():
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                """INSERT INTO entity_table_deltas (topic, epoch, body) VALUES (%s, %s, %s)
+        # one statement for all of them: a sparse history closes thousands of epochs of a few rows each
+        # (a statement per delta cost PostgreSQL ~250 µs each, ten times the row)
+        if deltas:
+            conn.execute(
+                """INSERT INTO entity_table_deltas (topic, epoch, body)
+                   SELECT %s, epoch, body FROM unnest(%s::bigint[], %b::bytea[]) AS delta (epoch, body)
                    ON CONFLICT (topic, epoch) DO UPDATE SET body = EXCLUDED.body""",
-                [(topic, delta.epoch, delta.to_bytes()) for delta in deltas],
+                (topic, [delta.epoch for delta in deltas], [delta.to_bytes() for delta in deltas]),
             )
         conn.execute(
             """INSERT INTO entity_component_state

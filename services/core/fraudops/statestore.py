@@ -38,6 +38,13 @@ _COPY_TRAILER = struct.pack(">h", -1)
 _COPY_CHUNK = 2 * 2**20
 
 
+#: the staging table's state compression for this transaction: that of customer_feature_state.state
+STAGE_COMPRESSION_SQL = """SELECT set_config('default_toast_compression',
+                                  CASE attcompression WHEN 'l' THEN 'lz4' ELSE 'pglz' END, true)
+                           FROM pg_attribute
+                           WHERE attrelid = 'customer_feature_state'::regclass AND attname = 'state'"""
+
+
 def save_customers(conn: psycopg.Connection, topic: str, rows: Iterable[tuple[str, int, bytes]]) -> int:
     """Upsert (customer_id, partition, state) rows inside the caller's transaction; returns rows written.
 
@@ -47,6 +54,9 @@ def save_customers(conn: psycopg.Connection, topic: str, rows: Iterable[tuple[st
     """
     conn.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customer_state
                     (customer_id text, partition integer, state bytea) ON COMMIT DELETE ROWS""")
+    # staged rows compressed as the table's column compresses (migration 0006: lz4 where the server has
+    # it): PostgreSQL moves a compressed value into the table as it is, without compressing it again
+    conn.execute(STAGE_COMPRESSION_SQL)
     count = 0
     with conn.cursor().copy(
         "COPY stage_customer_state (customer_id, partition, state) FROM STDIN (FORMAT BINARY)"
