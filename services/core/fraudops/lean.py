@@ -1,10 +1,12 @@
 """Keep serving processes lean: they never need scikit-learn, which xgboost imports when it is installed,
-and the pages the C heap has freed go back to the system."""
+the pages the C heap has freed go back to the system, and the garbage collector does not walk what the
+process set up at start again and again."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import sys
 from collections.abc import Callable
 
@@ -41,3 +43,24 @@ def without_training_libraries() -> None:
     """
     if "sklearn" not in sys.modules:
         sys.modules["sklearn"] = None  # type: ignore[assignment]
+
+
+#: net new container objects between two young-generation collections (Python's default: 700). A batch of
+#: 5,000 records holds ~30,000 (a decoded struct, a dict, lists): at 700, the collector ran ~60 times a
+#: batch, and each tenth of those promoted the batch's live objects to be walked again.
+YOUNG_COLLECTION_THRESHOLD = 50_000
+
+
+def settle_garbage_collection() -> None:
+    """For a long-running loop over batches, once its start-up is done (modules, model, clients loaded):
+    move every object alive now out of the collector's sight for good (`gc.freeze`: they live as long
+    as the process), and collect the young generation only every YOUNG_COLLECTION_THRESHOLD objects.
+
+    Measured in the entity drain: the stream consumer spent 7.1 s of its 41 CPU-s in the collector
+    (17 full collections of ~250,000 objects at ~230 ms each, 3,500 young ones); the entity-state
+    component 4.9 s of 24. A batch's objects are freed by reference counting when it is done; the
+    collector is only there for cycles, which it still finds, less often."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
