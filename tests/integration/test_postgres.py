@@ -51,23 +51,24 @@ def test_migration_up_creates_every_table_and_down_removes_them(scratch_database
 def test_checkpointed_state_rows_are_compressed_with_lz4_through_the_staging_table(
     scratch_database: str,
 ) -> None:
-    """Migration 0006 sets lz4 on the state columns (this server has it), and a checkpoint's rows arrive
-    lz4-compressed: the staging table compresses them as the column does, and PostgreSQL keeps a value
-    compressed in the staging table as it is. Customers' state compresses well, so each row is stored
-    compressed; their bytes come back unchanged."""
+    """Migration 0006 sets lz4 on the state columns (this server has it) and no compression on the entity
+    deltas, and a checkpoint's rows arrive lz4-compressed: the staging table compresses them as the column
+    does, and PostgreSQL keeps a value compressed in the staging table as it is. Customers' state
+    compresses well, so each row is stored compressed; their bytes come back unchanged."""
     migrate.upgrade(scratch_database)
     with psycopg.connect(scratch_database) as conn:
         compression = dict(
             conn.execute(
-                """SELECT attrelid::regclass::text, attcompression FROM pg_attribute
+                """SELECT attrelid::regclass::text, attcompression::text || attstorage::text FROM pg_attribute
                    WHERE (attrelid, attname) IN (('customer_feature_state'::regclass, 'state'),
                        ('entity_component_state'::regclass, 'queue'), ('entity_table_deltas'::regclass, 'body'))"""
             ).fetchall()
         )
+        # lz4, compressible (x: extended); the deltas stored out of line as they are (e: external)
         assert compression == {
-            "customer_feature_state": "l",
-            "entity_component_state": "l",
-            "entity_table_deltas": "l",
+            "customer_feature_state": "lx",
+            "entity_component_state": "lx",
+            "entity_table_deltas": "e",
         }
         states = {f"c-{i}": bytes(range(256)) * 15 + i.to_bytes(4, "little") for i in range(50)}
         with conn.transaction():
