@@ -38,7 +38,7 @@ def consume(
     ] = 600.0,
 ) -> None:
     """Consume transactions, score them, store decisions in PostgreSQL, publish alerts. SIGTERM ends cleanly."""
-    from fraudops.lean import without_training_libraries
+    from fraudops.lean import settle_garbage_collection, without_training_libraries
 
     without_training_libraries()
     from fraudops.tracing import configure_tracing
@@ -54,6 +54,7 @@ def consume(
         idle_exit_s=idle_exit,
         max_poll_interval_s=max_poll_interval,
     )
+    settle_garbage_collection()  # a process of its own: what start-up left lives as long as it does
     StreamConsumer(settings, options).run()
 
 
@@ -102,7 +103,7 @@ def entities(
     ] = HealthLimits().outage_limit_s,
 ) -> None:
     """Run the entity-state component: every partition in, the entity table published per epoch (PostgreSQL)."""
-    from fraudops.lean import without_training_libraries
+    from fraudops.lean import settle_garbage_collection, without_training_libraries
 
     without_training_libraries()
     from fraudops_stream.entity_component import EntityComponentOptions, EntityStateComponent
@@ -121,4 +122,5 @@ def entities(
         config = FeatureConfig(label_delay_s=label_delay_days * DAY, entity_epoch_s=epoch_seconds)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    settle_garbage_collection()  # a process of its own: what start-up left lives as long as it does
     EntityStateComponent(settings, options, config).run()

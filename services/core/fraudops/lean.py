@@ -52,9 +52,11 @@ YOUNG_COLLECTION_THRESHOLD = 50_000
 
 
 def settle_garbage_collection() -> None:
-    """For a long-running loop over batches, once its start-up is done (modules, model, clients loaded):
-    move every object alive now out of the collector's sight for good (`gc.freeze`: they live as long
-    as the process), and collect the young generation only every YOUNG_COLLECTION_THRESHOLD objects.
+    """For a process that runs one long loop over batches, called by its entry point once its modules are
+    imported (a process-wide setting: never from a loop that may run inside another program, a test's
+    thread say): move every object alive now out of the collector's sight for good (`gc.freeze`: they
+    live as long as the process), and collect the young generation only every YOUNG_COLLECTION_THRESHOLD
+    objects.
 
     Measured in the entity drain: the stream consumer spent 7.1 s of its 41 CPU-s in the collector
     (17 full collections of ~250,000 objects at ~230 ms each, 3,500 young ones); the entity-state

@@ -52,7 +52,7 @@ from fraudops.features.encode import EncodedBatch, encode_records
 from fraudops.features.engine import FeatureEngine
 from fraudops.features.entity_mirror import EntityMirror
 from fraudops.kafka import client_config
-from fraudops.lean import return_freed_memory, settle_garbage_collection
+from fraudops.lean import return_freed_memory
 from fraudops.routing import RoutingTable, load_routing_table
 from fraudops.sink import transactions_table
 from fraudops.variants import Decided, Decider, ExtraRows
@@ -289,7 +289,6 @@ class StreamConsumer:
                 self.entity_reads.config = trained_with
             self._waiting_out("reading fraud labels", self._read_labels)
             self._last_label_poll = time.monotonic()
-            settle_garbage_collection()  # started: what is alive now lives as long as the process
             self.consumer.subscribe(
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )

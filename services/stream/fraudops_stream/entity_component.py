@@ -39,7 +39,6 @@ from fraudops.features.encode import encode_entity_events
 from fraudops.features.entity_mirror import EntityDelta
 from fraudops.features.spec import FeatureConfig
 from fraudops.kafka import client_config
-from fraudops.lean import settle_garbage_collection
 from fraudops_stream import metrics
 from fraudops_stream.decode import decode_batch
 from fraudops_stream.entity_health import EntityHealth, HealthLimits, Verdict, epoch_lag, liveness, readiness
@@ -154,7 +153,6 @@ class EntityStateComponent:
         if self.options.metrics_port:
             # from the start: a second instance waiting for the table is alive (/livez), not ready (/readyz)
             metrics.serve(self.options.metrics_port, {"/livez": self.liveness, "/readyz": self.readiness})
-        settle_garbage_collection()  # started: what is alive now lives as long as the process
         try:
             while self.running and not self._session():
                 pass
