@@ -81,6 +81,35 @@ def test_checkpointed_state_rows_are_compressed_with_lz4_through_the_staging_tab
     assert {method for _, _, method in stored} == {"lz4"}
 
 
+def test_a_resting_checkpoint_writes_in_slices_and_commits_them_at_once(
+    scratch_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A periodic checkpoint rests between slices (statestore.save_customers with `rest`), inside the one
+    transaction: while it rests, nothing of it is visible; after it, every row, byte for byte."""
+    migrate.upgrade(scratch_database)
+    states = {f"c-{i}": bytes(range(256)) * 15 + i.to_bytes(4, "little") for i in range(1200)}
+    rests: list[tuple[float, int]] = []
+    with psycopg.connect(scratch_database, autocommit=True) as onlooker:
+
+        def rest(seconds: float) -> None:
+            visible = onlooker.execute("SELECT count(*) FROM customer_feature_state").fetchone()[0]
+            rests.append((seconds, visible))
+
+        monkeypatch.setattr(statestore.time, "sleep", rest)
+        with psycopg.connect(scratch_database) as conn:
+            with conn.transaction():
+                written = statestore.save_customers(
+                    conn, "t", [(c, 1, s) for c, s in states.items()], rest=2.0
+                )
+            stored = conn.execute("SELECT customer_id, state FROM customer_feature_state").fetchall()
+    assert written == 1200
+    slices = -(-1200 // statestore.SAVE_SLICE_ROWS)
+    assert len(rests) == slices  # one rest after each slice
+    assert all(seconds > 0 for seconds, _ in rests)
+    assert {visible for _, visible in rests} == {0}, "rows showed before the transaction committed"
+    assert {c: bytes(s) for c, s in stored} == states
+
+
 def test_transaction_and_decision_round_trip_through_the_pool(db_url: str) -> None:
     event_time = datetime(2026, 11, 1, 12, 30, tzinfo=UTC)
     pool = create_pool(db_url, max_size=2)

@@ -10,7 +10,7 @@ from fraudops.features.encode import encode_frame
 from fraudops.features.engine import FeatureEngine
 from fraudops.schema import TRANSACTION_FIELDS
 from fraudops_simulator import SimulationConfig, simulate
-from fraudops_stream.checkpointing import CheckpointScheduler, due
+from fraudops_stream.checkpointing import PERIODIC_REST, CheckpointScheduler, due
 from fraudops_stream.state import MemoryCheckpoints, PartitionedState
 
 
@@ -60,10 +60,12 @@ def test_a_failed_save_leaves_its_customers_to_the_next_checkpoint() -> None:
     class Failing(MemoryCheckpoints):
         fail = True
 
-        def save(self, partition: int, next_offset: int, customers: list[tuple[str, bytes]]) -> None:
+        def save(
+            self, partition: int, next_offset: int, customers: list[tuple[str, bytes]], rest: float = 0.0
+        ) -> None:
             if self.fail:
                 raise OSError("database away")
-            super().save(partition, next_offset, customers)
+            super().save(partition, next_offset, customers, rest)
 
     frame = history()
     checkpoints = Failing()
@@ -121,6 +123,38 @@ def test_the_scheduler_checkpoints_partitions_at_rest_one_at_a_time_and_skips_on
     assert sorted(checkpoints.saved) == [0], "partition 1 is ahead of its written records"
     assert checkpoints.saved[0].next_offset == 1000
     assert drains, "the batch in flight is waited for before a snapshot"
+
+
+def test_periodic_checkpoints_rest_between_slices_and_a_hand_over_does_not() -> None:
+    """The periodic round spreads its writes (PERIODIC_REST); partitions leaving go at full speed."""
+
+    class Recording(MemoryCheckpoints):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rests: list[float] = []
+
+        def save(
+            self, partition: int, next_offset: int, customers: list[tuple[str, bytes]], rest: float = 0.0
+        ) -> None:
+            self.rests.append(rest)
+            super().save(partition, next_offset, customers, rest)
+
+    frame = history()
+    checkpoints = Recording()
+    state = PartitionedState(FeatureEngine(), checkpoints)
+    advance(state, frame.iloc[:1000], 1000)
+    now = [0.0]
+    scheduler = CheckpointScheduler(state, interval_s=30, clock=lambda: now[0])
+    now[0] = 31
+    scheduler.tick(lambda: None)
+    scheduler.settle()
+    advance(state, frame.iloc[1000:1500], 1500)
+    scheduler.hand_over([0])
+    scheduler.close()
+
+    assert checkpoints.rests == [PERIODIC_REST, 0.0]
+    assert PERIODIC_REST > 0
+    assert checkpoints.saved[0].next_offset == 1500
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,10 @@ checkpoints; it restores a whole partition on assignment. The gateway reads sing
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from itertools import islice
 
 import numpy as np
 import psycopg
@@ -45,18 +47,50 @@ STAGE_COMPRESSION_SQL = """SELECT set_config('default_toast_compression',
                            WHERE attrelid = 'customer_feature_state'::regclass AND attname = 'state'"""
 
 
-def save_customers(conn: psycopg.Connection, topic: str, rows: Iterable[tuple[str, int, bytes]]) -> int:
+def save_customers(
+    conn: psycopg.Connection, topic: str, rows: Iterable[tuple[str, int, bytes]], rest: float = 0.0
+) -> int:
     """Upsert (customer_id, partition, state) rows inside the caller's transaction; returns rows written.
 
     The rows travel as binary COPY framed here (three fields a row): a state row is ~3.8 KB of bytes,
     which text COPY would escape to twice its size and a per-row `write_row` would frame in Python
     field by field — 3x slower for a partition's 20,000 customers.
+
+    With `rest`, they go SAVE_SLICE_ROWS at a time, and after each slice the connection rests `rest`
+    times as long as the slice took: a periodic checkpoint then spreads PostgreSQL's work (compression,
+    heap, WAL) over seconds instead of taking a core from the stream beside it (a round of six
+    partitions had doubled the stream's p99 for the three seconds it took). Still the one transaction.
     """
     conn.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customer_state
                     (customer_id text, partition integer, state bytea) ON COMMIT DELETE ROWS""")
     # staged rows compressed as the table's column compresses (migration 0006: lz4 where the server has
     # it): PostgreSQL moves a compressed value into the table as it is, without compressing it again
     conn.execute(STAGE_COMPRESSION_SQL)
+    rows = iter(rows)
+    count = 0
+    while True:
+        started = time.perf_counter()
+        staged = _stage(conn, islice(rows, SAVE_SLICE_ROWS) if rest else rows)
+        if not staged:
+            return count
+        conn.execute(UPSERT_STAGED_SQL, (topic, FEATURE_VERSION))
+        count += staged
+        if not rest:
+            return count
+        conn.execute("TRUNCATE stage_customer_state")
+        time.sleep(rest * (time.perf_counter() - started))
+
+
+#: rows a resting checkpoint writes per slice (~8 MB of state)
+SAVE_SLICE_ROWS = 512
+UPSERT_STAGED_SQL = """INSERT INTO customer_feature_state (customer_id, topic, partition, feature_version, state, updated_at)
+   SELECT customer_id, %s, partition, %s, state, now() FROM stage_customer_state
+   ON CONFLICT (customer_id) DO UPDATE SET topic = EXCLUDED.topic, partition = EXCLUDED.partition,
+       feature_version = EXCLUDED.feature_version, state = EXCLUDED.state, updated_at = now()"""
+
+
+def _stage(conn: psycopg.Connection, rows: Iterable[tuple[str, int, bytes]]) -> int:
+    """COPY the rows into the staging table; returns how many."""
     count = 0
     with conn.cursor().copy(
         "COPY stage_customer_state (customer_id, partition, state) FROM STDIN (FORMAT BINARY)"
@@ -75,13 +109,6 @@ def save_customers(conn: psycopg.Connection, topic: str, rows: Iterable[tuple[st
                 pending, size = [], 0
         pending.append(_COPY_TRAILER)
         copy.write(b"".join(pending))
-    conn.execute(
-        """INSERT INTO customer_feature_state (customer_id, topic, partition, feature_version, state, updated_at)
-           SELECT customer_id, %s, partition, %s, state, now() FROM stage_customer_state
-           ON CONFLICT (customer_id) DO UPDATE SET topic = EXCLUDED.topic, partition = EXCLUDED.partition,
-               feature_version = EXCLUDED.feature_version, state = EXCLUDED.state, updated_at = now()""",
-        (topic, FEATURE_VERSION),
-    )
     return count
 
 

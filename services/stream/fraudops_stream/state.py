@@ -53,8 +53,11 @@ class Snapshot:
 
 
 class StateCheckpoints(Protocol):
-    def save(self, partition: int, next_offset: int, customers: Iterable[tuple[str, bytes]]) -> None:
-        """Store the partition's next offset and these customers' rows (other customers' rows stay)."""
+    def save(
+        self, partition: int, next_offset: int, customers: Iterable[tuple[str, bytes]], rest: float = 0.0
+    ) -> None:
+        """Store the partition's next offset and these customers' rows (other customers' rows stay);
+        with `rest`, spread over time (`fraudops.statestore.save_customers`)."""
 
     def load(self, partition: int) -> Checkpoint | None: ...
 
@@ -67,10 +70,12 @@ class PostgresCheckpoints:
         self.group = group
         self.topic = topic
 
-    def save(self, partition: int, next_offset: int, customers: Iterable[tuple[str, bytes]]) -> None:
+    def save(
+        self, partition: int, next_offset: int, customers: Iterable[tuple[str, bytes]], rest: float = 0.0
+    ) -> None:
         with self.pool.connection() as conn, conn.transaction():
             saved = statestore.save_customers(
-                conn, self.topic, ((c, partition, blob) for c, blob in customers)
+                conn, self.topic, ((c, partition, blob) for c, blob in customers), rest
             )
             conn.execute(
                 """INSERT INTO feature_checkpoints (consumer_group, topic, partition, next_offset, feature_version,
@@ -96,7 +101,9 @@ class MemoryCheckpoints:
     def __init__(self) -> None:
         self.saved: dict[int, Checkpoint] = {}
 
-    def save(self, partition: int, next_offset: int, customers: Iterable[tuple[str, bytes]]) -> None:
+    def save(
+        self, partition: int, next_offset: int, customers: Iterable[tuple[str, bytes]], rest: float = 0.0
+    ) -> None:
         """Like the PostgreSQL store: the customers given replace theirs, the others stay."""
         previous = dict(self.saved[partition].customers) if partition in self.saved else {}
         previous.update(customers)
@@ -148,9 +155,10 @@ class PartitionedState:
         taken, self.dirty[partition] = self.dirty[partition], set()
         return Snapshot(partition, self.position[partition], self.engine.export_packed(taken), taken)
 
-    def save(self, snapshot: Snapshot) -> None:
-        """Write a snapshot (safe off the consumer's thread: it touches no engine state)."""
-        self.checkpoints.save(snapshot.partition, snapshot.next_offset, snapshot.customers)
+    def save(self, snapshot: Snapshot, rest: float = 0.0) -> None:
+        """Write a snapshot (safe off the consumer's thread: it touches no engine state); `rest`: see
+        `StateCheckpoints.save`."""
+        self.checkpoints.save(snapshot.partition, snapshot.next_offset, snapshot.customers, rest)
 
     def unsaved(self, snapshot: Snapshot) -> None:
         """A snapshot's save failed: its customers count as changed again (if the partition is still ours)."""
