@@ -58,8 +58,8 @@ def save_customers(
 
     With `rest`, they go SAVE_SLICE_ROWS at a time, and after each slice the connection rests `rest`
     times as long as the slice took: a periodic checkpoint then spreads PostgreSQL's work (compression,
-    heap, WAL) over seconds instead of taking a core from the stream beside it (a round of six
-    partitions had doubled the stream's p99 for the three seconds it took). Still the one transaction.
+    heap, WAL) over seconds instead of taking a core from the stream beside it (the entity stream's late
+    batches clustered in the three seconds a round of six partitions took). Still the one transaction.
     """
     conn.execute("""CREATE TEMP TABLE IF NOT EXISTS stage_customer_state
                     (customer_id text, partition integer, state bytea) ON COMMIT DELETE ROWS""")
@@ -81,7 +81,7 @@ def save_customers(
         time.sleep(rest * (time.perf_counter() - started))
 
 
-#: rows a resting checkpoint writes per slice (~8 MB of state)
+#: rows a resting checkpoint writes per slice (~2 MB of state)
 SAVE_SLICE_ROWS = 512
 UPSERT_STAGED_SQL = """INSERT INTO customer_feature_state (customer_id, topic, partition, feature_version, state, updated_at)
    SELECT customer_id, %s, partition, %s, state, now() FROM stage_customer_state

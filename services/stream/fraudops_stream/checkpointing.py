@@ -25,7 +25,8 @@ from fraudops_stream.state import PartitionedState, Snapshot
 
 log = logging.getLogger(__name__)
 #: a periodic checkpoint rests twice as long as each slice of it took (`statestore.save_customers`): a
-#: round of six partitions of ~20,000 customers then takes ~10 s of a 30-s interval, at a third of a core
+#: round of six partitions of ~20,000 customers then takes ~10-12 s of a 30-s interval, at a third of a
+#: core; `settle()` (a rebalance, a stop) waits for the partition in progress, rests included (~2 s)
 PERIODIC_REST = 2.0
 
 
