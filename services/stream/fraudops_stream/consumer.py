@@ -62,6 +62,7 @@ from fraudops_stream.decode import decode_batch
 from fraudops_stream.delivery import Publisher, dead_letter
 from fraudops_stream.entity_reads import EntityReads
 from fraudops_stream.group import report_lag
+from fraudops_stream.retrying import first_try
 from fraudops_stream.state import PartitionedState, PostgresCheckpoints, StateCheckpoints
 from fraudops_stream.tracing import BatchTrace
 from fraudops_stream.writer import Batch, BatchWriter
@@ -417,14 +418,16 @@ class StreamConsumer:
             if on_wait is not None:
                 on_wait()
 
-        retrying = Retrying(
-            retry=retry_if_exception_type(_UNAVAILABLE),
-            stop=lambda _: not self.running,
-            before_sleep=report,
-            reraise=True,
-            wait=wait_exponential(multiplier=0.2, max=self.options.max_retry_wait_s),
+        return first_try(
+            call,
+            lambda: Retrying(
+                retry=retry_if_exception_type(_UNAVAILABLE),
+                stop=lambda _: not self.running,
+                before_sleep=report,
+                reraise=True,
+                wait=wait_exponential(multiplier=0.2, max=self.options.max_retry_wait_s),
+            ),
         )
-        return retrying(call)
 
     # --- one batch ------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exp
 
 from fraudops.errors import ConfigurationError, RetryableError
 from fraudops_stream import metrics
+from fraudops_stream.retrying import first_try
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +131,16 @@ class Publisher:
                 },
             )
 
-        retrying = Retrying(
-            retry=retry_if_exception_type(UndeliveredError),
-            stop=give_up_when_stopping,
-            wait=wait_exponential(multiplier=0.2, max=self.max_wait_s),
-            before_sleep=report,
-            reraise=True,
+        first_try(
+            attempt,
+            lambda: Retrying(
+                retry=retry_if_exception_type(UndeliveredError),
+                stop=give_up_when_stopping,
+                wait=wait_exponential(multiplier=0.2, max=self.max_wait_s),
+                before_sleep=report,
+                reraise=True,
+            ),
         )
-        retrying(attempt)
 
     def _deliver(self, records: list[Outgoing], stopping: Callable[[], bool]) -> list[Outgoing]:
         """Produce the records and serve reports until each has one; returns those not delivered."""

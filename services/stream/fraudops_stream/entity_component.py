@@ -43,6 +43,7 @@ from fraudops_stream import metrics
 from fraudops_stream.decode import decode_batch
 from fraudops_stream.entity_health import EntityHealth, HealthLimits, Verdict, epoch_lag, liveness, readiness
 from fraudops_stream.entity_state import EntityState
+from fraudops_stream.retrying import first_try
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -407,15 +408,17 @@ class EntityStateComponent:
             problem = "held by another instance; waiting" if held else "dependency unavailable; retrying"
             log.warning(f"{what}: {problem}", extra={"error": str(error)[:300]})
 
-        retrying = Retrying(
-            retry=retry_if_exception(retryable),
-            stop=lambda _: not self.running,
-            before_sleep=before_sleep,
-            reraise=True,
-            wait=wait_exponential(multiplier=0.2, max=self.options.max_retry_wait_s),
-        )
         try:
-            result = retrying(call)
+            result = first_try(
+                call,
+                lambda: Retrying(
+                    retry=retry_if_exception(retryable),
+                    stop=lambda _: not self.running,
+                    before_sleep=before_sleep,
+                    reraise=True,
+                    wait=wait_exponential(multiplier=0.2, max=self.options.max_retry_wait_s),
+                ),
+            )
         except psycopg.Error as exc:
             if on_session and self._session_ended():
                 raise ConnectionLost(f"{what}: {exc}") from exc

@@ -34,6 +34,7 @@ from fraudops.sink import write_batch
 from fraudops.tracing import postgres_attributes
 from fraudops_stream import metrics
 from fraudops_stream.delivery import Outgoing, Publisher, dead_letter
+from fraudops_stream.retrying import first_try
 from fraudops_stream.tracing import BatchTrace
 
 log = logging.getLogger(__name__)
@@ -210,14 +211,16 @@ class BatchWriter:
                 },
             )
 
-        retrying = Retrying(
-            retry=retry_if_exception_type(RetryableError),
-            stop=lambda _: self.stopping(),
-            wait=wait_exponential(multiplier=0.2, max=self.max_wait_s),
-            before_sleep=report,
-            reraise=True,
+        return first_try(
+            attempt,
+            lambda: Retrying(
+                retry=retry_if_exception_type(RetryableError),
+                stop=lambda _: self.stopping(),
+                wait=wait_exponential(multiplier=0.2, max=self.max_wait_s),
+                before_sleep=report,
+                reraise=True,
+            ),
         )
-        return retrying(attempt)
 
     @staticmethod
     def _write(conn: psycopg.Connection, rows: pa.Table, decisions: pa.Table, alerts: list[Decision]) -> None:
