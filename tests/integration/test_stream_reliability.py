@@ -328,6 +328,14 @@ def test_finding_4_an_outage_of_the_deciding_model_server_is_waited_out_with_the
     assert_matches_reference(setup.db_url, [value for _, value in records], trained_artifact, setup.topic)
 
 
+def checkpointed_offset(setup: StreamSetup) -> int | None:
+    with psycopg.connect(setup.db_url) as conn:
+        row = conn.execute(
+            "SELECT next_offset FROM feature_checkpoints WHERE topic = %s", (setup.topic,)
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
 def test_finding_5_a_stop_between_features_and_commit_checkpoints_nothing_ahead_and_the_restart_is_exact(
     setup: StreamSetup, predictor: Predictor, trained_artifact: Path, tmp_path: Path
 ) -> None:
@@ -338,6 +346,15 @@ def test_finding_5_a_stop_between_features_and_commit_checkpoints_nothing_ahead_
         produce(setup.bootstrap, setup.topic, records[:8_000])
         wait_for_count(setup.db_url, 8_000, 240, [first])
         wait_until_caught_up(setup, 120, [first])
+        # A periodic checkpoint of the first records before the outage (a round every 2 s): without
+        # waiting for it, a consumer fast enough to store them inside one interval had none to compare.
+        wait_until(
+            lambda: checkpointed_offset(setup) is not None,
+            60,
+            lambda: "a periodic checkpoint",
+            interval_s=0.25,
+            alive=[first],
+        )
         predictor.kill()
         produce(setup.bootstrap, setup.topic, records[8_000:])
         # The batch's features are in the state; its scores cannot be had, so it is never written.
@@ -345,13 +362,10 @@ def test_finding_5_a_stop_between_features_and_commit_checkpoints_nothing_ahead_
     finally:
         assert stop(first) == 0, "SIGTERM during the outage ends the consumer cleanly"
 
-    with psycopg.connect(setup.db_url) as conn:
-        checkpoint = conn.execute(
-            "SELECT next_offset FROM feature_checkpoints WHERE topic = %s", (setup.topic,)
-        ).fetchone()
+    checkpoint = checkpointed_offset(setup)
     assert checkpoint is not None
     assert (
-        checkpoint[0] <= committed(setup.bootstrap, setup.group, setup.topic)[0] == stored_count(setup.db_url)
+        checkpoint <= committed(setup.bootstrap, setup.group, setup.topic)[0] == stored_count(setup.db_url)
     ), "the checkpoint holds nothing beyond the stored, committed records"
     predictor.start()
     second = setup.consumer("second", ROUTING_TABLE_PATH=str(table))
