@@ -42,7 +42,7 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+from tenacity import RetryCallState, retry_if_exception_type
 
 from fraudops import statestore
 from fraudops.config import Settings
@@ -62,7 +62,7 @@ from fraudops_stream.decode import decode_batch
 from fraudops_stream.delivery import Publisher, dead_letter
 from fraudops_stream.entity_reads import EntityReads
 from fraudops_stream.group import report_lag
-from fraudops_stream.retrying import first_try
+from fraudops_stream.retrying import waited_out
 from fraudops_stream.state import PartitionedState, PostgresCheckpoints, StateCheckpoints
 from fraudops_stream.tracing import BatchTrace
 from fraudops_stream.writer import Batch, BatchWriter
@@ -418,15 +418,12 @@ class StreamConsumer:
             if on_wait is not None:
                 on_wait()
 
-        return first_try(
+        return waited_out(
             call,
-            lambda: Retrying(
-                retry=retry_if_exception_type(_UNAVAILABLE),
-                stop=lambda _: not self.running,
-                before_sleep=report,
-                reraise=True,
-                wait=wait_exponential(multiplier=0.2, max=self.options.max_retry_wait_s),
-            ),
+            retry_if_exception_type(_UNAVAILABLE),
+            lambda: not self.running,
+            report,
+            self.options.max_retry_wait_s,
         )
 
     # --- one batch ------------------------------------------------------------------------------------

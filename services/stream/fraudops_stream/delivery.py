@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+from tenacity import RetryCallState, retry_if_exception_type
 
 from fraudops.errors import ConfigurationError, RetryableError
 from fraudops_stream import metrics
-from fraudops_stream.retrying import first_try
+from fraudops_stream.retrying import waited_out
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +116,6 @@ class Publisher:
             if pending:
                 raise UndeliveredError(f"{len(pending)} record(s) not delivered")
 
-        def give_up_when_stopping(state: RetryCallState) -> bool:
-            return stopping()
-
         def report(state: RetryCallState) -> None:
             metrics.DELIVERY_RETRIES.inc()
             wait = state.next_action.sleep if state.next_action else 0.0
@@ -131,16 +128,7 @@ class Publisher:
                 },
             )
 
-        first_try(
-            attempt,
-            lambda: Retrying(
-                retry=retry_if_exception_type(UndeliveredError),
-                stop=give_up_when_stopping,
-                wait=wait_exponential(multiplier=0.2, max=self.max_wait_s),
-                before_sleep=report,
-                reraise=True,
-            ),
-        )
+        waited_out(attempt, retry_if_exception_type(UndeliveredError), stopping, report, self.max_wait_s)
 
     def _deliver(self, records: list[Outgoing], stopping: Callable[[], bool]) -> list[Outgoing]:
         """Produce the records and serve reports until each has one; returns those not delivered."""

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
+from tenacity import RetryCallState, retry_if_exception
 
 from fraudops import entitystore, statestore
 from fraudops.config import Settings
@@ -43,7 +43,7 @@ from fraudops_stream import metrics
 from fraudops_stream.decode import decode_batch
 from fraudops_stream.entity_health import EntityHealth, HealthLimits, Verdict, epoch_lag, liveness, readiness
 from fraudops_stream.entity_state import EntityState
-from fraudops_stream.retrying import first_try
+from fraudops_stream.retrying import waited_out
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -409,15 +409,12 @@ class EntityStateComponent:
             log.warning(f"{what}: {problem}", extra={"error": str(error)[:300]})
 
         try:
-            result = first_try(
+            result = waited_out(
                 call,
-                lambda: Retrying(
-                    retry=retry_if_exception(retryable),
-                    stop=lambda _: not self.running,
-                    before_sleep=before_sleep,
-                    reraise=True,
-                    wait=wait_exponential(multiplier=0.2, max=self.options.max_retry_wait_s),
-                ),
+                retry_if_exception(retryable),
+                lambda: not self.running,
+                before_sleep,
+                self.options.max_retry_wait_s,
             )
         except psycopg.Error as exc:
             if on_session and self._session_ended():

@@ -1,6 +1,7 @@
 """Waiting out an unavailable dependency without leaving garbage behind at every call.
 
     first_try(call, lambda: Retrying(...))   # call() once; only if it raises, the Retrying takes over
+    waited_out(call, retry, stop, before_sleep, max_wait_s)   # the stream processes' one Retrying
 
 A tenacity call leaves ~16 objects in reference cycles (the Retrying and its call state), freed only
 by the garbage collector. The stream processes wrap a few calls a batch in one and collect the young
@@ -16,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import Retrying
+from tenacity import RetryCallState, Retrying, wait_exponential
+from tenacity.retry import retry_base
 
 T = TypeVar("T")
 
@@ -34,3 +36,24 @@ def first_try(call: Callable[[], T], retrying: Callable[[], Retrying]) -> T:
         return call()
 
     return retrying()(attempt)
+
+
+def waited_out(
+    call: Callable[[], T],
+    retry: retry_base,
+    stop: Callable[[], bool],
+    before_sleep: Callable[[RetryCallState], None],
+    max_wait_s: float,
+) -> T:
+    """`call()`, retried while `retry` says the failure is a dependency's and `stop()` is false, with a
+    growing pause (0.2 s doubling, up to `max_wait_s`); then the last error is raised."""
+    return first_try(
+        call,
+        lambda: Retrying(
+            retry=retry,
+            stop=lambda _: stop(),
+            wait=wait_exponential(multiplier=0.2, max=max_wait_s),
+            before_sleep=before_sleep,
+            reraise=True,
+        ),
+    )

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from confluent_kafka import Message
 from opentelemetry.trace import SpanKind
 from psycopg_pool import ConnectionPool
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
+from tenacity import RetryCallState, retry_if_exception_type
 
 from fraudops.decision import Decision, alert_message
 from fraudops.errors import RetryableError
@@ -34,7 +34,7 @@ from fraudops.sink import write_batch
 from fraudops.tracing import postgres_attributes
 from fraudops_stream import metrics
 from fraudops_stream.delivery import Outgoing, Publisher, dead_letter
-from fraudops_stream.retrying import first_try
+from fraudops_stream.retrying import waited_out
 from fraudops_stream.tracing import BatchTrace
 
 log = logging.getLogger(__name__)
@@ -211,15 +211,8 @@ class BatchWriter:
                 },
             )
 
-        return first_try(
-            attempt,
-            lambda: Retrying(
-                retry=retry_if_exception_type(RetryableError),
-                stop=lambda _: self.stopping(),
-                wait=wait_exponential(multiplier=0.2, max=self.max_wait_s),
-                before_sleep=report,
-                reraise=True,
-            ),
+        return waited_out(
+            attempt, retry_if_exception_type(RetryableError), self.stopping, report, self.max_wait_s
         )
 
     @staticmethod
