@@ -257,6 +257,7 @@ def drain(
         for helper in helpers:
             _stop(helper)
         stored = lane.stored()  # what PostgreSQL holds: exactly one row per transaction
+        alerted = lane.alerted()
     finally:
         for helper in helpers:
             helper.kill()
@@ -290,6 +291,8 @@ def drain(
             "customers": customers,
             "batch_size": batch_size,
             "events_per_second": events_per_second,
+            # each alert is a reason set, a row and a message: the share weighs on the rate
+            "alerted_share": alerted / transactions,
             **({"entity_state_cpu_seconds": round(component_cpu_s, 1)} if entity_features else {}),
         },
     )

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from fraudops import sink
 from fraudops.db import migrate
+from fraudops.decision import decisions_table
 from fraudops.schema import Transaction
 from fraudops.sink import Decision, transaction_row, write_batch
 
@@ -87,6 +89,50 @@ def test_a_batch_is_stored_once_even_when_written_twice(scratch_database: str) -
     assert (replay.transactions, replay.decisions, replay.alerts) == (0, 0, 0)
     assert counts[:4] == (40, 80, 40, 10)
     assert float(counts[4]) == pytest.approx(sum(10.5 + i for i in range(40)))
+
+
+ALERT_ROW = """SELECT transaction_id, customer_id, score, threshold, model_name, model_version, variant, reasons,
+                      created_at, status FROM alerts ORDER BY transaction_id"""
+
+
+def test_alerts_taken_from_the_batchs_decisions_table_are_stored_as_built_from_their_objects(
+    scratch_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream hands the sink its decisions as one table: the alerts' rows come from it (the deciding
+    rows only: the shadow variant scored the same transactions as fraud too), equal to the objects' rows."""
+    migrate.upgrade(scratch_database)
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        rows, decisions, alerts = _batch("objects", 40)
+        assert write_batch(conn, rows, decisions, alerts).alerts == 10
+        rows, decisions, alerts = _batch("table", 40)
+        table = decisions_table(decisions)
+
+        def built_again(_: object) -> None:
+            raise AssertionError("the alerts' rows were built again from their objects")
+
+        monkeypatch.setattr(sink, "decisions_table", built_again)
+        assert write_batch(conn, rows, table, alerts).alerts == 10
+        stored = conn.execute(ALERT_ROW).fetchall()
+    by_batch: dict[str, list[tuple]] = {"objects": [], "table": []}
+    for transaction_id, *fields in stored:
+        prefix, number = transaction_id.split("-")
+        by_batch[prefix].append((int(number), *fields))
+    assert len(by_batch["table"]) == 10
+    assert sorted(by_batch["table"]) == sorted(by_batch["objects"])
+    assert {row[6] for row in by_batch["table"]} == {"stable"}  # never the shadow's row
+
+
+def test_an_alert_the_decisions_table_does_not_hold_is_built_from_its_object(scratch_database: str) -> None:
+    migrate.upgrade(scratch_database)
+    rows, decisions, alerts = _batch("apart", 8)
+    deciding = decisions_table(
+        [d for d in decisions if not d.is_fraud or d.shadow]
+    )  # the alerts' rows left out
+    with psycopg.connect(scratch_database, autocommit=True) as conn:
+        write_batch(conn, rows, deciding, alerts)
+        stored = conn.execute(ALERT_ROW).fetchall()
+    assert [row[0] for row in stored] == sorted(a.transaction_id for a in alerts)
+    assert [(row[2], row[6]) for row in stored] == [(pytest.approx(0.9), "stable")] * len(alerts)
 
 
 def test_the_sink_refuses_a_connection_whose_commit_it_does_not_control(scratch_database: str) -> None:

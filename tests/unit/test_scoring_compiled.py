@@ -107,6 +107,33 @@ def test_reason_codes_are_xgboost_contributions_of_the_features_that_pushed_up(b
         )
 
 
+@pytest.mark.parametrize("exact", [True, False])
+def test_each_reason_names_the_features_value_none_where_it_was_missing_and_pushes_up(
+    booster: xgb.Booster, exact: bool
+) -> None:
+    scorer = Scorer(artifact(booster, 12))
+    features = rows(300, 12, seed=9)
+
+    reasons = scorer.reasons(features, top_k=3, exact=exact)
+
+    assert len(reasons) == 300
+    missing = 0
+    for row, row_reasons in enumerate(reasons):
+        assert len(row_reasons) <= 3
+        pushes = [r.contribution for r in row_reasons]
+        assert pushes == sorted(pushes, reverse=True) and all(push > 0 for push in pushes)
+        for reason in row_reasons:
+            value = features[row, int(reason.feature[1:])]
+            if np.isnan(value):
+                assert reason.value is None
+                missing += 1
+            else:
+                assert reason.value == float(value) and type(reason.value) is float
+            assert type(reason.contribution) is float
+        assert [r.as_dict()["feature"] for r in row_reasons] == [r.feature for r in row_reasons]
+    assert missing > 0  # the rows' 20% missing values reach some reasons: the None case is exercised
+
+
 def test_compiled_approximate_contributions_equal_xgboosts(booster: xgb.Booster) -> None:
     features = rows(2000, 12, seed=7)
 

