@@ -87,7 +87,7 @@ def write_table() -> Path:
             shown = f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
             rows.append(
                 f"| {document['name']} | {key} | {shown} {unit} | {target} {verdict} | "
-                f"{document['machine']['measured_at'][:10]} |"
+                f"{document['machine']['measured_at'][:16].replace('T', ' ')} | {document['machine']['cpu']} |"
             )
     header = [
         "# Benchmarks",
@@ -96,8 +96,8 @@ def write_table() -> Path:
         "",
         *(f"Machine: {m}" for m in sorted(machines)),
         "",
-        "| benchmark | number | value | target | measured |",
-        "|---|---|---:|---|---|",
+        "| benchmark | number | value | target | measured (UTC) | CPU |",
+        "|---|---|---:|---|---|---|",
     ]
     path = RESULTS_DIR / "BENCH.md"
     path.write_text("\n".join(header + rows) + "\n")
