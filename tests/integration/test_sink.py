@@ -125,9 +125,8 @@ def test_alerts_taken_from_the_batchs_decisions_table_are_stored_as_built_from_t
 def test_an_alert_the_decisions_table_does_not_hold_is_built_from_its_object(scratch_database: str) -> None:
     migrate.upgrade(scratch_database)
     rows, decisions, alerts = _batch("apart", 8)
-    deciding = decisions_table(
-        [d for d in decisions if not d.is_fraud or d.shadow]
-    )  # the alerts' rows left out
+    # the alerts' own deciding rows left out of the table
+    deciding = decisions_table([d for d in decisions if not d.is_fraud or d.shadow])
     with psycopg.connect(scratch_database, autocommit=True) as conn:
         write_batch(conn, rows, deciding, alerts)
         stored = conn.execute(ALERT_ROW).fetchall()

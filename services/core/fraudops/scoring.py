@@ -39,8 +39,8 @@ COMPILED_TOLERANCE = 1e-6
 class Reason(NamedTuple):
     """One feature's push towards (positive) or away from (negative) fraud, in log-odds.
 
-    A named tuple: an alert storm explains thousands of rows a batch, and a tuple is built ~4x faster
-    than a frozen dataclass."""
+    A named tuple: an alert storm explains thousands of rows a batch, and a tuple is built about twice
+    as fast as a frozen dataclass (0.7 against 1.5 µs here)."""
 
     feature: str
     value: float | None

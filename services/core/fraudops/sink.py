@@ -207,14 +207,18 @@ def _alerts_table(decisions: Sequence[Decision] | pa.Table, alerts: Sequence[Dec
     (the stream's batches; their reasons are JSON there already), else built from the objects.
 
     An alert storm (a card-testing attack, a backlog the model flags a quarter of) builds thousands of
-    rows a batch: filtering the table costs ~0.1 ms where building them again cost ~7 µs an alert.
+    rows a batch: for 1,250 alerts, filtering the table took 0.8 ms where building them again took 14.
+    The rows taken are the deciding fraud decisions of the alerts' transactions; when they are not
+    exactly as many as the alerts (a caller's own mix: an alert whose decision the table does not hold),
+    the alerts are built from their objects.
     """
     if isinstance(decisions, pa.Table):
-        deciding = pc.and_(
-            pc.invert(decisions["shadow"]),
-            pc.is_in(decisions["transaction_id"], pa.array([a.transaction_id for a in alerts], pa.string())),
+        alerted = pc.is_in(
+            decisions["transaction_id"], pa.array([a.transaction_id for a in alerts], pa.string())
         )
-        taken = decisions.filter(deciding)
+        taken = decisions.filter(
+            pc.and_(pc.and_(pc.invert(decisions["shadow"]), decisions["is_fraud"]), alerted)
+        )
         if taken.num_rows == len(alerts):
             return taken
     return decisions_table(alerts)
