@@ -216,9 +216,7 @@ def _alerts_table(decisions: Sequence[Decision] | pa.Table, alerts: Sequence[Dec
         alerted = pc.is_in(
             decisions["transaction_id"], pa.array([a.transaction_id for a in alerts], pa.string())
         )
-        taken = decisions.filter(
-            pc.and_(pc.and_(pc.invert(decisions["shadow"]), decisions["is_fraud"]), alerted)
-        )
+        taken = decisions.filter(pc.and_(pc.and_not(decisions["is_fraud"], decisions["shadow"]), alerted))
         if taken.num_rows == len(alerts):
             return taken
     return decisions_table(alerts)
